@@ -1,0 +1,190 @@
+/**
+ * The deployment plan: pure data computed from a validated manifest (see `plan.ts`).
+ * Everything downstream (rendering, Pulumi components, CLI views) reads these types, never the raw manifest.
+ * All arrays are sorted deterministically (services by name, routes by domain then path, …).
+ */
+
+/** Built-in NixOS modules shipped under `nixos/`; "custom" runs the module files named in the manifest. */
+export const builtinKinds = ["dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole"] as const;
+export type BuiltinKind = (typeof builtinKinds)[number];
+export type ServiceKind = BuiltinKind | "custom";
+
+/** When a health check runs: after activation (gates the deploy), on refresh/status, or both. */
+export type HealthPhase = "startup" | "liveness" | "both";
+
+/** One health probe. Command, systemd and host-side HTTP probes run on the service's host over SSH. */
+export type HealthCheckSpec =
+  | { name: string; phase: HealthPhase; kind: "command"; command: string }
+  | { name: string; phase: HealthPhase; kind: "systemd"; unit: string }
+  | { name: string; phase: HealthPhase; kind: "tcp"; host: string; port: number }
+  | { name: string; phase: HealthPhase; kind: "http"; url: string; expectStatus: number; from: "controller" | "host" };
+
+/** Compose semantics: a probe is retried every `intervalSeconds`; `retries` consecutive failures after
+ * `startPeriodSeconds` make the service unhealthy; each probe is killed after `timeoutSeconds`. */
+export interface HealthPlan {
+  checks: HealthCheckSpec[];
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  retries: number;
+  startPeriodSeconds: number;
+}
+
+export interface ResourcesPlan {
+  cores: number;
+  memoryMiB: number;
+  swapMiB: number;
+  diskGiB: number;
+}
+
+export interface SecretPlan {
+  /** Secret name, unique per service (e.g. `db_password`, `oidc_client_secret`, `env`). */
+  name: string;
+  /** The service whose stack config key holds the value: `nixmox:secrets.<owner service>.<name>`. */
+  configService: string;
+  /** Host that receives the file. */
+  service: string;
+  /** Absolute path on the host (under `secretsDir`). */
+  path: string;
+  owner: string;
+  group: string;
+  mode: string;
+  /** systemd units restarted when the value changes. */
+  restartUnits: string[];
+  /** Generated with @pulumi/random when not set in the stack config. */
+  generated: boolean;
+  description: string;
+}
+
+export interface RoutePlan {
+  /** Service that owns the route. */
+  service: string;
+  /** Route name: "default" for a single route, else the attribute name of a named route. */
+  name: string;
+  domain: string;
+  path: string;
+  upstream: string;
+  tls: "internal" | "acme" | "off";
+  auth: "oidc" | "forward_auth" | null;
+  /** Service that provides auth for this route (forward auth or OIDC), or null. */
+  authProvider: string | null;
+  extraConfig: string;
+}
+
+export interface DnsRecordPlan {
+  name: string;
+  type: "A";
+  value: string;
+  /** Why the record exists: "host" or "route". */
+  source: "host" | "route";
+  service: string;
+}
+
+export interface DatabasePlan {
+  /** The application that uses the database. */
+  service: string;
+  /** The PostgreSQL service that hosts it. */
+  server: string;
+  host: string;
+  port: number;
+  name: string;
+  owner: string;
+  /** The client's IP, for pg_hba. */
+  clientIp: string;
+  /** Secret name (on both hosts) holding the owner's password. */
+  passwordSecret: string;
+}
+
+export type AuthClientPlan =
+  | {
+      type: "oidc";
+      service: string;
+      provider: string;
+      clientId: string;
+      clientType: "confidential" | "public";
+      redirectUris: string[];
+      scopes: string[];
+      usernameClaim: string;
+      groupsClaim: string;
+      /** Secret name holding the client secret (null for public clients). */
+      clientSecret: string | null;
+      launchUrl: string | null;
+    }
+  | {
+      type: "forward_auth";
+      service: string;
+      provider: string;
+      /** Route domains protected by this client. */
+      domains: string[];
+      /** host:port of the provider's outpost that the reverse proxy asks. */
+      upstream: string;
+    };
+
+export interface EdgePlan {
+  from: string;
+  to: string;
+  /** Human reason, e.g. "depends_on", "interface.db.host is postgresql's address". */
+  reasons: string[];
+}
+
+export interface ServicePlan {
+  name: string;
+  kind: ServiceKind;
+  /** Whether it came from `core_services` or `services`. */
+  group: "core_services" | "services";
+  vmid: number;
+  ip: string;
+  /** Prefix length of `network.network_cidr`. */
+  prefixLength: number;
+  /** Short host name (first label). */
+  hostName: string;
+  /** Fully qualified name. */
+  fqdn: string;
+  version: string | null;
+  node: string | null;
+  resources: ResourcesPlan;
+  onboot: boolean;
+  start: boolean;
+  stateful: boolean;
+  tags: string[];
+  ports: number[];
+  sshPort: number;
+  /** Services this one depends on (declared and inferred), sorted. */
+  dependsOn: string[];
+  wave: number;
+  /** Proxmox startup order (lower starts first). */
+  startupOrder: number;
+  /** Manifest-relative NixOS module files (for `custom` and extra modules). */
+  nixosModules: string[];
+  health: HealthPlan;
+  secrets: SecretPlan[];
+}
+
+export interface NetworkPlan {
+  domain: string;
+  dnsServer: string;
+  gateway: string;
+  networkCidr: string;
+  prefixLength: number;
+  vlanTag: number | null;
+  sshKeys: Record<string, string[]>;
+}
+
+export interface Plan {
+  network: NetworkPlan;
+  /** Directory on every host holding secret files (root-only, outside the Nix store). */
+  secretsDir: string;
+  /** Enabled services, sorted by name. */
+  services: ServicePlan[];
+  /** Names of disabled services, sorted. */
+  disabled: string[];
+  edges: EdgePlan[];
+  /** Topological levels; wave 0 has no dependencies. */
+  waves: string[][];
+  routes: RoutePlan[];
+  dnsRecords: DnsRecordPlan[];
+  databases: DatabasePlan[];
+  authClients: AuthClientPlan[];
+  secrets: SecretPlan[];
+  /** Directory of the manifest file, to resolve relative module paths (not part of rendered output). */
+  manifestDir: string;
+}
