@@ -1,0 +1,277 @@
+/**
+ * One SSH connection (ssh2) with a pinned host key, reused for many commands.
+ *
+ * - `connectSsh` refuses a host whose key is not one of `hostKeys`, naming the host and both fingerprints.
+ *   With `hostKeys` empty it refuses too, unless `trustOnFirstUse` is set: then the presented key is accepted
+ *   and returned as `session.hostKey` so the caller records it (first contact) and pins it afterwards.
+ *   There is no "accept anything" mode (the `StrictHostKeyChecking=no` trap).
+ * - `session.exec` runs one command, feeds optional stdin, and resolves with `{ code, stdout, stderr }`
+ *   within `timeoutMs`; it never rejects for a non-zero exit, only for transport failures.
+ */
+import type { Client, ClientChannel, ConnectConfig } from "ssh2";
+import {
+  HostKey,
+  fingerprint,
+  formatHostKey,
+  hostKeyAlgorithms,
+  hostKeyFromBlob,
+  parseHostKey,
+  sameHostKey,
+} from "./host-key";
+
+export interface SshConnectOptions {
+  host: string;
+  /** @default 22 */
+  port?: number;
+  /** @default "root" */
+  username?: string;
+  /** OpenSSH or PEM private key text (a secret: never logged, never put in an error). */
+  privateKey: string;
+  /** Pinned host keys (`ssh-ed25519 AAAA…`); the server must present one of them. */
+  hostKeys: string[];
+  /** Accept and report the presented key when `hostKeys` is empty (first contact). @default false */
+  trustOnFirstUse?: boolean;
+  /** TCP connect + handshake + auth deadline. @default 10000 */
+  readyTimeoutMs?: number;
+  /** SSH keepalive; a dead peer is detected after about 3 intervals. @default 5000 */
+  keepaliveIntervalMs?: number;
+}
+
+export interface ExecResult {
+  /** Exit status; null when the command was killed by a signal, timed out or the connection dropped. */
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  /** True when the connection closed before the command reported an exit status. */
+  connectionLost: boolean;
+}
+
+export interface ExecOptions {
+  /** Kill the channel after this long. @default 30000 */
+  timeoutMs?: number;
+  /** Written to the command's stdin, then stdin is closed. Use this for secrets, never the command string. */
+  stdin?: string | Buffer;
+  /** Keep at most this many trailing characters of each stream. @default 65536 */
+  maxOutputChars?: number;
+}
+
+/** Thrown when the server presents a host key other than the pinned ones. */
+export class HostKeyMismatchError extends Error {
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    readonly expected: string[],
+    readonly presented: string,
+  ) {
+    super(
+      `host key mismatch for ${host}:${port}: expected ${expected.join(" or ")}, the server presented ${presented}; ` +
+        `refusing to connect. If the host was re-created on purpose, record its new key (remove the old one from state or known_hosts).`,
+    );
+    this.name = "HostKeyMismatchError";
+  }
+}
+
+/** Thrown for transport failures: unreachable host, refused auth, handshake timeout, dropped connection. */
+export class SshConnectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SshConnectionError";
+  }
+}
+
+export interface SshSession {
+  readonly host: string;
+  readonly port: number;
+  /** The key the server presented (`ssh-ed25519 AAAA…`): pin this after first contact. */
+  readonly hostKey: string;
+  readonly hostKeyFingerprint: string;
+  /** True until the connection closes (dropped or `close()`). */
+  isOpen(): boolean;
+  exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  close(): void;
+}
+
+export async function connectSsh(options: SshConnectOptions): Promise<SshSession> {
+  // Required here, not at module top, so dynamic providers that import this module serialize small.
+  const { Client: SshClient } = require("ssh2") as typeof import("ssh2");
+  const port = options.port ?? 22;
+  const where = `${options.host}:${port}`;
+  const pinned: HostKey[] = options.hostKeys.map((text, index) => parseHostKey(text, `hostKeys[${index}] for ${where}`));
+  if (pinned.length === 0 && !options.trustOnFirstUse) {
+    throw new SshConnectionError(`no pinned host key for ${where}: record it on first contact (trustOnFirstUse) or pass a known_hosts file`);
+  }
+  let presented: HostKey | null = null;
+  const client: Client = new SshClient();
+  const config: ConnectConfig = {
+    host: options.host,
+    port,
+    username: options.username ?? "root",
+    privateKey: options.privateKey,
+    readyTimeout: options.readyTimeoutMs ?? 10_000,
+    keepaliveInterval: options.keepaliveIntervalMs ?? 5_000,
+    keepaliveCountMax: 3,
+    hostVerifier: (blob: Buffer) => {
+      presented = hostKeyFromBlob(blob);
+      if (pinned.length === 0) return true;
+      return pinned.some((key) => sameHostKey(key, presented as HostKey));
+    },
+  };
+  if (pinned.length > 0) config.algorithms = { serverHostKey: hostKeyAlgorithms(pinned) as never };
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (error: Error & { level?: string; code?: string }) => {
+      client.removeListener("ready", onReady);
+      client.end();
+      const key = presented as HostKey | null;
+      if (key && pinned.length > 0 && !pinned.some((pin) => sameHostKey(pin, key))) {
+        reject(new HostKeyMismatchError(options.host, port, pinned.map(fingerprint), fingerprint(key)));
+        return;
+      }
+      reject(new SshConnectionError(describeConnectError(where, error)));
+    };
+    const onReady = () => {
+      client.removeListener("error", onError);
+      resolve();
+    };
+    client.once("error", onError);
+    client.once("ready", onReady);
+    client.connect(config);
+  });
+
+  const hostKey = presented as unknown as HostKey;
+  let open = true;
+  const closeWaiters = new Set<() => void>();
+  const markClosed = () => {
+    open = false;
+    for (const waiter of closeWaiters) waiter();
+    closeWaiters.clear();
+  };
+  client.on("close", markClosed);
+  client.on("end", markClosed);
+  // After "ready", transport errors surface through the affected exec calls; keep them from crashing the process.
+  client.on("error", markClosed);
+
+  const exec = (command: string, execOptions: ExecOptions = {}): Promise<ExecResult> => {
+    const timeoutMs = execOptions.timeoutMs ?? 30_000;
+    const maxChars = execOptions.maxOutputChars ?? 65_536;
+    if (!open) {
+      return Promise.resolve(lostResult(`SSH connection to ${where} is closed`));
+    }
+    return new Promise<ExecResult>((resolve) => {
+      let stdout = "";
+      let stderr = "";
+      let settled = false;
+      let channel: ClientChannel | null = null;
+      let exitCode: number | null = null;
+      let exitSignal: string | null = null;
+      const finish = (extra: Partial<ExecResult>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        closeWaiters.delete(onConnectionClosed);
+        resolve({ code: exitCode, signal: exitSignal, stdout, stderr, timedOut: false, connectionLost: false, ...extra });
+      };
+      const onConnectionClosed = () =>
+        finish({ code: null, connectionLost: true, stderr: tail(`${stderr}\nSSH connection to ${where} lost`, maxChars) });
+      closeWaiters.add(onConnectionClosed);
+      const timer = setTimeout(() => {
+        if (channel) {
+          // OpenSSH honours "signal" requests since 7.9; close() ends the channel either way.
+          try {
+            channel.signal("KILL");
+          } catch {
+            // The channel may already be gone; close() below is what matters.
+          }
+          channel.close();
+        }
+        finish({ code: null, timedOut: true });
+      }, timeoutMs);
+      try {
+        client.exec(command, (error, stream) => {
+          if (error) {
+            finish({ code: null, connectionLost: !open, stderr: `cannot start command on ${where}: ${error.message}` });
+            return;
+          }
+          channel = stream;
+          stream.on("data", (chunk: Buffer) => (stdout = tail(stdout + chunk.toString("utf8"), maxChars)));
+          stream.stderr.on("data", (chunk: Buffer) => (stderr = tail(stderr + chunk.toString("utf8"), maxChars)));
+          stream.on("exit", (code: number | null, signal?: string) => {
+            exitCode = typeof code === "number" ? code : null;
+            exitSignal = signal ?? null;
+          });
+          stream.on("close", () => finish({}));
+          if (execOptions.stdin !== undefined) stream.end(execOptions.stdin);
+          else stream.end();
+        });
+      } catch (error) {
+        finish({ code: null, connectionLost: true, stderr: `cannot start command on ${where}: ${(error as Error).message}` });
+      }
+    });
+  };
+
+  return {
+    host: options.host,
+    port,
+    hostKey: formatHostKey(hostKey),
+    hostKeyFingerprint: fingerprint(hostKey),
+    isOpen: () => open,
+    exec,
+    close: () => {
+      client.end();
+      markClosed();
+    },
+  };
+}
+
+/**
+ * Reads the host key a server presents without authenticating (first-contact recording, like ssh-keyscan).
+ * Prefer getting the key out-of-band (e.g. `pct exec`); use this only on a network you trust.
+ */
+export async function scanHostKey(host: string, port = 22, timeoutMs = 10_000): Promise<string> {
+  const { Client: SshClient } = require("ssh2") as typeof import("ssh2");
+  const where = `${host}:${port}`;
+  return new Promise<string>((resolve, reject) => {
+    const client: Client = new SshClient();
+    let key: HostKey | null = null;
+    client.on("error", (error: Error & { level?: string; code?: string }) => {
+      if (key) resolve(formatHostKey(key));
+      else reject(new SshConnectionError(describeConnectError(where, error)));
+    });
+    client.on("ready", () => {
+      client.end();
+      if (key) resolve(formatHostKey(key));
+    });
+    client.connect({
+      host,
+      port,
+      username: "nixmox-keyscan",
+      readyTimeout: timeoutMs,
+      // Returning false aborts the handshake right after the server proved it holds the key.
+      hostVerifier: (blob: Buffer) => {
+        key = hostKeyFromBlob(blob);
+        return false;
+      },
+    });
+  });
+}
+
+function describeConnectError(where: string, error: Error & { level?: string; code?: string }): string {
+  if (error.level === "client-authentication") {
+    return `SSH authentication as the deploy user failed on ${where}: the server did not accept the private key (check the authorized key on the host)`;
+  }
+  if (error.level === "client-timeout" || /Timed out/i.test(error.message)) {
+    return `SSH handshake with ${where} timed out`;
+  }
+  if (error.code) return `cannot reach SSH on ${where} (${error.code})`;
+  return `SSH connection to ${where} failed: ${error.message}`;
+}
+
+function lostResult(message: string): ExecResult {
+  return { code: null, signal: null, stdout: "", stderr: message, timedOut: false, connectionLost: true };
+}
+
+function tail(text: string, maxChars: number): string {
+  return text.length > maxChars ? text.slice(text.length - maxChars) : text;
+}

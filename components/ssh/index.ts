@@ -1,0 +1,3 @@
+export * from "./host-key";
+export * from "./connection";
+export * from "./quote";
