@@ -52,6 +52,8 @@ export interface SecretPlan {
   restartUnits: string[];
   /** Generated with @pulumi/random when not set in the stack config. */
   generated: boolean;
+  /** A missing value stops the deploy (false: the module runs without it). */
+  required: boolean;
   description: string;
 }
 

@@ -1,0 +1,294 @@
+/**
+ * The service manifest schema: the one source of truth for the manifest's shape, defaults and documentation.
+ *
+ * Field names follow the original NixMox manifest (`network`, `core_services`, `services`, `depends_on`,
+ * `interface.proxy|auth|health|db`, snake_case); NixMox extensions are marked "NixMox extension" in their
+ * description. Every object is strict, so a typo such as `depend_on` is reported instead of ignored.
+ * Defaults that depend on other fields (a service's hostname, a database's owner, …) are applied in
+ * `plan.ts` and documented here.
+ */
+import { z } from "zod";
+import { builtinKinds } from "./plan-types";
+
+/** A DNS label: letters, digits and inner hyphens (RFC 1123). */
+const dnsLabelPattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** True when `value` is a valid lower-case DNS name (one or more labels, at most 253 characters). */
+export function isDnsName(value: string): boolean {
+  return value.length <= 253 && value.split(".").every((label) => dnsLabelPattern.test(label));
+}
+
+/** True when `value` is a dotted-quad IPv4 address without leading zeros. */
+export function isIpv4(value: string): boolean {
+  const parts = value.split(".");
+  return (
+    parts.length === 4 &&
+    parts.every((part) => /^(0|[1-9][0-9]{0,2})$/.test(part) && Number(part) <= 255)
+  );
+}
+
+/** True when `value` is `host:port` with an IPv4 address or DNS name and a port in 1–65535. */
+export function isHostPort(value: string): boolean {
+  const match = /^([^:]+):([0-9]{1,5})$/.exec(value);
+  if (!match) return false;
+  const port = Number(match[2]);
+  return (isIpv4(match[1]) || isDnsName(match[1])) && port >= 1 && port <= 65535;
+}
+
+const dnsName = (what: string) =>
+  z.string().refine(isDnsName, {
+    message: `must be a valid DNS name (lower-case letters, digits, '-' and '.') for ${what}`,
+  });
+const ipv4 = z.string().refine(isIpv4, { message: "must be an IPv4 address such as 192.168.99.10" });
+const hostPort = z.string().refine(isHostPort, { message: 'must be "host:port"' });
+const port = z.number().int().min(1).max(65535);
+const positiveSeconds = z.number().positive();
+const shellCommand = z
+  .string()
+  .min(1)
+  .refine((command) => !/[\0\r\n]/.test(command), { message: "must be a single line (no newline or NUL)" });
+
+/** An OpenSSH public key line: type, base64 body, optional comment; never more than one line. */
+const sshPublicKey = z
+  .string()
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\0\r\n]*)?$/,
+    { message: 'must be one OpenSSH public key line such as "ssh-ed25519 AAAA… user@host"' },
+  );
+
+export const networkSchema = z
+  .strictObject({
+    domain: dnsName("the homelab's domain").describe("Domain of the homelab; short hostnames get it appended."),
+    dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
+    gateway: ipv4.describe("Default gateway; must lie inside network_cidr."),
+    network_cidr: z
+      .string()
+      .regex(/^[0-9.]+\/([0-9]|[12][0-9]|3[0-2])$/, { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
+      .refine((cidr) => isIpv4(cidr.split("/")[0]), { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
+      .describe("The containers' subnet; every service ip and the gateway must lie inside it."),
+    vlan_tag: z
+      .number()
+      .int()
+      .min(1)
+      .max(4094)
+      .nullable()
+      .default(null)
+      .describe("VLAN tag of every container's NIC. Omitted or null: untagged."),
+    ssh_keys: z
+      .record(z.string().regex(/^[a-z_][a-z0-9_-]*$/, { message: "must be a Unix user name" }), z.array(sshPublicKey))
+      .default({})
+      .describe("Public keys allowed to log in, per user (`root` is the account NixMox deploys with)."),
+  })
+  .describe("Network facts shared by every container.");
+
+const tlsSchema = z
+  .union([z.boolean(), z.enum(["internal", "acme", "off"])])
+  .default(true)
+  .describe('TLS for the route: true or "internal" (Caddy\'s internal CA, the default), "acme", false or "off".');
+
+/** Caddyfile directives must keep braces balanced so they cannot close the site block they are pasted into. */
+function bracesBalanced(text: string): boolean {
+  let depth = 0;
+  for (const char of text) {
+    if (char === "{") depth += 1;
+    if (char === "}") depth -= 1;
+    if (depth < 0) return false;
+  }
+  return depth === 0;
+}
+
+export const proxyRouteSchema = z
+  .strictObject({
+    domain: dnsName("a route").describe("Domain served by the reverse proxy; it gets a DNS record pointing at the proxy."),
+    path: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~\/-]*\*?$/, { message: 'must start with "/" and contain only URL path characters' })
+      .default("/")
+      .describe('Path prefix routed to the upstream. Default "/".'),
+    upstream: hostPort.describe('Where the proxy sends requests, "host:port".'),
+    tls: tlsSchema,
+    authz: z
+      .boolean()
+      .default(false)
+      .describe("Require a login for this route: forward auth unless the service's interface.auth says oidc."),
+    auth: z
+      .union([z.boolean(), z.enum(["oidc", "forward_auth", "none"])])
+      .optional()
+      .describe(
+        "Override the route's auth: false/\"none\" turns it off, true uses the service's interface.auth.type. Omitted: the service's interface.auth.type, or forward_auth when authz is true.",
+      ),
+    extra_config: z
+      .string()
+      .refine(bracesBalanced, { message: "must have balanced { } (it is pasted inside the route's Caddy block)" })
+      .default("")
+      .describe("Caddyfile directives added to the route, passed through as written."),
+  })
+  .describe("One reverse-proxy route.");
+
+export const authSchema = z
+  .strictObject({
+    type: z.enum(["oidc", "forward_auth"]).describe("oidc: the app logs users in itself; forward_auth: the proxy asks the provider first."),
+    provider: z
+      .string()
+      .optional()
+      .describe("Service that provides SSO (an authentik service). Omitted: the manifest's only authentik service."),
+    oidc: z
+      .strictObject({
+        client_id: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]+$/, { message: "must contain only letters, digits, '.', '_' and '-'" })
+          .optional()
+          .describe("OIDC client id. Omitted: the service name."),
+        client_type: z.enum(["confidential", "public"]).default("confidential"),
+        redirect_uris: z
+          .array(z.string().regex(/^https?:\/\/[^\s"'\\]+$/, { message: "must be an http(s) URL without spaces or quotes" }))
+          .optional()
+          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the service's route domains."),
+        scopes: z.array(z.string().regex(/^[a-z_:.-]+$/)).default(["openid", "email", "profile"]),
+        username_claim: z.string().regex(/^[a-z_]+$/).default("preferred_username"),
+        groups_claim: z.string().regex(/^[a-z_]+$/).default("groups"),
+      })
+      .prefault({})
+      .describe("OIDC client settings; every field has a default."),
+    forward_auth_upstream: hostPort
+      .optional()
+      .describe('Outpost the proxy asks, "host:port". Omitted: the provider\'s embedded outpost, "<provider ip>:9000".'),
+  })
+  .describe("Single sign-on for the service, generated in Authentik.");
+
+const phaseSchema = z
+  .enum(["startup", "liveness", "both"])
+  .default("both")
+  .describe("startup: gates the deploy (and triggers rollback); liveness: status and refresh; both (default).");
+
+export const healthCheckSchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("systemd"),
+    unit: z.string().regex(/^[A-Za-z0-9@:._-]+$/, { message: "must be a systemd unit name" }),
+    phase: phaseSchema,
+  }),
+  z.strictObject({
+    type: z.literal("tcp"),
+    port,
+    host: z.string().refine((host) => isIpv4(host) || isDnsName(host), { message: "must be an IPv4 address or DNS name" }).optional()
+      .describe("Host to connect to. Omitted: the service's ip."),
+    phase: phaseSchema,
+  }),
+  z.strictObject({
+    type: z.literal("http"),
+    url: z.string().regex(/^https?:\/\/[^\s"'\\`$]+$/, { message: "must be an http(s) URL without spaces, quotes or $" }),
+    expect_status: z.number().int().min(100).max(599).default(200),
+    from: z.enum(["controller", "host"]).default("controller").describe("Probe from the machine running NixMox, or from inside the host."),
+    phase: phaseSchema,
+  }),
+]);
+
+export const healthSchema = z
+  .strictObject({
+    startup: shellCommand.optional().describe("Shell command run on the host after activation; failure rolls the deploy back."),
+    liveness: shellCommand.optional().describe("Shell command run on the host by status and refresh."),
+    checks: z.array(healthCheckSchema).default([]).describe("NixMox extension: systemd, tcp and http checks."),
+    interval: positiveSeconds.default(10).describe("Seconds between probes."),
+    timeout: positiveSeconds.default(5).describe("Seconds before one probe counts as failed."),
+    retries: z.number().int().min(1).default(3).describe("Consecutive failures (after start_period) that make the service unhealthy."),
+    start_period: z.number().min(0).default(0).describe("NixMox extension (Compose): seconds during which failures do not count."),
+  })
+  .describe("Health checks with Docker Compose semantics. Omitted: the built-in module's main unit must be active.");
+
+export const dbSchema = z
+  .strictObject({
+    host: z.string().min(1).describe("The PostgreSQL service: its ip, hostname or name."),
+    name: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: "must be a PostgreSQL identifier (a-z, 0-9, _)" }).optional()
+      .describe("Database name. Omitted: the service name with '-' replaced by '_'."),
+    owner: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: "must be a PostgreSQL identifier (a-z, 0-9, _)" }).optional()
+      .describe("Owner role. Omitted: the database name."),
+    port: port.default(5432),
+  })
+  .describe("A database this service needs; NixMox creates it and its owner on the PostgreSQL host.");
+
+export const interfaceSchema = z
+  .strictObject({
+    proxy: z
+      .union([proxyRouteSchema, z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a route name (a-z, 0-9, _ and -)" }), proxyRouteSchema)])
+      .optional()
+      .describe("One route, or an attribute set of named routes."),
+    auth: authSchema.optional(),
+    health: healthSchema.optional(),
+    db: dbSchema.optional(),
+  })
+  .describe("What the service offers and needs.");
+
+export const secretDeclarationSchema = z
+  .strictObject({
+    owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("root").describe("File owner on the host."),
+    group: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("root"),
+    mode: z.string().regex(/^0?[0-7]{3}$/, { message: 'must be an octal mode such as "0400"' }).default("0400"),
+    restart_units: z.array(z.string().regex(/^[A-Za-z0-9@:._-]+$/, { message: "must be a systemd unit name" })).default([])
+      .describe("Units restarted when the value changes."),
+    generate: z.boolean().default(false).describe("Generate a random value when the stack config does not set one."),
+    description: z.string().default(""),
+  })
+  .describe("A secret the service consumes; the value lives in the Pulumi stack config, never in the manifest.");
+
+const modulePath = z
+  .string()
+  .regex(/^(\.\/)?([A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.nix$/, {
+    message: 'must be a relative path to a .nix file inside the manifest\'s directory, such as "modules/grafana.nix"',
+  });
+
+export const serviceSchema = z
+  .strictObject({
+    enable: z.boolean().default(true).describe("Disabled services are planned and rendered nowhere."),
+    kind: z
+      .enum([...builtinKinds, "custom"])
+      .optional()
+      .describe("NixMox extension: which built-in NixOS module runs it. Omitted: the service name when it is built in, else custom."),
+    ip: ipv4.describe("Static IPv4 address inside network_cidr."),
+    hostname: dnsName("a hostname").optional().describe("Host name; a short name gets network.domain appended. Omitted: <name>.<domain>."),
+    vmid: z.number().int().min(100).max(999999999).describe("Proxmox container id."),
+    version: z.string().regex(/^[A-Za-z0-9._+-]*$/).optional().describe("Informational version, shown in tags and status."),
+    node: z.string().regex(dnsLabelPattern, { message: "must be a Proxmox node name" }).optional()
+      .describe("NixMox extension: Proxmox node. Omitted: the stack's nixmox:proxmox.node."),
+    resources: z
+      .strictObject({
+        cores: z.number().int().min(1).default(1),
+        memory: z.number().int().min(64).default(1024).describe("MiB."),
+        swap: z.number().int().min(0).default(512).describe("NixMox extension: MiB."),
+        disk_gb: z.number().int().min(1).default(8).describe("GiB."),
+      })
+      .prefault({}),
+    onboot: z.boolean().default(true).describe("Start the container when the Proxmox node boots."),
+    start: z.boolean().default(true).describe("Start the container after creation."),
+    depends_on: z.array(z.string()).default([]).describe("Services deployed (and healthy) before this one."),
+    ports: z.array(port).default([]).describe("TCP ports opened in the container's firewall (SSH is always open)."),
+    stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
+    tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
+    nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),
+    ssh: z.strictObject({ port: port.default(22) }).prefault({}).describe("NixMox extension: SSH port NixMox connects to."),
+    secrets: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: "must be a secret name (a-z, 0-9, '_', '.', '-')" }), secretDeclarationSchema)
+      .default({})
+      .describe("NixMox extension: secrets the service consumes (values in the stack config)."),
+    interface: interfaceSchema.prefault({}),
+  })
+  .describe("One service: one NixOS LXC container.");
+
+const serviceName = z.string().regex(dnsLabelPattern, { message: "must be a service name (a-z, 0-9 and inner '-')" });
+
+export const manifestSchema = z
+  .strictObject({
+    network: networkSchema,
+    core_services: z.record(serviceName, serviceSchema).default({}).describe("Infrastructure services."),
+    services: z.record(serviceName, serviceSchema).default({}).describe("Application services."),
+  })
+  .describe("The NixMox service manifest.");
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type ManifestInput = z.input<typeof manifestSchema>;
+export type ServiceManifest = z.infer<typeof serviceSchema>;
+export type ProxyRoute = z.infer<typeof proxyRouteSchema>;
+
+/** The JSON Schema of the manifest (input side: defaults shown, optional fields optional), for editors. */
+export function manifestJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(manifestSchema, { io: "input", target: "draft-2020-12" }) as Record<string, unknown>;
+}
