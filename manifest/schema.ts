@@ -35,10 +35,8 @@ export function isHostPort(value: string): boolean {
   return (isIpv4(match[1]) || isDnsName(match[1])) && port >= 1 && port <= 65535;
 }
 
-const dnsName = (what: string) =>
-  z.string().refine(isDnsName, {
-    message: `must be a valid DNS name (lower-case letters, digits, '-' and '.') for ${what}`,
-  });
+const dnsName = () =>
+  z.string().refine(isDnsName, { message: "must be a valid DNS name (lower-case letters, digits, '-' and '.')" });
 const ipv4 = z.string().refine(isIpv4, { message: "must be an IPv4 address such as 192.168.99.10" });
 const hostPort = z.string().refine(isHostPort, { message: 'must be "host:port"' });
 const port = z.number().int().min(1).max(65535);
@@ -58,7 +56,7 @@ const sshPublicKey = z
 
 export const networkSchema = z
   .strictObject({
-    domain: dnsName("the homelab's domain").describe("Domain of the homelab; short hostnames get it appended."),
+    domain: dnsName().describe("Domain of the homelab; short hostnames get it appended."),
     dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
     gateway: ipv4.describe("Default gateway; must lie inside network_cidr."),
     network_cidr: z
@@ -99,7 +97,7 @@ function bracesBalanced(text: string): boolean {
 
 export const proxyRouteSchema = z
   .strictObject({
-    domain: dnsName("a route").describe("Domain served by the reverse proxy; it gets a DNS record pointing at the proxy."),
+    domain: dnsName().describe("Domain served by the reverse proxy; it gets a DNS record pointing at the proxy."),
     path: z
       .string()
       .regex(/^\/[A-Za-z0-9._~\/-]*\*?$/, { message: 'must start with "/" and contain only URL path characters' })
@@ -244,7 +242,7 @@ export const serviceSchema = z
       .optional()
       .describe("NixMox extension: which built-in NixOS module runs it. Omitted: the service name when it is built in, else custom."),
     ip: ipv4.describe("Static IPv4 address inside network_cidr."),
-    hostname: dnsName("a hostname").optional().describe("Host name; a short name gets network.domain appended. Omitted: <name>.<domain>."),
+    hostname: dnsName().optional().describe("Host name; a short name gets network.domain appended. Omitted: <name>.<domain>."),
     vmid: z.number().int().min(100).max(999999999).describe("Proxmox container id."),
     version: z.string().regex(/^[A-Za-z0-9._+-]*$/).optional().describe("Informational version, shown in tags and status."),
     node: z.string().regex(dnsLabelPattern, { message: "must be a Proxmox node name" }).optional()

@@ -201,11 +201,29 @@ export function ipInCidr(ip: string, cidr: string): boolean {
   return prefix >= 31 || (value !== network && value !== network + size - 1);
 }
 
+/**
+ * Parses with unknown fields dropped, so that a typo in one field (already reported by the schema pass)
+ * does not hide the cross-service problems of the rest of the entry.
+ */
+function parseLeniently<T extends z.ZodType>(schema: T, value: unknown): ReturnType<T["safeParse"]> {
+  let current = structuredClone(value);
+  for (let attempt = 0; ; attempt += 1) {
+    const result = schema.safeParse(current) as ReturnType<T["safeParse"]>;
+    const unknownKeys = result.success ? [] : result.error!.issues.filter((issue) => issue.code === "unrecognized_keys");
+    if (result.success || unknownKeys.length === 0 || attempt === 3) return result;
+    for (const issue of unknownKeys) {
+      const parent = valueAt(current, issue.path) as Record<string, unknown> | undefined;
+      if (parent && typeof parent === "object") for (const key of (issue as { keys: string[] }).keys) delete parent[key];
+    }
+    current = structuredClone(current);
+  }
+}
+
 function crossServiceProblems(raw: unknown): Problem[] {
   const problems: Problem[] = [];
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) return problems;
   const root = raw as Record<string, unknown>;
-  const network = networkSchema.safeParse(root.network);
+  const network = parseLeniently(networkSchema, root.network);
 
   // Parse each service on its own, so the services that are valid still take part in the cross checks.
   const candidates: Candidate[] = [];
@@ -219,7 +237,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
         problems.push({ subject: `service "${name}"`, field: "", message: `is defined in both ${other} and ${group}; rename one of them` });
       }
       seenGroup.set(name, group);
-      const parsed = serviceSchema.safeParse((entries as Record<string, unknown>)[name]);
+      const parsed = parseLeniently(serviceSchema, (entries as Record<string, unknown>)[name]);
       const service = parsed.success && network.success ? resolveService(name, group, parsed.data, network.data) : undefined;
       const enabled = parsed.success ? parsed.data.enable : (entries as Record<string, { enable?: unknown }>)[name]?.enable !== false;
       candidates.push({ name, group, service, enabled });

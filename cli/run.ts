@@ -1,0 +1,33 @@
+/**
+ * Shared plumbing for commands: how a manifest problem or an unexpected failure reaches the user.
+ */
+import { ManifestError } from "../manifest";
+
+/** Exit codes: 0 ok, 1 invalid manifest or unhealthy/failed result, 2 bad usage or an unexpected failure. */
+export const exitCodes = { ok: 0, problems: 1, usage: 2 } as const;
+
+/**
+ * Runs a command action: a `ManifestError` prints its problem list and exits 1; any other error prints one
+ * line (no stack trace) and exits 2.
+ */
+export function action<A extends unknown[]>(run: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      const code = await run(...args);
+      process.exitCode = code ?? exitCodes.ok;
+    } catch (error) {
+      if (error instanceof ManifestError) {
+        process.stderr.write(`${error.message}\n`);
+        process.exitCode = exitCodes.problems;
+        return;
+      }
+      process.stderr.write(`nixmox: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exitCode = exitCodes.usage;
+    }
+  };
+}
+
+/** Writes text followed by exactly one newline. */
+export function print(text: string): void {
+  process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+}

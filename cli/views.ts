@@ -1,0 +1,106 @@
+/**
+ * Pure text views of a plan: the `plan` JSON and table, and the dependency graph in Mermaid or DOT.
+ */
+import type { Plan } from "../manifest";
+
+/** Stable JSON: object keys sorted at every level, two-space indent, trailing newline. */
+export function stableJson(value: unknown): string {
+  const sort = (item: unknown): unknown => {
+    if (Array.isArray(item)) return item.map(sort);
+    if (item && typeof item === "object") {
+      return Object.fromEntries(Object.keys(item).sort().map((key) => [key, sort((item as Record<string, unknown>)[key])]));
+    }
+    return item;
+  };
+  return `${JSON.stringify(sort(value), null, 2)}\n`;
+}
+
+/** The machine-readable plan (`nixmox plan --json`): no paths of the machine that produced it. */
+export function renderPlanJson(plan: Plan): string {
+  return stableJson({
+    network: plan.network,
+    secretsDir: plan.secretsDir,
+    services: plan.services.map((service) => ({
+      name: service.name,
+      kind: service.kind,
+      group: service.group,
+      vmid: service.vmid,
+      ip: service.ip,
+      hostname: service.fqdn,
+      node: service.node,
+      dependsOn: service.dependsOn,
+      wave: service.wave,
+      startupOrder: service.startupOrder,
+      stateful: service.stateful,
+      resources: service.resources,
+      ports: service.ports,
+      sshPort: service.sshPort,
+      tags: service.tags,
+      nixosModules: service.nixosModules,
+      health: service.health,
+    })),
+    disabled: plan.disabled,
+    edges: plan.edges,
+    waves: plan.waves,
+    routes: plan.routes,
+    dnsRecords: plan.dnsRecords,
+    databases: plan.databases,
+    authClients: plan.authClients,
+    secrets: plan.secrets,
+  });
+}
+
+/** The readable plan: waves, then per service its container and routes. */
+export function renderPlanText(plan: Plan): string {
+  const lines: string[] = [];
+  const enabled = plan.services.length;
+  lines.push(`Plan for ${plan.network.domain}: ${enabled} service${enabled === 1 ? "" : "s"} in ${plan.waves.length} wave${plan.waves.length === 1 ? "" : "s"}` +
+    (plan.disabled.length > 0 ? ` (disabled: ${plan.disabled.join(", ")})` : ""));
+  const byName = new Map(plan.services.map((service) => [service.name, service]));
+  plan.waves.forEach((wave, index) => {
+    lines.push("", `Wave ${index}: ${wave.join(", ")}`);
+    for (const name of wave) {
+      const service = byName.get(name)!;
+      const r = service.resources;
+      lines.push(`  ${service.name} [${service.kind}] ct ${service.vmid}${service.node ? ` on ${service.node}` : ""}  ${service.ip}/${service.prefixLength}  ${service.fqdn}`);
+      lines.push(`    ${r.cores} core${r.cores === 1 ? "" : "s"}, ${r.memoryMiB} MiB, ${r.diskGiB} GiB${service.stateful ? ", stateful (protected)" : ""}`);
+      if (service.dependsOn.length > 0) lines.push(`    after: ${service.dependsOn.join(", ")}`);
+      for (const route of plan.routes.filter((entry) => entry.service === name)) {
+        const auth = route.auth ? ` (${route.auth} via ${route.authProvider})` : "";
+        lines.push(`    route ${route.tls === "off" ? "http" : "https"}://${route.domain}${route.path} → ${route.upstream}${auth}`);
+      }
+      for (const database of plan.databases.filter((entry) => entry.service === name)) {
+        lines.push(`    database ${database.name} (owner ${database.owner}) on ${database.server}`);
+      }
+    }
+  });
+  return `${lines.join("\n")}\n`;
+}
+
+export type GraphFormat = "mermaid" | "dot";
+
+/** The dependency graph; an edge points from a service to what it needs first, labelled with its reasons. */
+export function renderGraph(plan: Plan, format: GraphFormat): string {
+  const label = (reasons: string[]) => reasons.join("; ");
+  switch (format) {
+    case "mermaid": {
+      const id = (name: string) => name.replace(/-/g, "_");
+      const lines = ["graph LR"];
+      for (const service of plan.services) lines.push(`  ${id(service.name)}["${service.name}"]`);
+      for (const edge of plan.edges) lines.push(`  ${id(edge.from)} -->|"${label(edge.reasons).replace(/"/g, "#quot;")}"| ${id(edge.to)}`);
+      return `${lines.join("\n")}\n`;
+    }
+    case "dot": {
+      const quote = (text: string) => JSON.stringify(text);
+      const lines = ["digraph nixmox {", "  rankdir=LR;"];
+      for (const service of plan.services) lines.push(`  ${quote(service.name)};`);
+      for (const edge of plan.edges) lines.push(`  ${quote(edge.from)} -> ${quote(edge.to)} [label=${quote(label(edge.reasons))}];`);
+      lines.push("}");
+      return `${lines.join("\n")}\n`;
+    }
+    default: {
+      const unreachable: never = format;
+      throw new Error(`unknown graph format ${String(unreachable)}`);
+    }
+  }
+}
