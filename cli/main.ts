@@ -10,6 +10,10 @@ const program = new Command("nixmox")
 
 const commands: Array<{ register(program: Command): void }> = [
   // command registrations: one line per command file
+  require("./commands/validate"),
+  require("./commands/plan"),
+  require("./commands/graph"),
+  require("./commands/schema"),
 ];
 for (const command of commands) command.register(program);
 
