@@ -1,0 +1,119 @@
+/**
+ * Plan → one self-contained flake directory per enabled host. Pure: file contents come from an injected
+ * reader (`RenderSources`), so the same plan and sources always give the same bytes.
+ *
+ * Layout of `<out>/<service>/` (pushed to /etc/nixmox on the host):
+ *   flake.nix, flake.lock, host.json        generated
+ *   nixos/core.nix, nixos/lib/…             shipped modules this host imports (and nothing else)
+ *   nixos/services/<kind>.nix
+ *   custom/<manifest-relative path>         the manifest's own modules for this service
+ */
+import { createHash } from "node:crypto";
+import { ManifestError } from "../manifest";
+import type { Plan, ServiceKind } from "../manifest/plan-types";
+import { renderFlakeLock, renderFlakeNix } from "./flake";
+import { findService, planHostData, type HostDataOptions } from "./host-data";
+import { defaultNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
+import { stableJson } from "./stable-json";
+
+/** Where file contents come from. */
+export interface RenderSources {
+  /** A shipped module, by its path under `nixos/` (e.g. "services/caddy.nix"). */
+  shipped(relativePath: string): string;
+  /** A manifest module, by its path relative to the manifest's directory. */
+  manifest(relativePath: string): string;
+}
+
+export interface RenderOptions extends HostDataOptions {
+  /** The nixpkgs every host is pinned to (stack config `nixmox:nixpkgs`). @default defaultNixpkgsPin */
+  nixpkgs?: NixpkgsPin;
+}
+
+export interface RenderedHost {
+  service: string;
+  /** Relative path → content, keys sorted. */
+  files: Record<string, string>;
+  /** sha256 (hex) of the sorted file list and contents; changes exactly when a file of the host changes. */
+  contentHash: string;
+}
+
+/** Shipped files per module (paths under nixos/), including the helpers each one imports. */
+export const shippedFiles: Record<ServiceKind | "core", string[]> = {
+  core: ["core.nix", "lib/shell.nix"],
+  dns: ["services/dns.nix", "lib/dns.nix"],
+  caddy: ["services/caddy.nix", "lib/caddy.nix"],
+  postgresql: ["services/postgresql.nix", "lib/postgresql.nix", "lib/shell.nix"],
+  authentik: ["services/authentik.nix", "services/app-options.nix"],
+  vaultwarden: ["services/vaultwarden.nix", "services/app-options.nix"],
+  guacamole: ["services/guacamole.nix", "services/app-options.nix"],
+  custom: ["services/custom.nix"],
+};
+
+/** sha256 over every file as "<path>\0<byte length>\0<content>", in path order. */
+export function contentHash(files: Record<string, string>): string {
+  const hash = createHash("sha256");
+  for (const path of Object.keys(files).sort()) {
+    const content = Buffer.from(files[path], "utf8");
+    hash.update(`${path}\0${content.length}\0`);
+    hash.update(content);
+  }
+  return hash.digest("hex");
+}
+
+/** "./modules/x.nix" → "modules/x.nix"; refuses anything that could leave the manifest's directory. */
+function normalizeModulePath(service: string, index: number, relative: string): string {
+  const normalized = relative.replace(/^\.\//, "");
+  const segments = normalized.split("/");
+  if (relative.startsWith("/") || segments.some((segment) => segment === ".." || segment === "." || segment === "") || !normalized.endsWith(".nix")) {
+    throw new ManifestError("render", [{
+      subject: `service "${service}"`,
+      field: `nixos_modules[${index}]`,
+      message: `must be a relative path to a .nix file inside the manifest's directory, got ${JSON.stringify(relative)}`,
+    }]);
+  }
+  return normalized;
+}
+
+function readManifestModule(sources: RenderSources, service: string, index: number, relative: string, normalized: string): string {
+  try {
+    return sources.manifest(normalized);
+  } catch (error) {
+    const reason = error instanceof Error && "code" in error && error.code === "ENOENT" ? "file not found" : error instanceof Error ? error.message : String(error);
+    throw new ManifestError("render", [{
+      subject: `service "${service}"`,
+      field: `nixos_modules[${index}]`,
+      message: `cannot read ${JSON.stringify(relative)} (relative to the manifest's directory): ${reason}`,
+    }]);
+  }
+}
+
+export function renderHost(plan: Plan, name: string, sources: RenderSources, options: RenderOptions = {}): RenderedHost {
+  const service = findService(plan, name);
+  const pin = options.nixpkgs ?? defaultNixpkgsPin;
+  const files: Record<string, string> = {};
+
+  const shipped = [...new Set([...shippedFiles.core, ...shippedFiles[service.kind]])];
+  for (const relative of shipped) files[`nixos/${relative}`] = sources.shipped(relative);
+
+  const customModules = service.nixosModules.map((relative, index) => {
+    const normalized = normalizeModulePath(service.name, index, relative);
+    files[`custom/${normalized}`] = readManifestModule(sources, service.name, index, relative, normalized);
+    return `custom/${normalized}`;
+  });
+
+  const modules = ["nixos/core.nix", `nixos/services/${service.kind}.nix`, ...customModules];
+  files["flake.nix"] = renderFlakeNix(service.name, modules, pin);
+  files["flake.lock"] = renderFlakeLock(pin);
+  files["host.json"] = stableJson(planHostData(plan, service.name, options));
+
+  const sorted = Object.fromEntries(Object.keys(files).sort().map((path) => [path, files[path]]));
+  return { service: service.name, files: sorted, contentHash: contentHash(sorted) };
+}
+
+/** Every enabled host, sorted by service name; disabled services render nothing. */
+export function renderAll(plan: Plan, sources: RenderSources, options: RenderOptions = {}): RenderedHost[] {
+  return [...plan.services]
+    .map((service) => service.name)
+    .sort()
+    .map((name) => renderHost(plan, name, sources, options));
+}

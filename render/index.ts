@@ -1,0 +1,19 @@
+export { renderFlakeLock, renderFlakeNix } from "./flake";
+export {
+  containerInterface,
+  defaultListenPorts,
+  hostDataSchemaVersion,
+  planHostData,
+  type AppData,
+  type CaddyData,
+  type DnsData,
+  type HostData,
+  type HostDataOptions,
+  type HostFacts,
+  type PostgresqlData,
+} from "./host-data";
+export { contentHash, renderAll, renderHost, shippedFiles, type RenderedHost, type RenderOptions, type RenderSources } from "./host";
+export { defaultNixpkgsPin, defaultStateVersion, resolveNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
+export { fileSources, shippedModulesDir } from "./sources";
+export { stableJson } from "./stable-json";
+export { renderIndexFile, writeRenderedHosts } from "./write";

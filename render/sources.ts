@@ -1,0 +1,17 @@
+/**
+ * The file-system side of rendering: reads shipped modules from this package's `nixos/` directory and
+ * manifest modules from the manifest's directory. Kept apart so renderHost stays pure.
+ */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import type { RenderSources } from "./host";
+
+/** This package's nixos/ directory. */
+export const shippedModulesDir = path.join(__dirname, "..", "nixos");
+
+export function fileSources(manifestDir: string, modulesDir: string = shippedModulesDir): RenderSources {
+  return {
+    shipped: (relative) => readFileSync(path.join(modulesDir, relative), "utf8"),
+    manifest: (relative) => readFileSync(path.join(manifestDir, relative), "utf8"),
+  };
+}
