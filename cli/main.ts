@@ -14,6 +14,7 @@ const commands: Array<{ register(program: Command): void }> = [
   require("./commands/plan"),
   require("./commands/graph"),
   require("./commands/schema"),
+  require("./commands/render"),
 ];
 for (const command of commands) command.register(program);
 

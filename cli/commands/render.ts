@@ -1,0 +1,31 @@
+import type { Command } from "commander";
+import * as path from "node:path";
+import { defaultManifestPath, loadPlan, ManifestError } from "../../manifest";
+import { fileSources, renderAll, resolveNixpkgsPin, writeRenderedHosts } from "../../render";
+import { action, print } from "../run";
+
+function parsePin(json: string | undefined): unknown {
+  if (json === undefined) return undefined;
+  try {
+    return JSON.parse(json);
+  } catch {
+    throw new ManifestError("--nixpkgs", [{ subject: "--nixpkgs", field: "", message: 'must be JSON such as {"rev":"<40 hex>","narHash":"sha256-…=","ref":"nixos-25.11"}' }]);
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command("render")
+    .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .requiredOption("--out <dir>", "output directory")
+    .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (same shape as the stack config nixmox:nixpkgs); default: the pinned nixos-25.11")
+    .action(action(async (manifest: string, options: { out: string; nixpkgs?: string }) => {
+      const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
+      const plan = await loadPlan(manifest);
+      const hosts = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs });
+      writeRenderedHosts(options.out, hosts);
+      const lines = hosts.map((host) => `${host.service} ${host.contentHash}`);
+      print([`rendered ${hosts.length} host${hosts.length === 1 ? "" : "s"} into ${path.resolve(options.out)}`, ...lines].join("\n"));
+    }));
+}
