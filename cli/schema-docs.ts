@@ -34,9 +34,10 @@ function typeOf(schema: JsonSchema): string {
   if (variants) return variants.map(typeOf).join(" \\| ");
   const type = Array.isArray(schema.type) ? schema.type.join(" \\| ") : schema.type ?? "any";
   const range: string[] = [];
-  if (schema.minimum !== undefined) range.push(`≥ ${schema.minimum}`);
+  // zod's int() adds the safe-integer bounds; they say nothing to a reader.
+  if (schema.minimum !== undefined && schema.minimum > Number.MIN_SAFE_INTEGER) range.push(`≥ ${schema.minimum}`);
   if (schema.exclusiveMinimum !== undefined) range.push(`> ${schema.exclusiveMinimum}`);
-  if (schema.maximum !== undefined) range.push(`≤ ${schema.maximum}`);
+  if (schema.maximum !== undefined && schema.maximum < Number.MAX_SAFE_INTEGER) range.push(`≤ ${schema.maximum}`);
   if (type === "array" && schema.items) return `list of ${typeOf(schema.items)}`;
   if (type === "object" && typeof schema.additionalProperties === "object" && !schema.properties) return "attribute set";
   return range.length > 0 ? `${type} (${range.join(", ")})` : type;
