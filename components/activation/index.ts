@@ -1,0 +1,179 @@
+/**
+ * The activation wrapper (`nixmox-activate.sh`, run on the host) and the command strings that run it.
+ *
+ * `renderActivationCommand` returns `{ command, stdin }` for a `remote.Command`: the command installs the
+ * wrapper from stdin under the state dir and runs it; the wrapper text carries the service's startup checks
+ * as comment lines, so the command line holds only validated names, a hash and paths (no check text, no
+ * secret). Put `command` in `create`/`update` and `stdin` in `stdin`: a new config hash changes the command,
+ * which re-runs it as an update (triggers would replace, pulumi/pulumi-command#855).
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { HealthCheckSpec } from "../../manifest/plan-types";
+import type { HealthTiming } from "../health/runner";
+import { shellCommand, shellQuote } from "../ssh/quote";
+
+/** Where the wrapper finds things on the host. Tests point these into a temp dir. */
+export interface ActivationPaths {
+  /** @default "/var/lib/nixmox" (persistent, root-only: attempts, results, the deployed config hash) */
+  stateDir: string;
+  /** @default "/nix/var/nix/profiles/system" */
+  profile: string;
+  /** @default "/run/current-system" */
+  currentSystem: string;
+}
+
+export const defaultActivationPaths: ActivationPaths = {
+  stateDir: "/var/lib/nixmox",
+  profile: "/nix/var/nix/profiles/system",
+  currentSystem: "/run/current-system",
+};
+
+export interface ActivationOptions {
+  service: string;
+  /** Content hash of the host's rendered config (lowercase hex): same hash + same running generation = no-op. */
+  configHash: string;
+  /** @default `/etc/nixmox#<service>` */
+  flake?: string;
+  /** The service's health checks; the wrapper runs the host-side startup ones (phase startup|both). */
+  checks: HealthCheckSpec[];
+  timing: HealthTiming;
+  /** Keep the new generation only if `renderConfirmCommand` runs within this many seconds; 0 = no confirmation. @default 0 */
+  confirmTimeoutSeconds?: number;
+  /** Kill and roll back a `nixos-rebuild switch` that runs longer than this. @default 1800 */
+  activationTimeoutSeconds?: number;
+  /** @default defaultActivationPaths */
+  paths?: Partial<ActivationPaths>;
+}
+
+export interface ActivationResult {
+  status: "switched" | "unchanged" | "rolled-back" | "rollback-failed" | "failed" | "awaiting-confirmation";
+  service: string;
+  configHash: string;
+  generation: string | null;
+  previousGeneration: string | null;
+  reason: string | null;
+}
+
+const servicePattern = /^[a-z][a-z0-9-]{0,62}$/;
+const hashPattern = /^[0-9a-f]{8,128}$/;
+const pathPattern = /^\/[A-Za-z0-9/._-]*$/;
+const flakePattern = /^\/[A-Za-z0-9/._-]*#[A-Za-z0-9._-]+$/;
+
+export const activationScriptPath = join(__dirname, "nixmox-activate.sh");
+
+function resolvePaths(options: { service: string; paths?: Partial<ActivationPaths> }): ActivationPaths {
+  const paths = { ...defaultActivationPaths, ...(options.paths ?? {}) };
+  for (const [key, value] of Object.entries(paths)) {
+    if (!pathPattern.test(value)) throw new Error(`service "${options.service}": activation path ${key} must be an absolute path of [A-Za-z0-9/._-], got ${JSON.stringify(value)}`);
+  }
+  return paths;
+}
+
+function validate(options: { service: string; configHash: string }): void {
+  if (!servicePattern.test(options.service)) throw new Error(`service ${JSON.stringify(options.service)}: name must match [a-z][a-z0-9-]* to be activated`);
+  if (!hashPattern.test(options.configHash)) throw new Error(`service "${options.service}": configHash must be 8-128 lowercase hex characters, got ${JSON.stringify(options.configHash)}`);
+}
+
+function seconds(service: string, field: string, value: number): string {
+  if (!Number.isInteger(value) || value < 0 || value > 999_999) throw new Error(`service "${service}": ${field} must be a whole number of seconds, got ${value}`);
+  return String(value);
+}
+
+const encode = (text: string) => (text === "" ? "-" : Buffer.from(text, "utf8").toString("base64"));
+
+/** The startup checks the wrapper can run on the host, as `#nixmox-*` lines (base64 fields, sorted by name). */
+export function renderEmbeddedChecks(service: string, checks: HealthCheckSpec[], timing: HealthTiming): string {
+  const lines = [
+    `#nixmox-timing ${seconds(service, "health.interval", timing.intervalSeconds)} ${seconds(service, "health.timeout", timing.timeoutSeconds)} ` +
+      `${seconds(service, "health.retries", timing.retries)} ${seconds(service, "health.start_period", timing.startPeriodSeconds)}`,
+  ];
+  const startup = checks
+    .filter((check) => check.phase === "startup" || check.phase === "both")
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const check of startup) {
+    switch (check.kind) {
+      case "command":
+        lines.push(`#nixmox-check ${encode(check.name)} command ${encode(check.command)} -`);
+        break;
+      case "systemd":
+        lines.push(`#nixmox-check ${encode(check.name)} systemd ${encode(check.unit)} -`);
+        break;
+      case "tcp":
+        lines.push(`#nixmox-check ${encode(check.name)} tcp ${encode(check.host)} ${encode(String(check.port))}`);
+        break;
+      case "http":
+        // Controller-side HTTP checks are the HealthCheck resource's job; the host cannot run them.
+        if (check.from === "host") lines.push(`#nixmox-check ${encode(check.name)} http ${encode(check.url)} ${encode(String(check.expectStatus))}`);
+        break;
+      default: {
+        const never: never = check;
+        throw new Error(`unknown check kind ${(never as { kind: string }).kind}`);
+      }
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The wrapper text with this service's checks appended (what goes to the host). */
+export function renderActivationScript(options: ActivationOptions): string {
+  validate(options);
+  const script = readFileSync(activationScriptPath, "utf8");
+  return `${script}\n# Startup checks of service "${options.service}" (data, never executed as code):\n${renderEmbeddedChecks(options.service, options.checks, options.timing)}`;
+}
+
+/** Remote path of the installed wrapper for a service. */
+export function activationScriptRemotePath(service: string, paths?: Partial<ActivationPaths>): string {
+  return `${resolvePaths({ service, paths }).stateDir}/${service}/nixmox-activate.sh`;
+}
+
+export function renderActivationCommand(options: ActivationOptions): { command: string; stdin: string } {
+  validate(options);
+  const paths = resolvePaths(options);
+  const flake = options.flake ?? `/etc/nixmox#${options.service}`;
+  if (!flakePattern.test(flake)) throw new Error(`service "${options.service}": flake must look like /etc/nixmox#<name>, got ${JSON.stringify(flake)}`);
+  const script = activationScriptRemotePath(options.service, paths);
+  const dir = `${paths.stateDir}/${options.service}`;
+  const install = `umask 077 && mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(`${script}.tmp`)} && mv -f ${shellQuote(`${script}.tmp`)} ${shellQuote(script)}`;
+  const run = shellCommand([
+    "bash", script, "run",
+    "--service", options.service,
+    "--config-hash", options.configHash,
+    "--flake", flake,
+    "--confirm-timeout", seconds(options.service, "confirmTimeoutSeconds", options.confirmTimeoutSeconds ?? 0),
+    "--activation-timeout", seconds(options.service, "activationTimeoutSeconds", options.activationTimeoutSeconds ?? 1800),
+    "--state-dir", paths.stateDir,
+    "--profile", paths.profile,
+    "--current-system", paths.currentSystem,
+  ]);
+  return { command: `${install} && ${run}`, stdin: renderActivationScript(options) };
+}
+
+/** Confirms an activation that waits for the controller (run it over a *new* SSH connection). */
+export function renderConfirmCommand(options: { service: string; configHash: string; waitTimeoutSeconds?: number; paths?: Partial<ActivationPaths> }): string {
+  validate(options);
+  const paths = resolvePaths(options);
+  return shellCommand([
+    "bash", activationScriptRemotePath(options.service, paths), "confirm",
+    "--service", options.service,
+    "--config-hash", options.configHash,
+    "--wait-timeout", seconds(options.service, "waitTimeoutSeconds", options.waitTimeoutSeconds ?? 300),
+    "--state-dir", paths.stateDir,
+    "--profile", paths.profile,
+    "--current-system", paths.currentSystem,
+  ]);
+}
+
+/** Parses the wrapper's last `NIXMOX_RESULT {…}` line; null when there is none (e.g. usage error). */
+export function parseActivationResult(stdout: string): ActivationResult | null {
+  const line = stdout
+    .split("\n")
+    .reverse()
+    .find((candidate) => candidate.startsWith("NIXMOX_RESULT "));
+  if (!line) return null;
+  try {
+    return JSON.parse(line.slice("NIXMOX_RESULT ".length)) as ActivationResult;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,203 @@
+// Real processes: the wrapper runs under a loopback sshd with stub nixos-rebuild/systemd-run/systemctl/nix-env
+// (tests/support/stub-bin). What the stubs do not prove: real nixos-rebuild output and systemd transient-unit
+// semantics (the stub runs the unit as a detached process), and curl/http checks on a real NixOS host.
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { HealthCheckSpec } from "../manifest/plan-types";
+import {
+  ActivationOptions,
+  parseActivationResult,
+  renderActivationCommand,
+  renderConfirmCommand,
+} from "../components/activation";
+import { connectSsh, ExecResult } from "../components/ssh";
+import { FakeNixosPaths, TestSshd, fakeNixosPaths, seedFakeNixos, startSshd } from "./support/sshd";
+
+describe("activation wrapper on a stub NixOS host", function () {
+  this.timeout(30_000);
+  let host: TestSshd;
+  let paths: FakeNixosPaths;
+  let gen1: string;
+
+  before(async () => {
+    host = await startSshd({ host: "127.0.0.4" });
+    paths = fakeNixosPaths(host.dir);
+  });
+  after(async () => host?.stop());
+  beforeEach(() => {
+    for (const sub of ["root", "control", "units", "calls.log"]) rmSync(join(host.dir, sub), { recursive: true, force: true });
+    mkdirSync(join(host.dir, "control"));
+    mkdirSync(join(host.dir, "units"));
+    gen1 = seedFakeNixos(host.dir);
+  });
+
+  const gen = (n: number) => join(paths.store, `${"g" + String(n).padStart(31, "0")}-nixos-system-test-${n}`);
+  const control = (name: string, value: string) => writeFileSync(join(host.dir, "control", name), value);
+  const options = (overrides: Partial<ActivationOptions> = {}): ActivationOptions => ({
+    service: "web",
+    configHash: "0123456789abcdef",
+    checks: [],
+    timing: { intervalSeconds: 1, timeoutSeconds: 2, retries: 2, startPeriodSeconds: 0 },
+    paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+    ...overrides,
+  });
+  const exec = async (command: string, stdin?: string, timeoutMs = 20_000): Promise<ExecResult> => {
+    const session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+    try {
+      return await session.exec(command, { stdin, timeoutMs });
+    } finally {
+      session.close();
+    }
+  };
+  const activate = async (overrides: Partial<ActivationOptions> = {}) => {
+    const { command, stdin } = renderActivationCommand(options(overrides));
+    return exec(command, stdin);
+  };
+  const rebuildCalls = () => host.calls().filter((line) => line.startsWith("nixos-rebuild"));
+
+  it("switches to the new generation and reports it", async () => {
+    const result = await activate();
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(parseActivationResult(result.stdout), {
+      configHash: "0123456789abcdef",
+      generation: gen(2),
+      previousGeneration: gen1,
+      reason: null,
+      service: "web",
+      status: "switched",
+    });
+    assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    assert.deepEqual(rebuildCalls(), ["nixos-rebuild switch --flake /etc/nixmox#web"]);
+    assert.ok(host.calls().some((line) => line.startsWith("systemd-run --unit=nixmox-activate-web-0123456789ab ")), host.calls().join("\n"));
+  });
+
+  it("is a no-op that exits 0 when re-run with the same configuration", async () => {
+    assert.equal((await activate()).code, 0);
+    const again = await activate();
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(parseActivationResult(again.stdout)?.status, "unchanged");
+    assert.equal(parseActivationResult(again.stdout)?.generation, gen(2));
+    assert.equal(rebuildCalls().length, 1);
+  });
+
+  it("fails and rolls back when nixos-rebuild switch fails before a new generation exists", async () => {
+    control("nixos-rebuild", "fail-build");
+    const result = await activate();
+    assert.equal(result.code, 1);
+    const parsed = parseActivationResult(result.stdout);
+    assert.equal(parsed?.status, "rolled-back");
+    assert.equal(parsed?.reason, `nixos-rebuild switch failed with exit code 1; rolled back to the previous generation ${gen1}`);
+    assert.equal(readlinkSync(paths.profile), "system-1-link");
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+    assert.ok(!host.calls().some((line) => line.startsWith("nix-env")), "did not move the profile 'one back' (deploy-rs#154)");
+    assert.match(result.stderr, /builder for .* failed/);
+  });
+
+  it("fails and rolls back profile and running system when activation fails after the profile moved", async () => {
+    control("nixos-rebuild", "fail-activation");
+    const result = await activate();
+    assert.equal(result.code, 1);
+    assert.equal(parseActivationResult(result.stdout)?.reason, `nixos-rebuild switch failed with exit code 4; rolled back to the previous generation ${gen1}`);
+    assert.equal(readlinkSync(paths.profile), "system-1-link");
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+    assert.deepEqual(
+      host.calls().filter((line) => line.startsWith("nix-env") || line.startsWith("switch-to-configuration")),
+      [`nix-env -p ${paths.profile} --switch-generation 1`, "switch-to-configuration switch (1)"],
+    );
+  });
+
+  it("fails and rolls back when a startup check fails on the host, naming the check", async () => {
+    writeFileSync(join(host.dir, "units", "app.service.state"), "failed");
+    const checks: HealthCheckSpec[] = [
+      { name: "app-unit", phase: "startup", kind: "systemd", unit: "app.service" },
+      { name: "liveness-only", phase: "liveness", kind: "command", command: "exit 9" },
+    ];
+    const started = Date.now();
+    const result = await activate({ checks });
+    assert.ok(Date.now() - started < 10_000);
+    assert.equal(result.code, 1);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      `startup check "app-unit" (systemd) failed after 2 probe(s): exit code 3, last output: failed; rolled back to the previous generation ${gen1}`,
+    );
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+    const again = await activate({ checks });
+    assert.equal(again.code, 1, "a re-run after a rollback tries again and never reports success");
+    assert.equal(rebuildCalls().length, 2);
+  });
+
+  it("keeps the new generation when startup checks pass", async () => {
+    writeFileSync(join(host.dir, "units", "app.service.state"), "active");
+    const result = await activate({
+      checks: [
+        { name: "app-unit", phase: "both", kind: "systemd", unit: "app.service" },
+        { name: "quoted", phase: "startup", kind: "command", command: `test "$(echo 'a b')" = "a b"` },
+      ],
+    });
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal(parseActivationResult(result.stdout)?.status, "switched");
+  });
+
+  it("rolls back by itself when the controller never confirms", async () => {
+    const result = await activate({ confirmTimeoutSeconds: 2 });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(parseActivationResult(result.stdout)?.status, "awaiting-confirmation");
+    assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    await new Promise((resolve) => setTimeout(resolve, 3500));
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+    const late = await exec(renderConfirmCommand({ service: "web", configHash: "0123456789abcdef", paths: options().paths }));
+    assert.equal(late.code, 1);
+    assert.equal(parseActivationResult(late.stdout)?.reason, `no confirmation from the controller within 2s; rolled back to the previous generation ${gen1}`);
+  });
+
+  it("keeps the generation when the controller confirms over a new connection", async () => {
+    const result = await activate({ confirmTimeoutSeconds: 15 });
+    assert.equal(parseActivationResult(result.stdout)?.status, "awaiting-confirmation");
+    const confirmed = await exec(renderConfirmCommand({ service: "web", configHash: "0123456789abcdef", paths: options().paths }));
+    assert.equal(confirmed.code, 0, confirmed.stderr);
+    assert.equal(parseActivationResult(confirmed.stdout)?.status, "switched");
+    assert.equal(readlinkSync(paths.currentSystem), gen(2));
+  });
+
+  it("survives a dropped SSH session: the re-run attaches and reports the activation's outcome", async () => {
+    control("nixos-rebuild", "slow:3");
+    const { command, stdin } = renderActivationCommand(options());
+    const first = exec(command, stdin);
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    assert.ok(host.dropConnections() >= 1);
+    assert.equal((await first).connectionLost, true);
+    const rerun = await exec(command, stdin);
+    assert.equal(rerun.code, 0, rerun.stderr);
+    assert.equal(parseActivationResult(rerun.stdout)?.status, "switched");
+    assert.equal(rebuildCalls().length, 1);
+    assert.equal(readlinkSync(paths.currentSystem), gen(2));
+  });
+
+  it("fails on invalid arguments with exit 2 and a message naming the option", async () => {
+    const { stdin } = renderActivationCommand(options());
+    const script = join(paths.stateDir, "manual.sh");
+    mkdirSync(paths.stateDir, { recursive: true });
+    writeFileSync(script, stdin);
+    const result = await exec(`bash ${script} run --service web --config-hash 'x;reboot' --flake /etc/nixmox#web --state-dir ${paths.stateDir}`);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, "nixmox-activate: --config-hash must be lowercase hex, got 'x;reboot'\n");
+    assert.ok(!existsSync(join(paths.stateDir, "web")));
+  });
+
+  it("fails to render a command for invalid input, naming the service and the field", () => {
+    assert.throws(() => renderActivationCommand(options({ configHash: "XYZ" })), {
+      message: 'service "web": configHash must be 8-128 lowercase hex characters, got "XYZ"',
+    });
+    assert.throws(() => renderActivationCommand(options({ flake: "/etc/nixmox#web; reboot" })), {
+      message: 'service "web": flake must look like /etc/nixmox#<name>, got "/etc/nixmox#web; reboot"',
+    });
+  });
+
+  it("keeps check text out of the command line and embeds it as base64 data", () => {
+    const { command, stdin } = renderActivationCommand(options({ checks: [{ name: "db", phase: "startup", kind: "command", command: "pg_isready -h 127.0.0.1" }] }));
+    assert.ok(!command.includes("pg_isready"));
+    assert.ok(stdin.endsWith(`#nixmox-timing 1 2 2 0\n#nixmox-check ZGI= command ${Buffer.from("pg_isready -h 127.0.0.1").toString("base64")} -\n`));
+    assert.equal(readFileSync(join(__dirname, "..", "components", "activation", "nixmox-activate.sh"), "utf8").startsWith("#!/usr/bin/env bash\n"), true);
+  });
+});
