@@ -1,0 +1,137 @@
+# Pure Caddyfile builders for nixos/services/caddy.nix (builtins only, so tests evaluate them with a bare
+# `nix-instantiate --eval`, no nixpkgs needed).
+#
+# Checked against: Caddy 2.10 Caddyfile docs (https://caddyserver.com/docs/caddyfile/directives/handle,
+# .../forward_auth, .../tls, .../reverse_proxy) and authentik's Caddy forward-auth guide
+# (https://docs.goauthentik.io/add-secure-apps/providers/proxy/server_caddy/).
+#
+# Routes come from the generated host data (render/host-data.ts): { name, service, domain, path, upstream,
+# tls, forwardAuthUpstream, extraConfig }. All routes of one domain share one site block, because Caddy
+# rejects two site blocks with the same address.
+let
+  inherit (builtins) concatStringsSep filter map sort stringLength substring length head elem attrNames
+    listToAttrs replaceStrings;
+
+  # Headers authentik's outpost returns to the proxy; copied to the upstream request (authentik docs above).
+  authentikHeaders = [
+    "X-Authentik-Username"
+    "X-Authentik-Groups"
+    "X-Authentik-Entitlements"
+    "X-Authentik-Email"
+    "X-Authentik-Name"
+    "X-Authentik-Uid"
+    "X-Authentik-Jwt"
+    "X-Authentik-Meta-Jwks"
+    "X-Authentik-Meta-Outpost"
+    "X-Authentik-Meta-Provider"
+    "X-Authentik-Meta-App"
+    "X-Authentik-Meta-Version"
+  ];
+
+  endsWith = suffix: s:
+    let
+      ls = stringLength s;
+      lx = stringLength suffix;
+    in
+    ls >= lx && substring (ls - lx) lx s == suffix;
+
+  stripTrailingSlash = p: if p != "/" && endsWith "/" p then substring 0 (stringLength p - 1) p else p;
+
+  indentLines = prefix: text:
+    concatStringsSep "\n" (map (line: if line == "" then "" else prefix + line)
+      (filter builtins.isString (builtins.split "\n" text)));
+
+  uniq = list: builtins.foldl' (acc: x: if elem x acc then acc else acc ++ [ x ]) [ ] list;
+in
+rec {
+  inherit authentikHeaders;
+
+  # The site address: plain HTTP routes are prefixed with http:// so Caddy does not redirect them to HTTPS.
+  siteAddress = domain: tls: if tls == "off" then "http://${domain}" else domain;
+
+  # Caddy path matcher tokens for a route path: "/" matches everything (null), "/x*" is used as written,
+  # "/x" matches "/x" and everything below it (not "/xy").
+  pathMatcher = path:
+    if path == "/" then null
+    else if endsWith "*" path then [ path ]
+    else
+      let p = stripTrailingSlash path; in [ p "${p}/*" ];
+
+  # Matcher names must be unique inside a site block; route names are unique per service.
+  matcherName = route: "nixmox_" + replaceStrings [ "-" "." ] [ "_" "_" ] "${route.service}_${route.name}";
+
+  forwardAuthBlock = upstream: concatStringsSep "\n" [
+    "forward_auth ${upstream} {"
+    "\turi /outpost.goauthentik.io/auth/caddy"
+    "\tcopy_headers ${concatStringsSep " " authentikHeaders}"
+    "\ttrusted_proxies private_ranges"
+    "}"
+  ];
+
+  # The body of one route: forward auth first (it must run before the proxy), then the user's directives,
+  # then the proxy itself.
+  routeBody = route: concatStringsSep "\n" (filter (s: s != "") [
+    (if route.forwardAuthUpstream != null then forwardAuthBlock route.forwardAuthUpstream else "")
+    route.extraConfig
+    "reverse_proxy ${route.upstream}"
+  ]);
+
+  # One `handle` per route; the most specific paths first and the catch-all last, because Caddy keeps
+  # named-matcher `handle` blocks in the order written and runs the first one that matches.
+  routeHandle = route:
+    let m = pathMatcher route.path; in
+    if m == null then "handle {\n${indentLines "\t" (routeBody route)}\n}"
+    else
+      "@${matcherName route} path ${concatStringsSep " " m}\n"
+      + "handle @${matcherName route} {\n${indentLines "\t" (routeBody route)}\n}";
+
+  sortRoutes = routes: sort
+    (a: b:
+      let
+        la = if a.path == "/" then -1 else stringLength a.path;
+        lb = if b.path == "/" then -1 else stringLength b.path;
+      in
+      if la != lb then la > lb else a.path < b.path)
+    routes;
+
+  # Outposts a domain's forward-auth routes ask; more than one per domain is rejected by the module.
+  outpostsOf = routes: uniq (filter (u: u != null) (map (r: r.forwardAuthUpstream) routes));
+
+  # The site block of one domain. The outpost's own endpoints (/outpost.goauthentik.io/*) are proxied to the
+  # outpost when any route of the domain uses forward auth, as authentik's Caddy guide requires. That proxy
+  # is a `handle` written first: a bare top-level `reverse_proxy` would sort after every `handle` in Caddy's
+  # directive order (https://caddyserver.com/docs/caddyfile/directives#directive-order) and the catch-all
+  # route would swallow the outpost's callback.
+  siteBlock = domain: routes:
+    let
+      tls = (head routes).tls;
+      outposts = outpostsOf routes;
+      outpostHandle = u: "@nixmox_outpost path /outpost.goauthentik.io/*\nhandle @nixmox_outpost {\n\treverse_proxy ${u}\n}";
+      lines = filter (s: s != "") (
+        [ (if tls == "internal" then "tls internal" else "") ]
+        ++ (if outposts == [ ] then [ ] else [ (outpostHandle (head outposts)) ])
+        ++ map routeHandle (sortRoutes routes)
+      );
+    in
+    "${siteAddress domain tls} {\n${indentLines "\t" (concatStringsSep "\n" lines)}\n}\n";
+
+  # { "<domain>" = [ routes ]; } in domain order.
+  routesByDomain = routes:
+    let domains = sort builtins.lessThan (uniq (map (r: r.domain) routes)); in
+    listToAttrs (map (d: { name = d; value = filter (r: r.domain == d) routes; }) domains);
+
+  # Domains whose forward-auth routes name different outposts (one site block can proxy only one).
+  conflictingOutposts = routes:
+    let byDomain = routesByDomain routes; in
+    filter (d: length (outpostsOf byDomain.${d}) > 1) (attrNames byDomain);
+
+  # Domains whose routes disagree on TLS (they would need two site blocks with the same address).
+  conflictingTls = routes:
+    let byDomain = routesByDomain routes; in
+    filter (d: length (uniq (map (r: r.tls) byDomain.${d})) > 1) (attrNames byDomain);
+
+  # The whole Caddyfile body (site blocks only), deterministic: domains sorted, routes by specificity.
+  caddyfile = routes:
+    let byDomain = routesByDomain routes; in
+    concatStringsSep "\n" (map (d: siteBlock d byDomain.${d}) (attrNames byDomain));
+}

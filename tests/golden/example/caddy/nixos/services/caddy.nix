@@ -1,0 +1,63 @@
+# NixMox caddy module: the reverse proxy. One site block per route domain (routes sharing a domain become
+# `handle` blocks of that site), non-"/" paths, the route's extra_config passed through, TLS per route
+# (Caddy's internal CA by default, ACME or plain HTTP on request) and authentik forward auth for the routes
+# that ask for it.
+#
+# Checked against NixOS 25.11: nixos/modules/services/web-servers/caddy/default.nix (services.caddy.{enable,
+# extraConfig,globalConfig,email}) and the Caddy 2 Caddyfile docs cited in ../lib/caddy.nix.
+{ config, lib, ... }:
+let
+  inherit (lib) mkOption types;
+  cfg = config.nixmox.caddy;
+  host = config.nixmox.host;
+  caddyLib = import ../lib/caddy.nix;
+  routeType = types.submodule {
+    options = {
+      service = mkOption { type = types.str; description = "Service that owns the route."; };
+      name = mkOption { type = types.str; description = "Route name (unique per service)."; };
+      domain = mkOption { type = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?"; description = "Site address."; };
+      path = mkOption { type = types.strMatching "/[A-Za-z0-9._~/-]*[*]?"; description = "Path prefix."; };
+      upstream = mkOption { type = types.strMatching "[A-Za-z0-9.-]+:[0-9]+"; description = "host:port requests go to."; };
+      tls = mkOption { type = types.enum [ "internal" "acme" "off" ]; description = "internal CA, ACME or plain HTTP."; };
+      forwardAuthUpstream = mkOption {
+        type = types.nullOr (types.strMatching "[A-Za-z0-9.-]+:[0-9]+");
+        default = null;
+        description = "authentik outpost (host:port) asked before proxying; null: no forward auth.";
+      };
+      extraConfig = mkOption { type = types.lines; default = ""; description = "Caddyfile directives, passed through."; };
+    };
+  };
+in
+{
+  options.nixmox.caddy = {
+    routes = mkOption { type = types.listOf routeType; default = [ ]; description = "Every enabled route of the manifest."; };
+    acmeEmail = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+      description = "Contact address for ACME accounts; null: Caddy registers without one.";
+    };
+  };
+
+  config = {
+    assertions = [
+      {
+        assertion = caddyLib.conflictingTls cfg.routes == [ ];
+        message = "nixmox caddy: routes of ${lib.concatStringsSep ", " (caddyLib.conflictingTls cfg.routes)} ask for different tls settings; one domain is one Caddy site, give its routes the same tls.";
+      }
+      {
+        assertion = caddyLib.conflictingOutposts cfg.routes == [ ];
+        message = "nixmox caddy: forward-auth routes of ${lib.concatStringsSep ", " (caddyLib.conflictingOutposts cfg.routes)} use different outposts; a domain can be protected by one authentik outpost only.";
+      }
+      {
+        assertion = builtins.elem 443 host.ports || builtins.all (r: r.tls == "off") cfg.routes;
+        message = "nixmox caddy: service \"${host.name}\" serves TLS routes but does not list port 443 in ports.";
+      }
+    ];
+
+    services.caddy = {
+      enable = true;
+      email = cfg.acmeEmail;
+      extraConfig = caddyLib.caddyfile cfg.routes;
+    };
+  };
+}

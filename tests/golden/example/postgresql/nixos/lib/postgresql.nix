@@ -1,0 +1,49 @@
+# Pure PostgreSQL builders for nixos/services/postgresql.nix (builtins only; evaluated for real in tests).
+#
+# Checked against: PostgreSQL 17 docs (pg_hba.conf https://www.postgresql.org/docs/17/auth-pg-hba-conf.html,
+# psql \gexec, \set with backquotes and :'var' interpolation https://www.postgresql.org/docs/17/app-psql.html).
+#
+# Databases come from the generated host data: [ { name, owner, clientIp, credential } ] where `credential`
+# is the systemd credential id (LoadCredential=) holding the owner's password.
+let
+  inherit (builtins) concatStringsSep filter map sort match;
+  identPattern = "[a-z_][a-z0-9_]{0,62}";
+  ipv4Pattern = "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
+  credentialPattern = "[A-Za-z0-9_.-]+";
+in
+rec {
+  # Identifiers are interpolated into SQL and pg_hba.conf: only plain lower-case identifiers are accepted
+  # (the manifest schema enforces the same), the module asserts on `invalidDatabases`.
+  isValidDatabase = db:
+    match identPattern db.name != null
+    && match identPattern db.owner != null
+    && match ipv4Pattern db.clientIp != null
+    && match credentialPattern db.credential != null;
+  invalidDatabases = dbs: filter (db: !(isValidDatabase db)) dbs;
+
+  sortDatabases = dbs: sort (a: b: a.name < b.name) dbs;
+
+  # pg_hba is first-match: the postgres superuser over the Unix socket (peer) for local administration,
+  # then exactly one line per database letting its owner in from its service's address, nothing else.
+  hbaLines = dbs:
+    [ "local all postgres peer" ]
+    ++ map (db: "host ${db.name} ${db.owner} ${db.clientIp}/32 scram-sha-256") (sortDatabases dbs);
+
+  hba = dbs: concatStringsSep "\n" (hbaLines dbs) + "\n";
+
+  # psql script run as postgres at service start. The password never appears in the script, the Nix store
+  # or a process argument: psql's \set with backquotes runs `cat` on the credential file and keeps the value
+  # in psql's memory, and :'pw' sends it as a quoted literal over the socket. log_statement is turned off for
+  # the session so ALTER ROLE … PASSWORD is never written to the server log.
+  setupScript = dbs: concatStringsSep "\n" ([
+    "\\set ON_ERROR_STOP on"
+    "SET log_statement TO 'none';"
+  ] ++ builtins.concatLists (map (db: [
+    "SELECT 'CREATE ROLE ${db.owner} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${db.owner}')\\gexec"
+    "SELECT 'CREATE DATABASE ${db.name} OWNER ${db.owner}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db.name}')\\gexec"
+    "ALTER DATABASE ${db.name} OWNER TO ${db.owner};"
+    "\\set pw `cat \"$CREDENTIALS_DIRECTORY/${db.credential}\"`"
+    "ALTER ROLE ${db.owner} WITH LOGIN PASSWORD :'pw';"
+    "\\unset pw"
+  ]) (sortDatabases dbs))) + "\n";
+}

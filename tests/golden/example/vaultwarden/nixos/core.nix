@@ -1,0 +1,222 @@
+# NixMox core module: what every container shares. Imported by every host's flake.
+#
+# Checked against NixOS 25.11 (nixpkgs nixos-25.11): nixos/modules/virtualisation/proxmox-lxc.nix
+# (options proxmoxLXC.{enable,privileged,manageNetwork,manageHostName}), networking.* / systemd.network.*,
+# services.openssh.settings, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys.
+#
+# Data: the host's generated `host.json` is assigned to `config.nixmox` by the host's flake.nix, so every key
+# of the JSON is type-checked by the options below (an unknown key is an evaluation error, not ignored).
+#
+# Who owns the network: NixOS. `proxmoxLXC.manageNetwork = true` and `manageHostName = true`, and this module
+# writes a static systemd-networkd unit from the manifest. Why: with Proxmox in charge, NixOS ignores part of
+# what Proxmox writes (DNS server and search domain are not applied: NixOS/nixpkgs#390932; interface setup
+# through Proxmox was broken for a long time: NixOS/nixpkgs#227416). The Pulumi container still gets the same
+# IP/prefix, gateway and DNS server from the same plan, so that the container is reachable over SSH before
+# its first rebuild and the Proxmox UI shows the truth; both are rendered from one plan, so they cannot drift.
+# Our unit is named "10-nixmox-<if>.network": networkd applies the first file (in lexical order) matching an
+# interface, so it wins over the "eth0.network" Proxmox may write (systemd.network(5), [Match]).
+#
+# The resolver is the manifest's dns_server, written to /etc/resolv.conf by resolvconf. systemd-resolved is
+# kept off: its stub listener holds 127.0.0.53:53 and its per-link DNS would shadow the manifest's server.
+#
+# Secrets: files under `nixmox.host.secretsDir` (root-only, outside the Nix store), filled before the rebuild
+# by the secrets push. Modules hand them to services only with systemd `LoadCredential=`, so file ownership
+# never matters and no value is ever part of a unit, a script or the store.
+{ config, lib, pkgs, modulesPath, ... }:
+let
+  inherit (lib) mkOption types;
+  cfg = config.nixmox;
+  host = cfg.host;
+  shell = import ./lib/shell.nix;
+  ipv4 = types.strMatching "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
+  dnsName = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
+in
+{
+  imports = [ (modulesPath + "/virtualisation/proxmox-lxc.nix") ];
+
+  options.nixmox = {
+    schemaVersion = mkOption {
+      type = types.ints.positive;
+      description = "Version of the host.json layout written by `nixmox render`.";
+    };
+
+    host = {
+      name = mkOption { type = types.str; description = "Service name from the manifest."; };
+      kind = mkOption {
+        type = types.enum [ "dns" "caddy" "postgresql" "authentik" "vaultwarden" "guacamole" "custom" ];
+        description = "Built-in module the host runs, or custom (the manifest's own NixOS modules).";
+      };
+      hostName = mkOption { type = types.strMatching "[a-z0-9]([a-z0-9-]*[a-z0-9])?"; description = "Short host name."; };
+      domain = mkOption { type = dnsName; description = "The homelab domain (manifest network.domain)."; };
+      ip = mkOption { type = ipv4; description = "Static IPv4 address."; };
+      prefixLength = mkOption { type = types.ints.between 0 32; description = "Prefix length of network.network_cidr."; };
+      networkCidr = mkOption { type = types.str; description = "The containers' subnet."; };
+      gateway = mkOption { type = ipv4; description = "Default gateway."; };
+      dnsServer = mkOption { type = ipv4; description = "Resolver (manifest network.dns_server)."; };
+      interface = mkOption {
+        type = types.strMatching "[a-z0-9]+";
+        default = "eth0";
+        description = "Container NIC name; the Pulumi container names net0 like this.";
+      };
+      ports = mkOption { type = types.listOf types.port; default = [ ]; description = "TCP ports opened in the firewall."; };
+      sshPort = mkOption { type = types.port; default = 22; description = "Port sshd listens on (always open)."; };
+      rootSshKeys = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "Public keys allowed to log in as root (manifest network.ssh_keys.root).";
+      };
+      stateVersion = mkOption { type = types.str; description = "system.stateVersion, fixed at first install."; };
+      system = mkOption { type = types.str; default = "x86_64-linux"; description = "nixpkgs.hostPlatform."; };
+      secretsDir = mkOption {
+        type = types.strMatching "/[A-Za-z0-9._/-]+";
+        default = "/var/lib/nixmox/secrets";
+        description = "Root-only directory holding this host's secret files.";
+      };
+    };
+
+    secrets = mkOption {
+      type = types.attrsOf (types.strMatching "/[A-Za-z0-9._/-]+");
+      default = { };
+      description = "Secret name → absolute path of the file holding it on this host (never the value).";
+    };
+
+    environmentFiles = mkOption {
+      default = { };
+      description = ''
+        Environment files composed from secret files when their consumers start, for programs that only read
+        secrets from the environment (e.g. a password inside DATABASE_URL). The file is written to
+        /run/nixmox/env/<name>.env (root, 0400; systemd reads EnvironmentFile= as root) by the oneshot unit
+        nixmox-env-<name>.service, ordered before and restarted with the consumers.
+      '';
+      type = types.attrsOf (types.submodule ({ name, ... }: {
+        options = {
+          consumers = mkOption { type = types.listOf types.str; description = "Units (e.g. \"vaultwarden.service\") that read the file."; };
+          path = mkOption { type = types.str; readOnly = true; default = "/run/nixmox/env/${name}.env"; description = "Where the file is written."; };
+          variables = mkOption {
+            description = "Variable name → how to build its value from one secret file.";
+            type = types.attrsOf (types.submodule {
+              options = {
+                file = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Secret file (its trailing newline is dropped)."; };
+                encoding = mkOption { type = types.enum [ "raw" "uri" ]; default = "raw"; description = "uri: percent-encode the secret (for URLs)."; };
+                prefix = mkOption { type = types.str; default = ""; description = "Non-secret text before the secret."; };
+                suffix = mkOption { type = types.str; default = ""; description = "Non-secret text after the secret."; };
+              };
+            });
+          };
+        };
+      }));
+    };
+  };
+
+  config = {
+    # Custom modules get the same generated data as a module argument, e.g. `{ nixmox, ... }:`.
+    _module.args.nixmox = cfg;
+
+    assertions = [
+      {
+        assertion = host.rootSshKeys != [ ];
+        message = "nixmox: service \"${host.name}\" has no SSH key for root: set network.ssh_keys.root in the manifest, or nobody (NixMox included) can log in after the rebuild.";
+      }
+      {
+        assertion = !(builtins.elem host.sshPort host.ports);
+        message = "nixmox: service \"${host.name}\": ports lists the SSH port ${toString host.sshPort}; remove it, SSH is always open.";
+      }
+    ] ++ lib.mapAttrsToList (name: path: {
+      assertion = lib.hasPrefix "${host.secretsDir}/" path && shell.isSafePath path;
+      message = "nixmox: service \"${host.name}\": secret \"${name}\" path ${path} must lie under ${host.secretsDir}/.";
+    }) cfg.secrets;
+
+    nixpkgs.hostPlatform = host.system;
+    system.stateVersion = host.stateVersion;
+
+    proxmoxLXC = {
+      enable = true;
+      # Unprivileged containers: keeps the module's sys-kernel-debug.mount workaround (NixOS/nixpkgs#157918)
+      # and ping wrapper.
+      privileged = false;
+      manageNetwork = true;
+      manageHostName = true;
+    };
+
+    networking = {
+      hostName = host.hostName;
+      domain = host.domain;
+      useDHCP = false;
+      useNetworkd = true;
+      useHostResolvConf = false;
+      nameservers = [ host.dnsServer ];
+      search = [ host.domain ];
+      firewall = {
+        enable = true;
+        allowedTCPPorts = host.ports;
+      };
+    };
+
+    systemd.network = {
+      enable = true;
+      networks."10-nixmox-${host.interface}" = {
+        matchConfig.Name = host.interface;
+        address = [ "${host.ip}/${toString host.prefixLength}" ];
+        routes = [ { Gateway = host.gateway; } ];
+        networkConfig = {
+          DHCP = "no";
+          IPv6AcceptRA = false;
+        };
+        linkConfig.RequiredForOnline = "routable";
+      };
+    };
+
+    services.resolved.enable = false;
+
+    services.openssh = {
+      enable = true;
+      ports = [ host.sshPort ];
+      openFirewall = true;
+      settings = {
+        PermitRootLogin = "prohibit-password";
+        PasswordAuthentication = false;
+        KbdInteractiveAuthentication = false;
+      };
+    };
+    users.users.root.openssh.authorizedKeys.keys = host.rootSshKeys;
+
+    nix.settings = {
+      experimental-features = [ "nix-command" "flakes" ];
+      # The Nix sandbox needs kernel namespaces an unprivileged LXC does not always grant
+      # (tfc/nspawn-nixos#5, NixOS/nix#2649); NixMox builds on the host itself, so it is turned off here.
+      sandbox = false;
+    };
+
+    # Building the NixOS manual on every rebuild costs minutes and RAM in a small container.
+    documentation.nixos.enable = false;
+
+    systemd.services = lib.mapAttrs' (name: envFile: lib.nameValuePair "nixmox-env-${name}" {
+      description = "NixMox: compose ${envFile.path} from secret files";
+      before = envFile.consumers;
+      requiredBy = envFile.consumers;
+      partOf = envFile.consumers;
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        UMask = "0077";
+        LoadCredential = lib.mapAttrsToList (var: v: "${var}:${v.file}") envFile.variables;
+      };
+      # jq reads each secret on stdin and writes VAR="…" (JSON string escaping, which systemd's
+      # EnvironmentFile= double-quote parsing accepts); only non-secret prefixes and suffixes are arguments.
+      script = ''
+        mkdir -p /run/nixmox/env
+        tmp=${shell.shellQuote "${envFile.path}.tmp"}
+        : > "$tmp"
+      '' + lib.concatStrings (lib.mapAttrsToList (var: v: ''
+        ${pkgs.jq}/bin/jq -Rrs --arg name ${shell.shellQuote var} --arg pre ${shell.shellQuote v.prefix} --arg post ${shell.shellQuote v.suffix} \
+          'rtrimstr("\n") | ${if v.encoding == "uri" then "@uri" else "."} as $v | "\($name)=" + (($pre + $v + $post) | @json)' \
+          < "$CREDENTIALS_DIRECTORY/${var}" >> "$tmp"
+      '') envFile.variables) + ''
+        mv "$tmp" ${shell.shellQuote envFile.path}
+      '';
+    }) cfg.environmentFiles;
+
+    # The secrets push writes files here over SSH before the rebuild; keep the tree root-only.
+    systemd.tmpfiles.rules = [ "d ${host.secretsDir} 0700 root root -" ];
+  };
+}

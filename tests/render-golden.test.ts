@@ -1,0 +1,122 @@
+// Golden files for the example manifest (manifest/service-manifest.nix), through the library and the CLI.
+// Update the golden files after an intended change with:
+//   UPDATE_GOLDEN=1 npx mocha tests/render-golden.test.ts
+// and review the diff of tests/golden/example/ like any other change.
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import type { RenderedHost } from "../render";
+import { exampleManifestData, renderData } from "./golden/render-fixtures";
+
+const goldenDir = path.join(__dirname, "golden", "example");
+const repoDir = path.join(__dirname, "..");
+const update = process.env.UPDATE_GOLDEN === "1";
+
+function listFiles(dir: string, prefix = ""): string[] {
+  return readdirSync(dir)
+    .sort()
+    .flatMap((name) => {
+      const full = path.join(dir, name);
+      const relative = prefix ? `${prefix}/${name}` : name;
+      return statSync(full).isDirectory() ? listFiles(full, relative) : [relative];
+    });
+}
+
+function writeGolden(hosts: RenderedHost[]): void {
+  rmSync(goldenDir, { recursive: true, force: true });
+  for (const host of hosts) {
+    for (const [relative, content] of Object.entries(host.files)) {
+      const file = path.join(goldenDir, host.service, relative);
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, content);
+    }
+  }
+  writeFileSync(path.join(goldenDir, "content-hashes.json"), `${JSON.stringify(Object.fromEntries(hosts.map((h) => [h.service, h.contentHash])), null, 2)}\n`);
+}
+
+describe("render: golden files of the example manifest", function () {
+  this.timeout(60_000);
+  let hosts: RenderedHost[];
+
+  before(async () => {
+    hosts = renderData(await exampleManifestData());
+    if (update) writeGolden(hosts);
+  });
+
+  it("renders exactly the golden file set, one directory per enabled service", () => {
+    const expected = listFiles(goldenDir).filter((file) => file !== "content-hashes.json");
+    const actual = hosts.flatMap((host) => Object.keys(host.files).map((file) => `${host.service}/${file}`)).sort();
+    assert.deepEqual(actual, expected);
+    assert.deepEqual(hosts.map((host) => host.service), ["authentik", "caddy", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"]);
+  });
+
+  it("renders every file byte-identical to its golden copy", () => {
+    for (const host of hosts) {
+      for (const [relative, content] of Object.entries(host.files)) {
+        assert.equal(content, readFileSync(path.join(goldenDir, host.service, relative), "utf8"), `${host.service}/${relative}`);
+      }
+    }
+  });
+
+  it("keeps the golden content hashes", () => {
+    const golden = JSON.parse(readFileSync(path.join(goldenDir, "content-hashes.json"), "utf8"));
+    assert.deepEqual(Object.fromEntries(hosts.map((h) => [h.service, h.contentHash])), golden);
+  });
+
+  it("nixmox render writes the golden tree and prints each host's content hash", () => {
+    const out = mkdtempSync(path.join(tmpdir(), "nixmox-render-"));
+    try {
+      const stdout = execFileSync(process.execPath, [path.join(repoDir, "bin", "nixmox.js"), "render", "--out", out], { encoding: "utf8", timeout: 60_000 });
+      const golden = JSON.parse(readFileSync(path.join(goldenDir, "content-hashes.json"), "utf8")) as Record<string, string>;
+      assert.equal(stdout, [`rendered 7 hosts into ${out}`, ...Object.entries(golden).map(([name, hash]) => `${name} ${hash}`), ""].join("\n"));
+      const written = listFiles(out).filter((file) => file !== ".nixmox-render.json");
+      assert.deepEqual(written, listFiles(goldenDir).filter((file) => file !== "content-hashes.json"));
+      for (const file of written) assert.equal(readFileSync(path.join(out, file), "utf8"), readFileSync(path.join(goldenDir, file), "utf8"), file);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it("nixmox render removes the directory of a service an earlier render wrote and this one did not", () => {
+    const out = mkdtempSync(path.join(tmpdir(), "nixmox-render-"));
+    try {
+      mkdirSync(path.join(out, "oldservice"));
+      writeFileSync(path.join(out, "oldservice", "flake.nix"), "{ }\n");
+      writeFileSync(path.join(out, "unrelated.txt"), "kept\n");
+      writeFileSync(path.join(out, ".nixmox-render.json"), JSON.stringify({ hosts: ["oldservice"] }));
+      execFileSync(process.execPath, [path.join(repoDir, "bin", "nixmox.js"), "render", "--out", out], { encoding: "utf8", timeout: 60_000 });
+      assert.deepEqual(readdirSync(out).sort(), [".nixmox-render.json", "authentik", "caddy", "dns", "guacamole", "homepage", "postgresql", "unrelated.txt", "vaultwarden"]);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
+  it("fails with the manifest problem and exit code 1 on an invalid manifest", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "nixmox-render-"));
+    try {
+      const manifest = path.join(dir, "bad.json");
+      writeFileSync(manifest, JSON.stringify({ network: { domain: "lan", dns_server: "10.0.0.1", gateway: "10.0.0.1", network_cidr: "10.0.0.0/24" }, services: { web: { ip: "10.0.0.5" } } }));
+      const result = spawnSync(process.execPath, [path.join(repoDir, "bin", "nixmox.js"), "render", manifest, "--out", path.join(dir, "out")], { encoding: "utf8", timeout: 60_000 });
+      assert.equal(result.status, 1);
+      assert.equal(result.stdout, "");
+      assert.match(result.stderr, /^.*bad\.json: 1 problem\n  - service "web": vmid /);
+      assert.doesNotMatch(result.stderr, /\n\s+at /);
+      assert.deepEqual(readdirSync(dir), ["bad.json"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("fails with exit code 1 and every bad field of an invalid --nixpkgs pin", () => {
+    const result = spawnSync(process.execPath, [path.join(repoDir, "bin", "nixmox.js"), "render", "--out", path.join(tmpdir(), "nixmox-never"), "--nixpkgs", '{"rev":"abc","narHash":"md5-x"}'], { encoding: "utf8", timeout: 60_000 });
+    assert.equal(result.status, 1);
+    assert.equal(
+      result.stderr,
+      "stack config: 2 problems\n" +
+        '  - nixmox:nixpkgs: rev must be a 40-character lower-case git commit hash of NixOS/nixpkgs, got "abc"\n' +
+        '  - nixmox:nixpkgs: narHash must be an SRI sha256 hash such as "sha256-…=" (nix flake prefetch github:NixOS/nixpkgs/<rev> prints it), got "md5-x"\n',
+    );
+  });
+});
