@@ -170,7 +170,8 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     interface: containerInterface,
     ports: [...service.ports].sort((a, b) => a - b),
     sshPort: service.sshPort,
-    rootSshKeys: [...(plan.network.sshKeys.root ?? [])],
+    // Sorted: the order of authorized keys means nothing, and must not change the host.
+    rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),
     stateVersion: options.stateVersion ?? defaultStateVersion,
     system: options.system ?? "x86_64-linux",
     secretsDir: plan.secretsDir,
