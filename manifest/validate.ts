@@ -93,7 +93,7 @@ function schemaAt(schema: z.core.$ZodType, path: ReadonlyArray<PropertyKey>, roo
         const keys = value && typeof value === "object" ? Object.keys(value) : [];
         type = options
           .map((option) => ({ option, shape: shapeOf(unwrap(option, at)) }))
-          .sort((a, b) => overlap(b.shape, keys) - overlap(a.shape, keys))[0]?.option;
+          .sort((a, b) => overlap(b.shape, keys) - overlap(a.shape, keys) || a.shape.length - b.shape.length)[0]?.option;
         return unwrap(type, at);
       } else {
         return type;
@@ -168,7 +168,7 @@ function issueProblems(issue: z.core.$ZodIssue, prefix: ReadonlyArray<PropertyKe
       return best.flatMap((inner) => issueProblems(inner, path, raw));
     }
     case "invalid_key":
-      return [{ subject, field, message: `has an invalid name: ${issue.issues.map((inner) => inner.message).join("; ")}${got}` }];
+      return [{ subject, field, message: `has an invalid name: ${issue.issues.map((inner) => inner.message).join("; ")}, got ${describeValue(String(path[path.length - 1]))}` }];
     case "invalid_element":
       return issue.issues.flatMap((inner) => issueProblems(inner, path, raw));
     default:
@@ -255,7 +255,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
   if (network.success) {
     const { gateway, network_cidr: cidr } = network.data;
     if (!ipInCidr(gateway, cidr)) {
-      problems.push({ subject: "network", field: "gateway", message: `${JSON.stringify(gateway)} is not inside network_cidr ${JSON.stringify(cidr)}` });
+      problems.push({ subject: "network", field: "gateway", message: `${JSON.stringify(gateway)} is not a host address inside network_cidr ${JSON.stringify(cidr)}` });
     }
     for (const service of services) {
       if (!ipInCidr(service.ip, cidr)) {
