@@ -1,6 +1,8 @@
 # Option declarations shared by the application modules (authentik, vaultwarden, guacamole): where the app
 # listens, its public URL, its database and its OIDC client, exactly as sliced for the host by
 # render/host-data.ts. A function of nixpkgs' lib; imported by those modules only.
+#
+# Checked against NixOS 25.11 lib (lib.mkOption, lib.types.{str,port,nullOr,submodule,listOf,enum,strMatching}).
 lib:
 let
   inherit (lib) mkOption types;

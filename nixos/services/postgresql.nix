@@ -15,7 +15,7 @@ let
   host = config.nixmox.host;
   pgLib = import ../lib/postgresql.nix;
   shell = import ../lib/shell.nix;
-  setupScript = pkgs.writeText "nixmox-postgresql-databases.sql" (pgLib.setupScript cfg.databases);
+  setupScript = pkgs.writeText "nixmox-postgresql-passwords.sql" (pgLib.setupScript cfg.databases);
 in
 {
   options.nixmox.postgresql = {
@@ -60,7 +60,7 @@ in
       authentication = lib.mkForce (pgLib.hba cfg.databases);
     };
 
-    systemd.services.nixmox-postgresql-databases = lib.mkIf (cfg.databases != [ ]) {
+    systemd.services.nixmox-postgresql-passwords = lib.mkIf (cfg.databases != [ ]) {
       description = "NixMox: create the manifest's databases and set their owners' passwords";
       after = [ "postgresql.service" ];
       requires = [ "postgresql.service" ];

@@ -1,4 +1,7 @@
 # Pure helpers for values that reach a shell or a systemd unit (builtins only; evaluated for real in tests).
+#
+# Checked against: POSIX Shell Command Language, 2.2.2 Single-Quotes, and systemd.exec(5) LoadCredential=
+# (systemd 257, as in NixOS 25.11).
 let
   inherit (builtins) replaceStrings match;
 in
