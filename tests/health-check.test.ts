@@ -220,6 +220,13 @@ describe("HealthCheck provider against a real sshd", function () {
     assert.notEqual(outs.generation, gen1);
   });
 
+  it("serializes the provider the way the engine ships it (ssh2 required at run time, not inlined)", async () => {
+    const pulumi: typeof import("@pulumi/pulumi") = require("@pulumi/pulumi");
+    const serialized = await pulumi.runtime.serializeFunction(() => healthCheckProvider, { allowSecrets: true });
+    assert.ok(serialized.text.includes('require("ssh2")'));
+    assert.equal(serialized.containsSecrets, false);
+  });
+
   it("fails check() for a malformed host key and an invalid systemd unit", async () => {
     const checked = await healthCheckProvider.check!({}, inputs(health([{ name: "u", phase: "startup", kind: "systemd", unit: "caddy; reboot" }]), { hostKey: "nope" }));
     assert.deepEqual(checked.failures, [

@@ -120,9 +120,16 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
   };
   if (pinned.length > 0) config.algorithms = { serverHostKey: hostKeyAlgorithms(pinned) as never };
 
+  // No forward references between these closures: Pulumi's function serializer (dynamic providers) rejects them.
   await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error & { level?: string; code?: string }) => {
-      client.removeListener("ready", onReady);
+    let settled = false;
+    client.once("ready", () => {
+      settled = true;
+      resolve();
+    });
+    client.on("error", (error: Error & { level?: string; code?: string }) => {
+      if (settled) return;
+      settled = true;
       client.end();
       const key = presented as HostKey | null;
       if (key && pinned.length > 0 && !pinned.some((pin) => sameHostKey(pin, key))) {
@@ -130,13 +137,7 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
         return;
       }
       reject(new SshConnectionError(describeConnectError(where, error)));
-    };
-    const onReady = () => {
-      client.removeListener("error", onError);
-      resolve();
-    };
-    client.once("error", onError);
-    client.once("ready", onReady);
+    });
     client.connect(config);
   });
 
@@ -150,7 +151,8 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
   };
   client.on("close", markClosed);
   client.on("end", markClosed);
-  // After "ready", transport errors surface through the affected exec calls; keep them from crashing the process.
+  // After "ready", transport errors surface through the affected exec calls (the listener above keeps them
+  // from crashing the process).
   client.on("error", markClosed);
 
   const exec = (command: string, execOptions: ExecOptions = {}): Promise<ExecResult> => {
@@ -160,23 +162,21 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
       return Promise.resolve(lostResult(`SSH connection to ${where} is closed`));
     }
     return new Promise<ExecResult>((resolve) => {
-      let stdout = "";
-      let stderr = "";
-      let settled = false;
+      const state = { stdout: "", stderr: "", settled: false, exitCode: null as number | null, exitSignal: null as string | null };
       let channel: ClientChannel | null = null;
-      let exitCode: number | null = null;
-      let exitSignal: string | null = null;
+      let timer: NodeJS.Timeout | undefined;
+      const waiter = { onClose: () => undefined as void };
       const finish = (extra: Partial<ExecResult>) => {
-        if (settled) return;
-        settled = true;
+        if (state.settled) return;
+        state.settled = true;
         clearTimeout(timer);
-        closeWaiters.delete(onConnectionClosed);
-        resolve({ code: exitCode, signal: exitSignal, stdout, stderr, timedOut: false, connectionLost: false, ...extra });
+        closeWaiters.delete(waiter.onClose);
+        resolve({ code: state.exitCode, signal: state.exitSignal, stdout: state.stdout, stderr: state.stderr, timedOut: false, connectionLost: false, ...extra });
       };
-      const onConnectionClosed = () =>
-        finish({ code: null, connectionLost: true, stderr: tail(`${stderr}\nSSH connection to ${where} lost`, maxChars) });
-      closeWaiters.add(onConnectionClosed);
-      const timer = setTimeout(() => {
+      waiter.onClose = () =>
+        finish({ code: null, connectionLost: true, stderr: tail(`${state.stderr}\nSSH connection to ${where} lost`, maxChars) });
+      closeWaiters.add(waiter.onClose);
+      timer = setTimeout(() => {
         if (channel) {
           // OpenSSH honours "signal" requests since 7.9; close() ends the channel either way.
           try {
@@ -195,11 +195,11 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
             return;
           }
           channel = stream;
-          stream.on("data", (chunk: Buffer) => (stdout = tail(stdout + chunk.toString("utf8"), maxChars)));
-          stream.stderr.on("data", (chunk: Buffer) => (stderr = tail(stderr + chunk.toString("utf8"), maxChars)));
+          stream.on("data", (chunk: Buffer) => (state.stdout = tail(state.stdout + chunk.toString("utf8"), maxChars)));
+          stream.stderr.on("data", (chunk: Buffer) => (state.stderr = tail(state.stderr + chunk.toString("utf8"), maxChars)));
           stream.on("exit", (code: number | null, signal?: string) => {
-            exitCode = typeof code === "number" ? code : null;
-            exitSignal = signal ?? null;
+            state.exitCode = typeof code === "number" ? code : null;
+            state.exitSignal = signal ?? null;
           });
           stream.on("close", () => finish({}));
           if (execOptions.stdin !== undefined) stream.end(execOptions.stdin);
