@@ -237,6 +237,9 @@ function crossServiceProblems(raw: unknown): Problem[] {
         problems.push({ subject: `service "${name}"`, field: "", message: `is defined in both ${other} and ${group}; rename one of them` });
       }
       seenGroup.set(name, group);
+      // zod's record skips a "__proto__" key without an issue (it would replace the output's prototype), so the
+      // service would vanish from the plan silently; JSON.parse does create such a key.
+      if (name === "__proto__") problems.push({ subject: `service "${name}"`, field: "", message: `has an invalid name: must be a service name (a-z, 0-9 and inner '-'), got "${name}"` });
       const parsed = parseLeniently(serviceSchema, (entries as Record<string, unknown>)[name]);
       const service = parsed.success && network.success ? resolveService(name, group, parsed.data, network.data) : undefined;
       const enabled = parsed.success ? parsed.data.enable : (entries as Record<string, { enable?: unknown }>)[name]?.enable !== false;
@@ -358,7 +361,8 @@ function crossServiceProblems(raw: unknown): Problem[] {
       const field = "interface.db.host";
       const target = byAddress.get(service.db.host);
       if (!target) {
-        problems.push({ subject, field, message: `${JSON.stringify(service.db.host)} is not the ip, hostname or name of a service of this manifest${didYouMean(service.db.host, allNames)}` });
+        // A service by that name that failed the schema pass has its own problems already; do not call it missing.
+        if (!byName.has(service.db.host)) problems.push({ subject, field, message: `${JSON.stringify(service.db.host)} is not the ip, hostname or name of a service of this manifest${didYouMean(service.db.host, allNames)}` });
       } else if (!target.enable) {
         problems.push({ subject, field, message: `${JSON.stringify(service.db.host)} is service "${target.name}", which is disabled` });
       } else if (target.kind !== "postgresql") {
