@@ -1,0 +1,643 @@
+// Pure tests, no mocks: every validation rule of validateManifest with its exact problem lines (formatProblem).
+import assert from "node:assert/strict";
+import { validateManifest } from "../manifest";
+import { deepClone, manifestErrorOf, planOf, problemsOf, seedManifest, smallManifest, type RawManifest } from "./support/manifests";
+
+const secretHint =
+  "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value with " +
+  "`pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' <value>`";
+const dnsNameRule = "must be a valid DNS name (lower-case letters, digits, '-' and '.')";
+
+interface RuleCase {
+  name: string;
+  mutate: (manifest: RawManifest) => void;
+  problems: string[];
+}
+
+/** Each case mutates the valid `smallManifest()` and lists every problem line, in reporting order. */
+const ruleCases: RuleCase[] = [
+  // Unknown fields and secrets.
+  {
+    name: "fails when a field is misspelt (depend_on), suggesting the known field",
+    mutate: (m) => {
+      m.services.app.depend_on = m.services.app.depends_on;
+      delete m.services.app.depends_on;
+    },
+    problems: ['service "app": depend_on is not a known field (did you mean "depends_on"?)'],
+  },
+  {
+    name: "fails when a field of a named route is misspelt, suggesting the route field",
+    mutate: (m) => {
+      m.services.app.interface.proxy = { web: { domian: "web.lab.test", upstream: "10.9.0.20:8080" } };
+    },
+    problems: [
+      'service "app": interface.proxy.web.domain is required',
+      'service "app": interface.proxy.web.domian is not a known field (did you mean "domain"?)',
+    ],
+  },
+  {
+    name: "fails when the manifest root has an unknown field",
+    mutate: (m) => {
+      m.extra = 1;
+    },
+    problems: ["manifest: extra is not a known field"],
+  },
+  {
+    name: "fails when a service holds a password, pointing at pulumi config set --secret",
+    mutate: (m) => {
+      m.services.app.password = "hunter2";
+    },
+    problems: [`service "app": password ${secretHint}`],
+  },
+  {
+    name: "fails when a database block holds a password, pointing at pulumi config set --secret",
+    mutate: (m) => {
+      m.services.app.interface.db.password = "hunter2";
+    },
+    problems: [`service "app": interface.db.password ${secretHint}`],
+  },
+  {
+    name: "fails when the network holds an API token, pointing at pulumi config set --secret",
+    mutate: (m) => {
+      m.network.api_token = "tok-123";
+    },
+    problems: [`network: api_token ${secretHint}`],
+  },
+  // Types and required fields.
+  {
+    name: "fails when vmid is a string",
+    mutate: (m) => {
+      m.services.app.vmid = "120";
+    },
+    problems: ['service "app": vmid must be a number, got "120"'],
+  },
+  {
+    name: "fails when vmid is not a whole number",
+    mutate: (m) => {
+      m.services.app.vmid = 120.5;
+    },
+    problems: ['service "app": vmid must be a whole number, got 120.5'],
+  },
+  {
+    name: "fails when enable is not a boolean",
+    mutate: (m) => {
+      m.services.app.enable = "yes";
+    },
+    problems: ['service "app": enable must be true or false, got "yes"'],
+  },
+  {
+    name: "fails when ports is not a list",
+    mutate: (m) => {
+      m.services.app.ports = 8080;
+    },
+    problems: ['service "app": ports must be a list, got 8080'],
+  },
+  {
+    name: "fails when services is a list instead of an attribute set",
+    mutate: (m) => {
+      m.services = [];
+    },
+    problems: ["manifest: services must be an attribute set, got []"],
+  },
+  {
+    name: "fails when kind is not a known module",
+    mutate: (m) => {
+      m.services.app.kind = "nginx";
+    },
+    problems: ['service "app": kind must be one of "dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole", "custom", got "nginx"'],
+  },
+  {
+    name: "fails when a health check has an unknown type",
+    mutate: (m) => {
+      m.services.app.interface.health = { checks: [{ type: "ping" }] };
+    },
+    problems: ['service "app": interface.health.checks[0].type must be one of "systemd", "tcp", "http", got "ping"'],
+  },
+  {
+    name: "fails when a service has no ip",
+    mutate: (m) => {
+      delete m.services.app.ip;
+    },
+    problems: ['service "app": ip is required'],
+  },
+  {
+    name: "fails when the network has no domain",
+    mutate: (m) => {
+      delete m.network.domain;
+    },
+    problems: ["network: domain is required"],
+  },
+  {
+    name: "fails when the manifest has no network",
+    mutate: (m) => {
+      delete m.network;
+    },
+    problems: ["network: is required"],
+  },
+  // Names.
+  {
+    name: "fails when a service name is not a DNS label",
+    mutate: (m) => {
+      m.services.Bad_Name = m.services.app;
+      delete m.services.app;
+    },
+    problems: [`service "Bad_Name": has an invalid name: must be a service name (a-z, 0-9 and inner '-'), got "Bad_Name"`],
+  },
+  {
+    name: "fails when a route name is not valid",
+    mutate: (m) => {
+      m.services.app.interface.proxy = { web: { domain: "web.lab.test", upstream: "nope" }, Api: { domain: "api.lab.test", upstream: "10.9.0.20:1" } };
+    },
+    problems: [
+      'service "app": interface.proxy.web.upstream must be "host:port", got "nope"',
+      'service "app": interface.proxy.Api has an invalid name: must be a route name (a-z, 0-9, _ and -), got "Api"',
+    ],
+  },
+  // Uniqueness.
+  {
+    name: "fails when the same service name is in core_services and services",
+    mutate: (m) => {
+      m.core_services.app = { kind: "dns", ip: "10.9.0.30", vmid: 130, hostname: "app2" };
+    },
+    problems: ['service "app": is defined in both core_services and services; rename one of them'],
+  },
+  {
+    name: "fails when two services share an ip",
+    mutate: (m) => {
+      m.services.app.ip = "10.9.0.10";
+    },
+    problems: ['service "app": ip "10.9.0.10" is already the ip of service "caddy"'],
+  },
+  {
+    name: "fails when two services share a vmid",
+    mutate: (m) => {
+      m.services.app.vmid = 110;
+    },
+    problems: ['service "app": vmid 110 is already the vmid of service "caddy"'],
+  },
+  {
+    name: "fails when a short hostname expands to another service's hostname",
+    mutate: (m) => {
+      m.services.app.hostname = "caddy";
+    },
+    problems: ['service "app": hostname "caddy.lab.test" is already the hostname of service "caddy"'],
+  },
+  {
+    name: "fails when two services route the same domain and path",
+    mutate: (m) => {
+      m.core_services.authentik.interface.proxy = { domain: "web.lab.test", upstream: "10.9.0.12:9000" };
+    },
+    problems: ['service "app": interface.proxy.domain "web.lab.test" with path "/" is already routed by service "authentik"; change the domain or the path'],
+  },
+  {
+    name: "fails when a disabled service shares an ip with an enabled one",
+    mutate: (m) => {
+      m.services.old = { enable: false, kind: "vaultwarden", ip: "10.9.0.20", vmid: 121 };
+    },
+    problems: ['service "old": ip "10.9.0.20" is already the ip of service "app"'],
+  },
+  // Addresses.
+  {
+    name: "fails when a service ip is outside network_cidr",
+    mutate: (m) => {
+      m.services.app.ip = "10.9.1.20";
+    },
+    problems: ['service "app": ip "10.9.1.20" is not a host address inside network_cidr "10.9.0.0/24"'],
+  },
+  {
+    name: "fails when a service ip is the network address",
+    mutate: (m) => {
+      m.services.app.ip = "10.9.0.0";
+    },
+    problems: ['service "app": ip "10.9.0.0" is not a host address inside network_cidr "10.9.0.0/24"'],
+  },
+  {
+    name: "fails when a service ip is the broadcast address",
+    mutate: (m) => {
+      m.services.app.ip = "10.9.0.255";
+    },
+    problems: ['service "app": ip "10.9.0.255" is not a host address inside network_cidr "10.9.0.0/24"'],
+  },
+  {
+    name: "fails when a service ip is the gateway",
+    mutate: (m) => {
+      m.network.gateway = "10.9.0.254";
+      m.services.app.ip = "10.9.0.254";
+    },
+    problems: ['service "app": ip "10.9.0.254" is the network\'s gateway; choose a free address'],
+  },
+  {
+    name: "fails when the gateway is outside network_cidr",
+    mutate: (m) => {
+      m.network.gateway = "10.8.0.1";
+    },
+    problems: ['network: gateway "10.8.0.1" is not a host address inside network_cidr "10.9.0.0/24"'],
+  },
+  {
+    name: "fails when the gateway is the network or broadcast address",
+    mutate: (m) => {
+      m.network.gateway = "10.9.0.255";
+    },
+    problems: ['network: gateway "10.9.0.255" is not a host address inside network_cidr "10.9.0.0/24"'],
+  },
+  {
+    name: "fails when network_cidr has a prefix over 32",
+    mutate: (m) => {
+      m.network.network_cidr = "10.9.0.0/33";
+    },
+    problems: ['network: network_cidr must be an IPv4 CIDR such as "192.168.99.0/24", got "10.9.0.0/33"'],
+  },
+  {
+    name: "fails when an ip has an octet over 255 or a leading zero",
+    mutate: (m) => {
+      m.services.app.ip = "10.9.0.256";
+      m.core_services.caddy.ip = "10.9.0.010";
+    },
+    problems: [
+      'service "caddy": ip must be an IPv4 address such as 192.168.99.10, got "10.9.0.010"',
+      'service "app": ip must be an IPv4 address such as 192.168.99.10, got "10.9.0.256"',
+    ],
+  },
+  {
+    name: "fails when an upstream has no port",
+    mutate: (m) => {
+      m.services.app.interface.proxy.upstream = "10.9.0.20";
+    },
+    problems: ['service "app": interface.proxy.upstream must be "host:port", got "10.9.0.20"'],
+  },
+  {
+    name: "fails when an upstream port is over 65535",
+    mutate: (m) => {
+      m.services.app.interface.proxy.upstream = "10.9.0.20:70000";
+    },
+    problems: ['service "app": interface.proxy.upstream must be "host:port", got "10.9.0.20:70000"'],
+  },
+  {
+    name: "fails when an upstream host is a shell substitution",
+    mutate: (m) => {
+      m.services.app.interface.proxy.upstream = "$(x):80";
+    },
+    problems: ['service "app": interface.proxy.upstream must be "host:port", got "$(x):80"'],
+  },
+  // Numbers.
+  {
+    name: "fails when ports are 0 or over 65535",
+    mutate: (m) => {
+      m.services.app.ports = [0, 65536];
+    },
+    problems: ['service "app": ports[0] must be at least 1, got 0', 'service "app": ports[1] must be at most 65535, got 65536'],
+  },
+  {
+    name: "fails when a database port is 0",
+    mutate: (m) => {
+      m.services.app.interface.db.port = 0;
+    },
+    problems: ['service "app": interface.db.port must be at least 1, got 0'],
+  },
+  {
+    name: "fails when a tcp health check port is 0",
+    mutate: (m) => {
+      m.services.app.interface.health = { checks: [{ type: "tcp", port: 0 }] };
+    },
+    problems: ['service "app": interface.health.checks[0].port must be at least 1, got 0'],
+  },
+  {
+    name: "fails when resources are zero or negative",
+    mutate: (m) => {
+      m.services.app.resources = { cores: 0, memory: 0, disk_gb: 0, swap: -1 };
+    },
+    problems: [
+      'service "app": resources.cores must be at least 1, got 0',
+      'service "app": resources.memory must be at least 64, got 0',
+      'service "app": resources.swap must be at least 0, got -1',
+      'service "app": resources.disk_gb must be at least 1, got 0',
+    ],
+  },
+  {
+    name: "fails when health timings are zero or negative",
+    mutate: (m) => {
+      m.services.app.interface.health = { interval: 0, timeout: -1, retries: 0, start_period: -5 };
+    },
+    problems: [
+      'service "app": interface.health.interval must be more than 0, got 0',
+      'service "app": interface.health.timeout must be more than 0, got -1',
+      'service "app": interface.health.retries must be at least 1, got 0',
+      'service "app": interface.health.start_period must be at least 0, got -5',
+    ],
+  },
+  // DNS names (they reach Caddyfiles, zone files and shell commands).
+  {
+    name: "fails when a hostname is a shell injection (a;rm -rf /)",
+    mutate: (m) => {
+      m.services.app.hostname = "a;rm -rf /";
+    },
+    problems: [`service "app": hostname ${dnsNameRule}, got "a;rm -rf /"`],
+  },
+  {
+    name: "fails when a route domain is a command substitution ($(x))",
+    mutate: (m) => {
+      m.services.app.interface.proxy.domain = "$(x)";
+    },
+    problems: [`service "app": interface.proxy.domain ${dnsNameRule}, got "$(x)"`],
+  },
+  {
+    name: "fails when the network domain carries backticks",
+    mutate: (m) => {
+      m.network.domain = "lab.test`id`";
+    },
+    problems: [`network: domain ${dnsNameRule}, got "lab.test\`id\`"`],
+  },
+  {
+    name: "fails when a hostname has upper-case letters, a trailing dot or a label over 63 characters",
+    mutate: (m) => {
+      m.services.app.hostname = "App";
+      m.core_services.caddy.hostname = "caddy.";
+      m.core_services.postgresql.hostname = `${"a".repeat(64)}.lab.test`;
+    },
+    problems: [
+      `service "caddy": hostname ${dnsNameRule}, got "caddy."`,
+      `service "postgresql": hostname ${dnsNameRule}, got "${"a".repeat(56)}...`,
+      `service "app": hostname ${dnsNameRule}, got "App"`,
+    ],
+  },
+  // References.
+  {
+    name: "fails when depends_on names a missing service, suggesting the closest",
+    mutate: (m) => {
+      m.services.app.depends_on = ["caddy", "postgres"];
+    },
+    problems: ['service "app": depends_on[1] "postgres" is not a service of this manifest (did you mean "postgresql"?)'],
+  },
+  {
+    name: "fails when depends_on names the service itself",
+    mutate: (m) => {
+      m.services.app.depends_on = ["app"];
+    },
+    problems: ['service "app": depends_on[0] names the service itself; remove it'],
+  },
+  {
+    name: "fails when auth.provider names a missing service, suggesting the closest",
+    mutate: (m) => {
+      m.services.app.interface.auth.provider = "authentk";
+    },
+    problems: ['service "app": interface.auth.provider "authentk" is not a service of this manifest (did you mean "authentik"?)'],
+  },
+  {
+    name: "fails when auth.provider is not an authentik service",
+    mutate: (m) => {
+      m.services.app.interface.auth.provider = "caddy";
+    },
+    problems: ['service "app": interface.auth.provider "caddy" is not an authentik service (its kind is "caddy")'],
+  },
+  {
+    name: "fails when db.host names no service, suggesting the closest",
+    mutate: (m) => {
+      m.services.app.interface.db.host = "postgres";
+    },
+    problems: ['service "app": interface.db.host "postgres" is not the ip, hostname or name of a service of this manifest (did you mean "postgresql"?)'],
+  },
+  {
+    name: "fails when db.host is the ip of a service that is not postgresql",
+    mutate: (m) => {
+      m.services.app.interface.db.host = "10.9.0.10";
+    },
+    problems: ['service "app": interface.db.host "10.9.0.10" is service "caddy", which is not a postgresql service (its kind is "caddy")'],
+  },
+  {
+    name: "fails when db.host is a disabled service",
+    mutate: (m) => {
+      m.core_services.postgresql.enable = false;
+    },
+    problems: [
+      'service "authentik": interface.db.host "postgresql" is service "postgresql", which is disabled',
+      'service "app": interface.db.host "postgresql" is service "postgresql", which is disabled',
+    ],
+  },
+  {
+    name: "fails when an enabled service depends on a disabled one",
+    mutate: (m) => {
+      m.core_services.caddy.enable = false;
+    },
+    problems: [
+      'service "app": interface.proxy needs a reverse proxy: add an enabled service of kind "caddy"',
+      'service "app": depends_on[0] "caddy" is disabled; enable it or remove the dependency',
+    ],
+  },
+  // Cycles.
+  {
+    name: "fails when two services depend on each other, printing the cycle a → b → a",
+    mutate: (m) => {
+      m.core_services.caddy.depends_on = ["app"];
+    },
+    problems: ['service "app": depends_on forms a dependency cycle: app → caddy → app; remove one of these dependencies'],
+  },
+  {
+    name: "fails when a cycle runs through inferred edges (auth provider, database host)",
+    mutate: (m) => {
+      m.core_services.postgresql.depends_on = ["app"];
+    },
+    problems: ['service "app": depends_on forms a dependency cycle: app → authentik → postgresql → app; remove one of these dependencies'],
+  },
+  {
+    name: "fails when the DNS server's host needs a service that resolves names through it",
+    mutate: (m) => {
+      m.network.dns_server = "10.9.0.20";
+    },
+    problems: ['service "app": depends_on forms a dependency cycle: app → authentik → app; remove one of these dependencies'],
+  },
+  // Routing.
+  {
+    name: "fails when a route domain is another host's hostname",
+    mutate: (m) => {
+      m.services.app.interface.proxy.domain = "postgresql.lab.test";
+    },
+    problems: [
+      'service "app": interface.proxy.domain "postgresql.lab.test" is also the hostname of service "postgresql"; DNS cannot point it at both that host ' +
+        'and the reverse proxy. Use another route domain (e.g. "postgresql-app.lab.test") or hostname',
+    ],
+  },
+  {
+    name: "fails when a route domain is the service's own hostname",
+    mutate: (m) => {
+      m.services.app.interface.proxy.domain = "app.lab.test";
+    },
+    problems: [
+      'service "app": interface.proxy.domain "app.lab.test" is also the hostname of service "app"; DNS cannot point it at both that host ' +
+        'and the reverse proxy. Use another route domain (e.g. "app-app.lab.test") or hostname',
+    ],
+  },
+  {
+    name: "fails when two services are caddy",
+    mutate: (m) => {
+      m.services.proxy2 = { kind: "caddy", ip: "10.9.0.40", vmid: 140 };
+    },
+    problems: ['service "proxy2": kind "caddy" is already the kind of service "caddy"; NixMox runs one reverse proxy'],
+  },
+  {
+    name: "fails when a service has routes but no caddy is enabled",
+    mutate: (m) => {
+      m.core_services.caddy.enable = false;
+      m.services.app.depends_on = [];
+    },
+    problems: ['service "app": interface.proxy needs a reverse proxy: add an enabled service of kind "caddy"'],
+  },
+  {
+    name: "fails when extra_config leaves a brace open",
+    mutate: (m) => {
+      m.services.app.interface.proxy.extra_config = "header { X-A b";
+    },
+    problems: ['service "app": interface.proxy.extra_config must have balanced { } (it is pasted inside the route\'s Caddy block), got "header { X-A b"'],
+  },
+  {
+    name: "fails when extra_config closes the route's block before reopening one",
+    mutate: (m) => {
+      m.services.app.interface.proxy.extra_config = "} respond 200 {";
+    },
+    problems: ['service "app": interface.proxy.extra_config must have balanced { } (it is pasted inside the route\'s Caddy block), got "} respond 200 {"'],
+  },
+  // Modules, health commands, secrets.
+  {
+    name: "fails when a custom service lists no nixos_modules",
+    mutate: (m) => {
+      m.services.app.kind = "custom";
+    },
+    problems: ['service "app": nixos_modules is required: "app" has no built-in module; list the NixOS module files that configure it'],
+  },
+  {
+    name: "fails when a misspelt built-in service becomes custom without modules, suggesting the kind",
+    mutate: (m) => {
+      m.services.vaultwardn = { ip: "10.9.0.41", vmid: 141 };
+    },
+    problems: [
+      'service "vaultwardn": nixos_modules is required: "vaultwardn" has no built-in module (did you mean kind "vaultwarden"?); list the NixOS module files that configure it',
+    ],
+  },
+  {
+    name: "fails when health commands span several lines",
+    mutate: (m) => {
+      m.services.app.interface.health = { startup: "true\nrm -rf /", liveness: "true\r" };
+    },
+    problems: [
+      'service "app": interface.health.startup must be a single line (no newline or NUL), got "true\\nrm -rf /"',
+      'service "app": interface.health.liveness must be a single line (no newline or NUL), got "true\\r"',
+    ],
+  },
+  {
+    name: "fails when an ssh key smuggles a second line",
+    mutate: (m) => {
+      m.network.ssh_keys = { root: ["ssh-ed25519 AAAA\nevil"] };
+    },
+    problems: ['network: ssh_keys.root[0] must be one OpenSSH public key line such as "ssh-ed25519 AAAA… user@host", got "ssh-ed25519 AAAA\\nevil"'],
+  },
+  {
+    name: "fails when a service declares a secret NixMox already declares for it",
+    mutate: (m) => {
+      m.services.app.secrets = { db_password: {} };
+    },
+    problems: ['service "app": secrets.db_password is declared by NixMox already for this service; remove it or choose another name'],
+  },
+];
+
+describe("manifest validation: one rule at a time", () => {
+  it("accepts the base manifests the rule cases start from", () => {
+    assert.deepEqual(planOf(smallManifest()).services.map((service) => service.name), ["app", "authentik", "caddy", "postgresql"]);
+    assert.equal(planOf(seedManifest()).services.length, 11);
+  });
+
+  for (const rule of ruleCases) {
+    it(rule.name, () => {
+      const manifest = smallManifest();
+      rule.mutate(manifest);
+      assert.deepEqual(problemsOf(manifest), rule.problems);
+    });
+  }
+
+  it("fails when the seed layout has depend_on, suggesting depends_on", () => {
+    const manifest = seedManifest();
+    manifest.services.openbao.depend_on = manifest.services.openbao.depends_on;
+    delete manifest.services.openbao.depends_on;
+    assert.deepEqual(problemsOf(manifest), ['service "openbao": depend_on is not a known field (did you mean "depends_on"?)']);
+  });
+
+  it("fails when the manifest is not an attribute set at all", () => {
+    for (const [raw, shown] of [[null, "null"], [7, "7"], ["x", '"x"'], [[], "[]"]] as const) {
+      assert.deepEqual(problemsOf(raw), [`manifest: must be an attribute set, got ${shown}`]);
+    }
+    assert.deepEqual(problemsOf({}), ["network: is required"]);
+  });
+
+  it("fails when a JSON manifest names a service __proto__ (not silently dropped from the plan)", () => {
+    const text = JSON.stringify(smallManifest()).replace('"services":{', '"services":{"__proto__":{"ip":"10.9.0.3","vmid":103,"nixos_modules":["a.nix"]},');
+    const raw: unknown = JSON.parse(text);
+    assert.deepEqual(problemsOf(raw), [`service "__proto__": has an invalid name: must be a service name (a-z, 0-9 and inner '-'), got "__proto__"`]);
+  });
+});
+
+describe("manifest validation: reporting", () => {
+  it("fails with every problem of the manifest together in one error, schema and cross-service alike", () => {
+    const manifest = smallManifest();
+    manifest.services.app.depend_on = ["caddy"];
+    manifest.services.app.interface.auth.provider = "authentk";
+    manifest.core_services.caddy.ip = "10.9.0.11";
+    manifest.services.extra = { ip: "10.9.0.50", vmid: 150, nixos_modules: ["modules/extra.nix"], depends_on: ["extra2"] };
+    manifest.services.extra2 = { ip: "10.9.0.51", vmid: 151, nixos_modules: ["modules/extra2.nix"], depends_on: ["extra"] };
+    manifest.services.broken = { ip: "10.9.0.52", vmid: 152, ports: [0], nixos_modules: ["modules/broken.nix"] };
+    const error = manifestErrorOf(manifest, "lab.json");
+    assert.equal(error.source, "lab.json");
+    assert.equal(
+      error.message,
+      [
+        "lab.json: 5 problems",
+        '  - service "app": depend_on is not a known field (did you mean "depends_on"?)',
+        '  - service "broken": ports[0] must be at least 1, got 0',
+        '  - service "postgresql": ip "10.9.0.11" is already the ip of service "caddy"',
+        '  - service "app": interface.auth.provider "authentk" is not a service of this manifest (did you mean "authentik"?)',
+        '  - service "extra": depends_on forms a dependency cycle: extra → extra2 → extra; remove one of these dependencies',
+      ].join("\n"),
+    );
+  });
+
+  it("fails without a false 'not a service' problem when db.host names a service that has schema problems", () => {
+    const manifest = smallManifest();
+    manifest.core_services.postgresql.hostname = "Postgres";
+    assert.deepEqual(problemsOf(manifest), [`service "postgresql": hostname ${dnsNameRule}, got "Postgres"`]);
+  });
+
+  it("fails with a one-problem header when there is one problem", () => {
+    const manifest = smallManifest();
+    manifest.services.app.vmid = "120";
+    assert.equal(manifestErrorOf(manifest, "one.nix").message, 'one.nix: 1 problem\n  - service "app": vmid must be a number, got "120"');
+  });
+
+  it("fails without echoing the value of a secret-looking field anywhere in the error", () => {
+    const manifest = smallManifest();
+    manifest.services.app.interface.db.password = "hunter2-very-secret";
+    manifest.network.root_password = "hunter2-very-secret";
+    const error = manifestErrorOf(manifest);
+    assert.equal(error.problems.length, 2);
+    assert.ok(!error.message.includes("hunter2"), error.message);
+    assert.ok(!JSON.stringify(error.problems).includes("hunter2"));
+  });
+
+  it("does not change the caller's data while validating", () => {
+    const manifest = smallManifest();
+    manifest.services.app.depend_on = ["caddy"];
+    const before = deepClone(manifest);
+    manifestErrorOf(manifest);
+    assert.deepEqual(manifest, before);
+  });
+
+  it("accepts a route domain on the same domain as another route when the paths differ", () => {
+    const manifest = smallManifest();
+    manifest.core_services.authentik.interface.proxy = { domain: "web.lab.test", path: "/auth", upstream: "10.9.0.12:9000" };
+    const plan = planOf(manifest);
+    assert.deepEqual(plan.routes.map((route) => `${route.service} ${route.domain}${route.path}`), ["app web.lab.test/", "authentik web.lab.test/auth"]);
+  });
+
+  it("returns the parsed manifest with schema defaults applied", () => {
+    const parsed = validateManifest(smallManifest(), "small");
+    assert.deepEqual(parsed.services.app.resources, { cores: 1, memory: 1024, swap: 512, disk_gb: 8 });
+    assert.equal(parsed.network.vlan_tag, null);
+    assert.deepEqual(parsed.services.app.interface.proxy, { domain: "web.lab.test", path: "/", upstream: "10.9.0.20:8080", tls: true, authz: false, extra_config: "" });
+  });
+});
