@@ -1,0 +1,161 @@
+/**
+ * `AuthentikOutpostBinding`: puts NixMox's forward-auth proxy providers on an existing Authentik outpost (by
+ * default the embedded one, `authentik Embedded Outpost`, which answers on Authentik's own port) without touching
+ * the providers someone else bound there.
+ *
+ * One binding resource per outpost holds the whole list of NixMox providers. The outpost's `providers` field is
+ * one list, so one writer per outpost is the only way parallel deploys of several proxy apps cannot overwrite
+ * each other's read-modify-write.
+ *
+ * - create: finds the outpost by exact name (one match required) and PATCHes `providers` to the union of what is
+ *   there and `providerPks`.
+ * - read (refresh): reports which of our providers are still bound (a provider removed by hand shows as drift);
+ *   a deleted outpost drops the resource from the state.
+ * - diff: a different outpost name replaces; a different provider list updates.
+ * - update: removes the providers we bound before and no longer want, adds the new ones, keeps all others.
+ * - delete: removes our providers from the outpost and keeps the others; a missing outpost (404) is fine.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import {
+  authentikApis,
+  callApi,
+  changedFields,
+  readOrNull,
+  withSecretOutputs,
+  type ApiContext,
+  type AuthentikApis,
+} from "./api";
+import { embeddedOutpostName } from "./defaults";
+
+
+export interface AuthentikOutpostBindingArgs {
+  /** Authentik base URL, e.g. `http://192.168.99.12:9000`. */
+  url: pulumi.Input<string>;
+  /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
+  token: pulumi.Input<string>;
+  /** The authentik service (NixMox name); named in every error. */
+  service: pulumi.Input<string>;
+  /** Outpost name, matched exactly. Changing it replaces the resource. @default "authentik Embedded Outpost" */
+  outpostName?: pulumi.Input<string>;
+  /** Proxy provider primary keys to bind (from `AuthentikProxyApp.providerPk`). */
+  providerPks: pulumi.Input<pulumi.Input<number>[]>;
+}
+
+export interface AuthentikOutpostBindingInputs {
+  url: string;
+  token: string;
+  service: string;
+  outpostName: string;
+  providerPks: number[];
+}
+
+export interface AuthentikOutpostBindingOutputs extends AuthentikOutpostBindingInputs {
+  /** Outpost primary key (uuid); also the resource id. */
+  outpostPk: string;
+}
+
+const managedFields = ["url", "token", "service", "providerPks"] as const satisfies readonly (keyof AuthentikOutpostBindingInputs)[];
+
+const byNumber = (a: number, b: number) => a - b;
+
+function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindingInputs {
+  return {
+    url: value.url,
+    token: value.token,
+    service: value.service,
+    outpostName: value.outpostName,
+    providerPks: [...new Set(value.providerPks)].sort(byNumber),
+  };
+}
+
+function contextOf(inputs: AuthentikOutpostBindingInputs): ApiContext {
+  return { service: inputs.service, url: inputs.url, secrets: [inputs.token] };
+}
+
+async function findOutpost(apis: AuthentikApis, context: ApiContext, name: string): Promise<{ pk: string; providers: number[] }> {
+  const list = await callApi(context, `lookup of outpost ${JSON.stringify(name)}`, () => apis.outposts.outpostsInstancesList({ nameIexact: name }));
+  const matches = list.results.filter((outpost) => outpost.name === name);
+  if (matches.length !== 1) {
+    throw new Error(`service ${JSON.stringify(context.service)}: outpostName: Authentik has ${matches.length === 0 ? "no" : matches.length} outpost${matches.length === 1 ? "" : "s"} named ${JSON.stringify(name)}; name exactly one existing outpost (Authentik's own is ${JSON.stringify(embeddedOutpostName)})`);
+  }
+  return { pk: matches[0].pk, providers: matches[0].providers };
+}
+
+/** PATCHes the outpost's provider list to `current - remove + add`, keeping everything else; skips a no-op. */
+async function rebind(apis: AuthentikApis, context: ApiContext, outpost: { pk: string; providers: number[] }, remove: number[], add: number[]): Promise<void> {
+  const wanted = [...new Set([...outpost.providers.filter((pk) => !remove.includes(pk)), ...add])].sort(byNumber);
+  const current = [...outpost.providers].sort(byNumber);
+  if (wanted.length === current.length && wanted.every((pk, index) => pk === current[index])) return;
+  await callApi(context, `update of outpost ${outpost.pk}`, () =>
+    apis.outposts.outpostsInstancesPartialUpdate({ uuid: outpost.pk, patchedOutpostRequest: { providers: wanted } }),
+  );
+}
+
+export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOutpostBindingInputs, AuthentikOutpostBindingOutputs> = {
+  async create(raw) {
+    const inputs = pickInputs(raw);
+    const context = contextOf(inputs);
+    const apis = authentikApis(inputs.url, inputs.token);
+    const outpost = await findOutpost(apis, context, inputs.outpostName);
+    await rebind(apis, context, outpost, [], inputs.providerPks);
+    return { id: outpost.pk, outs: { ...inputs, outpostPk: outpost.pk } };
+  },
+
+  async read(id, props) {
+    const olds = props as AuthentikOutpostBindingOutputs;
+    const context = contextOf(olds);
+    const apis = authentikApis(olds.url, olds.token);
+    const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
+    if (!outpost) return {};
+    const outs: AuthentikOutpostBindingOutputs = {
+      ...pickInputs(olds),
+      outpostName: outpost.name,
+      providerPks: olds.providerPks.filter((pk) => outpost.providers.includes(pk)).sort(byNumber),
+      outpostPk: outpost.pk,
+    };
+    return { id, props: outs };
+  },
+
+  async diff(_id, olds, news) {
+    const next = pickInputs(news);
+    const replaces = olds.outpostName === next.outpostName ? [] : ["outpostName"];
+    const changes = changedFields<AuthentikOutpostBindingInputs>(pickInputs(olds), next, managedFields);
+    return { changes: replaces.length > 0 || changes.length > 0, replaces };
+  },
+
+  async update(id, olds, raw) {
+    const inputs = pickInputs(raw);
+    const context = contextOf(inputs);
+    const apis = authentikApis(inputs.url, inputs.token);
+    const outpost = await callApi(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
+    const dropped = olds.providerPks.filter((pk) => !inputs.providerPks.includes(pk));
+    await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers }, dropped, inputs.providerPks);
+    return { outs: { ...inputs, outpostPk: outpost.pk } };
+  },
+
+  async delete(id, props) {
+    const context = contextOf(props);
+    const apis = authentikApis(props.url, props.token);
+    const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
+    if (!outpost) return;
+    await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers }, props.providerPks, []);
+  },
+};
+
+/** NixMox's proxy providers on one outpost (type `pulumi-nodejs:dynamic/nixmox:AuthentikOutpostBinding`). */
+export class AuthentikOutpostBinding extends pulumi.dynamic.Resource {
+  declare public readonly outpostPk: pulumi.Output<string>;
+  declare public readonly providerPks: pulumi.Output<number[]>;
+
+  constructor(name: string, args: AuthentikOutpostBindingArgs, opts?: pulumi.CustomResourceOptions) {
+    const props = {
+      url: args.url,
+      token: pulumi.secret(args.token),
+      service: args.service,
+      outpostName: args.outpostName ?? embeddedOutpostName,
+      providerPks: args.providerPks,
+      outpostPk: undefined,
+    };
+    super(outpostBindingProvider, name, props, withSecretOutputs(opts, ["token"]), "nixmox", "AuthentikOutpostBinding");
+  }
+}

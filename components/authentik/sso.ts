@@ -1,0 +1,102 @@
+/**
+ * `createSsoResources`: one Pulumi resource per object of `planAuthentikObjects(plan)`. The caller decides where
+ * they hang (`opts.parent`: the authentik service's component or an `Sso` component) and what they wait for
+ * (`opts.dependsOn`: the authentik service's health check, so the API answers before the first call).
+ *
+ * Resource names are `<prefix>-<role>` (role = the application slug, or `<authentik>-outpost` for the binding);
+ * they are part of the users' state, so renaming them needs `aliases`.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import type { Plan } from "../../manifest/plan-types";
+import { AuthentikOidcApp } from "./oidc-app";
+import { AuthentikOutpostBinding } from "./outpost-binding";
+import { planAuthentikObjects } from "./plan";
+import { AuthentikProxyApp } from "./proxy-app";
+
+/** A value for every authentik service, or one function of the authentik service's name. */
+export type PerAuthentik<T> = T | ((authentik: string) => T);
+
+export interface SsoArgs {
+  /** Authentik base URL. @default `http://<authentik ip>:9000` from the plan */
+  url?: PerAuthentik<pulumi.Input<string>>;
+  /** API token (`nixmox:secrets.<authentik>.bootstrap_token`); stored as a secret. */
+  token: PerAuthentik<pulumi.Input<string>>;
+  /** Client secret of each confidential OIDC client, keyed by the client's service (`nixmox:secrets.<service>.oidc_client_secret`). */
+  clientSecrets: Record<string, pulumi.Input<string>>;
+  /** First part of every resource name. @default "sso" */
+  namePrefix?: string;
+}
+
+export interface SsoResources {
+  /** By client service. */
+  oidcApps: Record<string, AuthentikOidcApp>;
+  /** By application slug. */
+  proxyApps: Record<string, AuthentikProxyApp>;
+  /** By authentik service. */
+  outpostBindings: Record<string, AuthentikOutpostBinding>;
+}
+
+function pick<T>(value: PerAuthentik<T>, authentik: string): T {
+  return typeof value === "function" ? (value as (authentik: string) => T)(authentik) : value;
+}
+
+/** Creates the Authentik objects of `plan`; throws before creating anything when a client secret is missing. */
+export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.CustomResourceOptions): SsoResources {
+  const objects = planAuthentikObjects(plan);
+  const missing = objects
+    .flatMap((object) => (object.kind === "oidc-app" && object.clientSecret !== null ? [object] : []))
+    .filter((object) => args.clientSecrets[object.service] === undefined);
+  if (missing.length > 0) {
+    throw new Error(missing.map((object) => `service ${JSON.stringify(object.service)}: the OIDC client secret is missing; pass clientSecrets[${JSON.stringify(object.service)}] (the value of nixmox:secrets.${object.service}.${object.clientSecret}, or a @pulumi/random password)`).join("\n"));
+  }
+  const prefix = args.namePrefix ?? "sso";
+  const resources: SsoResources = { oidcApps: {}, proxyApps: {}, outpostBindings: {} };
+  for (const object of objects) {
+    const url = args.url === undefined ? object.url : pick(args.url, object.authentik);
+    const token = pick(args.token, object.authentik);
+    switch (object.kind) {
+      case "oidc-app":
+        resources.oidcApps[object.service] = new AuthentikOidcApp(`${prefix}-${object.role}`, {
+          url,
+          token,
+          service: object.service,
+          slug: object.slug,
+          name: object.name,
+          providerName: object.providerName,
+          clientId: object.clientId,
+          clientType: object.clientType,
+          clientSecret: object.clientSecret === null ? null : args.clientSecrets[object.service],
+          redirectUris: object.redirectUris,
+          scopes: object.scopes,
+          launchUrl: object.launchUrl,
+        }, opts);
+        break;
+      case "proxy-app":
+        resources.proxyApps[object.slug] = new AuthentikProxyApp(`${prefix}-${object.role}`, {
+          url,
+          token,
+          service: object.service,
+          slug: object.slug,
+          name: object.name,
+          providerName: object.providerName,
+          externalHost: object.externalHost,
+          mode: object.mode,
+        }, opts);
+        break;
+      case "outpost-binding":
+        resources.outpostBindings[object.authentik] = new AuthentikOutpostBinding(`${prefix}-${object.role}`, {
+          url,
+          token,
+          service: object.authentik,
+          outpostName: object.outpostName,
+          providerPks: object.proxyApps.map((slug) => resources.proxyApps[slug].providerPk),
+        }, opts);
+        break;
+      default: {
+        const unreachable: never = object;
+        throw new Error(`unknown Authentik object ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+  return resources;
+}
