@@ -116,7 +116,9 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
   const [type, base64] = readFileSync(join(dir, "host_ed25519.pub"), "utf8").trim().split(/\s+/);
   const stubBinDir = options.stubBinDir === undefined ? defaultStubBinDir : options.stubBinDir;
   const path = [stubBinDir, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].filter(Boolean).join(":");
-  const env = { PATH: path, NIXMOX_STUB_DIR: dir, ...(options.env ?? {}) };
+  // HOME points at the temp dir so the machine's own ~/.bashrc (which bash sources for SSH sessions) cannot
+  // add noise to command output.
+  const env = { PATH: path, NIXMOX_STUB_DIR: dir, HOME: dir, ...(options.env ?? {}) };
   mkdirSync(join(dir, "control"), { recursive: true });
   mkdirSync(join(dir, "units"), { recursive: true });
 

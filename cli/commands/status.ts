@@ -1,0 +1,141 @@
+/**
+ * `nixmox status [manifest] [--json] [--identity FILE] [--known-hosts FILE]`: live health of every enabled
+ * service over SSH, concurrently. Per service: its liveness checks (no start period), the running generation
+ * and failed units (nixops `check` + bento status, field-notes §6.12).
+ * Exit 0 all healthy, 1 any unhealthy or unreachable, 2 invalid input (manifest, key or known_hosts).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import type { Command } from "commander";
+import { ManifestError, defaultManifestPath, loadPlan } from "../../manifest";
+import type { ServicePlan } from "../../manifest/plan-types";
+import { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } from "../../components/health/runner";
+import { formatHostKey, lookupKnownHost, readKnownHostsFile } from "../../components/ssh/host-key";
+import { action, print } from "../run";
+
+export interface StatusRow {
+  service: string;
+  host: string;
+  port: number;
+  healthy: boolean;
+  generation: string | null;
+  failedUnits: string[];
+  /** Why unhealthy (failing checks, or the connection error); "" when healthy. */
+  lastOutput: string;
+}
+
+export interface StatusOptions {
+  /** Deploy key text (a secret: never printed). */
+  privateKey: string;
+  /** Pinned host keys for a host and port. */
+  hostKeysFor: (host: string, port: number) => string[];
+  /** @default "/run/current-system" */
+  currentSystemPath?: string;
+  /** Values masked in the output. @default [] */
+  maskValues?: string[];
+}
+
+/** Checks every service concurrently, one SSH connection each; rows sorted by service name. */
+export async function collectStatus(services: ServicePlan[], options: StatusOptions): Promise<StatusRow[]> {
+  const rows = await Promise.all(services.map((service) => statusOf(service, options)));
+  return rows.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
+}
+
+async function statusOf(service: ServicePlan, options: StatusOptions): Promise<StatusRow> {
+  const base = { service: service.name, host: service.ip, port: service.sshPort };
+  const hostKeys = options.hostKeysFor(service.ip, service.sshPort);
+  if (hostKeys.length === 0) {
+    return { ...base, healthy: false, generation: null, failedUnits: [], lastOutput: `no known host key for ${service.ip}:${service.sshPort} (add it to the known_hosts file)` };
+  }
+  const connection = openHostConnection({ host: service.ip, port: service.sshPort, privateKey: options.privateKey, hostKeys, readyTimeoutMs: 10_000 });
+  try {
+    const report = await runHealthChecks({
+      service: service.name,
+      checks: checksForPhase(service.health.checks, "liveness"),
+      timing: service.health,
+      exec: connection.exec,
+      mode: "liveness",
+      secrets: [...(options.maskValues ?? []), options.privateKey],
+    });
+    const facts = await readHostFacts(connection.exec, options.currentSystemPath);
+    const failing = report.checks.filter((check) => !check.healthy);
+    const lastOutput = failing.map((check) => `${check.name}: ${check.lastOutput || `exit code ${check.lastExitCode ?? "none"}`}`).join("; ");
+    return { ...base, healthy: report.healthy, generation: facts.generation, failedUnits: facts.failedUnits, lastOutput };
+  } catch (error) {
+    return { ...base, healthy: false, generation: null, failedUnits: [], lastOutput: (error as Error).message };
+  } finally {
+    connection.close();
+  }
+}
+
+/** A fixed-width table: service, healthy, generation (store path name), failed units, last output (one line). */
+export function renderStatusTable(rows: StatusRow[]): string {
+  const header = ["SERVICE", "HEALTHY", "GENERATION", "FAILED UNITS", "LAST OUTPUT"];
+  const cells = rows.map((row) => [
+    row.service,
+    row.healthy ? "yes" : "no",
+    row.generation ? basename(row.generation) : "-",
+    row.failedUnits.length > 0 ? row.failedUnits.join(",") : "-",
+    row.lastOutput === "" ? "-" : row.lastOutput.replace(/\s*\n\s*/g, " | "),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...cells.map((cell) => cell[column].length)));
+  const line = (cell: string[]) =>
+    cell
+      .map((text, column) => (column === cell.length - 1 ? text : text.padEnd(widths[column])))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...cells.map(line)].join("\n");
+}
+
+function readFileOrUsage(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (error) {
+    throw new UsageError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+}
+
+class UsageError extends Error {}
+
+export function register(program: Command): void {
+  program
+    .command("status")
+    .description("Run every enabled service's liveness checks over SSH and print a table. Exit 1 when any service is unhealthy.")
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .option("--json", "print JSON instead of a table")
+    .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
+    .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: .nixmox/known_hosts next to the manifest)")
+    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
+    .action(
+      action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string }) => {
+        try {
+          const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
+          if (!identity) throw new UsageError("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)");
+          const privateKey = readFileOrUsage(identity, "identity file");
+          const plan = await loadPlan(manifest);
+          const knownHostsFile = flags.knownHosts ?? join(dirname(manifest), ".nixmox", "known_hosts");
+          if (!existsSync(knownHostsFile)) throw new UsageError(`known_hosts file ${knownHostsFile} does not exist: pass --known-hosts FILE with the hosts' pinned keys`);
+          let entries;
+          try {
+            entries = readKnownHostsFile(knownHostsFile);
+          } catch (error) {
+            throw new UsageError((error as Error).message);
+          }
+          if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) throw new UsageError(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
+          const rows = await collectStatus(plan.services, {
+            privateKey,
+            currentSystemPath: flags.currentSystem,
+            hostKeysFor: (host, port) => lookupKnownHost(entries, host, port).map(formatHostKey),
+          });
+          print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
+          return rows.every((row) => row.healthy) ? 0 : 1;
+        } catch (error) {
+          if (error instanceof UsageError || error instanceof ManifestError) {
+            process.stderr.write(`${error instanceof UsageError ? "nixmox status: " : ""}${error.message}\n`);
+            return 2;
+          }
+          throw error;
+        }
+      }),
+    );
+}
