@@ -15,6 +15,7 @@ const commands: Array<{ register(program: Command): void }> = [
   require("./commands/graph"),
   require("./commands/schema"),
   require("./commands/render"),
+  require("./commands/status"),
 ];
 for (const command of commands) command.register(program);
 
