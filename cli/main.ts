@@ -16,6 +16,7 @@ const commands: Array<{ register(program: Command): void }> = [
   require("./commands/schema"),
   require("./commands/render"),
   require("./commands/status"),
+  require("./commands/preview"),
 ];
 for (const command of commands) command.register(program);
 

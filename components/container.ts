@@ -1,0 +1,96 @@
+/**
+ * ServicePlan → the `ContainerLegacy` arguments and resource options of one service. Pure: no resources here.
+ *
+ * Data safety (field-notes §5.4):
+ * - stateful services (postgresql by default, `stateful = true` in the manifest) get `protect` and
+ *   `retainOnDelete`, so neither `pulumi destroy` nor removing the service from the manifest deletes the disk;
+ * - fields that only matter when the container is created, or that the bpg provider diffs spuriously, are in
+ *   `ignoreChanges` so that editing them never replaces (destroys) a container:
+ *     `operatingSystem`          the template (a new template URL must not re-create every host);
+ *     `disk.datastoreId`         spurious replacement, bpg/terraform-provider-proxmox#2067 and #2507;
+ *     `initialization.userAccount` first-boot root keys; after the first rebuild NixOS owns
+ *                                `authorized_keys` (nixos/core.nix), so a key edit is a rebuild, not a new container.
+ *   A service listed in stack config `nixmox:allowReplace` drops this guard (documented opt-in, Pulumi.yaml).
+ * - the container is started once and never rebooted by NixMox (NixOS stage-2 drops the halt signal right
+ *   after start: bpg #3021/#3077); activation happens inside the running container.
+ */
+import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
+import * as pulumi from "@pulumi/pulumi";
+import type { Plan, ServicePlan } from "../manifest/plan-types";
+import type { StackSettings } from "./stack-config";
+
+/** Properties a container keeps from creation unless the service is in `nixmox:allowReplace`. */
+export const creationOnlyFields = ["operatingSystem", "disk.datastoreId", "initialization.userAccount"] as const;
+
+export interface ContainerPlanInputs {
+  service: ServicePlan;
+  plan: Plan;
+  settings: StackSettings;
+  /** `<datastore>:vztmpl/<file>` of the NixOS template on the service's node. */
+  templateFileId: pulumi.Input<string>;
+  /** The deploy key's public half (`ssh-ed25519 AAAA…`), authorized for root on first boot. */
+  deployPublicKey: pulumi.Input<string>;
+}
+
+export interface ContainerPlan {
+  args: proxmoxve.ContainerLegacyArgs;
+  /** Resource options that protect data; merged with `parent` by the component. */
+  options: Pick<pulumi.CustomResourceOptions, "protect" | "retainOnDelete" | "ignoreChanges">;
+}
+
+/** The Proxmox node of a service: its manifest `node`, else the stack's default node. */
+export function serviceNode(service: ServicePlan, settings: StackSettings): string {
+  return service.node ?? settings.proxmoxNode;
+}
+
+/** Proxmox lower-cases and sorts tags; doing it here avoids a perpetual diff. */
+export function containerTags(service: ServicePlan): string[] {
+  return [...new Set(["nixmox", service.kind, ...service.tags].map((tag) => tag.toLowerCase()))].sort();
+}
+
+export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
+  const { service, plan, settings } = inputs;
+  const manifestKeys = plan.network.sshKeys.root ?? [];
+  const args: proxmoxve.ContainerLegacyArgs = {
+    nodeName: serviceNode(service, settings),
+    vmId: service.vmid,
+    description: `NixMox service "${service.name}" (managed by Pulumi; edit the manifest, not this container)`,
+    tags: containerTags(service),
+    unprivileged: true,
+    // systemd sandboxing (ProtectSystem=, mount namespaces) needs nesting in an unprivileged LXC (lxc/lxc#4127).
+    // Other feature flags need root@pam and are not set (bpg #344/#609).
+    features: { nesting: true },
+    operatingSystem: { templateFileId: inputs.templateFileId, type: "nixos" },
+    cpu: { cores: service.resources.cores },
+    memory: { dedicated: service.resources.memoryMiB, swap: service.resources.swapMiB },
+    disk: { datastoreId: settings.datastore, size: service.resources.diskGiB },
+    networkInterfaces: [{
+      name: "eth0",
+      bridge: settings.bridge,
+      ...(plan.network.vlanTag === null ? {} : { vlanId: plan.network.vlanTag }),
+    }],
+    initialization: {
+      hostname: service.hostName,
+      ipConfigs: [{ ipv4: { address: `${service.ip}/${service.prefixLength}`, gateway: plan.network.gateway } }],
+      dns: { domain: plan.network.domain, servers: [plan.network.dnsServer] },
+      userAccount: { keys: sortedKeys(manifestKeys, inputs.deployPublicKey) },
+    },
+    startOnBoot: service.onboot,
+    started: service.start,
+    startup: { order: service.startupOrder },
+  };
+  const guarded = !settings.allowReplace.includes(service.name);
+  return {
+    args,
+    options: {
+      ...(service.stateful ? { protect: true, retainOnDelete: true } : {}),
+      ...(guarded ? { ignoreChanges: [...creationOnlyFields] } : {}),
+    },
+  };
+}
+
+/** Manifest root keys plus the deploy key, de-duplicated and sorted (stable input, no spurious diff). */
+function sortedKeys(manifestKeys: string[], deployPublicKey: pulumi.Input<string>): pulumi.Input<pulumi.Input<string>[]> {
+  if (typeof deployPublicKey === "string") return [...new Set([...manifestKeys, deployPublicKey])].sort();
+  return pulumi.output(deployPublicKey).apply((key) => [...new Set([...manifestKeys, key])].sort());
+}

@@ -1,0 +1,37 @@
+/**
+ * The deploy key's public half, derived from `nixmox:sshPrivateKey` so the stack holds one key, not a pair
+ * that can drift apart. It is authorized for root on first boot (the container's `userAccount.keys`); after
+ * the first rebuild NixOS writes `authorized_keys` from the manifest's `network.ssh_keys.root`, so the same
+ * key must be listed there or NixMox locks itself out (the activation's confirmation then rolls back).
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+/** `ssh-ed25519 AAAA…` of an unencrypted OpenSSH/PEM private key. Errors never include key material. */
+export function publicKeyOf(privateKey: string): string {
+  const { utils } = require("ssh2") as typeof import("ssh2");
+  const parsed = utils.parseKey(privateKey);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (key instanceof Error || key === undefined) {
+    throw new Error("nixmox:sshPrivateKey is not an unencrypted OpenSSH or PEM private key; generate one with `ssh-keygen -t ed25519 -N '' -f nixmox_ed25519`");
+  }
+  const blob = key.getPublicSSH();
+  return `${key.type} ${blob.toString("base64")}`;
+}
+
+/** The public half as a plain (non-secret) Output: a public key is not a secret. */
+export function deployPublicKey(privateKey: pulumi.Output<string>): pulumi.Output<string> {
+  return pulumi.unsecret(privateKey.apply(publicKeyOf));
+}
+
+/** Warns (at deploy time) when the deploy key is missing from the manifest's root keys. */
+export function warnWhenNotAuthorized(publicKey: pulumi.Output<string>, manifestRootKeys: string[]): void {
+  publicKey.apply((key) => {
+    const blob = key.split(" ")[1];
+    if (!manifestRootKeys.some((entry) => entry.trim().split(/\s+/)[1] === blob)) {
+      pulumi.log.warn(
+        `network.ssh_keys.root does not list the deploy key (${key}); the first rebuild replaces authorized_keys with the manifest's keys ` +
+          "and NixMox would lose access (the activation confirmation then rolls back). Add the public half of nixmox:sshPrivateKey to network.ssh_keys.root.",
+      );
+    }
+  });
+}

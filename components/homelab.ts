@@ -1,0 +1,73 @@
+/**
+ * The stage of the program that turns the plan into one `NixosService` per enabled service, and the stack
+ * outputs. Services are created in wave order so that every service receives the health checks of exactly the
+ * services it depends on (`ServicePlan.dependsOn`: declared and inferred edges, nothing else).
+ */
+import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
+import * as pulumi from "@pulumi/pulumi";
+import type { Plan } from "../manifest/plan-types";
+import { serviceNode } from "./container";
+import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
+import type { StackSecrets, StackSettings } from "./stack-config";
+
+export interface CreateServicesArgs {
+  plan: Plan;
+  /** Rendered flake directory per service name. */
+  hosts: Record<string, RenderedHostFiles>;
+  settings: StackSettings;
+  secrets: StackSecrets;
+  /** `templateFileId` per Proxmox node. */
+  templates: Record<string, pulumi.Input<string>>;
+  provider: proxmoxve.Provider;
+  deployPublicKey: pulumi.Input<string>;
+  /** Secrets push per service name (hosts without secrets have none). @default {} */
+  deliveries?: Record<string, HostSecretsDelivery>;
+}
+
+export function createServices(args: CreateServicesArgs): Record<string, NixosService> {
+  const { plan, settings } = args;
+  const created: Record<string, NixosService> = {};
+  for (const wave of plan.waves) {
+    for (const name of [...wave].sort()) {
+      const service = plan.services.find((candidate) => candidate.name === name);
+      if (!service) continue;
+      const host = args.hosts[name];
+      if (!host) throw new Error(`service "${name}": no rendered configuration (render/ produced none for it)`);
+      const delivery = args.deliveries?.[name];
+      created[name] = new NixosService(name, {
+        service,
+        plan,
+        settings,
+        host,
+        templateFileId: args.templates[serviceNode(service, settings)],
+        privateKey: args.secrets.sshPrivateKey,
+        deployPublicKey: args.deployPublicKey,
+        dependencies: service.dependsOn.map((dependency) => {
+          const gate = created[dependency];
+          if (!gate) throw new Error(`service "${name}": depends on "${dependency}", which is not created before it (plan waves out of order)`);
+          return gate.health;
+        }),
+        ...(delivery ? { secrets: delivery } : {}),
+      }, { providers: [args.provider] });
+    }
+  }
+  return created;
+}
+
+export interface ServiceOutputs {
+  vmid: pulumi.Output<number>;
+  ip: pulumi.Output<string>;
+  hostname: pulumi.Output<string>;
+  generation: pulumi.Output<string>;
+  healthy: pulumi.Output<boolean>;
+}
+
+/** Stack outputs: `services.<name>.{vmid, ip, hostname, generation, healthy}`, names sorted. */
+export function exportServices(services: Record<string, NixosService>): { services: Record<string, ServiceOutputs> } {
+  const outputs: Record<string, ServiceOutputs> = {};
+  for (const name of Object.keys(services).sort()) {
+    const service = services[name];
+    outputs[name] = { vmid: service.vmid, ip: service.ip, hostname: service.hostname, generation: service.generation, healthy: service.healthy };
+  }
+  return { services: outputs };
+}

@@ -1,0 +1,176 @@
+/**
+ * `NixosService` (`nixmox:index:NixosService`): one manifest service as one NixOS LXC container, configured,
+ * activated and health-gated. Children (all `parent: this`):
+ *
+ *   `<name>-container`  ContainerLegacy (components/container.ts: data safety, ignoreChanges)
+ *   `<name>-ssh`        SshHostKey: waits until SSH runs a command, records the host key
+ *   `<name>-config`     remote.Command: the rendered flake directory → /etc/nixmox (atomic)
+ *   `<name>-secrets`    remote.Command: secret files over stdin (only when the host has secrets)
+ *   `<name>-rebuild`    remote.Command: the activation wrapper (nixos-rebuild switch, checks, rollback)
+ *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for
+ *
+ * Order comes from data flow and `dependsOn` only: the rebuild waits for this host's config and secrets and
+ * for the health checks of exactly the services this one depends on, so independent services deploy in
+ * parallel. Every command pins the recorded host key (`connection.hostKey`). Children that live inside the
+ * container are `replaceWith` it: a re-created container (same vmid, so the same provider id) gets a new host
+ * key recorded, its config and secrets pushed and a rebuild, instead of commands aimed at a stale host key.
+ */
+import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { Plan, ServicePlan } from "../manifest/plan-types";
+import { parseActivationResult, renderActivationCommand } from "./activation";
+import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
+import { planContainer } from "./container";
+import { HealthCheck } from "./health-check";
+import { SshHostKey } from "./ssh-host-key";
+import type { StackSettings } from "./stack-config";
+
+/** One host's rendered flake directory (render/host.ts `RenderedHost`). */
+export interface RenderedHostFiles {
+  files: Record<string, string>;
+  contentHash: string;
+}
+
+/** The secrets push of one host (components/secrets builds both parts). */
+export interface HostSecretsDelivery {
+  /** The delivery command: script and non-secret metadata only. */
+  command: string;
+  /** The values, as a secret Output; sent on stdin. */
+  payload: pulumi.Input<string>;
+}
+
+export interface NixosServiceArgs {
+  service: ServicePlan;
+  plan: Plan;
+  settings: StackSettings;
+  host: RenderedHostFiles;
+  /** `<datastore>:vztmpl/<file>` of the NixOS template on the service's node. */
+  templateFileId: pulumi.Input<string>;
+  /** The deploy key (secret). */
+  privateKey: pulumi.Input<string>;
+  /** Its public half, authorized on first boot. */
+  deployPublicKey: pulumi.Input<string>;
+  /** Health checks of the services this one depends on (`service.dependsOn`, in that order). */
+  dependencies: HealthCheck[];
+  /** The host's secrets push. @default none: no `<name>-secrets` child */
+  secrets?: HostSecretsDelivery;
+  /** Give up waiting for SSH on a new container after this long. @default 300 */
+  sshTimeoutSeconds?: number;
+}
+
+/** How long a rebuild may take before Pulumi gives up on the command (the wrapper's own bound is 1800 s). */
+const rebuildTimeout = "45m";
+
+export class NixosService extends pulumi.ComponentResource {
+  declare public readonly vmid: pulumi.Output<number>;
+  declare public readonly ip: pulumi.Output<string>;
+  declare public readonly hostname: pulumi.Output<string>;
+  /** Store path of the NixOS generation the rebuild deployed. */
+  declare public readonly generation: pulumi.Output<string>;
+  declare public readonly healthy: pulumi.Output<boolean>;
+  /** Resolves (true) once the service passed its health check. */
+  declare public readonly ready: pulumi.Output<boolean>;
+  /** The gate dependents wait for. */
+  declare public readonly health: HealthCheck;
+
+  constructor(name: string, args: NixosServiceArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("nixmox:index:NixosService", name, {}, opts);
+    const { service } = args;
+    const privateKey = pulumi.secret(args.privateKey);
+
+    const container = this.createContainer(name, args);
+    const sshHostKey = new SshHostKey(`${name}-ssh`, {
+      service: service.name,
+      host: service.ip,
+      port: service.sshPort,
+      privateKey,
+      containerId: container.id,
+      timeoutSeconds: args.sshTimeoutSeconds ?? 300,
+    }, { parent: this, dependsOn: [container], replaceWith: [container] });
+    const connection: command.types.input.remote.ConnectionArgs = {
+      host: service.ip,
+      port: service.sshPort,
+      user: "root",
+      privateKey,
+      hostKey: sshHostKey.hostKey,
+    };
+    const config = this.createConfigPush(name, args, connection, container);
+    const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
+    const rebuild = this.createRebuild(name, args, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
+    const generation = rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? "");
+    const health = new HealthCheck(`${name}-health`, {
+      service: service.name,
+      host: service.ip,
+      port: service.sshPort,
+      privateKey,
+      hostKey: sshHostKey.hostKey,
+      health: service.health,
+      expectedGeneration: generation,
+      ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
+    }, { parent: this, dependsOn: [rebuild], replaceWith: [container] });
+
+    this.vmid = pulumi.output(service.vmid);
+    this.ip = pulumi.output(service.ip);
+    this.hostname = pulumi.output(service.fqdn);
+    this.generation = generation;
+    this.healthy = health.healthy;
+    this.ready = health.healthy.apply((healthy) => healthy === true);
+    this.health = health;
+    this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready });
+  }
+
+  private createContainer(name: string, args: NixosServiceArgs): proxmoxve.ContainerLegacy {
+    const planned = planContainer({
+      service: args.service,
+      plan: args.plan,
+      settings: args.settings,
+      templateFileId: args.templateFileId,
+      deployPublicKey: args.deployPublicKey,
+    });
+    return new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, ...planned.options });
+  }
+
+  private createConfigPush(name: string, args: NixosServiceArgs, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
+    return new command.remote.Command(`${name}-config`, {
+      connection,
+      create: renderConfigPushCommand(args.service.name, args.host.contentHash),
+      stdin: renderConfigPayload(args.service.name, args.host.files),
+      // The payload is the whole flake directory: keep it out of the engine's log.
+      logging: "stderr",
+    }, { parent: this, replaceWith: [container] });
+  }
+
+  private createSecretsPush(name: string, secrets: HostSecretsDelivery, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
+    return new command.remote.Command(`${name}-secrets`, {
+      connection,
+      create: secrets.command,
+      stdin: pulumi.secret(secrets.payload),
+      logging: "stderr",
+    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"] });
+  }
+
+  private createRebuild(
+    name: string,
+    args: NixosServiceArgs,
+    connection: command.types.input.remote.ConnectionArgs,
+    container: pulumi.Resource,
+    dependsOn: pulumi.Resource[],
+  ): command.remote.Command {
+    // The content hash is part of the command, so a changed host directory *updates* (re-runs) the rebuild and
+    // nothing else does; `triggers` would replace it (pulumi/pulumi-command#855).
+    const activation = renderActivationCommand({
+      service: args.service.name,
+      configHash: args.host.contentHash,
+      checks: args.service.health.checks,
+      timing: args.service.health,
+      confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
+    });
+    return new command.remote.Command(`${name}-rebuild`, {
+      connection,
+      create: activation.command,
+      stdin: activation.stdin,
+      logging: "stdoutAndStderr",
+    }, { parent: this, dependsOn, replaceWith: [container], customTimeouts: { create: rebuildTimeout, update: rebuildTimeout } });
+  }
+}

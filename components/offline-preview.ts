@@ -1,0 +1,305 @@
+/**
+ * The program under Pulumi mocks: no Proxmox, no Pulumi CLI, no provider plugin. Used by
+ * `nixmox preview --offline`, the component tests (through tests/support/pulumi-mocks.ts) and
+ * bench/blast-radius.ts.
+ *
+ * What this proves: the exact resources the program registers, their types, names, parents, `dependsOn`,
+ * protection and inputs (secret inputs stay secret-wrapped). What it does not prove: anything a provider
+ * decides (which Proxmox fields force replacement, whether Proxmox accepts the values), the engine's diff,
+ * and whether the dynamic providers and commands work on real hosts (those run against a loopback sshd in
+ * their own tests). Outputs the engine would compute are fixed stand-ins (see `mockOutputs`).
+ */
+import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
+import * as pulumi from "@pulumi/pulumi";
+import { stableJson } from "../render/stable-json";
+
+export const offlineProject = "nixmox";
+export const offlineStack = "offline";
+
+/** One registered resource, as the engine would have received it. */
+export interface ResourceRecord {
+  urn: string;
+  type: string;
+  name: string;
+  /** Parent URN; null for the stack itself. */
+  parent: string | null;
+  /** Direct dependencies (explicit `dependsOn` and property dependencies), sorted URNs. */
+  dependsOn: string[];
+  /** Dependencies that are not property dependencies (`dependsOn`, `replaceWith`), sorted URNs. */
+  explicitDependsOn: string[];
+  protect: boolean;
+  retainOnDelete: boolean;
+  ignoreChanges: string[];
+  replaceWith: string[];
+  custom: boolean;
+  /** Inputs with every secret replaced by "[secret]" and the dynamic provider's serialized code left out. */
+  inputs: Record<string, unknown>;
+  /** The same inputs with secrets unwrapped (tests only: never print this). */
+  plainInputs: Record<string, unknown>;
+  /** Dotted paths of inputs that were secret-wrapped. */
+  secretPaths: string[];
+}
+
+export interface RecordedRun {
+  resources: ResourceRecord[];
+  /** What the program returned (stack outputs), resolved; secret outputs as "[secret]". */
+  outputs: Record<string, unknown>;
+}
+
+export interface RecordOptions {
+  /** Stack config, `namespace:key` → string (objects as JSON). */
+  config: Record<string, string>;
+  /** Keys of `config` that are secrets. */
+  secretKeys: string[];
+  project?: string;
+  stack?: string;
+}
+
+const secretSig = pulumi.runtime.specialSecretSig;
+const sigKey = pulumi.runtime.specialSigKey;
+
+function isSecretWrapper(value: unknown): value is { value: unknown } {
+  return typeof value === "object" && value !== null && (value as Record<string, unknown>)[sigKey] === secretSig;
+}
+
+/** Deep copy with secrets replaced by "[secret]" (redacted) or unwrapped (plain), collecting secret paths. */
+function walkInputs(value: unknown, path: string, secretPaths: string[], mode: "redacted" | "plain"): unknown {
+  if (isSecretWrapper(value)) {
+    secretPaths.push(path);
+    return mode === "redacted" ? "[secret]" : walkInputs(value.value, path, [], mode);
+  }
+  if (Array.isArray(value)) return value.map((item, index) => walkInputs(item, `${path}[${index}]`, secretPaths, mode));
+  if (value !== null && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    if (typeof record[sigKey] === "string") return `[${String(record[sigKey])}]`;
+    return Object.fromEntries(
+      Object.keys(record)
+        .sort()
+        .map((key) => [key, walkInputs(record[key], path === "" ? key : `${path}.${key}`, secretPaths, mode)]),
+    );
+  }
+  return value;
+}
+
+const fakeHex = (text: string, length = 32) => createHash("sha256").update(text).digest("hex").slice(0, length);
+
+/** A stand-in host key per resource name: a syntactically valid ed25519 public key, deterministic. */
+export function fakeHostKey(name: string): string {
+  const blob = Buffer.concat([lengthPrefixed(Buffer.from("ssh-ed25519")), lengthPrefixed(createHash("sha256").update(`host-key:${name}`).digest())]);
+  return `ssh-ed25519 ${blob.toString("base64")}`;
+}
+
+/** Outputs the engine would compute, as fixed stand-ins (ids, host keys, the rebuild's result line). */
+export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string; state: Record<string, unknown> } {
+  const inputs = args.inputs as Record<string, unknown>;
+  const id = `${args.name}-id`;
+  switch (args.type) {
+    case "proxmoxve:index/containerLegacy:ContainerLegacy":
+      // The bpg provider's id is the vmid; a re-created container keeps it (hence replaceWith in NixosService).
+      return { id: String(inputs.vmId ?? id), state: { ...inputs } };
+    case "proxmoxve:download/fileLegacy:FileLegacy":
+      return { id: `${String(inputs.datastoreId)}:vztmpl/nixos-lxc-offline.tar.xz`, state: { ...inputs } };
+    case "pulumi-nodejs:dynamic/nixmox:SshHostKey":
+      return { id, state: { ...inputs, hostKey: fakeHostKey(args.name), hostKeyFingerprint: `SHA256:${fakeHex(args.name)}` } };
+    case "pulumi-nodejs:dynamic/nixmox:HealthCheck":
+      return { id, state: { ...inputs, healthy: true, generation: inputs.expectedGeneration ?? null, failedUnits: [], drift: null } };
+    case "command:remote:Command": {
+      const service = args.name.replace(/-[a-z]+$/, "");
+      const stdout = args.name.endsWith("-rebuild")
+        ? `NIXMOX_RESULT ${JSON.stringify({ configHash: null, generation: `/nix/store/${fakeHex(`${args.name}:${String(inputs.create)}`)}-nixos-system-${service}`, previousGeneration: null, reason: null, service, status: "switched" })}\n`
+        : "";
+      return { id, state: { ...inputs, stdout, stderr: "" } };
+    }
+    default:
+      return { id, state: { ...inputs } };
+  }
+}
+
+type MonitorRequest = {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getCustom(): boolean;
+  getObject(): unknown;
+  getProtect(): boolean;
+  getRetainondelete(): boolean;
+  getDependenciesList(): string[];
+  getPropertydependenciesMap(): { forEach(callback: (value: { getUrnsList(): string[] }, key: string) => void): void };
+  getIgnorechangesList(): string[];
+  getReplaceWithList(): string[];
+};
+
+/**
+ * Runs `program` under mocks with `config` and returns every registered resource. Also fails on a duplicate
+ * URN, which the mock monitor itself accepts silently (pulumi-notes §5.3).
+ */
+export async function recordProgram(program: () => Promise<unknown>, options: RecordOptions): Promise<RecordedRun> {
+  const project = options.project ?? offlineProject;
+  const stack = options.stack ?? offlineStack;
+  const resources: ResourceRecord[] = [];
+  await pulumi.runtime.setMocks({ newResource: mockOutputs, call: (args) => args.inputs }, project, stack, false);
+  pulumi.runtime.setAllConfig(options.config, options.secretKeys);
+  const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: MonitorRequest, callback: (error: unknown, response: { getUrn(): string } | undefined) => void): void };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    register(req, (error, response) => {
+      if (!error && response) {
+        const secretPaths: string[] = [];
+        const deserialized = pulumi.runtime.deserializeProperties(req.getObject() as never) as Record<string, unknown>;
+        delete deserialized.__provider;
+        const propertyDependencies = new Set<string>();
+        req.getPropertydependenciesMap().forEach((value) => value.getUrnsList().forEach((urn) => propertyDependencies.add(urn)));
+        const dependsOn = [...new Set(req.getDependenciesList())].sort();
+        resources.push({
+          urn: response.getUrn(),
+          type: req.getType(),
+          name: req.getName(),
+          parent: req.getParent() === "" ? null : req.getParent(),
+          dependsOn,
+          explicitDependsOn: dependsOn.filter((urn) => !propertyDependencies.has(urn)),
+          protect: req.getProtect(),
+          retainOnDelete: req.getRetainondelete(),
+          ignoreChanges: [...req.getIgnorechangesList()].sort(),
+          replaceWith: [...req.getReplaceWithList()].sort(),
+          custom: req.getCustom(),
+          inputs: walkInputs(deserialized, "", secretPaths, "redacted") as Record<string, unknown>,
+          plainInputs: walkInputs(deserialized, "", [], "plain") as Record<string, unknown>,
+          secretPaths,
+        });
+      }
+      callback(error, response);
+    });
+  };
+  // A failing program (bad manifest, bad stack config) must reach the caller as its own error: thrown inside
+  // the stack resource it would also surface as an unhandled rejection with a stack trace.
+  let failure: { error: unknown } | null = null;
+  const outputs = await pulumi.runtime.runInPulumiStack(async () => {
+    try {
+      return (await program()) as pulumi.Inputs;
+    } catch (error) {
+      failure = { error };
+      return {};
+    }
+  });
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  if (failure !== null) throw (failure as { error: unknown }).error;
+  const seen = new Set<string>();
+  for (const resource of resources) {
+    if (seen.has(resource.urn)) throw new Error(`the program registers ${resource.urn} twice; child names must be unique`);
+    seen.add(resource.urn);
+  }
+  resources.sort((a, b) => (a.urn < b.urn ? -1 : a.urn > b.urn ? 1 : 0));
+  return { resources, outputs: await resolveOutputs(outputs ?? {}) };
+}
+
+async function resolveOutputs(value: unknown): Promise<Record<string, unknown>> {
+  const output = pulumi.output(value as pulumi.Input<Record<string, unknown>>);
+  if (await pulumi.isSecret(output)) return { value: "[secret]" };
+  return new Promise((resolve) => output.apply((plain) => resolve(plain as Record<string, unknown>)));
+}
+
+/** `--json`: `{ resources: [{ urn, type, name, parent, dependsOn, protect, inputs }] }`, sorted by URN. */
+export function renderPreviewJson(resources: ResourceRecord[]): string {
+  return stableJson({
+    resources: resources.map((resource) => ({
+      urn: resource.urn,
+      type: resource.type,
+      name: resource.name,
+      parent: resource.parent,
+      dependsOn: resource.dependsOn,
+      protect: resource.protect,
+      inputs: resource.inputs,
+    })),
+  });
+}
+
+/** The resource tree, children sorted by name, with the facts that matter when reading a preview. */
+export function renderPreviewTree(resources: ResourceRecord[]): string {
+  const children = new Map<string | null, ResourceRecord[]>();
+  for (const resource of resources) {
+    const siblings = children.get(resource.parent) ?? [];
+    siblings.push(resource);
+    children.set(resource.parent, siblings);
+  }
+  const byUrn = new Map(resources.map((resource) => [resource.urn, resource]));
+  const lines: string[] = [];
+  const visit = (resource: ResourceRecord, prefix: string, last: boolean, root: boolean) => {
+    const notes: string[] = [];
+    if (resource.protect) notes.push("protected");
+    if (resource.retainOnDelete) notes.push("retained on delete");
+    // Cross-service order is what a reader checks: dependencies outside this resource's own component.
+    const waits = resource.dependsOn.filter((urn) => byUrn.get(urn)?.parent !== resource.parent).map((urn) => byUrn.get(urn)?.name ?? urn);
+    if (waits.length > 0) notes.push(`waits for ${waits.join(", ")}`);
+    const label = `${resource.type} ${resource.name}${notes.length > 0 ? `  (${notes.join("; ")})` : ""}`;
+    lines.push(root ? label : `${prefix}${last ? "└─ " : "├─ "}${label}`);
+    const kids = [...(children.get(resource.urn) ?? [])].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const nextPrefix = root ? "" : `${prefix}${last ? "   " : "│  "}`;
+    kids.forEach((kid, index) => visit(kid, nextPrefix, index === kids.length - 1, false));
+  };
+  for (const root of children.get(null) ?? []) visit(root, "", true, true);
+  const custom = resources.filter((resource) => resource.custom).length;
+  lines.push("", `${resources.length} resources (${custom} custom, ${resources.length - custom} components and the stack); nothing was deployed (offline preview under mocks).`);
+  return `${lines.join("\n")}\n`;
+}
+
+function lengthPrefixed(data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  return Buffer.concat([length, data]);
+}
+
+/**
+ * A deterministic, throwaway OpenSSH ed25519 private key built from a fixed seed, for the offline preview only:
+ * it is authorized nowhere and never leaves the process, but lets the program derive a public key as it
+ * does for a real stack. (Built at run time so no key text sits in the repository.)
+ */
+export function offlinePreviewPrivateKey(): string {
+  const seed = createHash("sha256").update("nixmox offline preview: not a real key").digest();
+  const pkcs8 = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
+  const publicRaw = createPublicKey(createPrivateKey({ key: pkcs8, format: "der", type: "pkcs8" })).export({ format: "der", type: "spki" }).subarray(-32);
+  const publicBlob = Buffer.concat([lengthPrefixed(Buffer.from("ssh-ed25519")), lengthPrefixed(publicRaw)]);
+  const checkInt = Buffer.from("6e6978ad", "hex");
+  let privateSection = Buffer.concat([
+    checkInt,
+    checkInt,
+    lengthPrefixed(Buffer.from("ssh-ed25519")),
+    lengthPrefixed(publicRaw),
+    lengthPrefixed(Buffer.concat([seed, publicRaw])),
+    lengthPrefixed(Buffer.from("nixmox-offline-preview")),
+  ]);
+  const padding: number[] = [];
+  for (let index = 1; (privateSection.length + padding.length) % 8 !== 0; index++) padding.push(index);
+  privateSection = Buffer.concat([privateSection, Buffer.from(padding)]);
+  const body = Buffer.concat([
+    Buffer.from("openssh-key-v1\0"),
+    lengthPrefixed(Buffer.from("none")),
+    lengthPrefixed(Buffer.from("none")),
+    lengthPrefixed(Buffer.alloc(0)),
+    Buffer.from([0, 0, 0, 1]),
+    lengthPrefixed(publicBlob),
+    lengthPrefixed(privateSection),
+  ]);
+  const base64 = body.toString("base64").replace(/(.{70})/g, "$1\n").trim();
+  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${base64}\n-----END OPENSSH PRIVATE KEY-----\n`;
+}
+
+/**
+ * The stack config of the offline preview: clearly fake endpoint, token and template (`.invalid` names,
+ * RFC 2606), the throwaway key above, and the given manifest. No stack file or Pulumi CLI is needed.
+ */
+export function offlineStackConfig(manifestPath: string, overrides: Record<string, string> = {}): { config: Record<string, string>; secretKeys: string[] } {
+  return {
+    config: {
+      "nixmox:manifest": manifestPath,
+      "nixmox:proxmoxEndpoint": "https://pve.offline.invalid:8006/",
+      "nixmox:proxmoxApiToken": "offline@pve!preview=00000000-0000-0000-0000-000000000000",
+      "nixmox:proxmoxNode": "pve",
+      "nixmox:templateUrl": "https://templates.offline.invalid/nixos-lxc.tar.xz",
+      "nixmox:sshPrivateKey": offlinePreviewPrivateKey(),
+      // The throwaway key is in no manifest: the warning would be true and useless here.
+      "nixmox:deployKeyCheck": "false",
+      ...overrides,
+    },
+    secretKeys: ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey"],
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * `SshHostKey` (dynamic resource `pulumi-nodejs:dynamic/nixmox:SshHostKey`): SSH readiness and host-key
+ * pinning for one container.
+ *
+ * - create: connects again and again (every `intervalSeconds`, up to `timeoutSeconds`) until SSH *runs a
+ *   command* as root with the deploy key (an IP or an open port is not enough: sshd is socket-activated on
+ *   NixOS LXC and the network may still be coming up, bpg #2261/#2349). The key the server presents on that
+ *   first contact is recorded as `hostKey`; every later `remote.Command` passes it as `connection.hostKey`, so
+ *   @pulumi/command verifies it (never StrictHostKeyChecking=no).
+ *   First contact trusts the network once, like `ssh-keyscan`; re-created containers reuse IPs
+ *   (TAPPaaS/TAPPaaS#112), which is why the recorded key belongs to one container id.
+ * - diff: a new `containerId` (the container was re-created), host or port replaces the resource, so a new key
+ *   is recorded for the new container; timing changes are updates.
+ * - update: re-checks readiness with the *pinned* key (a host presenting another key fails here, loudly).
+ * - read: returns the stored state; the pin never changes on refresh.
+ * - delete: nothing (the key goes away with the container).
+ *
+ * Node modules are required inside `connectSsh` (components/ssh), so the serialized provider stays small.
+ * The private key is an input only, never an output.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { connectSsh } from "./ssh/connection";
+
+export interface SshHostKeyArgs {
+  /** Service name, for messages. */
+  service: pulumi.Input<string>;
+  host: pulumi.Input<string>;
+  /** @default 22 */
+  port?: pulumi.Input<number>;
+  /** @default "root" */
+  user?: pulumi.Input<string>;
+  /** The deploy key (secret). */
+  privateKey: pulumi.Input<string>;
+  /** The container's id: when it changes, the resource is replaced and a new host key recorded. */
+  containerId: pulumi.Input<string>;
+  /** Give up waiting for SSH after this long. @default 300 */
+  timeoutSeconds?: pulumi.Input<number>;
+  /** Pause between attempts. @default 2 */
+  intervalSeconds?: pulumi.Input<number>;
+}
+
+export interface SshHostKeyInputs {
+  service: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  containerId: string;
+  timeoutSeconds: number;
+  intervalSeconds: number;
+}
+
+export interface SshHostKeyOutputs {
+  service: string;
+  host: string;
+  port: number;
+  user: string;
+  containerId: string;
+  timeoutSeconds: number;
+  intervalSeconds: number;
+  /** `ssh-ed25519 AAAA…` as recorded on first contact. */
+  hostKey: string;
+  hostKeyFingerprint: string;
+}
+
+const replaceKeys = ["containerId", "host", "port"] as const;
+const updateKeys = ["user", "timeoutSeconds", "intervalSeconds", "service"] as const;
+
+/** Runs `true` over SSH until it exits 0 or the deadline passes; resolves with the presented host key. */
+async function waitForSsh(inputs: SshHostKeyInputs, pinnedHostKey: string | null): Promise<{ hostKey: string; hostKeyFingerprint: string }> {
+  const deadline = Date.now() + inputs.timeoutSeconds * 1000;
+  let lastError = "no attempt made";
+  for (;;) {
+    const remainingMs = deadline - Date.now();
+    try {
+      const session = await connectSsh({
+        host: inputs.host,
+        port: inputs.port,
+        username: inputs.user,
+        privateKey: inputs.privateKey,
+        hostKeys: pinnedHostKey === null ? [] : [pinnedHostKey],
+        trustOnFirstUse: pinnedHostKey === null,
+        readyTimeoutMs: Math.max(1000, Math.min(10_000, remainingMs)),
+      });
+      try {
+        const result = await session.exec("true", { timeoutMs: Math.max(1000, Math.min(15_000, remainingMs)) });
+        if (result.code === 0) return { hostKey: session.hostKey, hostKeyFingerprint: session.hostKeyFingerprint };
+        lastError = result.timedOut ? "the command `true` timed out" : `the command \`true\` exited with ${result.code ?? result.signal ?? "no status"}`;
+      } finally {
+        session.close();
+      }
+    } catch (error) {
+      // A host presenting another key than the pinned one is not "not ready yet": stop at once.
+      if (error instanceof Error && error.name === "HostKeyMismatchError") {
+        throw new Error(`service "${inputs.service}": ${error.message}`);
+      }
+      lastError = error instanceof Error ? error.message : String(error);
+    }
+    if (Date.now() + inputs.intervalSeconds * 1000 >= deadline) {
+      throw new Error(
+        `service "${inputs.service}": SSH on ${inputs.host}:${inputs.port} did not run a command within ${inputs.timeoutSeconds} s ` +
+          `(last error: ${lastError}); check that the container started and that the deploy key is in network.ssh_keys.root`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, inputs.intervalSeconds * 1000));
+  }
+}
+
+function outputsOf(inputs: SshHostKeyInputs, key: { hostKey: string; hostKeyFingerprint: string }): SshHostKeyOutputs {
+  return {
+    service: inputs.service,
+    host: inputs.host,
+    port: inputs.port,
+    user: inputs.user,
+    containerId: inputs.containerId,
+    timeoutSeconds: inputs.timeoutSeconds,
+    intervalSeconds: inputs.intervalSeconds,
+    hostKey: key.hostKey,
+    hostKeyFingerprint: key.hostKeyFingerprint,
+  };
+}
+
+/** Copies only the declared fields (never the raw inputs object, which carries `__provider`). */
+function resolveInputs(raw: SshHostKeyInputs): SshHostKeyInputs {
+  return {
+    service: raw.service,
+    host: raw.host,
+    port: raw.port ?? 22,
+    user: raw.user ?? "root",
+    privateKey: raw.privateKey,
+    containerId: raw.containerId,
+    timeoutSeconds: raw.timeoutSeconds ?? 300,
+    intervalSeconds: raw.intervalSeconds ?? 2,
+  };
+}
+
+export const sshHostKeyProvider = {
+  async create(raw: SshHostKeyInputs): Promise<pulumi.dynamic.CreateResult<SshHostKeyOutputs>> {
+    const inputs = resolveInputs(raw);
+    const key = await waitForSsh(inputs, null);
+    return { id: `${inputs.host}:${inputs.port}/${inputs.containerId}`, outs: outputsOf(inputs, key) };
+  },
+
+  async diff(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<pulumi.dynamic.DiffResult> {
+    const news = resolveInputs(raw);
+    const replaces = replaceKeys.filter((key) => olds[key] !== news[key]);
+    const changed = updateKeys.filter((key) => olds[key] !== news[key]);
+    return { changes: replaces.length + changed.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
+  },
+
+  async update(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<pulumi.dynamic.UpdateResult<SshHostKeyOutputs>> {
+    const inputs = resolveInputs(raw);
+    const key = await waitForSsh(inputs, olds.hostKey);
+    return { outs: outputsOf(inputs, key) };
+  },
+
+  async read(id: string, props: SshHostKeyOutputs): Promise<pulumi.dynamic.ReadResult<SshHostKeyOutputs>> {
+    return { id, props };
+  },
+
+  async delete(): Promise<void> {
+    return;
+  },
+};
+
+export class SshHostKey extends pulumi.dynamic.Resource {
+  declare public readonly hostKey: pulumi.Output<string>;
+  declare public readonly hostKeyFingerprint: pulumi.Output<string>;
+
+  constructor(name: string, args: SshHostKeyArgs, opts?: pulumi.CustomResourceOptions) {
+    super(sshHostKeyProvider, name, { hostKey: undefined, hostKeyFingerprint: undefined, ...args, privateKey: pulumi.secret(args.privateKey) }, opts, "nixmox", "SshHostKey");
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * Stack config → validated settings for the program (namespace `nixmox`, flat keys because Pulumi.yaml
+ * `config:` declarations cannot have type object; every key is documented in Pulumi.yaml).
+ *
+ * `resolveStackSettings` is pure (plain strings in, settings or one ManifestError listing every problem out);
+ * `readStackSettings` adds the two secrets, which stay `Output`s and never pass through a plain variable.
+ */
+import * as path from "node:path";
+import type * as pulumi from "@pulumi/pulumi";
+import { ManifestError, type Problem } from "../manifest";
+import { describeValue } from "../manifest/problems";
+import { resolveNixpkgsPin, type NixpkgsPin } from "../render";
+
+/** The directory holding Pulumi.yaml (this file lives in `<project>/components`). */
+export const projectDir = path.resolve(__dirname, "..");
+
+/** Where the NixOS LXC template comes from: downloaded from a URL, or a volume that already exists. */
+export type TemplateSource =
+  | { kind: "url"; url: string; datastore: string }
+  | { kind: "volume"; volumeId: string };
+
+export interface StackSettings {
+  /** Absolute path of the manifest. @default `<project>/manifest/service-manifest.nix` */
+  manifestPath: string;
+  proxmoxEndpoint: string;
+  /** Skip TLS verification of the Proxmox API. @default false */
+  proxmoxInsecure: boolean;
+  /** Node of every service without `node` in the manifest. */
+  proxmoxNode: string;
+  /** Datastore of the containers' root disks. @default "local-lvm" */
+  datastore: string;
+  /** Bridge of every container's NIC. @default "vmbr0" */
+  bridge: string;
+  template: TemplateSource;
+  nixpkgs: NixpkgsPin;
+  /** Activation confirmation over a fresh SSH connection; 0 disables it. @default 60 */
+  confirmTimeoutSeconds: number;
+  /** Services whose containers may be replaced to apply template/datastore/first-boot-key changes. @default [] */
+  allowReplace: string[];
+  /** Warn when the deploy key is not in the manifest's `network.ssh_keys.root`. @default true */
+  deployKeyCheck: boolean;
+}
+
+export interface StackSecrets {
+  proxmoxApiToken: pulumi.Output<string>;
+  /** The key that reaches every host as root (OpenSSH or PEM text). */
+  sshPrivateKey: pulumi.Output<string>;
+}
+
+/** The plain (non-secret) keys this module reads. */
+export const plainKeys = [
+  "manifest",
+  "proxmoxEndpoint",
+  "proxmoxInsecure",
+  "proxmoxNode",
+  "datastore",
+  "bridge",
+  "templateUrl",
+  "templateVolumeId",
+  "templateDatastore",
+  "nixpkgsRev",
+  "nixpkgsNarHash",
+  "confirmTimeoutSeconds",
+  "allowReplace",
+  "deployKeyCheck",
+] as const;
+export type PlainKey = (typeof plainKeys)[number];
+
+const proxmoxIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** Validates the plain keys; every problem is reported at once, naming the key and the fix. */
+export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, baseDir: string = projectDir): StackSettings {
+  const problems: Problem[] = [];
+  const problem = (key: string, message: string) => problems.push({ subject: `nixmox:${key}`, field: "", message });
+  const text = (key: PlainKey, fallback?: string): string => {
+    const value = raw[key];
+    return value === undefined || value === "" ? fallback ?? "" : value;
+  };
+  const required = (key: PlainKey, hint: string): string => {
+    const value = text(key);
+    if (value === "") problem(key, `is not set; ${hint}`);
+    return value;
+  };
+  const identifier = (key: PlainKey, value: string, what: string) => {
+    if (value !== "" && !proxmoxIdPattern.test(value)) problem(key, `must be a Proxmox ${what} name ([A-Za-z0-9._-]), got ${describeValue(value)}`);
+  };
+
+  const endpoint = required("proxmoxEndpoint", "run `pulumi config set nixmox:proxmoxEndpoint https://<pve-host>:8006/`");
+  if (endpoint !== "" && !/^https:\/\/[^\s/]+(:\d+)?\/?$/.test(endpoint)) {
+    problem("proxmoxEndpoint", `must be the API address "https://<host>:8006/", got ${describeValue(endpoint)}`);
+  }
+  const node = required("proxmoxNode", "run `pulumi config set nixmox:proxmoxNode <node>` (the Proxmox node of services without `node`)");
+  identifier("proxmoxNode", node, "node");
+  const datastore = text("datastore", "local-lvm");
+  identifier("datastore", datastore, "datastore");
+  const bridge = text("bridge", "vmbr0");
+  identifier("bridge", bridge, "bridge");
+
+  const insecureText = text("proxmoxInsecure", "false");
+  if (insecureText !== "true" && insecureText !== "false") problem("proxmoxInsecure", `must be true or false, got ${describeValue(insecureText)}`);
+
+  const deployKeyCheckText = text("deployKeyCheck", "true");
+  if (deployKeyCheckText !== "true" && deployKeyCheckText !== "false") problem("deployKeyCheck", `must be true or false, got ${describeValue(deployKeyCheckText)}`);
+
+  const confirmText = text("confirmTimeoutSeconds", "60");
+  const confirmTimeoutSeconds = Number(confirmText);
+  if (!/^\d{1,6}$/.test(confirmText)) problem("confirmTimeoutSeconds", `must be a whole number of seconds (0 disables confirmation), got ${describeValue(confirmText)}`);
+
+  let template: TemplateSource = { kind: "volume", volumeId: "" };
+  const url = text("templateUrl");
+  const volumeId = text("templateVolumeId");
+  const templateDatastore = text("templateDatastore", "local");
+  identifier("templateDatastore", templateDatastore, "datastore");
+  if (url !== "" && volumeId !== "") {
+    problem("templateUrl", "and nixmox:templateVolumeId are both set; keep one (a URL is downloaded, a volume id must already exist)");
+  } else if (url !== "") {
+    if (!/^https?:\/\/\S+$/.test(url)) problem("templateUrl", `must be an http(s) URL of a NixOS LXC template (.tar.xz), got ${describeValue(url)}`);
+    template = { kind: "url", url, datastore: templateDatastore };
+  } else if (volumeId !== "") {
+    if (!/^[A-Za-z0-9._-]+:vztmpl\/\S+$/.test(volumeId)) problem("templateVolumeId", `must look like "local:vztmpl/nixos-….tar.xz", got ${describeValue(volumeId)}`);
+    template = { kind: "volume", volumeId };
+  } else {
+    problem("templateUrl", "is not set (nor nixmox:templateVolumeId); give the NixOS LXC template: a URL to download or an existing volume id");
+  }
+
+  let nixpkgs: NixpkgsPin = resolveNixpkgsPin(undefined);
+  const rev = text("nixpkgsRev");
+  const narHash = text("nixpkgsNarHash");
+  if ((rev === "") !== (narHash === "")) {
+    problem(rev === "" ? "nixpkgsRev" : "nixpkgsNarHash", "must be set together with the other of nixmox:nixpkgsRev/nixmox:nixpkgsNarHash (`nix flake prefetch github:NixOS/nixpkgs/<rev>` prints both)");
+  } else if (rev !== "") {
+    try {
+      nixpkgs = resolveNixpkgsPin({ rev, narHash });
+    } catch (error) {
+      if (!(error instanceof ManifestError)) throw error;
+      for (const item of error.problems) problem(item.field === "rev" ? "nixpkgsRev" : "nixpkgsNarHash", item.message);
+    }
+  }
+
+  let allowReplace: string[] = [];
+  const allowText = text("allowReplace", "[]");
+  try {
+    const parsed: unknown = JSON.parse(allowText);
+    if (!Array.isArray(parsed) || parsed.some((entry) => typeof entry !== "string")) throw new Error("not a list of strings");
+    allowReplace = [...new Set(parsed as string[])].sort();
+  } catch {
+    problem("allowReplace", `must be a list of service names, e.g. \`pulumi config set --path 'nixmox:allowReplace[0]' caddy\`, got ${describeValue(allowText)}`);
+  }
+
+  if (problems.length > 0) throw new ManifestError("stack config", problems);
+  return {
+    manifestPath: path.resolve(baseDir, text("manifest", "manifest/service-manifest.nix")),
+    proxmoxEndpoint: endpoint,
+    proxmoxInsecure: insecureText === "true",
+    proxmoxNode: node,
+    datastore,
+    bridge,
+    template,
+    nixpkgs,
+    confirmTimeoutSeconds,
+    allowReplace,
+    deployKeyCheck: deployKeyCheckText === "true",
+  };
+}
+
+/** Reads the stack's `nixmox:*` config: validated plain settings plus the secrets as secret Outputs. */
+export function readStackSettings(config: pulumi.Config, baseDir: string = projectDir): { settings: StackSettings; secrets: StackSecrets } {
+  const raw: Partial<Record<PlainKey, string>> = {};
+  for (const key of plainKeys) {
+    const value = config.get(key);
+    if (value !== undefined) raw[key] = value;
+  }
+  const apiToken = config.getSecret("proxmoxApiToken");
+  const sshPrivateKey = config.getSecret("sshPrivateKey");
+  const problems: Problem[] = [];
+  if (apiToken === undefined) {
+    problems.push({ subject: "nixmox:proxmoxApiToken", field: "", message: "is not set; run `pulumi config set --secret nixmox:proxmoxApiToken 'user@realm!token=<uuid>'`" });
+  }
+  if (sshPrivateKey === undefined) {
+    problems.push({ subject: "nixmox:sshPrivateKey", field: "", message: "is not set; run `pulumi config set --secret nixmox:sshPrivateKey < ~/.ssh/nixmox_ed25519` (its public half must be in network.ssh_keys.root)" });
+  }
+  let settings: StackSettings | undefined;
+  try {
+    settings = resolveStackSettings(raw, baseDir);
+  } catch (error) {
+    if (!(error instanceof ManifestError)) throw error;
+    problems.unshift(...error.problems);
+  }
+  if (problems.length > 0 || settings === undefined) throw new ManifestError("stack config", problems);
+  return { settings, secrets: { proxmoxApiToken: apiToken as pulumi.Output<string>, sshPrivateKey: sshPrivateKey as pulumi.Output<string> } };
+}

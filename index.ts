@@ -1,0 +1,27 @@
+/**
+ * The NixMox Pulumi program (`pulumi preview` / `pulumi up` run this file; `nixmox preview --offline` runs it
+ * under mocks): stack config → manifest → plan → rendered hosts → one NixosService per enabled service →
+ * stack outputs. Each stage is a named function; nothing here creates resources at import time.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key";
+import { createServices, exportServices } from "./components/homelab";
+import { createProxmoxProvider, createTemplates } from "./components/proxmox";
+import { readStackSettings } from "./components/stack-config";
+import { loadPlan } from "./manifest";
+import { fileSources, renderAll } from "./render";
+
+async function nixmox() {
+  const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
+  const plan = await loadPlan(settings.manifestPath);
+  const rendered = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs });
+  const hosts = Object.fromEntries(rendered.map((host) => [host.service, host]));
+  const provider = createProxmoxProvider(settings, secrets);
+  const templates = createTemplates(plan, settings, provider);
+  const publicKey = deployPublicKey(secrets.sshPrivateKey);
+  if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
+  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey });
+  return exportServices(services);
+}
+
+export = nixmox;
