@@ -5,7 +5,7 @@
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
-import { parseDocument } from "yaml";
+import { LineCounter, parseDocument } from "yaml";
 import { planManifest } from "./plan";
 import type { Plan } from "./plan-types";
 import { ManifestError, type Problem } from "./problems";
@@ -49,10 +49,12 @@ function evaluateNix(file: string): Promise<string> {
 }
 
 function parseYaml(file: string, text: string): unknown {
-  const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  // Without prettyErrors, yaml leaves `linePos` unset; a LineCounter turns the error offset into line:col.
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
   if (document.errors.length > 0) {
     throw new ManifestError(displayPath(file), document.errors.map((error) => {
-      const position = error.linePos?.[0];
+      const position = error.linePos?.[0] ?? lineCounter.linePos(error.pos[0]);
       const where = position ? `${displayPath(file)}:${position.line}:${position.col}: ` : "";
       return { subject: "manifest", field: "", message: `YAML syntax error: ${where}${error.message.split("\n")[0]}` };
     }));
