@@ -1,0 +1,200 @@
+// Real processes, no mocks: .nix manifests go through the installed nix-instantiate; .json and .yaml through the parsers.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { stringify } from "yaml";
+import { renderPlanJson } from "../cli/views";
+import { ManifestError, defaultManifestPath, formatProblem, loadManifest, loadManifestData, loadPlan } from "../manifest";
+import { planOf, seedManifest, seedModuleFiles, smallManifest } from "./support/manifests";
+
+/** Renders plain JSON data as a Nix expression (attribute names quoted, `${` escaped), to write test manifests. */
+function toNix(value: unknown, indent = ""): string {
+  const inner = `${indent}  `;
+  const nixString = (text: string) => JSON.stringify(text).replace(/\$\{/g, "\\${");
+  if (value === null) return "null";
+  if (typeof value === "string") return nixString(value);
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  if (Array.isArray(value)) return value.length === 0 ? "[ ]" : `[\n${value.map((item) => `${inner}${toNix(item, inner)}`).join("\n")}\n${indent}]`;
+  const entries = Object.entries(value as Record<string, unknown>);
+  return entries.length === 0 ? "{ }" : `{\n${entries.map(([key, item]) => `${inner}${nixString(key)} = ${toNix(item, inner)};`).join("\n")}\n${indent}}`;
+}
+
+/** The ManifestError a promise rejects with (fails the test when it resolves or rejects with anything else). */
+async function rejection(promise: Promise<unknown>): Promise<ManifestError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ManifestError) return error;
+    throw error;
+  }
+  assert.fail("expected a ManifestError");
+}
+
+describe("manifest loader", function () {
+  this.timeout(60_000);
+  let dir: string;
+  const file = (name: string, text: string) => {
+    const target = path.join(dir, name);
+    mkdirSync(path.dirname(target), { recursive: true });
+    writeFileSync(target, text);
+    return target;
+  };
+
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "nixmox-loader-"));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  describe(".nix through nix-instantiate", () => {
+    it("loads and plans the example manifest shipped with NixMox", async () => {
+      const plan = await loadPlan(defaultManifestPath);
+      assert.deepEqual(plan.waves, [["dns"], ["caddy", "postgresql"], ["authentik"], ["guacamole", "homepage", "vaultwarden"]]);
+      assert.deepEqual(plan.disabled, []);
+      assert.deepEqual(
+        plan.routes.map((route) => `${route.domain}${route.path} → ${route.upstream} ${route.auth ?? "public"}`),
+        [
+          "auth.nixmox.lan/ → 192.168.99.12:9000 public",
+          "caddy.nixmox.lan/ → 192.168.99.10:80 public",
+          "guac.nixmox.lan/ → 192.168.99.15:8280 oidc",
+          "home.nixmox.lan/ → 192.168.99.16:8082 forward_auth",
+          "vault.nixmox.lan/ → 192.168.99.14:8080 oidc",
+        ],
+      );
+      assert.deepEqual(
+        plan.dnsRecords.filter((record) => record.source === "route").map((record) => `${record.name} ${record.value}`),
+        ["auth.nixmox.lan 192.168.99.10", "guac.nixmox.lan 192.168.99.10", "home.nixmox.lan 192.168.99.10", "vault.nixmox.lan 192.168.99.10"],
+      );
+      assert.deepEqual(plan.databases.map((database) => `${database.name}@${database.server}`), ["authentik@postgresql", "guacamole@postgresql", "vaultwarden@postgresql"]);
+      assert.equal(plan.manifestDir, path.dirname(defaultManifestPath));
+    });
+
+    it("evaluates let bindings, a function with default arguments and an import of a relative file", async () => {
+      file("lib/addresses.nix", '{ subnet ? "10.9.0" }: { ip = host: "${subnet}.${toString host}"; }\n');
+      file("services.nix", "ip: {\n  app = {\n    kind = \"vaultwarden\";\n    ip = ip 20;\n    vmid = 120;\n    depends_on = [ \"caddy\" ];\n" +
+        "    interface = {\n      proxy = { domain = \"web.lab.test\"; upstream = \"${ip 20}:8080\"; };\n      auth.type = \"oidc\";\n      db.host = \"postgresql\";\n    };\n  };\n}\n");
+      const manifest = file("manifest.nix", [
+        '{ domain ? "lab.test" }:',
+        "let",
+        "  inherit (import ./lib/addresses.nix { }) ip;",
+        "  vmid = host: 100 + host;",
+        "in {",
+        "  network = { inherit domain; dns_server = ip 1; gateway = ip 1; network_cidr = \"10.9.0.0/24\"; };",
+        "  core_services = {",
+        "    caddy = { ip = ip 10; vmid = vmid 10; };",
+        "    postgresql = { ip = ip 11; vmid = vmid 11; };",
+        "    authentik = { ip = ip 12; vmid = vmid 12; interface.db.host = \"postgresql\"; };",
+        "  };",
+        "  services = import ./services.nix ip;",
+        "}",
+        "",
+      ].join("\n"));
+      assert.deepEqual(await loadManifestData(manifest), smallManifest());
+      assert.equal(renderPlanJson(await loadPlan(manifest)), renderPlanJson(planOf(smallManifest())));
+    });
+
+    it("fails on a syntax error with file.nix:LINE:COL and nix's message", async () => {
+      const manifest = file("broken.nix", '{\n  network = {\n    domain = "lab.test"\n  };\n}\n');
+      const error = await rejection(loadManifestData(manifest));
+      assert.deepEqual(error.problems.map(formatProblem), [`manifest: Nix evaluation failed: ${manifest}:4:3: syntax error, unexpected '}', expecting ';'`]);
+      assert.equal(error.source, manifest);
+    });
+
+    it("fails when an imported file does not exist, naming it", async () => {
+      const manifest = file("manifest.nix", "{ network = import ./network.nix; }\n");
+      const error = await rejection(loadManifestData(manifest));
+      assert.deepEqual(error.problems.map(formatProblem), [`manifest: Nix evaluation failed: getting status of '${path.join(dir, "network.nix")}': No such file or directory`]);
+    });
+
+    it("fails with nix's message when the manifest throws", async () => {
+      const manifest = file("manifest.nix", '{ network = throw "set network.domain first"; }\n');
+      const error = await rejection(loadManifestData(manifest));
+      assert.deepEqual(error.problems.map(formatProblem), ["manifest: Nix evaluation failed: set network.domain first"]);
+    });
+
+    it("fails with the install hint when nix-instantiate is not on PATH", async () => {
+      const manifest = file("manifest.nix", "{ }\n");
+      const emptyBin = mkdtempSync(path.join(tmpdir(), "nixmox-empty-bin-"));
+      const savedPath = process.env.PATH;
+      process.env.PATH = emptyBin;
+      try {
+        const error = await rejection(loadManifestData(manifest));
+        assert.deepEqual(error.problems.map(formatProblem), [
+          "manifest: cannot evaluate a .nix manifest: nix-instantiate is not installed. Install Nix (Debian/Ubuntu: `sudo apt-get install nix-bin`, " +
+            "elsewhere https://nixos.org/download), or give a .json or .yaml manifest",
+        ]);
+      } finally {
+        process.env.PATH = savedPath;
+        rmSync(emptyBin, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe(".json and .yaml", () => {
+    it("plans the seed layout identically from .nix, .json and .yaml, with its module files present", async () => {
+      for (const module of seedModuleFiles) file(module, "{ ... }: { }\n");
+      const expected = renderPlanJson(planOf(seedManifest()));
+      for (const [name, text] of [
+        ["seed.nix", `${toNix(seedManifest())}\n`],
+        ["seed.json", JSON.stringify(seedManifest(), null, 2)],
+        ["seed.yaml", stringify(seedManifest())],
+        ["seed.yml", stringify(seedManifest())],
+      ] as const) {
+        const plan = await loadPlan(file(name, text));
+        assert.equal(renderPlanJson(plan), expected, name);
+        assert.equal(plan.manifestDir, dir);
+      }
+    });
+
+    it("fails when nixos_modules files do not exist next to the manifest, listing each", async () => {
+      file("modules/media.nix", "{ ... }: { }\n");
+      const manifest = file("seed.json", JSON.stringify(seedManifest()));
+      const error = await rejection(loadManifest(manifest));
+      // In manifest order: core_services, then services, each as written.
+      assert.deepEqual(error.problems.map(formatProblem), [
+        `service "nextcloud": nixos_modules[0] "modules/nextcloud.nix" does not exist in ${dir}`,
+        `service "monitoring": nixos_modules[0] "modules/monitoring.nix" does not exist in ${dir}`,
+        `service "homeassistant": nixos_modules[0] "./modules/homeassistant.nix" does not exist in ${dir}`,
+        `service "openbao": nixos_modules[0] "modules/openbao.nix" does not exist in ${dir}`,
+        `service "mail": nixos_modules[0] "modules/mail.nix" does not exist in ${dir}`,
+      ]);
+    });
+
+    it("fails on a YAML syntax error naming file:line:col", async () => {
+      const manifest = file("bad.yaml", "network:\n  domain: lab.test\n  gateway: [10.9.0.1\n");
+      const error = await rejection(loadManifestData(manifest));
+      assert.deepEqual(error.problems.map(formatProblem), [
+        `manifest: YAML syntax error: ${manifest}:4:1: Flow sequence in block collection must be sufficiently indented and end with a ]`,
+      ]);
+    });
+
+    it("fails on a duplicate YAML key naming its line", async () => {
+      const manifest = file("dup.yaml", "network:\n  domain: a.test\n  domain: b.test\n");
+      const error = await rejection(loadManifestData(manifest));
+      assert.deepEqual(error.problems.map(formatProblem), [`manifest: YAML syntax error: ${manifest}:3:3: Map keys must be unique`]);
+    });
+
+    it("fails on a JSON syntax error", async () => {
+      const manifest = file("bad.json", '{"network": ');
+      const error = await rejection(loadManifestData(manifest));
+      assert.deepEqual(error.problems.map(formatProblem), ["manifest: JSON syntax error: Unexpected end of JSON input"]);
+    });
+
+    it("fails on a missing file and on an unknown extension", async () => {
+      const missing = path.join(dir, "absent.nix");
+      assert.deepEqual((await rejection(loadManifestData(missing))).problems.map(formatProblem), ["manifest: file not found; give the path of a .nix, .json or .yaml manifest"]);
+      const toml = file("manifest.toml", "[network]\n");
+      assert.deepEqual((await rejection(loadManifestData(toml))).problems.map(formatProblem), ['manifest: unknown manifest format ".toml"; use .nix, .json, .yaml or .yml']);
+    });
+
+    it("fails validation with the file as the error's source", async () => {
+      const manifest = smallManifest();
+      manifest.services.app.vmid = "120";
+      const target = file("small.json", JSON.stringify(manifest));
+      const error = await rejection(loadManifest(target));
+      assert.equal(error.message, `${target}: 1 problem\n  - service "app": vmid must be a number, got "120"`);
+    });
+  });
+});
