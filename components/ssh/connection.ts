@@ -141,6 +141,8 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     client.connect(config);
   });
 
+  // Probes are small request/response exchanges: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms stalls.
+  client.setNoDelay(true);
   const hostKey = presented as unknown as HostKey;
   let open = true;
   const closeWaiters = new Set<() => void>();
