@@ -17,6 +17,7 @@ const commands: Array<{ register(program: Command): void }> = [
   require("./commands/render"),
   require("./commands/status"),
   require("./commands/preview"),
+  require("./commands/secrets"),
 ];
 for (const command of commands) command.register(program);
 

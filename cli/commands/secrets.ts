@@ -1,0 +1,92 @@
+/**
+ * `nixmox secrets check [manifest] [--stack NAME]`: every secret the manifest needs, whether the stack sets it,
+ * generates it or misses it, and the exact command for each missing one. Exit 0 when the deploy can proceed,
+ * 1 when a required secret is missing (or stored in plain text), 2 for invalid input (manifest, stack file).
+ *
+ * `nixmox secrets import <sops-file> [--identity FILE] [--stack NAME]`: copies a SOPS/age file's values into the
+ * stack's config secrets; prints what went where, never a value.
+ */
+import type { Command } from "commander";
+import { defaultManifestPath, loadPlan, ManifestError } from "../../manifest";
+import {
+  SopsError,
+  StackFileError,
+  checkSecrets,
+  decryptSopsFile,
+  formatImportPlan,
+  formatSecretCheck,
+  planImport,
+  readStackFileSecretStates,
+  writeImport,
+} from "../../components/secrets";
+import { projectDir } from "../../components/stack-config";
+import { action, exitCodes, print } from "../run";
+
+interface CheckOptions {
+  stack: string;
+  projectDir: string;
+}
+
+interface ImportOptions extends CheckOptions {
+  identity?: string;
+  manifest: string;
+  dryRun?: boolean;
+}
+
+/** Input problems exit 2 here: exit 1 means "a secret is missing". */
+async function inputs<T>(load: () => Promise<T>): Promise<T | { failed: true }> {
+  try {
+    return await load();
+  } catch (error) {
+    if (error instanceof ManifestError || error instanceof StackFileError || error instanceof SopsError) {
+      process.stderr.write(`${error.message}\n`);
+      return { failed: true };
+    }
+    throw error;
+  }
+}
+const failed = (value: unknown): value is { failed: true } => typeof value === "object" && value !== null && "failed" in value;
+
+export function register(program: Command): void {
+  const secrets = program.command("secrets").description("Secrets in the Pulumi stack config: check what is set, import from SOPS.");
+
+  secrets
+    .command("check")
+    .description("List every secret the manifest needs: set, generated or missing (with the command that sets it).")
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .option("--stack <name>", "stack whose Pulumi.<name>.yaml is read", "dev")
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
+    .action(
+      action(async (manifest: string, options: CheckOptions) => {
+        const loaded = await inputs(async () => ({ plan: await loadPlan(manifest), states: readStackFileSecretStates(options.projectDir, options.stack) }));
+        if (failed(loaded)) return exitCodes.usage;
+        const rows = checkSecrets(loaded.plan, loaded.states, { stack: options.stack });
+        print(`stack ${options.stack}:`);
+        print(formatSecretCheck(rows));
+        return rows.some((row) => row.blocking) ? exitCodes.problems : exitCodes.ok;
+      }),
+    );
+
+  secrets
+    .command("import")
+    .description("Copy the values of a SOPS/age-encrypted YAML file into the stack's config secrets.")
+    .argument("<sops-file>", "SOPS file, e.g. secrets/default.yaml")
+    .option("--identity <file>", "age identity file (default: $SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)")
+    .option("--stack <name>", "stack to write to", "dev")
+    .option("--manifest <file>", "manifest that says which secrets are needed", defaultManifestPath)
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
+    .option("--dry-run", "show what would be imported without writing")
+    .action(
+      action(async (file: string, options: ImportOptions) => {
+        const loaded = await inputs(async () => ({
+          plan: await loadPlan(options.manifest),
+          leaves: await decryptSopsFile(file, options.identity === undefined ? {} : { identityFile: options.identity }),
+        }));
+        if (failed(loaded)) return exitCodes.usage;
+        const result = planImport(loaded.leaves, loaded.plan);
+        if (!options.dryRun) await writeImport(result.imports, { stack: options.stack, workDir: options.projectDir });
+        print(formatImportPlan(result, !options.dryRun));
+        return exitCodes.ok;
+      }),
+    );
+}

@@ -1,0 +1,196 @@
+// Pure functions plus the real CLI (bin/nixmox.js in a child process) against stack files written by the test.
+// No Pulumi CLI: the stack file is read as YAML, which is what `secrets check` does in production too.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  SecretConfigError,
+  SecretsMissingError,
+  StackFileError,
+  assertSecretsComplete,
+  checkSecrets,
+  configSetCommand,
+  formatSecretCheck,
+  parseConfiguredSecrets,
+  readStackSecretStates,
+} from "../components/secrets";
+import { planOf, smallManifest, type RawManifest } from "./support/manifests";
+
+function manifestWithSecrets(): RawManifest {
+  const raw = smallManifest();
+  raw.services.app.secrets = {
+    smtp_password: { owner: "vaultwarden", mode: "0440", restart_units: ["vaultwarden.service"], description: "SMTP relay password" },
+    api_key: { generate: true },
+  };
+  return raw;
+}
+
+const expectedTable = [
+  "SECRET                        STATUS     HOSTS                 DESCRIPTION",
+  'app/api_key                   generated  app                   declared by service "app"',
+  'app/db_password               set        app,postgresql        password of PostgreSQL role "app"',
+  "app/oidc_client_secret        generated  app                   OIDC client secret (also set in Authentik)",
+  "app/smtp_password             missing    app                   SMTP relay password",
+  "authentik/bootstrap_password  generated  authentik             password of Authentik's akadmin user",
+  "authentik/bootstrap_token     generated  authentik             API token NixMox uses to configure Authentik",
+  'authentik/db_password         generated  authentik,postgresql  password of PostgreSQL role "authentik"',
+];
+
+describe("secrets check: rows and messages", () => {
+  const plan = planOf(manifestWithSecrets());
+
+  it("lists each stack-config value once with its status, hosts and, when missing, the exact command", () => {
+    const rows = checkSecrets(plan, { "app/db_password": "secret", "authentik/secret_key": "plaintext" }, { stack: "ci" });
+    assert.equal(
+      formatSecretCheck(rows),
+      [
+        ...expectedTable,
+        "authentik/secret_key          plaintext  authentik             Authentik's secret key (signs sessions)",
+        "",
+        "8 secrets: 1 set, 5 generated, 1 missing, 1 in plain text",
+        "",
+        "# app/smtp_password is required and cannot be generated; set it:",
+        "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' <value>",
+        "# authentik/secret_key is stored in plain text in the stack file; set it again as a secret:",
+        "pulumi config set --secret --stack ci --path 'nixmox:secrets.authentik.secret_key' <value>",
+      ].join("\n"),
+    );
+    assert.deepEqual(
+      rows.filter((row) => row.blocking).map((row) => `${row.configService}/${row.name}`),
+      ["app/smtp_password", "authentik/secret_key"],
+    );
+  });
+
+  it("fails before any resource with every blocking secret listed", () => {
+    assert.throws(
+      () => assertSecretsComplete(plan, { "authentik/secret_key": "plaintext" }),
+      (error: unknown) => {
+        assert.ok(error instanceof SecretsMissingError);
+        assert.equal(
+          error.message,
+          [
+            "secrets: 2 required secrets are not usable; nothing was changed:",
+            `  service "app": secret "smtp_password" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.app.smtp_password' <value>`,
+            `  service "authentik": secret "secret_key" is stored in plain text (re-set it with --secret): pulumi config set --secret --path 'nixmox:secrets.authentik.secret_key' <value>`,
+          ].join("\n"),
+        );
+        return true;
+      },
+    );
+  });
+
+  it("passes when every non-generatable secret is set", () => {
+    const rows = assertSecretsComplete(plan, { "app/smtp_password": "secret" });
+    assert.deepEqual(
+      rows.map((row) => row.status),
+      ["generated", "generated", "generated", "set", "generated", "generated", "generated", "generated"],
+    );
+  });
+
+  it("quotes path segments that Pulumi's property paths would split", () => {
+    assert.equal(configSetCommand("home-assistant", "api.key"), `pulumi config set --secret --path 'nixmox:secrets["home-assistant"]["api.key"]' <value>`);
+    assert.equal(configSetCommand("app", "db_password", { stack: "prod" }), `pulumi config set --secret --stack prod --path 'nixmox:secrets.app.db_password' <value>`);
+  });
+});
+
+describe("secrets check: reading the stack file", () => {
+  it("tells secure values from plain ones without decrypting", () => {
+    const text = ["config:", "  nixmox:secrets:", "    app:", "      db_password:", "        secure: v1:AAAA", "      smtp_password: hunter2", "    authentik: {}", ""].join("\n");
+    assert.deepEqual(readStackSecretStates(text, "Pulumi.ci.yaml"), { "app/db_password": "secret", "app/smtp_password": "plaintext" });
+    assert.deepEqual(readStackSecretStates("config: {}\n", "Pulumi.ci.yaml"), {});
+  });
+
+  it("fails for nixmox:secrets set as one encrypted blob, with the per-secret command", () => {
+    assert.throws(
+      () => readStackSecretStates("config:\n  nixmox:secrets:\n    secure: v1:BBBB\n", "Pulumi.ci.yaml"),
+      new StackFileError(
+        "Pulumi.ci.yaml: nixmox:secrets is one encrypted value, so which secrets it holds cannot be read without decrypting it; set each secret on its own with pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' <value>",
+      ),
+    );
+  });
+
+  it("fails for a malformed nixmox:secrets config value without quoting it", () => {
+    assert.throws(() => parseConfiguredSecrets("{not json hunter2", true), (error: unknown) => {
+      assert.ok(error instanceof SecretConfigError);
+      assert.equal(error.message.includes("hunter2"), false);
+      assert.equal(error.message, "nixmox:secrets is not a structured value; set each secret with pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' <value>");
+      return true;
+    });
+    assert.throws(
+      () => parseConfiguredSecrets(JSON.stringify({ app: { db_password: 42 } }), true),
+      new SecretConfigError("nixmox:secrets.app.db_password must be a string value (got a number); set it with pulumi config set --secret --path 'nixmox:secrets.app.db_password' <value>"),
+    );
+  });
+
+  it("reads config values and marks them plaintext when Pulumi did not mark the key secret", () => {
+    assert.deepEqual(parseConfiguredSecrets(JSON.stringify({ app: { db_password: "x" } }), false), {
+      values: { "app/db_password": "x" },
+      states: { "app/db_password": "plaintext" },
+    });
+  });
+});
+
+describe("secrets check: the CLI", function () {
+  this.timeout(60_000);
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "nixmox-secrets-check-"));
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify(manifestWithSecrets()));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      execFile(process.execPath, [join(__dirname, "..", "bin", "nixmox.js"), ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? -1) : 0, stdout, stderr });
+      });
+    });
+  }
+
+  it("fails with exit 1 and the commands when a required secret is missing", async () => {
+    writeFileSync(join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:secrets:\n    app:\n      db_password:\n        secure: v1:AAAA\n");
+    const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "ci", "--project-dir", dir]);
+    assert.equal(result.stderr, "");
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stdout,
+      [
+        "stack ci:",
+        ...expectedTable,
+        "authentik/secret_key          generated  authentik             Authentik's secret key (signs sessions)",
+        "",
+        "8 secrets: 1 set, 6 generated, 1 missing, 0 in plain text",
+        "",
+        "# app/smtp_password is required and cannot be generated; set it:",
+        "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' <value>",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("exits 0 once every required secret is set", async () => {
+    writeFileSync(join(dir, "Pulumi.ok.yaml"), "config:\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
+    const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "ok", "--project-dir", dir]);
+    assert.equal(result.code, 0);
+    assert.match(result.stdout, /\n8 secrets: 1 set, 7 generated, 0 missing, 0 in plain text\n$/);
+  });
+
+  it("fails with exit 2 for a stack without a stack file", async () => {
+    const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "nope", "--project-dir", dir]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr, `stack file ${join(dir, "Pulumi.nope.yaml")} does not exist; create the stack with \`pulumi stack init nope\` or pass --stack <name>\n`);
+  });
+
+  it("fails with exit 2 for an invalid manifest", async () => {
+    const raw = manifestWithSecrets();
+    raw.services.app.secrets.smtp_password.mode = "777x";
+    writeFileSync(join(dir, "bad.json"), JSON.stringify(raw));
+    const result = await run(["secrets", "check", join(dir, "bad.json"), "--stack", "ok", "--project-dir", dir]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /smtp_password/);
+    assert.match(result.stderr, /must be an octal mode such as "0400"/);
+  });
+});
