@@ -107,6 +107,16 @@ describe("activation wrapper on a stub NixOS host", function () {
     );
   });
 
+  it("fails and rolls back when nixos-rebuild hangs past the activation timeout", async () => {
+    control("nixos-rebuild", "hang");
+    const started = Date.now();
+    const result = await activate({ activationTimeoutSeconds: 1 });
+    assert.ok(Date.now() - started < 8000, `took ${Date.now() - started} ms`);
+    assert.equal(result.code, 1);
+    assert.equal(parseActivationResult(result.stdout)?.reason, `nixos-rebuild switch timed out after 1s; rolled back to the previous generation ${gen1}`);
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+  });
+
   it("fails and rolls back when a startup check fails on the host, naming the check", async () => {
     writeFileSync(join(host.dir, "units", "app.service.state"), "failed");
     const checks: HealthCheckSpec[] = [
