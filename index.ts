@@ -5,8 +5,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key";
-import { createServices, exportServices } from "./components/homelab";
+import { createServices, createSso, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
+import { resolveSecretValues } from "./components/secrets";
 import { readStackSettings } from "./components/stack-config";
 import { loadPlan } from "./manifest";
 import { fileSources, renderAll } from "./render";
@@ -20,7 +21,10 @@ async function nixmox() {
   const templates = createTemplates(plan, settings, provider);
   const publicKey = deployPublicKey(secrets.sshPrivateKey);
   if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
-  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey });
+  const secretValues = resolveSecretValues(plan);
+  const deliveries = planDeliveries(plan, secretValues);
+  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries });
+  createSso(plan, secretValues, services);
   return exportServices(services);
 }
 

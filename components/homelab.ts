@@ -6,9 +6,51 @@
 import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan } from "../manifest/plan-types";
+import { createSsoResources, type SsoResources } from "./authentik";
 import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
+import { deliveryCommand, hostSecretPayload, hostSecrets } from "./secrets";
 import type { StackSecrets, StackSettings } from "./stack-config";
+
+/**
+ * The secrets push of every host that has secrets: the delivery command (no values) and the payload (a secret
+ * Output) from components/secrets; a value change re-runs only the hosts that receive that value.
+ */
+export function planDeliveries(plan: Plan, values: Record<string, pulumi.Output<string>>): Record<string, HostSecretsDelivery> {
+  const deliveries: Record<string, HostSecretsDelivery> = {};
+  for (const service of plan.services) {
+    const secrets = hostSecrets(plan, service.name);
+    if (secrets.length === 0) continue;
+    deliveries[service.name] = { command: deliveryCommand(secrets, plan.secretsDir), payload: hostSecretPayload(secrets, values, plan.secretsDir) };
+  }
+  return deliveries;
+}
+
+/**
+ * Authentik applications, providers and outpost bindings (components/authentik), created once every authentik
+ * service passed its health check. The API token is each authentik's `bootstrap_token` secret; OIDC client
+ * secrets are the clients' `oidc_client_secret` values, the same ones their hosts receive.
+ */
+export function createSso(plan: Plan, values: Record<string, pulumi.Output<string>>, services: Record<string, NixosService>): SsoResources | null {
+  const providers = [...new Set(plan.authClients.map((client) => client.provider))].sort();
+  if (providers.length === 0) return null;
+  const valueOf = (service: string, name: string | null): pulumi.Output<string> | undefined => {
+    const secret = plan.secrets.find((entry) => entry.service === service && entry.name === name);
+    return secret ? values[`${secret.configService}/${secret.name}`] : undefined;
+  };
+  const clientSecrets: Record<string, pulumi.Input<string>> = {};
+  for (const client of plan.authClients) {
+    if (client.type !== "oidc" || client.clientSecret === null) continue;
+    const value = valueOf(client.service, client.clientSecret);
+    if (value !== undefined) clientSecrets[client.service] = value;
+  }
+  const token = (authentik: string): pulumi.Input<string> => {
+    const value = valueOf(authentik, "bootstrap_token");
+    if (value === undefined) throw new Error(`service "${authentik}": SSO needs its API token; set nixmox:secrets.${authentik}.bootstrap_token (or let NixMox generate it)`);
+    return value;
+  };
+  return createSsoResources(plan, { token, clientSecrets }, { dependsOn: providers.map((name) => services[name].health) });
+}
 
 export interface CreateServicesArgs {
   plan: Plan;

@@ -103,6 +103,8 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
       return { id, state: { ...inputs, hostKey: fakeHostKey(args.name), hostKeyFingerprint: `SHA256:${fakeHex(args.name)}` } };
     case "pulumi-nodejs:dynamic/nixmox:HealthCheck":
       return { id, state: { ...inputs, healthy: true, generation: inputs.expectedGeneration ?? null, failedUnits: [], drift: null } };
+    case "random:index/randomPassword:RandomPassword":
+      return { id, state: { ...inputs, result: `offline-${fakeHex(args.name, 24)}` } };
     case "command:remote:Command": {
       const service = args.name.replace(/-[a-z]+$/, "");
       const stdout = args.name.endsWith("-rebuild")

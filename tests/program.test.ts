@@ -1,0 +1,217 @@
+// Mock-based: these tests do not prove that Proxmox accepts the container arguments, which fields the provider
+// replaces, the engine's real update order, or that the commands and dynamic providers work on a host.
+import { strict as assert } from "node:assert";
+import { loadPlan, type Plan } from "../manifest";
+import { fileSources, renderAll, type RenderedHost } from "../render";
+import { renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
+import { creationOnlyFields } from "../components/container";
+import { publicKeyOf } from "../components/deploy-key";
+import { fakeHostKey, offlinePreviewPrivateKey, renderPreviewJson, type RecordedRun } from "../components/offline-preview";
+import { childrenOf, exampleManifestData, resourceNamed, runNixmoxProgram, writeManifest } from "./support/pulumi-mocks";
+
+const stackUrn = "urn:pulumi:offline::nixmox::pulumi:pulumi:Stack::nixmox-offline";
+// The mock monitor builds a child's URN from its parent's type only (not the whole chain, as the engine does).
+const containerUrn = (name: string) => `urn:pulumi:offline::nixmox::nixmox:index:NixosService$proxmoxve:index/containerLegacy:ContainerLegacy::${name}-container`;
+
+describe("program under mocks: the example manifest", function () {
+  this.timeout(60_000);
+  let run: RecordedRun;
+  let plan: Plan;
+  let hosts: Record<string, RenderedHost>;
+
+  before(async () => {
+    run = await runNixmoxProgram();
+    plan = await loadPlan();
+    hosts = Object.fromEntries(renderAll(plan, fileSources(plan.manifestDir)).map((host) => [host.service, host]));
+  });
+
+  it("gives the dns service exactly its six children, parented to its component", () => {
+    const component = resourceNamed(run, "dns");
+    assert.equal(component.type, "nixmox:index:NixosService");
+    assert.equal(component.parent, stackUrn);
+    const children = childrenOf(run, component).map((child) => `${child.type} ${child.name}`).sort();
+    assert.deepEqual(children, [
+      "command:remote:Command dns-config",
+      "command:remote:Command dns-rebuild",
+      "proxmoxve:index/containerLegacy:ContainerLegacy dns-container",
+      "pulumi-nodejs:dynamic/nixmox:HealthCheck dns-health",
+      "pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
+    ]);
+    assert.deepEqual(childrenOf(run, resourceNamed(run, "authentik")).map((child) => child.name).sort(), [
+      "authentik-config", "authentik-container", "authentik-health", "authentik-rebuild", "authentik-secrets", "authentik-ssh",
+    ]);
+  });
+
+  it("builds the dns container from the manifest: unprivileged NixOS with nesting, static IP, VLAN, keys, startup order", () => {
+    const container = resourceNamed(run, "dns-container");
+    assert.deepEqual(container.inputs, {
+      cpu: { cores: 1 },
+      description: 'NixMox service "dns" (managed by Pulumi; edit the manifest, not this container)',
+      disk: { datastoreId: "local-lvm", size: 4 },
+      features: { nesting: true },
+      initialization: {
+        dns: { domain: "nixmox.lan", servers: ["192.168.99.13"] },
+        hostname: "dns",
+        ipConfigs: [{ ipv4: { address: "192.168.99.13/24", gateway: "192.168.99.1" } }],
+        userAccount: { keys: [...plan.network.sshKeys.root, publicKeyOf(offlinePreviewPrivateKey())].sort() },
+      },
+      memory: { dedicated: 512, swap: 512 },
+      networkInterfaces: [{ bridge: "vmbr0", name: "eth0", vlanId: 99 }],
+      nodeName: "pve",
+      operatingSystem: { templateFileId: "local:vztmpl/nixos-lxc-offline.tar.xz", type: "nixos" },
+      startOnBoot: true,
+      started: true,
+      startup: { order: 1 },
+      tags: ["dns", "nixmox"],
+      unprivileged: true,
+      vmId: 913,
+    });
+    assert.deepEqual(container.dependsOn, ["urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve"]);
+  });
+
+  it("waits for SSH on the service's address and re-records the host key when the container is replaced", () => {
+    const ssh = resourceNamed(run, "dns-ssh");
+    assert.deepEqual(ssh.inputs, { containerId: "913", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
+    assert.deepEqual(ssh.replaceWith, [containerUrn("dns")]);
+    for (const role of ["config", "rebuild", "health"]) assert.deepEqual(resourceNamed(run, `dns-${role}`).replaceWith, [containerUrn("dns")], role);
+  });
+
+  it("pushes the rendered directory and rebuilds with the host's content hash", () => {
+    const host = hosts.dns;
+    const config = resourceNamed(run, "dns-config");
+    assert.equal(config.inputs.create, renderConfigPushCommand("dns", host.contentHash));
+    assert.equal(config.inputs.stdin, renderConfigPayload("dns", host.files));
+    const rebuild = resourceNamed(run, "dns-rebuild");
+    assert.match(String(rebuild.inputs.create), new RegExp(`nixmox-activate\\.sh run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
+    const health = resourceNamed(run, "dns-health");
+    assert.deepEqual(health.inputs.confirm, { configHash: host.contentHash });
+    // The key the SshHostKey resource recorded (a mock stand-in here) is pinned by the health check.
+    assert.equal(health.inputs.hostKey, fakeHostKey("dns-ssh"));
+  });
+
+  it("registers 61 resources: 7 services × (container, ssh, config, rebuild, health), 4 secrets pushes, provider, template, 8 generated secrets, 4 SSO objects", () => {
+    const count = (type: string) => run.resources.filter((resource) => resource.type === type).length;
+    assert.equal(count("nixmox:index:NixosService"), 7);
+    assert.equal(count("proxmoxve:index/containerLegacy:ContainerLegacy"), 7);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:SshHostKey"), 7);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:HealthCheck"), 7);
+    assert.equal(count("command:remote:Command"), 7 * 2 + 4);
+    assert.deepEqual(run.resources.filter((resource) => resource.name.endsWith("-secrets")).map((resource) => resource.name), [
+      "authentik-secrets", "guacamole-secrets", "postgresql-secrets", "vaultwarden-secrets",
+    ]);
+    assert.equal(count("pulumi:providers:proxmoxve"), 1);
+    assert.equal(count("proxmoxve:download/fileLegacy:FileLegacy"), 1);
+    assert.equal(count("random:index/randomPassword:RandomPassword"), 8);
+    assert.equal(run.resources.length, 61);
+  });
+
+  it("orders rebuilds by exactly the plan's edges: each waits for the health checks of its dependencies and nothing else across services", () => {
+    const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource]));
+    const crossEdges: string[] = [];
+    for (const resource of run.resources) {
+      if (resource.parent === null || resource.parent === stackUrn) continue;
+      for (const urn of resource.dependsOn) {
+        const target = byUrn.get(urn);
+        if (!target || target.parent === resource.parent || target.parent === stackUrn) continue;
+        crossEdges.push(`${resource.name} -> ${target.name}`);
+      }
+    }
+    const expected = plan.edges.map((edge) => `${edge.from}-rebuild -> ${edge.to}-health`);
+    assert.deepEqual(crossEdges.sort(), expected.sort());
+    assert.ok(expected.includes("vaultwarden-rebuild -> postgresql-health"));
+  });
+
+  it("keeps every secret input secret-wrapped and out of the printed preview", () => {
+    const secretPaths = (name: string) => resourceNamed(run, name).secretPaths;
+    assert.deepEqual(secretPaths("proxmox"), ["apiToken"]);
+    assert.deepEqual(secretPaths("dns-ssh"), ["privateKey"]);
+    assert.deepEqual(secretPaths("dns-health"), ["maskValues", "privateKey"]);
+    assert.deepEqual(secretPaths("dns-config"), ["connection"]);
+    assert.deepEqual(secretPaths("dns-rebuild"), ["connection"]);
+    assert.deepEqual(secretPaths("vaultwarden-secrets"), ["connection", "stdin"]);
+    const json = renderPreviewJson(run.resources);
+    const keyBody = offlinePreviewPrivateKey().split("\n")[2];
+    assert.equal(json.includes(keyBody), false);
+    assert.equal(json.includes("offline@pve!preview"), false);
+    const generated = String(resourceNamed(run, "vaultwarden-secrets").plainInputs.stdin);
+    assert.ok(generated.length > 0);
+    assert.equal(json.includes(generated), false);
+  });
+
+  it("protects stateful containers (postgresql by default, vaultwarden by manifest flag) and guards creation-only fields everywhere", () => {
+    const protectedNames = run.resources.filter((resource) => resource.protect).map((resource) => resource.name).sort();
+    assert.deepEqual(protectedNames, ["postgresql-container", "vaultwarden-container"]);
+    const retained = run.resources.filter((resource) => resource.retainOnDelete).map((resource) => resource.name).sort();
+    assert.deepEqual(retained, ["nixos-template-pve", "postgresql-container", "vaultwarden-container"]);
+    for (const container of run.resources.filter((resource) => resource.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
+      assert.deepEqual(container.ignoreChanges, [...creationOnlyFields].sort(), container.name);
+    }
+  });
+
+  it("exports vmid, ip, hostname, deployed generation and health per service", () => {
+    const services = run.outputs.services as Record<string, Record<string, unknown>>;
+    assert.deepEqual(Object.keys(services), ["authentik", "caddy", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"]);
+    assert.equal(services.dns.vmid, 913);
+    assert.equal(services.dns.ip, "192.168.99.13");
+    assert.equal(services.dns.hostname, "dns.nixmox.lan");
+    assert.equal(services.dns.healthy, true);
+    assert.match(String(services.dns.generation), /^\/nix\/store\/[0-9a-f]{32}-nixos-system-dns$/);
+    assert.equal(resourceNamed(run, "dns-health").inputs.expectedGeneration, services.dns.generation);
+  });
+
+  it("prints the same preview JSON on every run, with exactly the documented fields", async () => {
+    const again = await runNixmoxProgram();
+    assert.equal(renderPreviewJson(again.resources), renderPreviewJson(run.resources));
+    const parsed = JSON.parse(renderPreviewJson(run.resources)) as { resources: Array<Record<string, unknown>> };
+    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "parent", "protect", "type", "urn"]);
+  });
+});
+
+describe("program under mocks: edits", function () {
+  this.timeout(90_000);
+
+  const rebuildCommands = (run: RecordedRun) =>
+    Object.fromEntries(run.resources.filter((resource) => resource.name.endsWith("-rebuild")).map((resource) => [resource.name, String(resource.inputs.create)]));
+
+  it("changes the rebuild command of exactly the hosts whose rendered directory changed when one route's domain changes", async () => {
+    const data = await exampleManifestData();
+    const services = data.services as Record<string, { interface: { proxy: { domain: string } } }>;
+    services.homepage.interface.proxy.domain = "start.nixmox.lan";
+    const edited = writeManifest(data);
+    try {
+      const [before, after] = [await runNixmoxProgram(), await runNixmoxProgram(edited.path)];
+      const [old, now] = [rebuildCommands(before), rebuildCommands(after)];
+      const changed = Object.keys(old).filter((name) => old[name] !== now[name]).sort();
+      // The proxy serves the route and the DNS host holds its record; homepage's own host data has no domain.
+      assert.deepEqual(changed, ["caddy-rebuild", "dns-rebuild"]);
+      const hashes = async (file?: string) => {
+        const plan = await loadPlan(file);
+        return Object.fromEntries(renderAll(plan, fileSources(plan.manifestDir)).map((host) => [host.service, host.contentHash]));
+      };
+      const [oldHashes, newHashes] = [await hashes(), await hashes(edited.path)];
+      assert.deepEqual(changed, Object.keys(oldHashes).filter((name) => oldHashes[name] !== newHashes[name]).map((name) => `${name}-rebuild`));
+      assert.ok(now["caddy-rebuild"].includes(`--config-hash ${newHashes.caddy} `));
+      const containers = (run: RecordedRun) => run.resources.filter((resource) => resource.type.endsWith("ContainerLegacy")).map((resource) => JSON.stringify(resource.inputs));
+      assert.deepEqual(containers(after), containers(before));
+    } finally {
+      edited.remove();
+    }
+  });
+
+  it("drops the creation-only guard for a service listed in nixmox:allowReplace", async () => {
+    const run = await runNixmoxProgram(undefined, { "nixmox:allowReplace": '["caddy"]' });
+    assert.deepEqual(resourceNamed(run, "caddy-container").ignoreChanges, []);
+    assert.deepEqual(resourceNamed(run, "dns-container").ignoreChanges, [...creationOnlyFields].sort());
+  });
+
+  it("fails naming every missing or bad stack config key", async () => {
+    await assert.rejects(runNixmoxProgram(undefined, { "nixmox:proxmoxNode": "", "nixmox:bridge": "vmbr 0" }), {
+      name: "ManifestError",
+      message: [
+        "stack config: 2 problems",
+        "  - nixmox:proxmoxNode: is not set; run `pulumi config set nixmox:proxmoxNode <node>` (the Proxmox node of services without `node`)",
+        '  - nixmox:bridge: must be a Proxmox bridge name ([A-Za-z0-9._-]), got "vmbr 0"',
+      ].join("\n"),
+    });
+  });
+});
