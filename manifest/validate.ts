@@ -247,6 +247,9 @@ function crossServiceProblems(raw: unknown): Problem[] {
     }
   }
   const allNames = candidates.map((candidate) => candidate.name);
+  // "There is no caddy/authentik" is only true when every service parsed: an invalid one may be it, and its own
+  // problems are reported already.
+  const allParsed = candidates.every((candidate) => candidate.service !== undefined);
   const byName = new Map(candidates.map((candidate) => [candidate.name, candidate]));
   const services = candidates.flatMap((candidate) => (candidate.service ? [candidate.service] : []));
   const enabled = services.filter((service) => service.enable);
@@ -315,7 +318,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
     }
   }
   const firstRouted = enabled.find((service) => service.routes.length > 0);
-  if (firstRouted && proxies.length === 0) {
+  if (firstRouted && proxies.length === 0 && allParsed) {
     problems.push({ subject: `service "${firstRouted.name}"`, field: "interface.proxy", message: 'needs a reverse proxy: add an enabled service of kind "caddy"' });
   }
 
@@ -335,7 +338,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
       const field = "interface.auth.provider";
       const provider = service.auth.provider;
       if (provider === undefined) {
-        if (authentiks.length !== 1) {
+        if (authentiks.length > 1 || (authentiks.length === 0 && allParsed)) {
           problems.push({ subject, field, message: authentiks.length === 0 ? 'is needed: add an enabled service of kind "authentik"' : `must name one of ${authentiks.map((n) => JSON.stringify(n)).join(", ")}` });
         }
       } else {
@@ -354,7 +357,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
         }
       }
     }
-    if (service.routes.some((route) => route.auth === "forward_auth") && !service.auth && authentiks.length !== 1) {
+    if (service.routes.some((route) => route.auth === "forward_auth") && !service.auth && (authentiks.length > 1 || (authentiks.length === 0 && allParsed))) {
       problems.push({ subject, field: "interface.auth", message: 'is needed for forward_auth routes: set interface.auth.provider, or add exactly one enabled service of kind "authentik"' });
     }
     if (service.db) {
