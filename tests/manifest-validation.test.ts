@@ -603,6 +603,18 @@ describe("manifest validation: reporting", () => {
     assert.deepEqual(problemsOf(manifest), [`service "postgresql": hostname ${dnsNameRule}, got "Postgres"`]);
   });
 
+  it("fails without a false 'needs a reverse proxy' or 'needs authentik' problem when those services have schema problems", () => {
+    const manifest = smallManifest();
+    manifest.core_services.caddy.vmid = "110";
+    manifest.core_services.authentik.vmid = 12;
+    manifest.services.app.interface.auth = { type: "forward_auth" };
+    manifest.services.app.interface.proxy.authz = true;
+    assert.deepEqual(problemsOf(manifest), [
+      'service "caddy": vmid must be a number, got "110"',
+      'service "authentik": vmid must be at least 100, got 12',
+    ]);
+  });
+
   it("fails with a one-problem header when there is one problem", () => {
     const manifest = smallManifest();
     manifest.services.app.vmid = "120";

@@ -1,0 +1,172 @@
+// Real processes, no mocks: `node bin/nixmox.js validate|plan|graph|schema` run as a user runs them.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { loadManifestData } from "../manifest";
+import { shuffleKeys, smallManifest } from "./support/manifests";
+
+const root = path.resolve(__dirname, "..");
+const exampleRelative = "manifest/service-manifest.nix";
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI with the Node that runs the tests (Node 22 from the npm devDependency), from the project root. */
+function nixmox(...args: string[]): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [path.join(root, "bin/nixmox.js"), ...args], { cwd: root, timeout: 60_000 }, (error, stdout, stderr) => {
+      if (error && typeof error.code !== "number") return reject(error);
+      resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+    });
+  });
+}
+
+const stackTraceLine = /^\s+at /m;
+
+describe("cli: validate, plan, graph, schema", function () {
+  this.timeout(120_000);
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "nixmox-cli-"));
+  });
+  after(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("validate exits 0 on the example with its summary", async () => {
+    const run = await nixmox("validate", exampleRelative);
+    assert.deepEqual(run, { code: 0, stdout: `${exampleRelative}: valid: 7 enabled services, 4 waves, 5 routes\n`, stderr: "" });
+  });
+
+  it("fails validate with exit 1 and every problem, without a stack trace", async () => {
+    const manifest = smallManifest();
+    manifest.services.app.depend_on = ["caddy"];
+    manifest.core_services.caddy.hostname = "a;rm -rf /";
+    manifest.services.app.interface.db.host = "postgres";
+    const file = path.join(dir, "bad.json");
+    writeFileSync(file, JSON.stringify(manifest));
+    const run = await nixmox("validate", file);
+    assert.equal(run.code, 1);
+    assert.equal(run.stdout, "");
+    assert.equal(
+      run.stderr,
+      [
+        `${file}: 3 problems`,
+        `  - service "caddy": hostname must be a valid DNS name (lower-case letters, digits, '-' and '.'), got "a;rm -rf /"`,
+        '  - service "app": depend_on is not a known field (did you mean "depends_on"?)',
+        '  - service "app": interface.db.host "postgres" is not the ip, hostname or name of a service of this manifest (did you mean "postgresql"?)',
+        "",
+      ].join("\n"),
+    );
+    assert.doesNotMatch(run.stderr, stackTraceLine);
+  });
+
+  it("fails validate with exit 1 and file:line:col on a Nix syntax error, without a stack trace", async () => {
+    const file = path.join(dir, "broken.nix");
+    writeFileSync(file, "{ network = { domain = \"x\" }; }\n");
+    const run = await nixmox("validate", file);
+    assert.equal(run.code, 1);
+    assert.equal(run.stderr, `${file}: 1 problem\n  - manifest: Nix evaluation failed: ${file}:1:28: syntax error, unexpected '}', expecting ';'\n`);
+    assert.doesNotMatch(run.stderr, stackTraceLine);
+  });
+
+  it("fails with exit 2 and a usage message on an unknown graph format", async () => {
+    const run = await nixmox("graph", "--format", "svg", exampleRelative);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /^error: option '--format <format>' argument 'svg' is invalid\. Allowed choices are mermaid, dot\.\n/);
+    assert.doesNotMatch(run.stderr, stackTraceLine);
+  });
+
+  it("prints plan --json byte-identically across runs and for a JSON copy with shuffled key order", async () => {
+    const copyDir = path.join(dir, "copy");
+    mkdirSync(path.join(copyDir, "modules"), { recursive: true });
+    copyFileSync(path.join(root, "manifest/modules/homepage.nix"), path.join(copyDir, "modules/homepage.nix"));
+    const shuffledFile = path.join(copyDir, "manifest.json");
+    writeFileSync(shuffledFile, JSON.stringify(shuffleKeys(await loadManifestData(path.join(root, exampleRelative)), 42), null, 2));
+    const [first, second, shuffled] = await Promise.all([
+      nixmox("plan", "--json", exampleRelative),
+      nixmox("plan", "--json", exampleRelative),
+      nixmox("plan", "--json", shuffledFile),
+    ]);
+    assert.equal(first.code, 0, first.stderr);
+    assert.equal(second.stdout, first.stdout);
+    assert.equal(shuffled.stdout, first.stdout);
+    const plan = JSON.parse(first.stdout) as { waves: string[][]; services: Array<{ name: string }> };
+    assert.deepEqual(plan.waves, [["dns"], ["caddy", "postgresql"], ["authentik"], ["guacamole", "homepage", "vaultwarden"]]);
+    assert.ok(!first.stdout.includes(root), "the JSON plan must not carry paths of the machine that made it");
+  });
+
+  describe("graph", () => {
+    let file: string;
+    before(() => {
+      const manifest = smallManifest();
+      manifest.services["web-ui"] = { ip: "10.9.0.30", vmid: 130, nixos_modules: ["modules/web-ui.nix"], depends_on: ["app"] };
+      mkdirSync(path.join(dir, "graph/modules"), { recursive: true });
+      writeFileSync(path.join(dir, "graph/modules/web-ui.nix"), "{ ... }: { }\n");
+      file = path.join(dir, "graph/manifest.json");
+      writeFileSync(file, JSON.stringify(manifest));
+    });
+
+    it("prints the dependency graph in Mermaid, edges labelled with their reasons", async () => {
+      const run = await nixmox("graph", "--format", "mermaid", file);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(
+        run.stdout,
+        [
+          "graph LR",
+          '  app["app"]',
+          '  authentik["authentik"]',
+          '  caddy["caddy"]',
+          '  postgresql["postgresql"]',
+          '  web_ui["web-ui"]',
+          '  app -->|"interface.auth.provider"| authentik',
+          '  app -->|"depends_on"| caddy',
+          `  app -->|"interface.db.host is postgresql's address"| postgresql`,
+          `  authentik -->|"interface.db.host is postgresql's address"| postgresql`,
+          '  web_ui -->|"depends_on"| app',
+          "",
+        ].join("\n"),
+      );
+    });
+
+    it("prints the dependency graph in DOT", async () => {
+      const run = await nixmox("graph", "--format", "dot", file);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(
+        run.stdout,
+        [
+          "digraph nixmox {",
+          "  rankdir=LR;",
+          '  "app";',
+          '  "authentik";',
+          '  "caddy";',
+          '  "postgresql";',
+          '  "web-ui";',
+          '  "app" -> "authentik" [label="interface.auth.provider"];',
+          '  "app" -> "caddy" [label="depends_on"];',
+          `  "app" -> "postgresql" [label="interface.db.host is postgresql's address"];`,
+          `  "authentik" -> "postgresql" [label="interface.db.host is postgresql's address"];`,
+          '  "web-ui" -> "app" [label="depends_on"];',
+          "}",
+          "",
+        ].join("\n"),
+      );
+    });
+  });
+
+  it("prints a schema equal to the committed manifest/manifest.schema.json", async () => {
+    const run = await nixmox("schema");
+    assert.equal(run.code, 0, run.stderr);
+    const committed = readFileSync(path.join(root, "manifest/manifest.schema.json"), "utf8");
+    assert.ok(
+      run.stdout === committed,
+      "manifest/manifest.schema.json is out of date with manifest/schema.ts; regenerate it with `npx nixmox schema --out manifest/manifest.schema.json`",
+    );
+  });
+});
