@@ -61,6 +61,7 @@ export function renderConfigPushCommand(service: string, contentHash: string, pa
     "umask 022",
     `mkdir -p ${store}`,
     `rm -rf ${staging}`,
+    `trap 'rm -rf ${staging}' EXIT`,
     `mkdir ${staging}`,
     "count=0",
     "while IFS=' ' read -r name data; do",

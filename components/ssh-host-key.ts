@@ -135,7 +135,7 @@ function resolveInputs(raw: SshHostKeyInputs): SshHostKeyInputs {
 }
 
 export const sshHostKeyProvider = {
-  async create(raw: SshHostKeyInputs): Promise<pulumi.dynamic.CreateResult<SshHostKeyOutputs>> {
+  async create(raw: SshHostKeyInputs): Promise<{ id: string; outs: SshHostKeyOutputs }> {
     const inputs = resolveInputs(raw);
     const key = await waitForSsh(inputs, null);
     return { id: `${inputs.host}:${inputs.port}/${inputs.containerId}`, outs: outputsOf(inputs, key) };
@@ -148,7 +148,7 @@ export const sshHostKeyProvider = {
     return { changes: replaces.length + changed.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
   },
 
-  async update(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<pulumi.dynamic.UpdateResult<SshHostKeyOutputs>> {
+  async update(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<{ outs: SshHostKeyOutputs }> {
     const inputs = resolveInputs(raw);
     const key = await waitForSsh(inputs, olds.hostKey);
     return { outs: outputsOf(inputs, key) };

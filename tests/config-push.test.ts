@@ -1,0 +1,83 @@
+import { strict as assert } from "node:assert";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { checkRelativePath, renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
+import { connectSsh, type SshSession } from "../components/ssh";
+import { startSshd, type TestSshd } from "./support/sshd";
+
+const hashA = "a".repeat(64);
+const hashB = "b".repeat(64);
+const hashC = "c".repeat(64);
+
+describe("config push", () => {
+  it("encodes each file as one '<base64 path> <base64 content>' line, sorted by path", () => {
+    assert.equal(renderConfigPayload("dns", { "nixos/core.nix": "{ }\n", "flake.nix": "x" }), "Zmxha2Uubml4 eA==\nbml4b3MvY29yZS5uaXg= eyB9Cg==\n");
+  });
+
+  it("fails on a path that could leave the directory", () => {
+    for (const bad of ["../etc/passwd", "/etc/passwd", "nixos/../x", "a//b", "a b"]) {
+      assert.throws(() => checkRelativePath("dns", bad), {
+        message: `service "dns": rendered file path ${JSON.stringify(bad)} must be relative, of [A-Za-z0-9._+-] segments, without . or ..`,
+      });
+    }
+  });
+
+  it("fails on a content hash that is not lowercase hex", () => {
+    assert.throws(() => renderConfigPushCommand("dns", "ABC; rm -rf /"), {
+      message: 'service "dns": content hash must be 16-128 lowercase hex characters, got "ABC; rm -rf /"',
+    });
+  });
+
+  describe("on a loopback sshd", function () {
+    this.timeout(30_000);
+    let host: TestSshd;
+    let session: SshSession;
+    let paths: { link: string; store: string };
+
+    before(async () => {
+      host = await startSshd();
+      session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      paths = { link: join(host.dir, "etc", "nixmox"), store: join(host.dir, "etc", "nixmox.d") };
+    });
+    after(async () => {
+      session?.close();
+      await host?.stop();
+    });
+
+    const push = (hash: string, files: Record<string, string>) =>
+      session.exec(renderConfigPushCommand("dns", hash, paths), { stdin: renderConfigPayload("dns", files) });
+
+    it("installs the files atomically behind the /etc/nixmox symlink, keeping only the previous version", async () => {
+      mkdirSync(paths.link, { recursive: true });
+      writeFileSync(join(paths.link, "configuration.nix"), "hand-made\n");
+      const first = await push(hashA, { "flake.nix": "A\n", "nixos/services/dns.nix": "{ }\n", "empty.json": "" });
+      assert.equal(first.code, 0, first.stderr);
+      assert.equal(first.stdout, `nixmox: config ${hashA} installed (3 files)\n`);
+      assert.equal(readlinkSync(paths.link), join(paths.store, hashA));
+      assert.equal(readFileSync(join(paths.link, "nixos/services/dns.nix"), "utf8"), "{ }\n");
+      assert.equal(readFileSync(join(paths.link, "empty.json"), "utf8"), "");
+      assert.equal(readFileSync(`${paths.link}.pre-nixmox/configuration.nix`, "utf8"), "hand-made\n");
+
+      assert.equal((await push(hashB, { "flake.nix": "B\n" })).code, 0);
+      assert.equal((await push(hashC, { "flake.nix": "C\n" })).code, 0);
+      assert.equal(readFileSync(join(paths.link, "flake.nix"), "utf8"), "C\n");
+      assert.ok(lstatSync(paths.link).isSymbolicLink());
+      assert.deepEqual(readdirSync(paths.store).sort(), [hashB, hashC]);
+    });
+
+    it("fails without installing anything when the payload has no flake.nix or a path escaping the directory", async () => {
+      const before = readlinkSync(paths.link);
+      const noFlake = await push(hashA, { "host.json": "{}\n" });
+      assert.equal(noFlake.code, 2);
+      assert.equal(noFlake.stderr, "nixmox: the pushed config has no flake.nix (1 files)\n");
+      const escaping = await session.exec(renderConfigPushCommand("dns", hashA, paths), {
+        stdin: `${Buffer.from("../../escape").toString("base64")} ${Buffer.from("x").toString("base64")}\n`,
+      });
+      assert.equal(escaping.code, 2);
+      assert.equal(escaping.stderr, "nixmox: refusing file path '../../escape'\n");
+      assert.equal(existsSync(join(host.dir, "etc", "escape")), false);
+      assert.deepEqual(readdirSync(paths.store).sort(), [hashB, hashC]);
+      assert.equal(readlinkSync(paths.link), before);
+    });
+  });
+});
