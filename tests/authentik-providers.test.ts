@@ -3,6 +3,7 @@
 // Authentik accepts these bodies (the fake follows the 2026.8 OpenAPI client's models, not Authentik's code).
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
+import * as pulumi from "@pulumi/pulumi";
 import {
   outpostBindingProvider,
   oidcAppProvider,
@@ -93,6 +94,15 @@ describe("authentik dynamic providers against a local Authentik API", function (
     signing_key: signingKeyPkValue,
     redirect_uris: [{ matching_mode: "strict", url: "https://vault.nixmox.lan/identity/connect/oidc-signin" }],
   };
+
+  it("serializes each provider without Pulumi or secrets in its closure, requiring @goauthentik/api at run time", async () => {
+    for (const provider of [oidcAppProvider, proxyAppProvider, outpostBindingProvider]) {
+      const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
+      const requires = [...new Set(serialized.text.match(/require\("[^"]+"\)/g))];
+      assert.deepEqual(requires, ['require("@goauthentik/api")']);
+      assert.equal(serialized.containsSecrets, false);
+    }
+  });
 
   describe("AuthentikOidcApp", () => {
     it("creates the OAuth2 provider and the application with exact snake_case bodies and the Bearer token", async () => {
@@ -362,6 +372,12 @@ describe("authentik dynamic providers against a local Authentik API", function (
       api.outposts.clear();
       assert.deepEqual(await outpostBindingProvider.read!(created.id, created.outs!), {});
       await outpostBindingProvider.delete!(created.id, created.outs!);
+    });
+
+    it("diff reports a change while a preview still has the provider list unknown", async () => {
+      const created = await outpostBindingProvider.create(bindingInputs([]));
+      const unknown = "04da6b54-80e4-46f7-96ec-b56ff0331ba9" as unknown as number[];
+      assert.deepEqual(await outpostBindingProvider.diff!(created.id, created.outs!, bindingInputs(unknown)), { changes: true, replaces: [] });
     });
 
     it("diff replaces when the outpost name changes", async () => {

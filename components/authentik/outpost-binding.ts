@@ -64,7 +64,8 @@ function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindi
     token: value.token,
     service: value.service,
     outpostName: value.outpostName,
-    providerPks: [...new Set(value.providerPks)].sort(byNumber),
+    // During a preview the whole list can still be unknown (the engine's sentinel string): keep it as it is.
+    providerPks: Array.isArray(value.providerPks) ? [...new Set(value.providerPks)].sort(byNumber) : value.providerPks,
   };
 }
 
