@@ -208,6 +208,8 @@ describe("activation wrapper on a stub NixOS host", function () {
     const { command, stdin } = renderActivationCommand(options({ checks: [{ name: "db", phase: "startup", kind: "command", command: "pg_isready -h 127.0.0.1" }] }));
     assert.ok(!command.includes("pg_isready"));
     assert.ok(stdin.endsWith(`#nixmox-timing 1 2 2 0\n#nixmox-check ZGI= command ${Buffer.from("pg_isready -h 127.0.0.1").toString("base64")} -\n`));
+    const fractional = renderActivationCommand(options({ timing: { intervalSeconds: 0.5, timeoutSeconds: 2.2, retries: 2, startPeriodSeconds: 0 } }));
+    assert.ok(fractional.stdin.includes("\n#nixmox-timing 1 3 2 0\n"));
     assert.equal(readFileSync(join(__dirname, "..", "components", "activation", "nixmox-activate.sh"), "utf8").startsWith("#!/usr/bin/env bash\n"), true);
   });
 });

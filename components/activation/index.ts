@@ -84,9 +84,11 @@ const encode = (text: string) => (text === "" ? "-" : Buffer.from(text, "utf8").
 
 /** The startup checks the wrapper can run on the host, as `#nixmox-*` lines (base64 fields, sorted by name). */
 export function renderEmbeddedChecks(service: string, checks: HealthCheckSpec[], timing: HealthTiming): string {
+  // The manifest allows fractional seconds; bash arithmetic needs whole ones, so round up (never shorter).
+  const whole = (field: string, value: number) => seconds(service, field, Math.ceil(value));
   const lines = [
-    `#nixmox-timing ${seconds(service, "health.interval", timing.intervalSeconds)} ${seconds(service, "health.timeout", timing.timeoutSeconds)} ` +
-      `${seconds(service, "health.retries", timing.retries)} ${seconds(service, "health.start_period", timing.startPeriodSeconds)}`,
+    `#nixmox-timing ${whole("health.interval", timing.intervalSeconds)} ${whole("health.timeout", timing.timeoutSeconds)} ` +
+      `${whole("health.retries", timing.retries)} ${whole("health.start_period", timing.startPeriodSeconds)}`,
   ];
   const startup = checks
     .filter((check) => check.phase === "startup" || check.phase === "both")
