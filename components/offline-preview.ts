@@ -240,7 +240,9 @@ export function renderPreviewTree(resources: ResourceRecord[]): string {
   };
   for (const root of children.get(null) ?? []) visit(root, "", true, true);
   const custom = resources.filter((resource) => resource.custom).length;
-  lines.push("", `${resources.length} resources (${custom} custom, ${resources.length - custom} components and the stack); nothing was deployed (offline preview under mocks).`);
+  const stacks = resources.filter((resource) => resource.type === "pulumi:pulumi:Stack").length;
+  const components = resources.length - custom - stacks;
+  lines.push("", `${resources.length} resources: ${custom} custom, ${components} component${components === 1 ? "" : "s"}, ${stacks} stack; nothing was deployed (offline preview under mocks).`);
   return `${lines.join("\n")}\n`;
 }
 

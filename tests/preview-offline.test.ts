@@ -1,0 +1,74 @@
+// Mock-based (through `nixmox preview --offline`): proves the printed tree and JSON, not what Proxmox or the
+// engine would do with them.
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { renderPreviewTree } from "../components/offline-preview";
+import { exampleManifestData, runNixmoxProgram, writeManifest } from "./support/pulumi-mocks";
+
+const cli = path.join(__dirname, "..", "bin", "nixmox.js");
+const nixmox = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 60_000 });
+
+describe("nixmox preview --offline", function () {
+  this.timeout(90_000);
+
+  it("prints the exact tree of a one-service manifest", async () => {
+    const data = (await exampleManifestData()) as { core_services: Record<string, unknown>; services: Record<string, unknown> };
+    data.core_services = { dns: data.core_services.dns };
+    data.services = {};
+    const manifest = writeManifest(data);
+    try {
+      const run = await runNixmoxProgram(manifest.path);
+      assert.equal(renderPreviewTree(run.resources), [
+        "pulumi:pulumi:Stack nixmox-offline",
+        "├─ nixmox:index:NixosService dns",
+        "│  ├─ command:remote:Command dns-config",
+        "│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy dns-container  (waits for nixos-template-pve)",
+        "│  ├─ pulumi-nodejs:dynamic/nixmox:HealthCheck dns-health",
+        "│  ├─ command:remote:Command dns-rebuild",
+        "│  └─ pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
+        "├─ proxmoxve:download/fileLegacy:FileLegacy nixos-template-pve  (retained on delete)",
+        "└─ pulumi:providers:proxmoxve proxmox",
+        "",
+        "9 resources: 7 custom, 1 component, 1 stack; nothing was deployed (offline preview under mocks).",
+        "",
+      ].join("\n"));
+    } finally {
+      manifest.remove();
+    }
+  });
+
+  it("runs on the embedded defaults with no stack config and exits 0", () => {
+    const result = nixmox("preview", "--offline");
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stderr, "");
+    const lines = result.stdout.trimEnd().split("\n");
+    assert.equal(lines[0], "pulumi:pulumi:Stack nixmox-offline");
+    assert.ok(lines.includes("│  ├─ command:remote:Command guacamole-rebuild  (waits for authentik-health, caddy-health, dns-health, postgresql-health)"), result.stdout);
+    assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy postgresql-container  (protected; retained on delete; waits for nixos-template-pve)"), result.stdout);
+    assert.equal(lines[lines.length - 1], "61 resources: 53 custom, 7 components, 1 stack; nothing was deployed (offline preview under mocks).");
+  });
+
+  it("prints JSON with secrets as \"[secret]\"", () => {
+    const result = nixmox("preview", "--offline", "--json");
+    assert.equal(result.status, 0, result.stderr);
+    const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown>; parent: string | null }> };
+    assert.equal(parsed.resources.length, 61);
+    const provider = parsed.resources.find((resource) => resource.name === "proxmox");
+    assert.deepEqual(provider?.inputs, { apiToken: "[secret]", endpoint: "https://pve.offline.invalid:8006/", insecure: "false" });
+    assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");
+  });
+
+  it("fails with the manifest's problem and exit code 1 on a missing manifest", () => {
+    const result = nixmox("preview", "--offline", "/nonexistent/manifest.nix");
+    assert.equal(result.status, 1);
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr, "/nonexistent/manifest.nix: 1 problem\n  - manifest: file not found; give the path of a .nix, .json or .yaml manifest\n");
+  });
+
+  it("fails with exit code 2 without --offline, pointing at pulumi preview", () => {
+    const result = nixmox("preview");
+    assert.equal(result.status, 2);
+    assert.equal(result.stderr, "nixmox: preview needs --offline; for a preview against Proxmox run `pulumi preview -s <stack>` in the project directory\n");
+  });
+});
