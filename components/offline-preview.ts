@@ -11,6 +11,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import type { Plan } from "../manifest/plan-types";
 import { stableJson } from "../render/stable-json";
 
 export const offlineProject = "nixmox";
@@ -288,6 +289,20 @@ export function offlinePreviewPrivateKey(): string {
 }
 
 /**
+ * `nixmox:secrets` for the offline preview: a visible placeholder for every required secret that cannot be
+ * generated (the real stack must set it; `nixmox secrets check` lists them), so the tree shows its delivery.
+ */
+export function offlineSecretPlaceholders(plan: Pick<Plan, "secrets">): Record<string, string> {
+  const secrets: Record<string, Record<string, string>> = {};
+  for (const secret of plan.secrets) {
+    if (!secret.required || secret.generated) continue;
+    secrets[secret.configService] ??= {};
+    secrets[secret.configService][secret.name] = `offline-placeholder-${secret.configService}-${secret.name}`;
+  }
+  return Object.keys(secrets).length === 0 ? {} : { "nixmox:secrets": JSON.stringify(secrets) };
+}
+
+/**
  * The stack config of the offline preview: clearly fake endpoint, token and template (`.invalid` names,
  * RFC 2606), the throwaway key above, and the given manifest. No stack file or Pulumi CLI is needed.
  */
@@ -304,6 +319,6 @@ export function offlineStackConfig(manifestPath: string, overrides: Record<strin
       "nixmox:deployKeyCheck": "false",
       ...overrides,
     },
-    secretKeys: ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey"],
+    secretKeys: ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey", "nixmox:secrets"],
   };
 }

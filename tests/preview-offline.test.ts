@@ -59,6 +59,22 @@ describe("nixmox preview --offline", function () {
     assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");
   });
 
+  it("gives required secrets that cannot be generated a placeholder, so their delivery shows", async () => {
+    const data = (await exampleManifestData()) as { services: Record<string, Record<string, unknown>> };
+    data.services.homepage.secrets = { api_key: { description: "dashboard API key" } };
+    const manifest = writeManifest(data);
+    try {
+      const result = nixmox("preview", "--offline", manifest.path, "--json");
+      assert.equal(result.status, 0, result.stderr);
+      const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown> }> };
+      const delivery = parsed.resources.find((resource) => resource.name === "homepage-secrets");
+      assert.equal(delivery?.inputs.stdin, "[secret]");
+      assert.equal(result.stdout.includes("offline-placeholder-homepage-api_key"), false);
+    } finally {
+      manifest.remove();
+    }
+  });
+
   it("fails with the manifest's problem and exit code 1 on a missing manifest", () => {
     const result = nixmox("preview", "--offline", "/nonexistent/manifest.nix");
     assert.equal(result.status, 1);

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import * as path from "node:path";
-import { offlineStackConfig, recordProgram, renderPreviewJson, renderPreviewTree } from "../../components/offline-preview";
-import { defaultManifestPath } from "../../manifest";
+import { offlineSecretPlaceholders, offlineStackConfig, recordProgram, renderPreviewJson, renderPreviewTree } from "../../components/offline-preview";
+import { defaultManifestPath, loadPlan } from "../../manifest";
 import { action, exitCodes, print } from "../run";
 
 export function register(program: Command): void {
@@ -19,7 +19,9 @@ export function register(program: Command): void {
         process.stderr.write("nixmox: preview needs --offline; for a preview against Proxmox run `pulumi preview -s <stack>` in the project directory\n");
         return exitCodes.usage;
       }
-      const { config, secretKeys } = offlineStackConfig(path.resolve(manifest));
+      // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
+      const plan = await loadPlan(manifest);
+      const { config, secretKeys } = offlineStackConfig(path.resolve(manifest), offlineSecretPlaceholders(plan));
       // Loaded here, not at the top: the program module pulls in the Pulumi SDK, which the other commands never need.
       const nixmoxProgram = require("../../index") as () => Promise<unknown>;
       const run = await recordProgram(nixmoxProgram, { config, secretKeys });
