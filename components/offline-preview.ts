@@ -319,6 +319,6 @@ export function offlineStackConfig(manifestPath: string, overrides: Record<strin
       "nixmox:deployKeyCheck": "false",
       ...overrides,
     },
-    secretKeys: ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey", "nixmox:secrets"],
+    secretKeys: ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey"],
   };
 }

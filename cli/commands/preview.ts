@@ -21,7 +21,10 @@ export function register(program: Command): void {
       }
       // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
       const plan = await loadPlan(manifest);
-      const { config, secretKeys } = offlineStackConfig(path.resolve(manifest), offlineSecretPlaceholders(plan));
+      const placeholders = offlineSecretPlaceholders(plan);
+      const { config, secretKeys } = offlineStackConfig(path.resolve(manifest), placeholders);
+      // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
+      secretKeys.push(...Object.keys(placeholders));
       // Loaded here, not at the top: the program module pulls in the Pulumi SDK, which the other commands never need.
       const nixmoxProgram = require("../../index") as () => Promise<unknown>;
       const run = await recordProgram(nixmoxProgram, { config, secretKeys });
