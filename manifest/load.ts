@@ -91,11 +91,12 @@ export async function loadManifestData(file: string): Promise<unknown> {
   }
 }
 
-/** Problems the pure validator cannot see: NixOS module files that do not exist next to the manifest. */
+/** Problems the pure validator cannot see: NixOS module files of enabled services missing next to the manifest. */
 function missingModuleProblems(manifest: Manifest, manifestDir: string): Problem[] {
   const problems: Problem[] = [];
   for (const group of ["core_services", "services"] as const) {
     for (const [name, service] of Object.entries(manifest[group])) {
+      if (!service.enable) continue;
       service.nixos_modules.forEach((module, index) => {
         if (!existsSync(path.join(manifestDir, module))) {
           problems.push({ subject: `service "${name}"`, field: `nixos_modules[${index}]`, message: `${JSON.stringify(module)} does not exist in ${displayPath(manifestDir) || "."}` });

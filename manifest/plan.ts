@@ -261,7 +261,11 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   for (const service of enabled) {
     const provider = providerOf(service);
     if (!provider) continue;
-    const origins = [...new Set(service.routes.map((route) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`))];
+    // The app's own OIDC login happens on its oidc routes; a forward-auth-only route never redirects to it.
+    const oidcRoutes = service.routes.filter((route) => route.auth === "oidc");
+    const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
+    const origins = [...new Set((oidcRoutes.length > 0 ? oidcRoutes : service.routes).map(origin))];
+    const launchRoute = oidcRoutes[0] ?? service.routes[0];
     if (service.auth?.type === "oidc") {
       const oidc = service.auth.oidc;
       authClients.push({
@@ -275,7 +279,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
         usernameClaim: oidc.username_claim,
         groupsClaim: oidc.groups_claim,
         clientSecret: oidc.client_type === "confidential" ? "oidc_client_secret" : null,
-        launchUrl: origins.length > 0 ? `${origins[0]}/` : null,
+        launchUrl: launchRoute ? `${origin(launchRoute)}${launchRoute.path.replace(/\*$/, "")}` : null,
       });
     }
     const forwardDomains = [...new Set(service.routes.filter((route) => route.auth === "forward_auth").map((route) => route.domain))].sort();

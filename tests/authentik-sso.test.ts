@@ -15,7 +15,7 @@ const seedObjects: AuthentikObjectPlan[] = [
   {
     kind: "oidc-app", role: "guacamole", service: "guacamole", ...common, slug: "guacamole", name: "guacamole", providerName: "nixmox-guacamole",
     clientId: "guacamole-oidc", clientType: "public", clientSecret: null, redirectUris: ["https://guac.nixmox.lan/guacamole/"],
-    scopes: ["openid", "email", "profile"], launchUrl: "https://guac.nixmox.lan/",
+    scopes: ["openid", "email", "profile"], launchUrl: "https://guac.nixmox.lan/guacamole",
   },
   {
     kind: "proxy-app", role: "media-jellyfin-nixmox-lan", service: "media", ...common, slug: "media-jellyfin-nixmox-lan", name: "media (jellyfin.nixmox.lan)",
@@ -31,7 +31,7 @@ const seedObjects: AuthentikObjectPlan[] = [
   },
   {
     kind: "oidc-app", role: "monitoring", service: "monitoring", ...common, slug: "monitoring", name: "monitoring", providerName: "nixmox-monitoring",
-    clientId: "monitoring-oidc", clientType: "confidential", clientSecret: "oidc_client_secret", redirectUris: ["https://grafana.nixmox.lan/", "https://prometheus.nixmox.lan/"],
+    clientId: "monitoring-oidc", clientType: "confidential", clientSecret: "oidc_client_secret", redirectUris: ["https://grafana.nixmox.lan/"],
     scopes: ["openid", "email", "profile"], launchUrl: "https://grafana.nixmox.lan/",
   },
   {

@@ -152,13 +152,12 @@ describe("manifest loader", function () {
       file("modules/media.nix", "{ ... }: { }\n");
       const manifest = file("seed.json", JSON.stringify(seedManifest()));
       const error = await rejection(loadManifest(manifest));
-      // In manifest order: core_services, then services, each as written.
+      // In manifest order: core_services, then services, each as written; the disabled mail service needs none.
       assert.deepEqual(error.problems.map(formatProblem), [
         `service "nextcloud": nixos_modules[0] "modules/nextcloud.nix" does not exist in ${dir}`,
         `service "monitoring": nixos_modules[0] "modules/monitoring.nix" does not exist in ${dir}`,
         `service "homeassistant": nixos_modules[0] "./modules/homeassistant.nix" does not exist in ${dir}`,
         `service "openbao": nixos_modules[0] "modules/openbao.nix" does not exist in ${dir}`,
-        `service "mail": nixos_modules[0] "modules/mail.nix" does not exist in ${dir}`,
       ]);
     });
 
