@@ -9,7 +9,7 @@ import type { Plan } from "../manifest/plan-types";
 import { createSsoResources, type SsoResources } from "./authentik";
 import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
-import { deliveryCommand, hostSecretPayload, hostSecrets } from "./secrets";
+import { deliveryCommand, hostSecretPayload, hostSecrets, secretKey } from "./secrets";
 import type { StackSecrets, StackSettings } from "./stack-config";
 
 /**
@@ -21,7 +21,12 @@ export function planDeliveries(plan: Plan, values: Record<string, pulumi.Output<
   for (const service of plan.services) {
     const secrets = hostSecrets(plan, service.name);
     if (secrets.length === 0) continue;
-    deliveries[service.name] = { command: deliveryCommand(secrets, plan.secretsDir), payload: hostSecretPayload(secrets, values, plan.secretsDir) };
+    const hostValues = [...new Set(secrets.map(secretKey))].sort().flatMap((key) => (values[key] === undefined ? [] : [values[key]]));
+    deliveries[service.name] = {
+      command: deliveryCommand(secrets, plan.secretsDir),
+      payload: hostSecretPayload(secrets, values, plan.secretsDir),
+      maskValues: hostValues,
+    };
   }
   return deliveries;
 }

@@ -38,6 +38,8 @@ export interface HostSecretsDelivery {
   command: string;
   /** The values, as a secret Output; sent on stdin. */
   payload: pulumi.Input<string>;
+  /** The same values one by one (secret): masked in health-check messages and outputs. @default [] */
+  maskValues?: pulumi.Input<string>[];
 }
 
 export interface NixosServiceArgs {
@@ -108,6 +110,7 @@ export class NixosService extends pulumi.ComponentResource {
       health: service.health,
       expectedGeneration: generation,
       ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
+      maskValues: args.secrets?.maskValues ?? [],
     }, { parent: this, dependsOn: [rebuild], replaceWith: [container] });
 
     this.vmid = pulumi.output(service.vmid);

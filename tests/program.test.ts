@@ -133,6 +133,8 @@ describe("program under mocks: the example manifest", function () {
     const keyBody = offlinePreviewPrivateKey().split("\n")[2];
     assert.equal(json.includes(keyBody), false);
     assert.equal(json.includes("offline@pve!preview"), false);
+    assert.equal((resourceNamed(run, "vaultwarden-health").plainInputs.maskValues as string[]).length, 2);
+    assert.deepEqual(resourceNamed(run, "dns-health").plainInputs.maskValues, []);
     const generated = String(resourceNamed(run, "vaultwarden-secrets").plainInputs.stdin);
     assert.ok(generated.length > 0);
     assert.equal(json.includes(generated), false);
