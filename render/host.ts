@@ -25,7 +25,7 @@ export interface RenderSources {
 }
 
 export interface RenderOptions extends HostDataOptions {
-  /** The nixpkgs every host is pinned to (stack config `nixmox:nixpkgs`). @default defaultNixpkgsPin */
+  /** The nixpkgs every host is pinned to (stack config `nixmox:nixpkgsRev`/`nixmox:nixpkgsNarHash`). @default defaultNixpkgsPin */
   nixpkgs?: NixpkgsPin;
 }
 

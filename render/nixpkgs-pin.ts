@@ -1,7 +1,8 @@
 /**
  * The one nixpkgs every host is built from, written into each host's flake.lock.
  *
- * Stack config key `nixmox:nixpkgs` overrides the default with `{ rev, narHash, ref?, lastModified? }`:
+ * Overridden by the stack config keys `nixmox:nixpkgsRev` + `nixmox:nixpkgsNarHash` (components/stack-config.ts)
+ * or by `nixmox render --nixpkgs '{ rev, narHash, ref?, lastModified? }'`:
  * `rev` is a NixOS/nixpkgs commit, `narHash` its NAR hash (`nix flake prefetch github:NixOS/nixpkgs/<rev>`
  * prints both), `ref` the branch it came from (kept in flake.nix and flake.lock's "original" so that
  * `nix flake update` later follows that branch; omitted: the input is pinned to the commit itself), and
@@ -34,16 +35,16 @@ export const defaultNixpkgsPin: NixpkgsPin = {
 /** NixOS release of the default pin: every host's system.stateVersion on first install. */
 export const defaultStateVersion = "25.11";
 
-const configKey = "nixmox:nixpkgs";
+const subject = "nixpkgs pin";
 
 /**
- * Validates the `nixmox:nixpkgs` stack config value (undefined/null: the default pin). Throws a ManifestError
+ * Validates a nixpkgs pin override (undefined/null: the default pin). Throws a ManifestError
  * listing every bad field.
  */
 export function resolveNixpkgsPin(value: unknown): NixpkgsPin {
   if (value === undefined || value === null) return defaultNixpkgsPin;
   const problems: Problem[] = [];
-  const problem = (field: string, message: string) => problems.push({ subject: configKey, field, message });
+  const problem = (field: string, message: string) => problems.push({ subject, field, message });
   if (typeof value !== "object" || Array.isArray(value)) {
     problem("", 'must be an object { rev, narHash, ref?, lastModified? }');
     throw new ManifestError("stack config", problems);

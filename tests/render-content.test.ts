@@ -149,13 +149,13 @@ describe("render: host content", function () {
     );
   });
 
-  it("fails with every unknown or bad field of the nixmox:nixpkgs stack config", () => {
+  it("fails with every unknown or bad field of the nixpkgs pin override", () => {
     assert.throws(() => resolveNixpkgsPin({ rev: "1267bb4920d0fc06ea916734c11b0bf004bbe17e", narHash: "sha256-7DaQVv4R97cii/Qdfy4tmDZMB2xxtyIvNGSwXBBhSmo=", ref: "nixos 25.11", lastModified: -1, branch: "x" }), {
       message:
         "stack config: 3 problems\n" +
-        "  - nixmox:nixpkgs: branch is not a known field; use rev, narHash, ref or lastModified\n" +
-        '  - nixmox:nixpkgs: ref must be a branch name such as "nixos-25.11", got "nixos 25.11"\n' +
-        "  - nixmox:nixpkgs: lastModified must be the commit's Unix time in seconds, got -1",
+        "  - nixpkgs pin: branch is not a known field; use rev, narHash, ref or lastModified\n" +
+        '  - nixpkgs pin: ref must be a branch name such as "nixos-25.11", got "nixos 25.11"\n' +
+        "  - nixpkgs pin: lastModified must be the commit's Unix time in seconds, got -1",
     });
   });
 

@@ -115,8 +115,8 @@ describe("render: golden files of the example manifest", function () {
     assert.equal(
       result.stderr,
       "stack config: 2 problems\n" +
-        '  - nixmox:nixpkgs: rev must be a 40-character lower-case git commit hash of NixOS/nixpkgs, got "abc"\n' +
-        '  - nixmox:nixpkgs: narHash must be an SRI sha256 hash such as "sha256-…=" (nix flake prefetch github:NixOS/nixpkgs/<rev> prints it), got "md5-x"\n',
+        '  - nixpkgs pin: rev must be a 40-character lower-case git commit hash of NixOS/nixpkgs, got "abc"\n' +
+        '  - nixpkgs pin: narHash must be an SRI sha256 hash such as "sha256-…=" (nix flake prefetch github:NixOS/nixpkgs/<rev> prints it), got "md5-x"\n',
     );
   });
 });

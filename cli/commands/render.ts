@@ -19,7 +19,7 @@ export function register(program: Command): void {
     .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
     .requiredOption("--out <dir>", "output directory")
-    .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (same shape as the stack config nixmox:nixpkgs); default: the pinned nixos-25.11")
+    .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11")
     .action(action(async (manifest: string, options: { out: string; nixpkgs?: string }) => {
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
       const plan = await loadPlan(manifest);
