@@ -312,6 +312,21 @@ function crossServiceProblems(raw: unknown): Problem[] {
       }
     }
   }
+  // A route sent to the proxy's own HTTP(S) port would loop inside Caddy until the client gives up.
+  for (const proxy of proxies.slice(0, 1)) {
+    for (const service of enabled) {
+      for (const route of service.routes) {
+        const [host, port] = route.upstream.split(":");
+        if ([proxy.ip, proxy.fqdn, proxy.name, proxy.hostName].includes(host) && (port === "80" || port === "443")) {
+          problems.push({
+            subject: `service "${service.name}"`,
+            field: `${route.field}.upstream`,
+            message: `${JSON.stringify(route.upstream)} is the reverse proxy itself, so requests would loop; point it at the service behind the proxy (or remove the route)`,
+          });
+        }
+      }
+    }
+  }
   if (proxies.length > 1) {
     for (const proxy of proxies.slice(1)) {
       problems.push({ subject: `service "${proxy.name}"`, field: "kind", message: `"caddy" is already the kind of service "${proxies[0].name}"; NixMox runs one reverse proxy` });

@@ -57,7 +57,6 @@ describe("manifest loader", function () {
         plan.routes.map((route) => `${route.domain}${route.path} → ${route.upstream} ${route.auth ?? "public"}`),
         [
           "auth.nixmox.lan/ → 192.168.99.12:9000 public",
-          "caddy.nixmox.lan/ → 192.168.99.10:80 public",
           "guac.nixmox.lan/ → 192.168.99.15:8280 oidc",
           "home.nixmox.lan/ → 192.168.99.16:8082 forward_auth",
           "vault.nixmox.lan/ → 192.168.99.14:8080 oidc",

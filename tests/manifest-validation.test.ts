@@ -482,6 +482,17 @@ const ruleCases: RuleCase[] = [
     problems: ['service "app": interface.proxy needs a reverse proxy: add an enabled service of kind "caddy"'],
   },
   {
+    name: "fails when a route's upstream is the reverse proxy itself (by ip or hostname, port 80 or 443)",
+    mutate: (m) => {
+      m.services.app.interface.proxy.upstream = "10.9.0.10:80";
+      m.core_services.caddy.interface = { proxy: { domain: "proxy.lab.test", upstream: "caddy.lab.test:443" } };
+    },
+    problems: [
+      'service "caddy": interface.proxy.upstream "caddy.lab.test:443" is the reverse proxy itself, so requests would loop; point it at the service behind the proxy (or remove the route)',
+      'service "app": interface.proxy.upstream "10.9.0.10:80" is the reverse proxy itself, so requests would loop; point it at the service behind the proxy (or remove the route)',
+    ],
+  },
+  {
     name: "fails when extra_config leaves a brace open",
     mutate: (m) => {
       m.services.app.interface.proxy.extra_config = "header { X-A b";

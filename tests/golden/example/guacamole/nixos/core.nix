@@ -216,7 +216,9 @@ in
       '';
     }) cfg.environmentFiles;
 
-    # The secrets push writes files here over SSH before the rebuild; keep the tree root-only.
-    systemd.tmpfiles.rules = [ "d ${host.secretsDir} 0700 root root -" ];
+    # The secrets push writes files here over SSH before the rebuild. 0711: nobody but root can list it, and a
+    # service user can still reach a file that a manifest secret gives it (owner/mode per file); tmpfiles
+    # re-applies this mode at boot, so 0700 would lock such users out until the next delivery.
+    systemd.tmpfiles.rules = [ "d ${host.secretsDir} 0711 root root -" ];
   };
 }
