@@ -137,6 +137,24 @@ describe("activation wrapper on a stub NixOS host", function () {
     assert.equal(rebuildCalls().length, 2);
   });
 
+  it("masks secret values from the host's secret files in the failure reason", async () => {
+    const secrets = join(paths.stateDir, "secrets", "web");
+    mkdirSync(secrets, { recursive: true });
+    writeFileSync(join(secrets, "db_password"), "hunter2-canary\n");
+    writeFileSync(join(secrets, "env"), "API_TOKEN=tok-canary-42\nPLAIN=x\n");
+    const checks: HealthCheckSpec[] = [
+      { name: "leaky", phase: "startup", kind: "command", command: `echo "pw=$(cat ${join(secrets, "db_password")}) token=tok-canary-42"; exit 7` },
+    ];
+    const result = await activate({ checks });
+    assert.equal(result.code, 1);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      `startup check "leaky" (command) failed after 2 probe(s): exit code 7, last output: pw=[secret] token=[secret]; rolled back to the previous generation ${gen1}`,
+    );
+    assert.ok(!`${result.stdout}${result.stderr}`.includes("canary"), "no secret value in the command's output");
+    rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
+  });
+
   it("keeps the new generation when startup checks pass", async () => {
     writeFileSync(join(host.dir, "units", "app.service.state"), "active");
     const result = await activate({

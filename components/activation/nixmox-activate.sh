@@ -33,6 +33,23 @@ json_string() {
 }
 json_or_null() { if [ -n "$1" ]; then json_string "$1"; else printf null; fi; }
 
+# Check and rebuild output can echo a secret (a check that prints its config, a failing unit's log), and it
+# reaches the controller's logs and errors. The wrapper knows no values, but the host holds them all under
+# <state-dir>/secrets: every file's content, each of its lines and each KEY=VALUE value becomes [secret].
+mask() {
+  local text=$1 file value line
+  [ -d "$secrets_dir" ] || { printf '%s' "$text"; return 0; }
+  while IFS= read -r -d '' file; do
+    value=$(cat -- "$file" 2>/dev/null) || continue
+    [ ${#value} -ge 4 ] && text=${text//"$value"/[secret]}
+    while IFS= read -r line; do
+      [ ${#line} -ge 4 ] && text=${text//"$line"/[secret]}
+      if [[ $line == *=* ]]; then line=${line#*=}; [ ${#line} -ge 4 ] && text=${text//"$line"/[secret]}; fi
+    done <<<"$value"
+  done < <(find "$secrets_dir" -type f ! -name '.*' -print0 2>/dev/null)
+  printf '%s' "$text"
+}
+
 mode=${1:-}; shift || true
 service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout=""
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
@@ -66,6 +83,7 @@ if [ "$mode" != confirm ]; then
 fi
 
 self=$(readlink -f "$0")
+secrets_dir="$state_root/secrets"
 service_dir="$state_root/$service"
 attempt="$service_dir/attempts/$config_hash"
 unit="nixmox-activate-$service-${config_hash:0:12}"
@@ -147,7 +165,7 @@ if [ "$mode" = unit ]; then
       if [ "$code" = 0 ]; then log "startup check \"$name\" passed after $attempts probe(s)"; break; fi
       if [ $((SECONDS - started)) -ge "$start_period" ]; then failures=$((failures + 1)); fi
       if [ "$failures" -ge "$retries" ]; then
-        rollback "startup check \"$name\" ($kind) failed after $attempts probe(s): exit code $code, last output: $(printf '%s' "$output" | tail -n 5)"
+        rollback "startup check \"$name\" ($kind) failed after $attempts probe(s): exit code $code, last output: $(mask "$(printf '%s' "$output" | tail -n 5)")"
       fi
       sleep "$interval"
     done
@@ -173,7 +191,7 @@ report_and_exit() { # waits for the attempt's result (or awaiting-confirmation w
   local allow_awaiting=$1 deadline=$((SECONDS + wait_timeout))
   while [ ! -e "$attempt/result" ]; do
     if [ "$allow_awaiting" = 1 ] && [ "$(cat "$attempt/status" 2>/dev/null)" = awaiting-confirmation ]; then
-      cat "$attempt/log" >&2 2>/dev/null || true
+      { mask "$(cat "$attempt/log" 2>/dev/null)"; echo; } >&2 || true
       print_result "$(make_result awaiting-confirmation "waiting for the controller to confirm" "$(readlink -f "$current_system")" "$(cut -d' ' -f2 "$attempt/previous")")"
       exit 0
     fi
@@ -187,7 +205,7 @@ report_and_exit() { # waits for the attempt's result (or awaiting-confirmation w
     [ "$SECONDS" -lt "$deadline" ] || { print_result "$(make_result failed "still activating after ${wait_timeout}s (unit $unit.service keeps running; re-run to attach)" "" "")"; exit 1; }
     sleep 0.2
   done
-  cat "$attempt/log" >&2 2>/dev/null || true
+  { mask "$(cat "$attempt/log" 2>/dev/null)"; echo; } >&2 || true
   : > "$attempt/reported"
   local result status
   result=$(cat "$attempt/result"); status=$(result_status "$attempt/result")
