@@ -2,7 +2,8 @@
 // (tests/support/stub-bin). What the stubs do not prove: real nixos-rebuild output and systemd transient-unit
 // semantics (the stub runs the unit as a detached process), and curl/http checks on a real NixOS host.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HealthCheckSpec } from "../manifest/plan-types";
 import {
@@ -11,6 +12,7 @@ import {
   renderActivationCommand,
   renderConfirmCommand,
 } from "../components/activation";
+import { deliveryCommand, deliveryPayload } from "../components/secrets";
 import { connectSsh, ExecResult } from "../components/ssh";
 import { FakeNixosPaths, TestSshd, fakeNixosPaths, seedFakeNixos, startSshd } from "./support/sshd";
 
@@ -153,6 +155,48 @@ describe("activation wrapper on a stub NixOS host", function () {
     );
     assert.ok(!`${result.stdout}${result.stderr}`.includes("canary"), "no secret value in the command's output");
     rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
+  });
+
+  describe("secret files whose owner the new generation creates", () => {
+    const user = "nixmoxactivatetest";
+    const dropUser = () => execFileSync("sh", ["-c", `userdel ${user} 2>/dev/null; groupdel ${user} 2>/dev/null; true`]);
+    const deliverPending = async () => {
+      const root = join(paths.stateDir, "secrets");
+      const secrets = [{
+        name: "token", configService: "web", service: "web", path: `${root}/web/token`, owner: user, group: user, mode: "0400",
+        restartUnits: [], generated: false, required: true, description: "test",
+      }];
+      const delivered = await exec(deliveryCommand(secrets, root), deliveryPayload(secrets, { "web/token": "t0ken-value" }, root));
+      assert.equal(delivered.code, 0, delivered.stderr);
+      return `${root}/web/token`;
+    };
+    beforeEach(dropUser);
+    afterEach(() => {
+      dropUser();
+      rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
+    });
+
+    it("chowns them right after the switch, before the startup checks", async () => {
+      const file = await deliverPending();
+      assert.equal(statSync(file).uid, 0, "root-owned until the owner exists");
+      execFileSync("useradd", ["--system", "--user-group", "--no-create-home", user]); // what the new generation does
+      const uid = Number(execFileSync("id", ["-u", user]).toString());
+      const result = await activate({ checks: [{ name: "owned", phase: "startup", kind: "command", command: `test "$(stat -c %U ${file})" = ${user}` }] });
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(parseActivationResult(result.stdout)?.status, "switched");
+      assert.equal(statSync(file).uid, uid);
+    });
+
+    it("rolls back when the new generation does not create the owner", async () => {
+      await deliverPending();
+      const result = await activate();
+      assert.equal(result.code, 1);
+      assert.equal(
+        parseActivationResult(result.stdout)?.reason,
+        `secret files still wait for owners that this generation does not create (see ${paths.stateDir}/secrets/.nixmox-pending-ownership); rolled back to the previous generation ${gen1}`,
+      );
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+    });
   });
 
   it("keeps the new generation when startup checks pass", async () => {

@@ -139,6 +139,16 @@ if [ "$mode" = unit ]; then
   profile_path=$(readlink -f "$profile")
   if [ "$new_path" != "$profile_path" ]; then rollback "after the switch $current_system is $new_path, not the new profile $profile_path"; fi
 
+  # Secret files whose owner did not exist before this generation created it (components/secrets): chown them
+  # now, before the startup checks, with the copy of the delivery script that the secrets push keeps.
+  if [ -s "$secrets_dir/.nixmox-pending-ownership" ]; then
+    if [ -f "$state_root/nixmox-secrets.sh" ] && bash "$state_root/nixmox-secrets.sh" apply-pending "$secrets_dir"; then
+      log "secret file owners applied"
+    else
+      rollback "secret files still wait for owners that this generation does not create (see $secrets_dir/.nixmox-pending-ownership)"
+    fi
+  fi
+
   interval=5 timeout_s=10 retries=3 start_period=0
   if line=$(grep -m1 '^#nixmox-timing ' "$self"); then read -r _ interval timeout_s retries start_period <<<"$line"; fi
   [ "$retries" -ge 1 ] || retries=1

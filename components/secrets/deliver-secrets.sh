@@ -19,7 +19,8 @@
 # An owner or group that does not exist yet (its NixOS module creates the user during the first activation,
 # colmena#23, nixops#445) leaves the file root-owned with its final mode and is recorded in
 # ROOT/.nixmox-pending-ownership ("<service>/<name> <owner> <group> <units>", no values); `apply-pending`, run
-# after the rebuild, chowns those files, restarts their units, and fails if an owner is still missing.
+# by the activation wrapper right after the switch, chowns those files, restarts their units, and fails if an
+# owner is still missing (which rolls the activation back).
 set -euo pipefail
 umask 077
 export LC_ALL=C
@@ -228,8 +229,16 @@ apply_pending() {
   fi
 }
 
+# The activation wrapper (components/activation) runs `apply-pending` right after the switch, before the startup
+# checks, from this copy: the script arrives inline (`bash -c`), so `deliver` keeps its own text next to ROOT.
+keep_copy() {
+  [ -n "${BASH_EXECUTION_STRING:-}" ] || return 0
+  local copy="${root%/*}/nixmox-secrets.sh"
+  printf '%s\n' "$BASH_EXECUTION_STRING" >"$copy.tmp" && chmod 0700 -- "$copy.tmp" && mv -f -T -- "$copy.tmp" "$copy"
+}
+
 case "$verb" in
-  deliver) deliver "$@" ;;
+  deliver) deliver "$@"; keep_copy ;;
   apply-pending) apply_pending "$@" ;;
   *) die "unknown verb '$verb' (deliver or apply-pending)" ;;
 esac
