@@ -25,7 +25,7 @@ async function nixmox() {
   const deliveries = planDeliveries(plan, secretValues);
   const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries });
   createSso(plan, secretValues, services);
-  return exportServices(services);
+  return exportServices(plan, services);
 }
 
 export = nixmox;

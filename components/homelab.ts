@@ -10,6 +10,7 @@ import { createSsoResources, type SsoResources } from "./authentik";
 import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
 import { deliveryCommand, hostSecretPayload, hostSecrets, secretKey } from "./secrets";
+import { formatKnownHostsLine, parseHostKey } from "./ssh";
 import type { StackSecrets, StackSettings } from "./stack-config";
 
 /**
@@ -109,12 +110,19 @@ export interface ServiceOutputs {
   healthy: pulumi.Output<boolean>;
 }
 
-/** Stack outputs: `services.<name>.{vmid, ip, hostname, generation, healthy}`, names sorted. */
-export function exportServices(services: Record<string, NixosService>): { services: Record<string, ServiceOutputs> } {
+/**
+ * Stack outputs: `services.<name>.{vmid, ip, hostname, generation, healthy}`, names sorted, and `knownHosts`: the
+ * recorded host keys as known_hosts lines, for `pulumi stack output knownHosts > .nixmox/known_hosts` (what
+ * `nixmox status` reads by default).
+ */
+export function exportServices(plan: Plan, services: Record<string, NixosService>): { services: Record<string, ServiceOutputs>; knownHosts: pulumi.Output<string> } {
   const outputs: Record<string, ServiceOutputs> = {};
+  const lines: pulumi.Output<string>[] = [];
   for (const name of Object.keys(services).sort()) {
     const service = services[name];
+    const planned = plan.services.find((candidate) => candidate.name === name)!;
     outputs[name] = { vmid: service.vmid, ip: service.ip, hostname: service.hostname, generation: service.generation, healthy: service.healthy };
+    lines.push(service.hostKey.apply((key) => formatKnownHostsLine(planned.ip, planned.sshPort, parseHostKey(key))));
   }
-  return { services: outputs };
+  return { services: outputs, knownHosts: pulumi.all(lines).apply((all) => all.map((line) => `${line}\n`).join("")) };
 }

@@ -71,6 +71,8 @@ export class NixosService extends pulumi.ComponentResource {
   /** Store path of the NixOS generation the rebuild deployed. */
   declare public readonly generation: pulumi.Output<string>;
   declare public readonly healthy: pulumi.Output<boolean>;
+  /** The host key recorded on first contact (`ssh-ed25519 AAAA…`), pinned by every later command. */
+  declare public readonly hostKey: pulumi.Output<string>;
   /** Resolves (true) once the service passed its health check. */
   declare public readonly ready: pulumi.Output<boolean>;
   /** The gate dependents wait for. */
@@ -119,8 +121,9 @@ export class NixosService extends pulumi.ComponentResource {
     this.generation = generation;
     this.healthy = health.healthy;
     this.ready = health.healthy.apply((healthy) => healthy === true);
+    this.hostKey = sshHostKey.hostKey;
     this.health = health;
-    this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready });
+    this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 
   private createContainer(name: string, args: NixosServiceArgs): proxmoxve.ContainerLegacy {

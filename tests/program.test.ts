@@ -161,6 +161,13 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(resourceNamed(run, "dns-health").inputs.expectedGeneration, services.dns.generation);
   });
 
+  it("exports the recorded host keys as known_hosts lines for `nixmox status`", () => {
+    const lines = String(run.outputs.knownHosts).trimEnd().split("\n");
+    assert.equal(lines.length, 7);
+    assert.equal(lines[2], `192.168.99.13 ${fakeHostKey("dns-ssh")}`);
+    assert.ok(lines.every((line) => /^192\.168\.99\.\d+ ssh-ed25519 [A-Za-z0-9+/=]+$/.test(line)), lines.join("\n"));
+  });
+
   it("prints the same preview JSON on every run, with exactly the documented fields", async () => {
     const again = await runNixmoxProgram();
     assert.equal(renderPreviewJson(again.resources), renderPreviewJson(run.resources));

@@ -114,7 +114,7 @@ export function register(program: Command): void {
           const privateKey = readFileOrUsage(identity, "identity file");
           const plan = await loadPlan(manifest);
           const knownHostsFile = flags.knownHosts ?? join(dirname(manifest), ".nixmox", "known_hosts");
-          if (!existsSync(knownHostsFile)) throw new UsageError(`known_hosts file ${knownHostsFile} does not exist: pass --known-hosts FILE with the hosts' pinned keys`);
+          if (!existsSync(knownHostsFile)) throw new UsageError(`known_hosts file ${knownHostsFile} does not exist: write the keys NixMox pinned with \`pulumi stack output knownHosts > ${knownHostsFile}\`, or pass --known-hosts FILE`);
           let entries;
           try {
             entries = readKnownHostsFile(knownHostsFile);
