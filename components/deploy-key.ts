@@ -1,8 +1,9 @@
 /**
  * The deploy key's public half, derived from `nixmox:sshPrivateKey` so the stack holds one key, not a pair
- * that can drift apart. It is authorized for root on first boot (the container's `userAccount.keys`); after
- * the first rebuild NixOS writes `authorized_keys` from the manifest's `network.ssh_keys.root`, so the same
- * key must be listed there or NixMox locks itself out (the activation's confirmation then rolls back).
+ * that can drift apart. Proxmox writes it to the container's /root/.ssh/authorized_keys on first boot
+ * (`userAccount.keys`), and the core NixOS module keeps sshd reading that file (`authorizedKeysInHomedir`), so
+ * NixMox keeps access after every switch; listing it in `network.ssh_keys.root` also makes it part of the
+ * NixOS configuration.
  */
 import * as pulumi from "@pulumi/pulumi";
 
@@ -29,8 +30,9 @@ export function warnWhenNotAuthorized(publicKey: pulumi.Output<string>, manifest
     const blob = key.split(" ")[1];
     if (!manifestRootKeys.some((entry) => entry.trim().split(/\s+/)[1] === blob)) {
       pulumi.log.warn(
-        `network.ssh_keys.root does not list the deploy key (${key}); the first rebuild replaces authorized_keys with the manifest's keys ` +
-          "and NixMox would lose access (the activation confirmation then rolls back). Add the public half of nixmox:sshPrivateKey to network.ssh_keys.root.",
+        `network.ssh_keys.root does not list the deploy key (${key}): NixMox reaches the hosts only through the ` +
+          "/root/.ssh/authorized_keys that Proxmox wrote when it created each container. Add the public half of " +
+          "nixmox:sshPrivateKey to network.ssh_keys.root to make it part of every host's NixOS configuration.",
       );
     }
   });

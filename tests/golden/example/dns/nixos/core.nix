@@ -2,7 +2,7 @@
 #
 # Checked against NixOS 25.11 (nixpkgs nixos-25.11): nixos/modules/virtualisation/proxmox-lxc.nix
 # (options proxmoxLXC.{enable,privileged,manageNetwork,manageHostName}), networking.* / systemd.network.*,
-# services.openssh.settings, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys.
+# services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys.
 #
 # Data: the host's generated `host.json` is assigned to `config.nixmox` by the host's flake.nix, so every key
 # of the JSON is type-checked by the options below (an unknown key is an evaluation error, not ignored).
@@ -172,6 +172,10 @@ in
       enable = true;
       ports = [ host.sshPort ];
       openFirewall = true;
+      # Keep reading ~/.ssh/authorized_keys (the NixOS default, pinned here so a future default cannot lock NixMox
+      # out): Proxmox writes the deploy key there when it creates the container, and NixMox must still reach the
+      # host after the first switch even when network.ssh_keys.root does not list that key.
+      authorizedKeysInHomedir = true;
       settings = {
         PermitRootLogin = "prohibit-password";
         PasswordAuthentication = false;
