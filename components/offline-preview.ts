@@ -104,6 +104,10 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
       return { id, state: { ...inputs, hostKey: fakeHostKey(args.name), hostKeyFingerprint: `SHA256:${fakeHex(args.name)}` } };
     case "pulumi-nodejs:dynamic/nixmox:HealthCheck":
       return { id, state: { ...inputs, healthy: true, generation: inputs.expectedGeneration ?? null, failedUnits: [], drift: null } };
+    case "pulumi-nodejs:dynamic/nixmox:AuthentikProxyApp":
+    case "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp":
+      // Authentik numbers its providers; a stable stand-in lets the outpost binding show which ones it binds.
+      return { id, state: { ...inputs, providerPk: parseInt(fakeHex(args.name, 6), 16) } };
     case "random:index/randomPassword:RandomPassword":
       return { id, state: { ...inputs, result: `offline-${fakeHex(args.name, 24)}` } };
     case "command:remote:Command": {

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { authentikSlug, createSsoResources, planAuthentikObjects, type AuthentikObjectPlan } from "../components/authentik";
 import type { Plan } from "../manifest";
+import { mockOutputs } from "../components/offline-preview";
 import { recordProgram, type ResourceRecord } from "./support/pulumi-mocks";
 import { deepClone, planOf, seedManifest, shuffleKeys } from "./support/manifests";
 
@@ -187,6 +188,15 @@ describe("authentik: createSsoResources under mocks", function () {
       named("sso-monitoring-prometheus-nixmox-lan").urn,
     ].sort());
     assert.equal(named("sso-authentik-outpost").inputs.outpostName, "authentik Embedded Outpost");
+  });
+
+  it("binds exactly the provider ids the proxy apps report (mock ids: what the mock engine returns, not Authentik)", () => {
+    const proxyApps = ["sso-media-jellyfin-nixmox-lan", "sso-media-requests-nixmox-lan", "sso-monitoring-prometheus-nixmox-lan"];
+    const expected = proxyApps
+      .map((name) => mockOutputs({ type: named(name).type, name, inputs: named(name).inputs }).state.providerPk as number)
+      .sort((a, b) => a - b);
+    assert.equal(new Set(expected).size, 3);
+    assert.deepEqual([...(named("sso-authentik-outpost").inputs.providerPks as number[])].sort((a, b) => a - b), expected);
   });
 
   it("never puts the token or a client secret in a non-secret input", () => {
