@@ -24,15 +24,33 @@ function listFiles(dir: string, prefix = ""): string[] {
     });
 }
 
+/**
+ * Where the expected bytes of a rendered file live: shipped modules (`nixos/…`) and the manifest's own modules
+ * (`custom/…`) are byte copies of files in this repository, so the golden tree keeps only what render generates
+ * (flake.nix, flake.lock, host.json) plus the complete file list.
+ */
+function expectedPath(service: string, relative: string): string {
+  if (relative.startsWith("nixos/")) return path.join(repoDir, relative);
+  if (relative.startsWith("custom/")) return path.join(repoDir, "manifest", relative.slice("custom/".length));
+  return path.join(goldenDir, service, relative);
+}
+
+function goldenFileList(): string[] {
+  return JSON.parse(readFileSync(path.join(goldenDir, "files.json"), "utf8")) as string[];
+}
+
 function writeGolden(hosts: RenderedHost[]): void {
   rmSync(goldenDir, { recursive: true, force: true });
   for (const host of hosts) {
     for (const [relative, content] of Object.entries(host.files)) {
-      const file = path.join(goldenDir, host.service, relative);
+      const file = expectedPath(host.service, relative);
+      if (!file.startsWith(goldenDir)) continue;
       mkdirSync(path.dirname(file), { recursive: true });
       writeFileSync(file, content);
     }
   }
+  const files = hosts.flatMap((host) => Object.keys(host.files).map((file) => `${host.service}/${file}`)).sort();
+  writeFileSync(path.join(goldenDir, "files.json"), `${JSON.stringify(files, null, 2)}\n`);
   writeFileSync(path.join(goldenDir, "content-hashes.json"), `${JSON.stringify(Object.fromEntries(hosts.map((h) => [h.service, h.contentHash])), null, 2)}\n`);
 }
 
@@ -46,16 +64,15 @@ describe("render: golden files of the example manifest", function () {
   });
 
   it("renders exactly the golden file set, one directory per enabled service", () => {
-    const expected = listFiles(goldenDir).filter((file) => file !== "content-hashes.json");
     const actual = hosts.flatMap((host) => Object.keys(host.files).map((file) => `${host.service}/${file}`)).sort();
-    assert.deepEqual(actual, expected);
+    assert.deepEqual(actual, goldenFileList());
     assert.deepEqual(hosts.map((host) => host.service), ["authentik", "caddy", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"]);
   });
 
-  it("renders every file byte-identical to its golden copy", () => {
+  it("renders every file byte-identical to its golden copy (generated files) or its source (copied modules)", () => {
     for (const host of hosts) {
       for (const [relative, content] of Object.entries(host.files)) {
-        assert.equal(content, readFileSync(path.join(goldenDir, host.service, relative), "utf8"), `${host.service}/${relative}`);
+        assert.equal(content, readFileSync(expectedPath(host.service, relative), "utf8"), `${host.service}/${relative}`);
       }
     }
   });
@@ -72,8 +89,11 @@ describe("render: golden files of the example manifest", function () {
       const golden = JSON.parse(readFileSync(path.join(goldenDir, "content-hashes.json"), "utf8")) as Record<string, string>;
       assert.equal(stdout, [`rendered 7 hosts into ${out}`, ...Object.entries(golden).map(([name, hash]) => `${name} ${hash}`), ""].join("\n"));
       const written = listFiles(out).filter((file) => file !== ".nixmox-render.json");
-      assert.deepEqual(written, listFiles(goldenDir).filter((file) => file !== "content-hashes.json"));
-      for (const file of written) assert.equal(readFileSync(path.join(out, file), "utf8"), readFileSync(path.join(goldenDir, file), "utf8"), file);
+      assert.deepEqual(written, goldenFileList());
+      for (const file of written) {
+        const [service, ...rest] = file.split("/");
+        assert.equal(readFileSync(path.join(out, file), "utf8"), readFileSync(expectedPath(service, rest.join("/")), "utf8"), file);
+      }
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
