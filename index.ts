@@ -17,11 +17,12 @@ async function nixmox() {
   const plan = await loadPlan(settings.manifestPath);
   const rendered = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs });
   const hosts = Object.fromEntries(rendered.map((host) => [host.service, host]));
+  // First, before any resource exists: a missing required secret stops the deploy with the full list.
+  const secretValues = resolveSecretValues(plan);
   const provider = createProxmoxProvider(settings, secrets);
   const templates = createTemplates(plan, settings, provider);
   const publicKey = deployPublicKey(secrets.sshPrivateKey);
   if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
-  const secretValues = resolveSecretValues(plan);
   const deliveries = planDeliveries(plan, secretValues);
   const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries });
   createSso(plan, secretValues, services);

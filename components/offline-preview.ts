@@ -54,6 +54,8 @@ export interface RecordOptions {
   secretKeys: string[];
   project?: string;
   stack?: string;
+  /** Receives the name of every resource as it registers, also when the program fails later. */
+  onRegister?: (name: string) => void;
 }
 
 const secretSig = pulumi.runtime.specialSecretSig;
@@ -151,6 +153,7 @@ export async function recordProgram(program: () => Promise<unknown>, options: Re
   monitor.registerResource = (req, callback) => {
     register(req, (error, response) => {
       if (!error && response) {
+        options.onRegister?.(req.getName());
         const secretPaths: string[] = [];
         const deserialized = pulumi.runtime.deserializeProperties(req.getObject() as never) as Record<string, unknown>;
         delete deserialized.__provider;

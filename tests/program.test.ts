@@ -6,7 +6,7 @@ import { fileSources, renderAll, type RenderedHost } from "../render";
 import { renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
 import { creationOnlyFields } from "../components/container";
 import { publicKeyOf } from "../components/deploy-key";
-import { fakeHostKey, offlinePreviewPrivateKey, renderPreviewJson, type RecordedRun } from "../components/offline-preview";
+import { fakeHostKey, offlinePreviewPrivateKey, offlineStackConfig, recordProgram, renderPreviewJson, type RecordedRun } from "../components/offline-preview";
 import { childrenOf, exampleManifestData, resourceNamed, runNixmoxProgram, writeManifest } from "./support/pulumi-mocks";
 
 const stackUrn = "urn:pulumi:offline::nixmox::pulumi:pulumi:Stack::nixmox-offline";
@@ -211,6 +211,28 @@ describe("program under mocks: edits", function () {
     const run = await runNixmoxProgram(undefined, { "nixmox:allowReplace": '["caddy"]' });
     assert.deepEqual(resourceNamed(run, "caddy-container").ignoreChanges, []);
     assert.deepEqual(resourceNamed(run, "dns-container").ignoreChanges, [...creationOnlyFields].sort());
+  });
+
+  it("fails before registering any resource when a required, non-generatable secret is missing", async () => {
+    const data = await exampleManifestData();
+    const services = data.services as Record<string, Record<string, unknown>>;
+    services.homepage.secrets = { api_key: { description: "homepage widget API key" } };
+    const manifest = writeManifest(data);
+    const registered: string[] = [];
+    try {
+      const { config, secretKeys } = offlineStackConfig(manifest.path);
+      const program = require("../index") as () => Promise<unknown>;
+      await assert.rejects(recordProgram(program, { config, secretKeys, onRegister: (name) => registered.push(name) }), {
+        name: "SecretsMissingError",
+        message: [
+          "secrets: 1 required secret is not usable; nothing was changed:",
+          `  service "homepage": secret "api_key" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.homepage.api_key' <value>`,
+        ].join("\n"),
+      });
+      assert.deepEqual(registered, ["nixmox-offline"], "only the stack itself");
+    } finally {
+      manifest.remove();
+    }
   });
 
   it("fails naming every missing or bad stack config key", async () => {
