@@ -18,6 +18,7 @@ const commands: Array<{ register(program: Command): void }> = [
   require("./commands/status"),
   require("./commands/preview"),
   require("./commands/secrets"),
+  require("./commands/engine"),
 ];
 for (const command of commands) command.register(program);
 

@@ -82,9 +82,19 @@ describe("nixmox preview --offline", function () {
     assert.equal(result.stderr, "/nonexistent/manifest.nix: 1 problem\n  - manifest: file not found; give the path of a .nix, .json or .yaml manifest\n");
   });
 
-  it("fails with exit code 2 without --offline, pointing at pulumi preview", () => {
-    const result = nixmox("preview");
+  it("without --offline runs the engine, and says so when the Pulumi CLI is missing (exit 2)", () => {
+    const result = spawnSync(process.execPath, [cli, "preview", "--stack", "homelab", "--backend", "s3://nixmox-test-state"], {
+      encoding: "utf8",
+      timeout: 60_000,
+      env: { ...process.env, PATH: path.dirname(process.execPath) },
+    });
     assert.equal(result.status, 2);
-    assert.equal(result.stderr, "nixmox: preview needs --offline; for a preview against Proxmox run `pulumi preview -s <stack>` in the project directory\n");
+    assert.equal(result.stderr, "nixmox: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/); `nixmox preview --offline` needs none\n");
+  });
+
+  it("fails with exit code 2 when a manifest argument or --json is given without --offline", () => {
+    const result = nixmox("preview", "manifest/service-manifest.nix");
+    assert.equal(result.status, 2);
+    assert.equal(result.stderr, "nixmox: a manifest argument and --json go with --offline; the engine preview reads nixmox:manifest from the stack config\n");
   });
 });
