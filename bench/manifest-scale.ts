@@ -54,8 +54,8 @@ export function generateManifest(count: number): ManifestInput {
     network: { domain: "bench.test", dns_server: "10.20.0.2", gateway: "10.20.0.1", network_cidr: "10.20.0.0/16" },
     core_services: {
       dns: { ip: "10.20.0.2", vmid: 902 },
-      caddy: { ip: "10.20.0.3", vmid: 903 },
-      postgresql: { ip: "10.20.0.4", vmid: 904 },
+      caddy: { ip: "10.20.0.3", vmid: 903, ports: [80, 443] },
+      postgresql: { ip: "10.20.0.4", vmid: 904, ports: [5432] },
       authentik: { ip: "10.20.0.5", vmid: 905, interface: { db: { host: "postgresql" }, proxy: { domain: "auth.bench.test", upstream: "10.20.0.5:9000" } } },
     },
     services,

@@ -336,6 +336,26 @@ function crossServiceProblems(raw: unknown): Problem[] {
   if (firstRouted && proxies.length === 0 && allParsed) {
     problems.push({ subject: `service "${firstRouted.name}"`, field: "interface.proxy", message: 'needs a reverse proxy: add an enabled service of kind "caddy"' });
   }
+  // One domain is one Caddy site, so its routes share one TLS setting.
+  const tlsOfDomain = new Map<string, { tls: string; service: string }>();
+  for (const service of enabled) {
+    for (const route of service.routes) {
+      const first = tlsOfDomain.get(route.domain);
+      if (!first) tlsOfDomain.set(route.domain, { tls: route.tls, service: service.name });
+      else if (first.tls !== route.tls) {
+        problems.push({ subject: `service "${service.name}"`, field: `${route.field}.tls`, message: `is "${route.tls}" but another route of ${JSON.stringify(route.domain)} (service "${first.service}") is "${first.tls}"; one domain is one Caddy site, give its routes the same tls` });
+      }
+    }
+  }
+  const proxy = proxies[0];
+  if (proxy && enabled.some((service) => service.routes.some((route) => route.tls !== "off")) && !proxy.ports.includes(443)) {
+    problems.push({ subject: `service "${proxy.name}"`, field: "ports", message: "must include 443: the reverse proxy serves TLS routes (add 80 too for HTTP→HTTPS redirects and ACME)" });
+  }
+  for (const service of enabled) {
+    if (service.ports.includes(service.sshPort)) {
+      problems.push({ subject: `service "${service.name}"`, field: "ports", message: `lists the SSH port ${service.sshPort}; remove it, SSH is always open` });
+    }
+  }
 
   // References: depends_on, auth.provider, db.host.
   const authentiks = enabled.filter((service) => service.kind === "authentik").map((service) => service.name);
@@ -385,6 +405,8 @@ function crossServiceProblems(raw: unknown): Problem[] {
         problems.push({ subject, field, message: `${JSON.stringify(service.db.host)} is service "${target.name}", which is disabled` });
       } else if (target.kind !== "postgresql") {
         problems.push({ subject, field, message: `${JSON.stringify(service.db.host)} is service "${target.name}", which is not a postgresql service (its kind is "${target.kind}")` });
+      } else if (!target.ports.includes(service.db.port)) {
+        problems.push({ subject, field: "interface.db.port", message: `${service.db.port} is not in the ports of service "${target.name}", so its firewall would refuse the connection; add it there` });
       }
     }
     if (service.kind === "custom" && service.nixosModules.length === 0) {

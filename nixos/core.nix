@@ -114,10 +114,6 @@ in
 
     assertions = [
       {
-        assertion = host.rootSshKeys != [ ];
-        message = "nixmox: service \"${host.name}\" has no SSH key for root: set network.ssh_keys.root in the manifest, or nobody (NixMox included) can log in after the rebuild.";
-      }
-      {
         assertion = !(builtins.elem host.sshPort host.ports);
         message = "nixmox: service \"${host.name}\": ports lists the SSH port ${toString host.sshPort}; remove it, SSH is always open.";
       }

@@ -493,6 +493,39 @@ const ruleCases: RuleCase[] = [
     ],
   },
   {
+    name: "fails when two routes of one domain ask for different tls",
+    mutate: (m) => {
+      m.services.app.interface.proxy = {
+        web: { domain: "web.lab.test", upstream: "10.9.0.20:8080" },
+        api: { domain: "web.lab.test", path: "/api", upstream: "10.9.0.20:8081", tls: "acme" },
+      };
+    },
+    problems: [
+      'service "app": interface.proxy.web.tls is "internal" but another route of "web.lab.test" (service "app") is "acme"; one domain is one Caddy site, give its routes the same tls',
+    ],
+  },
+  {
+    name: "fails when the reverse proxy serves TLS routes without port 443",
+    mutate: (m) => {
+      m.core_services.caddy.ports = [80];
+    },
+    problems: ['service "caddy": ports must include 443: the reverse proxy serves TLS routes (add 80 too for HTTP→HTTPS redirects and ACME)'],
+  },
+  {
+    name: "fails when a service lists its SSH port in ports",
+    mutate: (m) => {
+      m.services.app.ports = [8080, 22];
+    },
+    problems: ['service "app": ports lists the SSH port 22; remove it, SSH is always open'],
+  },
+  {
+    name: "fails when the PostgreSQL service does not open the port a database request uses",
+    mutate: (m) => {
+      m.services.app.interface.db.port = 5433;
+    },
+    problems: ['service "app": interface.db.port 5433 is not in the ports of service "postgresql", so its firewall would refuse the connection; add it there'],
+  },
+  {
     name: "fails when extra_config leaves a brace open",
     mutate: (m) => {
       m.services.app.interface.proxy.extra_config = "header { X-A b";

@@ -196,8 +196,8 @@ export function smallManifest(): RawManifest {
   return {
     network: { domain: "lab.test", dns_server: "10.9.0.1", gateway: "10.9.0.1", network_cidr: "10.9.0.0/24" },
     core_services: {
-      caddy: { ip: "10.9.0.10", vmid: 110 },
-      postgresql: { ip: "10.9.0.11", vmid: 111 },
+      caddy: { ip: "10.9.0.10", vmid: 110, ports: [80, 443] },
+      postgresql: { ip: "10.9.0.11", vmid: 111, ports: [5432] },
       authentik: { ip: "10.9.0.12", vmid: 112, interface: { db: { host: "postgresql" } } },
     },
     services: {
