@@ -27,8 +27,8 @@ async function main(): Promise<void> {
     session.close();
     const reusedSeconds = Number(process.hrtime.bigint() - reusedStarted) / 1e9;
 
-    // The shell-orchestrator way: OpenSSH's client, host key pinned through a known_hosts file (no
-    // StrictHostKeyChecking=no), a fresh TCP + key exchange + auth per probe.
+    // The shell-orchestrator way: OpenSSH's client, host key pinned through a known_hosts file (strict
+    // checking on), a fresh TCP + key exchange + auth per probe.
     const knownHosts = join(host.dir, "bench_known_hosts");
     writeFileSync(knownHosts, `[${host.host}]:${host.port} ${host.hostKey}\n`);
     const identity = join(host.dir, "client_ed25519");

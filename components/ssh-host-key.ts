@@ -6,7 +6,7 @@
  *   command* as root with the deploy key (an IP or an open port is not enough: sshd is socket-activated on
  *   NixOS LXC and the network may still be coming up, bpg #2261/#2349). The key the server presents on that
  *   first contact is recorded as `hostKey`; every later `remote.Command` passes it as `connection.hostKey`, so
- *   @pulumi/command verifies it (never StrictHostKeyChecking=no).
+ *   @pulumi/command verifies it (host-key checking is never switched off).
  *   First contact trusts the network once, like `ssh-keyscan`; re-created containers reuse IPs
  *   (TAPPaaS/TAPPaaS#112), which is why the recorded key belongs to one container id.
  * - diff: a new `containerId` (the container was re-created), host or port replaces the resource, so a new key

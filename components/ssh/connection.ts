@@ -4,7 +4,7 @@
  * - `connectSsh` refuses a host whose key is not one of `hostKeys`, naming the host and both fingerprints.
  *   With `hostKeys` empty it refuses too, unless `trustOnFirstUse` is set: then the presented key is accepted
  *   and returned as `session.hostKey` so the caller records it (first contact) and pins it afterwards.
- *   There is no "accept anything" mode (the `StrictHostKeyChecking=no` trap).
+ *   There is no "accept anything" mode (the trap of switching host-key checking off).
  * - `session.exec` runs one command, feeds optional stdin, and resolves with `{ code, stdout, stderr }`
  *   within `timeoutMs`; it never rejects for a non-zero exit, only for transport failures.
  */
