@@ -2,20 +2,14 @@
  * The one resolve step: a schema-valid service plus the network → the service with every derived default applied.
  * Validation and planning both read services through this, so a default is decided in exactly one place.
  */
-import { builtinKinds, type BuiltinKind, type ServiceKind } from "./plan-types";
+import { builtinKinds, type BuiltinKind, type RoutePlan, type ServiceKind } from "./plan-types";
 import type { Manifest, ServiceManifest } from "./schema";
 
-export interface ResolvedRoute {
-  name: string;
+/** A route as the plan lists it, before the owning service and the auth provider are attached. */
+export type ResolvedRoute = Omit<RoutePlan, "service" | "authProvider"> & {
   /** Manifest path of the route, for error messages: `interface.proxy` or `interface.proxy.<name>`. */
   field: string;
-  domain: string;
-  path: string;
-  upstream: string;
-  tls: "internal" | "acme" | "off";
-  auth: "oidc" | "forward_auth" | null;
-  extraConfig: string;
-}
+};
 
 export interface ResolvedService {
   name: string;
