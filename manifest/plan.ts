@@ -15,7 +15,7 @@ import type {
   ServiceKind,
   ServicePlan,
 } from "./plan-types";
-import { inferredEdges, resolveService, type ResolvedService } from "./resolve";
+import { inferredEdges, resolveService, servicesByAddress, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -212,8 +212,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   const waves: string[][] = Array.from({ length: waveCount }, () => []);
   for (const name of names) waves[wave.get(name)!].push(name);
 
-  const byAddress = new Map<string, ResolvedService>();
-  for (const service of enabled) for (const key of [service.ip, service.fqdn, service.name, service.hostName]) if (!byAddress.has(key)) byAddress.set(key, service);
+  const byAddress = servicesByAddress(enabled);
   const proxy = enabled.find((service) => service.kind === "caddy");
   const authentiks = enabled.filter((service) => service.kind === "authentik");
   const providerOf = (service: ResolvedService) => service.auth?.provider ?? (authentiks.length === 1 ? authentiks[0].name : null);

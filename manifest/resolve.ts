@@ -113,6 +113,18 @@ export function resolveService(
   };
 }
 
+/** The names a manifest may use to point at a service: its ip, fqdn, service name and short host name. */
+export function addressesOf(service: ResolvedService): string[] {
+  return [service.ip, service.fqdn, service.name, service.hostName];
+}
+
+/** Address → service; the first service (in the given order) keeps an address that two could claim. */
+export function servicesByAddress(services: ResolvedService[]): Map<string, ResolvedService> {
+  const byAddress = new Map<string, ResolvedService>();
+  for (const service of services) for (const key of addressesOf(service)) if (!byAddress.has(key)) byAddress.set(key, service);
+  return byAddress;
+}
+
 export interface Edge {
   from: string;
   to: string;
@@ -125,12 +137,7 @@ export interface Edge {
  * (every host resolves names through it while it rebuilds, so it must be up first).
  */
 export function inferredEdges(services: ResolvedService[], dnsServer: string | undefined): Edge[] {
-  const byAddress = new Map<string, string>();
-  for (const service of services) {
-    for (const key of [service.ip, service.fqdn, service.name, service.hostName]) {
-      if (!byAddress.has(key)) byAddress.set(key, service.name);
-    }
-  }
+  const byAddress = servicesByAddress(services);
   const authentiks = services.filter((service) => service.kind === "authentik").map((service) => service.name);
   const edges: Edge[] = [];
   const dnsService = dnsServer === undefined ? undefined : services.find((service) => service.ip === dnsServer);
@@ -140,7 +147,7 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
     };
     for (const dependency of service.dependsOn) add(dependency, "depends_on");
     if (service.db) {
-      const server = byAddress.get(service.db.host);
+      const server = byAddress.get(service.db.host)?.name;
       add(server, `interface.db.host is ${server}'s address`);
     }
     const provider = service.auth?.provider ?? (authentiks.length === 1 ? authentiks[0] : undefined);
@@ -149,7 +156,7 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
     if (forwardAuth && !service.auth) add(provider, "forward_auth route needs the SSO provider");
     const upstream = service.auth?.forward_auth_upstream;
     if (upstream) {
-      const target = byAddress.get(upstream.split(":")[0]);
+      const target = byAddress.get(upstream.split(":")[0])?.name;
       add(target, "interface.auth.forward_auth_upstream points at it");
     }
     if (dnsService) add(dnsService.name, `resolves names through ${dnsService.name} (network.dns_server)`);

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { pushTo } from "./plan";
-import { inferredEdges, resolveService, type ResolvedService } from "./resolve";
+import { addressesOf, inferredEdges, resolveService, servicesByAddress, type ResolvedService } from "./resolve";
 import { ManifestError, closest, describeValue, didYouMean, formatPath, type Problem } from "./problems";
 import { manifestSchema, networkSchema, serviceSchema, type Manifest } from "./schema";
 
@@ -253,10 +253,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
   const byName = new Map(candidates.map((candidate) => [candidate.name, candidate]));
   const services = candidates.flatMap((candidate) => (candidate.service ? [candidate.service] : []));
   const enabled = services.filter((service) => service.enable);
-  const byAddress = new Map<string, ResolvedService>();
-  for (const service of services) {
-    for (const key of [service.ip, service.fqdn, service.name, service.hostName]) if (!byAddress.has(key)) byAddress.set(key, service);
-  }
+  const byAddress = servicesByAddress(services);
 
   if (network.success) {
     const { gateway, network_cidr: cidr } = network.data;
@@ -317,7 +314,7 @@ function crossServiceProblems(raw: unknown): Problem[] {
     for (const service of enabled) {
       for (const route of service.routes) {
         const [host, port] = route.upstream.split(":");
-        if ([proxy.ip, proxy.fqdn, proxy.name, proxy.hostName].includes(host) && (port === "80" || port === "443")) {
+        if (addressesOf(proxy).includes(host) && (port === "80" || port === "443")) {
           problems.push({
             subject: `service "${service.name}"`,
             field: `${route.field}.upstream`,
