@@ -169,6 +169,8 @@ export interface NetworkPlan {
   prefixLength: number;
   vlanTag: number | null;
   sshKeys: Record<string, string[]>;
+  /** The DNS service's upstream resolvers (default: the gateway), extra client networks and DNSSEC switch. */
+  dns: { forwarders: string[]; allowedNetworks: string[]; dnssec: boolean };
 }
 
 export interface Plan {

@@ -336,6 +336,11 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       prefixLength: prefixLength(network.network_cidr),
       vlanTag: network.vlan_tag,
       sshKeys: Object.fromEntries(Object.keys(network.ssh_keys).sort().map((user) => [user, network.ssh_keys[user]])),
+      dns: {
+        forwarders: network.dns.forwarders ?? [network.gateway],
+        allowedNetworks: [...network.dns.allowed_networks],
+        dnssec: network.dns.dnssec,
+      },
     },
     secretsDir,
     services,

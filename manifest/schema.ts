@@ -38,6 +38,10 @@ export function isHostPort(value: string): boolean {
 const dnsName = () =>
   z.string().refine(isDnsName, { message: "must be a valid DNS name (lower-case letters, digits, '-' and '.')" });
 const ipv4 = z.string().refine(isIpv4, { message: "must be an IPv4 address such as 192.168.99.10" });
+const ipv4Cidr = z
+  .string()
+  .regex(/^[0-9.]+\/([0-9]|[12][0-9]|3[0-2])$/, { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
+  .refine((cidr) => isIpv4(cidr.split("/")[0]), { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' });
 const hostPort = z.string().refine(isHostPort, { message: 'must be "host:port"' });
 const port = z.number().int().min(1).max(65535);
 const positiveSeconds = z.number().positive();
@@ -59,11 +63,7 @@ export const networkSchema = z
     domain: dnsName().describe("Domain of the homelab; short hostnames get it appended."),
     dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
     gateway: ipv4.describe("Default gateway; must lie inside network_cidr."),
-    network_cidr: z
-      .string()
-      .regex(/^[0-9.]+\/([0-9]|[12][0-9]|3[0-2])$/, { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
-      .refine((cidr) => isIpv4(cidr.split("/")[0]), { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
-      .describe("The containers' subnet; every service ip and the gateway must lie inside it."),
+    network_cidr: ipv4Cidr.describe("The containers' subnet; every service ip and the gateway must lie inside it."),
     vlan_tag: z
       .number()
       .int()
@@ -76,6 +76,17 @@ export const networkSchema = z
       .record(z.string().regex(/^[a-z_][a-z0-9_-]*$/, { message: "must be a Unix user name" }), z.array(sshPublicKey))
       .default({})
       .describe("Public keys allowed to log in, per user (`root` is the account NixMox deploys with)."),
+    dns: z
+      .strictObject({
+        forwarders: z.array(ipv4).min(1).optional()
+          .describe("Resolvers the DNS service forwards every name outside the homelab to. Omitted: the gateway."),
+        allowed_networks: z.array(ipv4Cidr).default([])
+          .describe("Networks besides network_cidr allowed to query the DNS service (e.g. an admin LAN)."),
+        dnssec: z.boolean().default(false)
+          .describe("Validate DNSSEC on the DNS service. Only with forwarders that pass signatures through: many home routers strip them, and every outside name would then fail."),
+      })
+      .prefault({})
+      .describe("NixMox extension: the DNS service's upstream, clients and DNSSEC."),
   })
   .describe("Network facts shared by every container.");
 
