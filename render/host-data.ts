@@ -47,6 +47,9 @@ export interface DnsData {
   records: Array<{ name: string; type: "A"; value: string; source: "host" | "route" }>;
   forwarders: string[];
   allowedNetworks: string[];
+  /** The homelab domain: a static local zone (unknown names under it are NXDOMAIN, never forwarded). */
+  localZone: string;
+  dnssec: boolean;
 }
 
 export interface CaddyRouteData {
@@ -193,8 +196,10 @@ function planDnsData(plan: Plan): DnsData {
     records: plan.dnsRecords
       .map((record) => ({ name: record.name, type: record.type, value: record.value, source: record.source }))
       .sort((a, b) => byString(a.name, b.name) || byString(a.value, b.value)),
-    forwarders: [plan.network.gateway],
-    allowedNetworks: [plan.network.networkCidr],
+    forwarders: [...plan.network.dns.forwarders],
+    allowedNetworks: [plan.network.networkCidr, ...plan.network.dns.allowedNetworks],
+    localZone: plan.network.domain,
+    dnssec: plan.network.dns.dnssec,
   };
 }
 

@@ -60,11 +60,13 @@ rec {
   # Matcher names must be unique inside a site block; route names are unique per service.
   matcherName = route: "nixmox_" + replaceStrings [ "-" "." ] [ "_" "_" ] "${route.service}_${route.name}";
 
+  # No `trusted_proxies`: Caddy is the edge, so the X-Forwarded-* headers it sends to the outpost must be the
+  # ones it derives from the real request, never a client's (Caddy 2.5 release notes: incoming X-Forwarded-*
+  # are only kept from trusted proxies; "private_ranges" would trust every LAN client).
   forwardAuthBlock = upstream: concatStringsSep "\n" [
     "forward_auth ${upstream} {"
     "\turi /outpost.goauthentik.io/auth/caddy"
     "\tcopy_headers ${concatStringsSep " " authentikHeaders}"
-    "\ttrusted_proxies private_ranges"
     "}"
   ];
 
@@ -134,4 +136,24 @@ rec {
   caddyfile = routes:
     let byDomain = routesByDomain routes; in
     concatStringsSep "\n" (map (d: siteBlock d byDomain.${d}) (attrNames byDomain));
+
+  # Lines of the global options block the module sets through services.caddy.globalConfig.
+  # skip_install_trust: Caddy would otherwise try (and, unprivileged, fail) to add its root to the host's
+  # trust store at every start (https://caddyserver.com/docs/caddyfile/options#skip-install-trust).
+  globalConfig = "skip_install_trust";
+
+  # The Caddyfile the NixOS module writes to /etc/caddy/caddy_config, rebuilt from the same values:
+  # nixos/modules/services/web-servers/caddy/default.nix (nixos-25.11) puts `email`, then the
+  # `log { level ERROR }` default of services.caddy.logFormat and the globalConfig lines inside one global
+  # block, then extraConfig (virtualHosts are not used). Caddy then `caddy fmt`s it; formatting only.
+  nixosCaddyfile = { email, routes }:
+    "{\n"
+    + (if email == null then "" else "\temail ${email}\n")
+    + "\t${globalConfig}\n\tlog {\n\t\tlevel ERROR\n\t}\n}\n\n"
+    + caddyfile routes;
+
+  # `nixmox render --configs`: the daemon files of a proxy host, from its host.json (the `nixmox` option tree).
+  configFiles = data: {
+    Caddyfile = nixosCaddyfile { email = data.caddy.acmeEmail or null; routes = data.caddy.routes; };
+  };
 }
