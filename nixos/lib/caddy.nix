@@ -70,11 +70,20 @@ rec {
     "}"
   ];
 
+  # The Caddyfile parser rejects a token after "{" on the same line ("Unexpected next token after '{' on same
+  # line"), so a one-line block from the manifest such as `header { -Server }` is opened up onto lines.
+  # Placeholders (`{http.request.host}`) have no blank after "{" or before "}" and are left alone.
+  expandBlocks = text:
+    let
+      sub = regex: replacement: t: builtins.concatStringsSep "" (map (x: if builtins.isList x then replacement else x) (builtins.split regex t));
+    in
+    sub "[ \t]+}" "\n}" (sub "\\{[ \t]+" "{\n" text);
+
   # The body of one route: forward auth first (it must run before the proxy), then the user's directives,
   # then the proxy itself.
   routeBody = route: concatStringsSep "\n" (filter (s: s != "") [
     (if route.forwardAuthUpstream != null then forwardAuthBlock route.forwardAuthUpstream else "")
-    route.extraConfig
+    (expandBlocks route.extraConfig)
     "reverse_proxy ${route.upstream}"
   ]);
 
