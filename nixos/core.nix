@@ -2,7 +2,8 @@
 #
 # Checked against NixOS 25.11 (nixpkgs nixos-25.11): nixos/modules/virtualisation/proxmox-lxc.nix
 # (options proxmoxLXC.{enable,privileged,manageNetwork,manageHostName}), networking.* / systemd.network.*,
-# services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys.
+# services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys,
+# networking.resolvconf.enable and environment.etc.<name>.text (nixos/modules/config/resolvconf.nix, etc.nix).
 #
 # Data: the host's generated `host.json` is assigned to `config.nixmox` by the host's flake.nix, so every key
 # of the JSON is type-checked by the options below (an unknown key is an evaluation error, not ignored).
@@ -16,8 +17,8 @@
 # Our unit is named "10-nixmox-<if>.network": networkd applies the first file (in lexical order) matching an
 # interface, so it wins over the "eth0.network" Proxmox may write (systemd.network(5), [Match]).
 #
-# The resolver is the manifest's dns_server, written to /etc/resolv.conf by resolvconf. systemd-resolved is
-# kept off: its stub listener holds 127.0.0.53:53 and its per-link DNS would shadow the manifest's server.
+# The resolver is the manifest's dns_server, written to /etc/resolv.conf as a static file (lib/resolv.nix says
+# why resolvconf cannot do it with networkd: NixOS/nixpkgs#445496); resolvconf and systemd-resolved are off.
 #
 # Secrets: files under `nixmox.host.secretsDir` (root-only, outside the Nix store), filled before the rebuild
 # by the secrets push. Modules hand them to services only with systemd `LoadCredential=`, so file ownership
@@ -28,6 +29,7 @@ let
   cfg = config.nixmox;
   host = cfg.host;
   shell = import ./lib/shell.nix;
+  resolv = import ./lib/resolv.nix;
   ipv4 = types.strMatching "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
   dnsName = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
 in
@@ -140,8 +142,10 @@ in
       useDHCP = false;
       useNetworkd = true;
       useHostResolvConf = false;
-      nameservers = [ host.dnsServer ];
+      # Kept for tools that read the option; /etc/resolv.conf itself comes from environment.etc below.
+      nameservers = resolv.nameservers cfg;
       search = [ host.domain ];
+      resolvconf.enable = false;
       firewall = {
         enable = true;
         allowedTCPPorts = host.ports;
@@ -163,6 +167,8 @@ in
     };
 
     services.resolved.enable = false;
+    # `nixmox render --configs` writes the same text as configs/resolv.conf.
+    environment.etc."resolv.conf".text = resolv.resolvConf cfg;
 
     services.openssh = {
       enable = true;

@@ -15,8 +15,10 @@ import * as path from "node:path";
 import type { ServiceKind } from "../manifest/plan-types";
 import type { RenderedHost } from "./host";
 
-/** The shipped builder (path under nixos/) whose `configFiles` gives a kind's daemon files. */
-export const configBuilders: Partial<Record<ServiceKind, string>> = {
+/** The shipped builders (paths under nixos/) whose `configFiles` give a host's files: the core module's
+ * (every host) and its kind's daemon files. */
+export const configBuilders: Partial<Record<ServiceKind | "core", string>> = {
+  core: "lib/resolv.nix",
   caddy: "lib/caddy.nix",
   dns: "lib/dns.nix",
   postgresql: "lib/postgresql.nix",
@@ -32,10 +34,15 @@ function hostKind(host: RenderedHost): ServiceKind {
   return (JSON.parse(host.files["host.json"]) as { host: { kind: ServiceKind } }).host.kind;
 }
 
-/** Evaluates the host's builder on its host.json with nix-instantiate. */
+/** Evaluates the host's builders on its host.json with nix-instantiate. */
 export function renderHostConfigs(host: RenderedHost): HostConfigs {
-  const builder = configBuilders[hostKind(host)];
-  if (builder === undefined) return {};
+  const builders = [configBuilders.core!, configBuilders[hostKind(host)]].filter((builder): builder is string => builder !== undefined);
+  const configs: HostConfigs = {};
+  for (const builder of builders) Object.assign(configs, evaluateBuilder(host, builder));
+  return Object.fromEntries(Object.keys(configs).sort().map((name) => [name, configs[name]]));
+}
+
+function evaluateBuilder(host: RenderedHost, builder: string): HostConfigs {
   const source = host.files[`nixos/${builder}`];
   if (source === undefined) throw new ConfigEvaluationError(`service "${host.service}": nixos/${builder} is not part of the rendered host (renderer bug)`);
 

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -57,7 +57,6 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
 describe("daemon: a live caddy runs the generated site blocks (example manifest on loopback)", function () {
   this.timeout(120_000);
   const subnet = randomLoopbackSubnet();
-  const ip = (host: number) => `${subnet}.${host}`;
   let dir: string;
   let caddy: Daemon | undefined;
   let httpsPort: number;

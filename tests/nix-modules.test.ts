@@ -63,6 +63,7 @@ describe("nix: shipped modules and rendered files", function () {
       "lib/caddy.nix",
       "lib/dns.nix",
       "lib/postgresql.nix",
+      "lib/resolv.nix",
       "lib/shell.nix",
       "services/app-options.nix",
       "services/authentik.nix",
