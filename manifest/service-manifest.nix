@@ -62,7 +62,7 @@ in
       vmid = 912;
       depends_on = [ "postgresql" ];
       resources = { cores = 2; memory = 4096; disk_gb = 16; };
-      ports = [ 9000 9443 ];
+      ports = [ 9000 ];
       interface = {
         proxy = { domain = "auth.${domain}"; upstream = "${ip 12}:9000"; };
         db = { host = ip 11; name = "authentik"; owner = "authentik"; };

@@ -89,7 +89,7 @@ describe("nix: shipped modules and rendered files", function () {
         count += 1;
       }
     }
-    assert.equal(count, 35);
+    assert.equal(count, 42);
   });
 
   it("says at the top of every shipped module which NixOS release or upstream docs it was checked against", () => {
