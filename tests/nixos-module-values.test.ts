@@ -133,6 +133,17 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("the example's homepage module (R4)", () => {
+    it("accepts the Host header of every route the proxy sends it", () => {
+      const config = evalModule(example, "homepage", "../manifest/modules/homepage.nix");
+      const allowed = (config.services["homepage-dashboard"].allowedHosts as string).split(",");
+      const domains = (example.data("caddy").caddy.routes as Array<{ service: string; domain: string }>).filter((r) => r.service === "homepage").map((r) => r.domain);
+      assert.ok(domains.length > 0);
+      for (const domain of domains) assert.ok(allowed.includes(domain), `${domain} not in ${allowed.join(",")}`);
+      assert.ok(allowed.includes("192.168.99.16:8082"));
+    });
+  });
+
   describe("vaultwarden (S5)", () => {
     it("leaves openid out of SSO_SCOPES (Vaultwarden always adds it)", () => {
       const config = evalModule(example, "vaultwarden", "services/vaultwarden.nix");

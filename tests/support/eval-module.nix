@@ -66,6 +66,8 @@ let
     else if isList v then map resolve v
     else v;
 
-  evaluated = import module { inherit config lib pkgs; modulesPath = "/stub-modules"; };
+  # `nixmox` is the module argument core.nix passes to every module (_module.args.nixmox).
+  evaluated = import module { inherit config lib pkgs; nixmox = config.nixmox; modulesPath = "/stub-modules"; };
 in
-resolve evaluated.config
+# A manifest module may be written without a `config` section.
+resolve (evaluated.config or (builtins.removeAttrs evaluated [ "imports" "options" ]))
