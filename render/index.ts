@@ -1,11 +1,16 @@
 export { ConfigEvaluationError, configBuilders, renderConfigs, renderHostConfigs, type HostConfigs } from "./configs";
 export { renderFlakeLock, renderFlakeNix } from "./flake";
 export {
+  appKinds,
   containerInterface,
-  defaultListenPorts,
   hostDataSchemaVersion,
   planHostData,
   type AppData,
+  type AppInstanceData,
+  type DatabaseData,
+  type OidcData,
+  type OutpostsData,
+  type RouteData,
   type CaddyData,
   type DnsData,
   type HostData,
