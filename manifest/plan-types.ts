@@ -206,6 +206,8 @@ export interface ServicePlan {
   startupOrder: number;
   /** Manifest-relative NixOS module files (for `custom` and extra modules). */
   nixosModules: string[];
+  /** Manifest `state_version` (system.stateVersion fixed by the user), null when omitted. */
+  stateVersion: string | null;
   health: HealthPlan;
   secrets: SecretPlan[];
 }

@@ -404,6 +404,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       wave: wave.get(service.name)!,
       startupOrder: wave.get(service.name)! + 1,
       nixosModules: service.nixosModules,
+      stateVersion: service.stateVersion,
       health,
       secrets: secretsByHost.get(service.name) ?? [],
     };

@@ -314,6 +314,14 @@ export const serviceSchema = z
     stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
     tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
     nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),
+    state_version: z
+      .string()
+      .regex(/^[0-9]{2}\.[0-9]{2}$/, { message: 'must be a NixOS release such as "25.11"' })
+      .optional()
+      .describe(
+        "NixMox extension: the host's system.stateVersion, the NixOS release it was first installed with; never change it for a running host " +
+          "(PostgreSQL and others pick their data layout from it). Omitted: the release NixMox recorded when it created the host, else the pinned release.",
+      ),
     ssh: z.strictObject({ port: port.default(22) }).prefault({}).describe("NixMox extension: SSH port NixMox connects to."),
     secrets: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: "must be a secret name (a-z, 0-9, '_', '.', '-')" }), secretDeclarationSchema)
