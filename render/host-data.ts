@@ -166,8 +166,17 @@ export interface OutpostsData {
 }
 
 export interface HostDataOptions {
-  /** system.stateVersion for every host. @default "25.11" (the default nixpkgs pin's release) */
+  /**
+   * system.stateVersion of a NEW host: one whose manifest entry has no `state_version` and for which none is
+   * recorded. @default defaultStateVersion (the default nixpkgs pin's release)
+   */
   stateVersion?: string;
+  /**
+   * system.stateVersion recorded per service when NixMox first installed the host (kept in stack state by the
+   * deploy). It wins over the default, so bumping the pinned release never moves an existing host (a new
+   * PostgreSQL major and an empty data directory, for one).
+   */
+  recordedStateVersions?: Record<string, string>;
   /** nixpkgs.hostPlatform. @default "x86_64-linux" */
   system?: string;
 }
@@ -224,6 +233,15 @@ function appListenPort(plan: Plan, service: ServicePlan, app: string, kindForDef
   return own ? splitHostPort(own.upstream).port : kindSpecs[kindForDefaults].apps[app].port;
 }
 
+/** The host's system.stateVersion: the manifest's, else the recorded one, else the default for a new host. */
+export function hostStateVersion(service: ServicePlan, options: HostDataOptions = {}): string {
+  const recorded = options.recordedStateVersions?.[service.name];
+  if (recorded !== undefined && !/^[0-9]{2}\.[0-9]{2}$/.test(recorded)) {
+    fail(service.name, "state_version", `the recorded system.stateVersion ${JSON.stringify(recorded)} is not a NixOS release such as "25.11"; set state_version in the manifest to the release the host was installed with`);
+  }
+  return service.stateVersion ?? recorded ?? options.stateVersion ?? defaultStateVersion;
+}
+
 function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOptions): HostFacts {
   return {
     name: service.name,
@@ -241,7 +259,7 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     sshPort: service.sshPort,
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),
-    stateVersion: options.stateVersion ?? defaultStateVersion,
+    stateVersion: hostStateVersion(service, options),
     system: options.system ?? "x86_64-linux",
     secretsDir: plan.secretsDir,
   };
