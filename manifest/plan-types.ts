@@ -222,6 +222,8 @@ export interface NetworkPlan {
   sshKeys: Record<string, string[]>;
   /** The DNS service's upstream resolvers (default: the gateway), extra client networks and DNSSEC switch. */
   dns: { forwarders: string[]; allowedNetworks: string[]; dnssec: boolean };
+  /** Where containers are firewalled: inside (NixOS nftables) or by the Proxmox firewall. */
+  firewall: "nftables" | "proxmox";
 }
 
 export interface Plan {

@@ -424,6 +424,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
         allowedNetworks: [...network.dns.allowed_networks],
         dnssec: network.dns.dnssec,
       },
+      firewall: network.firewall,
     },
     secretsDir,
     services,

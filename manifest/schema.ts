@@ -87,6 +87,14 @@ export const networkSchema = z
       })
       .prefault({})
       .describe("NixMox extension: the DNS service's upstream, clients and DNSSEC."),
+    firewall: z
+      .enum(["nftables", "proxmox"])
+      .default("nftables")
+      .describe(
+        'NixMox extension: where containers are firewalled. "nftables": the NixOS firewall inside each container, on nftables without the ' +
+          'reverse-path filter (the Proxmox node must have the nf_tables and nf_conntrack modules loaded; an unprivileged container cannot load them). ' +
+          '"proxmox": no firewall inside the containers; configure the Proxmox firewall for them.',
+      ),
     outposts: z
       .strictObject({
         ldap: z
