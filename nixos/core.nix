@@ -3,7 +3,9 @@
 # Checked against NixOS 25.11 (nixpkgs nixos-25.11): nixos/modules/virtualisation/proxmox-lxc.nix
 # (options proxmoxLXC.{enable,privileged,manageNetwork,manageHostName}), networking.* / systemd.network.*,
 # services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys,
-# networking.resolvconf.enable and environment.etc.<name>.text (nixos/modules/config/resolvconf.nix, etc.nix).
+# networking.resolvconf.enable and environment.etc.<name>.text (nixos/modules/config/resolvconf.nix, etc.nix),
+# networking.nftables.enable and networking.firewall.{enable,checkReversePath,logRefusedConnections}
+# (nixos/modules/services/networking/{nftables,firewall,firewall-nftables}.nix, read at Swarsel/nixpkgs@4aa6836).
 #
 # Data: the host's generated `host.json` is assigned to `config.nixmox` by the host's flake.nix, so every key
 # of the JSON is type-checked by the options below (an unknown key is an evaluation error, not ignored).
@@ -61,6 +63,11 @@ in
         description = "Container NIC name; the Pulumi container names net0 like this.";
       };
       ports = mkOption { type = types.listOf types.port; default = [ ]; description = "TCP ports opened in the firewall."; };
+      firewall = mkOption {
+        type = types.enum [ "nftables" "proxmox" ];
+        default = "nftables";
+        description = "Where the container is firewalled (manifest network.firewall): the NixOS nftables firewall, or the Proxmox firewall outside.";
+      };
       udpPorts = mkOption { type = types.listOf types.port; default = [ ]; description = "UDP ports opened in the firewall (DNS, HTTP/3, RADIUS)."; };
       sshPort = mkOption { type = types.port; default = 22; description = "Port sshd listens on (always open)."; };
       rootSshKeys = mkOption {
@@ -147,8 +154,19 @@ in
       nameservers = resolv.nameservers cfg;
       search = [ host.domain ];
       resolvconf.enable = false;
+      # The firewall of an unprivileged LXC runs in the container's network namespace, but the kernel is the
+      # Proxmox node's and the container cannot load modules (CAP_SYS_MODULE). nftables needs fewer modules than
+      # the iptables backend (whose rules need xt_conntrack, xt_pkttype, xt_rpfilter, xt_LOG through nft_compat):
+      # with the reverse-path filter off (it needs nft_fib) and no refused-connection logging (nf_log_syslog),
+      # the ruleset of nixos/modules/services/networking/firewall-nftables.nix needs only nf_tables and
+      # nf_conntrack/nft_ct on the node (`printf 'nf_tables\nnft_ct\nnf_conntrack\n' > /etc/modules-load.d/nixmox.conf`).
+      # The reverse-path filter adds nothing here: one interface, and Proxmox's bridge decides what reaches it.
+      # network.firewall = "proxmox" turns it off inside and leaves filtering to the Proxmox firewall.
+      nftables.enable = host.firewall == "nftables";
       firewall = {
-        enable = true;
+        enable = host.firewall == "nftables";
+        checkReversePath = false;
+        logRefusedConnections = false;
         allowedTCPPorts = host.ports;
         allowedUDPPorts = host.udpPorts;
       };

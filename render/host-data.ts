@@ -37,6 +37,8 @@ export interface HostFacts {
   interface: string;
   ports: number[];
   udpPorts: number[];
+  /** Manifest network.firewall. */
+  firewall: "nftables" | "proxmox";
   sshPort: number;
   rootSshKeys: string[];
   stateVersion: string;
@@ -256,6 +258,7 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     interface: containerInterface,
     ports: [...service.ports].sort((a, b) => a - b),
     udpPorts: [...service.udpPorts].sort((a, b) => a - b),
+    firewall: plan.network.firewall,
     sshPort: service.sshPort,
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),

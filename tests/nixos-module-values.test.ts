@@ -61,6 +61,22 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("core (R8: the firewall)", () => {
+    it("uses the nftables firewall without reverse-path filter or logging by default, and none with network.firewall = proxmox", async () => {
+      const inside = evalModule(example, "postgresql", "core.nix").networking;
+      assert.equal(inside.nftables.enable, true);
+      assert.deepEqual(
+        { enable: inside.firewall.enable, checkReversePath: inside.firewall.checkReversePath, logRefusedConnections: inside.firewall.logRefusedConnections, allowedTCPPorts: inside.firewall.allowedTCPPorts },
+        { enable: true, checkReversePath: false, logRefusedConnections: false, allowedTCPPorts: [5432] },
+      );
+      const raw = await exampleManifestData();
+      raw.network.firewall = "proxmox";
+      const outside = evalModule(renderWithConfigs(raw), "postgresql", "core.nix").networking;
+      assert.equal(outside.nftables.enable, false);
+      assert.equal(outside.firewall.enable, false);
+    });
+  });
+
   describe("authentik (R2, R11)", () => {
     it("gives the worker its own loopback HTTP and metrics listeners, so no two units share a socket", () => {
       const units = evalModule(example, "authentik", "services/authentik.nix").systemd.services;
@@ -98,8 +114,8 @@ describe("nixos modules: values computed from the rendered host data", function 
 
   describe("caddy (R11) and its Caddyfile", () => {
     it("opens UDP 443 for HTTP/3, skips installing its root, and its site blocks are the rendered Caddyfile's", () => {
+      assert.deepEqual(evalModule(example, "caddy", "core.nix").networking.firewall.allowedUDPPorts, [443]);
       const config = evalModule(example, "caddy", "services/caddy.nix");
-      assert.deepEqual(config.networking.firewall.allowedUDPPorts, [443]);
       assert.equal(config.services.caddy.globalConfig, "skip_install_trust");
       assert.ok(example.configs.caddy.Caddyfile.endsWith(config.services.caddy.extraConfig));
       assert.match(example.configs.caddy.Caddyfile, /^\{\n\tskip_install_trust\n/);

@@ -54,9 +54,6 @@ in
       }
     ];
 
-    # HTTP/3: Caddy serves it on UDP 443 next to TCP 443 (`ports` in the manifest are TCP only).
-    networking.firewall.allowedUDPPorts = lib.mkIf (builtins.any (r: r.tls != "off") cfg.routes) [ 443 ];
-
     # `nixmox render --configs` writes the same file from ../lib/caddy.nix (nixosCaddyfile) for review and tests.
     services.caddy = {
       enable = true;
