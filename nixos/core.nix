@@ -4,6 +4,7 @@
 # (options proxmoxLXC.{enable,privileged,manageNetwork,manageHostName}), networking.* / systemd.network.*,
 # services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys,
 # networking.resolvconf.enable and environment.etc.<name>.text (nixos/modules/config/resolvconf.nix, etc.nix),
+# security.pki.certificates (nixos/modules/security/ca.nix),
 # networking.nftables.enable and networking.firewall.{enable,checkReversePath,logRefusedConnections}
 # (nixos/modules/services/networking/{nftables,firewall,firewall-nftables}.nix, read at Swarsel/nixpkgs@4aa6836).
 #
@@ -77,6 +78,11 @@ in
       };
       stateVersion = mkOption { type = types.str; description = "system.stateVersion, fixed at first install."; };
       system = mkOption { type = types.str; default = "x86_64-linux"; description = "nixpkgs.hostPlatform."; };
+      caCertificates = mkOption {
+        type = types.listOf (types.strMatching "-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?");
+        default = [ ];
+        description = "PEM root certificates every program on the host trusts: the homelab's managed CA (Caddy's tls internal).";
+      };
       secretsDir = mkOption {
         type = types.strMatching "/[A-Za-z0-9._/-]+";
         default = "/var/lib/nixmox/secrets";
@@ -185,6 +191,11 @@ in
         linkConfig.RequiredForOnline = "routable";
       };
     };
+
+    # The managed CA signs every `tls = "internal"` route, so server-side calls between hosts (OIDC discovery,
+    # JWKS downloads to https://auth.<domain>) verify (nixos/modules/security/ca.nix: added to the system bundle
+    # /etc/ssl/certs/ca-certificates.crt that OpenSSL, curl, rustls-native-certs and Go use).
+    security.pki.certificates = host.caCertificates;
 
     services.resolved.enable = false;
     # `nixmox render --configs` writes the same text as configs/resolv.conf.

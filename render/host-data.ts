@@ -44,6 +44,8 @@ export interface HostFacts {
   stateVersion: string;
   system: string;
   secretsDir: string;
+  /** PEM roots the host trusts besides the public ones: the managed CA's root (empty without one). */
+  caCertificates: string[];
 }
 
 export interface DnsData {
@@ -68,6 +70,8 @@ export interface CaddyRouteData {
 
 export interface CaddyData {
   routes: CaddyRouteData[];
+  /** The managed CA's root certificate and key on the proxy host (secret files); null: Caddy's own CA. */
+  ca: { certFile: string; keyFile: string } | null;
 }
 
 export interface PostgresqlData {
@@ -179,6 +183,12 @@ export interface HostDataOptions {
    * PostgreSQL major and an empty data directory, for one).
    */
   recordedStateVersions?: Record<string, string>;
+  /**
+   * The managed CA's root certificate (PEM) for `tls = "internal"` routes. Every host trusts it, and the proxy
+   * host signs with it (its key is delivered there as the proxy service's secret `ca_root_key`, the certificate
+   * as `ca_root_cert`). Omitted: Caddy's own internal CA, trusted by no other host.
+   */
+  caRootCertificate?: string;
   /** nixpkgs.hostPlatform. @default "x86_64-linux" */
   system?: string;
 }
@@ -265,6 +275,7 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     stateVersion: hostStateVersion(service, options),
     system: options.system ?? "x86_64-linux",
     secretsDir: plan.secretsDir,
+    caCertificates: options.caRootCertificate === undefined ? [] : [caRootPem(options.caRootCertificate)],
   };
 }
 
@@ -290,8 +301,27 @@ function planDnsData(plan: Plan): DnsData {
   };
 }
 
-function planCaddyData(plan: Plan): CaddyData {
+/** The managed CA's secrets on the proxy host: the root certificate and its key. */
+export const managedCaSecrets = { cert: "ca_root_cert", key: "ca_root_key" } as const;
+
+const pemCertificate = /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/;
+
+function caRootPem(pem: string): string {
+  const normalized = pem.replace(/\r\n/g, "\n").trim() + "\n";
+  if (!pemCertificate.test(normalized)) {
+    throw new ManifestError("render", [{ subject: "managed CA", field: "caRootCertificate", message: "must be one PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----)" }]);
+  }
+  return normalized;
+}
+
+function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOptions): CaddyData {
   return {
+    ca: options.caRootCertificate === undefined
+      ? null
+      : {
+          certFile: secretPath(plan, service.name, service.name, managedCaSecrets.cert),
+          keyFile: secretPath(plan, service.name, service.name, managedCaSecrets.key),
+        },
     routes: plan.routes
       .map((route) => ({
         service: route.service,
@@ -446,7 +476,7 @@ export function planHostData(plan: Plan, name: string, options: HostDataOptions 
       data.dns = planDnsData(plan);
       break;
     case "caddy":
-      data.caddy = planCaddyData(plan);
+      data.caddy = planCaddyData(plan, service, options);
       break;
     case "postgresql":
       data.postgresql = planPostgresqlData(plan, service);

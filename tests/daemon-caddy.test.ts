@@ -54,7 +54,18 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
   }
 });
 
-describe("daemon: a live caddy runs the generated site blocks (example manifest on loopback)", function () {
+/** A throwaway root CA (openssl), standing in for the managed CA NixMox creates with @pulumi/tls. */
+function makeRootCa(dir: string): { cert: string; key: string } {
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    "-keyout", path.join(dir, "root.key"), "-out", path.join(dir, "root.crt"), "-days", "30",
+    "-subj", "/CN=NixMox test root",
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+  ], { stdio: "ignore", timeout: 30_000 });
+  return { cert: readFileSync(path.join(dir, "root.crt"), "utf8"), key: readFileSync(path.join(dir, "root.key"), "utf8") };
+}
+
+for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the generated site blocks (example manifest on loopback, ${managedCa ? "managed CA" : "Caddy's own CA"})`, function () {
   this.timeout(120_000);
   const subnet = randomLoopbackSubnet();
   let dir: string;
@@ -106,16 +117,27 @@ describe("daemon: a live caddy runs the generated site blocks (example manifest 
     });
   }
 
+  let root: { cert: string; key: string } | undefined;
+  /** caddy's environment; with the managed CA, $CREDENTIALS_DIRECTORY holds its root as systemd's LoadCredential= would. */
+  const env = () => ({ ...caddyEnv(dir), ...(managedCa ? { CREDENTIALS_DIRECTORY: path.join(dir, "credentials") } : {}) });
+
   before(async () => {
-    const rendered = renderWithConfigs(moveToSubnet(await exampleManifestData(), subnet));
-    const caddyfile = rendered.configs.caddy.Caddyfile;
     dir = mkdtempSync(path.join(tmpdir(), "nixmox-caddy-"));
     mkdirSync(path.join(dir, "data"));
+    mkdirSync(path.join(dir, "credentials"), { mode: 0o700 });
+    if (managedCa) {
+      root = makeRootCa(dir);
+      writeFileSync(path.join(dir, "credentials", "nixmox_ca_cert"), root.cert);
+      writeFileSync(path.join(dir, "credentials", "nixmox_ca_key"), root.key, { mode: 0o600 });
+    }
+    const rendered = renderWithConfigs(moveToSubnet(await exampleManifestData(), subnet), root ? { caRootCertificate: root.cert } : {});
+    const caddyfile = rendered.configs.caddy.Caddyfile;
+    assert.equal(caddyfile.includes("pki {"), managedCa);
     writeFileSync(path.join(dir, "Caddyfile"), caddyfile);
 
     const config = JSON.parse(execFileSync("caddy", ["adapt", "--adapter", "caddyfile", "--config", path.join(dir, "Caddyfile")], {
       encoding: "utf8",
-      env: caddyEnv(dir),
+      env: env(),
       timeout: 60_000,
       stdio: ["ignore", "pipe", "pipe"],
     }));
@@ -135,11 +157,12 @@ describe("daemon: a live caddy runs the generated site blocks (example manifest 
       await stubUpstream(route.service, host, Number(port), route.service === "authentik");
     }
 
-    caddy = startDaemon("caddy", ["run", "--config", path.join(dir, "caddy.json")], { env: caddyEnv(dir) });
-    const root = path.join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt");
-    ca = await waitFor("caddy's internal CA", () => {
+    caddy = startDaemon("caddy", ["run", "--config", path.join(dir, "caddy.json")], { env: env() });
+    // The client trusts exactly one root: the managed CA's, or the one Caddy generated for itself.
+    const localRoot = path.join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt");
+    ca = root?.cert ?? await waitFor("caddy's internal CA", () => {
       try {
-        return readFileSync(root, "utf8");
+        return readFileSync(localRoot, "utf8");
       } catch {
         return undefined;
       }
@@ -151,6 +174,13 @@ describe("daemon: a live caddy runs the generated site blocks (example manifest 
     await caddy?.stop();
     await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(managedCa ? "serves every internal-TLS site with a certificate from the managed CA and never makes a CA of its own" : "serves every internal-TLS site with a certificate from its own CA", async () => {
+    for (const domain of ["vault.nixmox.lan", "home.nixmox.lan", "auth.nixmox.lan", "guac.nixmox.lan"]) {
+      assert.ok((await get(domain, "/")).status > 0, domain);
+    }
+    if (managedCa) assert.throws(() => readFileSync(path.join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt")));
   });
 
   it("sends a route's requests to its upstream with the path and query intact", async () => {

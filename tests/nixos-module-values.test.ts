@@ -149,6 +149,37 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("the managed CA (R3)", () => {
+    const pem = "-----BEGIN CERTIFICATE-----\nTUlJQmZha2U=\n-----END CERTIFICATE-----\n";
+
+    it("is trusted by every host, signs the proxy's internal-TLS sites from credentials, and is Tomcat's trust store", async () => {
+      const rendered = renderWithConfigs(await exampleManifestData(), { caRootCertificate: pem });
+      for (const host of rendered.hosts) assert.deepEqual(evalModule(rendered, host.service, "core.nix").security.pki.certificates, [pem], host.service);
+      const caddy = evalModule(rendered, "caddy", "services/caddy.nix");
+      assert.deepEqual(caddy.systemd.services.caddy.serviceConfig.LoadCredential, [
+        "nixmox_ca_cert:/var/lib/nixmox/secrets/caddy/ca_root_cert",
+        "nixmox_ca_key:/var/lib/nixmox/secrets/caddy/ca_root_key",
+      ]);
+      assert.match(caddy.services.caddy.globalConfig, /pki \{\n\tca nixmox \{[\s\S]*key \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_key/);
+      assert.doesNotMatch(caddy.services.caddy.extraConfig, /tls internal/);
+      assert.ok(rendered.configs.caddy.Caddyfile.endsWith(caddy.services.caddy.extraConfig));
+      const tomcat = evalModule(rendered, "guacamole", "services/guacamole.nix").services.tomcat;
+      assert.ok(tomcat.javaOpts.includes("-Djavax.net.ssl.trustStore=/nix/store/stub-nixmox-truststore.p12"));
+    });
+
+    it("changes nothing without a managed CA: Caddy's own internal CA, no extra roots, no trust store", () => {
+      assert.deepEqual(evalModule(example, "dns", "core.nix").security.pki.certificates, []);
+      const caddy = evalModule(example, "caddy", "services/caddy.nix");
+      assert.equal(caddy.systemd?.services?.caddy?.serviceConfig?.LoadCredential, undefined);
+      assert.match(caddy.services.caddy.extraConfig, /\ttls internal\n/);
+      assert.equal(evalModule(example, "guacamole", "services/guacamole.nix").services.tomcat.javaOpts, undefined);
+    });
+
+    it("rejects a root that is not one PEM certificate", () => {
+      assert.throws(() => renderWithConfigs(seedManifest(), { caRootCertificate: "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----" }), /managed CA: caRootCertificate must be one PEM certificate/);
+    });
+  });
+
   describe("the example's homepage module (R4)", () => {
     it("accepts the Host header of every route the proxy sends it", () => {
       const config = evalModule(example, "homepage", "../manifest/modules/homepage.nix");

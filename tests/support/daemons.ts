@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { createServer } from "node:net";
-import { fileSources, renderAll, renderConfigs, type HostConfigs, type RenderedHost } from "../../render";
+import { fileSources, renderAll, renderConfigs, type HostConfigs, type RenderedHost, type RenderOptions } from "../../render";
 import { planFromData } from "../golden/render-fixtures";
 
 /** A /24 inside 127.0.0.0/8, e.g. "127.83.17", different per run so parallel runs do not collide. */
@@ -35,9 +35,9 @@ export interface RenderedWithConfigs {
 
 /** Renders a raw manifest and evaluates its daemon configs (the `render --configs` code path). The manifest's
  * own modules of custom services are replaced by an empty module (they play no part in these configs). */
-export function renderWithConfigs(raw: unknown): RenderedWithConfigs {
+export function renderWithConfigs(raw: unknown, options: RenderOptions = {}): RenderedWithConfigs {
   const plan = planFromData(raw);
-  const hosts = renderAll(plan, { shipped: fileSources(plan.manifestDir).shipped, manifest: () => "{ ... }: { }\n" });
+  const hosts = renderAll(plan, { shipped: fileSources(plan.manifestDir).shipped, manifest: () => "{ ... }: { }\n" }, options);
   const configs = renderConfigs(hosts);
   return {
     hosts,

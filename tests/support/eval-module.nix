@@ -30,6 +30,7 @@ let
     toUpper = builtins.replaceStrings lower upper;
     hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
     versionAtLeast = a: b: builtins.compareVersions a b >= 0;
+    imap0 = f: list: builtins.genList (i: f i (builtins.elemAt list i)) (builtins.length list);
     recursiveUpdate = a: b: a // mapAttrs (name: value: if isAttrs value && isAttrs (a.${name} or null) then recursiveUpdate a.${name} value else value) b;
   };
 
@@ -39,13 +40,14 @@ let
     dnsutils = "/nix/store/stub-dnsutils";
     coreutils = "/nix/store/stub-coreutils";
     writeText = name: _text: "/nix/store/stub-${name}";
+    runCommand = name: _env: _script: "/nix/store/stub-${name}";
   };
 
   # The option defaults the modules read from each other (core's nixmox.environmentFiles.<name>.path).
   envPaths = listToAttrs (map (name: { inherit name; value.path = "/run/nixmox/env/${name}.env"; }) [ "authentik" "vaultwarden" "guacamole" ]);
 
   # Defaults of options host.json leaves out (declared in the modules).
-  defaults = { caddy.acmeEmail = null; guacamole = { extensionJars = [ ]; guacdPort = 4822; }; };
+  defaults = { caddy = { acmeEmail = null; ca = null; }; guacamole = { extensionJars = [ ]; guacdPort = 4822; }; host.caCertificates = [ ]; };
   isCore = baseNameOf (toString module) == "core.nix";
 
   config = {
@@ -53,6 +55,7 @@ let
     nixmox = lib.recursiveUpdate defaults data // { environmentFiles = if isCore then { } else envPaths; };
     services.vaultwarden.package.version = vaultwardenVersion;
     services.postgresql.package = "/nix/store/stub-postgresql";
+    services.tomcat.jdk = "/nix/store/stub-jdk";
   };
 
   # mkIf false → dropped, mkIf true / mkForce / mkDefault → their content.
