@@ -190,6 +190,14 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
     assert.equal(seen.get("vaultwarden")!.at(-1)!.path, "/api/config?x=1");
   });
 
+  it("sends the bare Guacamole domain to /guacamole/ (the example's route) and proxies the app's paths", async () => {
+    const response = await get("guac.nixmox.lan", "/");
+    assert.equal(response.status, 302);
+    assert.equal(response.headers.location, "/guacamole/");
+    assert.equal((await get("guac.nixmox.lan", "/guacamole/api/languages")).body, "guacamole");
+    assert.equal(seen.get("guacamole")!.at(-1)!.path, "/guacamole/api/languages");
+  });
+
   it("redirects a forward-auth route to the login when the outpost refuses, without reaching the upstream", async () => {
     const before = seen.get("homepage")?.length ?? 0;
     const response = await get("home.nixmox.lan", "/dashboard");
