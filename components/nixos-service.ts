@@ -186,6 +186,7 @@ export class NixosService extends pulumi.ComponentResource {
       checks: args.service.health.checks,
       timing: args.service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
+      rollback: args.plan.rollback,
     });
     return new command.remote.Command(`${name}-rebuild`, {
       connection,

@@ -199,6 +199,18 @@ describe("program under mocks: edits", function () {
   const rebuildCommands = (run: RecordedRun) =>
     Object.fromEntries(run.resources.filter((resource) => resource.name.endsWith("-rebuild")).map((resource) => [resource.name, String(resource.inputs.create)]));
 
+  it("runs every activation with rollback, and without it when the manifest sets enable_rollback = false", async () => {
+    const data = await exampleManifestData();
+    const edited = writeManifest({ ...data, enable_rollback: false });
+    try {
+      const [before, after] = [rebuildCommands(await runNixmoxProgram()), rebuildCommands(await runNixmoxProgram(edited.path))];
+      assert.ok(Object.values(before).every((command) => command.includes(" --rollback 1 ")), Object.values(before)[0]);
+      assert.ok(Object.values(after).every((command) => command.includes(" --rollback 0 ")), Object.values(after)[0]);
+    } finally {
+      edited.remove();
+    }
+  });
+
   it("changes the rebuild command of exactly the hosts whose rendered directory changed when one route's domain changes", async () => {
     const data = await exampleManifestData();
     const services = data.services as Record<string, { interface: { proxy: { domain: string } } }>;
