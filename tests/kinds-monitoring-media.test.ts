@@ -248,7 +248,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       const loki = nixEval(`${monitoringLib}.lokiConfig ${monitoring()} "/var/lib/loki"`) as Record<string, any>;
       assert.deepEqual(loki.server, { http_listen_address: "10.40.0.18", http_listen_port: 3100, grpc_listen_address: "127.0.0.1", grpc_listen_port: 9095, log_level: "warn" });
       assert.deepEqual(loki.common.storage.filesystem, { chunks_directory: "/var/lib/loki/chunks", rules_directory: "/var/lib/loki/rules" });
-      assert.deepEqual(loki.common.ring, { instance_addr: "127.0.0.1", kvstore: { store: "inmemory" } });
+      assert.deepEqual([loki.common.instance_addr, loki.common.ring], ["127.0.0.1", { kvstore: { store: "inmemory" } }]);
       assert.deepEqual(loki.schema_config.configs, [{ from: "2024-01-01", store: "tsdb", object_store: "filesystem", schema: "v13", index: { prefix: "index_", period: "24h" } }]);
       assert.equal(loki.auth_enabled, false);
     });

@@ -10,7 +10,8 @@
 # auth_url, token_url, api_url, login_attribute_path, groups_attribute_path, use_pkce; the callback is
 # <root_url>login/generic_oauth), Prometheus 3 configuration (scrape_configs, alerting.alertmanagers,
 # path_prefix; --web.external-url also prefixes the routes), Loki 3 configuration (server, common, schema_config
-# with tsdb/v13) and Promtail's configuration (server.disable, clients, scrape_configs.journal).
+# with tsdb/v13, as in Loki's own cmd/loki/loki-local-config.yaml) and Promtail's configuration
+# (server.disable, clients, scrape_configs.journal).
 let
   inherit (builtins) concatStringsSep match elemAt filter elem;
 
@@ -153,12 +154,11 @@ rec {
       log_level = "warn";
     } // (let p = urlPath cfg.apps.loki.publicUrl; in if p == "" then { } else { http_path_prefix = p; });
     common = {
+      # Every component (rings, query frontend) advertises loopback, where the gRPC listener is.
+      instance_addr = "127.0.0.1";
       path_prefix = dataDir;
       replication_factor = 1;
-      ring = {
-        instance_addr = "127.0.0.1";
-        kvstore.store = "inmemory";
-      };
+      ring.kvstore.store = "inmemory";
       storage.filesystem = {
         chunks_directory = "${dataDir}/chunks";
         rules_directory = "${dataDir}/rules";
