@@ -16,9 +16,12 @@
 #
 # Ports: Jellyfin's HTTP port lives in its own network.xml (Dashboard → Networking), not in NixOS options, so
 # this module requires Jellyfin's default 8096. Jellyfin's client discovery (UDP 7359) and Transmission's
-# BitTorrent peer port (51413) still listen but stay closed in the firewall unless ports/udp lists them.
+# BitTorrent peer port (51413, TCP and UDP) still listen; the firewall keeps them closed (ports can open the
+# TCP peer port; incoming UDP peers stay out).
 # Transmission's RPC IP allow-list is off (the proxy's address is not known here; the firewall decides who
-# reaches the port) and its Host-header guard allows the route's domain.
+# reaches the port) and its Host-header guard allows the route's domain. Its RPC asks for no password (the
+# manifest has no secret for one), so whoever reaches port 9091 directly, past the proxy, controls it; the same
+# holds for every app port that ports opens to the network.
 #
 # Checked against NixOS 25.11: nixos/modules/services/misc/jellyfin.nix (services.jellyfin.enable; no port
 # option), nixos/modules/services/misc/servarr/{sonarr,radarr,prowlarr}.nix (services.<app>.{enable,settings,
@@ -66,7 +69,7 @@ in
     }) (build.missingLogDatabases cfg);
 
     warnings = optional (jellyfinOidc != null)
-      "nixmox media: service \"${host.name}\": Jellyfin's OIDC login is not configured by NixOS (the SSO plugin is not in nixpkgs). Install jellyfin-plugin-sso from Jellyfin's plugin catalog and add provider \"${jellyfinOidc.provider}\" with client id ${jellyfinOidc.clientId}, OpenID endpoint ${jellyfinOidc.issuer} and redirect ${lib.concatStringsSep " " jellyfinOidc.redirectUris}; the client secret is in ${toString jellyfinOidc.clientSecretFile} on this host.";
+      "nixmox media: service \"${host.name}\": Jellyfin's OIDC login is not configured by NixOS (the SSO plugin is not in nixpkgs). Install jellyfin-plugin-sso from Jellyfin's plugin catalog and add provider \"${jellyfinOidc.provider}\" with client id ${jellyfinOidc.clientId}, OpenID endpoint ${jellyfinOidc.issuer} and redirect ${lib.concatStringsSep " " jellyfinOidc.redirectUris}${if jellyfinOidc.clientSecretFile == null then " (a public client: no secret)" else "; the client secret is in ${jellyfinOidc.clientSecretFile} on this host"}.";
 
     services.jellyfin.enable = true;
 

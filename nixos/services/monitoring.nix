@@ -34,6 +34,7 @@ let
   cfg = config.nixmox.monitoring;
   host = config.nixmox.host;
   build = import ../lib/monitoring.nix;
+  shell = import ../lib/shell.nix;
   apps = cfg.apps;
 in
 {
@@ -121,7 +122,7 @@ in
         UMask = "0077";
       };
       script = ''
-        key=${lib.escapeShellArg cfg.grafanaSecretKeyFile}
+        key=${shell.shellQuote cfg.grafanaSecretKeyFile}
         if [ ! -s "$key" ]; then
           mkdir -p "$(dirname "$key")"
           head -c 32 /dev/urandom | base64 -w0 > "$key.tmp"
