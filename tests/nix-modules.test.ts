@@ -65,16 +65,22 @@ describe("nix: shipped modules and rendered files", function () {
   it("ships the core module, one module per built-in kind, custom, and the pure helpers", () => {
     assert.deepEqual(nixFiles(nixosDir), [
       "core.nix",
+      "lib/authentik-outposts.nix",
       "lib/caddy.nix",
       "lib/dns.nix",
+      "lib/media.nix",
+      "lib/monitoring.nix",
       "lib/postgresql.nix",
       "lib/shell.nix",
       "services/app-options.nix",
+      "services/authentik-outposts.nix",
       "services/authentik.nix",
       "services/caddy.nix",
       "services/custom.nix",
       "services/dns.nix",
       "services/guacamole.nix",
+      "services/media.nix",
+      "services/monitoring.nix",
       "services/postgresql.nix",
       "services/vaultwarden.nix",
     ]);
