@@ -52,7 +52,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   media: ["services/media.nix", "services/app-options.nix"],
   openbao: ["services/openbao.nix", "services/app-options.nix"],
   mail: ["services/mail.nix", "services/app-options.nix"],
-  pgadmin: ["services/pgadmin.nix", "services/app-options.nix"],
+  pgadmin: ["services/pgadmin.nix", "services/app-options.nix", "lib/pgadmin.nix", "lib/oidc.nix"],
   custom: ["services/custom.nix", "services/app-options.nix"],
 };
 
