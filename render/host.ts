@@ -46,7 +46,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   authentik: ["services/authentik.nix", "services/app-options.nix"],
   vaultwarden: ["services/vaultwarden.nix", "services/app-options.nix"],
   guacamole: ["services/guacamole.nix", "services/app-options.nix"],
-  forgejo: ["services/forgejo.nix", "services/app-options.nix"],
+  forgejo: ["services/forgejo.nix", "services/app-options.nix", "lib/forgejo.nix", "lib/oidc.nix"],
   nextcloud: ["services/nextcloud.nix", "services/app-options.nix"],
   monitoring: ["services/monitoring.nix", "services/app-options.nix"],
   media: ["services/media.nix", "services/app-options.nix"],
