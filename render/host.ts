@@ -47,7 +47,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   vaultwarden: ["services/vaultwarden.nix", "services/app-options.nix"],
   guacamole: ["services/guacamole.nix", "services/app-options.nix"],
   forgejo: ["services/forgejo.nix", "services/app-options.nix", "lib/forgejo.nix", "lib/oidc.nix"],
-  nextcloud: ["services/nextcloud.nix", "services/app-options.nix"],
+  nextcloud: ["services/nextcloud.nix", "services/app-options.nix", "lib/nextcloud.nix", "lib/oidc.nix"],
   monitoring: ["services/monitoring.nix", "services/app-options.nix"],
   media: ["services/media.nix", "services/app-options.nix"],
   openbao: ["services/openbao.nix", "services/app-options.nix"],
