@@ -50,7 +50,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   nextcloud: ["services/nextcloud.nix", "services/app-options.nix", "lib/nextcloud.nix", "lib/oidc.nix"],
   monitoring: ["services/monitoring.nix", "services/app-options.nix"],
   media: ["services/media.nix", "services/app-options.nix"],
-  openbao: ["services/openbao.nix", "services/app-options.nix"],
+  openbao: ["services/openbao.nix", "services/app-options.nix", "lib/openbao.nix"],
   mail: ["services/mail.nix", "services/app-options.nix"],
   pgadmin: ["services/pgadmin.nix", "services/app-options.nix", "lib/pgadmin.nix", "lib/oidc.nix"],
   custom: ["services/custom.nix", "services/app-options.nix"],
