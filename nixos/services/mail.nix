@@ -14,7 +14,6 @@
 # enableSubmission next to settings.main); postconf(5) for the parameter names.
 { config, lib, ... }:
 let
-  cfg = config.nixmox.mail;
   host = config.nixmox.host;
   fqdn = "${host.hostName}.${host.domain}";
 in
