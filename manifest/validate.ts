@@ -372,7 +372,9 @@ const crossServiceRules: CrossServiceRule[] = [
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} looks like an IPv4 address; use a name such as "${service.name}"` }];
         }
         const other = names.get(service.hostName);
-        return other !== undefined && other !== service.name
+        // Another service's full hostname is reported by uniqueHostname already.
+        const sameFqdn = services.some((candidate) => candidate !== service && candidate.fqdn === service.fqdn);
+        return other !== undefined && other !== service.name && !sameFqdn
           ? [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }]
           : [];
       });

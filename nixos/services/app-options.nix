@@ -43,7 +43,10 @@ let
   auth = types.nullOr (types.enum [ "oidc" "forward_auth" ]);
 in
 {
-  listen = listenOptions;
+  listen = {
+    address = mkOption { type = types.str; description = "Address the app listens on (the host's IP)."; };
+    port = mkOption { type = types.port; description = "Port the app listens on (its route upstream's port)."; };
+  };
 
   publicUrl = mkOption {
     type = types.nullOr types.str;
