@@ -78,8 +78,13 @@ in
       };
     };
 
-    # Appended to the module's own list (initial_password); readable by the unit's user through
-    # $CREDENTIALS_DIRECTORY, for pgadmin4 and for its preStart alike.
-    systemd.services.pgadmin.serviceConfig.LoadCredential = mkIf hasSecret [ "oidc_client_secret:${oidc.clientSecretFile}" ];
+    systemd.services.pgadmin = {
+      # Appended to the module's own list (initial_password); readable by the unit's user through
+      # $CREDENTIALS_DIRECTORY, for pgadmin4 and for its preStart alike.
+      serviceConfig.LoadCredential = mkIf hasSecret [ "oidc_client_secret:${oidc.clientSecretFile}" ];
+      # On a PostgreSQL host a changed secret restarts the kind's units, postgresql.service only
+      # (manifest/kinds.ts); partOf carries that restart to pgAdmin, which reads its secret only when it starts.
+      partOf = mkIf (host.kind == "postgresql") [ "postgresql.service" ];
+    };
   };
 }
