@@ -58,7 +58,13 @@ function standIn(dir: string, name: string, body = ""): string {
 }
 
 function runBash(script: string, env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync("/bin/bash", ["-e", "-c", script], { encoding: "utf8", timeout: 20_000, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env } });
+  // stdin from /dev/null: bash reads ~/.bashrc when its stdin is a socket (Node's default pipes are).
+  const result = spawnSync("/bin/bash", ["--norc", "-e", "-c", script], {
+    encoding: "utf8",
+    timeout: 20_000,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+  });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
@@ -269,7 +275,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         const data = planHostData(plan, "forgejo").forgejo!;
         oidc = data.oidc!;
         const listing = "printf 'ID\\tName\\tType\\tEnabled\\n3\\tauthentik-old\\tOAuth2\\ttrue\\n'; [ -z \"$EXISTING\" ] || printf '7\\tauthentik\\tOAuth2\\ttrue\\n'";
-        const forgejo = standIn(dir, "forgejo", `if [ "$1 $2 $3" = "admin auth list" ]; then ${listing}; fi`);
+        const forgejo = standIn(dir, "forgejo", `if [ "$1 $2 $3" = "admin auth list" ]; then ${listing}; fi\n[ "$3" != add-oauth ] || [ -z "$FAIL" ] || exit 1`);
         const psql = standIn(dir, "psql", 'printf "%s" "$PGPASSWORD" > "$PGPASSWORD_LOG"');
         writeFileSync(path.join(dir, "nixmox_db_password"), `${dbPassword}\n`);
         writeFileSync(path.join(dir, "nixmox_oidc_client_secret"), `${clientSecret}\n`);
@@ -279,12 +285,12 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       });
       after(() => rmSync(dir, { recursive: true, force: true }));
 
-      const run = (existing: boolean) => {
-        const log = path.join(dir, `log-${existing}`);
-        const passwordLog = path.join(dir, `pgpassword-${existing}`);
-        const result = runBash(script, { LOG: log, PGPASSWORD_LOG: passwordLog, CREDENTIALS_DIRECTORY: dir, EXISTING: existing ? "1" : "" });
+      const run = (existing: boolean, fail = false) => {
+        const log = path.join(dir, `log-${existing}-${fail}`);
+        const passwordLog = path.join(dir, `pgpassword-${existing}-${fail}`);
+        const result = runBash(script, { LOG: log, PGPASSWORD_LOG: passwordLog, CREDENTIALS_DIRECTORY: dir, EXISTING: existing ? "1" : "", FAIL: fail ? "1" : "" });
         assert.equal(result.status, 0, result.stderr);
-        return { calls: calls(log), log: readFileSync(log, "utf8"), pgpassword: readFileSync(passwordLog, "utf8") };
+        return { calls: calls(log), log: readFileSync(log, "utf8"), pgpassword: fail ? "" : readFileSync(passwordLog, "utf8"), stderr: result.stderr };
       };
       const args = () => nixEval(`${forgejoLib}.oauthArgs { name = "authentik"; oidc = ${json(oidc)}; }`) as string[];
       const psqlCall = ["psql", "--no-psqlrc", "--quiet", "--host=10.40.0.11", "--port=5432", "--dbname=forgejo", "--username=forgejo", "--file=/nix/store/x-secret.sql"];
@@ -294,6 +300,15 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         assert.deepEqual(made, [["forgejo", "admin", "auth", "list"], ["forgejo", "admin", "auth", "add-oauth", ...args()], psqlCall]);
         assert.equal(pgpassword, dbPassword, "psql gets the database password in its environment");
         assert.ok(!log.includes(clientSecret) && !log.includes(dbPassword), "no secret in any argv");
+      });
+
+      it("lets Forgejo start without the source when the CLI fails (provider not reachable yet), saying why", () => {
+        const { calls: made, stderr } = run(false, true);
+        assert.deepEqual(made, [["forgejo", "admin", "auth", "list"], ["forgejo", "admin", "auth", "add-oauth", ...args()]]);
+        assert.equal(
+          stderr.trim(),
+          'nixmox forgejo: could not create or update the login source "authentik" (is https://auth.home.lab/application/o/forgejo/.well-known/openid-configuration reachable?); Forgejo starts without it, the next restart of forgejo.service retries',
+        );
       });
 
       it("updates the existing source in place by its id", () => {

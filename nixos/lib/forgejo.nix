@@ -38,19 +38,26 @@ rec {
 
   # Shell fragment for forgejo.service's preStart (after the module's config generation and `forgejo migrate`,
   # before the web server reads its login sources): create the source or update it in place, then set its
-  # secret with `psql`. Idempotent: run at every start.
+  # secret with `psql`. Idempotent: run at every start. Never fatal: add-oauth/update-oauth fetch the discovery
+  # document, which fails while the provider's application does not exist yet (or the provider is down); Forgejo
+  # then starts without this login source (local accounts still work) and the next start retries.
   sourceScript = { forgejo, awk, psql, name, oidc, db, sqlFile, dbCredential }:
     let
       quoted = list: concatStringsSep " " (map shell.shellQuote list);
       args = quoted (oauthArgs { inherit name oidc; });
       connection = quoted [ "--host=${db.host}" "--port=${toString db.port}" "--dbname=${db.name}" "--username=${db.owner}" ];
     in ''
-      id=$(${forgejo} admin auth list | ${awk} -v name=${shell.shellQuote name} 'NR > 1 && $2 == name { print $1 }')
-      if [ -z "$id" ]; then
-        ${forgejo} admin auth add-oauth ${args}
-      else
-        ${forgejo} admin auth update-oauth --id "$id" ${args}
+      nixmox_oidc_source() {
+        id=$(${forgejo} admin auth list | ${awk} -v name=${shell.shellQuote name} 'NR > 1 && $2 == name { print $1 }') || return 1
+        if [ -z "$id" ]; then
+          ${forgejo} admin auth add-oauth ${args} || return 1
+        else
+          ${forgejo} admin auth update-oauth --id "$id" ${args} || return 1
+        fi
+        PGPASSWORD=$(cat "$CREDENTIALS_DIRECTORY/${dbCredential}") ${psql} --no-psqlrc --quiet ${connection} --file=${sqlFile} || return 1
+      }
+      if ! nixmox_oidc_source; then
+        echo ${shell.shellQuote "nixmox forgejo: could not create or update the login source \"${name}\" (is ${oidcLib.discoveryUrl oidc.issuer} reachable?); Forgejo starts without it, the next restart of forgejo.service retries"} >&2
       fi
-      PGPASSWORD=$(cat "$CREDENTIALS_DIRECTORY/${dbCredential}") ${psql} --no-psqlrc --quiet ${connection} --file=${sqlFile}
     '';
 }

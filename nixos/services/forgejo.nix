@@ -13,8 +13,11 @@
 # (../lib/forgejo.nix). This runs in forgejo.service's preStart, after the module's own preStart wrote app.ini and
 # ran `forgejo migrate`, and before the web server starts: Forgejo registers its login sources when it starts, and
 # the CLI needs that app.ini. (The brief asked for a separate oneshot unit; it could run neither before app.ini
-# exists nor after the web server has loaded the sources.) Known limit: if that UPDATE fails, PostgreSQL logs the
-# statement, secret literal included, in the database host's journal (the postgresql module's passwords share it).
+# exists nor after the web server has loaded the sources.) The step is never fatal: the CLI fetches the provider's
+# discovery document, which fails until NixMox has created the provider's application; Forgejo then starts without
+# SSO (local accounts work) and logs why, and its next restart retries. Known limit: if the UPDATE fails,
+# PostgreSQL logs the statement, secret literal included, in the database host's journal (the postgresql module's
+# passwords share this limit).
 #
 # Checked against NixOS 25.11: nixos/modules/services/misc/forgejo.nix, pkgs.postgresql (psql client) (services.forgejo.{enable,package,
 # database.{type,host,port,name,user,passwordFile,createDatabase},settings.{server.{HTTP_ADDR,HTTP_PORT,DOMAIN,
