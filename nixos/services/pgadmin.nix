@@ -23,7 +23,6 @@ let
   host = config.nixmox.host;
   oidc = cfg.oidc;
   pgadminLib = import ../lib/pgadmin.nix;
-  oidcLib = import ../lib/oidc.nix;
   hasSecret = oidc != null && oidc.clientSecretFile != null;
 in
 {
@@ -55,11 +54,11 @@ in
         assertion = oidc == null || hasSecret;
         message = "nixmox pgadmin: service \"${host.name}\" needs a confidential OIDC client (pgAdmin sends a client secret); set interface.auth.oidc.client_type = \"confidential\".";
       }
-      {
-        assertion = oidc == null || oidcLib.isPlainName oidc.provider;
-        message = "nixmox pgadmin: service \"${host.name}\": OIDC provider name ${builtins.toJSON (if oidc == null then "" else oidc.provider)} must be letters, digits, '.', '_' or '-'.";
-      }
     ];
+
+    # pgAdmin names OAuth2 users by their email claim and refuses a login without one (oauth2.html).
+    warnings = lib.optional (oidc != null && !(builtins.elem "email" oidc.scopes))
+      "nixmox pgadmin: service \"${host.name}\": the OIDC scopes ${builtins.toJSON (if oidc == null then [ ] else oidc.scopes)} do not include email; pgAdmin refuses OAuth2 logins without an email claim. Add \"email\" to interface.auth.oidc.scopes.";
 
     services.pgadmin = {
       enable = true;
