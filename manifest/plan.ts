@@ -434,7 +434,6 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     secrets,
     phases,
     rollback: manifest.enable_rollback,
-    healthMonitoring: manifest.enable_health_monitoring,
     warnings,
     manifestDir: options.manifestDir,
   };
