@@ -6,7 +6,7 @@
 // that the real CLIs accept these flags (that rests on the upstream sources cited in nixos/lib/*.nix).
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, chownSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { ManifestError, kindSpecs, loadManifestData, planManifest, validateManifest, type Plan } from "../manifest";
@@ -280,7 +280,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         writeFileSync(path.join(dir, "nixmox_db_password"), `${dbPassword}\n`);
         writeFileSync(path.join(dir, "nixmox_oidc_client_secret"), `${clientSecret}\n`);
         script = nixEval(
-          `${forgejoLib}.sourceScript { forgejo = ${JSON.stringify(forgejo)}; awk = "awk"; psql = ${JSON.stringify(psql)}; name = "authentik"; oidc = ${json(oidc)}; db = ${json(data.database)}; sqlFile = "/nix/store/x-secret.sql"; dbCredential = "nixmox_db_password"; }`,
+          `${forgejoLib}.sourceScript { forgejo = ${JSON.stringify(forgejo)}; awk = "awk"; psql = ${JSON.stringify(psql)}; name = "authentik"; oidc = ${json(oidc)}; db = ${json(data.database)}; sqlFile = "/nix/store/x-secret.sql"; dbCredential = "nixmox_db_password"; pendingFile = ${JSON.stringify(path.join(dir, "pending"))}; }`,
         ) as string;
       });
       after(() => rmSync(dir, { recursive: true, force: true }));
@@ -307,8 +307,11 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         assert.deepEqual(made, [["forgejo", "admin", "auth", "list"], ["forgejo", "admin", "auth", "add-oauth", ...args()]]);
         assert.equal(
           stderr.trim(),
-          'nixmox forgejo: could not create or update the login source "authentik" (is https://auth.home.lab/application/o/forgejo/.well-known/openid-configuration reachable?); Forgejo starts without it, the next restart of forgejo.service retries',
+          'nixmox forgejo: could not create or update the login source "authentik" (is https://auth.home.lab/application/o/forgejo/.well-known/openid-configuration reachable?); Forgejo starts without it and restarts once that URL answers',
         );
+        assert.ok(existsSync(path.join(dir, "pending")), "the retry timer's marker is written");
+        run(false);
+        assert.ok(!existsSync(path.join(dir, "pending")), "and cleared once the source is set up");
       });
 
       it("updates the existing source in place by its id", () => {

@@ -40,8 +40,9 @@ rec {
   # before the web server reads its login sources): create the source or update it in place, then set its
   # secret with `psql`. Idempotent: run at every start. Never fatal: add-oauth/update-oauth fetch the discovery
   # document, which fails while the provider's application does not exist yet (or the provider is down); Forgejo
-  # then starts without this login source (local accounts still work) and the next start retries.
-  sourceScript = { forgejo, awk, psql, name, oidc, db, sqlFile, dbCredential }:
+  # then starts without this login source (local accounts still work), `pendingFile` records it, and the module's
+  # retry timer restarts Forgejo once the document answers.
+  sourceScript = { forgejo, awk, psql, name, oidc, db, sqlFile, dbCredential, pendingFile }:
     let
       quoted = list: concatStringsSep " " (map shell.shellQuote list);
       args = quoted (oauthArgs { inherit name oidc; });
@@ -56,8 +57,11 @@ rec {
         fi
         PGPASSWORD=$(cat "$CREDENTIALS_DIRECTORY/${dbCredential}") ${psql} --no-psqlrc --quiet ${connection} --file=${sqlFile} || return 1
       }
-      if ! nixmox_oidc_source; then
-        echo ${shell.shellQuote "nixmox forgejo: could not create or update the login source \"${name}\" (is ${oidcLib.discoveryUrl oidc.issuer} reachable?); Forgejo starts without it, the next restart of forgejo.service retries"} >&2
+      if nixmox_oidc_source; then
+        rm -f ${shell.shellQuote pendingFile}
+      else
+        touch ${shell.shellQuote pendingFile}
+        echo ${shell.shellQuote "nixmox forgejo: could not create or update the login source \"${name}\" (is ${oidcLib.discoveryUrl oidc.issuer} reachable?); Forgejo starts without it and restarts once that URL answers"} >&2
       fi
     '';
 }

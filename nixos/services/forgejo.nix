@@ -14,12 +14,14 @@
 # ran `forgejo migrate`, and before the web server starts: Forgejo registers its login sources when it starts, and
 # the CLI needs that app.ini. (The brief asked for a separate oneshot unit; it could run neither before app.ini
 # exists nor after the web server has loaded the sources.) The step is never fatal: the CLI fetches the provider's
-# discovery document, which fails until NixMox has created the provider's application; Forgejo then starts without
-# SSO (local accounts work) and logs why, and its next restart retries. Known limit: if the UPDATE fails,
+# discovery document, which fails until NixMox has created the provider's application (it does so after this
+# host's rebuild); Forgejo then starts without SSO (local accounts work) and logs why, and a timer
+# (nixmox-forgejo-sso-retry) restarts it once the discovery document answers. Known limit: if the UPDATE fails,
 # PostgreSQL logs the statement, secret literal included, in the database host's journal (the postgresql module's
 # passwords share this limit).
 #
-# Checked against NixOS 25.11: nixos/modules/services/misc/forgejo.nix, pkgs.postgresql (psql client) (services.forgejo.{enable,package,
+# Checked against NixOS 25.11: nixos/modules/services/misc/forgejo.nix, pkgs.postgresql (psql client), pkgs.curl,
+# systemd.timers.<name>.timerConfig (systemd.timer(5): OnCalendar=; systemd.unit(5): ConditionPathExists=) (services.forgejo.{enable,package,
 # database.{type,host,port,name,user,passwordFile,createDatabase},settings.{server.{HTTP_ADDR,HTTP_PORT,DOMAIN,
 # ROOT_URL,SSH_DOMAIN,SSH_PORT},session.COOKIE_SECURE,service,oauth2_client},stateDir,customDir}; unit
 # forgejo.service with preStart, LoadCredential list, FORGEJO_WORK_DIR/FORGEJO_CUSTOM) and Forgejo's config cheat
@@ -39,6 +41,8 @@ let
   sourceName = if oidc == null then "" else oidc.provider;
   usernameSource = if oidc == null then null else forgejoLib.usernameSource oidc.usernameClaim;
   urlParts = if cfg.publicUrl == null then null else builtins.match "(https?)://([^/:]+)(:[0-9]+)?(/.*)?" cfg.publicUrl;
+  # Written by the preStart while the login source could not be set up; cleared once it was.
+  pendingFile = "${config.services.forgejo.stateDir}/nixmox-oidc-source-pending";
   secretSql = pkgs.writeText "nixmox-forgejo-oidc-secret.sql" (forgejoLib.secretSql { name = sourceName; credential = "nixmox_oidc_client_secret"; });
 in
 {
@@ -117,12 +121,31 @@ in
         inherit oidc db;
         sqlFile = secretSql;
         dbCredential = "nixmox_db_password";
+        inherit pendingFile;
       });
       # Appended to the module's list; ids prefixed so they cannot collide with its FORGEJO__… credentials.
       serviceConfig.LoadCredential = [
         "nixmox_oidc_client_secret:${oidc.clientSecretFile}"
         "nixmox_db_password:${db.passwordFile}"
       ];
+    };
+
+    # While the login source is pending, restart Forgejo as soon as the provider's discovery document answers
+    # (at most every 5 minutes, and never while it does not, so an unreachable provider causes no restart loop).
+    systemd.services.nixmox-forgejo-sso-retry = mkIf (oidc != null && hasSecret && db != null) {
+      description = "NixMox: restart Forgejo once its SSO provider answers, to create the pending login source";
+      unitConfig.ConditionPathExists = pendingFile;
+      serviceConfig.Type = "oneshot";
+      script = ''
+        if ${pkgs.curl}/bin/curl --silent --fail --max-time 10 --output /dev/null ${lib.escapeShellArg (oidcLib.discoveryUrl oidc.issuer)}; then
+          systemctl try-restart forgejo.service
+        fi
+      '';
+    };
+    systemd.timers.nixmox-forgejo-sso-retry = mkIf (oidc != null && hasSecret && db != null) {
+      wantedBy = [ "timers.target" ];
+      # Calendar-based: OnUnitActiveSec= would not re-arm after a run skipped by its condition.
+      timerConfig.OnCalendar = "*:0/5";
     };
   };
 }
