@@ -20,13 +20,13 @@
 # PostgreSQL logs the statement, secret literal included, in the database host's journal (the postgresql module's
 # passwords share this limit).
 #
-# Checked against NixOS 25.11: nixos/modules/services/misc/forgejo.nix, pkgs.postgresql (psql client), pkgs.curl,
-# systemd.timers.<name>.timerConfig (systemd.timer(5): OnCalendar=; systemd.unit(5): ConditionPathExists=) (services.forgejo.{enable,package,
+# Checked against NixOS 25.11: nixos/modules/services/misc/forgejo.nix (services.forgejo.{enable,package,stateDir,
 # database.{type,host,port,name,user,passwordFile,createDatabase},settings.{server.{HTTP_ADDR,HTTP_PORT,DOMAIN,
-# ROOT_URL,SSH_DOMAIN,SSH_PORT},session.COOKIE_SECURE,service,oauth2_client},stateDir,customDir}; unit
-# forgejo.service with preStart, LoadCredential list, FORGEJO_WORK_DIR/FORGEJO_CUSTOM) and Forgejo's config cheat
-# sheet (https://forgejo.org/docs/latest/admin/config-cheat-sheet/: [service] DISABLE_REGISTRATION,
-# ALLOW_ONLY_EXTERNAL_REGISTRATION, [oauth2_client] ENABLE_AUTO_REGISTRATION, USERNAME, ACCOUNT_LINKING).
+# ROOT_URL,SSH_DOMAIN,SSH_PORT},session.COOKIE_SECURE,service,oauth2_client}}; unit forgejo.service with preStart,
+# its LoadCredential list, FORGEJO_WORK_DIR/FORGEJO_CUSTOM), Forgejo's config cheat sheet
+# (https://forgejo.org/docs/latest/admin/config-cheat-sheet/: [service] DISABLE_REGISTRATION,
+# ALLOW_ONLY_EXTERNAL_REGISTRATION, [oauth2_client] ENABLE_AUTO_REGISTRATION, USERNAME, ACCOUNT_LINKING),
+# pkgs.postgresql (psql client), pkgs.curl, systemd.timer(5) OnCalendar= and systemd.unit(5) ConditionPathExists=.
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkIf mkAfter optionalAttrs;
