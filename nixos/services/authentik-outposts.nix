@@ -3,7 +3,7 @@
 # `outposts` key.
 #
 # An outpost needs an API token that exists only after Authentik created the outpost; NixMox delivers it
-# later to `tokenFiles.<type>` (root-only, under the secrets directory). Until then the outpost's unit is
+# later to `tokenFiles.<type>` (root-only, under /var/lib/nixmox/outposts, components/outpost-token.ts). Until then the outpost's unit is
 # skipped, not failed (ConditionPathExists=), and a path unit starts it as soon as the file appears. The token
 # reaches the outpost through a root-only environment file composed at start (core option
 # nixmox.environmentFiles: the RADIUS outpost of some authentik releases reads AUTHENTIK_TOKEN only from the
