@@ -236,7 +236,7 @@ describe("program under mocks: edits", function () {
           "systemctl restart authentik-radius.service",
       );
       assert.ok(push.secretPaths.includes("stdin"), push.secretPaths.join(","));
-      assert.equal((push.inputs.connection as { host: string }).host, "192.168.99.12");
+      assert.equal((push.plainInputs.connection as { host: string }).host, "192.168.99.12");
     } finally {
       edited.remove();
     }
