@@ -52,7 +52,6 @@ export function renderPlanJson(plan: Plan): string {
     secrets: plan.secrets,
     phases: plan.phases,
     rollback: plan.rollback,
-    healthMonitoring: plan.healthMonitoring,
     warnings: plan.warnings,
   });
 }

@@ -247,8 +247,6 @@ export interface Plan {
   phases: PhasePlan[];
   /** manifest enable_rollback: roll a failed activation back to the previous generation. */
   rollback: boolean;
-  /** manifest enable_health_monitoring: refresh re-runs liveness checks. */
-  healthMonitoring: boolean;
   /** Things that are valid but probably not what the author meant (shown by validate and plan). */
   warnings: string[];
   /** Directory of the manifest file, to resolve relative module paths (not part of rendered output). */

@@ -364,7 +364,10 @@ export const manifestSchema = z
     enable_health_monitoring: z
       .boolean()
       .default(true)
-      .describe("Accepted from the original NixMox. Health gates always run on deploy; false makes `pulumi refresh` skip liveness probes (no drift from health)."),
+      .describe(
+        "Accepted from the original NixMox, no effect: deploys are always health-gated and `pulumi refresh` always re-runs liveness checks " +
+          '(give a check phase = "startup" to keep it out of refresh).',
+      ),
     enable_dependency_graphing: z
       .boolean()
       .default(true)

@@ -84,7 +84,7 @@ describe("nixos modules: values computed from the rendered host data", function 
       const worker = units["authentik-worker"].environment;
       assert.equal(server.AUTHENTIK_LISTEN__HTTP, "192.168.99.12:9000");
       assert.equal(worker.AUTHENTIK_LISTEN__HTTP, "127.0.0.1:9001");
-      assert.equal(worker.AUTHENTIK_LISTEN__METRICS, "127.0.0.1:9301");
+      assert.equal(worker.AUTHENTIK_LISTEN__METRICS, "127.0.0.1:9310");
       for (const key of ["AUTHENTIK_LISTEN__HTTP", "AUTHENTIK_LISTEN__HTTPS", "AUTHENTIK_LISTEN__METRICS"]) assert.notEqual(server[key], worker[key], key);
       assert.match(server.AUTHENTIK_LISTEN__HTTPS, /^127\.0\.0\.1:/);
     });

@@ -17,7 +17,7 @@
 # on `listen.http`/`listen.metrics`, so with one environment both units race for the same sockets and the
 # loser's port may be taken by the worker's health-only server (nix-community/authentik-nix 6a08032,
 # "module: override metrics & http address for worker"; goauthentik/authentik#22606). The worker gets its own
-# loopback listeners, as authentik-nix does. Migrations run once in authentik-migrate before both units
+# loopback listeners, as authentik-nix does (other ports: the outposts hold 9301/9302). Migrations run once in authentik-migrate before both units
 # (authentik-nix's authentik-migrate unit), so the two never migrate the same database at first start.
 #
 # No Redis: authentik 2025.10 moved caching, sessions, WebSocket channels and tasks to PostgreSQL, and
@@ -47,10 +47,11 @@ let
       https = "127.0.0.1:${toString httpsPort}";
       metrics = "127.0.0.1:9300";
     };
+    # Apart from the server's and from the LDAP/RADIUS outposts' metrics (9301/9302, authentik-outposts.nix).
     worker = {
       http = "127.0.0.1:9001";
       https = "127.0.0.1:9444";
-      metrics = "127.0.0.1:9301";
+      metrics = "127.0.0.1:9310";
     };
   };
   httpsPort = 9443;
