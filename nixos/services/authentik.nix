@@ -17,8 +17,9 @@
 # on `listen.http`/`listen.metrics`, so with one environment both units race for the same sockets and the
 # loser's port may be taken by the worker's health-only server (nix-community/authentik-nix 6a08032,
 # "module: override metrics & http address for worker"; goauthentik/authentik#22606). The worker gets its own
-# loopback listeners, as authentik-nix does (other ports: the outposts hold 9301/9302). Migrations run once in authentik-migrate before both units
-# (authentik-nix's authentik-migrate unit), so the two never migrate the same database at first start.
+# loopback listeners, as authentik-nix does (on other ports than the outposts' 9301/9302). Migrations run once
+# in authentik-migrate before both units (authentik-nix's authentik-migrate unit), so the two never migrate the
+# same database at first start.
 #
 # No Redis: authentik 2025.10 moved caching, sessions, WebSocket channels and tasks to PostgreSQL, and
 # nixpkgs' package dropped every Redis dependency with that update (NixOS/nixpkgs#456433, "authentik: 2025.8.4 ->
