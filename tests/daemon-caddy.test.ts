@@ -10,7 +10,8 @@ import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { exampleManifestData } from "./golden/render-fixtures";
+import { loadManifestData } from "../manifest";
+import { exampleManifestData, exampleManifestDir } from "./golden/render-fixtures";
 import { freePort, moveToSubnet, randomLoopbackSubnet, renderWithConfigs, startDaemon, waitFor, type Daemon } from "./support/daemons";
 import { seedManifest } from "./support/manifests";
 
@@ -34,6 +35,7 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
   for (const [label, load] of [
     ["example manifest", async () => exampleManifestData()],
     ["seed layout", async () => seedManifest()],
+    ["seed homelab with the new kinds", async () => loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix"))],
   ] as const) {
     it(`caddy validate accepts the ${label}'s Caddyfile`, async () => {
       const rendered = renderWithConfigs(await load());

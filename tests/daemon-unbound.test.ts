@@ -12,7 +12,8 @@ import { createSocket, type Socket } from "node:dgram";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { exampleManifestData } from "./golden/render-fixtures";
+import { loadManifestData } from "../manifest";
+import { exampleManifestData, exampleManifestDir } from "./golden/render-fixtures";
 import { freePort, moveToSubnet, randomLoopbackSubnet, renderWithConfigs, startDaemon, waitFor, type Daemon } from "./support/daemons";
 import { seedManifest } from "./support/manifests";
 
@@ -62,9 +63,10 @@ async function dig(server: string, port: number, args: string[], source?: string
   return { status, answers };
 }
 
-for (const [label, load] of [
-  ["example manifest", async () => exampleManifestData()],
-  ["seed layout", async () => seedManifest()],
+for (const [label, load, from] of [
+  ["example manifest", async () => exampleManifestData(), "192.168.99."],
+  ["seed layout", async () => seedManifest(), "192.168.99."],
+  ["seed homelab with the new kinds", async () => loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>>, "10.40.0."],
 ] as const) {
   describe(`daemon: unbound runs the DNS host's generated unbound.conf (${label})`, function () {
     this.timeout(120_000);
@@ -75,12 +77,14 @@ for (const [label, load] of [
     let dnsIp: string;
     let port: number;
     let records: Array<{ name: string; value: string; source: string }>;
+    let domain: string;
     let unbound: Daemon | undefined;
     let forwarder: Socket | undefined;
 
     before(async () => {
-      const raw = moveToSubnet(await load(), subnet) as Record<string, any>;
+      const raw = moveToSubnet(await load(), subnet, from) as Record<string, any>;
       raw.network.dns = { allowed_networks: [`${adminNet}.0/24`] };
+      domain = raw.network.domain;
       const rendered = renderWithConfigs(raw);
       const dnsService = rendered.hosts.find((host) => JSON.parse(host.files["host.json"]).host.kind === "dns")!.service;
       const data = rendered.data(dnsService);
@@ -137,7 +141,7 @@ for (const [label, load] of [
     });
 
     it("answers NXDOMAIN for unknown names under the homelab domain instead of forwarding them", async () => {
-      assert.equal((await dig(dnsIp, port, ["nothing-here.nixmox.lan", "A"])).status, "NXDOMAIN");
+      assert.equal((await dig(dnsIp, port, [`nothing-here.${domain}`, "A"])).status, "NXDOMAIN");
     });
 
     it("forwards names outside the homelab to the configured forwarder", async () => {

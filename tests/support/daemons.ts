@@ -15,10 +15,10 @@ export function randomLoopbackSubnet(): string {
   return `127.${octet(20, 250)}.${octet(1, 250)}`;
 }
 
-/** A deep copy of `data` with every "192.168.99." inside a string replaced by "<subnet>.". */
-export function moveToSubnet<T>(data: T, subnet: string): T {
+/** A deep copy of `data` with every `from` (a /24 prefix with its dot) inside a string replaced by "<subnet>.". */
+export function moveToSubnet<T>(data: T, subnet: string, from = "192.168.99."): T {
   const walk = (value: unknown): unknown => {
-    if (typeof value === "string") return value.split("192.168.99.").join(`${subnet}.`);
+    if (typeof value === "string") return value.split(from).join(`${subnet}.`);
     if (Array.isArray(value)) return value.map(walk);
     if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v)]));
     return value;
