@@ -51,7 +51,8 @@ describe("program under mocks: the example manifest", function () {
       disk: { datastoreId: "local-lvm", size: 4 },
       features: { nesting: true },
       initialization: {
-        dns: { domain: "nixmox.lan", servers: ["192.168.99.13"] },
+        // The DNS service itself resolves through the upstream (the gateway) until its Unbound runs.
+        dns: { domain: "nixmox.lan", servers: ["192.168.99.1"] },
         hostname: "dns",
         ipConfigs: [{ ipv4: { address: "192.168.99.13/24", gateway: "192.168.99.1" } }],
         userAccount: { keys: [...plan.network.sshKeys.root, publicKeyOf(offlinePreviewPrivateKey())].sort() },
