@@ -149,10 +149,72 @@ for (const [label, load, from] of [
     });
 
     // Unbound always allows 127.0.0.0/8 on top of access-control (unbound.conf(5): the localhost defaults), so
-    // refusal cannot be shown from a loopback source; the test checks the generated lines instead.
+    // refusal cannot be shown from a loopback source here; the namespace test below shows it with real addresses.
     it("allows exactly the containers' subnet and network.dns.allowed_networks besides loopback", () => {
       const lines = conf.split("\n").filter((line) => line.includes("access-control:")).map((line) => line.trim());
       assert.deepEqual(lines, ["access-control: 127.0.0.0/8 allow", `access-control: ${subnet}.0/24 allow`, `access-control: ${adminNet}.0/24 allow`]);
     });
   });
 }
+
+// In a network namespace the test creates (unshare: only its own `lo`, so nothing on the machine is touched),
+// the DNS host's unbound.conf runs on port 53 as on the host, with non-loopback client addresses added to `lo`:
+// Unbound refuses an address outside the allowed networks and answers one inside network.dns.allowed_networks,
+// and glibc, given a non-DNS host's rendered /etc/resolv.conf (bind-mounted), resolves short and full names
+// through it. Needs root, unshare and ip (util-linux, iproute2).
+describe("daemon: unbound on port 53 in a private network namespace, with glibc reading the rendered resolv.conf", function () {
+  this.timeout(120_000);
+  const subnet = randomLoopbackSubnet();
+  let dir: string;
+
+  before(() => {
+    dir = mkdtempSync(path.join(tmpdir(), "nixmox-unbound-netns-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("refuses clients outside the allowed networks, answers allowed ones, and glibc resolves through resolv.conf", async () => {
+    const raw = moveToSubnet(await exampleManifestData(), subnet) as Record<string, any>;
+    raw.network.dns = { allowed_networks: ["10.78.0.0/24"] };
+    const rendered = renderWithConfigs(raw);
+    writeFileSync(path.join(dir, "unbound.conf"), rendered.configs.dns["unbound.conf"]);
+    writeFileSync(path.join(dir, "resolv.conf"), rendered.configs.vaultwarden["resolv.conf"]);
+    writeFileSync(path.join(dir, "test.conf"), [
+      "server:",
+      `  directory: "${dir}"`,
+      '  chroot: ""',
+      '  username: ""',
+      '  pidfile: ""',
+      "  do-daemonize: no",
+      "  use-syslog: no",
+      "  do-ip6: no",
+      `include: "${path.join(dir, "unbound.conf")}"`,
+      "",
+    ].join("\n"));
+    const script = [
+      "ip link set lo up",
+      "ip addr add 10.77.0.5/32 dev lo",
+      "ip addr add 10.78.0.9/32 dev lo",
+      'unbound -d -c "$DIR/test.conf" >"$DIR/unbound.log" 2>&1 & pid=$!',
+      "trap 'kill $pid' EXIT",
+      "i=0",
+      'until [ -n "$(dig +short +time=1 +tries=1 @"$DNS" "dns.$DOMAIN" 2>/dev/null)" ]; do i=$((i+1)); [ $i -lt 100 ] || exit 9; sleep 0.1; done',
+      'echo "outsider $(dig +time=2 +tries=1 -b 10.77.0.5 @"$DNS" "caddy.$DOMAIN" | grep -o "status: [A-Z]*")"',
+      'echo "admin $(dig +time=2 +tries=1 -b 10.78.0.9 @"$DNS" "caddy.$DOMAIN" | grep -o "status: [A-Z]*")"',
+      'mount --bind "$DIR/resolv.conf" /etc/resolv.conf',
+      'echo "short $(getent hosts caddy)"',
+      'echo "full $(getent hosts vault.$DOMAIN)"',
+    ].join("\n");
+    const { stdout } = await promisify(execFile)("unshare", ["--net", "--mount", "sh", "-ec", script], {
+      encoding: "utf8",
+      timeout: 60_000,
+      env: { ...process.env, DIR: dir, DNS: rendered.data("dns").host.ip, DOMAIN: "nixmox.lan" },
+    });
+    const lines = Object.fromEntries(stdout.trim().split("\n").map((line) => [line.split(" ")[0], line.slice(line.indexOf(" ") + 1).replace(/\s+/g, " ").trim()]));
+    assert.deepEqual(lines, {
+      outsider: "status: REFUSED",
+      admin: "status: NOERROR",
+      short: `${subnet}.10 caddy.nixmox.lan`,
+      full: `${subnet}.10 vault.nixmox.lan`,
+    });
+  });
+});
