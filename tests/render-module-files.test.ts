@@ -5,8 +5,8 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { ManifestError } from "../manifest";
-import { fileSources, renderHost, writeRenderedHosts } from "../render";
+import { loadPlan, ManifestError } from "../manifest";
+import { fileSources, renderHost, writeRenderedHosts, type HostData } from "../render";
 import { moduleClosure, relativePathLiterals, stripNixCommentsAndStrings } from "../render/module-files";
 import { planFromData, exampleManifestData } from "./golden/render-fixtures";
 
@@ -92,5 +92,25 @@ describe("render: files a manifest module names by relative path", () => {
         return true;
       });
     });
+  });
+});
+
+describe("docs: the worked custom-app example (docs/custom-apps.md)", function () {
+  this.timeout(60_000);
+
+  it("validates, renders Miniflux with its database, OIDC client and sibling module, and every file parses", async () => {
+    const example = path.join(__dirname, "..", "docs", "examples", "custom-app.nix");
+    const plan = await loadPlan(example);
+    const host = renderHost(plan, "miniflux", fileSources(plan.manifestDir));
+    assert.deepEqual(Object.keys(host.files).filter((file) => file.startsWith("custom/")), ["custom/modules/hardening.nix", "custom/modules/miniflux.nix"]);
+    const data = JSON.parse(host.files["host.json"]) as HostData;
+    assert.deepEqual(data.custom!.listen, { address: "192.168.99.17", port: 8080 });
+    assert.equal(data.custom!.database!.passwordFile, "/var/lib/nixmox/secrets/miniflux/db_password");
+    assert.deepEqual([data.custom!.oidc!.clientId, data.custom!.oidc!.redirectUris], ["miniflux", ["https://rss.nixmox.lan/oauth2/oidc/callback"]]);
+    assert.deepEqual(plan.databases.filter((db) => db.service === "miniflux").map((db) => `${db.server}:${db.name}:${db.owner}:${db.clientIp}`), ["postgresql:miniflux:miniflux:192.168.99.17"]);
+    assert.ok(plan.services.find((service) => service.name === "miniflux")!.ports.includes(8080));
+    for (const [file, content] of Object.entries(host.files)) {
+      if (file.endsWith(".nix")) execFileSync("nix-instantiate", ["--parse", "-"], { input: content, stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
+    }
   });
 });
