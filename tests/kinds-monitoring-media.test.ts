@@ -162,9 +162,9 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
 
     it("configures Grafana from the data: listener, root_url, PostgreSQL and generic_oauth, secrets only as $__file{} credentials", () => {
       const credentials = "/run/credentials/grafana.service";
-      assert.deepEqual(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()}`), {
+      assert.deepEqual(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()} "authentik Admins"`), {
         server: { http_addr: "10.40.0.18", http_port: 3000, domain: "grafana.home.lab", root_url: "https://grafana.home.lab/", serve_from_sub_path: false },
-        security: { secret_key: `$__file{${credentials}/secret_key}` },
+        security: { secret_key: `$__file{${credentials}/secret_key}`, admin_password: `$__file{${credentials}/admin_password}` },
         users: { allow_sign_up: false },
         analytics: { reporting_enabled: false, check_for_updates: false },
         database: { type: "postgres", host: "10.40.0.11:5432", name: "monitoring", user: "monitoring", password: `$__file{${credentials}/db_password}` },
@@ -180,6 +180,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
           api_url: "https://auth.home.lab/application/o/userinfo/",
           login_attribute_path: "preferred_username",
           groups_attribute_path: "groups",
+          role_attribute_path: "contains(groups[*], 'authentik Admins') && 'Admin' || 'Viewer'",
           email_attribute_path: "email",
           use_pkce: true,
           use_refresh_token: true,
@@ -188,11 +189,12 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     });
 
     it("loads exactly the credentials Grafana's $__file{} references read, from the host's secret files", () => {
-      const settings = JSON.stringify(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()}`));
+      const settings = JSON.stringify(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()} "authentik Admins"`));
       const referenced = [...settings.matchAll(/\$__file\{\/run\/credentials\/grafana\.service\/([a-z_]+)\}/g)].map((match) => match[1]).sort();
-      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} "/var/lib/nixmox/generated/grafana_secret_key"`) as string[];
+      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} "/var/lib/nixmox/generated/grafana"`) as string[];
       assert.deepEqual(loaded, [
-        "secret_key:/var/lib/nixmox/generated/grafana_secret_key",
+        "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
+        "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
         `db_password:${secrets}/monitoring/db_password`,
         `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
       ]);
@@ -216,7 +218,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       data.services.monitoring.interface.proxy.prometheus = { domain: "mon.home.lab", path: "/prometheus", upstream: "10.40.0.18:9090" };
       data.services.monitoring.interface.auth.oidc.redirect_uris = ["https://mon.home.lab/grafana/login/generic_oauth"];
       const edited = json(planHostData(planOf(data), "monitoring").monitoring);
-      const result = nixEval(`let m = ${monitoringLib}; c = ${edited}; in { server = (m.grafanaSettings c).server; missing = m.grafanaCallbackMissing c; scrape = map (s: s.metrics_path) (m.prometheusScrapeConfigs c); datasource = (builtins.head (m.grafanaDatasources c)).url; }`);
+      const result = nixEval(`let m = ${monitoringLib}; c = ${edited}; in { server = (m.grafanaSettings c "admins").server; missing = m.grafanaCallbackMissing c; scrape = map (s: s.metrics_path) (m.prometheusScrapeConfigs c); datasource = (builtins.head (m.grafanaDatasources c)).url; }`);
       assert.deepEqual(result, {
         server: { http_addr: "10.40.0.18", http_port: 3000, domain: "mon.home.lab", root_url: "https://mon.home.lab/grafana/", serve_from_sub_path: true },
         missing: false,
