@@ -15,11 +15,13 @@
 # host. LDAP listens on the host's address at `ldap.port` (TCP), RADIUS at `radius.port` (UDP); LDAPS and the
 # metrics listeners stay on loopback. Nothing else listens.
 #
-# Checked against NixOS 25.11: pkgs/by-name/au/authentik/outposts.nix (pkgs.authentik-outposts.{ldap,radius},
-# built from authentik's source with meta.mainProgram "ldap"/"radius", pkgs/by-name/au/authentik/ldap.nix and
-# radius.nix), systemd.services.<name>.unitConfig, systemd.paths.<name>.pathConfig (systemd.path(5): PathExists=,
-# Unit=), and authentik's outpost environment (nixos/lib/authentik-outposts.nix). Unit names follow the
-# authentik-nix flake (authentik-ldap.service, authentik-radius.service).
+# Checked against NixOS 25.11: pkgs/top-level/all-packages.nix (authentik-outposts = callPackages of
+# pkgs/by-name/au/authentik/outposts.nix: .ldap, .proxy, .radius, built from authentik's source with
+# meta.mainProgram "ldap"/"radius" in ldap.nix and radius.nix), systemd.services.<name>.unitConfig,
+# systemd.paths.<name>.pathConfig (systemd.path(5): PathExists=, Unit=), and authentik's outpost environment
+# (nixos/lib/authentik-outposts.nix). Unit names follow the authentik-nix flake (authentik-ldap.service,
+# authentik-radius.service). They are not among the authentik kind's health-check units (manifest/kinds.ts):
+# they cannot run before NixMox delivers their tokens.
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types;
