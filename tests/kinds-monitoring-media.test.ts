@@ -114,7 +114,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       assert.deepEqual(data.outposts, {
         ldap: { baseDn: "dc=home,dc=lab", port: 3389 },
         radius: { clientNetworks: ["10.40.0.0/24"], port: 1812, sharedSecretFile: `${secrets}/authentik/radius_shared_secret` },
-        tokenFiles: { ldap: `${secrets}/authentik/outpost-ldap-token`, radius: `${secrets}/authentik/outpost-radius-token` },
+        tokenFiles: { ldap: "/var/lib/nixmox/outposts/ldap-token", radius: "/var/lib/nixmox/outposts/radius-token" },
       });
       assert.deepEqual([data.host.ports, data.host.udpPorts], [[3389, 9000], [1812]]);
     });
