@@ -6,9 +6,9 @@
 # the same namespaces for Sonarr and Prowlarr: <APP>__SERVER__{PORT,BINDADDRESS}, <APP>__POSTGRES__{HOST,PORT,
 # USER,PASSWORD,MAINDB,LOGDB}; each app binds its PostgresOptions {Host, Port, User, Password, MainDb, LogDb}
 # from the "<App>:Postgres" section of its environment configuration: src/NzbDrone.Core/Datastore/
-# PostgresOptions.cs of Sonarr and Prowlarr, Radarr's Bootstrap.cs `GetSection("Radarr:Postgres")`), NixOS 25.11 nixos/modules/services/misc/servarr/
-# settings-options.nix (mkServarrSettingsEnvVars turns `settings.<section>.<key>` into
-# <APP>__<SECTION>__<KEY>, upper-cased) and Transmission's settings.json keys (rpc-bind-address, rpc-port,
+# PostgresOptions.cs of Sonarr and Prowlarr, Radarr's Bootstrap.cs `GetSection("Radarr:Postgres")`), NixOS
+# 25.11 nixos/modules/services/misc/servarr/settings-options.nix (mkServarrSettingsEnvVars turns
+# `settings.<section>.<key>` into <APP>__<SECTION>__<KEY>, upper-cased) and Transmission's settings.json keys (rpc-bind-address, rpc-port,
 # rpc-host-whitelist, rpc-host-whitelist-enabled, rpc-whitelist-enabled;
 # https://github.com/transmission/transmission/blob/main/docs/Editing-Configuration-Files.md).
 let

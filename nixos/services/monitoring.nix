@@ -37,6 +37,10 @@ let
   build = import ../lib/monitoring.nix;
   shell = import ../lib/shell.nix;
   apps = cfg.apps;
+  waitForAddress = {
+    after = [ "network-online.target" ];
+    wants = [ "network-online.target" ];
+  };
 in
 {
   options.nixmox.monitoring = (import ./app-options.nix lib) // {
@@ -112,9 +116,17 @@ in
       configuration = build.promtailConfig cfg host.hostName;
     };
 
+    # The apps bind the host's address, which exists once networkd has configured it (core.nix,
+    # RequiredForOnline=routable); Promtail also waits for Loki.
+    systemd.services.prometheus = waitForAddress;
+    systemd.services.alertmanager = waitForAddress;
+    systemd.services.grafana = waitForAddress // {
+      serviceConfig.LoadCredential = build.grafanaCredentials cfg cfg.grafanaGeneratedDir;
+    };
+    systemd.services.loki = waitForAddress;
     systemd.services.promtail = {
-      after = [ "loki.service" ];
-      wants = [ "loki.service" ];
+      after = [ "network-online.target" "loki.service" ];
+      wants = [ "network-online.target" "loki.service" ];
     };
 
     # Grafana's own secrets: created once, kept across rebuilds; only root reads them (grafana gets credential
@@ -139,7 +151,5 @@ in
         done
       '';
     };
-
-    systemd.services.grafana.serviceConfig.LoadCredential = build.grafanaCredentials cfg cfg.grafanaGeneratedDir;
   };
 }
