@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { loadManifestData, planManifest, validateManifest } from "../manifest";
+import { kindSpecs, loadManifestData, outpostUnit, planManifest, validateManifest } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
 import { fileSources, planHostData, renderHost, shippedFiles } from "../render";
 import { nixEval, shippedNix } from "./golden/render-fixtures";
@@ -127,6 +127,23 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       const authentik = renderHost(plan, "authentik", sources).files;
       assert.ok("nixos/services/authentik-outposts.nix" in authentik && "nixos/lib/authentik-outposts.nix" in authentik);
       assert.match(authentik["flake.nix"], /\.\/nixos\/services\/authentik\.nix\n {8}\.\/nixos\/services\/authentik-outposts\.nix\n/);
+    });
+  });
+
+  describe("units", () => {
+    it("restarts the unit that reads a changed secret: grafana for monitoring's, each *arr app for its database password", () => {
+      const restarts = (service: string) =>
+        Object.fromEntries(plan.secrets.filter((secret) => secret.service === service && secret.configService === service).map((secret) => [secret.name, secret.restartUnits]));
+      for (const units of Object.values(restarts("monitoring"))) assert.ok(units.includes("grafana.service"));
+      const media = restarts("media");
+      for (const app of ["sonarr", "radarr", "prowlarr"]) assert.ok(media[`${app}_db_password`].includes(`${app}.service`), app);
+      assert.deepEqual(Object.keys(media).sort(), ["jellyfin_oidc_client_secret", "prowlarr_db_password", "radarr_db_password", "sonarr_db_password"]);
+      assert.deepEqual(kindSpecs.monitoring.units, ["prometheus.service", "grafana.service", "alertmanager.service", "loki.service", "promtail.service"]);
+    });
+
+    it("names the outpost units as the token delivery restarts them", () => {
+      const units = nixEval(`map (t: "\${${outpostsLib}.unitName t}.service") ${outpostsLib}.types`);
+      assert.deepEqual(units, [outpostUnit("ldap"), outpostUnit("radius")]);
     });
   });
 
