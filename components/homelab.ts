@@ -139,7 +139,7 @@ export function createOutposts(
     new command.remote.Command(`${name}-token`, {
       connection: services[outpost.provider].connection,
       create: renderOutpostTokenCommand(outpost.type),
-      stdin: resource.outpostToken,
+      stdin: pulumi.secret(resource.outpostToken),
       addPreviousOutputInEnv: false,
       logging: "none",
     }, { dependsOn: [resource], additionalSecretOutputs: ["stdin"] });

@@ -231,12 +231,12 @@ describe("program under mocks: edits", function () {
       assert.equal(push.type, "command:remote:Command");
       assert.equal(
         push.inputs.create,
-        "set -eu && umask 077 && mkdir -p '/var/lib/nixmox/outposts' && chmod 0700 '/var/lib/nixmox/outposts' && " +
-          "cat > '/var/lib/nixmox/outposts/radius-token.tmp' && mv -f '/var/lib/nixmox/outposts/radius-token.tmp' '/var/lib/nixmox/outposts/radius-token' && " +
-          "systemctl restart 'authentik-radius.service'",
+        "set -eu && umask 077 && mkdir -p /var/lib/nixmox/outposts && chmod 0700 /var/lib/nixmox/outposts && " +
+          "cat > /var/lib/nixmox/outposts/radius-token.tmp && mv -f /var/lib/nixmox/outposts/radius-token.tmp /var/lib/nixmox/outposts/radius-token && " +
+          "systemctl restart authentik-radius.service",
       );
       assert.ok(push.secretPaths.includes("stdin"), push.secretPaths.join(","));
-      assert.equal((push.inputs.connection as { host: string }).host, "192.168.99.12");
+      assert.equal((push.plainInputs.connection as { host: string }).host, "192.168.99.12");
     } finally {
       edited.remove();
     }
