@@ -19,6 +19,7 @@ import { renderConfirmCommand, parseActivationResult } from "./activation";
 import { checksForPhase, maskSecrets, openHostConnection, readHostFacts, runHealthChecks } from "./health/runner";
 import { validateCheck } from "./health/probes";
 import { parseHostKey } from "./ssh/host-key";
+import { containsUnknown } from "./unknown";
 
 export interface HealthCheckArgs {
   /** Service name, used in every message. */
@@ -138,15 +139,17 @@ export const healthCheckProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: Record<string, unknown>, news: Record<string, unknown>) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     const inputs = resolveHealthCheckInputs(news);
-    // Unknown values (during preview) arrive as undefined/placeholder; only validate what is known.
-    if (typeof news.hostKey === "string") {
+    // In a preview any input may still be unknown (the host key always is for a new container): validate only
+    // what is known; the engine checks again with the real values before create/update.
+    if (typeof news.hostKey === "string" && !containsUnknown(news.hostKey)) {
       try {
         parseHostKey(inputs.hostKey, `service "${inputs.service}": hostKey`);
       } catch (error) {
         failures.push({ property: "hostKey", reason: (error as Error).message });
       }
     }
-    for (const check of inputs.health?.checks ?? []) {
+    const checks = containsUnknown(news.health) ? [] : (inputs.health?.checks ?? []);
+    for (const check of checks) {
       try {
         validateCheck(inputs.service, check);
       } catch (error) {

@@ -19,7 +19,7 @@
  * The private key is an input only, never an output.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectSsh } from "./ssh/connection";
+import { connectSsh, isHostKeyMismatch } from "./ssh/connection";
 
 export interface SshHostKeyArgs {
   /** Service name, for messages. */
@@ -91,7 +91,7 @@ async function waitForSsh(inputs: SshHostKeyInputs, pinnedHostKey: string | null
       }
     } catch (error) {
       // A host presenting another key than the pinned one is not "not ready yet": stop at once.
-      if (error instanceof Error && error.name === "HostKeyMismatchError") {
+      if (isHostKeyMismatch(error)) {
         throw new Error(`service "${inputs.service}": ${error.message}`);
       }
       lastError = error instanceof Error ? error.message : String(error);
