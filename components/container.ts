@@ -11,8 +11,9 @@
  *     `initialization.userAccount` first-boot root keys; after the first rebuild NixOS owns
  *                                `authorized_keys` (nixos/core.nix), so a key edit is a rebuild, not a new container.
  *   A service listed in stack config `nixmox:allowReplace` drops this guard (documented opt-in, Pulumi.yaml).
- * - the container is started once and never rebooted by NixMox (NixOS stage-2 drops the halt signal right
- *   after start: bpg #3021/#3077); activation happens inside the running container.
+ * - `deleteBeforeReplace`: a replaced container is deleted before its successor (same vmid and IP).
+ * - activation happens inside the running container; NixMox itself never reboots it. The bpg provider does
+ *   reboot it on some in-place edits (DNS, hostname, memory/swap, NIC/IP/VLAN: bpg container.go `rebootRequired`).
  */
 import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
@@ -35,7 +36,7 @@ export interface ContainerPlanInputs {
 export interface ContainerPlan {
   args: proxmoxve.ContainerLegacyArgs;
   /** Resource options that protect data; merged with `parent` by the component. */
-  options: Pick<pulumi.CustomResourceOptions, "protect" | "retainOnDelete" | "ignoreChanges">;
+  options: Pick<pulumi.CustomResourceOptions, "protect" | "retainOnDelete" | "ignoreChanges" | "deleteBeforeReplace">;
 }
 
 /** The Proxmox node of a service: its manifest `node`, else the stack's default node. */
@@ -83,6 +84,11 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
   return {
     args,
     options: {
+      // A replacement must delete the old container first: its vmid and static IP cannot exist twice (Proxmox
+      // refuses "CT <vmid> already exists"; with a new vmid, SshHostKey would pin whichever host answers the
+      // shared IP). bpg marks node, template, datastore, vmid changes and disk shrinks as replacing but sets no
+      // delete-before-replace (pulumi-proxmoxve provider/resources.go), so Pulumi would create first.
+      deleteBeforeReplace: true,
       ...(service.stateful ? { protect: true, retainOnDelete: true } : {}),
       ...(guarded ? { ignoreChanges: [...creationOnlyFields] } : {}),
     },

@@ -172,7 +172,7 @@ describe("program under mocks: the example manifest", function () {
     const again = await runNixmoxProgram();
     assert.equal(renderPreviewJson(again.resources), renderPreviewJson(run.resources));
     const parsed = JSON.parse(renderPreviewJson(run.resources)) as { resources: Array<Record<string, unknown>> };
-    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "parent", "protect", "type", "urn"]);
+    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "options", "parent", "protect", "type", "urn"]);
   });
 });
 
