@@ -12,6 +12,9 @@
  * - diff: re-runs (update) when the expected generation, the checks, the connection or the confirmation
  *   change, or when the last read found drift. Never replaces: there is nothing on the host to re-create.
  * - delete: nothing to undo.
+ *
+ * The outputs keep `privateKey` and `maskValues` because `read` gets only the stored outputs
+ * (cmd/dynamic-provider/index.js `read`) and must reconnect and mask; both are `additionalSecretOutputs`.
  */
 import * as pulumi from "@pulumi/pulumi";
 import type { HealthPlan } from "../manifest/plan-types";
@@ -225,7 +228,9 @@ export class HealthCheck extends pulumi.dynamic.Resource {
         privateKey: pulumi.secret(args.privateKey),
         maskValues: pulumi.secret(args.maskValues ?? []),
       },
-      opts,
+      // `read` (refresh) reconnects with the stored outputs, so they keep the key and the values to mask; listed
+      // here they are secret in the state whatever the engine copies from the inputs.
+      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "privateKey", "maskValues"] },
       "nixmox",
       "HealthCheck",
     );

@@ -11,7 +11,9 @@
  *
  * Order comes from data flow and `dependsOn` only: the rebuild waits for this host's config and secrets and
  * for the health checks of exactly the services this one depends on, so independent services deploy in
- * parallel. Every command pins the recorded host key (`connection.hostKey`). Children that live inside the
+ * parallel. Every command pins the recorded host key (`connection.hostKey`) and sets `addPreviousOutputInEnv: false`:
+ * the default sends the previous stdout/stderr as environment variables, which NixOS's sshd (no AcceptEnv) refuses
+ * with a warning on every update (pulumi/pulumi-command#584). Children that live inside the
  * container are `replaceWith` it: a re-created container (same vmid, so the same provider id) gets a new host
  * key recorded, its config and secrets pushed and a rebuild, instead of commands aimed at a stale host key.
  */
@@ -144,6 +146,7 @@ export class NixosService extends pulumi.ComponentResource {
       stdin: renderConfigPayload(args.service.name, args.host.files),
       // The payload is the whole flake directory: keep it out of the engine's log.
       logging: "stderr",
+      addPreviousOutputInEnv: false,
     }, { parent: this, replaceWith: [container] });
   }
 
@@ -153,6 +156,7 @@ export class NixosService extends pulumi.ComponentResource {
       create: secrets.command,
       stdin: pulumi.secret(secrets.payload),
       logging: "stderr",
+      addPreviousOutputInEnv: false,
     }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"] });
   }
 
@@ -177,6 +181,7 @@ export class NixosService extends pulumi.ComponentResource {
       create: activation.command,
       stdin: activation.stdin,
       logging: "stdoutAndStderr",
+      addPreviousOutputInEnv: false,
     }, { parent: this, dependsOn, replaceWith: [container], customTimeouts: { create: rebuildTimeout, update: rebuildTimeout } });
   }
 }

@@ -51,6 +51,10 @@ describe("the program in preview mode (a first deploy's preview)", function () {
     for (const resource of run.resources.filter((candidate) => candidate.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
       assert.equal(resource.options.deleteBeforeReplace, true, resource.name);
     }
+    assert.deepEqual(resourceNamed(run, "dns-health").options.additionalSecretOutputs, ["maskValues", "privateKey"]);
+    for (const name of ["dns-config", "dns-rebuild", "postgresql-secrets"]) {
+      assert.equal(resourceNamed(run, name).plainInputs.addPreviousOutputInEnv, false, name);
+    }
     const rebuild = resourceNamed(run, "dns-rebuild");
     assert.deepEqual(rebuild.options.customTimeouts, { create: "45m", update: "45m" });
     assert.deepEqual(rebuild.options.replaceWith, [resourceNamed(run, "dns-container").urn]);
