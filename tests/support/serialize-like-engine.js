@@ -2,10 +2,7 @@
 /**
  * Serializes dynamic providers the way a real `pulumi up` does, in a process of its own:
  *
- * 1. TypeScript is loaded the way the Node.js language host loads a program (@pulumi/pulumi cmd/run/run.js):
- *    the ts-node `tsutils.typeScriptRequireStrings()` picks (the project's, else the vendored ts-node@7.0.1) with
- *    the project's TypeScript, the project's tsconfig and run.js's default compiler options underneath.
- *    `PULUMI_NODEJS_TRANSPILE_ONLY` is honoured exactly as run.js does (unset: ts-node type-checks).
+ * 1. TypeScript is loaded the way the Node.js language host loads a program (language-host-typescript.js).
  * 2. Each provider is serialized with the call `pulumi.dynamic.Resource` makes (dynamic/index.js
  *    `serializeFunctionMaybeSecret`): `serializeFunction(() => provider, { allowSecrets: true })`.
  *
@@ -14,22 +11,10 @@
  */
 "use strict";
 const path = require("node:path");
+const { registerTypeScriptLikeLanguageHost } = require("./language-host-typescript");
 
 async function main(projectDir, specs) {
-  process.chdir(projectDir);
-  const tsutils = require("@pulumi/pulumi/tsutils");
-  const tsConfigPath = process.env.PULUMI_NODEJS_TSCONFIG_PATH ?? "tsconfig.json";
-  const compilerOptions = tsutils.loadTypeScriptCompilerOptions(tsConfigPath);
-  const transpileOnlyEnv = process.env.PULUMI_NODEJS_TRANSPILE_ONLY;
-  const transpileOnly = transpileOnlyEnv ? transpileOnlyEnv === "true" : compilerOptions.noCheck;
-  const { tsnodeRequire, typescriptRequire } = tsutils.typeScriptRequireStrings();
-  require(tsnodeRequire).register({
-    compiler: typescriptRequire,
-    transpileOnly,
-    project: tsConfigPath,
-    skipProject: false,
-    compilerOptions: { target: "ES2020", module: "nodenext", moduleResolution: "nodenext", sourceMap: "true", ...compilerOptions },
-  });
+  registerTypeScriptLikeLanguageHost(projectDir);
   const { serializeFunction } = require("@pulumi/pulumi/runtime/closure/serializeClosure");
   const result = {};
   for (const spec of specs) {
