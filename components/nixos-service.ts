@@ -7,7 +7,8 @@
  *   `<name>-config`     remote.Command: the rendered flake directory → /etc/nixmox (atomic)
  *   `<name>-secrets`    remote.Command: secret files over stdin (only when the host has secrets)
  *   `<name>-rebuild`    remote.Command: the activation wrapper (nixos-rebuild switch, checks, rollback)
- *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for
+ *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for; after a
+ *                       refresh found another generation, it re-runs the rebuild's activation (drift repair)
  *
  * Order comes from data flow and `dependsOn` only: the rebuild waits for this host's config and secrets and
  * for the health checks of exactly the services this one depends on, so independent services deploy in
@@ -103,7 +104,14 @@ export class NixosService extends pulumi.ComponentResource {
     };
     const config = this.createConfigPush(name, args, connection, container);
     const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
-    const rebuild = this.createRebuild(name, args, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
+    const activation = renderActivationCommand({
+      service: service.name,
+      configHash: args.host.contentHash,
+      checks: service.health.checks,
+      timing: service.health,
+      confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
+    });
+    const rebuild = this.createRebuild(name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
     const generation = rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? "");
     const health = new HealthCheck(`${name}-health`, {
       service: service.name,
@@ -115,6 +123,8 @@ export class NixosService extends pulumi.ComponentResource {
       expectedGeneration: generation,
       ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
       maskValues: args.secrets?.maskValues ?? [],
+      // After a refresh found another generation, the next update re-runs this activation (drift repair).
+      repair: activation,
     }, { parent: this, dependsOn: [rebuild], replaceWith: [container] });
 
     this.vmid = pulumi.output(service.vmid);
@@ -162,20 +172,13 @@ export class NixosService extends pulumi.ComponentResource {
 
   private createRebuild(
     name: string,
-    args: NixosServiceArgs,
+    activation: { command: string; stdin: string },
     connection: command.types.input.remote.ConnectionArgs,
     container: pulumi.Resource,
     dependsOn: pulumi.Resource[],
   ): command.remote.Command {
     // The content hash is part of the command, so a changed host directory *updates* (re-runs) the rebuild and
     // nothing else does; `triggers` would replace it (pulumi/pulumi-command#855).
-    const activation = renderActivationCommand({
-      service: args.service.name,
-      configHash: args.host.contentHash,
-      checks: args.service.health.checks,
-      timing: args.service.health,
-      confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
-    });
     return new command.remote.Command(`${name}-rebuild`, {
       connection,
       create: activation.command,

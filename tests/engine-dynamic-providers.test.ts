@@ -3,11 +3,13 @@
 // (tests/support/dynamic-provider-host.ts) against a loopback sshd and the fake Authentik API. Not proven here:
 // the engine's own Go side (its diffing, its secret annotation of outputs) — no Pulumi CLI is installed.
 import assert from "node:assert/strict";
-import { mkdirSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, realpathSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { HealthPlan } from "../manifest/plan-types";
+import { parseActivationResult, renderActivationCommand } from "../components/activation";
+import { connectSsh } from "../components/ssh";
 import { DynamicProviderHost, HostedProvider, SerializedProvider, serializeProviders, startDynamicProviderHost } from "./support/dynamic-provider-host";
 import { containsUnknown, unknownValue } from "../components/unknown";
 import { FakeAuthentik, embeddedOutpostPk, startFakeAuthentik } from "./support/authentik-api";
@@ -156,6 +158,39 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       const read = await health.read(created.id, created.outs);
       assert.equal(read.props.drift, `service "web": the host runs another NixOS generation (${join(paths.store, "other-system")}) than the one NixMox deployed (${generation})`);
       assert.deepEqual(await health.diff(created.id, read.props, healthInputs()), { changes: "some", replaces: [], deleteBeforeReplace: false });
+    });
+
+    it("repairs generation drift found by a refresh: the next update re-runs the rebuild's activation, then gates", async () => {
+      const activation = renderActivationCommand({
+        service: "web",
+        configHash: "feedfacecafebeef",
+        checks: healthPlan.checks,
+        timing: healthPlan,
+        confirmTimeoutSeconds: 0,
+        paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+      });
+      const session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      const deployed = parseActivationResult((await session.exec(activation.command, { stdin: activation.stdin, timeoutMs: 20_000 })).stdout);
+      session.close();
+      assert.equal(deployed?.status, "switched");
+      const health = provider("healthCheck");
+      const news = healthInputs({ expectedGeneration: deployed!.generation, repair: activation });
+      const created = await health.create(news);
+      rmSync(paths.currentSystem);
+      mkdirSync(join(paths.store, "other-system"));
+      symlinkSync(join(paths.store, "other-system"), paths.currentSystem);
+      const refreshed = await health.read(created.id, created.outs);
+      assert.match(String(refreshed.props.drift), /runs another NixOS generation/);
+      assert.equal((await health.diff(created.id, refreshed.props, news)).changes, "some");
+      const rebuildsBefore = host.calls().filter((call) => call.startsWith("nixos-rebuild")).length;
+      const repaired = await health.update(created.id, refreshed.props, news);
+      assert.equal(host.calls().filter((call) => call.startsWith("nixos-rebuild")).length, rebuildsBefore + 1);
+      assert.equal(repaired.outs.healthy, true);
+      assert.equal(repaired.outs.drift, null);
+      assert.equal(repaired.outs.generation, realpathSync(paths.currentSystem));
+      // Without a drift report, an update does not re-run the activation.
+      await health.update(created.id, repaired.outs, { ...news, expectedGeneration: repaired.outs.generation });
+      assert.equal(host.calls().filter((call) => call.startsWith("nixos-rebuild")).length, rebuildsBefore + 1);
     });
 
     it("fails on a host-key mismatch with the mismatch in the engine's error, before running a check", async () => {
