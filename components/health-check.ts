@@ -9,8 +9,8 @@
  *   engine never creates the resources that depend on it.
  * - read (refresh): runs the liveness checks once (retries, no start period) and reports drift in `drift`:
  *   unhealthy, or "the host runs another NixOS generation than the one NixMox deployed".
- * - diff: re-runs (update) when the expected generation, the checks, the connection or the confirmation
- *   change, or when the last read found drift. Never replaces: there is nothing on the host to re-create.
+ * - diff: re-runs (update) when the expected generation, the checks, the connection, the confirmation or the
+ *   container's `rebootRevision` (Proxmox rebooted it to apply an edit) change, or when the last read found drift. Never replaces: there is nothing on the host to re-create.
  * - update after a read found another generation: first re-runs the activation (`repair`, the rebuild's own
  *   command), so `pulumi refresh` + `pulumi up` repairs the drift; an unhealthy host is only checked again.
  * - delete: nothing to undo.
@@ -50,6 +50,8 @@ export interface HealthCheckArgs {
   currentSystemPath?: pulumi.Input<string>;
   /** Values to mask in messages and outputs (e.g. the service's secrets). @default [] */
   maskValues?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Changes when Proxmox reboots the container to apply an edit; the gate then runs again. @default "" */
+  rebootRevision?: pulumi.Input<string>;
   /** The activation the rebuild runs; re-run by the next update after a refresh found another generation. @default no repair */
   repair?: pulumi.Input<ActivationRun>;
 }
@@ -73,6 +75,7 @@ export interface HealthCheckInputs {
   confirm: { configHash: string; stateDir?: string } | null;
   currentSystemPath: string;
   maskValues: string[];
+  rebootRevision: string;
   repair: ActivationRun | null;
 }
 
@@ -100,6 +103,7 @@ export function resolveHealthCheckInputs(raw: Record<string, unknown>): HealthCh
     confirm: confirm ? { configHash: confirm.configHash, ...(confirm.stateDir ? { stateDir: confirm.stateDir } : {}) } : null,
     currentSystemPath: typeof raw.currentSystemPath === "string" ? raw.currentSystemPath : "/run/current-system",
     maskValues: Array.isArray(raw.maskValues) ? raw.maskValues.map(String) : [],
+    rebootRevision: typeof raw.rebootRevision === "string" ? raw.rebootRevision : "",
     repair: isActivationRun(raw.repair) ? { command: raw.repair.command, stdin: raw.repair.stdin } : null,
   };
 }
@@ -217,8 +221,9 @@ export const healthCheckProvider: pulumi.dynamic.ResourceProvider = {
 
   async diff(_id: string, olds: HealthCheckOutputs, raw: Record<string, unknown>) {
     const news = resolveHealthCheckInputs(raw);
-    const keys: (keyof HealthCheckInputs)[] = ["service", "host", "port", "username", "hostKey", "health", "expectedGeneration", "confirm", "currentSystemPath", "privateKey"];
-    const changed = keys.filter((key) => JSON.stringify(olds[key] ?? null) !== JSON.stringify(news[key] ?? null));
+    const keys: (keyof HealthCheckInputs)[] = ["service", "host", "port", "username", "hostKey", "health", "expectedGeneration", "confirm", "currentSystemPath", "privateKey", "rebootRevision"];
+    // `?? ""` for rebootRevision: state written before it existed has none.
+    const changed = keys.filter((key) => JSON.stringify(olds[key] ?? (key === "rebootRevision" ? "" : null)) !== JSON.stringify(news[key] ?? null));
     const drifted = olds.healthy === false || (olds.drift ?? null) !== null;
     return { changes: changed.length > 0 || drifted, replaces: [], deleteBeforeReplace: false };
   },

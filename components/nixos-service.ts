@@ -86,7 +86,7 @@ export class NixosService extends pulumi.ComponentResource {
     const { service } = args;
     const privateKey = pulumi.secret(args.privateKey);
 
-    const container = this.createContainer(name, args);
+    const { container, rebootRevision } = this.createContainer(name, args);
     const sshHostKey = new SshHostKey(`${name}-ssh`, {
       service: service.name,
       host: service.ip,
@@ -94,6 +94,7 @@ export class NixosService extends pulumi.ComponentResource {
       privateKey,
       containerId: container.id,
       timeoutSeconds: args.sshTimeoutSeconds ?? 300,
+      rebootRevision,
     }, { parent: this, dependsOn: [container], replaceWith: [container] });
     const connection: command.types.input.remote.ConnectionArgs = {
       host: service.ip,
@@ -123,6 +124,7 @@ export class NixosService extends pulumi.ComponentResource {
       expectedGeneration: generation,
       ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
       maskValues: args.secrets?.maskValues ?? [],
+      rebootRevision,
       // After a refresh found another generation, the next update re-runs this activation (drift repair).
       repair: activation,
     }, { parent: this, dependsOn: [rebuild], replaceWith: [container] });
@@ -138,7 +140,7 @@ export class NixosService extends pulumi.ComponentResource {
     this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 
-  private createContainer(name: string, args: NixosServiceArgs): proxmoxve.ContainerLegacy {
+  private createContainer(name: string, args: NixosServiceArgs): { container: proxmoxve.ContainerLegacy; rebootRevision: string } {
     const planned = planContainer({
       service: args.service,
       plan: args.plan,
@@ -146,7 +148,8 @@ export class NixosService extends pulumi.ComponentResource {
       templateFileId: args.templateFileId,
       deployPublicKey: args.deployPublicKey,
     });
-    return new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, ...planned.options });
+    const container = new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, ...planned.options });
+    return { container, rebootRevision: planned.rebootRevision };
   }
 
   private createConfigPush(name: string, args: NixosServiceArgs, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {

@@ -158,6 +158,9 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       const read = await health.read(created.id, created.outs);
       assert.equal(read.props.drift, `service "web": the host runs another NixOS generation (${join(paths.store, "other-system")}) than the one NixMox deployed (${generation})`);
       assert.deepEqual(await health.diff(created.id, read.props, healthInputs()), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      // Proxmox rebooted the container to apply an edit: gate again.
+      assert.deepEqual(await health.diff(created.id, created.outs, healthInputs()), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await health.diff(created.id, created.outs, healthInputs({ rebootRevision: "r2" })), { changes: "some", replaces: [], deleteBeforeReplace: false });
     });
 
     it("repairs generation drift found by a refresh: the next update re-runs the rebuild's activation, then gates", async () => {
