@@ -25,8 +25,8 @@ import type { Plan, ServicePlan } from "../manifest/plan-types";
 import { parseActivationResult, renderActivationCommand } from "./activation";
 import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer } from "./container";
-import { HealthCheck } from "./health-check";
-import { SshHostKey } from "./ssh-host-key";
+import { HealthCheck } from "./health/health-check";
+import { SshHostKey } from "./ssh/ssh-host-key";
 import type { StackSettings } from "./stack-config";
 
 /** One host's rendered flake directory (render/host.ts `RenderedHost`). */

@@ -16,8 +16,8 @@ import { FakeAuthentik, embeddedOutpostPk, startFakeAuthentik } from "./support/
 import { FakeNixosPaths, TestSshd, fakeNixosPaths, seedFakeNixos, startSshd } from "./support/sshd";
 
 const specs = {
-  sshHostKey: "components/ssh-host-key.ts#sshHostKeyProvider",
-  healthCheck: "components/health-check.ts#healthCheckProvider",
+  sshHostKey: "components/ssh/ssh-host-key.ts#sshHostKeyProvider",
+  healthCheck: "components/health/health-check.ts#healthCheckProvider",
   oidcApp: "components/authentik/oidc-app.ts#oidcAppProvider",
   proxyApp: "components/authentik/proxy-app.ts#proxyAppProvider",
   outpostBinding: "components/authentik/outpost-binding.ts#outpostBindingProvider",

@@ -6,7 +6,7 @@ import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { HealthCheck } from "../components/health-check";
+import { HealthCheck } from "../components/health/health-check";
 import { offlineStackConfig, recordProgram, unknownText, type RecordedRun } from "../components/offline-preview";
 import { defaultManifestPath } from "../manifest";
 import { resourceNamed } from "./support/pulumi-mocks";

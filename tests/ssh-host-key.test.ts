@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { sshHostKeyProvider, type SshHostKeyInputs, type SshHostKeyOutputs } from "../components/ssh-host-key";
+import { sshHostKeyProvider, type SshHostKeyInputs, type SshHostKeyOutputs } from "../components/ssh/ssh-host-key";
 import { startSshd, type TestSshd } from "./support/sshd";
 
 describe("SshHostKey provider against a loopback sshd", function () {

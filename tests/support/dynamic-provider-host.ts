@@ -25,7 +25,7 @@ export interface SerializedProvider {
 }
 
 /**
- * `specs` are `<path from the project root>#<export>`, e.g. `components/ssh-host-key.ts#sshHostKeyProvider`.
+ * `specs` are `<path from the project root>#<export>`, e.g. `components/ssh/ssh-host-key.ts#sshHostKeyProvider`.
  * Transpile-only by default (what `PULUMI_NODEJS_TRANSPILE_ONLY=true` does; type-checking changes no emitted code).
  */
 export async function serializeProviders(specs: string[], env: NodeJS.ProcessEnv = {}): Promise<Record<string, SerializedProvider>> {

@@ -20,7 +20,7 @@
  * The private key is an input only, never an output.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectSsh, isHostKeyMismatch } from "./ssh/connection";
+import { connectSsh, isHostKeyMismatch } from "./connection";
 
 export interface SshHostKeyArgs {
   /** Service name, for messages. */

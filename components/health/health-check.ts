@@ -19,13 +19,13 @@
  * (cmd/dynamic-provider/index.js `read`) and must reconnect and mask; both are `additionalSecretOutputs`.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { HealthPlan } from "../manifest/plan-types";
-import { renderConfirmCommand, parseActivationResult } from "./activation";
-import { checksForPhase, maskSecrets, openHostConnection, readHostFacts, runHealthChecks } from "./health/runner";
-import { connectSsh } from "./ssh/connection";
-import { validateCheck } from "./health/probes";
-import { parseHostKey } from "./ssh/host-key";
-import { containsUnknown } from "./unknown";
+import type { HealthPlan } from "../../manifest/plan-types";
+import { renderConfirmCommand, parseActivationResult } from "../activation";
+import { checksForPhase, maskSecrets, openHostConnection, readHostFacts, runHealthChecks } from "./runner";
+import { connectSsh } from "../ssh/connection";
+import { validateCheck } from "./probes";
+import { parseHostKey } from "../ssh/host-key";
+import { containsUnknown } from "../unknown";
 
 export interface HealthCheckArgs {
   /** Service name, used in every message. */
