@@ -94,6 +94,8 @@ export class NixosService extends pulumi.ComponentResource {
   declare public readonly health: HealthCheck;
   /** The activation of this host's configuration (SSO objects of its clients wait for it). */
   declare public readonly rebuild: pulumi.CustomResource;
+  /** How commands reach this host: root over SSH with the deploy key and the pinned host key. */
+  declare public readonly connection: command.types.input.remote.ConnectionArgs;
 
   constructor(name: string, args: NixosServiceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nixmox:index:NixosService", name, {}, opts);
@@ -153,6 +155,7 @@ export class NixosService extends pulumi.ComponentResource {
     this.hostKey = sshHostKey.hostKey;
     this.health = health;
     this.rebuild = rebuild;
+    this.connection = connection;
     this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 

@@ -30,6 +30,11 @@ export const authentikOutpostPort = 9000;
 export const ldapOutpostPort = 3389;
 export const radiusOutpostPort = 1812;
 
+/** Root-only directory on the authentik host holding the outposts' API tokens (outside the secrets push's directory,
+ * whose undeclared files it removes), and the unit of each outpost (nixos/services/authentik-outposts.nix). */
+export const outpostTokenDir = "/var/lib/nixmox/outposts";
+export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
+
 /** The oneshot unit on the PostgreSQL host that (re)sets role passwords from the secret files. */
 export const postgresPasswordsUnit = "nixmox-postgresql-passwords.service";
 

@@ -46,13 +46,13 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   authentik: ["services/authentik.nix", "services/app-options.nix"],
   vaultwarden: ["services/vaultwarden.nix", "services/app-options.nix"],
   guacamole: ["services/guacamole.nix", "services/app-options.nix"],
-  forgejo: ["services/forgejo.nix", "services/app-options.nix"],
-  nextcloud: ["services/nextcloud.nix", "services/app-options.nix"],
-  monitoring: ["services/monitoring.nix", "services/app-options.nix"],
-  media: ["services/media.nix", "services/app-options.nix"],
-  openbao: ["services/openbao.nix", "services/app-options.nix"],
+  forgejo: ["services/forgejo.nix", "services/app-options.nix", "lib/forgejo.nix", "lib/oidc.nix"],
+  nextcloud: ["services/nextcloud.nix", "services/app-options.nix", "lib/nextcloud.nix", "lib/oidc.nix"],
+  monitoring: ["services/monitoring.nix", "services/app-options.nix", "lib/monitoring.nix"],
+  media: ["services/media.nix", "services/app-options.nix", "lib/media.nix"],
+  openbao: ["services/openbao.nix", "services/app-options.nix", "lib/openbao.nix"],
   mail: ["services/mail.nix", "services/app-options.nix"],
-  pgadmin: ["services/pgadmin.nix", "services/app-options.nix"],
+  pgadmin: ["services/pgadmin.nix", "services/app-options.nix", "lib/pgadmin.nix", "lib/oidc.nix"],
   custom: ["services/custom.nix", "services/app-options.nix"],
 };
 
@@ -61,7 +61,7 @@ function extraModules(data: HostData): Array<keyof typeof shippedFiles | "outpos
   return [...(data.host.kind === "postgresql" && data.pgadmin ? (["pgadmin"] as const) : []), ...(data.outposts ? (["outposts"] as const) : [])];
 }
 
-const outpostFiles = ["services/authentik-outposts.nix"];
+const outpostFiles = ["services/authentik-outposts.nix", "lib/authentik-outposts.nix"];
 
 /** sha256 over every file as "<path>\0<byte length>\0<content>", in path order. */
 export function contentHash(files: Record<string, string>): string {

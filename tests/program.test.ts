@@ -213,6 +213,37 @@ describe("program under mocks: edits", function () {
     }
   });
 
+  it("creates the manifest's outposts after authentik is healthy and pushes each outpost's token to the authentik host on stdin", async () => {
+    const data = await exampleManifestData();
+    const network = data.network as Record<string, unknown>;
+    const edited = writeManifest({ ...data, network: { ...network, outposts: { ldap: {}, radius: { client_networks: ["192.168.99.0/24"] } } } });
+    try {
+      const run = await runNixmoxProgram(edited.path);
+      const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource.name]));
+      const radius = resourceNamed(run, "sso-authentik-radius");
+      assert.equal(radius.type, "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost");
+      assert.deepEqual(
+        [radius.inputs.type, radius.inputs.slug, radius.inputs.clientNetworks, radius.inputs.url],
+        ["radius", "authentik-radius", ["192.168.99.0/24"], "http://192.168.99.12:9000"],
+      );
+      assert.deepEqual(radius.secretPaths, ["sharedSecret", "token"]);
+      assert.deepEqual(resourceNamed(run, "sso-authentik-ldap").inputs.baseDn, "dc=nixmox,dc=lan");
+      assert.ok(radius.dependsOn.map((urn) => byUrn.get(urn)).includes("authentik-health"));
+      const push = resourceNamed(run, "sso-authentik-radius-token");
+      assert.equal(push.type, "command:remote:Command");
+      assert.equal(
+        push.inputs.create,
+        "set -eu && umask 077 && mkdir -p /var/lib/nixmox/outposts && chmod 0700 /var/lib/nixmox/outposts && " +
+          "cat > /var/lib/nixmox/outposts/radius-token.tmp && mv -f /var/lib/nixmox/outposts/radius-token.tmp /var/lib/nixmox/outposts/radius-token && " +
+          "systemctl restart authentik-radius.service",
+      );
+      assert.ok(push.secretPaths.includes("stdin"), push.secretPaths.join(","));
+      assert.equal((push.plainInputs.connection as { host: string }).host, "192.168.99.12");
+    } finally {
+      edited.remove();
+    }
+  });
+
   it("changes the rebuild command of exactly the hosts whose rendered directory changed when one route's domain changes", async () => {
     const data = await exampleManifestData();
     const services = data.services as Record<string, { interface: { proxy: { domain: string } } }>;
