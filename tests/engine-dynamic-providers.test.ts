@@ -196,6 +196,30 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       assert.equal(host.calls().filter((call) => call.startsWith("nixos-rebuild")).length, rebuildsBefore + 1);
     });
 
+    it("gates again after Proxmox rebooted the container for an edit, re-confirming the activation it already confirmed", async () => {
+      const activation = renderActivationCommand({
+        service: "web",
+        configHash: "0123456789abcdef",
+        checks: healthPlan.checks,
+        timing: healthPlan,
+        confirmTimeoutSeconds: 20,
+        paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+      });
+      const session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      const pending = parseActivationResult((await session.exec(activation.command, { stdin: activation.stdin, timeoutMs: 20_000 })).stdout);
+      session.close();
+      assert.equal(pending?.status, "awaiting-confirmation");
+      const health = provider("healthCheck");
+      const confirm = { configHash: "0123456789abcdef", stateDir: paths.stateDir };
+      const created = await health.create(healthInputs({ expectedGeneration: pending!.generation, confirm, repair: activation, rebootRevision: "r1" }));
+      assert.equal(created.outs.healthy, true);
+      const news = healthInputs({ expectedGeneration: pending!.generation, confirm, repair: activation, rebootRevision: "r2" });
+      assert.equal((await health.diff(created.id, created.outs, news)).changes, "some");
+      const regated = await health.update(created.id, created.outs, news);
+      assert.equal(regated.outs.healthy, true);
+      assert.equal(regated.outs.generation, pending!.generation);
+    });
+
     it("fails on a host-key mismatch with the mismatch in the engine's error, before running a check", async () => {
       const error = await rejection(provider("healthCheck").create(healthInputs({ hostKey: other.hostKey })));
       assert.match(error.message, new RegExp(`host key mismatch for 127\\.0\\.0\\.8:${host.port}: expected SHA256:\\S+, the server presented SHA256:\\S+; refusing to connect`));
@@ -295,8 +319,8 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
 
   describe("a preview's unknown inputs (the engine's sentinel string)", () => {
     const samples = (): Record<keyof typeof specs, Record<string, unknown>> => ({
-      sshHostKey: sshInputs(host),
-      healthCheck: healthInputs(),
+      sshHostKey: sshInputs(host, { rebootRevision: "r1" }),
+      healthCheck: healthInputs({ rebootRevision: "r1", repair: { command: "true", stdin: "" }, confirm: { configHash: "0123456789abcdef" } }),
       oidcApp: { url: "http://127.0.0.1:9", token, service: "vaultwarden", slug: "vaultwarden", name: "vaultwarden", providerName: "nixmox-vaultwarden", clientId: "vaultwarden", clientType: "confidential", clientSecret: "s", redirectUris: ["https://a.lan/cb"], scopes: ["openid"], authorizationFlow: "f", invalidationFlow: "g", signingKey: null, launchUrl: null },
       proxyApp: { url: "http://127.0.0.1:9", token, service: "media", slug: "media", name: "media", providerName: "nixmox-media", externalHost: "https://media.lan", mode: "forward_single", cookieDomain: null, authorizationFlow: "f", invalidationFlow: "g", launchUrl: null },
       outpostBinding: { url: "http://127.0.0.1:9", token, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [1, 2] },
