@@ -10,7 +10,8 @@
  * - read (refresh): runs the liveness checks once (retries, no start period) and reports drift in `drift`:
  *   unhealthy, or "the host runs another NixOS generation than the one NixMox deployed".
  * - diff: re-runs (update) when the expected generation, the checks, the connection, the confirmation or the
- *   container's `rebootRevision` (Proxmox rebooted it to apply an edit) change, or when the last read found drift. Never replaces: there is nothing on the host to re-create.
+ *   container's `rebootRevision` (Proxmox rebooted it to apply an edit) change, or when the last read found
+ *   drift. Never replaces: there is nothing on the host to re-create.
  * - update after a read found another generation: first re-runs the activation (`repair`, the rebuild's own
  *   command), so `pulumi refresh` + `pulumi up` repairs the drift; an unhealthy host is only checked again.
  * - delete: nothing to undo.
