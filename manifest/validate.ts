@@ -648,12 +648,22 @@ const crossServiceRules: CrossServiceRule[] = [
         }),
   },
   {
-    name: "declaredSecretNamesAreFree",
-    check: ({ enabled }) =>
+    name: "builtinSecretOverridesOnlyAccess",
+    // A built-in secret (db_password, oidc_client_secret, …) may be declared to set who can read the file; its value,
+    // generation and description stay NixMox's.
+    check: ({ enabled, root }) =>
       enabled.flatMap((service) =>
         Object.keys(service.declaredSecrets)
           .filter((secret) => service.builtinSecretNames.includes(secret))
-          .map((secret) => ({ subject: subjectOfService(service.name), field: `secrets.${secret}`, message: "is declared by NixMox already for this service; remove it or choose another name" })),
+          .flatMap((secret) => {
+            const raw = valueAt(root, [service.group, service.name, "secrets", secret]);
+            const fixed = raw && typeof raw === "object" ? Object.keys(raw).filter((key) => key === "generate" || key === "description").sort() : [];
+            return fixed.map((key) => ({
+              subject: subjectOfService(service.name),
+              field: `secrets.${secret}.${key}`,
+              message: `cannot be set: "${secret}" is a secret NixMox declares for this service; only owner, group, mode and restart_units may be set on it`,
+            }));
+          }),
       ),
   },
   {

@@ -579,11 +579,14 @@ const ruleCases: RuleCase[] = [
     problems: ['network: ssh_keys.root[0] must be one OpenSSH public key line such as "ssh-ed25519 AAAA… user@host", got "ssh-ed25519 AAAA\\nevil"'],
   },
   {
-    name: "fails when a service declares a secret NixMox already declares for it",
+    name: "fails when a service tries to set the value side (generate, description) of a secret NixMox declares for it",
     mutate: (m) => {
-      m.services.app.secrets = { db_password: {} };
+      m.services.app.secrets = { db_password: { owner: "app", generate: false, description: "mine" } };
     },
-    problems: ['service "app": secrets.db_password is declared by NixMox already for this service; remove it or choose another name'],
+    problems: [
+      'service "app": secrets.db_password.description cannot be set: "db_password" is a secret NixMox declares for this service; only owner, group, mode and restart_units may be set on it',
+      'service "app": secrets.db_password.generate cannot be set: "db_password" is a secret NixMox declares for this service; only owner, group, mode and restart_units may be set on it',
+    ],
   },
   // The original NixMox format (issue 13): named routes with their own auth, dbs, outposts, phases.
   {
