@@ -21,6 +21,7 @@ const specs = {
   oidcApp: "components/authentik/oidc-app.ts#oidcAppProvider",
   proxyApp: "components/authentik/proxy-app.ts#proxyAppProvider",
   outpostBinding: "components/authentik/outpost-binding.ts#outpostBindingProvider",
+  outpost: "components/authentik/outpost.ts#outpostProvider",
 };
 const unknown = pulumi.runtime.unknownValue;
 const token = "ak-engine-token-7e21";
@@ -317,6 +318,35 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
     });
   });
 
+  describe("Authentik outposts (network.outposts)", () => {
+    let api: FakeAuthentik;
+    beforeEach(async () => {
+      api = await startFakeAuthentik(token);
+    });
+    afterEach(async () => {
+      await api?.stop();
+    });
+
+    it("outpost: create returns the outpost's token, read finds changed client networks, delete removes all three objects", async () => {
+      const outpost = provider("outpost");
+      const inputs = { url: api.url, token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.40.0.0/24"], sharedSecret: "radius-7d1e", authorizationFlow: "default-provider-authorization-implicit-consent", invalidationFlow: "default-provider-invalidation-flow" };
+      const created = await outpost.create(inputs);
+      assert.equal(created.outs.outpostToken, `outpost-token-${created.id}`);
+      api.radiusProviders.get(created.outs.providerPk as number)!.client_networks = "0.0.0.0/0";
+      const read = await outpost.read(created.id, created.outs);
+      assert.deepEqual(read.props.clientNetworks, ["0.0.0.0/0"]);
+      assert.deepEqual(await outpost.diff(created.id, read.props, inputs), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      await outpost.delete(created.id, created.outs);
+      assert.deepEqual([api.radiusProviders.size, api.outposts.has(created.id as string)], [0, false]);
+    });
+
+    it("outpost: a wrong token fails with Authentik's answer, never the token or the shared secret", async () => {
+      const error = await rejection(provider("outpost").create({ url: api.url, token: "wrong-token-93c1", service: "authentik", type: "ldap", slug: "authentik-ldap", baseDn: "dc=a", clientNetworks: [], sharedSecret: null, authorizationFlow: "f", invalidationFlow: "g" }));
+      assert.match(error.message, /^service "authentik": /);
+      assert.ok(!error.message.includes("wrong-token-93c1"), error.message);
+    });
+  });
+
   describe("a preview's unknown inputs (the engine's sentinel string)", () => {
     const samples = (): Record<keyof typeof specs, Record<string, unknown>> => ({
       sshHostKey: sshInputs(host, { rebootRevision: "r1" }),
@@ -324,6 +354,7 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       oidcApp: { url: "http://127.0.0.1:9", token, service: "vaultwarden", slug: "vaultwarden", name: "vaultwarden", providerName: "nixmox-vaultwarden", clientId: "vaultwarden", clientType: "confidential", clientSecret: "s", redirectUris: ["https://a.lan/cb"], scopes: ["openid"], authorizationFlow: "f", invalidationFlow: "g", signingKey: null, launchUrl: null },
       proxyApp: { url: "http://127.0.0.1:9", token, service: "media", slug: "media", name: "media", providerName: "nixmox-media", externalHost: "https://media.lan", mode: "forward_single", cookieDomain: null, authorizationFlow: "f", invalidationFlow: "g", launchUrl: null },
       outpostBinding: { url: "http://127.0.0.1:9", token, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [1, 2] },
+      outpost: { url: "http://127.0.0.1:9", token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.0.0.0/24"], sharedSecret: "s", authorizationFlow: "f", invalidationFlow: "g" },
     });
 
     it("components/unknown.ts knows the SDK's sentinel, also nested", () => {

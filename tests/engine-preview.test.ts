@@ -29,6 +29,17 @@ describe("the program in preview mode (a first deploy's preview)", function () {
     assert.equal(run.resources.filter((resource) => resource.type === "pulumi-nodejs:dynamic/nixmox:HealthCheck").length, 7);
   });
 
+  it("previews the seed-format homelab too: outposts, route-level SSO clients and their token push with unknown inputs", async () => {
+    const seed = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
+    const { config, secretKeys } = offlineStackConfig(seed);
+    const seedRun = await recordProgram(require("../index") as () => Promise<unknown>, { config, secretKeys, preview: true });
+    assert.equal(seedRun.resources.filter((resource) => resource.type === "nixmox:index:NixosService").length, 11);
+    const radius = resourceNamed(seedRun, "sso-authentik-radius");
+    assert.equal(radius.type, "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost");
+    assert.ok(resourceNamed(seedRun, "sso-authentik-radius-token").secretPaths.includes("stdin"));
+    assert.equal(resourceNamed(seedRun, "sso-media-jellyfin").type, "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp");
+  });
+
   it("shows the stack outputs a first deploy computes as unknown instead of waiting for them", () => {
     const services = run.outputs.services as Record<string, Record<string, unknown>>;
     assert.equal(services.dns.generation, unknownText);
