@@ -110,8 +110,8 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       });
       assert.deepEqual(pgadmin.apps.pgadmin.oidc, pgadmin.oidc);
       assert.equal(data.secrets.oidc_client_secret, pgadmin.oidc!.clientSecretFile);
-      // The gap the module asserts on: the plan declares no initial pgAdmin password.
-      assert.equal(data.secrets.pgadmin_password, undefined);
+      // NixMox declares and generates pgAdmin's initial password (the module asserts it is there).
+      assert.equal(data.secrets.pgadmin_password, `${secretsDir}/postgresql/pgadmin_password`);
 
       const host = renderHost(plan, "postgresql", fileSources(plan.manifestDir));
       for (const file of ["services/pgadmin.nix", "lib/pgadmin.nix", "lib/oidc.nix", "services/postgresql.nix"]) assert.ok(`nixos/${file}` in host.files, file);
@@ -156,8 +156,8 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       assert.equal(nextcloud.oidc!.clientSecretFile, `${secretsDir}/nextcloud/oidc_client_secret`);
       assert.deepEqual(nextcloud.oidc!.scopes, ["email", "profile", "nextcloud", "openid"]);
       assert.deepEqual(nextcloud.oidc!.redirectUris, [`${nextcloud.publicUrl}${kindSpecs.nextcloud.apps.nextcloud.callback}`]);
-      // The gap the module asserts on: no admin password for nixpkgs' nextcloud-setup.
-      assert.equal(data.secrets.admin_password, undefined);
+      // NixMox declares and generates the admin password nixpkgs' nextcloud-setup needs.
+      assert.equal(data.secrets.admin_password, `${secretsDir}/nextcloud/admin_password`);
     });
 
     it("openbao: port 8200, no database, both redirect URIs of the client", () => {
