@@ -3,14 +3,16 @@
 // and their pure Nix builders evaluated for real with nix-instantiate --eval. What the builders produce is run for
 // real: pgAdmin's Python by python3, the SQL by a throwaway PostgreSQL, the scripts by bash. The scripts call
 // stand-in forgejo/psql/nextcloud-occ/bao programs that only record argv, stdin and PGPASSWORD: they do not prove
-// that the real CLIs accept these flags (that rests on the upstream sources cited in nixos/lib/*.nix).
+// that the real CLIs accept these flags (that rests on the upstream sources cited in nixos/lib/*.nix). The modules are
+// also called with the seed's data through tests/support/nixos-stub.nix (nixpkgs' lib and packages stood in): that
+// proves their own wiring and assertion messages, not nixpkgs 25.11's option names or types (each module cites them).
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { ManifestError, kindSpecs, loadManifestData, planManifest, validateManifest, type Plan } from "../manifest";
-import { fileSources, planHostData, renderHost, type OidcData } from "../render";
+import { fileSources, planHostData, renderHost, type HostData, type OidcData } from "../render";
 import { nixEval, shippedNix } from "./golden/render-fixtures";
 
 const seedPath = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
@@ -37,6 +39,34 @@ const myFiles = [
   "lib/nextcloud.nix",
   "lib/openbao.nix",
 ];
+
+const stub = path.join(__dirname, "support", "nixos-stub.nix");
+
+/**
+ * Calls a shipped module with a host's data as `config.nixmox` (plus the defaults of the options it declares under
+ * `nixmox.<section>` that the data lacks) and the few `config.services` values the modules read, and evaluates
+ * `select` over its result `m` (`failed`: the messages of the failing assertions).
+ */
+function evalModule(file: string, data: HostData, section: string, select: string): unknown {
+  return nixEval(`let
+    stub = import ${stub};
+    data = ${json(data)};
+    m = (import ${shippedNix(file)}) { inherit config; inherit (stub) lib pkgs; };
+    declared = m.options.nixmox.${section};
+    defaults = builtins.listToAttrs (map (name: { inherit name; value = declared.\${name}.default; })
+      (builtins.filter (name: (declared.\${name}._type or null) == "stub-option" && declared.\${name} ? default && !(data.${section} ? \${name})) (builtins.attrNames declared)));
+    package = name: main: { outPath = "/nix/store/stub-\${name}"; meta.mainProgram = main; };
+    config = {
+      nixmox = data // { ${section} = data.${section} // defaults; };
+      services = {
+        forgejo = { package = package "forgejo" "forgejo"; stateDir = "/var/lib/forgejo"; };
+        nextcloud = { occ = package "nextcloud-occ" "nextcloud-occ"; package.packages.apps.user_oidc = "user_oidc-app"; };
+        openbao.package = package "openbao" "bao";
+      };
+    };
+    failed = map (a: a.message) (builtins.filter (a: !a.assertion) m.config.assertions);
+  in ${select}`);
+}
 
 function planOf(raw: unknown): Plan {
   return planManifest(validateManifest(raw, "seed-homelab.nix"), { manifestDir: path.dirname(seedPath) });
@@ -181,6 +211,184 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const host = renderHost(edPlan, "mail", fileSources(edPlan.manifestDir));
       assert.ok("nixos/services/mail.nix" in host.files);
       assert.match(host.files["flake.nix"], /\.\/nixos\/services\/mail\.nix/);
+    });
+  });
+
+  describe("the modules called with the seed's data", () => {
+    it("pgadmin on the PostgreSQL host: listens on the route's address and port, logs in through OIDC, and stops for the missing initial account", () => {
+      const data = planHostData(plan, "postgresql");
+      const result = evalModule("services/pgadmin.nix", data, "pgadmin", `{
+        inherit failed;
+        inherit (m.config) warnings;
+        inherit (m.config.services.pgadmin) port settings initialEmail;
+        unit = m.config.systemd.services.pgadmin;
+      }`) as Record<string, any>;
+      assert.deepEqual(result.failed, [
+        'nixmox pgadmin: service "postgresql" runs pgAdmin, which needs an initial account: set nixmox.pgadmin.initialEmail in a custom module (nixos_modules) and declare a secret named pgadmin_password with generate = true under the service\'s secrets (or set nixmox.pgadmin.initialPasswordFile).',
+      ]);
+      assert.deepEqual(result.warnings, []);
+      assert.equal(result.port, 5050);
+      assert.deepEqual(result.initialEmail, { _type: "if", condition: false, content: null });
+      const oauth2 = nixEval(`${pgadminLib}.oauth2Config { oidc = ${json(data.pgadmin!.oidc)}; credential = "oidc_client_secret"; }`);
+      assert.deepEqual(result.settings, {
+        DEFAULT_SERVER: "10.40.0.11",
+        AUTHENTICATION_SOURCES: ["oauth2", "internal"],
+        OAUTH2_AUTO_CREATE_USER: true,
+        OAUTH2_CONFIG: { _expr: oauth2 },
+      });
+      assert.deepEqual(result.unit, {
+        serviceConfig: { LoadCredential: { _type: "if", condition: true, content: [`oidc_client_secret:${secretsDir}/postgresql/oidc_client_secret`] } },
+        partOf: { _type: "if", condition: true, content: ["postgresql.service"] },
+      });
+    });
+
+    it("pgadmin holds once an initial email and the pgadmin_password secret exist, and warns when the scopes lack email", () => {
+      const data = planHostData(plan, "postgresql");
+      data.secrets.pgadmin_password = `${secretsDir}/postgresql/pgadmin_password`;
+      Object.assign(data.pgadmin!, { initialEmail: "admin@home.lab" });
+      data.pgadmin!.oidc!.scopes = ["openid", "profile"];
+      const result = evalModule("services/pgadmin.nix", data, "pgadmin", `{
+        inherit failed;
+        inherit (m.config) warnings;
+        inherit (m.config.services.pgadmin) initialEmail initialPasswordFile;
+      }`);
+      assert.deepEqual(result, {
+        failed: [],
+        warnings: [
+          'nixmox pgadmin: service "postgresql": the OIDC scopes ["openid","profile"] do not include email; pgAdmin refuses OAuth2 logins without an email claim. Add "email" to interface.auth.oidc.scopes.',
+        ],
+        initialEmail: { _type: "if", condition: true, content: "admin@home.lab" },
+        initialPasswordFile: { _type: "if", condition: true, content: `${secretsDir}/postgresql/pgadmin_password` },
+      });
+    });
+
+    it("forgejo: PostgreSQL from interface.db, the route's domain and URL, SSO-only sign-up, and the login source in preStart", () => {
+      const data = planHostData(plan, "forgejo");
+      const result = evalModule("services/forgejo.nix", data, "forgejo", `{
+        inherit failed;
+        inherit (m.config.services.forgejo) database settings;
+        unit = m.config.systemd.services.forgejo;
+        retry = { inherit (m.config.systemd.services.nixmox-forgejo-sso-retry) condition; unit = m.config.systemd.services.nixmox-forgejo-sso-retry.content.unitConfig; timer = m.config.systemd.timers.nixmox-forgejo-sso-retry.content; };
+      }`) as Record<string, any>;
+      assert.deepEqual(result.failed, []);
+      assert.deepEqual(result.database, {
+        _type: "if",
+        condition: true,
+        content: { type: "postgres", host: "10.40.0.11", port: 5432, name: "forgejo", user: "forgejo", passwordFile: `${secretsDir}/forgejo/db_password`, createDatabase: false },
+      });
+      assert.deepEqual(result.settings, {
+        server: { HTTP_ADDR: "10.40.0.21", HTTP_PORT: 3000, SSH_DOMAIN: "forgejo.home.lab", SSH_PORT: 22, DOMAIN: "git.home.lab", ROOT_URL: "https://git.home.lab/" },
+        session: { COOKIE_SECURE: true },
+        service: { ALLOW_ONLY_EXTERNAL_REGISTRATION: true },
+        oauth2_client: { ENABLE_AUTO_REGISTRATION: true, USERNAME: "nickname", ACCOUNT_LINKING: "login" },
+      });
+      assert.equal(result.unit.condition, true);
+      assert.deepEqual(result.unit.content.serviceConfig.LoadCredential, [
+        `nixmox_oidc_client_secret:${secretsDir}/forgejo/oidc_client_secret`,
+        `nixmox_db_password:${secretsDir}/forgejo/db_password`,
+      ]);
+      const preStart = nixEval(
+        `${forgejoLib}.sourceScript { forgejo = "/nix/store/stub-forgejo/bin/forgejo"; awk = "/nix/store/stub-gawk/bin/awk"; psql = "/nix/store/stub-postgresql/bin/psql"; name = "authentik"; oidc = ${json(data.forgejo!.oidc)}; db = ${json(data.forgejo!.database)}; sqlFile = "/nix/store/stub-nixmox-forgejo-oidc-secret.sql"; dbCredential = "nixmox_db_password"; pendingFile = "/var/lib/forgejo/nixmox-oidc-source-pending"; }`,
+      );
+      assert.deepEqual(result.unit.content.preStart, { _type: "order", priority: 1500, content: preStart });
+      assert.deepEqual(result.retry, { condition: true, unit: { ConditionPathExists: "/var/lib/forgejo/nixmox-oidc-source-pending" }, timer: { wantedBy: ["timers.target"], timerConfig: { OnCalendar: "*:0/5" } } });
+    });
+
+    it("forgejo: fails with human messages for a closed port and a username claim Forgejo cannot use", () => {
+      const data = planHostData(plan, "forgejo");
+      data.host.ports = [8080];
+      data.forgejo!.oidc!.usernameClaim = "name";
+      assert.deepEqual(evalModule("services/forgejo.nix", data, "forgejo", "failed"), [
+        'nixmox forgejo: service "forgejo" listens on 3000 but ports does not list it; add it to ports.',
+        'nixmox forgejo: service "forgejo": Forgejo takes user names only from the claims preferred_username, sub or email, not "name"; set interface.auth.oidc.username_claim to one of them.',
+      ]);
+    });
+
+    it("nextcloud: PostgreSQL with the password credential, nginx on the manifest's address and port, user_oidc upserted by a oneshot; stops for the missing admin password", () => {
+      const data = planHostData(plan, "nextcloud");
+      const result = evalModule("services/nextcloud.nix", data, "nextcloud", `{
+        inherit failed;
+        nextcloud = { inherit (m.config.services.nextcloud) hostName https config settings extraApps; };
+        nginx = m.config.services.nginx.virtualHosts;
+        oidc = m.config.systemd.services.nextcloud-oidc-provider;
+      }`) as Record<string, any>;
+      assert.deepEqual(result.failed, [
+        'nixmox nextcloud: service "nextcloud" needs an admin password to install Nextcloud; declare a secret named admin_password with generate = true under the service\'s secrets (or set nixmox.nextcloud.adminPasswordFile in a custom module).',
+      ]);
+      assert.deepEqual(result.nextcloud, {
+        hostName: "cloud.home.lab",
+        https: true,
+        config: {
+          dbtype: "pgsql",
+          adminpassFile: { _type: "if", condition: false, content: null },
+          dbhost: "10.40.0.11:5432",
+          dbname: "nextcloud",
+          dbuser: "nextcloud",
+          dbpassFile: `${secretsDir}/nextcloud/db_password`,
+        },
+        settings: { trusted_proxies: ["10.40.0.0/24"], overwriteprotocol: "https", "overwrite.cli.url": "https://cloud.home.lab" },
+        extraApps: { _type: "if", condition: true, content: { user_oidc: "user_oidc-app" } },
+      });
+      assert.deepEqual(result.nginx, { "cloud.home.lab": { listen: [{ addr: "10.40.0.15", port: 80 }] } });
+      assert.equal(result.oidc.condition, true);
+      assert.deepEqual(result.oidc.content.serviceConfig, {
+        Type: "oneshot",
+        RemainAfterExit: true,
+        User: "nextcloud",
+        LoadCredential: [`oidc_client_secret:${secretsDir}/nextcloud/oidc_client_secret`, `dbpass:${secretsDir}/nextcloud/db_password`],
+      });
+      assert.deepEqual([result.oidc.content.after, result.oidc.content.partOf], [["nextcloud-setup.service"], ["phpfpm-nextcloud.service"]]);
+      assert.equal(
+        result.oidc.content.script,
+        nixEval(`${nextcloudLib}.providerCommand { occ = "/nix/store/stub-nextcloud-occ/bin/nextcloud-occ"; oidc = ${json(data.nextcloud!.oidc)}; credential = "oidc_client_secret"; }`),
+      );
+    });
+
+    it("nextcloud holds once the admin_password secret exists", () => {
+      const data = planHostData(plan, "nextcloud");
+      data.secrets.admin_password = `${secretsDir}/nextcloud/admin_password`;
+      assert.deepEqual(evalModule("services/nextcloud.nix", data, "nextcloud", "{ inherit failed; pass = m.config.services.nextcloud.config.adminpassFile; }"), {
+        failed: [],
+        pass: { _type: "if", condition: true, content: `${secretsDir}/nextcloud/admin_password` },
+      });
+    });
+
+    it("openbao: the listener on the manifest's address and port, cluster traffic on loopback, and the OIDC helper installed", () => {
+      const data = planHostData(plan, "openbao");
+      const result = evalModule("services/openbao.nix", data, "openbao", `{
+        inherit failed;
+        inherit (m.config.services.openbao) settings;
+        helper = let p = m.config.environment.systemPackages; in { inherit (p) condition; text = (builtins.head p.content).text; };
+      }`) as Record<string, any>;
+      assert.deepEqual(result.failed, []);
+      assert.deepEqual(result.settings, {
+        ui: true,
+        listener: { nixmox: { type: "tcp", address: "10.40.0.20:8200", cluster_address: "127.0.0.1:8201", tls_disable: true } },
+        api_addr: "https://bao.home.lab",
+        cluster_addr: "http://127.0.0.1:8201",
+        storage: { raft: { path: "/var/lib/openbao", node_id: "openbao" } },
+      });
+      assert.equal(result.helper.condition, true);
+      assert.equal(
+        result.helper.text,
+        nixEval(`${openbaoLib}.oidcScript { bao = "/nix/store/stub-openbao/bin/bao"; address = "http://10.40.0.20:8200"; oidc = ${json(data.openbao!.oidc)}; secretFile = "${secretsDir}/openbao/oidc_client_secret"; }`),
+      );
+    });
+
+    it("mail: Postfix for the homelab network on 25 and 587, and a human message when a port is closed", () => {
+      const edited = structuredClone(raw);
+      edited.services.mail.enable = true;
+      const data = planHostData(planOf(edited), "mail");
+      assert.deepEqual(evalModule("services/mail.nix", data, "mail", "{ inherit failed; inherit (m.config.services.postfix) settings enableSubmission submissionOptions; }"), {
+        failed: [],
+        settings: { main: { myhostname: "mail.home.lab", mydomain: "home.lab", mydestination: ["mail.home.lab", "localhost.home.lab", "localhost"], mynetworks: ["127.0.0.0/8", "10.40.0.0/24"] } },
+        enableSubmission: true,
+        submissionOptions: { smtpd_client_restrictions: "permit_mynetworks,reject", smtpd_relay_restrictions: "permit_mynetworks,reject" },
+      });
+      data.host.ports = [25];
+      assert.deepEqual(evalModule("services/mail.nix", data, "mail", "failed"), [
+        'nixmox mail: service "mail" runs Postfix on 587 but ports does not list it; add it to ports.',
+      ]);
     });
   });
 
