@@ -215,7 +215,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
   });
 
   describe("the modules called with the seed's data", () => {
-    it("pgadmin on the PostgreSQL host: listens on the route's address and port, logs in through OIDC, and stops for the missing initial email", () => {
+    it("pgadmin on the PostgreSQL host: listens on the route's address and port, logs in through OIDC, its initial account on the homelab domain", () => {
       const data = planHostData(plan, "postgresql");
       const result = evalModule("services/pgadmin.nix", data, "pgadmin", `{
         inherit failed;
@@ -223,16 +223,16 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         inherit (m.config.services.pgadmin) port settings initialEmail initialPasswordFile;
         unit = m.config.systemd.services.pgadmin;
       }`) as Record<string, any>;
-      assert.deepEqual(result.failed, [
-        'nixmox pgadmin: service "postgresql" runs pgAdmin, which needs the email of its initial account; the manifest has no field for it, so set nixmox.pgadmin.initialEmail in a custom module of the service (nixos_modules).',
-      ]);
+      assert.deepEqual(result.failed, []);
       assert.deepEqual(result.initialPasswordFile, { _type: "if", condition: true, content: `${secretsDir}/postgresql/pgadmin_password` });
       assert.deepEqual(result.warnings, []);
       assert.equal(result.port, 5050);
-      assert.deepEqual(result.initialEmail, { _type: "if", condition: false, content: null });
+      assert.deepEqual(result.initialEmail, { _type: "if", condition: true, content: "nixmox-admin@home.lab" });
       const oauth2 = nixEval(`${pgadminLib}.oauth2Config { oidc = ${json(data.pgadmin!.oidc)}; credential = "oidc_client_secret"; }`);
       assert.deepEqual(result.settings, {
         DEFAULT_SERVER: "10.40.0.11",
+        CHECK_EMAIL_DELIVERABILITY: false,
+        ALLOW_SPECIAL_EMAIL_DOMAINS: ["lab"],
         AUTHENTICATION_SOURCES: ["oauth2", "internal"],
         OAUTH2_AUTO_CREATE_USER: true,
         OAUTH2_CONFIG: { _expr: oauth2 },
@@ -243,7 +243,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       });
     });
 
-    it("pgadmin holds once an initial email is set, fails without the pgadmin_password secret, and warns when the scopes lack email", () => {
+    it("pgadmin takes another initial email, fails without the pgadmin_password secret, and warns when the scopes lack email", () => {
       const data = planHostData(plan, "postgresql");
       Object.assign(data.pgadmin!, { initialEmail: "admin@home.lab" });
       data.pgadmin!.oidc!.scopes = ["openid", "profile"];

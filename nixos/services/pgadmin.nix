@@ -9,8 +9,10 @@
 # Initial account: pgAdmin always creates one internal account (nixpkgs runs `pgadmin4-cli setup-db` with an email
 # and a password file before every start; neither option has a default). The password is the secret
 # `pgadmin_password`, which NixMox declares and generates for every host running pgAdmin. The email is not in the
-# manifest format: set nixmox.pgadmin.initialEmail in a custom module of the service; until then the rebuild stops
-# with an assertion saying so (no address is invented).
+# manifest format, so it defaults to `nixmox-admin@<network.domain>` (set nixmox.pgadmin.initialEmail in a custom
+# module to choose another). pgAdmin validates emails with email_validator, which refuses special-use domains such
+# as home.arpa; the homelab domain's last label is allowed through ALLOW_SPECIAL_EMAIL_DOMAINS, and deliverability
+# is not checked (a LAN domain has no MX).
 #
 # Checked against NixOS 25.11: nixos/modules/services/admin/pgadmin.nix (services.pgadmin.{enable,port,
 # initialEmail,initialPasswordFile,settings}; unit pgadmin.service, LoadCredential list) and pgAdmin's config.py
@@ -29,8 +31,9 @@ in
   options.nixmox.pgadmin = (import ./app-options.nix lib) // {
     initialEmail = mkOption {
       type = types.nullOr types.str;
-      default = null;
-      description = "Email of pgAdmin's initial internal account (nixpkgs requires one); not in the manifest, set it in a custom module.";
+      default = "nixmox-admin@${host.domain}";
+      defaultText = "nixmox-admin@<network.domain>";
+      description = "Email of pgAdmin's initial internal account (nixpkgs requires one); set it in a custom module to choose another.";
     };
     initialPasswordFile = mkOption {
       type = types.nullOr (types.strMatching "/[A-Za-z0-9._/-]+");
@@ -74,6 +77,9 @@ in
         # The module listens on localhost unless openFirewall; the firewall is NixMox's (core.nix), so the
         # address is set here instead.
         DEFAULT_SERVER = cfg.listen.address;
+        # pgAdmin's email check (web/pgadmin/utils/validation_utils.py) on the initial account and OAuth2 users.
+        CHECK_EMAIL_DELIVERABILITY = false;
+        ALLOW_SPECIAL_EMAIL_DOMAINS = [ (lib.last (lib.splitString "." host.domain)) ];
       } // optionalAttrs (oidc != null) {
         AUTHENTICATION_SOURCES = [ "oauth2" "internal" ];
         OAUTH2_AUTO_CREATE_USER = true;

@@ -1,5 +1,5 @@
 # A stand-in for the few parts of nixpkgs that the application modules call (lib.mkOption, lib.types, lib.optional,
-# lib.concatStringsSep, lib.genAttrs, lib.getExe, lib.mkIf/mkAfter/optionalAttrs/removeSuffix/escapeShellArg and a
+# lib.concatStringsSep, lib.genAttrs, lib.getExe, lib.mkIf/mkAfter/optionalAttrs/removeSuffix/escapeShellArg/last/splitString and a
 # few packages and builders), so a test can call a module function with plain nix-instantiate and read the `config`
 # it returns. Option declarations become inert records, mkIf and mkAfter the records nixpkgs' lib makes: this proves
 # the modules' own wiring and messages, not nixpkgs' option names or types.
@@ -32,6 +32,9 @@ in
       let n = builtins.stringLength s; k = builtins.stringLength suffix;
       in if k <= n && builtins.substring (n - k) k s == suffix then builtins.substring 0 (n - k) s else s;
     escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+    last = list: builtins.elemAt list (builtins.length list - 1);
+    # Only the separators the modules use ("." here) need escaping for builtins.split.
+    splitString = sep: s: builtins.filter builtins.isString (builtins.split (builtins.replaceStrings [ "." ] [ "\\." ] sep) s);
   };
 
   pkgs = {
