@@ -161,6 +161,12 @@ function planServiceSecrets(service: ResolvedService, serverOf: (host: string) =
       secrets.push(secret(service.name, "bootstrap_password", service.name, { description: "password of Authentik's akadmin user", restartUnits: units }));
       secrets.push(secret(service.name, "bootstrap_token", service.name, { description: "API token NixMox uses to configure Authentik", restartUnits: units }));
     }
+    if (service.builtinSecretNames.includes("admin_password")) {
+      secrets.push(secret(service.name, "admin_password", service.name, { description: "password of Nextcloud's first admin account", restartUnits: [] }));
+    }
+    if (service.builtinSecretNames.includes("pgadmin_password")) {
+      secrets.push(secret(service.name, "pgadmin_password", service.name, { description: "password of pgAdmin's initial account", restartUnits: ["pgadmin.service"] }));
+    }
     if (service.builtinSecretNames.includes("radius_shared_secret")) {
       secrets.push(secret(service.name, "radius_shared_secret", service.name, { description: "shared secret of the RADIUS outpost (network.outposts.radius)", restartUnits: [] }));
     }

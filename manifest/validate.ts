@@ -336,6 +336,22 @@ function providerProblems(context: RuleContext, subject: string, field: string, 
   return [];
 }
 
+/** Directories under /var/lib/nixmox that a service's activation state (/var/lib/nixmox/<service>) must not take. */
+const reservedServiceNames = ["secrets", "outposts"];
+
+/** Kinds whose module refuses to start without a database (authentik.nix, forgejo.nix, nextcloud.nix). */
+const kindsNeedingDatabase: string[] = ["authentik", "forgejo", "nextcloud"];
+
+/** The *arr apps of the media kind that keep their data in PostgreSQL (nixos/lib/media.nix). */
+const arrApps = ["prowlarr", "radarr", "sonarr"];
+
+/** True when the kind's app sends a client secret, so its OIDC client cannot be public. */
+function confidentialOnly(kind: string, hasRoutes: boolean, route: string | null): boolean {
+  // These modules read the service's own client (interface.auth); pgAdmin also runs on a PostgreSQL host with a route.
+  const sendsSecret = ["vaultwarden", "forgejo", "nextcloud", "openbao", "pgadmin"].includes(kind) || (kind === "postgresql" && hasRoutes);
+  return sendsSecret && route === null;
+}
+
 /** PostgreSQL roles that exist already or have a special meaning in pg_hba.conf; never an application's owner. */
 const reservedRoles = ["postgres", "all", "replication", "sameuser", "samerole", "samegroup", "public", "pg_database_owner"];
 
@@ -371,12 +387,21 @@ const crossServiceRules: CrossServiceRule[] = [
         if (/^[0-9]+(\.[0-9]+){3}$/.test(service.hostName) || /^[0-9.]+$/.test(service.fqdn)) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} looks like an IPv4 address; use a name such as "${service.name}"` }];
         }
-        const other = names.get(service.hostName);
         // Another service's full hostname is reported by uniqueHostname already.
         const sameFqdn = services.some((candidate) => candidate !== service && candidate.fqdn === service.fqdn);
-        return other !== undefined && other !== service.name && !sameFqdn
-          ? [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }]
-          : [];
+        if (sameFqdn) return [];
+        const other = names.get(service.hostName);
+        if (other !== undefined && other !== service.name) {
+          return [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }];
+        }
+        // Two services with one short name: blame the one whose short name is not its own service name.
+        const shortTwin = services.find(
+          (candidate) => candidate !== service && candidate.hostName === service.hostName && (candidate.hostName === candidate.name || (service.hostName !== service.name && candidate.name < service.name)),
+        );
+        if (shortTwin) {
+          return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} has the short name ${JSON.stringify(service.hostName)} of service "${shortTwin.name}" (${shortTwin.fqdn}), so references to it would be ambiguous; choose another hostname` }];
+        }
+        return [];
       });
     },
   },
@@ -407,18 +432,25 @@ const crossServiceRules: CrossServiceRule[] = [
     },
   },
   {
-    name: "routeNamesDifferBeyondSeparators",
-    // Caddy matcher names are built from route names with '-' and '_' folded together (nixos/lib/caddy.nix).
-    check: ({ enabled }) =>
-      enabled.flatMap((service) => {
-        const seen = new Map<string, string>();
-        return service.routes.flatMap((route): Problem[] => {
-          const folded = route.name.replace(/-/g, "_");
-          const other = seen.get(folded);
-          seen.set(folded, route.name);
-          return other === undefined ? [] : [{ subject: subjectOfService(service.name), field: route.field, message: `differs from route "${other}" only in '-' and '_', which the proxy's matcher names do not tell apart; rename one` }];
-        });
-      }),
+    name: "routeMatcherNamesAreDistinct",
+    // nixos/lib/caddy.nix names a route's path matcher "nixmox_<service>_<route>" with '-' and '.' folded to '_', and
+    // one domain is one Caddy site: two routes of a domain whose names fold alike define one matcher twice.
+    check: ({ enabled }) => {
+      const problems: Problem[] = [];
+      const seen = new Map<string, string>();
+      for (const service of enabled) {
+        for (const route of service.routes) {
+          const key = `${route.domain}\0${`${service.name}_${route.name}`.replace(/[-.]/g, "_")}`;
+          const other = seen.get(key);
+          if (other !== undefined) {
+            problems.push({ subject: subjectOfService(service.name), field: route.field, message: `and ${other} on ${JSON.stringify(route.domain)} differ only in '-' and '_', which the proxy's matcher names do not tell apart; rename one` });
+          } else {
+            seen.set(key, `route "${route.name}" of service "${service.name}"`);
+          }
+        }
+      }
+      return problems;
+    },
   },
   {
     name: "routeDomainIsNotAHostname",
@@ -632,6 +664,101 @@ const crossServiceRules: CrossServiceRule[] = [
       }
       return problems;
     },
+  },
+  {
+    name: "serviceNameIsNotReserved",
+    // Activation state lives in /var/lib/nixmox/<service>, next to these directories.
+    check: ({ candidates }) =>
+      candidates
+        .filter((candidate) => reservedServiceNames.includes(candidate.name))
+        .map((candidate) => ({ subject: subjectOfService(candidate.name), field: "", message: `is a name NixMox uses for its own directory on every host (/var/lib/nixmox/${candidate.name}); rename the service` })),
+  },
+  {
+    name: "databaseIsNotOnItself",
+    check: ({ enabled, byAddress }) =>
+      enabled.flatMap((service) =>
+        service.databases
+          .filter((db) => byAddress.get(db.host)?.name === service.name)
+          .map((db) => ({ subject: subjectOfService(service.name), field: `${db.field}.host`, message: `${JSON.stringify(db.host)} is this service itself; a PostgreSQL host serves databases to other services, so remove this ${db.field}` })),
+      ),
+  },
+  {
+    name: "kindHasItsDatabase",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => kindsNeedingDatabase.includes(service.kind) && service.databases.length === 0)
+        .map((service) => ({ subject: subjectOfService(service.name), field: "interface.db", message: `is required: ${service.kind} keeps its data in PostgreSQL; set interface.db = { host = "<your postgresql service>"; }` })),
+  },
+  {
+    name: "kindGetsAConfidentialClient",
+    check: ({ enabled }) =>
+      enabled.flatMap((service) =>
+        service.oidcClients
+          .filter((client) => client.settings.client_type === "public" && confidentialOnly(service.kind, service.routes.length > 0, client.route))
+          .map((client) => ({
+            subject: subjectOfService(service.name),
+            field: `${client.field}.oidc.client_type`,
+            message: `must be "confidential": ${service.kind === "postgresql" ? "pgAdmin" : service.kind} sends a client secret to the SSO provider`,
+          })),
+      ),
+  },
+  {
+    name: "forgejoUsernameClaim",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "forgejo")
+        .flatMap((service) => service.oidcClients.filter((client) => client.route === null && !["preferred_username", "sub", "email"].includes(client.settings.username_claim)).map((client) => ({ service, client })))
+        .map(({ service, client }) => ({ subject: subjectOfService(service.name), field: `${client.field}.oidc.username_claim`, message: `must be preferred_username, sub or email: Forgejo takes user names only from those claims, got ${JSON.stringify(client.settings.username_claim)}` })),
+  },
+  {
+    name: "mediaDatabasesBelongToArrApps",
+    // nixos/services/media.nix: Sonarr, Radarr and Prowlarr each use a main and a log database.
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "media")
+        .flatMap((service) =>
+          service.databases.flatMap((db): Problem[] => {
+            const subject = subjectOfService(service.name);
+            if (!arrApps.includes(db.key)) return [{ subject, field: db.field, message: `belongs to no app that uses PostgreSQL here; name the entry after one of ${arrApps.join(", ")}` }];
+            if (db.additional.length === 0) return [{ subject, field: `${db.field}.additionaldbs`, message: `is required: ${db.key} also needs a log database, e.g. [ "${db.key}-log" ]` }];
+            return [];
+          }),
+        ),
+  },
+  {
+    name: "jellyfinListensOnItsPort",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "media")
+        .flatMap((service) => service.routes.filter((route) => route.name === "jellyfin" && Number(route.upstream.split(":")[1]) !== kindSpecs.media.apps.jellyfin.port).map((route) => ({ service, route })))
+        .map(({ service, route }) => ({
+          subject: subjectOfService(service.name),
+          field: `${route.field}.upstream`,
+          message: `must use port ${kindSpecs.media.apps.jellyfin.port}: Jellyfin sets its port in its own network.xml, which NixOS does not manage`,
+        })),
+  },
+  {
+    name: "grafanaCallbackIsARedirectUri",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "monitoring")
+        .flatMap((service) => {
+          const route = service.routes.find((candidate) => candidate.name === "grafana");
+          const client = route?.ownAuth?.type === "oidc" ? service.oidcClients.find((candidate) => candidate.route === "grafana") : route?.auth === "oidc" ? service.oidcClients.find((candidate) => candidate.route === null) : undefined;
+          if (!route || !client || client.settings.redirect_uris === undefined) return [];
+          const callback = `${route.tls === "off" ? "http" : "https"}://${route.domain}${route.path === "/" ? "" : route.path.replace(/\*$/, "").replace(/\/$/, "")}${kindSpecs.monitoring.apps.grafana.callback}`;
+          return client.settings.redirect_uris.includes(callback)
+            ? []
+            : [{ subject: subjectOfService(service.name), field: `${client.field}.oidc.redirect_uris`, message: `must list ${JSON.stringify(callback)}, where Grafana sends users back after login (or omit redirect_uris to derive it)` }];
+        }),
+  },
+  {
+    name: "openbaoLeavesRoomForItsClusterPort",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "openbao")
+        .flatMap((service) => service.routes.filter((route) => route.upstream.endsWith(":65535")).map((route) => ({ service, route })))
+        .map(({ service, route }) => ({ subject: subjectOfService(service.name), field: `${route.field}.upstream`, message: "must use a port below 65535: OpenBao's cluster listener takes the next port" })),
   },
   {
     name: "customServiceHasModules",

@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { ManifestError } from "../manifest";
 import type { Plan, ServiceKind } from "../manifest/plan-types";
 import { renderFlakeLock, renderFlakeNix } from "./flake";
+import { moduleClosure } from "./module-files";
 import { findService, planHostData, type HostData, type HostDataOptions } from "./host-data";
 import { defaultNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
 import { stableJson } from "./stable-json";
@@ -130,6 +131,22 @@ export function renderHost(plan: Plan, name: string, sources: RenderSources, opt
     files[`custom/${normalized}`] = readManifestModule(sources, service.name, index, relative, normalized);
     return `custom/${normalized}`;
   });
+  // What the modules import or read by relative path (sibling modules, data files) goes into the flake too.
+  const closure = moduleClosure(customModules.map((module) => module.slice("custom/".length)), (relative) => {
+    try {
+      return sources.manifest(relative);
+    } catch {
+      return null;
+    }
+  });
+  if (closure.problems.length > 0) {
+    throw new ManifestError("render", closure.problems.map((problem) => ({
+      subject: `service "${service.name}"`,
+      field: "nixos_modules",
+      message: `${JSON.stringify(problem.module)} ${problem.message}`,
+    })));
+  }
+  for (const [relative, text] of closure.files) files[`custom/${relative}`] = text;
 
   const modules = ["nixos/core.nix", ...hostModules(data).map((module) => `nixos/${module}`), ...customModules];
   files["flake.nix"] = renderFlakeNix(service.name, modules, pin);

@@ -731,14 +731,20 @@ const ruleCases: RuleCase[] = [
     problems: [`service "1app": has a name starting with a digit, which NixOS host names and Nix attributes refuse; start it with a letter`],
   },
   {
-    name: "fails when two route names differ only in '-' and '_'",
+    name: "fails when two routes of one domain would get the same proxy matcher, also across services",
     mutate: (m) => {
-      m.services.app.interface.proxy = {
-        "my-web": { domain: "web.lab.test", upstream: "10.9.0.20:8080" },
-        my_web: { domain: "web2.lab.test", upstream: "10.9.0.20:8080" },
-      };
+      m.services["a-b"] = { kind: "custom", ip: "10.9.0.43", vmid: 143, nixos_modules: ["x.nix"], interface: { health: { startup: "true" }, proxy: { c: { domain: "web.lab.test", path: "/c", upstream: "10.9.0.43:80" } } } };
+      m.services.a = { kind: "custom", ip: "10.9.0.44", vmid: 144, nixos_modules: ["x.nix"], interface: { health: { startup: "true" }, proxy: { "b-c": { domain: "web.lab.test", path: "/d", upstream: "10.9.0.44:80" } } } };
     },
-    problems: [`service "app": interface.proxy.my_web differs from route "my-web" only in '-' and '_', which the proxy's matcher names do not tell apart; rename one`],
+    problems: [`service "a-b": interface.proxy.c and route "b-c" of service "a" on "web.lab.test" differ only in '-' and '_', which the proxy's matcher names do not tell apart; rename one`],
+  },
+  {
+    name: "fails when two services share a short host name in different domains",
+    mutate: (m) => {
+      m.core_services.caddy.hostname = "edge.lab.test";
+      m.services.app.hostname = "edge.other.test";
+    },
+    problems: ['service "caddy": hostname "edge.lab.test" has the short name "edge" of service "app" (edge.other.test), so references to it would be ambiguous; choose another hostname'],
   },
   {
     name: "fails when a route sends requests to a port the upstream's kind holds itself",
@@ -746,6 +752,98 @@ const ruleCases: RuleCase[] = [
       m.services.app.interface.proxy.upstream = "10.9.0.11:22";
     },
     problems: ['service "app": interface.proxy.upstream port 22 of service "postgresql" is taken by its SSH server; route to the port the app listens on'],
+  },
+  {
+    name: "fails when a service is named like a NixMox directory on the hosts",
+    mutate: (m) => {
+      m.services.secrets = { kind: "custom", ip: "10.9.0.42", vmid: 142, nixos_modules: ["x.nix"], interface: { health: { startup: "true" } } };
+    },
+    problems: ['service "secrets": is a name NixMox uses for its own directory on every host (/var/lib/nixmox/secrets); rename the service'],
+  },
+  {
+    name: "fails when a PostgreSQL service asks for a database on itself",
+    mutate: (m) => {
+      m.core_services.postgresql.interface = { db: { host: "postgresql", name: "self" } };
+    },
+    problems: ['service "postgresql": interface.db.host "postgresql" is this service itself; a PostgreSQL host serves databases to other services, so remove this interface.db'],
+  },
+  {
+    name: "fails when authentik has no database",
+    mutate: (m) => {
+      delete m.core_services.authentik.interface;
+    },
+    problems: ['service "authentik": interface.db is required: authentik keeps its data in PostgreSQL; set interface.db = { host = "<your postgresql service>"; }'],
+  },
+  {
+    name: "fails when an app that sends a client secret gets a public OIDC client",
+    mutate: (m) => {
+      m.services.app.interface.auth = { type: "oidc", oidc: { client_type: "public" } };
+    },
+    problems: ['service "app": interface.auth.oidc.client_type must be "confidential": vaultwarden sends a client secret to the SSO provider'],
+  },
+  {
+    name: "fails when Forgejo would take user names from a claim it cannot read",
+    mutate: (m) => {
+      m.services.app.kind = "forgejo";
+      m.services.app.interface.auth = { type: "oidc", oidc: { username_claim: "nickname" } };
+    },
+    problems: ['service "app": interface.auth.oidc.username_claim must be preferred_username, sub or email: Forgejo takes user names only from those claims, got "nickname"'],
+  },
+  {
+    name: "fails when a media database belongs to no *arr app or lacks its log database",
+    mutate: (m) => {
+      m.services.app.kind = "media";
+      delete m.services.app.interface.auth;
+      delete m.services.app.interface.db;
+      m.services.app.interface.dbs = { sonarr: { host: "postgresql" }, lidarr: { host: "postgresql", additionaldbs: ["lidarr-log"] } };
+    },
+    problems: [
+      'service "app": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr',
+      'service "app": interface.dbs.sonarr.additionaldbs is required: sonarr also needs a log database, e.g. [ "sonarr-log" ]',
+    ],
+  },
+  {
+    name: "fails when Jellyfin's route sends to another port than Jellyfin's own",
+    mutate: (m) => {
+      m.services.app.kind = "media";
+      delete m.services.app.interface.auth;
+      delete m.services.app.interface.db;
+      m.services.app.interface.proxy = { jellyfin: { domain: "tv.lab.test", upstream: "10.9.0.20:8097" } };
+    },
+    problems: ['service "app": interface.proxy.jellyfin.upstream must use port 8096: Jellyfin sets its port in its own network.xml, which NixOS does not manage'],
+  },
+  {
+    name: "fails when Grafana's explicit redirect URIs miss its callback",
+    mutate: (m) => {
+      m.services.app.kind = "monitoring";
+      m.services.app.interface.proxy = { grafana: { domain: "grafana.lab.test", upstream: "10.9.0.20:3000" } };
+      m.services.app.interface.auth = { type: "oidc", oidc: { redirect_uris: ["https://grafana.lab.test/"] } };
+    },
+    problems: ['service "app": interface.auth.oidc.redirect_uris must list "https://grafana.lab.test/login/generic_oauth", where Grafana sends users back after login (or omit redirect_uris to derive it)'],
+  },
+  {
+    name: "fails when health timings exceed what the activation wrapper counts",
+    mutate: (m) => {
+      m.services.app.interface.health = { retries: 10_000_000, interval: 1e9 };
+    },
+    problems: [
+      'service "app": interface.health.interval must be at most 86400, got 1000000000',
+      'service "app": interface.health.retries must be at most 10000, got 10000000',
+    ],
+  },
+  {
+    name: "fails when a check URL passes the pattern but not the URL parser",
+    mutate: (m) => {
+      m.services.app.interface.health = { checks: [{ type: "http", url: "http://host:99999/" }] };
+    },
+    problems: ['service "app": interface.health.checks[0].url must be a URL that parses (check the host and port), got "http://host:99999/"'],
+  },
+  {
+    name: "fails when a secret file would be writable by group or others",
+    mutate: (m) => {
+      m.services.app.secrets = { api_key: { mode: "0777" } };
+    },
+    problems: [`service "app": secrets.api_key.mode must not let group or others write the file; use a mode such as "0440"`],
   },
 ];
 
@@ -848,6 +946,15 @@ describe("manifest validation: reporting", () => {
     const before = deepClone(manifest);
     manifestErrorOf(manifest);
     assert.deepEqual(manifest, before);
+  });
+
+  it("accepts two route names that differ only in '-' and '_' on different domains (different Caddy sites)", () => {
+    const manifest = smallManifest();
+    manifest.services.app.interface.proxy = {
+      "my-web": { domain: "web.lab.test", upstream: "10.9.0.20:8080" },
+      my_web: { domain: "web2.lab.test", upstream: "10.9.0.20:8080" },
+    };
+    assert.deepEqual(planOf(manifest).routes.map((route) => route.name), ["my-web", "my_web"]);
   });
 
   it("accepts a route domain on the same domain as another route when the paths differ", () => {

@@ -73,7 +73,9 @@ describe("program under mocks: the example manifest", function () {
 
   it("waits for SSH on the service's address and re-records the host key when the container is replaced", () => {
     const ssh = resourceNamed(run, "dns-ssh");
-    assert.deepEqual(ssh.inputs, { containerId: "913", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
+    const { rebootRevision, ...inputs } = ssh.inputs;
+    assert.deepEqual(inputs, { containerId: "913", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
+    assert.match(String(rebootRevision), /^[0-9a-f]{16}$/);
     assert.deepEqual(ssh.replaceWith, [containerUrn("dns")]);
     for (const role of ["config", "rebuild", "health"]) assert.deepEqual(resourceNamed(run, `dns-${role}`).replaceWith, [containerUrn("dns")], role);
   });
@@ -191,7 +193,7 @@ describe("program under mocks: the example manifest", function () {
     const again = await runNixmoxProgram();
     assert.equal(renderPreviewJson(again.resources), renderPreviewJson(run.resources));
     const parsed = JSON.parse(renderPreviewJson(run.resources)) as { resources: Array<Record<string, unknown>> };
-    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "parent", "protect", "type", "urn"]);
+    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "options", "parent", "protect", "type", "urn"]);
   });
 });
 
