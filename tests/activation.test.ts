@@ -157,6 +157,27 @@ describe("activation wrapper on a stub NixOS host", function () {
     rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
   });
 
+  it("masks base64 and URL-encoded forms of secret values too (security review L3)", async () => {
+    const secrets = join(paths.stateDir, "secrets", "web");
+    mkdirSync(secrets, { recursive: true });
+    const value = "p@ss:w/rd#1-canary";
+    writeFileSync(join(secrets, "db_password"), `${value}\n`);
+    const b64 = Buffer.from(value).toString("base64");
+    const url = encodeURIComponent(value);
+    const lower = url.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase());
+    const checks: HealthCheckSpec[] = [
+      { name: "leaky", phase: "startup", kind: "command", command: `echo "url=postgresql://app:${url}@db/app b64=${b64} unpadded=${b64.replace(/=+$/, "")} lower=${lower}"; exit 7` },
+    ];
+    const result = await activate({ checks });
+    assert.equal(result.code, 1);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      `startup check "leaky" (command) failed after 2 probe(s): exit code 7, last output: url=postgresql://app:[secret]@db/app b64=[secret] unpadded=[secret] lower=[secret]; rolled back to the previous generation ${gen1}`,
+    );
+    assert.ok(![url, b64, lower].some((form) => `${result.stdout}${result.stderr}`.includes(form)));
+    rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
+  });
+
   describe("secret files whose owner the new generation creates", () => {
     const user = "nixmoxactivatetest";
     const dropUser = () => execFileSync("sh", ["-c", `userdel ${user} 2>/dev/null; groupdel ${user} 2>/dev/null; true`]);
@@ -244,6 +265,152 @@ describe("activation wrapper on a stub NixOS host", function () {
     assert.equal(parseActivationResult(rerun.stdout)?.status, "switched");
     assert.equal(rebuildCalls().length, 1);
     assert.equal(readlinkSync(paths.currentSystem), gen(2));
+  });
+
+  describe("an activation unit that dies (security review H1)", () => {
+    const unitPid = (hash = "0123456789ab") => Number(readFileSync(join(host.dir, "units", `nixmox-activate-web-${hash}.service.pid`), "utf8"));
+    const checkPidFile = () => join(host.dir, "check.pid");
+    // Passes once control/check-pass exists; until then it records its pid and sleeps (a slow startup check).
+    const slowCheck = (): HealthCheckSpec[] => [{
+      name: "slow", phase: "startup", kind: "command",
+      command: `if [ -e ${join(host.dir, "control", "check-pass")} ]; then exit 0; fi; echo $$ > ${checkPidFile()}; exec sleep 20`,
+    }];
+    const timing = { intervalSeconds: 1, timeoutSeconds: 30, retries: 1, startPeriodSeconds: 0 };
+    const waitFor = async (what: string, predicate: () => boolean, ms = 15_000) => {
+      const until = Date.now() + ms;
+      while (!predicate()) {
+        if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const killCheck = () => {
+      if (!existsSync(checkPidFile())) return;
+      try {
+        process.kill(Number(readFileSync(checkPidFile(), "utf8")), "SIGKILL");
+      } catch {
+        // already gone
+      }
+      rmSync(checkPidFile(), { force: true });
+    };
+    afterEach(killCheck);
+
+    it("rolls back at once when the unit is SIGTERMed during the startup checks (systemctl stop)", async () => {
+      const running = activate({ checks: slowCheck(), timing });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      assert.equal(readlinkSync(paths.currentSystem), gen(2), "switched, not yet checked");
+      const started = Date.now();
+      process.kill(unitPid(), "SIGTERM"); // KillMode=mixed: systemd sends SIGTERM to the main process only
+      const result = await running;
+      assert.ok(Date.now() - started < 8000, `the trap acted within ${Date.now() - started} ms, not after the 20 s check`);
+      assert.equal(result.code, 1);
+      assert.deepEqual(parseActivationResult(result.stdout), {
+        configHash: "0123456789abcdef",
+        generation: gen1,
+        previousGeneration: gen1,
+        reason: `activation interrupted by SIGTERM; rolled back to the previous generation ${gen1}`,
+        service: "web",
+        status: "rolled-back",
+      });
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+      assert.equal(readlinkSync(paths.profile), "system-1-link");
+    });
+
+    it("rolls back an attempt whose unit was SIGKILLed (OOM), and the same configuration hash then retries", async () => {
+      const running = activate({ checks: slowCheck(), timing });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+      const result = await running;
+      assert.equal(result.code, 1);
+      assert.deepEqual(parseActivationResult(result.stdout), {
+        configHash: "0123456789abcdef",
+        generation: gen1,
+        previousGeneration: gen1,
+        reason: "activation unit nixmox-activate-web-0123456789ab.service ended without a result (stopped, killed or the host restarted); " +
+          `rolled back to the previous generation ${gen1}`,
+        service: "web",
+        status: "rolled-back",
+      });
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+      assert.equal(readlinkSync(paths.profile), "system-1-link");
+
+      control("check-pass", "");
+      const retry = await activate({ checks: slowCheck(), timing });
+      assert.equal(retry.code, 0, retry.stdout + retry.stderr);
+      assert.equal(parseActivationResult(retry.stdout)?.status, "switched");
+      assert.equal(readlinkSync(paths.currentSystem), gen(3));
+      assert.equal(rebuildCalls().length, 2, "the same hash ran again instead of reporting the dead attempt");
+    });
+
+    it("after a restart that killed the unit and the session, the next run rolls the unchecked generation back before its own switch", async () => {
+      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
+      const first = exec(command, stdin);
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      host.dropConnections();
+      assert.equal((await first).connectionLost, true);
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+      assert.equal(readlinkSync(paths.currentSystem), gen(2), "the host boots the unchecked generation");
+
+      control("check-pass", "");
+      const next = await activate({ configHash: "fedcba9876543210", checks: slowCheck(), timing });
+      assert.equal(next.code, 0, next.stdout + next.stderr);
+      const parsed = parseActivationResult(next.stdout);
+      assert.equal(parsed?.status, "switched");
+      assert.equal(parsed?.previousGeneration, gen1, "the new attempt's rollback target is the checked generation");
+      assert.deepEqual(
+        host.calls().filter((line) => /^(nix-env|nixos-rebuild|switch-to-configuration switch \(1\))/.test(line)),
+        [
+          "nixos-rebuild switch --flake /etc/nixmox#web",
+          `nix-env -p ${paths.profile} --switch-generation 1`,
+          "switch-to-configuration switch (1)",
+          "nixos-rebuild switch --flake /etc/nixmox#web",
+        ],
+      );
+      const abandoned = JSON.parse(readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "result"), "utf8"));
+      assert.equal(abandoned.status, "rolled-back");
+    });
+  });
+
+  it("runs every startup check even when one reads stdin (security review M1)", async () => {
+    const result = await activate({
+      checks: [
+        { name: "a-drains-stdin", phase: "startup", kind: "command", command: "cat >/dev/null; true" },
+        { name: "b-must-fail", phase: "startup", kind: "command", command: "exit 1" },
+      ],
+    });
+    assert.equal(result.code, 1, result.stdout);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      `startup check "b-must-fail" (command) failed after 2 probe(s): exit code 1, last output: ; rolled back to the previous generation ${gen1}`,
+    );
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+  });
+
+  it("judges a running activation by its own checks when a concurrent run for another configuration is refused (security review M2)", async () => {
+    control("nixos-rebuild", "slow:3");
+    const failing = activate({ checks: [{ name: "a-fails", phase: "startup", kind: "command", command: "exit 1" }] });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const other = await activate({ configHash: "aaaaaaaaaaaaaaaa", checks: [{ name: "b-passes", phase: "startup", kind: "command", command: "true" }] });
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /another activation of web \(config 0123456789abcdef\) is still running/);
+    const result = await failing;
+    assert.equal(result.code, 1, result.stdout);
+    assert.equal(parseActivationResult(result.stdout)?.status, "rolled-back");
+    assert.match(parseActivationResult(result.stdout)?.reason ?? "", /^startup check "a-fails"/);
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
   });
 
   it("fails on invalid arguments with exit 2 and a message naming the option", async () => {

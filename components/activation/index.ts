@@ -1,8 +1,11 @@
 /**
  * The activation wrapper (`nixmox-activate.sh`, run on the host) and the command strings that run it.
  *
- * `renderActivationCommand` returns `{ command, stdin }` for a `remote.Command`: the command installs the
- * wrapper from stdin under the state dir and runs it; the wrapper text carries the service's startup checks
+ * `renderActivationCommand` returns `{ command, stdin }` for a `remote.Command`: the command writes the
+ * wrapper from stdin to a fresh `mktemp` file under the service's state dir and runs it; the run keeps the text,
+ * deletes that file and, under the service's lock, gives the activation unit its own copy per attempt, so a
+ * concurrent run for another configuration cannot swap the checks of a running activation (security review
+ * M2). The wrapper text carries the service's startup checks
  * as comment lines, so the command line holds only validated names, a hash and paths (no check text, no
  * secret). Put `command` in `create`/`update` and `stdin` in `stdin`: a new config hash changes the command,
  * which re-runs it as an update (triggers would replace, pulumi/pulumi-command#855).
@@ -124,7 +127,7 @@ export function renderActivationScript(options: ActivationOptions): string {
   return `${script}\n# Startup checks of service "${options.service}" (data, never executed as code):\n${renderEmbeddedChecks(options.service, options.checks, options.timing)}`;
 }
 
-/** Remote path of the installed wrapper for a service. */
+/** Remote path of the service's wrapper that `confirm` runs (the last attempt's copy, written under the lock). */
 export function activationScriptRemotePath(service: string, paths?: Partial<ActivationPaths>): string {
   return `${resolvePaths({ service, paths }).stateDir}/${service}/nixmox-activate.sh`;
 }
@@ -134,11 +137,11 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
   const paths = resolvePaths(options);
   const flake = options.flake ?? `/etc/nixmox#${options.service}`;
   if (!flakePattern.test(flake)) throw new Error(`service "${options.service}": flake must look like /etc/nixmox#<name>, got ${JSON.stringify(flake)}`);
-  const script = activationScriptRemotePath(options.service, paths);
   const dir = `${paths.stateDir}/${options.service}`;
-  const install = `umask 077 && mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(`${script}.tmp`)} && mv -f ${shellQuote(`${script}.tmp`)} ${shellQuote(script)}`;
-  const run = shellCommand([
-    "bash", script, "run",
+  // `$wrapper` is the only expansion in the command: mktemp's output, a path under the validated state dir.
+  const install = `umask 077 && mkdir -p ${shellQuote(dir)} && wrapper=$(mktemp ${shellQuote(`${dir}/.nixmox-activate.XXXXXXXXXX`)}) && cat > "$wrapper"`;
+  const run = `bash "$wrapper" ${shellCommand([
+    "run",
     "--service", options.service,
     "--config-hash", options.configHash,
     "--flake", flake,
@@ -147,7 +150,7 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
     "--state-dir", paths.stateDir,
     "--profile", paths.profile,
     "--current-system", paths.currentSystem,
-  ]);
+  ])}`;
   return { command: `${install} && ${run}`, stdin: renderActivationScript(options) };
 }
 

@@ -15,6 +15,12 @@
 #   new generation existed: serokell/deploy-rs#154).
 # - After the switch /run/current-system must equal the profile (clan's post-switch check), then the startup
 #   checks run here, on the host; failure or no confirmation in time rolls back (colmena#38, deploy-rs#183).
+# - An activation that dies (the unit is stopped, SIGTERMed, OOM-killed, or the host restarts) never leaves the host
+#   on an unchecked generation: the unit traps TERM/INT/HUP and rolls back; an attempt whose unit is gone without
+#   a result is "abandoned" and the next run or confirm rolls it back under the lock, records that outcome, and
+#   a later run with the same configuration hash starts over instead of reporting the dead attempt forever.
+# - Each attempt runs its own copy of this file (`<attempt>/nixmox-activate.sh`, written under the lock), so a
+#   concurrent run that installs another configuration's checks cannot change what a running unit checks.
 # - A rollback never exits 0 (deploy-rs#214). Exit codes: 0 switched/unchanged/awaiting-confirmation,
 #   1 failed or rolled back, 2 bad usage, 3 rollback itself failed (host state unknown).
 # The last line on stdout is always `NIXMOX_RESULT {json}` with sorted keys.
@@ -35,16 +41,36 @@ json_or_null() { if [ -n "$1" ]; then json_string "$1"; else printf null; fi; }
 
 # Check and rebuild output can echo a secret (a check that prints its config, a failing unit's log), and it
 # reaches the controller's logs and errors. The wrapper knows no values, but the host holds them all under
-# <state-dir>/secrets: every file's content, each of its lines and each KEY=VALUE value becomes [secret].
+# <state-dir>/secrets: every file's content, each of its lines and each KEY=VALUE value becomes [secret], and so
+# do their base64 and URL-encoded forms (a connection URL or an Authorization header carries them encoded).
+urlencode() { # text hex-format → RFC 3986 percent-encoding of every byte outside the unreserved set
+  local LC_ALL=C s=$1 format=$2 out="" c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c=${s:i:1}
+    case $c in [A-Za-z0-9._~-]) out+=$c ;; *) printf -v c "$format" "'$c"; out+=$c ;; esac
+  done
+  printf '%s' "$out"
+}
+mask_value() { # text value → text with the value and its encodings replaced
+  local text=$1 value=$2 form format
+  [ ${#value} -ge 4 ] || { printf '%s' "$text"; return 0; }
+  text=${text//"$value"/[secret]}
+  form=$(printf '%s' "$value" | base64 -w0); text=${text//"$form"/[secret]}
+  form=${form%%=*}; [ ${#form} -lt 4 ] || text=${text//"$form"/[secret]}
+  for format in '%%%02X' '%%%02x'; do
+    form=$(urlencode "$value" "$format"); [ "$form" = "$value" ] || text=${text//"$form"/[secret]}
+  done
+  printf '%s' "$text"
+}
 mask() {
   local text=$1 file value line
   [ -d "$secrets_dir" ] || { printf '%s' "$text"; return 0; }
   while IFS= read -r -d '' file; do
     value=$(cat -- "$file" 2>/dev/null) || continue
-    [ ${#value} -ge 4 ] && text=${text//"$value"/[secret]}
+    text=$(mask_value "$text" "$value")
     while IFS= read -r line; do
-      [ ${#line} -ge 4 ] && text=${text//"$line"/[secret]}
-      if [[ $line == *=* ]]; then line=${line#*=}; [ ${#line} -ge 4 ] && text=${text//"$line"/[secret]}; fi
+      text=$(mask_value "$text" "$line")
+      if [[ $line == *=* ]]; then text=$(mask_value "$text" "${line#*=}"); fi
     done <<<"$value"
   done < <(find "$secrets_dir" -type f ! -name '.*' -print0 2>/dev/null)
   printf '%s' "$text"
@@ -99,12 +125,51 @@ make_result() { # status reason generation previous
     "$config_hash" "$(json_or_null "$3")" "$(json_or_null "$4")" "$(json_or_null "$2")" "$service" "$1"
 }
 
+# True when the unit is gone: not active, activating, reloading or deactivating (a unit whose trap is rolling
+# back after `systemctl stop` is "deactivating" and must not be taken for abandoned).
+unit_gone() { # unit
+  local state; state=$(systemctl is-active -- "$1" 2>/dev/null) || true
+  case "$state" in inactive|failed|unknown|"") return 0 ;; *) return 1 ;; esac
+}
+
+# Returns the host to generation $1 (store path $2): the profile first (what the next boot uses), then the running
+# system. Returns 0 when the host runs $2 again; otherwise sets restore_error (and restore_now).
+restore_error="" restore_now=""
+restore_generation() { # generation store-path
+  if [ "$(readlink "$profile")" != "$(basename "$profile")-$1-link" ]; then
+    nix-env -p "$profile" --switch-generation "$1" || { restore_error="nix-env could not switch back to generation $1"; restore_now=""; return 1; }
+  fi
+  if [ "$(readlink -f "$current_system")" != "$2" ]; then
+    "$2/bin/switch-to-configuration" switch || printf '[nixmox] re-activating %s reported a failure\n' "$2"
+  fi
+  restore_now=$(readlink -f "$current_system")
+  [ "$restore_now" = "$2" ] || { restore_error="the host runs $restore_now, not $2"; return 1; }
+}
+
 # ---------------------------------------------------------------- unit mode (inside systemd-run)
 if [ "$mode" = unit ]; then
-  exec >>"$attempt/log" 2>&1
+  exec >>"$attempt/log" 2>&1 </dev/null
   log() { printf '[nixmox] %s\n' "$*"; }
   read -r prev_gen prev_path < "$attempt/previous"
+  # From here on a signal (systemctl stop, shutdown, a TERM from the OOM handling) rolls back instead of leaving
+  # the new generation unchecked. Long steps run as background children and `wait`, because bash runs a trap only
+  # after the foreground command ends. SIGKILL cannot be trapped: the next run recovers that attempt (below).
+  child=""
+  ignore_signals() { trap 'log "ignored a signal: finishing the rollback"' TERM INT HUP; }
+  on_signal() { # signal name
+    ignore_signals
+    log "received SIG$1"
+    if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; fi
+    rollback "activation interrupted by SIG$1"
+  }
+  trap 'on_signal TERM' TERM; trap 'on_signal INT' INT; trap 'on_signal HUP' HUP
+  run_child() { # command... → its exit code, interruptible by the traps above
+    "$@" & child=$!
+    local rc=0; wait "$child" || rc=$?
+    child=""; return "$rc"
+  }
   finish() { # status reason generation
+    ignore_signals
     make_result "$1" "$2" "$3" "$prev_path" > "$attempt/result.tmp"
     mv -f "$attempt/result.tmp" "$attempt/result"
     if [ "$1" = switched ]; then
@@ -116,23 +181,17 @@ if [ "$mode" = unit ]; then
   }
   rollback() {
     local reason=$1
+    ignore_signals
     log "rolling back to generation $prev_gen ($prev_path): $reason"
-    if [ "$(readlink "$profile")" != "$(basename "$profile")-$prev_gen-link" ]; then
-      nix-env -p "$profile" --switch-generation "$prev_gen" || finish rollback-failed "$reason; rollback failed: nix-env could not switch back to generation $prev_gen" ""
+    if restore_generation "$prev_gen" "$prev_path"; then
+      finish rolled-back "$reason; rolled back to the previous generation $prev_path" "$prev_path"
     fi
-    if [ "$(readlink -f "$current_system")" != "$prev_path" ]; then
-      "$prev_path/bin/switch-to-configuration" switch || log "re-activating $prev_path reported a failure"
-    fi
-    local now; now=$(readlink -f "$current_system")
-    [ "$now" = "$prev_path" ] || finish rollback-failed "$reason; rollback failed: the host runs $now, not $prev_path" "$now"
-    finish rolled-back "$reason; rolled back to the previous generation $prev_path" "$prev_path"
+    finish rollback-failed "$reason; rollback failed: $restore_error" "$restore_now"
   }
 
   log "switching $service to $flake (config $config_hash)"
-  set +e
-  timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake"
-  rc=$?
-  set -e
+  rc=0
+  run_child timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake" || rc=$?
   if [ "$rc" = 124 ]; then rollback "nixos-rebuild switch timed out after ${activation_timeout}s"; fi
   if [ "$rc" != 0 ]; then rollback "nixos-rebuild switch failed with exit code $rc"; fi
   new_path=$(readlink -f "$current_system")
@@ -143,7 +202,7 @@ if [ "$mode" = unit ]; then
   # now, before the startup checks, with the copy of the delivery script that the secrets push keeps.
   if [ -s "$secrets_dir/.nixmox-pending-ownership" ]; then
     if [ -f "$state_root/nixmox-secrets.sh" ] && bash "$state_root/nixmox-secrets.sh" apply-pending "$secrets_dir"; then
-      log "secret file owners applied"
+      log "secret files owners applied"
     else
       rollback "secret files still wait for owners that this generation does not create (see $secrets_dir/.nixmox-pending-ownership)"
     fi
@@ -166,20 +225,23 @@ if [ "$mode" = unit ]; then
   }
   decode() { if [ "$1" = - ]; then printf ''; else printf '%s' "$1" | base64 -d; fi; }
   started=$SECONDS
-  while read -r _ name_b64 kind a_b64 b_b64; do
-    name=$(decode "$name_b64"); a=$(decode "$a_b64"); b=$(decode "$b_b64")
+  # The check list is read on descriptor 3 and every probe gets </dev/null: a check that reads stdin (cat, psql,
+  # ssh) must not swallow the checks after it.
+  while read -r -u 3 _ name_b64 kind a_b64 b_b64; do
+    name=$(decode "$name_b64") && a=$(decode "$a_b64") && b=$(decode "$b_b64") || rollback "cannot decode a startup check line of $self"
     failures=0 attempts=0
     while :; do
       attempts=$((attempts + 1))
-      set +e; output=$(probe "$kind" "$a" "$b" 2>&1); code=$?; set -e
+      code=0; run_child probe "$kind" "$a" "$b" </dev/null >"$attempt/probe-output" 2>&1 || code=$?
+      output=$(cat "$attempt/probe-output")
       if [ "$code" = 0 ]; then log "startup check \"$name\" passed after $attempts probe(s)"; break; fi
       if [ $((SECONDS - started)) -ge "$start_period" ]; then failures=$((failures + 1)); fi
       if [ "$failures" -ge "$retries" ]; then
         rollback "startup check \"$name\" ($kind) failed after $attempts probe(s): exit code $code, last output: $(mask "$(printf '%s' "$output" | tail -n 5)")"
       fi
-      sleep "$interval"
+      run_child sleep "$interval"
     done
-  done < <(grep '^#nixmox-check ' "$self" || true)
+  done 3< <(grep '^#nixmox-check ' "$self" || true)
 
   if [ "$confirm_timeout" -gt 0 ]; then
     # deploy-rs's canary: the controller deletes it over a *new* SSH connection, proving it can still reach us.
@@ -187,7 +249,7 @@ if [ "$mode" = unit ]; then
     echo awaiting-confirmation > "$attempt/status"
     log "waiting ${confirm_timeout}s for the controller to confirm"
     deadline=$((SECONDS + confirm_timeout))
-    while [ -e "$attempt/canary" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    while [ -e "$attempt/canary" ] && [ "$SECONDS" -lt "$deadline" ]; do run_child sleep 0.2; done
     if [ -e "$attempt/canary" ]; then rm -f "$attempt/canary"; rollback "no confirmation from the controller within ${confirm_timeout}s"; fi
     log "confirmed"
   fi
@@ -197,6 +259,30 @@ fi
 # ---------------------------------------------------------------- controller-facing modes
 mkdir -p "$service_dir/attempts"
 
+# An attempt without a result whose unit is gone was abandoned: the unit was SIGKILLed or OOM-killed, or the host
+# restarted, maybe after the switch, so the host may run (and boot) the new, unchecked generation. Call this under
+# the lock: it rolls back to the generation recorded before the switch and writes the outcome as the attempt's
+# result, so the attempt is finished and a later run with its configuration hash starts over.
+recover_abandoned() { # attempt dir
+  local dir=$1 config_hash prev_gen prev_path reason status
+  config_hash=$(basename "$dir")
+  [ ! -e "$dir/result" ] || return 0
+  unit_gone "nixmox-activate-$service-${config_hash:0:12}.service" || return 0
+  [ ! -e "$dir/result" ] || return 0 # written while the unit exited
+  if [ ! -s "$dir/previous" ]; then rm -rf "$dir"; return 0; fi # its unit never started
+  read -r prev_gen prev_path < "$dir/previous"
+  reason="activation unit nixmox-activate-$service-${config_hash:0:12}.service ended without a result (stopped, killed or the host restarted)"
+  printf '[nixmox] %s; returning to generation %s (%s)\n' "$reason" "$prev_gen" "$prev_path" >> "$dir/log"
+  if restore_generation "$prev_gen" "$prev_path" >> "$dir/log" 2>&1; then
+    status=rolled-back reason="$reason; rolled back to the previous generation $prev_path" restore_now=$prev_path
+  else
+    status=rollback-failed reason="$reason; rollback failed: $restore_error"
+  fi
+  make_result "$status" "$reason" "$restore_now" "$prev_path" > "$dir/result.tmp"
+  mv -f "$dir/result.tmp" "$dir/result"
+  echo done > "$dir/status"
+}
+
 report_and_exit() { # waits for the attempt's result (or awaiting-confirmation when allowed), prints it
   local allow_awaiting=$1 deadline=$((SECONDS + wait_timeout))
   while [ ! -e "$attempt/result" ]; do
@@ -205,12 +291,13 @@ report_and_exit() { # waits for the attempt's result (or awaiting-confirmation w
       print_result "$(make_result awaiting-confirmation "waiting for the controller to confirm" "$(readlink -f "$current_system")" "$(cut -d' ' -f2 "$attempt/previous")")"
       exit 0
     fi
-    if ! systemctl is-active --quiet "$unit.service" && [ ! -e "$attempt/result" ]; then
-      sleep 1
-      if [ ! -e "$attempt/result" ]; then
-        print_result "$(make_result failed "activation unit $unit.service ended without a result; see journalctl -u $unit" "" "")"
-        exit 1
-      fi
+    if unit_gone "$unit.service" && [ ! -e "$attempt/result" ]; then
+      exec 9>"$service_dir/lock"
+      flock -w 60 9 || die 1 "another nixmox-activate for $service holds $service_dir/lock"
+      recover_abandoned "$attempt"
+      flock -u 9
+      [ -e "$attempt/result" ] || die 1 "the activation attempt $attempt disappeared"
+      break
     fi
     [ "$SECONDS" -lt "$deadline" ] || { print_result "$(make_result failed "still activating after ${wait_timeout}s (unit $unit.service keeps running; re-run to attach)" "" "")"; exit 1; }
     sleep 0.2
@@ -229,9 +316,20 @@ if [ "$mode" = confirm ]; then
   report_and_exit 0
 fi
 
-# run: one decision at a time per service (the lock is released before waiting, so `confirm` never blocks).
+# run: the command that installs this file gives every run its own copy (a mktemp name); keep its text and drop
+# the copy, so nothing another run installs can change what this run hands to its unit.
+wrapper_text=$(cat -- "$self")
+case "$(basename "$self")" in .nixmox-activate.*) rm -f -- "$self" ;; esac
+
+# One decision at a time per service (the lock is released before waiting, so `confirm` never blocks).
 exec 9>"$service_dir/lock"
 flock -w 30 9 || die 1 "another nixmox-activate for $service holds $service_dir/lock"
+for other in "$service_dir"/attempts/*; do
+  [ -d "$other" ] || continue
+  recover_abandoned "$other"
+done
+# Install copies that lost their run (a connection dropped while the wrapper was sent).
+find "$service_dir" -maxdepth 1 -name '.nixmox-activate.*' -mmin +60 -delete 2>/dev/null || true
 # Idempotent when this configuration is deployed and running.
 running=$(readlink -f "$current_system" || true)
 if [ -e "$service_dir/deployed" ]; then
@@ -244,7 +342,7 @@ if [ -e "$service_dir/deployed" ]; then
 fi
 for other in "$service_dir"/attempts/*; do
   [ -d "$other" ] && [ "$other" != "$attempt" ] || continue
-  if [ ! -e "$other/result" ] && systemctl is-active --quiet "nixmox-activate-$service-$(basename "$other" | cut -c1-12).service"; then
+  if [ ! -e "$other/result" ] && ! unit_gone "nixmox-activate-$service-$(basename "$other" | cut -c1-12).service"; then
     die 1 "another activation of $service (config $(basename "$other")) is still running; re-run when it has finished"
   fi
 done
@@ -253,17 +351,22 @@ if [ -d "$attempt" ]; then
   if [ ! -e "$attempt/result" ] || [ ! -e "$attempt/reported" ]; then flock -u 9; report_and_exit 1; fi
 fi
 # The previous attempt's unit may still be exiting after writing its result; the unit name must be free.
-for _ in $(seq 50); do systemctl is-active --quiet "$unit.service" || break; sleep 0.2; done
+for _ in $(seq 50); do unit_gone "$unit.service" && break; sleep 0.2; done
 rm -rf "$attempt"
 mkdir -p "$attempt"
 prev_link=$(readlink "$profile") || die 1 "cannot read the system profile $profile"
 prev_gen=${prev_link%-link}; prev_gen=${prev_gen##*-}
 [[ $prev_gen =~ ^[0-9]+$ ]] || die 1 "cannot tell the current generation from $profile -> $prev_link"
 printf '%s %s\n' "$prev_gen" "$(readlink -f "$profile")" > "$attempt/previous"
+# The unit runs the attempt's own copy (with this configuration's checks); `confirm` runs the service's copy.
+printf '%s\n' "$wrapper_text" > "$attempt/nixmox-activate.sh"
+printf '%s\n' "$wrapper_text" > "$service_dir/nixmox-activate.sh.tmp"
+mv -f "$service_dir/nixmox-activate.sh.tmp" "$service_dir/nixmox-activate.sh"
 echo running > "$attempt/status"
+# TimeoutStopSec: on `systemctl stop` the trap needs time to roll back before systemd sends SIGKILL.
 systemd-run --unit="$unit" --description="NixMox activation of $service" --collect --quiet \
-  --property=KillMode=mixed -- \
-  bash "$self" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
+  --property=KillMode=mixed --property=TimeoutStopSec=300 -- \
+  bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
   --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" \
   --state-dir "$state_root" --profile "$profile" --current-system "$current_system" 9>&- \
   || { rm -rf "$attempt"; print_result "$(make_result failed "systemd-run could not start the activation unit $unit" "" "")"; exit 1; }
