@@ -3,7 +3,7 @@
  * Every failure becomes a `ManifestError` (file, line and what to do), never a stack trace.
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { LineCounter, parseDocument } from "yaml";
@@ -148,15 +148,38 @@ export async function loadManifestData(file: string, options: NixEvaluationOptio
   }
 }
 
-/** Problems the pure validator cannot see: NixOS module files of enabled services missing next to the manifest. */
+/**
+ * The real path of a module file named relative to the manifest's directory, refusing one that leaves it
+ * (security review M8): `modules/x.nix -> ~/.ssh/id_ed25519` would otherwise be copied to the host, its
+ * world-readable Nix store and the Pulumi state. Symlinks are followed (realpath) and the target must be a
+ * regular file inside realpath(manifestDir). Throws an Error whose message is the reason (ENOENT when missing).
+ */
+export function resolveManifestFile(manifestDir: string, relative: string): string {
+  const root = realpathSync(manifestDir);
+  const target = realpathSync(path.join(manifestDir, relative));
+  if (!target.startsWith(`${root}${path.sep}`)) {
+    throw new Error(`it resolves to ${target}, outside the manifest's directory ${root}; a module (or a symlink to it) must stay inside that directory`);
+  }
+  if (!statSync(target).isFile()) throw new Error(`${target} is not a regular file`);
+  return target;
+}
+
+/** Problems the pure validator cannot see: module files of enabled services missing, or outside the manifest's directory. */
 function missingModuleProblems(manifest: Manifest, manifestDir: string): Problem[] {
   const problems: Problem[] = [];
   for (const group of ["core_services", "services"] as const) {
     for (const [name, service] of Object.entries(manifest[group])) {
       if (!service.enable) continue;
       service.nixos_modules.forEach((module, index) => {
+        const field = `nixos_modules[${index}]`;
         if (!existsSync(path.join(manifestDir, module))) {
-          problems.push({ subject: `service "${name}"`, field: `nixos_modules[${index}]`, message: `${JSON.stringify(module)} does not exist in ${displayPath(manifestDir) || "."}` });
+          problems.push({ subject: `service "${name}"`, field, message: `${JSON.stringify(module)} does not exist in ${displayPath(manifestDir) || "."}` });
+          return;
+        }
+        try {
+          resolveManifestFile(manifestDir, module);
+        } catch (error) {
+          problems.push({ subject: `service "${name}"`, field, message: `${JSON.stringify(module)}: ${(error as Error).message}` });
         }
       });
     }

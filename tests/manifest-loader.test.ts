@@ -217,6 +217,24 @@ describe("manifest loader", function () {
       ]);
     });
 
+    it("fails when a module symlink leaves the manifest's directory, naming the service and the path (security review M8)", async () => {
+      const outside = mkdtempSync(path.join(tmpdir(), "nixmox-outside-"));
+      try {
+        writeFileSync(path.join(outside, "key.nix"), "canary\n");
+        for (const name of ["media", "nextcloud", "monitoring", "homeassistant", "openbao"]) file(`modules/${name}.nix`, "{ ... }: { }\n");
+        rmSync(path.join(dir, "modules", "monitoring.nix"));
+        symlinkSync(path.join(outside, "key.nix"), path.join(dir, "modules", "monitoring.nix"));
+        const manifest = file("seed.json", JSON.stringify(seedManifest()));
+        const error = await rejection(loadManifest(manifest));
+        assert.deepEqual(error.problems.map(formatProblem), [
+          `service "monitoring": nixos_modules[0] "modules/monitoring.nix": it resolves to ${realpathSync(outside)}/key.nix, outside the manifest's directory ${realpathSync(dir)}; ` +
+            "a module (or a symlink to it) must stay inside that directory",
+        ]);
+      } finally {
+        rmSync(outside, { recursive: true, force: true });
+      }
+    });
+
     it("fails on a YAML syntax error naming file:line:col", async () => {
       const manifest = file("bad.yaml", "network:\n  domain: lab.test\n  gateway: [10.9.0.1\n");
       const error = await rejection(loadManifestData(manifest));
