@@ -102,7 +102,9 @@ export class NixosService extends pulumi.ComponentResource {
     const config = this.createConfigPush(name, args, connection, container);
     const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
     const rebuild = this.createRebuild(name, args, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
-    const generation = rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? "");
+    // The rebuild's stdout is a secret output (its result may quote masked check output); the generation parsed
+    // from it is a store path, public again.
+    const generation = pulumi.unsecret(rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? ""));
     const health = new HealthCheck(`${name}-health`, {
       service: service.name,
       host: service.ip,
@@ -177,6 +179,14 @@ export class NixosService extends pulumi.ComponentResource {
       create: activation.command,
       stdin: activation.stdin,
       logging: "stdoutAndStderr",
-    }, { parent: this, dependsOn, replaceWith: [container], customTimeouts: { create: rebuildTimeout, update: rebuildTimeout } });
+    }, {
+      parent: this,
+      dependsOn,
+      replaceWith: [container],
+      customTimeouts: { create: rebuildTimeout, update: rebuildTimeout },
+      // The wrapper masks secret values (and their base64/URL-encoded forms) in what it prints, but a check's
+      // output can carry other encodings: keep the result and the log encrypted in state (security review L3).
+      additionalSecretOutputs: ["stdout", "stderr"],
+    });
   }
 }
