@@ -19,7 +19,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
-import { parseActivationResult, renderActivationCommand } from "./activation";
+import { parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
 import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer } from "./container";
 import { HealthCheck } from "./health-check";
@@ -167,17 +167,19 @@ export class NixosService extends pulumi.ComponentResource {
   ): command.remote.Command {
     // The content hash is part of the command, so a changed host directory *updates* (re-runs) the rebuild and
     // nothing else does; `triggers` would replace it (pulumi/pulumi-command#855).
-    const activation = renderActivationCommand({
+    const options = {
       service: args.service.name,
       configHash: args.host.contentHash,
       checks: args.service.health.checks,
       timing: args.service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
-    });
+    };
+    const activation = renderActivationCommand(options);
     return new command.remote.Command(`${name}-rebuild`, {
       connection,
       create: activation.command,
-      stdin: activation.stdin,
+      // The wrapper keeps only the deploy key in root's home-directory authorized_keys (security review M7).
+      stdin: pulumi.output(args.deployPublicKey).apply((deployPublicKey) => renderActivationScript({ ...options, deployPublicKey })),
       logging: "stdoutAndStderr",
     }, {
       parent: this,

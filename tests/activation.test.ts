@@ -3,7 +3,8 @@
 // semantics (the stub runs the unit as a detached process), and curl/http checks on a real NixOS host.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { HealthCheckSpec } from "../manifest/plan-types";
 import {
@@ -41,7 +42,7 @@ describe("activation wrapper on a stub NixOS host", function () {
     configHash: "0123456789abcdef",
     checks: [],
     timing: { intervalSeconds: 1, timeoutSeconds: 2, retries: 2, startPeriodSeconds: 0 },
-    paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+    paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem, rootAuthorizedKeys: join(paths.root, "root/.ssh/authorized_keys") },
     ...overrides,
   });
   const exec = async (command: string, stdin?: string, timeoutMs = 20_000): Promise<ExecResult> => {
@@ -381,6 +382,46 @@ describe("activation wrapper on a stub NixOS host", function () {
       );
       const abandoned = JSON.parse(readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "result"), "utf8"));
       assert.equal(abandoned.status, "rolled-back");
+    });
+  });
+
+  describe("root's home-directory authorized_keys (security review M7)", () => {
+    let revoked: { privateKey: string; publicKey: string };
+    const sshdKeys = () => join(host.dir, "authorized_keys");
+    before(() => {
+      const dir = mkdtempSync(join(tmpdir(), "nixmox-m7-"));
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "departed-admin", "-f", join(dir, "id")]);
+      revoked = { privateKey: readFileSync(join(dir, "id"), "utf8"), publicKey: readFileSync(join(dir, "id.pub"), "utf8").trim() };
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // What Proxmox wrote at creation: the deploy key (this test's client key) and an admin key listed back then.
+    beforeEach(() => writeFileSync(sshdKeys(), `${revoked.publicKey}\n${host.clientPublicKey}\n`, { mode: 0o600 }));
+    after(() => writeFileSync(sshdKeys(), `${host.clientPublicKey}\n`, { mode: 0o600 }));
+    const login = (privateKey: string) => connectSsh({ host: host.host, port: host.port, privateKey, hostKeys: [host.hostKey] }).then((session) => session.close());
+    const activateWithDeployKey = () =>
+      activate({ deployPublicKey: `${host.clientPublicKey} deploy@controller`, paths: { ...options().paths, rootAuthorizedKeys: sshdKeys() } });
+
+    it("keeps only the deploy key after a switch, so a key removed from the manifest no longer logs in", async () => {
+      await login(revoked.privateKey); // the first-boot copy still lets the departed admin in
+      const result = await activateWithDeployKey();
+      assert.equal(parseActivationResult(result.stdout)?.status, "switched", result.stderr);
+      assert.equal(readFileSync(sshdKeys(), "utf8"), `${host.clientPublicKey.split(" ").slice(0, 2).join(" ")}\n`);
+      assert.equal(statSync(sshdKeys()).mode & 0o777, 0o600);
+      await assert.rejects(login(revoked.privateKey), { name: "SshConnectionError", message: /SSH authentication as the deploy user failed/ });
+      await login(host.clientPrivateKey);
+    });
+
+    it("leaves the file alone when the activation rolls back", async () => {
+      control("nixos-rebuild", "fail-build");
+      const result = await activateWithDeployKey();
+      assert.equal(parseActivationResult(result.stdout)?.status, "rolled-back");
+      assert.equal(readFileSync(sshdKeys(), "utf8"), `${revoked.publicKey}\n${host.clientPublicKey}\n`);
+    });
+
+    it("fails to render for a deploy key that is not a public key line, naming the service", () => {
+      assert.throws(() => renderActivationCommand(options({ deployPublicKey: "ssh-ed25519 AAAA\nssh-rsa injected" })), {
+        message: 'service "web": the deploy public key must look like "ssh-ed25519 AAAA…", got "ssh-ed25519 AAAA\\nssh-rsa injected"',
+      });
     });
   });
 

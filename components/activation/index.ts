@@ -24,12 +24,15 @@ export interface ActivationPaths {
   profile: string;
   /** @default "/run/current-system" */
   currentSystem: string;
+  /** Root's home-directory authorized_keys, rewritten to hold only the deploy key after a switch. @default "/root/.ssh/authorized_keys" */
+  rootAuthorizedKeys: string;
 }
 
 export const defaultActivationPaths: ActivationPaths = {
   stateDir: "/var/lib/nixmox",
   profile: "/nix/var/nix/profiles/system",
   currentSystem: "/run/current-system",
+  rootAuthorizedKeys: "/root/.ssh/authorized_keys",
 };
 
 export interface ActivationOptions {
@@ -47,6 +50,12 @@ export interface ActivationOptions {
   activationTimeoutSeconds?: number;
   /** @default defaultActivationPaths */
   paths?: Partial<ActivationPaths>;
+  /**
+   * The deploy key's public half (`ssh-ed25519 AAAA…`). After a switch the wrapper makes it the only key in
+   * root's home-directory authorized_keys, so keys removed from network.ssh_keys.root stop working (the NixOS
+   * configuration holds the manifest keys). Omitted: that file is left as it is.
+   */
+  deployPublicKey?: string;
 }
 
 export interface ActivationResult {
@@ -120,11 +129,20 @@ export function renderEmbeddedChecks(service: string, checks: HealthCheckSpec[],
   return `${lines.join("\n")}\n`;
 }
 
-/** The wrapper text with this service's checks appended (what goes to the host). */
+const publicKeyPattern = /^[a-z0-9@.-]+ [A-Za-z0-9+/]+=*$/;
+
+/** The wrapper text with this service's checks (and the deploy key) appended (what goes to the host). */
 export function renderActivationScript(options: ActivationOptions): string {
   validate(options);
   const script = readFileSync(activationScriptPath, "utf8");
-  return `${script}\n# Startup checks of service "${options.service}" (data, never executed as code):\n${renderEmbeddedChecks(options.service, options.checks, options.timing)}`;
+  let data = renderEmbeddedChecks(options.service, options.checks, options.timing);
+  if (options.deployPublicKey !== undefined) {
+    const line = options.deployPublicKey.trim();
+    const key = line.split(" ").slice(0, 2).join(" ");
+    if (!publicKeyPattern.test(key) || /[\u0000-\u001f\u007f]/.test(line)) throw new Error(`service "${options.service}": the deploy public key must look like "ssh-ed25519 AAAA…", got ${JSON.stringify(options.deployPublicKey.slice(0, 40))}`);
+    data += `#nixmox-deploy-key ${encode(key)}\n`;
+  }
+  return `${script}\n# Startup checks of service "${options.service}" (data, never executed as code):\n${data}`;
 }
 
 /** Remote path of the service's wrapper that `confirm` runs (the last attempt's copy, written under the lock). */
@@ -150,6 +168,7 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
     "--state-dir", paths.stateDir,
     "--profile", paths.profile,
     "--current-system", paths.currentSystem,
+    "--root-authorized-keys", paths.rootAuthorizedKeys,
   ])}`;
   return { command: `${install} && ${run}`, stdin: renderActivationScript(options) };
 }

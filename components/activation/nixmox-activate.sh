@@ -4,7 +4,7 @@
 #   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
 #   (internal) nixmox-activate.sh unit ...same as run...
-#   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH]
+#   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH] [--root-authorized-keys PATH]
 #
 # Why each step (field-notes.md §3):
 # - The switch runs in a transient systemd unit (systemd-run), so a dropped SSH session cannot kill it
@@ -79,6 +79,7 @@ mask() {
 mode=${1:-}; shift || true
 service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout=""
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
+root_keys=/root/.ssh/authorized_keys
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die 2 "option $1 needs a value"
   case "$1" in
@@ -91,6 +92,7 @@ while [ $# -gt 0 ]; do
     --state-dir) state_root=$2 ;;
     --profile) profile=$2 ;;
     --current-system) current_system=$2 ;;
+    --root-authorized-keys) root_keys=$2 ;;
     *) die 2 "unknown option $1" ;;
   esac
   shift 2
@@ -101,7 +103,7 @@ case "$mode" in run|unit|confirm) ;; *) die 2 "usage: nixmox-activate.sh run|con
 for pair in "confirm-timeout:$confirm_timeout" "activation-timeout:$activation_timeout" "wait-timeout:${wait_timeout:-0}"; do
   [[ ${pair#*:} =~ ^[0-9]{1,6}$ ]] || die 2 "--${pair%%:*} must be a whole number of seconds, got '${pair#*:}'"
 done
-for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system"; do
+for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system" "root-authorized-keys:$root_keys"; do
   [[ ${pair#*:} =~ ^/[A-Za-z0-9/._-]*$ ]] || die 2 "--${pair%%:*} must be an absolute path, got '${pair#*:}'"
 done
 if [ "$mode" != confirm ]; then
@@ -150,6 +152,7 @@ restore_generation() { # generation store-path
 if [ "$mode" = unit ]; then
   exec >>"$attempt/log" 2>&1 </dev/null
   log() { printf '[nixmox] %s\n' "$*"; }
+  decode() { if [ "$1" = - ]; then printf ''; else printf '%s' "$1" | base64 -d; fi; }
   read -r prev_gen prev_path < "$attempt/previous"
   # From here on a signal (systemctl stop, shutdown, a TERM from the OOM handling) rolls back instead of leaving
   # the new generation unchecked. Long steps run as background children and `wait`, because bash runs a trap only
@@ -223,7 +226,6 @@ if [ "$mode" = unit ]; then
       *) echo "unknown check kind $1"; return 2 ;;
     esac
   }
-  decode() { if [ "$1" = - ]; then printf ''; else printf '%s' "$1" | base64 -d; fi; }
   started=$SECONDS
   # The check list is read on descriptor 3 and every probe gets </dev/null: a check that reads stdin (cat, psql,
   # ssh) must not swallow the checks after it.
@@ -252,6 +254,22 @@ if [ "$mode" = unit ]; then
     while [ -e "$attempt/canary" ] && [ "$SECONDS" -lt "$deadline" ]; do run_child sleep 0.2; done
     if [ -e "$attempt/canary" ]; then rm -f "$attempt/canary"; rollback "no confirmation from the controller within ${confirm_timeout}s"; fi
     log "confirmed"
+  fi
+
+  # Root's home-directory authorized_keys keeps only the deploy key (security review M7). Proxmox wrote every
+  # manifest key there when it created the container, and sshd reads that file besides the NixOS-managed
+  # /etc/ssh/authorized_keys.d/root (nixos/core.nix: authorizedKeysInHomedir), so a key removed from
+  # network.ssh_keys.root kept working. The manifest keys live in the NixOS configuration; the deploy key, which
+  # this activation came through, stays here.
+  if line=$(grep -m1 '^#nixmox-deploy-key ' "$self"); then
+    key=$(decode "${line#\#nixmox-deploy-key }") || key=""
+    if [[ $key =~ ^[a-z0-9@.-]+\ [A-Za-z0-9+/]+=*$ ]]; then
+      mkdir -p -m 0700 "${root_keys%/*}"
+      printf '%s\n' "$key" > "$root_keys.nixmox-new" && chmod 0600 "$root_keys.nixmox-new" && mv -f -T "$root_keys.nixmox-new" "$root_keys" &&
+        log "$root_keys now holds only the deploy key" || log "warning: could not rewrite $root_keys"
+    else
+      log "warning: the embedded deploy key is malformed; $root_keys left as it is"
+    fi
   fi
   finish switched "" "$new_path"
 fi
@@ -368,7 +386,7 @@ systemd-run --unit="$unit" --description="NixMox activation of $service" --colle
   --property=KillMode=mixed --property=TimeoutStopSec=300 -- \
   bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
   --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" \
-  --state-dir "$state_root" --profile "$profile" --current-system "$current_system" 9>&- \
+  --state-dir "$state_root" --profile "$profile" --current-system "$current_system" --root-authorized-keys "$root_keys" 9>&- \
   || { rm -rf "$attempt"; print_result "$(make_result failed "systemd-run could not start the activation unit $unit" "" "")"; exit 1; }
 flock -u 9
 report_and_exit 1
