@@ -114,7 +114,9 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
   if (url !== "" && volumeId !== "") {
     problem("templateUrl", "and nixmox:templateVolumeId are both set; keep one (a URL is downloaded, a volume id must already exist)");
   } else if (url !== "") {
-    if (!/^https?:\/\/\S+$/.test(url)) problem("templateUrl", `must be an http(s) URL of a NixOS LXC template (.tar.xz), got ${describeValue(url)}`);
+    // https only: the template is every container's root filesystem, and a plain-http download can be swapped on
+    // the way (security review M9; a checksum setting is the remaining step, see README "Security notes").
+    if (!/^https:\/\/\S+$/.test(url)) problem("templateUrl", `must be an https:// URL of a NixOS LXC template (.tar.xz), got ${describeValue(url)}`);
     template = { kind: "url", url, datastore: templateDatastore };
   } else if (volumeId !== "") {
     if (!/^[A-Za-z0-9._-]+:vztmpl\/\S+$/.test(volumeId)) problem("templateVolumeId", `must look like "local:vztmpl/nixos-….tar.xz", got ${describeValue(volumeId)}`);
