@@ -63,6 +63,9 @@ export interface NixosServiceArgs {
 
 /** How long a rebuild may take before Pulumi gives up on the command (the wrapper's own bound is 1800 s). */
 const rebuildTimeout = "45m";
+// pulumi-command bounds only the TCP dial (perDialTimeout): an SSH peer that stalls after its banner would hold a
+// push forever, so each push has an overall deadline (security review M4). Pushes copy a few files.
+const pushTimeout = "10m";
 
 export class NixosService extends pulumi.ComponentResource {
   declare public readonly vmid: pulumi.Output<number>;
@@ -146,7 +149,7 @@ export class NixosService extends pulumi.ComponentResource {
       stdin: renderConfigPayload(args.service.name, args.host.files),
       // The payload is the whole flake directory: keep it out of the engine's log.
       logging: "stderr",
-    }, { parent: this, replaceWith: [container] });
+    }, { parent: this, replaceWith: [container], customTimeouts: { create: pushTimeout, update: pushTimeout } });
   }
 
   private createSecretsPush(name: string, secrets: HostSecretsDelivery, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
@@ -155,7 +158,7 @@ export class NixosService extends pulumi.ComponentResource {
       create: secrets.command,
       stdin: pulumi.secret(secrets.payload),
       logging: "stderr",
-    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"] });
+    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"], customTimeouts: { create: pushTimeout, update: pushTimeout } });
   }
 
   private createRebuild(

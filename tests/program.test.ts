@@ -208,21 +208,35 @@ describe("program under mocks: edits", function () {
     }
   });
 
-  it("keeps the rebuild's stdout and stderr (the activation result and log) as secret outputs (security review L3)", async () => {
+  describe("resource options", () => {
     const secretOutputs = new Map<string, string[]>();
-    const { config, secretKeys } = offlineStackConfig(defaultManifestPath);
-    const program = require("../index") as () => Promise<unknown>;
-    await recordProgram(async () => {
-      pulumi.runtime.registerStackTransformation((args) => {
-        secretOutputs.set(args.name, [...((args.opts as pulumi.CustomResourceOptions).additionalSecretOutputs ?? [])]);
-        return undefined;
-      });
-      return program();
-    }, { config, secretKeys });
+    const timeouts = new Map<string, pulumi.CustomTimeouts | undefined>();
+    before(async () => {
+      const { config, secretKeys } = offlineStackConfig(defaultManifestPath);
+      const program = require("../index") as () => Promise<unknown>;
+      await recordProgram(async () => {
+        pulumi.runtime.registerStackTransformation((args) => {
+          const opts = args.opts as pulumi.CustomResourceOptions;
+          secretOutputs.set(args.name, [...(opts.additionalSecretOutputs ?? [])]);
+          timeouts.set(args.name, opts.customTimeouts);
+          return undefined;
+        });
+        return program();
+      }, { config, secretKeys });
+    });
+
+    it("bounds every config and secrets push with an overall deadline (security review M4)", () => {
+      const pushes = [...timeouts.keys()].filter((name) => /-(config|secrets)$/.test(name)).sort();
+      assert.equal(pushes.length, 11);
+      for (const name of pushes) assert.deepEqual(timeouts.get(name), { create: "10m", update: "10m" }, name);
+    });
+
+    it("keeps the rebuild's stdout and stderr (the activation result and log) as secret outputs (security review L3)", () => {
     const rebuilds = [...secretOutputs.keys()].filter((name) => name.endsWith("-rebuild")).sort();
     assert.equal(rebuilds.length, 7);
     // pulumi-command adds "connection" itself.
     for (const name of rebuilds) assert.deepEqual(secretOutputs.get(name)?.sort(), ["connection", "stderr", "stdout"], name);
+    });
   });
 
   it("drops the creation-only guard for a service listed in nixmox:allowReplace", async () => {
