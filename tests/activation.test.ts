@@ -383,6 +383,27 @@ describe("activation wrapper on a stub NixOS host", function () {
       const abandoned = JSON.parse(readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "result"), "utf8"));
       assert.equal(abandoned.status, "rolled-back");
     });
+
+    it("after a restart that killed the unit and the session, a run with the same configuration hash rolls back and retries at once", async () => {
+      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
+      const first = exec(command, stdin);
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      host.dropConnections();
+      await first;
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+
+      control("check-pass", "");
+      const rerun = await exec(command, stdin); // what Pulumi re-runs
+      assert.equal(rerun.code, 0, rerun.stdout + rerun.stderr);
+      assert.equal(parseActivationResult(rerun.stdout)?.status, "switched");
+      assert.equal(parseActivationResult(rerun.stdout)?.previousGeneration, gen1);
+      assert.match(rerun.stderr, /the earlier activation of web with config 0123456789abcdef ended without a result; it was rolled back, trying again/);
+      assert.equal(readlinkSync(paths.currentSystem), gen(3));
+      assert.equal(rebuildCalls().length, 2);
+    });
   });
 
   describe("root's home-directory authorized_keys (security review M7)", () => {

@@ -297,6 +297,7 @@ recover_abandoned() { # attempt dir
     status=rollback-failed reason="$reason; rollback failed: $restore_error"
   fi
   make_result "$status" "$reason" "$restore_now" "$prev_path" > "$dir/result.tmp"
+  : > "$dir/abandoned"
   mv -f "$dir/result.tmp" "$dir/result"
   echo done > "$dir/status"
 }
@@ -346,6 +347,12 @@ for other in "$service_dir"/attempts/*; do
   [ -d "$other" ] || continue
   recover_abandoned "$other"
 done
+# This configuration's own abandoned attempt, rolled back and not yet reported (its run was lost with the SSH
+# session or the host): try again at once instead of reporting the dead attempt.
+if [ -e "$attempt/abandoned" ] && [ ! -e "$attempt/reported" ] && [ "$(result_status "$attempt/result")" = rolled-back ]; then
+  printf 'nixmox-activate: the earlier activation of %s with config %s ended without a result; it was rolled back, trying again\n' "$service" "$config_hash" >&2
+  : > "$attempt/reported"
+fi
 # Install copies that lost their run (a connection dropped while the wrapper was sent).
 find "$service_dir" -maxdepth 1 -name '.nixmox-activate.*' -mmin +60 -delete 2>/dev/null || true
 # Idempotent when this configuration is deployed and running.
