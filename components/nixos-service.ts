@@ -55,6 +55,12 @@ export interface NixosServiceArgs {
   deployPublicKey: pulumi.Input<string>;
   /** Health checks of the services this one depends on (`service.dependsOn`, in that order). */
   dependencies: HealthCheck[];
+  /**
+   * This service's own SSO objects (Authentik application and provider), which wait for its rebuild; the health gate
+   * waits for them too, so "healthy" includes "users can log in". A promise, because they are created after the
+   * services. @default none
+   */
+  ssoGate?: Promise<pulumi.Resource[]>;
   /** The host's secrets push. @default none: no `<name>-secrets` child */
   secrets?: HostSecretsDelivery;
   /** Give up waiting for SSH on a new container after this long. @default 300 */
@@ -66,6 +72,12 @@ const rebuildTimeout = "45m";
 // pulumi-command bounds only the TCP dial (perDialTimeout): an SSH peer that stalls after its banner would hold a
 // push forever, so each push has an overall deadline (security review M4). Pushes copy a few files.
 const pushTimeout = "10m";
+
+/** The health gate waits for the rebuild and, when given, the service's own SSO objects (created later). */
+function healthDependsOn(rebuild: pulumi.Resource, ssoGate: Promise<pulumi.Resource[]> | undefined): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
+  if (!ssoGate) return [rebuild];
+  return ssoGate.then((sso) => [rebuild, ...sso]);
+}
 
 export class NixosService extends pulumi.ComponentResource {
   declare public readonly vmid: pulumi.Output<number>;
@@ -80,6 +92,8 @@ export class NixosService extends pulumi.ComponentResource {
   declare public readonly ready: pulumi.Output<boolean>;
   /** The gate dependents wait for. */
   declare public readonly health: HealthCheck;
+  /** The activation of this host's configuration (SSO objects of its clients wait for it). */
+  declare public readonly rebuild: pulumi.CustomResource;
 
   constructor(name: string, args: NixosServiceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nixmox:index:NixosService", name, {}, opts);
@@ -118,7 +132,7 @@ export class NixosService extends pulumi.ComponentResource {
       expectedGeneration: generation,
       ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
       maskValues: args.secrets?.maskValues ?? [],
-    }, { parent: this, dependsOn: [rebuild], replaceWith: [container] });
+    }, { parent: this, dependsOn: healthDependsOn(rebuild, args.ssoGate), replaceWith: [container] });
 
     this.vmid = pulumi.output(service.vmid);
     this.ip = pulumi.output(service.ip);
@@ -128,6 +142,7 @@ export class NixosService extends pulumi.ComponentResource {
     this.ready = health.healthy.apply((healthy) => healthy === true);
     this.hostKey = sshHostKey.hostKey;
     this.health = health;
+    this.rebuild = rebuild;
     this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 
@@ -176,6 +191,7 @@ export class NixosService extends pulumi.ComponentResource {
       checks: args.service.health.checks,
       timing: args.service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
+      rollback: args.plan.rollback,
     };
     const activation = renderActivationCommand(options);
     return new command.remote.Command(`${name}-rebuild`, {

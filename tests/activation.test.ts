@@ -110,6 +110,17 @@ describe("activation wrapper on a stub NixOS host", function () {
     );
   });
 
+  it("fails without rolling back when the manifest turns rollback off (enable_rollback = false)", async () => {
+    control("nixos-rebuild", "fail-activation");
+    const result = await activate({ rollback: false });
+    assert.equal(result.code, 1, "a failed activation still fails the deploy");
+    const parsed = parseActivationResult(result.stdout);
+    assert.equal(parsed?.status, "failed");
+    assert.equal(parsed?.reason, "nixos-rebuild switch failed with exit code 4; not rolled back (enable_rollback = false): the host stays on the new generation");
+    assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    assert.ok(!host.calls().some((line) => line.startsWith("nix-env") || line.startsWith("switch-to-configuration")), host.calls().join("\n"));
+  });
+
   it("fails and rolls back when nixos-rebuild hangs past the activation timeout", async () => {
     control("nixos-rebuild", "hang");
     const started = Date.now();
@@ -382,6 +393,23 @@ describe("activation wrapper on a stub NixOS host", function () {
       );
       const abandoned = JSON.parse(readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "result"), "utf8"));
       assert.equal(abandoned.status, "rolled-back");
+    });
+
+    it("keeps the new generation of a killed unit when rollback is off (enable_rollback = false), and still fails", async () => {
+      const running = activate({ checks: slowCheck(), timing, rollback: false });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      const result = await running;
+      assert.equal(result.code, 1);
+      assert.equal(parseActivationResult(result.stdout)?.status, "failed");
+      assert.equal(
+        parseActivationResult(result.stdout)?.reason,
+        "activation unit nixmox-activate-web-0123456789ab.service ended without a result (stopped, killed or the host restarted); " +
+          "not rolled back (enable_rollback = false): the host stays on the new generation",
+      );
+      assert.equal(readlinkSync(paths.currentSystem), gen(2));
     });
 
     it("after a restart that killed the unit and the session, a run with the same configuration hash rolls back and retries at once", async () => {

@@ -116,7 +116,7 @@ describe("render: host content", function () {
     assert.deepEqual(Object.keys(vw).sort(), ["host", "schemaVersion", "secrets", "vaultwarden"]);
     assert.deepEqual(vw.vaultwarden!.listen, { address: "192.168.99.14", port: 8080 });
     assert.equal(vw.vaultwarden!.publicUrl, "https://vault.nixmox.lan");
-    assert.deepEqual(vw.vaultwarden!.database, { host: "192.168.99.11", port: 5432, name: "vaultwarden", owner: "vaultwarden", passwordFile: "/var/lib/nixmox/secrets/vaultwarden/db_password" });
+    assert.deepEqual(vw.vaultwarden!.database, { host: "192.168.99.11", port: 5432, name: "vaultwarden", owner: "vaultwarden", passwordFile: "/var/lib/nixmox/secrets/vaultwarden/db_password", additional: [] });
     assert.equal(vw.vaultwarden!.oidc!.issuer, "https://auth.nixmox.lan/application/o/vaultwarden/");
     assert.equal(vw.vaultwarden!.oidc!.clientSecretFile, "/var/lib/nixmox/secrets/vaultwarden/oidc_client_secret");
     const guac = hostData(hosts, "guacamole").guacamole!;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nixmox-activate: safe NixOS activation for one NixMox service, run on the host.
 #
-#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [paths]
+#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
 #   (internal) nixmox-activate.sh unit ...same as run...
 #   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH] [--root-authorized-keys PATH]
@@ -77,7 +77,7 @@ mask() {
 }
 
 mode=${1:-}; shift || true
-service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout=""
+service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout="" rollback_enabled=1
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
 root_keys=/root/.ssh/authorized_keys
 while [ $# -gt 0 ]; do
@@ -89,6 +89,7 @@ while [ $# -gt 0 ]; do
     --confirm-timeout) confirm_timeout=$2 ;;
     --activation-timeout) activation_timeout=$2 ;;
     --wait-timeout) wait_timeout=$2 ;;
+    --rollback) rollback_enabled=$2 ;;
     --state-dir) state_root=$2 ;;
     --profile) profile=$2 ;;
     --current-system) current_system=$2 ;;
@@ -98,6 +99,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 case "$mode" in run|unit|confirm) ;; *) die 2 "usage: nixmox-activate.sh run|confirm --service NAME --config-hash HEX [...]" ;; esac
+[[ $rollback_enabled =~ ^[01]$ ]] || die 2 "--rollback must be 1 or 0, got '$rollback_enabled'"
 [[ $service =~ ^[a-z][a-z0-9-]{0,62}$ ]] || die 2 "--service must match [a-z][a-z0-9-]*, got '$service'"
 [[ $config_hash =~ ^[0-9a-f]{8,128}$ ]] || die 2 "--config-hash must be lowercase hex, got '$config_hash'"
 for pair in "confirm-timeout:$confirm_timeout" "activation-timeout:$activation_timeout" "wait-timeout:${wait_timeout:-0}"; do
@@ -185,6 +187,11 @@ if [ "$mode" = unit ]; then
   rollback() {
     local reason=$1
     ignore_signals
+    # enable_rollback = false in the manifest: keep the failed generation for inspection, and still fail the deploy.
+    if [ "$rollback_enabled" = 0 ]; then
+      log "not rolling back (rollback is off): $reason"
+      finish failed "$reason; not rolled back (enable_rollback = false): the host stays on the new generation" "$(readlink -f "$current_system")"
+    fi
     log "rolling back to generation $prev_gen ($prev_path): $reason"
     if restore_generation "$prev_gen" "$prev_path"; then
       finish rolled-back "$reason; rolled back to the previous generation $prev_path" "$prev_path"
@@ -290,8 +297,12 @@ recover_abandoned() { # attempt dir
   if [ ! -s "$dir/previous" ]; then rm -rf "$dir"; return 0; fi # its unit never started
   read -r prev_gen prev_path < "$dir/previous"
   reason="activation unit nixmox-activate-$service-${config_hash:0:12}.service ended without a result (stopped, killed or the host restarted)"
-  printf '[nixmox] %s; returning to generation %s (%s)\n' "$reason" "$prev_gen" "$prev_path" >> "$dir/log"
-  if restore_generation "$prev_gen" "$prev_path" >> "$dir/log" 2>&1; then
+  if [ "$(cat "$dir/rollback" 2>/dev/null)" = 0 ]; then # enable_rollback = false: keep it, as the unit would
+    status=failed reason="$reason; not rolled back (enable_rollback = false): the host stays on the new generation"
+    restore_now=$(readlink -f "$current_system")
+    printf '[nixmox] %s\n' "$reason" >> "$dir/log"
+  elif printf '[nixmox] %s; returning to generation %s (%s)\n' "$reason" "$prev_gen" "$prev_path" >> "$dir/log" &&
+    restore_generation "$prev_gen" "$prev_path" >> "$dir/log" 2>&1; then
     status=rolled-back reason="$reason; rolled back to the previous generation $prev_path" restore_now=$prev_path
   else
     status=rollback-failed reason="$reason; rollback failed: $restore_error"
@@ -383,6 +394,7 @@ prev_link=$(readlink "$profile") || die 1 "cannot read the system profile $profi
 prev_gen=${prev_link%-link}; prev_gen=${prev_gen##*-}
 [[ $prev_gen =~ ^[0-9]+$ ]] || die 1 "cannot tell the current generation from $profile -> $prev_link"
 printf '%s %s\n' "$prev_gen" "$(readlink -f "$profile")" > "$attempt/previous"
+echo "$rollback_enabled" > "$attempt/rollback"
 # The unit runs the attempt's own copy (with this configuration's checks); `confirm` runs the service's copy.
 printf '%s\n' "$wrapper_text" > "$attempt/nixmox-activate.sh"
 printf '%s\n' "$wrapper_text" > "$service_dir/nixmox-activate.sh.tmp"
@@ -392,7 +404,7 @@ echo running > "$attempt/status"
 systemd-run --unit="$unit" --description="NixMox activation of $service" --collect --quiet \
   --property=KillMode=mixed --property=TimeoutStopSec=300 -- \
   bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
-  --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" \
+  --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" --rollback "$rollback_enabled" \
   --state-dir "$state_root" --profile "$profile" --current-system "$current_system" --root-authorized-keys "$root_keys" 9>&- \
   || { rm -rf "$attempt"; print_result "$(make_result failed "systemd-run could not start the activation unit $unit" "" "")"; exit 1; }
 flock -u 9
