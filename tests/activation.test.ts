@@ -335,6 +335,20 @@ describe("activation wrapper on a stub NixOS host", function () {
       assert.equal(readlinkSync(paths.profile), "system-1-link");
     });
 
+    it("rolls back at once when the unit is SIGTERMed while nixos-rebuild runs", async () => {
+      control("nixos-rebuild", "slow:20");
+      const running = activate();
+      await waitFor("nixos-rebuild", () => rebuildCalls().length === 1);
+      await waitFor("the unit", () => existsSync(join(host.dir, "units", "nixmox-activate-web-0123456789ab.service.pid")));
+      const started = Date.now();
+      process.kill(unitPid(), "SIGTERM");
+      const result = await running;
+      assert.ok(Date.now() - started < 8000, `the trap acted within ${Date.now() - started} ms, not after the 20 s rebuild`);
+      assert.equal(result.code, 1);
+      assert.equal(parseActivationResult(result.stdout)?.reason, `activation interrupted by SIGTERM; rolled back to the previous generation ${gen1}`);
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+    });
+
     it("rolls back an attempt whose unit was SIGKILLed (OOM), and the same configuration hash then retries", async () => {
       const running = activate({ checks: slowCheck(), timing });
       await waitFor("the startup check", () => existsSync(checkPidFile()));
