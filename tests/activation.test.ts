@@ -191,7 +191,8 @@ describe("activation wrapper on a stub NixOS host", function () {
   });
 
   describe("secret files whose owner the new generation creates", () => {
-    const user = "nixmoxactivatetest";
+    // Unique per test process: the machine's users are shared with any other run of this file at the same time.
+    const user = `nixmoxact${process.pid}`;
     const dropUser = () => execFileSync("sh", ["-c", `userdel ${user} 2>/dev/null; groupdel ${user} 2>/dev/null; true`]);
     const deliverPending = async () => {
       const root = join(paths.stateDir, "secrets");
