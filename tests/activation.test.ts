@@ -3,7 +3,7 @@
 // semantics (the stub runs the unit as a detached process), and curl/http checks on a real NixOS host.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { HealthCheckSpec } from "../manifest/plan-types";
@@ -518,6 +518,15 @@ describe("activation wrapper on a stub NixOS host", function () {
     assert.equal(parseActivationResult(result.stdout)?.status, "rolled-back");
     assert.match(parseActivationResult(result.stdout)?.reason ?? "", /^startup check "a-fails"/);
     assert.equal(readlinkSync(paths.currentSystem), gen1);
+  });
+
+  it("keeps only the newest five finished attempts", async () => {
+    for (let n = 0; n < 7; n++) {
+      const result = await activate({ configHash: `${n}`.repeat(16) });
+      assert.equal(result.code, 0, result.stderr);
+    }
+    const attempts = readdirSync(join(paths.stateDir, "web", "attempts")).sort();
+    assert.deepEqual(attempts, ["1111111111111111", "2222222222222222", "3333333333333333", "4444444444444444", "5555555555555555", "6666666666666666"]);
   });
 
   it("fails on invalid arguments with exit 2 and a message naming the option", async () => {

@@ -366,6 +366,11 @@ if [ -e "$attempt/abandoned" ] && [ ! -e "$attempt/reported" ] && [ "$(result_st
 fi
 # Install copies that lost their run (a connection dropped while the wrapper was sent).
 find "$service_dir" -maxdepth 1 -name '.nixmox-activate.*' -mmin +60 -delete 2>/dev/null || true
+# Finished and reported attempts pile up (their logs hold unmasked rebuild output): keep the newest five.
+ls -1dt "$service_dir"/attempts/*/ 2>/dev/null | tail -n +6 | while IFS= read -r old; do
+  old=${old%/}
+  [ "$old" != "$attempt" ] && [ -e "$old/result" ] && [ -e "$old/reported" ] && rm -rf -- "$old" || true
+done || true
 # Idempotent when this configuration is deployed and running.
 running=$(readlink -f "$current_system" || true)
 if [ -e "$service_dir/deployed" ]; then
