@@ -34,6 +34,8 @@ export function formatNixError(stderr: string): string {
 export interface NixEvaluationOptions {
   /** Stop (SIGKILL) the evaluator after this long and report the file. @default 120 */
   timeoutSeconds?: number;
+  /** Address-space limit of the evaluator (`ulimit -v`); Nix then fails with "out of memory". @default 4096 */
+  memoryMiB?: number;
 }
 
 /**
@@ -45,7 +47,8 @@ export interface NixEvaluationOptions {
  *   after following symlinks, must be inside that directory, and fetchers are refused (empty allowed-uris);
  *   import-from-derivation is off (nix.conf(5): restrict-eval, allow-import-from-derivation);
  * - a timeout that works: Nix defers SIGTERM to its interrupt checks, which a tight loop never reaches, so the
- *   timer sends SIGKILL; `ulimit -t` also caps the CPU time, so the kernel stops an evaluator whose caller died.
+ *   timer sends SIGKILL; `ulimit -t` also caps the CPU time, so the kernel stops an evaluator whose caller died;
+ * - a memory cap (`ulimit -v`), so a runaway evaluation fails instead of exhausting the controller.
  */
 function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<string> {
   const timeoutSeconds = options.timeoutSeconds ?? 120;
@@ -60,11 +63,13 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
   ];
   // The CPU cap sits a little above the wall-clock timeout, so the timer (with its clear message) acts first.
   const cpuSeconds = String(Math.ceil(timeoutSeconds) + 5);
+  const memoryMiB = options.memoryMiB ?? 4096;
   const home = mkdtempSync(path.join(tmpdir(), "nixmox-nix-eval-"));
   const problem = (message: string): Problem => ({ subject: "manifest", field: "", message });
   return new Promise<string>((resolve, reject) => {
     const started = Date.now();
-    const child = spawn("/bin/sh", ["-c", 'ulimit -t "$0" 2>/dev/null; exec nix-instantiate "$@"', cpuSeconds, ...args], {
+    const limits = 'ulimit -t "$0" 2>/dev/null; ulimit -v "$1" 2>/dev/null; shift; exec nix-instantiate "$@"';
+    const child = spawn("/bin/sh", ["-c", limits, cpuSeconds, String(memoryMiB * 1024), ...args], {
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, NIX_PATH: "" },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -97,6 +102,9 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
         return reject(new ManifestError(displayPath(file), [problem(
           `Nix evaluation of ${displayPath(file)} was stopped after ${seconds} s (the limit is ${timeoutSeconds} s); does the manifest loop?`,
         )]));
+      }
+      if (/error: out of memory/.test(stderr)) {
+        return reject(new ManifestError(displayPath(file), [problem(`Nix evaluation of ${displayPath(file)} ran out of memory (the limit is ${memoryMiB} MiB)`)]));
       }
       const message = formatNixError(stderr);
       const hint = /forbidden in restricted mode/.test(message) ? ` (a .nix manifest may read only files inside its own directory, ${displayPath(directory) || "."})` : "";

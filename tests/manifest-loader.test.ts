@@ -153,6 +153,12 @@ describe("manifest loader", function () {
         }
       });
 
+      it("fails an evaluation that runs out of its memory limit, naming the file and the limit", async () => {
+        const manifest = file("hog.nix", "{ n = builtins.length (builtins.genList (x: toString x) 50000000); }\n");
+        const error = await rejection(loadManifestData(manifest, { memoryMiB: 512 }));
+        assert.deepEqual(error.problems.map(formatProblem), [`manifest: Nix evaluation of ${manifest} ran out of memory (the limit is 512 MiB)`]);
+      });
+
       it("stops an evaluation that runs past the timeout, naming the file and the time, and leaves no evaluator behind", async () => {
         const manifest = file("slow.nix", "let f = builtins.foldl' (a: i: builtins.foldl' (b: j: b + j) a (builtins.genList (x: x) 100000)) 0 (builtins.genList (x: x) 100000); in { n = f; }\n");
         const started = Date.now();
