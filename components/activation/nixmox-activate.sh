@@ -165,11 +165,26 @@ if [ "$mode" = unit ]; then
     ignore_signals
     log "received SIG$1"
     if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; fi
+    # A host that shuts down stops this unit too. Re-activating the old generation then would fight the shutdown
+    # (and hold it for TimeoutStopSec); leave no result instead: the attempt counts as abandoned, and the next run
+    # or confirm after the boot rolls it back under the lock.
+    if [ "$(systemctl is-system-running 2>/dev/null)" = stopping ]; then
+      log "the host is shutting down: the next run after the boot rolls this attempt back"
+      exit 1
+    fi
     rollback "activation interrupted by SIG$1"
   }
   trap 'on_signal TERM' TERM; trap 'on_signal INT' INT; trap 'on_signal HUP' HUP
   run_child() { # command... → its exit code, interruptible by the traps above
     "$@" & child=$!
+    local rc=0; wait "$child" || rc=$?
+    child=""; return "$rc"
+  }
+  # The same with the child's stdin from /dev/null and its output to FILE. The redirections belong to the child
+  # alone: on the function call they would also catch whatever a trap logs while it waits.
+  run_child_to() { # file command...
+    local file=$1; shift
+    "$@" </dev/null >"$file" 2>&1 & child=$!
     local rc=0; wait "$child" || rc=$?
     child=""; return "$rc"
   }
@@ -241,7 +256,7 @@ if [ "$mode" = unit ]; then
     failures=0 attempts=0
     while :; do
       attempts=$((attempts + 1))
-      code=0; run_child probe "$kind" "$a" "$b" </dev/null >"$attempt/probe-output" 2>&1 || code=$?
+      code=0; run_child_to "$attempt/probe-output" probe "$kind" "$a" "$b" || code=$?
       output=$(cat "$attempt/probe-output")
       if [ "$code" = 0 ]; then log "startup check \"$name\" passed after $attempts probe(s)"; break; fi
       if [ $((SECONDS - started)) -ge "$start_period" ]; then failures=$((failures + 1)); fi
