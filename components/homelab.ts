@@ -4,9 +4,12 @@
  * services it depends on (`ServicePlan.dependsOn`: declared and inferred edges, nothing else).
  */
 import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { authentikOutpostPort } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
-import { createSsoResources, planAuthentikObjects, type SsoResources } from "./authentik";
+import { AuthentikOutpost, createSsoResources, planAuthentikObjects, type SsoResources } from "./authentik";
+import { renderOutpostTokenCommand } from "./outpost-token";
 import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
 import { deliveryCommand, hostSecretPayload, hostSecrets, secretKey } from "./secrets";
@@ -100,11 +103,49 @@ export function createSso(plan: Plan, values: Record<string, pulumi.Output<strin
     if (value === undefined) throw new Error(`service "${authentik}": SSO needs its API token; set nixmox:secrets.${authentik}.bootstrap_token (or let NixMox generate it)`);
     return value;
   };
-  return createSsoResources(plan, {
+  const resources = createSsoResources(plan, {
     token,
     clientSecrets,
     dependsOnFor: (object) => (object.kind === "outpost-binding" ? [] : [services[object.service].rebuild]),
   }, { dependsOn: providers.map((name) => services[name].health) });
+  createOutposts(plan, token, valueOf, services);
+  return resources;
+}
+
+/**
+ * The manifest's LDAP and RADIUS outposts: provider, application and outpost in Authentik (after the authentik
+ * host is healthy), then the outpost's API token pushed to that host, where the outpost runs.
+ */
+export function createOutposts(
+  plan: Plan,
+  token: (authentik: string) => pulumi.Input<string>,
+  valueOf: (service: string, name: string | null) => pulumi.Output<string> | undefined,
+  services: Record<string, NixosService>,
+): Record<string, AuthentikOutpost> {
+  const created: Record<string, AuthentikOutpost> = {};
+  for (const outpost of plan.outposts) {
+    const authentik = plan.services.find((service) => service.name === outpost.provider)!;
+    const name = `sso-${outpost.provider}-${outpost.type}`;
+    const resource = new AuthentikOutpost(name, {
+      url: `http://${authentik.ip}:${authentikOutpostPort}`,
+      token: token(outpost.provider),
+      service: outpost.provider,
+      type: outpost.type,
+      slug: `${outpost.provider}-${outpost.type}`,
+      baseDn: outpost.type === "ldap" ? outpost.baseDn : null,
+      clientNetworks: outpost.type === "radius" ? outpost.clientNetworks : [],
+      sharedSecret: outpost.type === "radius" ? valueOf(outpost.provider, outpost.sharedSecret) ?? null : null,
+    }, { dependsOn: [services[outpost.provider].health] });
+    new command.remote.Command(`${name}-token`, {
+      connection: services[outpost.provider].connection,
+      create: renderOutpostTokenCommand(outpost.type),
+      stdin: pulumi.secret(resource.outpostToken),
+      addPreviousOutputInEnv: false,
+      logging: "none",
+    }, { dependsOn: [resource], additionalSecretOutputs: ["stdin"] });
+    created[outpost.type] = resource;
+  }
+  return created;
 }
 
 export interface CreateServicesArgs {

@@ -9,7 +9,7 @@
  * The JSON shape is the option tree `nixmox.*` declared by nixos/core.nix and nixos/services/<kind>.nix; the
  * host's flake assigns the parsed file to `config.nixmox`, so the NixOS module system type-checks every key.
  */
-import { ManifestError, ldapOutpostPort, radiusOutpostPort, type Problem } from "../manifest";
+import { ManifestError, ldapOutpostPort, outpostTokenDir, radiusOutpostPort, type Problem } from "../manifest";
 import { kindSpecs } from "../manifest/kinds";
 import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
@@ -397,7 +397,7 @@ function planOutpostsData(plan: Plan, service: ServicePlan): OutpostsData | unde
     radius: radius?.type === "radius"
       ? { clientNetworks: [...radius.clientNetworks], port: radiusOutpostPort, sharedSecretFile: secretPath(plan, service.name, service.name, radius.sharedSecret) }
       : null,
-    tokenFiles: Object.fromEntries(mine.map((outpost) => [outpost.type, `${plan.secretsDir}/${service.name}/outpost-${outpost.type}-token`])),
+    tokenFiles: Object.fromEntries(mine.map((outpost) => [outpost.type, `${outpostTokenDir}/${outpost.type}-token`])),
   };
 }
 

@@ -105,9 +105,9 @@ describe("render: host content", function () {
     assert.equal(
       hba,
       "local all postgres peer\n" +
-        "host authentik authentik 192.168.99.12/32 scram-sha-256\n" +
-        "host guacamole guacamole 192.168.99.15/32 scram-sha-256\n" +
-        "host vaultwarden vaultwarden 192.168.99.14/32 scram-sha-256\n",
+        'host "authentik" "authentik" 192.168.99.12/32 scram-sha-256\n' +
+        'host "guacamole" "guacamole" 192.168.99.15/32 scram-sha-256\n' +
+        'host "vaultwarden" "vaultwarden" 192.168.99.14/32 scram-sha-256\n',
     );
   });
 
@@ -122,8 +122,11 @@ describe("render: host content", function () {
     const guac = hostData(hosts, "guacamole").guacamole!;
     assert.deepEqual(guac.listen, { address: "192.168.99.15", port: 8280 });
     assert.deepEqual(guac.oidc!.redirectUris, ["https://guac.nixmox.lan/guacamole/"]);
+    // A custom app gets the same slice under `custom`: its route (for its public URL), no database or OIDC client.
     const home = hostData(hosts, "homepage");
-    assert.deepEqual(Object.keys(home).sort(), ["host", "schemaVersion", "secrets"]);
+    assert.deepEqual(Object.keys(home).sort(), ["custom", "host", "schemaVersion", "secrets"]);
+    assert.deepEqual(home.custom!.routes, { default: { domain: "home.nixmox.lan", path: "/", url: "https://home.nixmox.lan", upstreamPort: 8082, auth: "forward_auth" } });
+    assert.deepEqual([home.custom!.database, home.custom!.oidc, home.custom!.listen], [null, null, { address: "192.168.99.16", port: 8082 }]);
   });
 
   it("secrets appear only as paths under the secrets directory, never as values", () => {

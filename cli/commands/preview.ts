@@ -15,7 +15,7 @@ export function register(program: Command): void {
     )
     .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${path.relative(process.cwd(), defaultManifestPath)}); the engine reads nixmox:manifest`)
     .option("--offline", "run under mocks instead of the engine")
-    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, inputs }] }, secrets as \"[secret]\"");
+    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"");
   engineOptions(command).action(action(async (manifest: string | undefined, options: EngineFlags & { offline?: boolean; json?: boolean }) => {
     if (!options.offline) {
       if (manifest !== undefined || options.json) {
@@ -33,7 +33,7 @@ export function register(program: Command): void {
     secretKeys.push(...Object.keys(placeholders));
     // Loaded here, not at the top: the program module pulls in the Pulumi SDK, which the other commands never need.
     const nixmoxProgram = require("../../index") as () => Promise<unknown>;
-    const run = await recordProgram(nixmoxProgram, { config, secretKeys });
+    const run = await recordProgram(nixmoxProgram, { config, secretKeys, preview: true });
     print(options.json ? renderPreviewJson(run.resources) : renderPreviewTree(run.resources));
   }));
 }
