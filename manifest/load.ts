@@ -43,8 +43,9 @@ export interface NixEvaluationOptions {
  * - a clean environment: under `pulumi up` the parent's holds PULUMI_CONFIG (the decrypted stack config) and
  *   tokens; the evaluator gets only PATH and an empty HOME/NIX_PATH, and restricted mode makes
  *   `builtins.getEnv` return "" anyway (nix src/libexpr/primops.cc, prim_getEnv);
- * - `restrict-eval` with the manifest's directory as the only search path entry: every file it reads or imports,
- *   after following symlinks, must be inside that directory, and fetchers are refused (empty allowed-uris);
+ * - `restrict-eval` with the manifest's directory (and NixMox's shipped `manifest/`) as the only search path
+ *   entries: every file it reads or imports, after following symlinks, must be inside them, and fetchers are
+ *   refused (empty allowed-uris);
  *   import-from-derivation is off (nix.conf(5): restrict-eval, allow-import-from-derivation);
  * - a timeout that works: Nix defers SIGTERM to its interrupt checks, which a tight loop never reaches, so the
  *   timer sends SIGKILL; `ulimit -t` also caps the CPU time, so the kernel stops an evaluator whose caller died;
@@ -59,6 +60,8 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
     "--option", "restrict-eval", "true",
     "--option", "allow-import-from-derivation", "false",
     "-I", directory,
+    // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
+    "-I", realpathSync(path.dirname(defaultManifestPath)),
     "--argstr", "file", real, "--expr", nixExpression,
   ];
   // The CPU cap sits a little above the wall-clock timeout, so the timer (with its clear message) acts first.
