@@ -51,29 +51,29 @@ urlencode() { # text hex-format → RFC 3986 percent-encoding of every byte outs
   done
   printf '%s' "$out"
 }
-mask_value() { # text value → text with the value and its encodings replaced
-  local text=$1 value=$2 form format
-  [ ${#value} -ge 4 ] || { printf '%s' "$text"; return 0; }
-  text=${text//"$value"/[secret]}
-  form=$(printf '%s' "$value" | base64 -w0); text=${text//"$form"/[secret]}
-  form=${form%%=*}; [ ${#form} -lt 4 ] || text=${text//"$form"/[secret]}
+mask_value() { # value → replaces it and its encodings in $masked (in place: the text may be a long log)
+  local value=$1 form format
+  [ ${#value} -ge 4 ] || return 0
+  masked=${masked//"$value"/[secret]}
+  form=$(printf '%s' "$value" | base64 -w0); masked=${masked//"$form"/[secret]}
+  form=${form%%=*}; [ ${#form} -lt 4 ] || masked=${masked//"$form"/[secret]}
   for format in '%%%02X' '%%%02x'; do
-    form=$(urlencode "$value" "$format"); [ "$form" = "$value" ] || text=${text//"$form"/[secret]}
+    form=$(urlencode "$value" "$format"); [ "$form" = "$value" ] || masked=${masked//"$form"/[secret]}
   done
-  printf '%s' "$text"
 }
 mask() {
-  local text=$1 file value line
-  [ -d "$secrets_dir" ] || { printf '%s' "$text"; return 0; }
+  local file value line
+  masked=$1
+  [ -d "$secrets_dir" ] || { printf '%s' "$masked"; return 0; }
   while IFS= read -r -d '' file; do
     value=$(cat -- "$file" 2>/dev/null) || continue
-    text=$(mask_value "$text" "$value")
+    mask_value "$value"
     while IFS= read -r line; do
-      text=$(mask_value "$text" "$line")
-      if [[ $line == *=* ]]; then text=$(mask_value "$text" "${line#*=}"); fi
+      mask_value "$line"
+      if [[ $line == *=* ]]; then mask_value "${line#*=}"; fi
     done <<<"$value"
   done < <(find "$secrets_dir" -type f ! -name '.*' -print0 2>/dev/null)
-  printf '%s' "$text"
+  printf '%s' "$masked"
 }
 
 mode=${1:-}; shift || true
