@@ -227,7 +227,7 @@ if [ "$mode" = unit ]; then
   # now, before the startup checks, with the copy of the delivery script that the secrets push keeps.
   if [ -s "$secrets_dir/.nixmox-pending-ownership" ]; then
     if [ -f "$state_root/nixmox-secrets.sh" ] && bash "$state_root/nixmox-secrets.sh" apply-pending "$secrets_dir"; then
-      log "secret files owners applied"
+      log "secret file owners applied"
     else
       rollback "secret files still wait for owners that this generation does not create (see $secrets_dir/.nixmox-pending-ownership)"
     fi
@@ -366,7 +366,8 @@ fi
 wrapper_text=$(cat -- "$self")
 case "$(basename "$self")" in .nixmox-activate.*) rm -f -- "$self" ;; esac
 
-# One decision at a time per service (the lock is released before waiting, so `confirm` never blocks).
+# One decision at a time per service. The lock is released before waiting, so `confirm` takes it only to recover
+# an abandoned attempt.
 exec 9>"$service_dir/lock"
 flock -w 30 9 || die 1 "another nixmox-activate for $service holds $service_dir/lock"
 for other in "$service_dir"/attempts/*; do
