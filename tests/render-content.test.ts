@@ -60,7 +60,6 @@ describe("render: host content", function () {
         "\t\tforward_auth 192.168.99.12:9000 {",
         "\t\t\turi /outpost.goauthentik.io/auth/caddy",
         "\t\t\tcopy_headers X-Authentik-Username X-Authentik-Groups X-Authentik-Entitlements X-Authentik-Email X-Authentik-Name X-Authentik-Uid X-Authentik-Jwt X-Authentik-Meta-Jwks X-Authentik-Meta-Outpost X-Authentik-Meta-Provider X-Authentik-Meta-App X-Authentik-Meta-Version",
-        "\t\t\ttrusted_proxies private_ranges",
         "\t\t}",
         "\t\theader X-Robots-Tag noindex",
         "\t\treverse_proxy 192.168.99.14:8080",

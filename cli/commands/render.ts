@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import * as path from "node:path";
 import { defaultManifestPath, loadPlan, ManifestError } from "../../manifest";
-import { fileSources, renderAll, resolveNixpkgsPin, writeRenderedHosts } from "../../render";
+import { ConfigEvaluationError, fileSources, renderAll, renderConfigs, resolveNixpkgsPin, writeRenderedHosts } from "../../render";
 import { action, print } from "../run";
 
 function parsePin(json: string | undefined): unknown {
@@ -13,19 +13,34 @@ function parsePin(json: string | undefined): unknown {
   }
 }
 
+function evaluateConfigs(hosts: Parameters<typeof renderConfigs>[0]): ReturnType<typeof renderConfigs> {
+  try {
+    return renderConfigs(hosts);
+  } catch (error) {
+    if (error instanceof ConfigEvaluationError) throw new ManifestError("render --configs", [{ subject: "--configs", field: "", message: error.message }]);
+    throw error;
+  }
+}
+
 export function register(program: Command): void {
   program
     .command("render")
     .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
     .requiredOption("--out <dir>", "output directory")
+    .option("--configs", "also write DIR/<service>/configs/: the daemon files the host's modules produce (Caddyfile, unbound.conf, pg_hba.conf, setup.sql), evaluated with nix-instantiate")
     .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11")
-    .action(action(async (manifest: string, options: { out: string; nixpkgs?: string }) => {
+    .action(action(async (manifest: string, options: { out: string; nixpkgs?: string; configs?: boolean }) => {
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
       const plan = await loadPlan(manifest);
       const hosts = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs });
-      writeRenderedHosts(options.out, hosts);
-      const lines = hosts.map((host) => `${host.service} ${host.contentHash}`);
+      // Evaluated before anything is written, so a failure leaves the output directory as it was.
+      const configs = options.configs ? evaluateConfigs(hosts) : {};
+      writeRenderedHosts(options.out, hosts, configs);
+      const lines = hosts.map((host) => {
+        const files = Object.keys(configs[host.service] ?? {});
+        return `${host.service} ${host.contentHash}${files.length > 0 ? ` configs: ${files.join(" ")}` : ""}`;
+      });
       print([`rendered ${hosts.length} host${hosts.length === 1 ? "" : "s"} into ${path.resolve(options.out)}`, ...lines].join("\n"));
     }));
 }
