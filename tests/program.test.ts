@@ -2,7 +2,8 @@
 // replaces, the engine's real update order, or that the commands and dynamic providers work on a host.
 import { strict as assert } from "node:assert";
 import path from "node:path";
-import { loadPlan, type Plan } from "../manifest";
+import * as pulumi from "@pulumi/pulumi";
+import { defaultManifestPath, loadPlan, type Plan } from "../manifest";
 import { fileSources, renderAll, type RenderedHost } from "../render";
 import { renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
 import { creationOnlyFields } from "../components/container";
@@ -86,7 +87,7 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(config.inputs.create, renderConfigPushCommand("dns", host.contentHash));
     assert.equal(config.inputs.stdin, renderConfigPayload("dns", host.files));
     const rebuild = resourceNamed(run, "dns-rebuild");
-    assert.match(String(rebuild.inputs.create), new RegExp(`nixmox-activate\\.sh run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
+    assert.match(String(rebuild.inputs.create), new RegExp(`bash "\\$wrapper" run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
     const health = resourceNamed(run, "dns-health");
     assert.deepEqual(health.inputs.confirm, { configHash: host.contentHash });
     // The key the SshHostKey resource recorded (a mock stand-in here) is pinned by the health check.
@@ -289,6 +290,37 @@ describe("program under mocks: edits", function () {
     } finally {
       edited.remove();
     }
+  });
+
+  describe("resource options", () => {
+    const secretOutputs = new Map<string, string[]>();
+    const timeouts = new Map<string, pulumi.CustomTimeouts | undefined>();
+    before(async () => {
+      const { config, secretKeys } = offlineStackConfig(defaultManifestPath);
+      const program = require("../index") as () => Promise<unknown>;
+      await recordProgram(async () => {
+        pulumi.runtime.registerStackTransformation((args) => {
+          const opts = args.opts as pulumi.CustomResourceOptions;
+          secretOutputs.set(args.name, [...(opts.additionalSecretOutputs ?? [])]);
+          timeouts.set(args.name, opts.customTimeouts);
+          return undefined;
+        });
+        return program();
+      }, { config, secretKeys });
+    });
+
+    it("bounds every config and secrets push with an overall deadline (security review M4)", () => {
+      const pushes = [...timeouts.keys()].filter((name) => /-(config|secrets)$/.test(name)).sort();
+      assert.equal(pushes.length, 11);
+      for (const name of pushes) assert.deepEqual(timeouts.get(name), { create: "10m", update: "10m" }, name);
+    });
+
+    it("keeps the rebuild's stdout and stderr (the activation result and log) as secret outputs (security review L3)", () => {
+    const rebuilds = [...secretOutputs.keys()].filter((name) => name.endsWith("-rebuild")).sort();
+    assert.equal(rebuilds.length, 7);
+    // pulumi-command adds "connection" itself.
+    for (const name of rebuilds) assert.deepEqual(secretOutputs.get(name)?.sort(), ["connection", "stderr", "stdout"], name);
+    });
   });
 
   it("drops the creation-only guard for a service listed in nixmox:allowReplace", async () => {
