@@ -63,6 +63,18 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("core (security review H1: a restart during an activation)", () => {
+    it("rolls back, shortly after boot, every attempt that has no result, with the attempt's own wrapper in recover mode", () => {
+      const config = evalModule(example, "postgresql", "core.nix");
+      const unit = config.systemd.services["nixmox-activation-recover"];
+      assert.equal(unit.serviceConfig.Type, "oneshot");
+      assert.match(unit.script, /for dir in \/var\/lib\/nixmox\/postgresql\/attempts\/\*\/; do/);
+      assert.match(unit.script, /bash "\$dir\/nixmox-activate\.sh" recover --service postgresql --config-hash "\$\(basename "\$dir"\)"/);
+      assert.deepEqual(config.systemd.timers["nixmox-activation-recover"].timerConfig, { OnBootSec: "15s" });
+      assert.ok(unit.path.includes("/nix/store/stub-util-linux") && unit.path.includes("/nix/store/stub-nix"), "flock and nix-env are on its PATH");
+    });
+  });
+
   describe("core (R8: the firewall)", () => {
     it("uses the nftables firewall without reverse-path filter or logging by default, and none with network.firewall = proxmox", async () => {
       const inside = evalModule(example, "postgresql", "core.nix").networking;

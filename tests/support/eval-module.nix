@@ -41,6 +41,10 @@ let
     bash = "/nix/store/stub-bash";
     dnsutils = "/nix/store/stub-dnsutils";
     coreutils = "/nix/store/stub-coreutils";
+    util-linux = "/nix/store/stub-util-linux";
+    gnused = "/nix/store/stub-gnused";
+    nix = "/nix/store/stub-nix";
+    systemd = "/nix/store/stub-systemd";
     writeText = name: _text: "/nix/store/stub-${name}";
     runCommand = name: _env: _script: "/nix/store/stub-${name}";
   };
