@@ -118,11 +118,11 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)\n");
   });
 
-  it("fails with exit 2 on an invalid manifest, listing the problem", () => {
+  it("fails with exit 1 on an invalid manifest, listing the problem (as validate and plan do)", () => {
     const bad = join(work, "bad.json");
     writeFileSync(bad, JSON.stringify({ network: { domain: "lan", dns_server: "127.0.0.1", gateway: "127.0.0.1", network_cidr: "127.0.0.0/8" }, services: { x: { ip: "127.0.0.8" } } }));
     const result = runCli([bad, "--identity", identity, "--known-hosts", knownHosts]);
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 1);
     assert.match(result.stderr, /service "x"/);
   });
 

@@ -7,11 +7,10 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
-import { ManifestError, defaultManifestPath, loadPlan } from "../../manifest";
 import type { ServicePlan } from "../../manifest/plan-types";
-import { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } from "../../components/health/runner";
-import { formatHostKey, lookupKnownHost, readKnownHostsFile } from "../../components/ssh/host-key";
-import { action, print } from "../run";
+import { ManifestError } from "../../manifest/problems";
+import { displayPath, exampleManifestPath } from "../paths";
+import { action, exitCodes, manifestModule, print } from "../run";
 
 export interface StatusRow {
   service: string;
@@ -33,15 +32,23 @@ export interface StatusOptions {
   currentSystemPath?: string;
   /** Values masked in the output. @default [] */
   maskValues?: string[];
+  /** Called as each service's row is known (progress). */
+  onResult?: (row: StatusRow) => void;
 }
 
 /** Checks every service concurrently, one SSH connection each; rows sorted by service name. */
 export async function collectStatus(services: ServicePlan[], options: StatusOptions): Promise<StatusRow[]> {
-  const rows = await Promise.all(services.map((service) => statusOf(service, options)));
+  const rows = await Promise.all(services.map(async (service) => {
+    const row = await statusOf(service, options);
+    options.onResult?.(row);
+    return row;
+  }));
   return rows.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
 }
 
 async function statusOf(service: ServicePlan, options: StatusOptions): Promise<StatusRow> {
+  // The SSH client (ssh2) loads with the first host, not with the CLI.
+  const { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } = require("../../components/health/runner") as typeof import("../../components/health/runner");
   const base = { service: service.name, host: service.ip, port: service.sshPort };
   const hostKeys = options.hostKeysFor(service.ip, service.sshPort);
   if (hostKeys.length === 0) {
@@ -101,7 +108,7 @@ export function register(program: Command): void {
   program
     .command("status")
     .description("Run every enabled service's liveness checks over SSH and print a table. Exit 1 when any service is unhealthy.")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--json", "print JSON instead of a table")
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
     .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: .nixmox/known_hosts next to the manifest)")
@@ -112,7 +119,8 @@ export function register(program: Command): void {
           const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
           if (!identity) throw new UsageError("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)");
           const privateKey = readFileOrUsage(identity, "identity file");
-          const plan = await loadPlan(manifest);
+          const { formatHostKey, lookupKnownHost, readKnownHostsFile } = require("../../components/ssh/host-key") as typeof import("../../components/ssh/host-key");
+          const plan = await manifestModule().loadPlan(manifest);
           const knownHostsFile = flags.knownHosts ?? join(dirname(manifest), ".nixmox", "known_hosts");
           if (!existsSync(knownHostsFile)) throw new UsageError(`known_hosts file ${knownHostsFile} does not exist: write the keys NixMox pinned with \`pulumi stack output knownHosts > ${knownHostsFile}\`, or pass --known-hosts FILE`);
           let entries;
@@ -130,10 +138,12 @@ export function register(program: Command): void {
           print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
           return rows.every((row) => row.healthy) ? 0 : 1;
         } catch (error) {
-          if (error instanceof UsageError || error instanceof ManifestError) {
-            process.stderr.write(`${error instanceof UsageError ? "nixmox status: " : ""}${error.message}\n`);
-            return 2;
+          if (error instanceof UsageError) {
+            process.stderr.write(`nixmox status: ${error.message}\n`);
+            return exitCodes.usage;
           }
+          // An invalid manifest exits 1 here too, as in validate and plan.
+          if (error instanceof ManifestError) throw error;
           throw error;
         }
       }),
