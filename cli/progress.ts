@@ -202,3 +202,20 @@ function formatLine(row: ServiceProgress, width: number, now: number): string {
   else state = row.state;
   return `${row.service.padEnd(width)}  ${state.padEnd(22)}${elapsed.padStart(6)}`.trimEnd();
 }
+
+/**
+ * One status line rewritten in place on a terminal (`\r` and erase-line), for long commands that otherwise stay
+ * silent (`preview --offline`, `status`); nothing at all when the stream is not a TTY, so piped output and
+ * scripts see only the result.
+ */
+export function ttyStatusLine(stream: { isTTY?: boolean; write(text: string): unknown }): { update(text: string): void; done(): void } {
+  if (!stream.isTTY) return { update: () => undefined, done: () => undefined };
+  return {
+    update: (text) => {
+      stream.write(`\r\u001b[K${text}`);
+    },
+    done: () => {
+      stream.write("\r\u001b[K");
+    },
+  };
+}

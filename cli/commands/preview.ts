@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import * as path from "node:path";
 import { displayPath, exampleManifestPath } from "../paths";
+import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
 import { engineQualifiedType, parseOnly, selectServices, targetResources, SelectionError } from "../select";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
@@ -58,7 +59,15 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), placeholders);
   // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
   secretKeys.push(...Object.keys(placeholders));
-  const progress = stderrProgress();
+  // On a terminal, a one-line counter of registered resources while the program runs under mocks.
+  const line = ttyStatusLine(process.stderr);
+  let count = 0;
+  const started = Date.now();
+  line.update("running the program under mocks…");
+  const progress = {
+    registered: (name: string) => line.update(`registering resources: ${++count} (${name}) ${((Date.now() - started) / 1000).toFixed(1)}s`),
+    done: () => line.done(),
+  };
   const nixmoxProgram = require("../../index") as () => Promise<unknown>;
   let run;
   try {
@@ -83,24 +92,4 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     print(`--only ${selected.join(",")}: ${targeted.size} of ${run.resources.length} resources are targeted (--json marks them "targeted": true)`);
   }
   return exitCodes.ok;
-}
-
-/**
- * On a terminal, a one-line counter of registered resources on stderr while the program runs under mocks;
- * nothing when stderr is piped, so scripts see only the result.
- */
-export function stderrProgress(stream: { isTTY?: boolean; write(text: string): unknown } = process.stderr): { registered: (name: string) => void; done: () => void } {
-  if (!stream.isTTY) return { registered: () => undefined, done: () => undefined };
-  let count = 0;
-  const started = Date.now();
-  stream.write("running the program under mocks…");
-  return {
-    registered: (name) => {
-      count += 1;
-      stream.write(`\r\u001b[Kregistering resources: ${count} (${name}) ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    },
-    done: () => {
-      stream.write("\r\u001b[K");
-    },
-  };
 }

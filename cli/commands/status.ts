@@ -10,6 +10,7 @@ import type { Command } from "commander";
 import type { ServicePlan } from "../../manifest/plan-types";
 import { ManifestError } from "../../manifest/problems";
 import { displayPath, exampleManifestPath } from "../paths";
+import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
 
 export interface StatusRow {
@@ -130,11 +131,20 @@ export function register(program: Command): void {
             throw new UsageError((error as Error).message);
           }
           if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) throw new UsageError(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
+          // On a terminal, which hosts have answered so far (unreachable hosts take up to the SSH timeout).
+          const line = ttyStatusLine(process.stderr);
+          const done: string[] = [];
+          line.update(`checking ${plan.services.length} services over SSH…`);
           const rows = await collectStatus(plan.services, {
+            onResult: (row) => {
+              done.push(`${row.service} ${row.healthy ? "ok" : "unhealthy"}`);
+              line.update(`checked ${done.length}/${plan.services.length}: ${done.slice(-3).join(", ")}`);
+            },
             privateKey,
             currentSystemPath: flags.currentSystem,
             hostKeysFor: (host, port) => lookupKnownHost(entries, host, port).map(formatHostKey),
           });
+          line.done();
           print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
           return rows.every((row) => row.healthy) ? 0 : 1;
         } catch (error) {

@@ -1,0 +1,95 @@
+// Selective deploys: the closure over the plan's deploy edges (pure), and the targets checked against the
+// resources the real program registers (under mocks, through `nixmox preview --offline`). Not proven here:
+// that a real engine accepts the targets (the Automation API arguments are in tests/engine.test.ts).
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { planAuthentikObjects } from "../components/authentik/plan";
+import { loadPlan, type Plan } from "../manifest";
+import { SelectionError, engineQualifiedType, parseOnly, selectServices, targetResources, targetUrn } from "../cli/select";
+
+const root = path.resolve(__dirname, "..");
+const example = path.join(root, "manifest", "service-manifest.nix");
+const cli = path.join(root, "bin", "nixmox.js");
+
+interface PreviewResource {
+  urn: string;
+  name: string;
+  type: string;
+  targeted?: boolean;
+}
+
+function offlinePreview(...args: string[]): PreviewResource[] {
+  const result = spawnSync(process.execPath, [cli, "preview", "--offline", "--json", ...args, example], { encoding: "utf8", timeout: 100_000, maxBuffer: 64 * 1024 * 1024 });
+  assert.equal(result.status, 0, result.stderr);
+  return (JSON.parse(result.stdout) as { resources: PreviewResource[] }).resources;
+}
+
+describe("cli: --only, --with-dependencies, --with-dependents", function () {
+  this.timeout(120_000);
+  let plan: Plan;
+
+  before(async () => {
+    plan = await loadPlan(example);
+  });
+
+  it("splits comma lists and repeated flags", () => {
+    assert.deepEqual(parseOnly(["dns,caddy", " vaultwarden ", "dns", ""]), ["dns", "caddy", "vaultwarden"]);
+  });
+
+  it("closes over the plan's deploy edges in either direction", () => {
+    assert.deepEqual(selectServices(plan, { only: ["vaultwarden"] }), ["vaultwarden"]);
+    assert.deepEqual(selectServices(plan, { only: ["vaultwarden"], withDependencies: true }), ["authentik", "caddy", "dns", "postgresql", "vaultwarden"]);
+    assert.deepEqual(selectServices(plan, { only: ["authentik"], withDependents: true }), ["authentik", "guacamole", "homepage", "vaultwarden"]);
+    // Each direction is its own closure: dependents of authentik's dependencies are not pulled in.
+    assert.deepEqual(selectServices(plan, { only: ["authentik"], withDependencies: true, withDependents: true }), ["authentik", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"]);
+    for (const service of plan.services) {
+      const closure = selectServices(plan, { only: [service.name], withDependencies: true });
+      for (const dependency of service.dependsOn) assert.ok(closure.includes(dependency), `${service.name} → ${dependency}`);
+    }
+  });
+
+  it("rejects a name that is not an enabled service", () => {
+    assert.throws(() => selectServices({ ...plan, disabled: ["mail"] }, { only: ["mail"] }), (error: unknown) => error instanceof SelectionError && /"mail" is disabled in the manifest/.test(error.message));
+  });
+
+  it("names engine URNs without the root stack type, project and bare stack name", () => {
+    assert.equal(targetUrn("org/nixmox/homelab", "nixmox", { qualifiedType: "nixmox:index:NixosService$command:remote:Command", name: "dns-config" }), "urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::dns-config");
+    assert.equal(engineQualifiedType("urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$nixmox:index:NixosService::dns"), "nixmox:index:NixosService");
+  });
+
+  it("targets exist in what the program registers: every service's resources and its SSO objects", () => {
+    const registered = new Set(offlinePreview().map((resource) => `${engineQualifiedType(resource.urn)}::${resource.name}`));
+    const sso = planAuthentikObjects(plan);
+    for (const service of plan.services) {
+      const wanted = targetResources([service.name], sso);
+      // The secrets step exists only for hosts that receive secrets.
+      const missing = wanted.filter((resource) => !registered.has(`${resource.qualifiedType}::${resource.name}`)).map((resource) => resource.name);
+      assert.deepEqual(missing.filter((name) => name !== `${service.name}-secrets`), [], service.name);
+    }
+    const byGuacamole = targetResources(["guacamole"], sso).map((resource) => resource.name);
+    assert.ok(byGuacamole.includes("sso-guacamole"));
+    const byHomepage = targetResources(["homepage"], sso).map((resource) => resource.name);
+    assert.ok(byHomepage.some((name) => name.startsWith("sso-homepage")) && byHomepage.includes("sso-authentik-outpost"), byHomepage.join(", "));
+  });
+
+  it("preview --offline --only … --with-dependents --json marks exactly the selected resources targeted", () => {
+    const resources = offlinePreview("--only", "postgresql", "--with-dependents");
+    const targeted = resources.filter((resource) => resource.targeted).map((resource) => resource.name).sort();
+    const services = ["authentik", "guacamole", "homepage", "postgresql", "vaultwarden"];
+    const expected = new Set(services.flatMap((service) => [service, ...["config", "container", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]));
+    assert.deepEqual(targeted.filter((name) => !name.startsWith("sso-")), resources.map((resource) => resource.name).filter((name) => expected.has(name)).sort());
+    assert.deepEqual(targeted.filter((name) => name.startsWith("sso-")), resources.filter((resource) => resource.name.startsWith("sso-")).map((resource) => resource.name).sort());
+    assert.ok(resources.some((resource) => resource.name === "dns-container" && resource.targeted === undefined));
+    assert.ok(resources.every((resource) => resource.targeted === undefined || resource.targeted === true));
+  });
+
+  it("refuses --with-dependents without --only, and --stack with --offline (exit 2)", () => {
+    const without = spawnSync(process.execPath, [cli, "preview", "--offline", "--with-dependents"], { encoding: "utf8" });
+    assert.equal(without.status, 2);
+    assert.equal(without.stderr, "nixmox: --with-dependencies and --with-dependents extend an --only selection; add --only NAME\n");
+    const stack = spawnSync(process.execPath, [cli, "preview", "--offline", "--stack", "homelab"], { encoding: "utf8" });
+    assert.equal(stack.status, 2);
+    assert.equal(stack.stderr, "nixmox: --offline uses no stack or backend (built-in fake settings); drop --stack/--backend, or drop --offline to preview the stack\n");
+  });
+});
