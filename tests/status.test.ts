@@ -118,6 +118,17 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)\n");
   });
 
+  it("defaults to .nixmox/known_hosts in the project (gitignored, where the README writes it) and says how to write it", () => {
+    const result = spawnSync(process.execPath, [cli, "status", manifest, "--identity", identity], { encoding: "utf8", cwd: join(__dirname, ".."), timeout: 50_000 });
+    assert.equal(result.status, 2);
+    assert.equal(
+      result.stderr,
+      "nixmox status: known_hosts file .nixmox/known_hosts does not exist: write the keys NixMox pinned with `mkdir -p .nixmox && pulumi stack output knownHosts > .nixmox/known_hosts`, or pass --known-hosts FILE\n",
+    );
+    const ignored = spawnSync("git", ["check-ignore", "-q", ".nixmox/known_hosts"], { cwd: join(__dirname, "..") });
+    assert.equal(ignored.status, 0);
+  });
+
   it("fails with exit 1 on an invalid manifest, listing the problem (as validate and plan do)", () => {
     const bad = join(work, "bad.json");
     writeFileSync(bad, JSON.stringify({ network: { domain: "lan", dns_server: "127.0.0.1", gateway: "127.0.0.1", network_cidr: "127.0.0.0/8" }, services: { x: { ip: "127.0.0.8" } } }));

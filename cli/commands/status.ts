@@ -9,7 +9,7 @@ import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
 import type { ServicePlan } from "../../manifest/plan-types";
 import { ManifestError } from "../../manifest/problems";
-import { displayPath, exampleManifestPath } from "../paths";
+import { displayPath, exampleManifestPath, projectRoot } from "../paths";
 import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
 
@@ -105,6 +105,9 @@ function readFileOrUsage(path: string, what: string): string {
 
 class UsageError extends Error {}
 
+/** In the project directory, which .gitignore covers (`/.nixmox/`), whatever manifest is checked. */
+const defaultKnownHosts = join(projectRoot, ".nixmox", "known_hosts");
+
 export function register(program: Command): void {
   program
     .command("status")
@@ -112,7 +115,7 @@ export function register(program: Command): void {
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--json", "print JSON instead of a table")
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
-    .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: .nixmox/known_hosts next to the manifest)")
+    .option("--known-hosts <file>", `known_hosts file with the pinned host keys (default: ${displayPath(defaultKnownHosts)}, where the README's \`pulumi stack output knownHosts\` writes them)`)
     .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
     .action(
       action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string }) => {
@@ -122,8 +125,11 @@ export function register(program: Command): void {
           const privateKey = readFileOrUsage(identity, "identity file");
           const { formatHostKey, lookupKnownHost, readKnownHostsFile } = require("../../components/ssh/host-key") as typeof import("../../components/ssh/host-key");
           const plan = await manifestModule().loadPlan(manifest);
-          const knownHostsFile = flags.knownHosts ?? join(dirname(manifest), ".nixmox", "known_hosts");
-          if (!existsSync(knownHostsFile)) throw new UsageError(`known_hosts file ${knownHostsFile} does not exist: write the keys NixMox pinned with \`pulumi stack output knownHosts > ${knownHostsFile}\`, or pass --known-hosts FILE`);
+          const knownHostsFile = flags.knownHosts ?? defaultKnownHosts;
+          if (!existsSync(knownHostsFile)) {
+            const shown = displayPath(knownHostsFile);
+            throw new UsageError(`known_hosts file ${shown} does not exist: write the keys NixMox pinned with \`mkdir -p ${displayPath(dirname(knownHostsFile))} && pulumi stack output knownHosts > ${shown}\`, or pass --known-hosts FILE`);
+          }
           let entries;
           try {
             entries = readKnownHostsFile(knownHostsFile);
