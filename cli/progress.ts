@@ -13,7 +13,7 @@ import type { EngineEvent, StepEventMetadata } from "@pulumi/pulumi/automation/e
 
 export const phases = ["container", "ssh", "config", "secrets", "rebuild", "health"] as const;
 export type Phase = (typeof phases)[number];
-export type ServiceState = "waiting" | Phase | "ready" | "unchanged" | "failed";
+export type ServiceState = "waiting" | Phase | "ready" | "unchanged" | "deleted" | "failed";
 
 export interface ServiceProgress {
   service: string;
@@ -68,6 +68,7 @@ export class ProgressTracker {
   private readonly services = new Map<string, ServiceProgress>();
   private readonly errors = new Map<string, string[]>();
   private readonly general: string[] = [];
+  private readonly warnings: string[] = [];
   private readonly failures: Failure[] = [];
   private firstTimestamp: number | null = null;
   private lastTimestamp: number | null = null;
@@ -94,10 +95,13 @@ export class ProgressTracker {
     this.lastTimestamp = at;
     if (event.diagnosticEvent) {
       const diagnostic = event.diagnosticEvent;
+      const message = diagnostic.message.trim();
       if (diagnostic.severity === "error") {
-        const message = diagnostic.message.trim();
         if (diagnostic.urn) this.errors.set(diagnostic.urn, [...(this.errors.get(diagnostic.urn) ?? []), message]);
         else this.general.push(message);
+      } else if (diagnostic.severity === "warning" && !this.warnings.includes(message)) {
+        // The program's own warnings (e.g. a deploy key missing from the manifest) must not vanish with the raw output.
+        this.warnings.push(message);
       }
       return null;
     }
@@ -118,16 +122,18 @@ export class ProgressTracker {
     if (progress.state === "failed") return null;
     if (metadata.op !== "same" && metadata.op !== "read") progress.changed = true;
     progress.startedAt ??= at;
+    const deleting = metadata.op === "delete" || metadata.op === "discard";
     if (owner.phase === null) {
-      // The component's outputs arrive after all its children: the service is done.
+      // The component's outputs arrive after all its children: the service is done (or gone, on a delete).
       if (kind === "outputs") {
-        progress.state = progress.changed ? "ready" : "unchanged";
+        progress.state = deleting ? "deleted" : progress.changed ? "ready" : "unchanged";
         progress.endedAt = at;
         progress.op = null;
       }
       return progress;
     }
-    if (kind === "pre" && phases.indexOf(owner.phase) >= phases.indexOf(progress.state as Phase)) {
+    // Creates and updates move forward through the phases; a destroy walks them backwards.
+    if (kind === "pre" && (deleting || phases.indexOf(owner.phase) >= phases.indexOf(progress.state as Phase))) {
       progress.state = owner.phase;
       progress.op = metadata.op;
     }
@@ -149,6 +155,19 @@ export class ProgressTracker {
     progress.failure = { step, message };
     this.failures.push({ subject: owner.service, step, message });
     return progress;
+  }
+
+  /**
+   * After a successful run, services still shown mid-way (a refresh or a targeted run may send no component
+   * outputs) are done: ready when something changed, unchanged otherwise.
+   */
+  complete(): void {
+    for (const progress of this.services.values()) {
+      if (!phases.includes(progress.state as Phase)) continue;
+      progress.state = progress.changed ? "ready" : "unchanged";
+      progress.endedAt = this.lastTimestamp;
+      progress.op = null;
+    }
   }
 
   all(): ServiceProgress[] {
@@ -175,7 +194,7 @@ export class ProgressTracker {
     const rows = this.all();
     const counts = new Map<string, number>();
     for (const row of rows) counts.set(row.state, (counts.get(row.state) ?? 0) + 1);
-    const order: ServiceState[] = ["ready", "unchanged", "failed", "waiting", ...phases];
+    const order: ServiceState[] = ["ready", "unchanged", "deleted", "failed", "waiting", ...phases];
     const parts = order.filter((state) => counts.has(state)).map((state) => `${counts.get(state)} ${phases.includes(state as Phase) ? `stopped at ${state}` : state}`);
     const seconds = this.firstTimestamp !== null && this.lastTimestamp !== null ? this.lastTimestamp - this.firstTimestamp : 0;
     const lines = [`${options.operation}: ${rows.length} service${rows.length === 1 ? "" : "s"}${parts.length > 0 ? `: ${parts.join(", ")}` : ""} (${seconds}s)`];
@@ -185,6 +204,7 @@ export class ProgressTracker {
       lines.push(`failed: ${failure.subject}${host ? ` (${host})` : ""} at ${failure.step}: ${indent(mask(failure.message))}`);
     }
     for (const message of this.general) lines.push(`error: ${indent(mask(message))}`);
+    for (const message of this.warnings) lines.push(`warning: ${indent(mask(message))}`);
     return lines.join("\n");
   }
 }

@@ -40,6 +40,34 @@ describe("cli progress", () => {
     );
   });
 
+  it("walks a destroy backwards through the phases to deleted, and keeps the program's warnings for the summary", () => {
+    const tracker = new ProgressTracker();
+    const seen: string[] = [];
+    const destroy = readFileSync(path.join(__dirname, "fixtures", "engine-events", "destroy-two-services.jsonl"), "utf8").trim().split("\n");
+    for (const line of destroy) {
+      const changed = tracker.handle(JSON.parse(line));
+      if (changed?.service === "dns") seen.push(changed.state);
+    }
+    assert.deepEqual([...new Set(seen)], ["health", "rebuild", "config", "ssh", "container", "deleted"]);
+    assert.equal(
+      tracker.summary({ operation: "destroy" }),
+      [
+        "destroy: 2 services: 2 deleted (14s)",
+        "warning: nixmox: the deploy key's public half is not in the manifest's network.ssh_keys.root; the first rebuild would remove it",
+      ].join("\n"),
+    );
+  });
+
+  it("counts services still mid-way after a successful run as done (refresh sends no component outputs)", () => {
+    const tracker = new ProgressTracker();
+    const urn = (name: string) => `urn:pulumi:homelab::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:HealthCheck::${name}-health`;
+    const metadata = (name: string, op: string) => ({ op, urn: urn(name), type: "pulumi-nodejs:dynamic/nixmox:HealthCheck", provider: "" });
+    tracker.handle({ sequence: 1, timestamp: 10, resourcePreEvent: { metadata: metadata("dns", "refresh") } } as never);
+    tracker.handle({ sequence: 2, timestamp: 12, resourcePreEvent: { metadata: metadata("caddy", "same") } } as never);
+    tracker.complete();
+    assert.deepEqual(tracker.all().map((row) => [row.service, row.state]), [["caddy", "unchanged"], ["dns", "ready"]]);
+  });
+
   it("finds the service and phase of engine URNs and of the mock monitor's (which keep the stack type)", () => {
     assert.deepEqual(serviceOf("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::my-app-rebuild"), { service: "my-app", phase: "rebuild" });
     assert.deepEqual(serviceOf("urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$nixmox:index:NixosService::dns"), { service: "dns", phase: null });

@@ -101,6 +101,7 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       if (flags.removeProtected) unprotect = isProtected.map((resource) => resource.urn);
     }
     const reporter = new Reporter(operation, io, flags.json ?? false, selected ?? undefined);
+    let succeeded = false;
     try {
       await engine.runOnStack(stack, workspace, envVars, {
         ...options,
@@ -112,10 +113,11 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
         ...(operation === "destroy" && flags.keepProtected ? { excludeProtected: true } : {}),
         unprotect,
       });
+      succeeded = true;
     } finally {
       if (operation !== "preview" || flags.json) {
         plan ??= await stackPlan(stack, flags.projectDir).catch(() => null);
-        reporter.finish(plan, reporter.failed() ? await engine.secretConfigValues(stack) : []);
+        reporter.finish(plan, succeeded, reporter.failed() ? await engine.secretConfigValues(stack) : []);
       }
     }
     return exitCodes.ok;
@@ -154,6 +156,8 @@ class Reporter {
   private readonly tracker: ProgressTracker;
   private drawn = 0;
   private lastLines = new Map<string, string>();
+  /** On a terminal, the elapsed times keep counting between events. */
+  private ticker: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly operation: EngineOperation,
@@ -171,6 +175,10 @@ class Reporter {
     }
     this.tracker.handle(event);
     if (this.operation === "preview") return;
+    if (this.io.stdout.isTTY && this.ticker === null) {
+      this.ticker = setInterval(() => this.draw(), 1000);
+      this.ticker.unref();
+    }
     this.draw();
   }
 
@@ -198,8 +206,13 @@ class Reporter {
     return !this.json && this.tracker.failuresSoFar().length > 0;
   }
 
-  finish(plan: Plan | null, secrets: string[]): void {
+  finish(plan: Plan | null, succeeded: boolean, secrets: string[]): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
     if (this.json) return;
+    if (succeeded) {
+      this.tracker.complete();
+      this.draw();
+    }
     const byName = new Map(plan?.services.map((service) => [service.name, service.ip]) ?? []);
     this.io.stdout.write(`${this.tracker.summary({ operation: this.operation, hostOf: (service) => byName.get(service), secrets })}\n`);
   }
