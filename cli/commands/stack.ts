@@ -25,37 +25,52 @@ export function usesPassphrase(secretsProvider: string | undefined, backend: str
   return url === undefined || url === "local" || !/^https:\/\//.test(url);
 }
 
-/** Reads a line from the terminal without echoing it. */
+/** Characters typed ahead of a prompt (a second line can arrive with the first): kept for the next question. */
+let typedAhead = "";
+
+/** Reads a line from the terminal without echoing it (raw mode: the terminal shows nothing). */
 function askHidden(question: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
     process.stderr.write(question);
     let answer = "";
-    stdin.setRawMode(true);
-    stdin.resume();
-    stdin.setEncoding("utf8");
-    const onData = (chunk: string) => {
-      for (const char of chunk) {
+    const consume = (text: string): boolean => {
+      for (let index = 0; index < text.length; index++) {
+        const char = text[index];
         if (char === "\u0003") {
           cleanup();
           process.stderr.write("\n");
-          return reject(new Error("cancelled"));
+          reject(new Error("cancelled"));
+          return true;
         }
         if (char === "\r" || char === "\n") {
+          // A "\r\n" pair ends one line, not two.
+          typedAhead = text.slice(text[index + 1] === "\n" && char === "\r" ? index + 2 : index + 1);
           cleanup();
           process.stderr.write("\n");
-          return resolve(answer);
+          resolve(answer);
+          return true;
         }
         if (char === "\u007f") answer = answer.slice(0, -1);
         else answer += char;
       }
+      return false;
+    };
+    const onData = (chunk: string) => {
+      consume(chunk);
     };
     const cleanup = () => {
       stdin.off("data", onData);
       stdin.setRawMode(false);
       stdin.pause();
     };
+    stdin.setRawMode(true);
+    stdin.setEncoding("utf8");
     stdin.on("data", onData);
+    const pending = typedAhead;
+    typedAhead = "";
+    if (consume(pending)) return;
+    stdin.resume();
   });
 }
 
