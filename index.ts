@@ -5,7 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key";
-import { createServices, createSso, exportServices, planDeliveries } from "./components/homelab";
+import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
 import { resolveSecretValues } from "./components/secrets";
 import { readStackSettings } from "./components/stack-config";
@@ -24,8 +24,15 @@ async function nixmox() {
   const publicKey = deployPublicKey(secrets.sshPrivateKey);
   if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
   const deliveries = planDeliveries(plan, secretValues);
-  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries });
-  createSso(plan, secretValues, services);
+  // SSO clients' health gates wait for their own Authentik objects, which are created after every service.
+  const ssoGates = createSsoGates(plan);
+  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries, ssoGates: ssoGates.gates });
+  try {
+    ssoGates.open(createSso(plan, secretValues, services));
+  } catch (error) {
+    ssoGates.open(null);
+    throw error;
+  }
   return exportServices(plan, services);
 }
 

@@ -29,11 +29,13 @@ export function renderPlanJson(plan: Plan): string {
       hostname: service.fqdn,
       node: service.node,
       dependsOn: service.dependsOn,
+      ssoProviders: service.ssoProviders,
       wave: service.wave,
       startupOrder: service.startupOrder,
       stateful: service.stateful,
       resources: service.resources,
       ports: service.ports,
+      udpPorts: service.udpPorts,
       sshPort: service.sshPort,
       tags: service.tags,
       nixosModules: service.nixosModules,
@@ -46,7 +48,11 @@ export function renderPlanJson(plan: Plan): string {
     dnsRecords: plan.dnsRecords,
     databases: plan.databases,
     authClients: plan.authClients,
+    outposts: plan.outposts,
     secrets: plan.secrets,
+    phases: plan.phases,
+    rollback: plan.rollback,
+    warnings: plan.warnings,
   });
 }
 
@@ -65,21 +71,39 @@ export function renderPlanText(plan: Plan): string {
       lines.push(`  ${service.name} [${service.kind}] ct ${service.vmid}${service.node ? ` on ${service.node}` : ""}  ${service.ip}/${service.prefixLength}  ${service.fqdn}`);
       lines.push(`    ${r.cores} core${r.cores === 1 ? "" : "s"}, ${r.memoryMiB} MiB, ${r.diskGiB} GiB${service.stateful ? ", stateful (protected)" : ""}`);
       if (service.dependsOn.length > 0) lines.push(`    after: ${service.dependsOn.join(", ")}`);
+      if (service.ssoProviders.length > 0) lines.push(`    sso: ${service.ssoProviders.join(", ")} (does not order the deploy)`);
       for (const route of plan.routes.filter((entry) => entry.service === name)) {
         const auth = route.auth ? ` (${route.auth} via ${route.authProvider})` : "";
         lines.push(`    route ${route.tls === "off" ? "http" : "https"}://${route.domain}${route.path} → ${route.upstream}${auth}`);
       }
       for (const database of plan.databases.filter((entry) => entry.service === name)) {
-        lines.push(`    database ${database.name} (owner ${database.owner}) on ${database.server}`);
+        const also = database.additional.length > 0 ? ` + ${database.additional.join(", ")}` : "";
+        lines.push(`    database ${database.name}${also} (owner ${database.owner}) on ${database.server}`);
+      }
+      for (const outpost of plan.outposts.filter((entry) => entry.provider === name)) {
+        lines.push(`    outpost ${outpost.type}${outpost.type === "ldap" ? ` (base DN ${outpost.baseDn})` : ` (clients ${outpost.clientNetworks.join(", ")})`}`);
       }
     }
   });
+  if (plan.phases.length > 0) {
+    const waveOf = new Map(plan.services.map((service) => [service.name, service.wave]));
+    lines.push("", "Phases (from deployment_phases; the deploy order comes from the waves above):");
+    for (const phase of plan.phases) {
+      const members = phase.services.map((name) => (waveOf.has(name) ? `${name} (wave ${waveOf.get(name)})` : `${name} (disabled)`));
+      lines.push(`  ${phase.name}: ${members.join(", ")}`);
+    }
+  }
+  if (!plan.rollback) lines.push("", "Rollback is off (enable_rollback = false): a failed activation stays on the new generation.");
+  if (plan.warnings.length > 0) lines.push("", "Warnings:", ...plan.warnings.map((warning) => `  - ${warning}`));
   return `${lines.join("\n")}\n`;
 }
 
 export type GraphFormat = "mermaid" | "dot";
 
-/** The dependency graph; an edge points from a service to what it needs first, labelled with its reasons. */
+/**
+ * The dependency graph; an edge points from a service to what it needs first, labelled with its reasons.
+ * Hard edges (they order the deploy) are solid; soft SSO edges (they never order hosts) are dashed.
+ */
 export function renderGraph(plan: Plan, format: GraphFormat): string {
   const label = (reasons: string[]) => reasons.join("; ");
   switch (format) {
@@ -87,14 +111,19 @@ export function renderGraph(plan: Plan, format: GraphFormat): string {
       const id = (name: string) => name.replace(/-/g, "_");
       const lines = ["graph LR"];
       for (const service of plan.services) lines.push(`  ${id(service.name)}["${service.name}"]`);
-      for (const edge of plan.edges) lines.push(`  ${id(edge.from)} -->|"${label(edge.reasons).replace(/"/g, "#quot;")}"| ${id(edge.to)}`);
+      for (const edge of plan.edges) {
+        const arrow = edge.hard ? "-->" : "-.->";
+        lines.push(`  ${id(edge.from)} ${arrow}|"${label(edge.reasons).replace(/"/g, "#quot;")}"| ${id(edge.to)}`);
+      }
       return `${lines.join("\n")}\n`;
     }
     case "dot": {
       const quote = (text: string) => JSON.stringify(text);
       const lines = ["digraph nixmox {", "  rankdir=LR;"];
       for (const service of plan.services) lines.push(`  ${quote(service.name)};`);
-      for (const edge of plan.edges) lines.push(`  ${quote(edge.from)} -> ${quote(edge.to)} [label=${quote(label(edge.reasons))}];`);
+      for (const edge of plan.edges) {
+        lines.push(`  ${quote(edge.from)} -> ${quote(edge.to)} [label=${quote(label(edge.reasons))}${edge.hard ? "" : ", style=dashed"}];`);
+      }
       lines.push("}");
       return `${lines.join("\n")}\n`;
     }

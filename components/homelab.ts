@@ -4,9 +4,12 @@
  * services it depends on (`ServicePlan.dependsOn`: declared and inferred edges, nothing else).
  */
 import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
+import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
+import { authentikOutpostPort } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
-import { createSsoResources, type SsoResources } from "./authentik";
+import { AuthentikOutpost, createSsoResources, planAuthentikObjects, type SsoResources } from "./authentik";
+import { renderOutpostTokenCommand } from "./outpost-token";
 import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
 import { deliveryCommand, hostSecretPayload, hostSecrets, secretKey } from "./secrets";
@@ -33,9 +36,54 @@ export function planDeliveries(plan: Plan, values: Record<string, pulumi.Output<
 }
 
 /**
- * Authentik applications, providers and outpost bindings (components/authentik), created once every authentik
- * service passed its health check. The API token is each authentik's `bootstrap_token` secret; OIDC client
- * secrets are the clients' `oidc_client_secret` values, the same ones their hosts receive.
+ * The services whose health gate waits for their own SSO objects (so "healthy" includes "can log in"): every SSO
+ * client none of whose providers boots after it. A provider that boots after its client (pgAdmin on the PostgreSQL
+ * host that Authentik's database lives on) would close a cycle, so that client's gate does not wait; its SSO
+ * objects are still created as soon as both ends are up.
+ */
+export function ssoGatedClients(plan: Plan): string[] {
+  const byName = new Map(plan.services.map((service) => [service.name, service]));
+  const bootsAfter = (service: string, target: string, seen = new Set<string>()): boolean => {
+    if (seen.has(service)) return false;
+    seen.add(service);
+    return (byName.get(service)?.dependsOn ?? []).some((dependency) => dependency === target || bootsAfter(dependency, target, seen));
+  };
+  const clients = new Map<string, Set<string>>();
+  for (const client of plan.authClients) clients.set(client.service, (clients.get(client.service) ?? new Set()).add(client.provider));
+  return [...clients.keys()].filter((client) => ![...clients.get(client)!].some((provider) => bootsAfter(provider, client))).sort();
+}
+
+/** Per gated client, a promise of its SSO objects; `open` resolves them once the objects exist (or with none). */
+export interface SsoGates {
+  gates: Record<string, Promise<pulumi.Resource[]>>;
+  open(resources: SsoResources | null): void;
+}
+
+export function createSsoGates(plan: Plan): SsoGates {
+  const resolvers = new Map<string, (resources: pulumi.Resource[]) => void>();
+  const gates: Record<string, Promise<pulumi.Resource[]>> = {};
+  for (const client of ssoGatedClients(plan)) gates[client] = new Promise((resolve) => resolvers.set(client, resolve));
+  const objects = planAuthentikObjects(plan);
+  return {
+    gates,
+    open(resources) {
+      for (const [client, resolve] of resolvers) {
+        const own = objects.flatMap((object): pulumi.Resource[] => {
+          if (!resources || object.kind === "outpost-binding" || object.service !== client) return [];
+          const resource = object.kind === "oidc-app" ? resources.oidcApps[object.slug] : resources.proxyApps[object.slug];
+          return resource ? [resource] : [];
+        });
+        resolve(own);
+      }
+    },
+  };
+}
+
+/**
+ * Authentik applications, providers and outpost bindings (components/authentik). Each object waits for both ends:
+ * its authentik service's health check and its client's rebuild (an SSO relation never orders the hosts
+ * themselves). The API token is each authentik's `bootstrap_token` secret; OIDC client secrets are the clients'
+ * secret values, the same ones their hosts receive.
  */
 export function createSso(plan: Plan, values: Record<string, pulumi.Output<string>>, services: Record<string, NixosService>): SsoResources | null {
   const providers = [...new Set(plan.authClients.map((client) => client.provider))].sort();
@@ -48,14 +96,56 @@ export function createSso(plan: Plan, values: Record<string, pulumi.Output<strin
   for (const client of plan.authClients) {
     if (client.type !== "oidc" || client.clientSecret === null) continue;
     const value = valueOf(client.service, client.clientSecret);
-    if (value !== undefined) clientSecrets[client.service] = value;
+    if (value !== undefined) clientSecrets[client.slug] = value;
   }
   const token = (authentik: string): pulumi.Input<string> => {
     const value = valueOf(authentik, "bootstrap_token");
     if (value === undefined) throw new Error(`service "${authentik}": SSO needs its API token; set nixmox:secrets.${authentik}.bootstrap_token (or let NixMox generate it)`);
     return value;
   };
-  return createSsoResources(plan, { token, clientSecrets }, { dependsOn: providers.map((name) => services[name].health) });
+  const resources = createSsoResources(plan, {
+    token,
+    clientSecrets,
+    dependsOnFor: (object) => (object.kind === "outpost-binding" ? [] : [services[object.service].rebuild]),
+  }, { dependsOn: providers.map((name) => services[name].health) });
+  createOutposts(plan, token, valueOf, services);
+  return resources;
+}
+
+/**
+ * The manifest's LDAP and RADIUS outposts: provider, application and outpost in Authentik (after the authentik
+ * host is healthy), then the outpost's API token pushed to that host, where the outpost runs.
+ */
+export function createOutposts(
+  plan: Plan,
+  token: (authentik: string) => pulumi.Input<string>,
+  valueOf: (service: string, name: string | null) => pulumi.Output<string> | undefined,
+  services: Record<string, NixosService>,
+): Record<string, AuthentikOutpost> {
+  const created: Record<string, AuthentikOutpost> = {};
+  for (const outpost of plan.outposts) {
+    const authentik = plan.services.find((service) => service.name === outpost.provider)!;
+    const name = `sso-${outpost.provider}-${outpost.type}`;
+    const resource = new AuthentikOutpost(name, {
+      url: `http://${authentik.ip}:${authentikOutpostPort}`,
+      token: token(outpost.provider),
+      service: outpost.provider,
+      type: outpost.type,
+      slug: `${outpost.provider}-${outpost.type}`,
+      baseDn: outpost.type === "ldap" ? outpost.baseDn : null,
+      clientNetworks: outpost.type === "radius" ? outpost.clientNetworks : [],
+      sharedSecret: outpost.type === "radius" ? valueOf(outpost.provider, outpost.sharedSecret) ?? null : null,
+    }, { dependsOn: [services[outpost.provider].health] });
+    new command.remote.Command(`${name}-token`, {
+      connection: services[outpost.provider].connection,
+      create: renderOutpostTokenCommand(outpost.type),
+      stdin: pulumi.secret(resource.outpostToken),
+      addPreviousOutputInEnv: false,
+      logging: "none",
+    }, { dependsOn: [resource], additionalSecretOutputs: ["stdin"] });
+    created[outpost.type] = resource;
+  }
+  return created;
 }
 
 export interface CreateServicesArgs {
@@ -70,6 +160,8 @@ export interface CreateServicesArgs {
   deployPublicKey: pulumi.Input<string>;
   /** Secrets push per service name (hosts without secrets have none). @default {} */
   deliveries?: Record<string, HostSecretsDelivery>;
+  /** Per SSO client whose health gate waits for its own SSO objects (createSsoGates). @default {} */
+  ssoGates?: Record<string, Promise<pulumi.Resource[]>>;
 }
 
 export function createServices(args: CreateServicesArgs): Record<string, NixosService> {
@@ -96,6 +188,7 @@ export function createServices(args: CreateServicesArgs): Record<string, NixosSe
           return gate.health;
         }),
         ...(delivery ? { secrets: delivery } : {}),
+        ...(args.ssoGates?.[name] ? { ssoGate: args.ssoGates[name] } : {}),
       }, { providers: [args.provider] });
     }
   }

@@ -55,6 +55,12 @@ export interface NixosServiceArgs {
   deployPublicKey: pulumi.Input<string>;
   /** Health checks of the services this one depends on (`service.dependsOn`, in that order). */
   dependencies: HealthCheck[];
+  /**
+   * This service's own SSO objects (Authentik application and provider), which wait for its rebuild; the health gate
+   * waits for them too, so "healthy" includes "users can log in". A promise, because they are created after the
+   * services. @default none
+   */
+  ssoGate?: Promise<pulumi.Resource[]>;
   /** The host's secrets push. @default none: no `<name>-secrets` child */
   secrets?: HostSecretsDelivery;
   /** Give up waiting for SSH on a new container after this long. @default 300 */
@@ -63,6 +69,12 @@ export interface NixosServiceArgs {
 
 /** How long a rebuild may take before Pulumi gives up on the command (the wrapper's own bound is 1800 s). */
 const rebuildTimeout = "45m";
+
+/** The health gate waits for the rebuild and, when given, the service's own SSO objects (created later). */
+function healthDependsOn(rebuild: pulumi.Resource, ssoGate: Promise<pulumi.Resource[]> | undefined): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
+  if (!ssoGate) return [rebuild];
+  return ssoGate.then((sso) => [rebuild, ...sso]);
+}
 
 export class NixosService extends pulumi.ComponentResource {
   declare public readonly vmid: pulumi.Output<number>;
@@ -77,6 +89,10 @@ export class NixosService extends pulumi.ComponentResource {
   declare public readonly ready: pulumi.Output<boolean>;
   /** The gate dependents wait for. */
   declare public readonly health: HealthCheck;
+  /** The activation of this host's configuration (SSO objects of its clients wait for it). */
+  declare public readonly rebuild: pulumi.CustomResource;
+  /** How commands reach this host: root over SSH with the deploy key and the pinned host key. */
+  declare public readonly connection: command.types.input.remote.ConnectionArgs;
 
   constructor(name: string, args: NixosServiceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nixmox:index:NixosService", name, {}, opts);
@@ -113,7 +129,7 @@ export class NixosService extends pulumi.ComponentResource {
       expectedGeneration: generation,
       ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
       maskValues: args.secrets?.maskValues ?? [],
-    }, { parent: this, dependsOn: [rebuild], replaceWith: [container] });
+    }, { parent: this, dependsOn: healthDependsOn(rebuild, args.ssoGate), replaceWith: [container] });
 
     this.vmid = pulumi.output(service.vmid);
     this.ip = pulumi.output(service.ip);
@@ -123,6 +139,8 @@ export class NixosService extends pulumi.ComponentResource {
     this.ready = health.healthy.apply((healthy) => healthy === true);
     this.hostKey = sshHostKey.hostKey;
     this.health = health;
+    this.rebuild = rebuild;
+    this.connection = connection;
     this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 
@@ -171,6 +189,7 @@ export class NixosService extends pulumi.ComponentResource {
       checks: args.service.health.checks,
       timing: args.service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
+      rollback: args.plan.rollback,
     });
     return new command.remote.Command(`${name}-rebuild`, {
       connection,

@@ -1,5 +1,6 @@
 export { defaultManifestPath, formatNixError, loadManifest, loadManifestData, loadPlan } from "./load";
-export { authentikOutpostPort, planManifest, postgresPasswordsUnit, secretsDir } from "./plan";
+export { authentikOutpostPort, defaultBaseDn, ldapOutpostPort, outpostTokenDir, outpostUnit, planManifest, postgresPasswordsUnit, radiusOutpostPort, secretsDir } from "./plan";
+export { appOfRoute, kindSpecs, type KindSpec } from "./kinds";
 export * from "./plan-types";
 export { ManifestError, formatProblem, type Problem } from "./problems";
 export { manifestJsonSchema, manifestSchema, type Manifest, type ManifestInput } from "./schema";

@@ -5,7 +5,21 @@
  */
 
 /** Built-in NixOS modules shipped under `nixos/`; "custom" runs the module files named in the manifest. */
-export const builtinKinds = ["dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole"] as const;
+export const builtinKinds = [
+  "dns",
+  "caddy",
+  "postgresql",
+  "authentik",
+  "vaultwarden",
+  "guacamole",
+  "forgejo",
+  "nextcloud",
+  "monitoring",
+  "media",
+  "openbao",
+  "mail",
+  "pgadmin",
+] as const;
 export type BuiltinKind = (typeof builtinKinds)[number];
 export type ServiceKind = BuiltinKind | "custom";
 
@@ -69,6 +83,12 @@ export interface RoutePlan {
   auth: "oidc" | "forward_auth" | null;
   /** Service that provides auth for this route (forward auth or OIDC), or null. */
   authProvider: string | null;
+  /** host:port the reverse proxy asks before a forward_auth route (the provider's outpost), else null. */
+  forwardAuthUpstream: string | null;
+  /** Client id of the route's own OIDC client (`interface.proxy.<name>.auth` with type oidc), else null. */
+  oidcClient: string | null;
+  /** The built-in app this route serves (kinds.ts), or null. */
+  app: string | null;
   extraConfig: string;
 }
 
@@ -84,6 +104,10 @@ export interface DnsRecordPlan {
 export interface DatabasePlan {
   /** The application that uses the database. */
   service: string;
+  /** "db" for interface.db, else the interface.dbs entry name. */
+  key: string;
+  /** More databases owned by the same role (interface.db.additionaldbs). */
+  additional: string[];
   /** The PostgreSQL service that hosts it. */
   server: string;
   host: string;
@@ -100,6 +124,10 @@ export type AuthClientPlan =
   | {
       type: "oidc";
       service: string;
+      /** null: the service's client (interface.auth); else the route that has its own (interface.proxy.<route>.auth). */
+      route: string | null;
+      /** Authentik application slug: the service name, or "<service>-<route>". */
+      slug: string;
       provider: string;
       clientId: string;
       clientType: "confidential" | "public";
@@ -126,6 +154,22 @@ export interface EdgePlan {
   to: string;
   /** Human reason, e.g. "depends_on", "interface.db.host is postgresql's address". */
   reasons: string[];
+  /**
+   * Hard: `from` boots after `to` is healthy (depends_on, database host, DNS server); waves and health gates
+   * follow hard edges only. Soft: an SSO relation, which never orders hosts (the SSO objects wait for both ends).
+   */
+  hard: boolean;
+}
+
+/** An Authentik outpost besides the embedded one (manifest network.outposts), run on its authentik host. */
+export type OutpostPlan =
+  | { type: "ldap"; provider: string; baseDn: string }
+  | { type: "radius"; provider: string; clientNetworks: string[]; sharedSecret: string };
+
+/** A named group of services from the manifest's deployment_phases (display only: order comes from the edges). */
+export interface PhasePlan {
+  name: string;
+  services: string[];
 }
 
 export interface ServicePlan {
@@ -148,10 +192,15 @@ export interface ServicePlan {
   start: boolean;
   stateful: boolean;
   tags: string[];
+  /** TCP ports the firewall opens: the manifest's, the kind's, its routes' upstream ports and its database port. */
   ports: number[];
+  /** UDP ports the firewall opens (the kind's: DNS, HTTP/3). */
+  udpPorts: number[];
   sshPort: number;
-  /** Services this one depends on (declared and inferred), sorted. */
+  /** Services this one boots after (hard edges: declared and inferred), sorted. */
   dependsOn: string[];
+  /** SSO providers this one uses (soft edges: they do not order hosts), sorted. */
+  ssoProviders: string[];
   wave: number;
   /** Proxmox startup order (lower starts first). */
   startupOrder: number;
@@ -186,7 +235,14 @@ export interface Plan {
   dnsRecords: DnsRecordPlan[];
   databases: DatabasePlan[];
   authClients: AuthClientPlan[];
+  outposts: OutpostPlan[];
   secrets: SecretPlan[];
+  /** The manifest's deployment_phases, by name. */
+  phases: PhasePlan[];
+  /** manifest enable_rollback: roll a failed activation back to the previous generation. */
+  rollback: boolean;
+  /** Things that are valid but probably not what the author meant (shown by validate and plan). */
+  warnings: string[];
   /** Directory of the manifest file, to resolve relative module paths (not part of rendered output). */
   manifestDir: string;
 }

@@ -2,6 +2,7 @@
  * Manifest → plan: pure functions, no Pulumi and no I/O. The plan is sorted and complete, so everything
  * downstream (render, components, CLI views) is deterministic for the same manifest.
  */
+import { appOfRoute, kindSpecs } from "./kinds";
 import type {
   AuthClientPlan,
   DatabasePlan,
@@ -9,13 +10,14 @@ import type {
   EdgePlan,
   HealthCheckSpec,
   HealthPlan,
+  OutpostPlan,
   Plan,
   RoutePlan,
   SecretPlan,
   ServiceKind,
   ServicePlan,
 } from "./plan-types";
-import { inferredEdges, resolveService, servicesByAddress, type ResolvedService } from "./resolve";
+import { authProviderOf, inferredEdges, resolveService, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -24,38 +26,30 @@ export const secretsDir = "/var/lib/nixmox/secrets";
 /** Port of Authentik's embedded outpost, which answers forward-auth requests. */
 export const authentikOutpostPort = 9000;
 
-/** The systemd units of each built-in module: the default health checks and what a secret change restarts. */
-const builtinUnits: Record<ServiceKind, string[]> = {
-  dns: ["unbound.service"],
-  caddy: ["caddy.service"],
-  postgresql: ["postgresql.service"],
-  authentik: ["authentik.service", "authentik-worker.service"],
-  vaultwarden: ["vaultwarden.service"],
-  guacamole: ["guacamole-server.service", "tomcat.service"],
-  custom: [],
-};
+/** Ports of the LDAP (TCP) and RADIUS (UDP) outposts on the authentik host (authentik's defaults, unprivileged). */
+export const ldapOutpostPort = 3389;
+export const radiusOutpostPort = 1812;
+
+/** Root-only directory on the authentik host holding the outposts' API tokens (outside the secrets push's directory,
+ * whose undeclared files it removes), and the unit of each outpost (nixos/services/authentik-outposts.nix). */
+export const outpostTokenDir = "/var/lib/nixmox/outposts";
+export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
 
 /** The oneshot unit on the PostgreSQL host that (re)sets role passwords from the secret files. */
 export const postgresPasswordsUnit = "nixmox-postgresql-passwords.service";
 
-/** Where each built-in app expects the OIDC provider to send users back, per route domain. */
-function defaultRedirectUri(kind: ServiceKind, origin: string): string {
-  switch (kind) {
-    case "vaultwarden":
-      return `${origin}/identity/connect/oidc-signin`;
-    case "guacamole":
-      return `${origin}/guacamole/`;
-    case "dns":
-    case "caddy":
-    case "postgresql":
-    case "authentik":
-    case "custom":
-      return `${origin}/`;
-    default: {
-      const unreachable: never = kind;
-      return unreachable;
-    }
-  }
+/** Where the OIDC provider sends users back: the app's callback (kinds.ts) on the route's origin, else the origin. */
+function defaultRedirectUri(kind: ServiceKind, route: ResolvedRoute, origin: string, provider: string): string {
+  const app = appOfRoute(kind, route.name);
+  const callback = app === null ? "/" : kindSpecs[kind].apps[app].callback.replace("{provider}", provider);
+  return `${origin}${callback}`;
+}
+
+/** Health timings the manifest sets for every service (health_check_timeout, retry_attempts, retry_delay). */
+export interface HealthDefaults {
+  intervalSeconds: number;
+  retries: number;
+  startPeriodSeconds: number;
 }
 
 const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
@@ -71,9 +65,9 @@ function prefixLength(cidr: string): number {
   return Number(cidr.split("/")[1]);
 }
 
-function planHealth(service: ResolvedService): HealthPlan {
+function planHealth(service: ResolvedService, defaults: HealthDefaults): HealthPlan {
   const health = service.health;
-  const checks: HealthCheckSpec[] = builtinUnits[service.kind].map((unit) => ({ name: `systemd:${unit}`, phase: "both", kind: "systemd", unit }));
+  const checks: HealthCheckSpec[] = kindSpecs[service.kind].units.map((unit) => ({ name: `systemd:${unit}`, phase: "both", kind: "systemd", unit }));
   if (health?.startup) checks.push({ name: "startup", phase: "startup", kind: "command", command: health.startup });
   if (health?.liveness) checks.push({ name: "liveness", phase: "liveness", kind: "command", command: health.liveness });
   for (const check of health?.checks ?? []) {
@@ -95,13 +89,18 @@ function planHealth(service: ResolvedService): HealthPlan {
       }
     }
   }
+  // A service is never silently healthy: without checks, the units its secrets restart are its checks.
+  if (checks.length === 0) {
+    const units = [...new Set(Object.values(service.declaredSecrets).flatMap((secret) => secret.restart_units))].sort();
+    for (const unit of units) checks.push({ name: `systemd:${unit}`, phase: "both", kind: "systemd", unit });
+  }
   const seen = new Set<string>();
   return {
     checks: checks.filter((check) => !seen.has(check.name) && seen.add(check.name)),
-    intervalSeconds: health?.interval ?? 10,
+    intervalSeconds: health?.interval ?? defaults.intervalSeconds,
     timeoutSeconds: health?.timeout ?? 5,
-    retries: health?.retries ?? 3,
-    startPeriodSeconds: health?.start_period ?? 0,
+    retries: health?.retries ?? defaults.retries,
+    startPeriodSeconds: health?.start_period ?? defaults.startPeriodSeconds,
   };
 }
 
@@ -122,23 +121,28 @@ function secret(configService: string, name: string, host: string, fields: Parti
 }
 
 /** Every secret file, per receiving host. Built-in secrets are root-only; modules read them through systemd. */
-function planSecrets(services: ResolvedService[], serverOf: (service: ResolvedService) => string | undefined): SecretPlan[] {
+function planSecrets(services: ResolvedService[], serverOf: (host: string) => string | undefined): SecretPlan[] {
   const secrets: SecretPlan[] = [];
   for (const service of services) {
-    const units = builtinUnits[service.kind];
-    if (service.db) {
-      const description = `password of PostgreSQL role "${service.db.owner}"`;
-      secrets.push(secret(service.name, "db_password", service.name, { description, restartUnits: units }));
-      const server = serverOf(service);
-      if (server) secrets.push(secret(service.name, "db_password", server, { description, restartUnits: [postgresPasswordsUnit] }));
+    const units = kindSpecs[service.kind].units;
+    for (const db of service.databases) {
+      const description = `password of PostgreSQL role "${db.owner}"`;
+      secrets.push(secret(service.name, db.passwordSecret, service.name, { description, restartUnits: units }));
+      const server = serverOf(db.host);
+      if (server) secrets.push(secret(service.name, db.passwordSecret, server, { description, restartUnits: [postgresPasswordsUnit] }));
     }
-    if (service.builtinSecretNames.includes("oidc_client_secret")) {
-      secrets.push(secret(service.name, "oidc_client_secret", service.name, { description: "OIDC client secret (also set in Authentik)", restartUnits: units }));
+    for (const client of service.oidcClients) {
+      if (client.secretName === null) continue;
+      const what = client.route === null ? "OIDC client secret" : `OIDC client secret of route ${client.route}`;
+      secrets.push(secret(service.name, client.secretName, service.name, { description: `${what} (also set in Authentik)`, restartUnits: units }));
     }
     if (service.kind === "authentik") {
       secrets.push(secret(service.name, "secret_key", service.name, { description: "Authentik's secret key (signs sessions)", restartUnits: units }));
       secrets.push(secret(service.name, "bootstrap_password", service.name, { description: "password of Authentik's akadmin user", restartUnits: units }));
       secrets.push(secret(service.name, "bootstrap_token", service.name, { description: "API token NixMox uses to configure Authentik", restartUnits: units }));
+    }
+    if (service.builtinSecretNames.includes("radius_shared_secret")) {
+      secrets.push(secret(service.name, "radius_shared_secret", service.name, { description: "shared secret of the RADIUS outpost (network.outposts.radius)", restartUnits: [] }));
     }
     for (const name of Object.keys(service.declaredSecrets).sort()) {
       const declared = service.declaredSecrets[name];
@@ -180,6 +184,16 @@ function planWaves(names: string[], dependsOn: Map<string, string[]>): Map<strin
   return wave;
 }
 
+/** The default LDAP base DN: one dc= per label of the domain ("nixmox.lan" → "dc=nixmox,dc=lan"). */
+export function defaultBaseDn(domain: string): string {
+  return domain.split(".").map((label) => `dc=${label}`).join(",");
+}
+
+function hostPort(value: string): { host: string; port: number } {
+  const index = value.lastIndexOf(":");
+  return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
+}
+
 /** Plans a validated manifest. `manifestDir` resolves relative NixOS module paths. */
 export function planManifest(manifest: Manifest, options: { manifestDir: string }): Plan {
   const network = manifest.network;
@@ -197,15 +211,17 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     const existing = edgeMap.get(key);
     if (existing) {
       if (!existing.reasons.includes(edge.reason)) existing.reasons.push(edge.reason);
+      existing.hard ||= edge.hard;
     } else {
-      edgeMap.set(key, { from: edge.from, to: edge.to, reasons: [edge.reason] });
+      edgeMap.set(key, { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard });
     }
   }
   const edges = [...edgeMap.values()]
     .map((edge) => ({ ...edge, reasons: [...edge.reasons].sort() }))
     .sort((a, b) => byString(a.from, b.from) || byString(a.to, b.to));
   const dependsOn = new Map<string, string[]>();
-  for (const edge of edges) pushTo(dependsOn, edge.from, edge.to);
+  const ssoProviders = new Map<string, string[]>();
+  for (const edge of edges) pushTo(edge.hard ? dependsOn : ssoProviders, edge.from, edge.to);
   const names = enabled.map((service) => service.name);
   const wave = planWaves(names, dependsOn);
   const waveCount = Math.max(-1, ...wave.values()) + 1;
@@ -214,23 +230,32 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
 
   const byAddress = servicesByAddress(enabled);
   const proxy = enabled.find((service) => service.kind === "caddy");
-  const authentiks = enabled.filter((service) => service.kind === "authentik");
-  const providerOf = (service: ResolvedService) => service.auth?.provider ?? (authentiks.length === 1 ? authentiks[0].name : null);
-  const serverOf = (service: ResolvedService) => (service.db ? byAddress.get(service.db.host)?.name : undefined);
+  const authentiks = enabled.filter((service) => service.kind === "authentik").map((service) => service.name);
+  const serverOf = (host: string) => byAddress.get(host)?.name;
+  const outpostUpstream = (provider: string) => `${byName.get(provider)!.ip}:${authentikOutpostPort}`;
 
   const routes: RoutePlan[] = enabled
     .flatMap((service) =>
-      service.routes.map((route) => ({
-        service: service.name,
-        name: route.name,
-        domain: route.domain,
-        path: route.path,
-        upstream: route.upstream,
-        tls: route.tls,
-        auth: route.auth,
-        authProvider: route.auth === null ? null : providerOf(service),
-        extraConfig: route.extraConfig,
-      })),
+      service.routes.map((route): RoutePlan => {
+        const settings = route.ownAuth ?? service.auth;
+        const authProvider = route.auth === null ? null : authProviderOf(settings?.provider, authentiks) ?? null;
+        const ownClient = route.ownAuth?.type === "oidc" ? service.oidcClients.find((client) => client.route === route.name) : undefined;
+        return {
+          service: service.name,
+          name: route.name,
+          domain: route.domain,
+          path: route.path,
+          upstream: route.upstream,
+          tls: route.tls,
+          auth: route.auth,
+          authProvider,
+          forwardAuthUpstream:
+            route.auth === "forward_auth" && authProvider !== null ? settings?.forward_auth_upstream ?? outpostUpstream(authProvider) : null,
+          oidcClient: ownClient ? ownClient.settings.client_id ?? ownClient.defaultId : null,
+          app: appOfRoute(service.kind, route.name),
+          extraConfig: route.extraConfig,
+        };
+      }),
     )
     .sort((a, b) => byString(a.domain, b.domain) || byString(a.path, b.path) || byString(a.service, b.service));
 
@@ -241,91 +266,153 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   }
   const dnsRecords = [...dnsByName.values()].sort((a, b) => byString(a.name, b.name));
 
-  const databases: DatabasePlan[] = enabled.flatMap((service) => {
-    const server = serverOf(service);
-    if (!service.db || !server) return [];
-    return [{
-      service: service.name,
-      server,
-      host: byName.get(server)!.ip,
-      port: service.db.port,
-      name: service.db.name,
-      owner: service.db.owner,
-      clientIp: service.ip,
-      passwordSecret: "db_password",
-    }];
-  });
+  const databases: DatabasePlan[] = enabled
+    .flatMap((service) =>
+      service.databases.flatMap((db): DatabasePlan[] => {
+        const server = serverOf(db.host);
+        if (!server) return [];
+        return [{
+          service: service.name,
+          key: db.key,
+          server,
+          host: byName.get(server)!.ip,
+          port: db.port,
+          name: db.name,
+          owner: db.owner,
+          additional: [...db.additional],
+          clientIp: service.ip,
+          passwordSecret: db.passwordSecret,
+        }];
+      }),
+    )
+    .sort((a, b) => byString(a.server, b.server) || byString(a.name, b.name));
 
+  const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
   const authClients: AuthClientPlan[] = [];
   for (const service of enabled) {
-    const provider = providerOf(service);
-    if (!provider) continue;
-    // The app's own OIDC login happens on its oidc routes; a forward-auth-only route never redirects to it.
-    const oidcRoutes = service.routes.filter((route) => route.auth === "oidc");
-    const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
-    const origins = [...new Set((oidcRoutes.length > 0 ? oidcRoutes : service.routes).map(origin))];
-    const launchRoute = oidcRoutes[0] ?? service.routes[0];
-    if (service.auth?.type === "oidc") {
-      const oidc = service.auth.oidc;
+    for (const client of service.oidcClients) {
+      const provider = authProviderOf(client.provider, authentiks);
+      if (!provider) continue;
+      // The service's client logs in on its oidc routes that have no client of their own; a route's client on that route.
+      const clientRoutes = client.route === null
+        ? service.routes.filter((route) => route.auth === "oidc" && route.ownAuth === null)
+        : service.routes.filter((route) => route.name === client.route);
+      const routesForUris = clientRoutes.length > 0 ? clientRoutes : client.route === null ? service.routes : [];
+      const redirectUris = client.settings.redirect_uris ?? [
+        ...new Set(routesForUris.map((route) => defaultRedirectUri(service.kind, route, origin(route), provider))),
+      ];
+      const launchRoute = routesForUris[0];
       authClients.push({
         type: "oidc",
         service: service.name,
+        route: client.route,
+        slug: client.defaultId,
         provider,
-        clientId: oidc.client_id ?? service.name,
-        clientType: oidc.client_type,
-        redirectUris: oidc.redirect_uris ?? origins.map((origin) => defaultRedirectUri(service.kind, origin)),
-        scopes: oidc.scopes,
-        usernameClaim: oidc.username_claim,
-        groupsClaim: oidc.groups_claim,
-        clientSecret: oidc.client_type === "confidential" ? "oidc_client_secret" : null,
+        clientId: client.settings.client_id ?? client.defaultId,
+        clientType: client.settings.client_type,
+        redirectUris,
+        scopes: client.settings.scopes,
+        usernameClaim: client.settings.username_claim,
+        groupsClaim: client.settings.groups_claim,
+        clientSecret: client.secretName,
         launchUrl: launchRoute ? `${origin(launchRoute)}${launchRoute.path.replace(/\*$/, "")}` : null,
       });
     }
-    const forwardDomains = [...new Set(service.routes.filter((route) => route.auth === "forward_auth").map((route) => route.domain))].sort();
-    if (forwardDomains.length > 0) {
-      authClients.push({
-        type: "forward_auth",
-        service: service.name,
-        provider,
-        domains: forwardDomains,
-        upstream: service.auth?.forward_auth_upstream ?? `${byName.get(provider)!.ip}:${authentikOutpostPort}`,
-      });
+    // One forward-auth client per provider and outpost; its domains are the routes that ask it.
+    const forward = new Map<string, { provider: string; upstream: string; domains: Set<string> }>();
+    for (const route of routes) {
+      if (route.service !== service.name || route.auth !== "forward_auth" || route.authProvider === null) continue;
+      const key = `${route.authProvider}\0${route.forwardAuthUpstream}`;
+      const entry = forward.get(key) ?? { provider: route.authProvider, upstream: route.forwardAuthUpstream!, domains: new Set<string>() };
+      entry.domains.add(route.domain);
+      forward.set(key, entry);
+    }
+    for (const entry of forward.values()) {
+      authClients.push({ type: "forward_auth", service: service.name, provider: entry.provider, domains: [...entry.domains].sort(), upstream: entry.upstream });
     }
   }
 
+  const outposts: OutpostPlan[] = [];
+  const { ldap, radius } = network.outposts;
+  if (ldap) {
+    const provider = authProviderOf(ldap.provider, authentiks);
+    if (provider) outposts.push({ type: "ldap", provider, baseDn: ldap.base_dn ?? defaultBaseDn(network.domain) });
+  }
+  if (radius) {
+    const provider = authProviderOf(radius.provider, authentiks);
+    if (provider) outposts.push({ type: "radius", provider, clientNetworks: [...radius.client_networks].sort(), sharedSecret: "radius_shared_secret" });
+  }
+
+  // Ports follow from what runs: the kind's own, each app's listen port, every route's upstream port on the upstream
+  // host, the PostgreSQL port on the database host; the manifest's ports add anything else.
+  const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...kindSpecs[service.kind].tcpPorts])]));
+  for (const service of enabled) {
+    const apps = kindSpecs[service.kind].apps;
+    const routed = new Set(service.routes.map((route) => appOfRoute(service.kind, route.name)));
+    // Apps with a route listen on its port (below); pgAdmin runs only when its host has a route.
+    for (const [appName, app] of Object.entries(apps)) if (!routed.has(appName) && service.kind !== "postgresql") tcpPorts.get(service.name)!.add(app.port);
+  }
+  for (const route of routes) {
+    const { host, port } = hostPort(route.upstream);
+    const target = byAddress.get(host);
+    if (target && target.kind !== "caddy") tcpPorts.get(target.name)!.add(port);
+  }
+  for (const db of databases) tcpPorts.get(db.server)!.add(db.port);
+  for (const outpost of outposts) if (outpost.type === "ldap") tcpPorts.get(outpost.provider)!.add(ldapOutpostPort);
+
+  const phases = Object.keys(manifest.deployment_phases)
+    .sort()
+    .map((name) => ({ name, services: [...manifest.deployment_phases[name]] }));
+
+  const healthDefaults: HealthDefaults = {
+    intervalSeconds: manifest.retry_delay ?? 10,
+    retries: manifest.retry_attempts ?? 3,
+    startPeriodSeconds: manifest.health_check_timeout ?? 0,
+  };
+  const warnings: string[] = [];
   const secrets = planSecrets(enabled, serverOf);
   const secretsByHost = new Map<string, SecretPlan[]>();
   for (const entry of secrets) pushTo(secretsByHost, entry.service, entry);
-  const services: ServicePlan[] = enabled.map((service) => ({
-    name: service.name,
-    kind: service.kind,
-    group: service.group,
-    vmid: service.vmid,
-    ip: service.ip,
-    prefixLength: prefixLength(network.network_cidr),
-    hostName: service.hostName,
-    fqdn: service.fqdn,
-    version: service.version,
-    node: service.node,
-    resources: {
-      cores: service.resources.cores,
-      memoryMiB: service.resources.memory,
-      swapMiB: service.resources.swap,
-      diskGiB: service.resources.disk_gb,
-    },
-    onboot: service.onboot,
-    start: service.start,
-    stateful: service.stateful,
-    tags: service.tags,
-    ports: service.ports,
-    sshPort: service.sshPort,
-    dependsOn: dependsOn.get(service.name) ?? [],
-    wave: wave.get(service.name)!,
-    startupOrder: wave.get(service.name)! + 1,
-    nixosModules: service.nixosModules,
-    health: planHealth(service),
-    secrets: secretsByHost.get(service.name) ?? [],
-  }));
+  const services: ServicePlan[] = enabled.map((service) => {
+    const health = planHealth(service, healthDefaults);
+    if (health.checks.length === 0) {
+      warnings.push(
+        `service "${service.name}": has no health checks, so its deploy is gated on nothing; add interface.health (startup, liveness or checks) or secrets with restart_units`,
+      );
+    }
+    return {
+      name: service.name,
+      kind: service.kind,
+      group: service.group,
+      vmid: service.vmid,
+      ip: service.ip,
+      prefixLength: prefixLength(network.network_cidr),
+      hostName: service.hostName,
+      fqdn: service.fqdn,
+      version: service.version,
+      node: service.node,
+      resources: {
+        cores: service.resources.cores,
+        memoryMiB: service.resources.memory,
+        swapMiB: service.resources.swap,
+        diskGiB: service.resources.disk_gb,
+      },
+      onboot: service.onboot,
+      start: service.start,
+      stateful: service.stateful,
+      tags: service.tags,
+      ports: [...tcpPorts.get(service.name)!].filter((port) => port !== service.sshPort).sort((a, b) => a - b),
+      udpPorts: [...kindSpecs[service.kind].udpPorts, ...(outposts.some((o) => o.type === "radius" && o.provider === service.name) ? [radiusOutpostPort] : [])].sort((a, b) => a - b),
+      sshPort: service.sshPort,
+      dependsOn: dependsOn.get(service.name) ?? [],
+      ssoProviders: ssoProviders.get(service.name) ?? [],
+      wave: wave.get(service.name)!,
+      startupOrder: wave.get(service.name)! + 1,
+      nixosModules: service.nixosModules,
+      health,
+      secrets: secretsByHost.get(service.name) ?? [],
+    };
+  });
 
   return {
     network: {
@@ -345,8 +432,14 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     routes,
     dnsRecords,
     databases,
-    authClients: authClients.sort((a, b) => byString(a.service, b.service) || byString(a.type, b.type)),
+    authClients: authClients.sort(
+      (a, b) => byString(a.service, b.service) || byString(a.type, b.type) || byString(a.type === "oidc" ? a.slug : a.provider, b.type === "oidc" ? b.slug : b.provider),
+    ),
+    outposts,
     secrets,
+    phases,
+    rollback: manifest.enable_rollback,
+    warnings,
     manifestDir: options.manifestDir,
   };
 }

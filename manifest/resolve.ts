@@ -3,13 +3,46 @@
  * Validation and planning both read services through this, so a default is decided in exactly one place.
  */
 import { builtinKinds, type BuiltinKind, type RoutePlan, type ServiceKind } from "./plan-types";
-import type { Manifest, ServiceManifest } from "./schema";
+import type { Manifest, ProxyRoute, ServiceManifest } from "./schema";
+
+type AuthSettings = NonNullable<ServiceManifest["interface"]["auth"]>;
 
 /** A route as the plan lists it, before the owning service and the auth provider are attached. */
-export type ResolvedRoute = Omit<RoutePlan, "service" | "authProvider"> & {
+export type ResolvedRoute = Omit<RoutePlan, "service" | "authProvider" | "forwardAuthUpstream" | "oidcClient" | "app"> & {
   /** Manifest path of the route, for error messages: `interface.proxy` or `interface.proxy.<name>`. */
   field: string;
+  /** The route's own auth object (`interface.proxy.<name>.auth = { type; provider; … }`), or null: the service's applies. */
+  ownAuth: AuthSettings | null;
 };
+
+/** One database a service asks for (`interface.db`, or an entry of `interface.dbs`), defaults applied. */
+export interface ResolvedDatabase {
+  /** "db" for `interface.db`, else the `interface.dbs` entry name. */
+  key: string;
+  /** Manifest path, for error messages: `interface.db` or `interface.dbs.<key>`. */
+  field: string;
+  host: string;
+  port: number;
+  name: string;
+  owner: string;
+  /** More databases owned by the same role. */
+  additional: string[];
+  /** The secret holding the owner's password: `db_password`, or `<key>_db_password` for an `interface.dbs` entry. */
+  passwordSecret: string;
+}
+
+/** One OIDC client: the service's (`interface.auth`) or a route's own. */
+export interface ResolvedOidcClient {
+  /** null for the service's client, else the route name. */
+  route: string | null;
+  field: string;
+  provider: string | undefined;
+  settings: AuthSettings["oidc"];
+  /** Default client id and Authentik application slug: the service name, or "<service>-<route>". */
+  defaultId: string;
+  /** Secret holding the client secret (confidential clients), else null. */
+  secretName: string | null;
+}
 
 export interface ResolvedService {
   name: string;
@@ -27,20 +60,28 @@ export interface ResolvedService {
   start: boolean;
   stateful: boolean;
   tags: string[];
+  /** The ports the manifest lists (the plan adds the ones the kind and the routes need). */
   ports: number[];
   sshPort: number;
   dependsOn: string[];
   nixosModules: string[];
   routes: ResolvedRoute[];
   auth: ServiceManifest["interface"]["auth"];
+  /** The service's OIDC client and every route's own, service first, then by route name. */
+  oidcClients: ResolvedOidcClient[];
   health: ServiceManifest["interface"]["health"];
-  db: (Required<Pick<NonNullable<ServiceManifest["interface"]["db"]>, "host" | "port">> & { name: string; owner: string }) | undefined;
+  databases: ResolvedDatabase[];
   declaredSecrets: ServiceManifest["secrets"];
   /** Secret names NixMox declares itself for this service (see plan.ts `planSecrets`). */
   builtinSecretNames: string[];
 }
 
 const routeKeys = ["domain", "path", "upstream", "tls", "authz", "auth", "extra_config"];
+
+/** True when `proxy` is one route (it has a route field) rather than an attribute set of named routes. */
+export function isSingleRoute(proxy: object): boolean {
+  return Object.keys(proxy).some((key) => routeKeys.includes(key));
+}
 
 function isBuiltin(name: string): name is BuiltinKind {
   return (builtinKinds as readonly string[]).includes(name);
@@ -56,33 +97,65 @@ export function resolveService(
   const hostname = service.hostname ?? name;
   const fqdn = hostname.includes(".") ? hostname : `${hostname}.${network.domain}`;
   const proxy = service.interface.proxy;
-  // A single route is recognised by its route fields; anything else is an attribute set of named routes.
-  const single = proxy !== undefined && Object.keys(proxy).some((key) => routeKeys.includes(key));
-  const namedRoutes: Array<[string, string, ServiceManifest["interface"]["proxy"] & { domain: string }]> = proxy
-    ? single
-      ? [["default", "interface.proxy", proxy as never]]
-      : Object.keys(proxy).sort().map((routeName) => [routeName, `interface.proxy.${routeName}`, (proxy as Record<string, never>)[routeName]])
+  const namedRoutes: Array<[string, string, ProxyRoute]> = proxy
+    ? isSingleRoute(proxy)
+      ? [["default", "interface.proxy", proxy as ProxyRoute]]
+      : Object.keys(proxy).sort().map((routeName) => [routeName, `interface.proxy.${routeName}`, (proxy as Record<string, ProxyRoute>)[routeName]])
     : [];
   const authType = service.interface.auth?.type ?? null;
   const routes = namedRoutes.map(([routeName, field, route]): ResolvedRoute => {
-    const r = route as unknown as {
-      domain: string; path: string; upstream: string; tls: boolean | "internal" | "acme" | "off";
-      authz: boolean; auth?: boolean | "oidc" | "forward_auth" | "none"; extra_config: string;
-    };
+    const own = typeof route.auth === "object" ? route.auth : null;
     let auth: ResolvedRoute["auth"];
-    if (r.auth === false || r.auth === "none") auth = null;
-    else if (r.auth === "oidc" || r.auth === "forward_auth") auth = r.auth;
-    else if (r.auth === true) auth = authType ?? "forward_auth";
-    else auth = authType ?? (r.authz ? "forward_auth" : null);
-    const tls = r.tls === true ? "internal" : r.tls === false ? "off" : r.tls;
-    return { name: routeName, field, domain: r.domain, path: r.path, upstream: r.upstream, tls, auth, extraConfig: r.extra_config };
+    if (own) auth = own.type;
+    else if (route.auth === false || route.auth === "none") auth = null;
+    else if (route.auth === "oidc" || route.auth === "forward_auth") auth = route.auth;
+    else if (route.auth === true) auth = authType ?? "forward_auth";
+    else auth = authType ?? (route.authz ? "forward_auth" : null);
+    const tls = route.tls === true ? "internal" : route.tls === false ? "off" : route.tls;
+    return { name: routeName, field, domain: route.domain, path: route.path, upstream: route.upstream, tls, auth, extraConfig: route.extra_config, ownAuth: own };
   });
-  const db = service.interface.db;
-  const dbName = db?.name ?? name.replace(/-/g, "_");
+
+  const oidcClients: ResolvedOidcClient[] = [];
+  const serviceAuth = service.interface.auth;
+  if (serviceAuth?.type === "oidc") {
+    oidcClients.push({
+      route: null,
+      field: "interface.auth",
+      provider: serviceAuth.provider,
+      settings: serviceAuth.oidc,
+      defaultId: name,
+      secretName: serviceAuth.oidc.client_type === "confidential" ? "oidc_client_secret" : null,
+    });
+  }
+  for (const route of routes) {
+    if (route.ownAuth?.type !== "oidc") continue;
+    oidcClients.push({
+      route: route.name,
+      field: `${route.field}.auth`,
+      provider: route.ownAuth.provider,
+      settings: route.ownAuth.oidc,
+      defaultId: `${name}-${route.name}`,
+      secretName: route.ownAuth.oidc.client_type === "confidential" ? `${route.name}_oidc_client_secret` : null,
+    });
+  }
+
+  const databases: ResolvedDatabase[] = [];
+  const addDatabase = (key: string, field: string, db: DbSettings, defaultName: string, passwordSecret: string) => {
+    const dbName = db.name ?? defaultName;
+    databases.push({ key, field, host: db.host, port: db.port, name: dbName, owner: db.owner ?? dbName, additional: [...db.additionaldbs], passwordSecret });
+  };
+  if (service.interface.db) addDatabase("db", "interface.db", service.interface.db, name, "db_password");
+  for (const key of Object.keys(service.interface.dbs ?? {}).sort()) {
+    addDatabase(key, `interface.dbs.${key}`, service.interface.dbs![key], key, `${key}_db_password`);
+  }
+
+  const radius = network.outposts.radius;
+  const runsRadius = kind === "authentik" && radius !== undefined && (radius.provider === undefined || radius.provider === name);
   const builtinSecretNames = [
-    ...(db ? ["db_password"] : []),
-    ...(service.interface.auth?.type === "oidc" && service.interface.auth.oidc.client_type === "confidential" ? ["oidc_client_secret"] : []),
+    ...databases.map((db) => db.passwordSecret),
+    ...oidcClients.flatMap((client) => (client.secretName ? [client.secretName] : [])),
     ...(kind === "authentik" ? ["secret_key", "bootstrap_password", "bootstrap_token"] : []),
+    ...(runsRadius ? ["radius_shared_secret"] : []),
   ];
   return {
     name,
@@ -105,13 +178,16 @@ export function resolveService(
     dependsOn: service.depends_on,
     nixosModules: service.nixos_modules.map((path) => path.replace(/^\.\//, "")),
     routes,
-    auth: service.interface.auth,
+    auth: serviceAuth,
+    oidcClients,
     health: service.interface.health,
-    db: db ? { host: db.host, port: db.port, name: dbName, owner: db.owner ?? dbName } : undefined,
+    databases,
     declaredSecrets: service.secrets,
     builtinSecretNames,
   };
 }
+
+type DbSettings = NonNullable<ServiceManifest["interface"]["db"]>;
 
 /** The names a manifest may use to point at a service: its ip, fqdn, service name and short host name. */
 export function addressesOf(service: ResolvedService): string[] {
@@ -129,12 +205,24 @@ export interface Edge {
   from: string;
   to: string;
   reason: string;
+  /**
+   * Hard edges order hosts: `from` boots only after `to` is healthy (declared depends_on, its database host,
+   * the DNS server). Soft edges are SSO relations: a client does not need its provider to boot, so they never
+   * order hosts; the SSO objects wait for both ends instead.
+   */
+  hard: boolean;
+}
+
+/** The SSO provider of an auth setting: the one it names, or the manifest's only authentik service. */
+export function authProviderOf(named: string | undefined, authentiks: string[]): string | undefined {
+  return named ?? (authentiks.length === 1 ? authentiks[0] : undefined);
 }
 
 /**
  * Declared and inferred dependency edges ("from" deploys after "to"), with a reason each.
- * Inferred: the database host, the auth provider, a forward-auth upstream, and the manifest's DNS server
- * (every host resolves names through it while it rebuilds, so it must be up first).
+ * Hard, inferred: the database hosts, and the manifest's DNS server (every host resolves names through it while
+ * it rebuilds, so it must be up first). Soft: the auth provider of the service and of each route, a forward-auth
+ * upstream.
  */
 export function inferredEdges(services: ResolvedService[], dnsServer: string | undefined): Edge[] {
   const byAddress = servicesByAddress(services);
@@ -142,24 +230,27 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
   const edges: Edge[] = [];
   const dnsService = dnsServer === undefined ? undefined : services.find((service) => service.ip === dnsServer);
   for (const service of services) {
-    const add = (to: string | undefined, reason: string) => {
-      if (to !== undefined && to !== service.name) edges.push({ from: service.name, to, reason });
+    const add = (to: string | undefined, reason: string, hard: boolean) => {
+      if (to !== undefined && to !== service.name) edges.push({ from: service.name, to, reason, hard });
     };
-    for (const dependency of service.dependsOn) add(dependency, "depends_on");
-    if (service.db) {
-      const server = byAddress.get(service.db.host)?.name;
-      add(server, `interface.db.host is ${server}'s address`);
+    for (const dependency of service.dependsOn) add(dependency, "depends_on", true);
+    for (const db of service.databases) {
+      const server = byAddress.get(db.host)?.name;
+      add(server, `${db.field}.host is ${server}'s address`, true);
     }
-    const provider = service.auth?.provider ?? (authentiks.length === 1 ? authentiks[0] : undefined);
-    if (service.auth) add(provider, "interface.auth.provider");
-    const forwardAuth = service.routes.some((route) => route.auth === "forward_auth");
-    if (forwardAuth && !service.auth) add(provider, "forward_auth route needs the SSO provider");
-    const upstream = service.auth?.forward_auth_upstream;
-    if (upstream) {
-      const target = byAddress.get(upstream.split(":")[0])?.name;
-      add(target, "interface.auth.forward_auth_upstream points at it");
+    if (service.auth) add(authProviderOf(service.auth.provider, authentiks), "interface.auth.provider", false);
+    for (const route of service.routes) {
+      if (route.ownAuth) add(authProviderOf(route.ownAuth.provider, authentiks), `${route.field}.auth.provider`, false);
+      else if (route.auth === "forward_auth" && !service.auth) add(authProviderOf(undefined, authentiks), "forward_auth route needs the SSO provider", false);
     }
-    if (dnsService) add(dnsService.name, `resolves names through ${dnsService.name} (network.dns_server)`);
+    const upstreams = [
+      ["interface.auth.forward_auth_upstream", service.auth?.forward_auth_upstream] as const,
+      ...service.routes.map((route) => [`${route.field}.auth.forward_auth_upstream`, route.ownAuth?.forward_auth_upstream] as const),
+    ];
+    for (const [field, upstream] of upstreams) {
+      if (upstream) add(byAddress.get(upstream.split(":")[0])?.name, `${field} points at it`, false);
+    }
+    if (dnsService) add(dnsService.name, `resolves names through ${dnsService.name} (network.dns_server)`, true);
   }
   return edges;
 }

@@ -40,6 +40,10 @@ const dnsName = () =>
 const ipv4 = z.string().refine(isIpv4, { message: "must be an IPv4 address such as 192.168.99.10" });
 const hostPort = z.string().refine(isHostPort, { message: 'must be "host:port"' });
 const port = z.number().int().min(1).max(65535);
+const cidr = z
+  .string()
+  .regex(/^[0-9.]+\/([0-9]|[12][0-9]|3[0-2])$/, { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
+  .refine((value) => isIpv4(value.split("/")[0]), { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' });
 const positiveSeconds = z.number().positive();
 const shellCommand = z
   .string()
@@ -59,11 +63,7 @@ export const networkSchema = z
     domain: dnsName().describe("Domain of the homelab; short hostnames get it appended."),
     dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
     gateway: ipv4.describe("Default gateway; must lie inside network_cidr."),
-    network_cidr: z
-      .string()
-      .regex(/^[0-9.]+\/([0-9]|[12][0-9]|3[0-2])$/, { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
-      .refine((cidr) => isIpv4(cidr.split("/")[0]), { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
-      .describe("The containers' subnet; every service ip and the gateway must lie inside it."),
+    network_cidr: cidr.describe("The containers' subnet; every service ip and the gateway must lie inside it."),
     vlan_tag: z
       .number()
       .int()
@@ -76,6 +76,35 @@ export const networkSchema = z
       .record(z.string().regex(/^[a-z_][a-z0-9_-]*$/, { message: "must be a Unix user name" }), z.array(sshPublicKey))
       .default({})
       .describe("Public keys allowed to log in, per user (`root` is the account NixMox deploys with)."),
+    outposts: z
+      .strictObject({
+        ldap: z
+          .strictObject({
+            base_dn: z
+              .string()
+              .regex(/^[A-Za-z]+=[^,=\0\r\n]+(,[A-Za-z]+=[^,=\0\r\n]+)*$/, { message: 'must be an LDAP DN such as "dc=nixmox,dc=lan"' })
+              .optional()
+              .describe('Base DN the LDAP outpost serves. Omitted: "dc=<label>" for each label of network.domain.'),
+            provider: z.string().optional().describe("NixMox extension: the authentik service that runs it. Omitted: the manifest's only authentik service."),
+          })
+          .optional()
+          .describe("An Authentik LDAP provider, application and outpost, running on the authentik host (port 3389)."),
+        radius: z
+          .strictObject({
+            client_networks: z
+              .array(cidr)
+              .default(["0.0.0.0/0"])
+              .describe('Networks allowed to talk RADIUS. Default ["0.0.0.0/0"].'),
+            provider: z.string().optional().describe("NixMox extension: the authentik service that runs it. Omitted: the manifest's only authentik service."),
+          })
+          .optional()
+          .describe(
+            "An Authentik RADIUS provider, application and outpost, running on the authentik host (UDP 1812). Its shared secret is " +
+              "the stack secret `nixmox:secrets.<authentik>.radius_shared_secret` (generated when not set), never a manifest value.",
+          ),
+      })
+      .default({})
+      .describe("Authentik outposts besides the embedded one (the original NixMox `network.outposts`)."),
   })
   .describe("Network facts shared by every container.");
 
@@ -95,6 +124,37 @@ function bracesBalanced(text: string): boolean {
   return depth === 0;
 }
 
+export const authSchema = z
+  .strictObject({
+    type: z.enum(["oidc", "forward_auth"]).describe("oidc: the app logs users in itself; forward_auth: the proxy asks the provider first."),
+    provider: z
+      .string()
+      .optional()
+      .describe("Service that provides SSO (an authentik service). Omitted: the manifest's only authentik service."),
+    oidc: z
+      .strictObject({
+        client_id: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]+$/, { message: "must contain only letters, digits, '.', '_' and '-'" })
+          .optional()
+          .describe('OIDC client id. Omitted: the service name (for a route\'s own auth: "<service>-<route>").'),
+        client_type: z.enum(["confidential", "public"]).default("confidential"),
+        redirect_uris: z
+          .array(z.string().regex(/^https?:\/\/[^\s"'\\]+$/, { message: "must be an http(s) URL without spaces or quotes" }))
+          .optional()
+          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the client's route domains (for a custom app: the route's root URL, so set it)."),
+        scopes: z.array(z.string().regex(/^[a-z_:.-]+$/)).default(["openid", "email", "profile"]),
+        username_claim: z.string().regex(/^[a-z_]+$/).default("preferred_username"),
+        groups_claim: z.string().regex(/^[a-z_]+$/).default("groups"),
+      })
+      .prefault({})
+      .describe("OIDC client settings; every field has a default."),
+    forward_auth_upstream: hostPort
+      .optional()
+      .describe('Outpost the proxy asks, "host:port". Omitted: the provider\'s embedded outpost, "<provider ip>:9000".'),
+  })
+  .describe("Single sign-on, generated in Authentik: for the whole service (interface.auth) or for one route (interface.proxy.<route>.auth).");
+
 export const proxyRouteSchema = z
   .strictObject({
     domain: dnsName().describe("Domain served by the reverse proxy; it gets a DNS record pointing at the proxy."),
@@ -110,10 +170,12 @@ export const proxyRouteSchema = z
       .default(false)
       .describe("Require a login for this route: forward auth unless the service's interface.auth says oidc."),
     auth: z
-      .union([z.boolean(), z.enum(["oidc", "forward_auth", "none"])])
+      .union([z.boolean(), z.enum(["oidc", "forward_auth", "none"]), authSchema])
       .optional()
       .describe(
-        "Override the route's auth: false/\"none\" turns it off, true uses the service's interface.auth.type. Omitted: the service's interface.auth.type, or forward_auth when authz is true.",
+        "The route's own auth: an auth object (type, provider, oidc, forward_auth_upstream) like interface.auth, for this route only; " +
+          "false/\"none\" turns auth off, true or \"oidc\"/\"forward_auth\" use the service's interface.auth with that type. " +
+          "Omitted: the service's interface.auth.type, or forward_auth when authz is true.",
       ),
     extra_config: z
       .string()
@@ -123,36 +185,7 @@ export const proxyRouteSchema = z
   })
   .describe("One reverse-proxy route.");
 
-export const authSchema = z
-  .strictObject({
-    type: z.enum(["oidc", "forward_auth"]).describe("oidc: the app logs users in itself; forward_auth: the proxy asks the provider first."),
-    provider: z
-      .string()
-      .optional()
-      .describe("Service that provides SSO (an authentik service). Omitted: the manifest's only authentik service."),
-    oidc: z
-      .strictObject({
-        client_id: z
-          .string()
-          .regex(/^[A-Za-z0-9._-]+$/, { message: "must contain only letters, digits, '.', '_' and '-'" })
-          .optional()
-          .describe("OIDC client id. Omitted: the service name."),
-        client_type: z.enum(["confidential", "public"]).default("confidential"),
-        redirect_uris: z
-          .array(z.string().regex(/^https?:\/\/[^\s"'\\]+$/, { message: "must be an http(s) URL without spaces or quotes" }))
-          .optional()
-          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the service's route domains."),
-        scopes: z.array(z.string().regex(/^[a-z_:.-]+$/)).default(["openid", "email", "profile"]),
-        username_claim: z.string().regex(/^[a-z_]+$/).default("preferred_username"),
-        groups_claim: z.string().regex(/^[a-z_]+$/).default("groups"),
-      })
-      .prefault({})
-      .describe("OIDC client settings; every field has a default."),
-    forward_auth_upstream: hostPort
-      .optional()
-      .describe('Outpost the proxy asks, "host:port". Omitted: the provider\'s embedded outpost, "<provider ip>:9000".'),
-  })
-  .describe("Single sign-on for the service, generated in Authentik.");
+
 
 const phaseSchema = z
   .enum(["startup", "liveness", "both"])
@@ -186,21 +219,25 @@ export const healthSchema = z
     startup: shellCommand.optional().describe("Shell command run on the host after activation; failure rolls the deploy back."),
     liveness: shellCommand.optional().describe("Shell command run on the host by status and refresh."),
     checks: z.array(healthCheckSchema).default([]).describe("NixMox extension: systemd, tcp and http checks."),
-    interval: positiveSeconds.default(10).describe("Seconds between probes."),
-    timeout: positiveSeconds.default(5).describe("Seconds before one probe counts as failed."),
-    retries: z.number().int().min(1).default(3).describe("Consecutive failures (after start_period) that make the service unhealthy."),
-    start_period: z.number().min(0).default(0).describe("NixMox extension (Compose): seconds during which failures do not count."),
+    interval: positiveSeconds.optional().describe("Seconds between probes. Omitted: the manifest's retry_delay, else 10."),
+    timeout: positiveSeconds.optional().describe("Seconds before one probe counts as failed. Omitted: 5."),
+    retries: z.number().int().min(1).optional()
+      .describe("Consecutive failures (after start_period) that make the service unhealthy. Omitted: the manifest's retry_attempts, else 3."),
+    start_period: z.number().min(0).optional()
+      .describe("NixMox extension (Compose): seconds during which failures do not count. Omitted: the manifest's health_check_timeout, else 0."),
   })
   .describe("Health checks with Docker Compose semantics. Omitted: the built-in module's main unit must be active.");
+
+/** A PostgreSQL database or role name; NixMox always quotes it, so reserved words ("user") and '-' work. */
+const pgName = z.string().regex(/^[a-z_][a-z0-9_-]{0,62}$/, { message: "must be a PostgreSQL name (a-z, 0-9, '_' and '-', at most 63 characters, not starting with a digit or '-')" });
 
 export const dbSchema = z
   .strictObject({
     host: z.string().min(1).describe("The PostgreSQL service: its ip, hostname or name."),
-    name: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: "must be a PostgreSQL identifier (a-z, 0-9, _)" }).optional()
-      .describe("Database name. Omitted: the service name with '-' replaced by '_'."),
-    owner: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: "must be a PostgreSQL identifier (a-z, 0-9, _)" }).optional()
-      .describe("Owner role. Omitted: the database name."),
+    name: pgName.optional().describe("Database name. Omitted: the service name (for interface.dbs: the entry's name)."),
+    owner: pgName.optional().describe("Owner role. Omitted: the database name."),
     port: port.default(5432),
+    additionaldbs: z.array(pgName).default([]).describe('More databases owned by the same role, such as "sonarr-log".'),
   })
   .describe("A database this service needs; NixMox creates it and its owner on the PostgreSQL host.");
 
@@ -213,6 +250,10 @@ export const interfaceSchema = z
     auth: authSchema.optional(),
     health: healthSchema.optional(),
     db: dbSchema.optional(),
+    dbs: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a database entry name (a-z, 0-9, _ and -)" }), dbSchema)
+      .optional()
+      .describe("Several databases, by name (one role and password each); may be combined with db."),
   })
   .describe("What the service offers and needs.");
 
@@ -246,7 +287,7 @@ export const serviceSchema = z
     vmid: z.number().int().min(100).max(999999999).describe("Proxmox container id."),
     version: z.string().regex(/^[A-Za-z0-9._+-]*$/).optional().describe("Informational version, shown in tags and status."),
     node: z.string().regex(dnsLabelPattern, { message: "must be a Proxmox node name" }).optional()
-      .describe("NixMox extension: Proxmox node. Omitted: the stack's nixmox:proxmox.node."),
+      .describe("NixMox extension: Proxmox node. Omitted: the stack's nixmox:proxmoxNode."),
     resources: z
       .strictObject({
         cores: z.number().int().min(1).default(1),
@@ -278,6 +319,36 @@ export const manifestSchema = z
     network: networkSchema,
     core_services: z.record(serviceName, serviceSchema).default({}).describe("Infrastructure services."),
     services: z.record(serviceName, serviceSchema).default({}).describe("Application services."),
+    deployment_phases: z
+      .record(z.string().regex(/^[A-Za-z0-9_-]+$/, { message: "must be a phase name (letters, digits, _ and -)" }), z.array(z.string()))
+      .default({})
+      .describe(
+        "Named groups of services (the original NixMox phases), shown by `nixmox plan`. Every name must be a service of the manifest. " +
+          "Nix attribute sets keep no order, so phases order nothing: the order comes from the dependency graph.",
+      ),
+    health_check_timeout: z.number().min(0).optional()
+      .describe("Default start_period of every service's health checks, in seconds: how long a service may take to become healthy. Omitted: 0."),
+    retry_attempts: z.number().int().min(1).optional().describe("Default retries of every service's health checks. Omitted: 3."),
+    retry_delay: positiveSeconds.optional().describe("Default interval of every service's health checks, in seconds. Omitted: 10."),
+    enable_rollback: z
+      .boolean()
+      .default(true)
+      .describe("Roll a host back to its previous generation when its switch or startup checks fail. false: keep the failed generation and fail the deploy."),
+    enable_health_monitoring: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Accepted from the original NixMox, no effect: deploys are always health-gated and `pulumi refresh` always re-runs liveness checks " +
+          '(give a check phase = "startup" to keep it out of refresh).',
+      ),
+    enable_dependency_graphing: z
+      .boolean()
+      .default(true)
+      .describe("Accepted from the original NixMox, no effect: the dependency graph is always computed (`nixmox graph` draws it)."),
+    enable_deployment_logging: z
+      .boolean()
+      .default(true)
+      .describe("Accepted from the original NixMox, no effect: every deploy step is logged by the Pulumi engine."),
   })
   .describe("The NixMox service manifest.");
 

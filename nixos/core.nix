@@ -43,7 +43,7 @@ in
     host = {
       name = mkOption { type = types.str; description = "Service name from the manifest."; };
       kind = mkOption {
-        type = types.enum [ "dns" "caddy" "postgresql" "authentik" "vaultwarden" "guacamole" "custom" ];
+        type = types.enum [ "dns" "caddy" "postgresql" "authentik" "vaultwarden" "guacamole" "forgejo" "nextcloud" "monitoring" "media" "openbao" "mail" "pgadmin" "custom" ];
         description = "Built-in module the host runs, or custom (the manifest's own NixOS modules).";
       };
       hostName = mkOption { type = types.strMatching "[a-z0-9]([a-z0-9-]*[a-z0-9])?"; description = "Short host name."; };
@@ -59,6 +59,7 @@ in
         description = "Container NIC name; the Pulumi container names net0 like this.";
       };
       ports = mkOption { type = types.listOf types.port; default = [ ]; description = "TCP ports opened in the firewall."; };
+      udpPorts = mkOption { type = types.listOf types.port; default = [ ]; description = "UDP ports opened in the firewall (DNS, HTTP/3, RADIUS)."; };
       sshPort = mkOption { type = types.port; default = 22; description = "Port sshd listens on (always open)."; };
       rootSshKeys = mkOption {
         type = types.listOf types.str;
@@ -145,6 +146,7 @@ in
       firewall = {
         enable = true;
         allowedTCPPorts = host.ports;
+        allowedUDPPorts = host.udpPorts;
       };
     };
 

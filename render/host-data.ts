@@ -9,8 +9,9 @@
  * The JSON shape is the option tree `nixmox.*` declared by nixos/core.nix and nixos/services/<kind>.nix; the
  * host's flake assigns the parsed file to `config.nixmox`, so the NixOS module system type-checks every key.
  */
-import { ManifestError, type Problem } from "../manifest";
-import type { AuthClientPlan, BuiltinKind, DatabasePlan, Plan, RoutePlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
+import { ManifestError, ldapOutpostPort, outpostTokenDir, radiusOutpostPort, type Problem } from "../manifest";
+import { kindSpecs } from "../manifest/kinds";
+import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
 
 /** Bump when the layout of host.json changes incompatibly with the shipped modules. */
@@ -19,10 +20,9 @@ export const hostDataSchemaVersion = 1;
 /** The container NIC the Pulumi component creates (net0). */
 export const containerInterface = "eth0";
 
-/** Where each built-in app listens when none of its routes points at the host itself. */
-export const defaultListenPorts: Record<AppKind, number> = { authentik: 9000, vaultwarden: 8222, guacamole: 8080 };
-
-export type AppKind = Extract<BuiltinKind, "authentik" | "vaultwarden" | "guacamole">;
+/** The kinds whose module reads an `AppData` slice under `nixmox.<kind>` (every kind that runs an app, and custom). */
+export const appKinds = ["authentik", "vaultwarden", "guacamole", "forgejo", "nextcloud", "monitoring", "media", "openbao", "mail", "pgadmin", "custom"] as const;
+export type AppKind = (typeof appKinds)[number];
 
 export interface HostFacts {
   name: string;
@@ -36,6 +36,7 @@ export interface HostFacts {
   dnsServer: string;
   interface: string;
   ports: number[];
+  udpPorts: number[];
   sshPort: number;
   rootSshKeys: string[];
   stateVersion: string;
@@ -69,24 +70,66 @@ export interface PostgresqlData {
   databases: Array<{ service: string; name: string; owner: string; clientIp: string; credential: string; passwordFile: string }>;
 }
 
-export interface AppData {
+export interface DatabaseData {
+  host: string;
+  port: number;
+  name: string;
+  owner: string;
+  passwordFile: string;
+  /** More databases owned by the same role (interface.db.additionaldbs). */
+  additional: string[];
+}
+
+export interface OidcData {
+  provider: string;
+  clientId: string;
+  clientType: "confidential" | "public";
+  clientSecretFile: string | null;
+  issuer: string;
+  authorizationEndpoint: string;
+  tokenEndpoint: string;
+  userinfoEndpoint: string;
+  jwksEndpoint: string;
+  redirectUris: string[];
+  scopes: string[];
+  usernameClaim: string;
+  groupsClaim: string;
+}
+
+export interface RouteData {
+  domain: string;
+  path: string;
+  /** The public URL of the route (scheme from its tls, path without a trailing '*'). */
+  url: string;
+  /** Port the route sends requests to on its upstream. */
+  upstreamPort: number;
+  auth: RoutePlan["auth"];
+}
+
+/** One app a kind runs (kinds.ts), with where it listens and how users log in. */
+export interface AppInstanceData {
   listen: { address: string; port: number };
   publicUrl: string | null;
-  database: { host: string; port: number; name: string; owner: string; passwordFile: string } | null;
-  oidc: {
-    provider: string;
-    clientId: string;
-    clientType: "confidential" | "public";
-    clientSecretFile: string | null;
-    issuer: string;
-    authorizationEndpoint: string;
-    tokenEndpoint: string;
-    jwksEndpoint: string;
-    redirectUris: string[];
-    scopes: string[];
-    usernameClaim: string;
-    groupsClaim: string;
-  } | null;
+  /** The route's own OIDC client, else the service's when the app's route logs in with oidc, else null. */
+  oidc: OidcData | null;
+  /** The app's route auth: forward_auth means the proxy asks the SSO provider before every request. */
+  auth: RoutePlan["auth"];
+}
+
+export interface AppData {
+  /** The kind's main app (its only one, or the first routed one). */
+  listen: { address: string; port: number };
+  publicUrl: string | null;
+  /** `interface.db` (or the only `interface.dbs` entry); null: none. */
+  database: DatabaseData | null;
+  /** Every database of the service: "db" for interface.db, else the interface.dbs entry name. */
+  databases: Record<string, DatabaseData>;
+  /** The service's own OIDC client (interface.auth type oidc); null: none. */
+  oidc: OidcData | null;
+  /** Every route of the service, by route name ("default" for a single route). */
+  routes: Record<string, RouteData>;
+  /** The apps of the kind (kinds.ts), by app name. */
+  apps: Record<string, AppInstanceData>;
 }
 
 export interface HostData {
@@ -100,6 +143,23 @@ export interface HostData {
   authentik?: AppData;
   vaultwarden?: AppData;
   guacamole?: AppData;
+  forgejo?: AppData;
+  nextcloud?: AppData;
+  monitoring?: AppData;
+  media?: AppData;
+  openbao?: AppData;
+  mail?: AppData;
+  pgadmin?: AppData;
+  custom?: AppData;
+  /** The authentik host's outposts besides the embedded one (manifest network.outposts). */
+  outposts?: OutpostsData;
+}
+
+export interface OutpostsData {
+  ldap: { baseDn: string; port: number } | null;
+  radius: { clientNetworks: string[]; port: number; sharedSecretFile: string } | null;
+  /** Secret file that will hold each outpost's API token (delivered after Authentik created the outpost). */
+  tokenFiles: Record<string, string>;
 }
 
 export interface HostDataOptions {
@@ -150,10 +210,15 @@ function ownRoutes(plan: Plan, service: ServicePlan): RoutePlan[] {
   return plan.routes.filter((route) => route.service === service.name);
 }
 
-function listenPort(plan: Plan, service: ServicePlan, kind: AppKind): number {
-  const names = new Set([service.ip, service.fqdn, service.hostName, service.name]);
-  const own = ownRoutes(plan, service).find((route) => names.has(splitHostPort(route.upstream).host));
-  return own ? splitHostPort(own.upstream).port : defaultListenPorts[kind];
+/** True when the route's upstream is this service itself (by ip or one of its names). */
+function pointsAt(service: ServicePlan, route: RoutePlan): boolean {
+  return [service.ip, service.fqdn, service.hostName, service.name].includes(splitHostPort(route.upstream).host);
+}
+
+/** Where an app of the kind listens: its route's upstream port when the route points at the host, else the kind's default. */
+function appListenPort(plan: Plan, service: ServicePlan, app: string, kindForDefaults: ServiceKind = service.kind): number {
+  const own = ownRoutes(plan, service).find((route) => route.app === app && pointsAt(service, route));
+  return own ? splitHostPort(own.upstream).port : kindSpecs[kindForDefaults].apps[app].port;
 }
 
 function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOptions): HostFacts {
@@ -169,6 +234,7 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     dnsServer: plan.network.dnsServer,
     interface: containerInterface,
     ports: [...service.ports].sort((a, b) => a - b),
+    udpPorts: [...service.udpPorts].sort((a, b) => a - b),
     sshPort: service.sshPort,
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),
@@ -198,19 +264,6 @@ function planDnsData(plan: Plan): DnsData {
   };
 }
 
-function forwardAuthUpstream(plan: Plan, route: RoutePlan): string | null {
-  if (route.auth !== "forward_auth") return null;
-  const client = plan.authClients.find(
-    (candidate): candidate is Extract<AuthClientPlan, { type: "forward_auth" }> =>
-      candidate.type === "forward_auth" && candidate.service === route.service && candidate.domains.includes(route.domain),
-  );
-  if (!client) {
-    fail(route.service, `interface.proxy${route.name === "default" ? "" : `.${route.name}`}.auth`,
-      `route ${route.domain}${route.path} asks for forward_auth but no authentik provider serves it; add an authentik service or set interface.auth.provider`);
-  }
-  return client.upstream;
-}
-
 function planCaddyData(plan: Plan): CaddyData {
   return {
     routes: plan.routes
@@ -221,7 +274,7 @@ function planCaddyData(plan: Plan): CaddyData {
         path: route.path,
         upstream: route.upstream,
         tls: route.tls,
-        forwardAuthUpstream: forwardAuthUpstream(plan, route),
+        forwardAuthUpstream: route.forwardAuthUpstream,
         extraConfig: route.extraConfig,
       }))
       .sort((a, b) => byString(a.domain, b.domain) || byString(a.path, b.path) || byString(a.service, b.service) || byString(a.name, b.name)),
@@ -238,59 +291,119 @@ function planPostgresqlData(plan: Plan, service: ServicePlan): PostgresqlData {
   const port = ports[0] ?? 5432;
   return {
     port,
+    // One entry per database; the additional databases of an entry share its owner and password.
     databases: databases
-      .map((db: DatabasePlan) => ({
-        service: db.service,
-        name: db.name,
-        owner: db.owner,
-        clientIp: db.clientIp,
-        credential: `${db.service}-${db.passwordSecret}`,
-        passwordFile: secretPath(plan, service.name, db.service, db.passwordSecret),
-      }))
+      .flatMap((db: DatabasePlan) =>
+        [db.name, ...db.additional].map((name) => ({
+          service: db.service,
+          name,
+          owner: db.owner,
+          clientIp: db.clientIp,
+          credential: `${db.service}-${db.passwordSecret}`,
+          passwordFile: secretPath(plan, service.name, db.service, db.passwordSecret),
+        })),
+      )
       .sort((a, b) => byString(a.name, b.name)),
   };
 }
 
-/** Authentik's OIDC endpoints, from the provider's first route (https unless that route is plain HTTP).
- * The application slug is the client service's name: NixMox's Authentik provider creates it so. */
+/** Authentik's OIDC endpoints, from the provider's first route (https unless that route is plain HTTP). */
 function oidcEndpoints(plan: Plan, providerName: string, slug: string) {
   const provider = findService(plan, providerName);
   const route = ownRoutes(plan, provider)[0];
-  const base = route ? routeOrigin(route) : `http://${provider.ip}:${listenPort(plan, provider, "authentik")}`;
+  const base = route ? routeOrigin(route) : `http://${provider.ip}:${appListenPort(plan, provider, "authentik")}`;
   return {
     issuer: `${base}/application/o/${slug}/`,
     authorizationEndpoint: `${base}/application/o/authorize/`,
     tokenEndpoint: `${base}/application/o/token/`,
+    userinfoEndpoint: `${base}/application/o/userinfo/`,
     jwksEndpoint: `${base}/application/o/${slug}/jwks/`,
   };
 }
 
-function planAppData(plan: Plan, service: ServicePlan, kind: AppKind): AppData {
-  const db = plan.databases.find((candidate) => candidate.service === service.name);
-  const client = plan.authClients.find(
-    (candidate): candidate is Extract<AuthClientPlan, { type: "oidc" }> => candidate.type === "oidc" && candidate.service === service.name,
-  );
-  const firstRoute = ownRoutes(plan, service)[0];
+type OidcClientPlan = Extract<AuthClientPlan, { type: "oidc" }>;
+
+function planOidcData(plan: Plan, service: ServicePlan, client: OidcClientPlan): OidcData {
   return {
-    listen: { address: service.ip, port: listenPort(plan, service, kind) },
-    publicUrl: firstRoute ? routeUrl(firstRoute) : null,
-    database: db
-      ? { host: db.host, port: db.port, name: db.name, owner: db.owner, passwordFile: secretPath(plan, service.name, service.name, db.passwordSecret) }
-      : null,
-    oidc: client
-      ? {
-          provider: client.provider,
-          clientId: client.clientId,
-          clientType: client.clientType,
-          clientSecretFile: client.clientSecret ? secretPath(plan, service.name, service.name, client.clientSecret) : null,
-          ...oidcEndpoints(plan, client.provider, service.name),
-          redirectUris: [...client.redirectUris],
-          scopes: [...client.scopes],
-          usernameClaim: client.usernameClaim,
-          groupsClaim: client.groupsClaim,
-        }
-      : null,
+    provider: client.provider,
+    clientId: client.clientId,
+    clientType: client.clientType,
+    clientSecretFile: client.clientSecret ? secretPath(plan, service.name, service.name, client.clientSecret) : null,
+    ...oidcEndpoints(plan, client.provider, client.slug),
+    redirectUris: [...client.redirectUris],
+    scopes: [...client.scopes],
+    usernameClaim: client.usernameClaim,
+    groupsClaim: client.groupsClaim,
   };
+}
+
+/** The app data of `service` as a host of `kind` (its own kind, or pgadmin on a PostgreSQL host). */
+function planAppData(plan: Plan, service: ServicePlan, kind: AppKind): AppData {
+  const oidcClients = plan.authClients.filter((candidate): candidate is OidcClientPlan => candidate.type === "oidc" && candidate.service === service.name);
+  const serviceClient = oidcClients.find((client) => client.route === null);
+  const routes = ownRoutes(plan, service);
+  const dbs = plan.databases.filter((candidate) => candidate.service === service.name);
+  const databases: Record<string, DatabaseData> = {};
+  for (const db of dbs) {
+    databases[db.key] = {
+      host: db.host,
+      port: db.port,
+      name: db.name,
+      owner: db.owner,
+      passwordFile: secretPath(plan, service.name, service.name, db.passwordSecret),
+      additional: [...db.additional],
+    };
+  }
+  const apps: Record<string, AppInstanceData> = {};
+  for (const app of Object.keys(kindSpecs[kind].apps).sort()) {
+    const route = routes.find((candidate) => candidate.app === app);
+    const ownClient = route ? oidcClients.find((client) => client.route === route.name) : undefined;
+    const client = ownClient ?? (route?.auth === "oidc" || (!route && kind !== "monitoring" && kind !== "media") ? serviceClient : undefined);
+    apps[app] = {
+      listen: { address: service.ip, port: appListenPort(plan, service, app, kind) },
+      publicUrl: route ? routeUrl(route) : null,
+      oidc: client ? planOidcData(plan, service, client) : null,
+      auth: route?.auth ?? null,
+    };
+  }
+  const mainApp = Object.keys(apps).find((app) => routes.some((route) => route.app === app)) ?? Object.keys(apps)[0];
+  const mainRoute = routes.find((route) => route.app === mainApp) ?? routes[0];
+  const mainListen = mainApp
+    ? apps[mainApp].listen
+    : { address: service.ip, port: mainRoute ? splitHostPort(mainRoute.upstream).port : 0 };
+  return {
+    listen: mainListen,
+    publicUrl: mainRoute ? routeUrl(mainRoute) : null,
+    database: databases.db ?? (dbs.length === 1 ? databases[dbs[0].key] : null),
+    databases,
+    oidc: serviceClient ? planOidcData(plan, service, serviceClient) : null,
+    routes: Object.fromEntries(
+      routes
+        .map((route): [string, RouteData] => [route.name, { domain: route.domain, path: route.path, url: routeUrl(route), upstreamPort: splitHostPort(route.upstream).port, auth: route.auth }])
+        .sort(([a], [b]) => byString(a, b)),
+    ),
+    apps,
+  };
+}
+
+/** The outposts an authentik host runs, or undefined when it runs none. */
+function planOutpostsData(plan: Plan, service: ServicePlan): OutpostsData | undefined {
+  const mine = plan.outposts.filter((outpost) => outpost.provider === service.name);
+  if (mine.length === 0) return undefined;
+  const ldap = mine.find((outpost) => outpost.type === "ldap");
+  const radius = mine.find((outpost) => outpost.type === "radius");
+  return {
+    ldap: ldap?.type === "ldap" ? { baseDn: ldap.baseDn, port: ldapOutpostPort } : null,
+    radius: radius?.type === "radius"
+      ? { clientNetworks: [...radius.clientNetworks], port: radiusOutpostPort, sharedSecretFile: secretPath(plan, service.name, service.name, radius.sharedSecret) }
+      : null,
+    tokenFiles: Object.fromEntries(mine.map((outpost) => [outpost.type, `${outpostTokenDir}/${outpost.type}-token`])),
+  };
+}
+
+/** True when a PostgreSQL host also runs pgAdmin: it has a route (the original NixMox layout). */
+export function runsPgadmin(plan: Plan, service: ServicePlan): boolean {
+  return service.kind === "postgresql" && ownRoutes(plan, service).length > 0;
 }
 
 /** The data file of one enabled host. */
@@ -311,13 +424,25 @@ export function planHostData(plan: Plan, name: string, options: HostDataOptions 
       break;
     case "postgresql":
       data.postgresql = planPostgresqlData(plan, service);
+      if (runsPgadmin(plan, service)) data.pgadmin = planAppData(plan, service, "pgadmin");
       break;
-    case "authentik":
+    case "authentik": {
+      data.authentik = planAppData(plan, service, kind);
+      const outposts = planOutpostsData(plan, service);
+      if (outposts) data.outposts = outposts;
+      break;
+    }
     case "vaultwarden":
     case "guacamole":
-      data[kind] = planAppData(plan, service, kind);
-      break;
+    case "forgejo":
+    case "nextcloud":
+    case "monitoring":
+    case "media":
+    case "openbao":
+    case "mail":
+    case "pgadmin":
     case "custom":
+      data[kind] = planAppData(plan, service, kind);
       break;
     default: {
       const unreachable: never = kind;

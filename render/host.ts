@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { ManifestError } from "../manifest";
 import type { Plan, ServiceKind } from "../manifest/plan-types";
 import { renderFlakeLock, renderFlakeNix } from "./flake";
-import { findService, planHostData, type HostDataOptions } from "./host-data";
+import { findService, planHostData, type HostData, type HostDataOptions } from "./host-data";
 import { defaultNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
 import { stableJson } from "./stable-json";
 
@@ -46,8 +46,22 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   authentik: ["services/authentik.nix", "services/app-options.nix"],
   vaultwarden: ["services/vaultwarden.nix", "services/app-options.nix"],
   guacamole: ["services/guacamole.nix", "services/app-options.nix"],
-  custom: ["services/custom.nix"],
+  forgejo: ["services/forgejo.nix", "services/app-options.nix", "lib/forgejo.nix", "lib/oidc.nix"],
+  nextcloud: ["services/nextcloud.nix", "services/app-options.nix", "lib/nextcloud.nix", "lib/oidc.nix"],
+  monitoring: ["services/monitoring.nix", "services/app-options.nix", "lib/monitoring.nix"],
+  media: ["services/media.nix", "services/app-options.nix", "lib/media.nix"],
+  openbao: ["services/openbao.nix", "services/app-options.nix", "lib/openbao.nix"],
+  mail: ["services/mail.nix", "services/app-options.nix"],
+  pgadmin: ["services/pgadmin.nix", "services/app-options.nix", "lib/pgadmin.nix", "lib/oidc.nix"],
+  custom: ["services/custom.nix", "services/app-options.nix"],
 };
+
+/** Modules a host imports besides its kind's: pgAdmin on a PostgreSQL host with a route, the outposts on authentik. */
+function extraModules(data: HostData): Array<keyof typeof shippedFiles | "outposts"> {
+  return [...(data.host.kind === "postgresql" && data.pgadmin ? (["pgadmin"] as const) : []), ...(data.outposts ? (["outposts"] as const) : [])];
+}
+
+const outpostFiles = ["services/authentik-outposts.nix", "lib/authentik-outposts.nix"];
 
 /** sha256 over every file as "<path>\0<byte length>\0<content>", in path order. */
 export function contentHash(files: Record<string, string>): string {
@@ -92,7 +106,10 @@ export function renderHost(plan: Plan, name: string, sources: RenderSources, opt
   const pin = options.nixpkgs ?? defaultNixpkgsPin;
   const files: Record<string, string> = {};
 
-  const shipped = [...new Set([...shippedFiles.core, ...shippedFiles[service.kind]])];
+  const data = planHostData(plan, service.name, options);
+  const extras = extraModules(data);
+  const extraFiles = extras.flatMap((extra) => (extra === "outposts" ? outpostFiles : shippedFiles[extra]));
+  const shipped = [...new Set([...shippedFiles.core, ...shippedFiles[service.kind], ...extraFiles])];
   for (const relative of shipped) files[`nixos/${relative}`] = sources.shipped(relative);
 
   const customModules = service.nixosModules.map((relative, index) => {
@@ -101,10 +118,11 @@ export function renderHost(plan: Plan, name: string, sources: RenderSources, opt
     return `custom/${normalized}`;
   });
 
-  const modules = ["nixos/core.nix", `nixos/services/${service.kind}.nix`, ...customModules];
+  const extraModulePaths = extras.map((extra) => (extra === "outposts" ? "nixos/services/authentik-outposts.nix" : `nixos/services/${extra}.nix`));
+  const modules = ["nixos/core.nix", `nixos/services/${service.kind}.nix`, ...extraModulePaths, ...customModules];
   files["flake.nix"] = renderFlakeNix(service.name, modules, pin);
   files["flake.lock"] = renderFlakeLock(pin);
-  files["host.json"] = stableJson(planHostData(plan, service.name, options));
+  files["host.json"] = stableJson(data);
 
   const sorted = Object.fromEntries(Object.keys(files).sort().map((path) => [path, files[path]]));
   return { service: service.name, files: sorted, contentHash: contentHash(sorted) };

@@ -1,10 +1,15 @@
 export { renderFlakeLock, renderFlakeNix } from "./flake";
 export {
+  appKinds,
   containerInterface,
-  defaultListenPorts,
   hostDataSchemaVersion,
   planHostData,
   type AppData,
+  type AppInstanceData,
+  type DatabaseData,
+  type OidcData,
+  type OutpostsData,
+  type RouteData,
   type CaddyData,
   type DnsData,
   type HostData,

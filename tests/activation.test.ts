@@ -109,6 +109,17 @@ describe("activation wrapper on a stub NixOS host", function () {
     );
   });
 
+  it("fails without rolling back when the manifest turns rollback off (enable_rollback = false)", async () => {
+    control("nixos-rebuild", "fail-activation");
+    const result = await activate({ rollback: false });
+    assert.equal(result.code, 1, "a failed activation still fails the deploy");
+    const parsed = parseActivationResult(result.stdout);
+    assert.equal(parsed?.status, "failed");
+    assert.equal(parsed?.reason, "nixos-rebuild switch failed with exit code 4; not rolled back (enable_rollback = false): the host stays on the new generation");
+    assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    assert.ok(!host.calls().some((line) => line.startsWith("nix-env") || line.startsWith("switch-to-configuration")), host.calls().join("\n"));
+  });
+
   it("fails and rolls back when nixos-rebuild hangs past the activation timeout", async () => {
     control("nixos-rebuild", "hang");
     const started = Date.now();

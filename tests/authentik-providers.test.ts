@@ -6,12 +6,15 @@ import { createServer } from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import {
   outpostBindingProvider,
+  outpostProvider,
   oidcAppProvider,
   proxyAppProvider,
   type AuthentikOidcAppInputs,
   type AuthentikOidcAppOutputs,
   type AuthentikOutpostBindingInputs,
   type AuthentikOutpostBindingOutputs,
+  type AuthentikOutpostInputs,
+  type AuthentikOutpostOutputs,
   type AuthentikProxyAppInputs,
   type AuthentikProxyAppOutputs,
 } from "../components/authentik";
@@ -96,7 +99,7 @@ describe("authentik dynamic providers against a local Authentik API", function (
   };
 
   it("serializes each provider without Pulumi or secrets in its closure, requiring @goauthentik/api at run time", async () => {
-    for (const provider of [oidcAppProvider, proxyAppProvider, outpostBindingProvider]) {
+    for (const provider of [oidcAppProvider, proxyAppProvider, outpostBindingProvider, outpostProvider]) {
       const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
       const requires = [...new Set(serialized.text.match(/require\("[^"]+"\)/g))];
       assert.deepEqual(requires, ['require("@goauthentik/api")']);
@@ -388,6 +391,75 @@ describe("authentik dynamic providers against a local Authentik API", function (
     it("fails when no outpost has the name", async () => {
       const error = await rejection(outpostBindingProvider.create(bindingInputs([1], { outpostName: "missing" })));
       assert.equal(error.message, 'service "authentik": outpostName: Authentik has no outposts named "missing"; name exactly one existing outpost (Authentik\'s own is "authentik Embedded Outpost")');
+    });
+  });
+  describe("AuthentikOutpost (network.outposts)", () => {
+    const radiusSecret = "radius-shared-7d1e";
+    const outpostInputs = (overrides: Partial<AuthentikOutpostInputs> = {}): AuthentikOutpostInputs => ({
+      url: api.url,
+      token,
+      service: "authentik",
+      type: "radius",
+      slug: "authentik-radius",
+      baseDn: null,
+      clientNetworks: ["10.40.0.0/24"],
+      sharedSecret: radiusSecret,
+      authorizationFlow: "default-provider-authorization-implicit-consent",
+      invalidationFlow: "default-provider-invalidation-flow",
+      ...overrides,
+    });
+
+    it("creates the RADIUS provider, its application and an outpost bound to it, and returns the outpost's token", async () => {
+      const result = await outpostProvider.create(outpostInputs());
+      const outs = result.outs as AuthentikOutpostOutputs;
+      assert.equal(result.id, outs.outpostPk);
+      assert.deepEqual(api.writes(), ["POST /api/v3/providers/radius/", "POST /api/v3/core/applications/", "POST /api/v3/outposts/instances/"]);
+      const body = (path: string) => api.requests.find((request) => request.method === "POST" && request.path === path)!.body;
+      assert.deepEqual(body("/api/v3/providers/radius/"), {
+        name: "nixmox-authentik-radius",
+        authorization_flow: flowPks.authorization,
+        invalidation_flow: flowPks.invalidation,
+        client_networks: "10.40.0.0/24",
+        shared_secret: radiusSecret,
+      });
+      assert.deepEqual(body("/api/v3/outposts/instances/"), { name: "nixmox-authentik-radius", type: "radius", providers: [outs.providerPk], config: {} });
+      assert.equal(outs.outpostToken, `outpost-token-${outs.outpostPk}`);
+      assert.equal(api.applications.get("authentik-radius")!.provider, outs.providerPk);
+    });
+
+    it("creates an LDAP provider with the base DN, adopts existing objects on a re-run, and deletes all three", async () => {
+      const inputs = outpostInputs({ type: "ldap", slug: "authentik-ldap", baseDn: "dc=home,dc=lab", clientNetworks: [], sharedSecret: null });
+      const first = await outpostProvider.create(inputs);
+      assert.equal((api.requests.find((request) => request.path === "/api/v3/providers/ldap/" && request.method === "POST")!.body as { base_dn: string }).base_dn, "dc=home,dc=lab");
+      const again = await outpostProvider.create(inputs);
+      assert.equal(again.id, first.id, "adopts the outpost with the same name");
+      assert.equal(api.ldapProviders.size, 1);
+      await outpostProvider.delete!(first.id, first.outs as AuthentikOutpostOutputs);
+      assert.deepEqual([api.ldapProviders.size, api.applications.has("authentik-ldap"), api.outposts.has(first.id)], [0, false, false]);
+      await outpostProvider.delete!(first.id, first.outs as AuthentikOutpostOutputs);
+    });
+
+    it("read reports changed client networks, diff wants them back, and a deleted outpost drops the resource", async () => {
+      const created = await outpostProvider.create(outpostInputs());
+      const outs = created.outs as AuthentikOutpostOutputs;
+      api.radiusProviders.get(outs.providerPk)!.client_networks = "0.0.0.0/0";
+      const read = await outpostProvider.read!(created.id, outs);
+      assert.deepEqual((read.props as AuthentikOutpostOutputs).clientNetworks, ["0.0.0.0/0"]);
+      assert.deepEqual(await outpostProvider.diff!(created.id, read.props as AuthentikOutpostOutputs, outpostInputs()), { changes: true, replaces: [], deleteBeforeReplace: false });
+      api.outposts.delete(outs.outpostPk);
+      assert.deepEqual(await outpostProvider.read!(created.id, outs), {});
+    });
+
+    it("diff replaces (delete first) when the type changes", async () => {
+      const created = await outpostProvider.create(outpostInputs());
+      assert.deepEqual(await outpostProvider.diff!(created.id, created.outs as AuthentikOutpostOutputs, outpostInputs({ type: "ldap" })), { changes: true, replaces: ["type"], deleteBeforeReplace: true });
+    });
+
+    it("fails with a redacted message, never printing the API token or the shared secret", async () => {
+      api.failures.set("POST /api/v3/providers/radius/", [400, JSON.stringify({ shared_secret: [`${radiusSecret} is too weak`], token: token })]);
+      const error = await rejection(outpostProvider.create(outpostInputs()));
+      assert.match(error.message, /^service "authentik": /);
+      assert.ok(!error.message.includes(radiusSecret) && !error.message.includes(token), error.message);
     });
   });
 });

@@ -98,7 +98,7 @@ describe("cli: validate, plan, graph, schema", function () {
     assert.equal(second.stdout, first.stdout);
     assert.equal(shuffled.stdout, first.stdout);
     const plan = JSON.parse(first.stdout) as { waves: string[][]; services: Array<{ name: string }> };
-    assert.deepEqual(plan.waves, [["dns"], ["caddy", "postgresql"], ["authentik"], ["guacamole", "homepage", "vaultwarden"]]);
+    assert.deepEqual(plan.waves, [["dns"], ["caddy", "postgresql"], ["authentik", "homepage"], ["guacamole", "vaultwarden"]]);
     assert.ok(!first.stdout.includes(root), "the JSON plan must not carry paths of the machine that made it");
   });
 
@@ -113,7 +113,7 @@ describe("cli: validate, plan, graph, schema", function () {
       writeFileSync(file, JSON.stringify(manifest));
     });
 
-    it("prints the dependency graph in Mermaid, edges labelled with their reasons", async () => {
+    it("prints the dependency graph in Mermaid, edges labelled with their reasons, SSO edges dashed", async () => {
       const run = await nixmox("graph", "--format", "mermaid", file);
       assert.equal(run.code, 0, run.stderr);
       assert.equal(
@@ -125,7 +125,7 @@ describe("cli: validate, plan, graph, schema", function () {
           '  caddy["caddy"]',
           '  postgresql["postgresql"]',
           '  web_ui["web-ui"]',
-          '  app -->|"interface.auth.provider"| authentik',
+          '  app -.->|"interface.auth.provider"| authentik',
           '  app -->|"depends_on"| caddy',
           `  app -->|"interface.db.host is postgresql's address"| postgresql`,
           `  authentik -->|"interface.db.host is postgresql's address"| postgresql`,
@@ -148,7 +148,7 @@ describe("cli: validate, plan, graph, schema", function () {
           '  "caddy";',
           '  "postgresql";',
           '  "web-ui";',
-          '  "app" -> "authentik" [label="interface.auth.provider"];',
+          '  "app" -> "authentik" [label="interface.auth.provider", style=dashed];',
           '  "app" -> "caddy" [label="depends_on"];',
           `  "app" -> "postgresql" [label="interface.db.host is postgresql's address"];`,
           `  "authentik" -> "postgresql" [label="interface.db.host is postgresql's address"];`,

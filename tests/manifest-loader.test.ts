@@ -51,7 +51,8 @@ describe("manifest loader", function () {
   describe(".nix through nix-instantiate", () => {
     it("loads and plans the example manifest shipped with NixMox", async () => {
       const plan = await loadPlan(defaultManifestPath);
-      assert.deepEqual(plan.waves, [["dns"], ["caddy", "postgresql"], ["authentik"], ["guacamole", "homepage", "vaultwarden"]]);
+      // homepage's forward-auth edge to authentik is soft (SSO never orders hosts), so it deploys beside authentik.
+      assert.deepEqual(plan.waves, [["dns"], ["caddy", "postgresql"], ["authentik", "homepage"], ["guacamole", "vaultwarden"]]);
       assert.deepEqual(plan.disabled, []);
       assert.deepEqual(
         plan.routes.map((route) => `${route.domain}${route.path} → ${route.upstream} ${route.auth ?? "public"}`),

@@ -3,9 +3,9 @@ import assert from "node:assert/strict";
 import { validateManifest } from "../manifest";
 import { deepClone, manifestErrorOf, planOf, problemsOf, seedManifest, smallManifest, type RawManifest } from "./support/manifests";
 
-const secretHint =
+const secretHint = (service: string, name: string) =>
   "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value with " +
-  "`pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' <value>`";
+  `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${name}' <value>\``;
 const dnsNameRule = "must be a valid DNS name (lower-case letters, digits, '-' and '.')";
 
 interface RuleCase {
@@ -47,21 +47,21 @@ const ruleCases: RuleCase[] = [
     mutate: (m) => {
       m.services.app.password = "hunter2";
     },
-    problems: [`service "app": password ${secretHint}`],
+    problems: [`service "app": password ${secretHint("app", "password")}`],
   },
   {
     name: "fails when a database block holds a password, pointing at pulumi config set --secret",
     mutate: (m) => {
       m.services.app.interface.db.password = "hunter2";
     },
-    problems: [`service "app": interface.db.password ${secretHint}`],
+    problems: [`service "app": interface.db.password ${secretHint("app", "password")}`],
   },
   {
     name: "fails when the network holds an API token, pointing at pulumi config set --secret",
     mutate: (m) => {
       m.network.api_token = "tok-123";
     },
-    problems: [`network: api_token ${secretHint}`],
+    problems: [`network: api_token ${secretHint("<service>", "<name>")}`],
   },
   // Types and required fields.
   {
@@ -104,7 +104,10 @@ const ruleCases: RuleCase[] = [
     mutate: (m) => {
       m.services.app.kind = "nginx";
     },
-    problems: ['service "app": kind must be one of "dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole", "custom", got "nginx"'],
+    problems: [
+      'service "app": kind must be one of "dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole", "forgejo", "nextcloud", ' +
+        '"monitoring", "media", "openbao", "mail", "pgadmin", "custom", got "nginx"',
+    ],
   },
   {
     name: "fails when a health check has an unknown type",
@@ -429,21 +432,30 @@ const ruleCases: RuleCase[] = [
     mutate: (m) => {
       m.core_services.caddy.depends_on = ["app"];
     },
-    problems: ['service "app": depends_on forms a dependency cycle: app → caddy → app; remove one of these dependencies'],
+    problems: [
+      'service "app": depends_on forms a dependency cycle: app → caddy (depends_on), caddy → app (depends_on); ' +
+        `remove one of: app's depends_on "caddy", caddy's depends_on "app"`,
+    ],
   },
   {
-    name: "fails when a cycle runs through inferred edges (auth provider, database host)",
+    name: "fails when a cycle runs through an inferred database edge, naming each edge's reason and only the declared edges to remove",
     mutate: (m) => {
       m.core_services.postgresql.depends_on = ["app"];
     },
-    problems: ['service "app": depends_on forms a dependency cycle: app → authentik → postgresql → app; remove one of these dependencies'],
+    problems: [
+      `service "app": interface.db.host forms a dependency cycle: app → postgresql (interface.db.host is postgresql's address), ` +
+        `postgresql → app (depends_on); remove one of: postgresql's depends_on "app"`,
+    ],
   },
   {
     name: "fails when the DNS server's host needs a service that resolves names through it",
     mutate: (m) => {
       m.network.dns_server = "10.9.0.20";
     },
-    problems: ['service "app": depends_on forms a dependency cycle: app → authentik → app; remove one of these dependencies'],
+    problems: [
+      'service "app": depends_on forms a dependency cycle: app → caddy (depends_on), caddy → app (resolves names through app (network.dns_server)); ' +
+        `remove one of: app's depends_on "caddy"`,
+    ],
   },
   // Routing.
   {
@@ -505,13 +517,6 @@ const ruleCases: RuleCase[] = [
     ],
   },
   {
-    name: "fails when the reverse proxy serves TLS routes without port 443",
-    mutate: (m) => {
-      m.core_services.caddy.ports = [80];
-    },
-    problems: ['service "caddy": ports must include 443: the reverse proxy serves TLS routes (add 80 too for HTTP→HTTPS redirects and ACME)'],
-  },
-  {
     name: "fails when a service lists its SSH port in ports",
     mutate: (m) => {
       m.services.app.ports = [8080, 22];
@@ -519,11 +524,11 @@ const ruleCases: RuleCase[] = [
     problems: ['service "app": ports lists the SSH port 22; remove it, SSH is always open'],
   },
   {
-    name: "fails when the PostgreSQL service does not open the port a database request uses",
+    name: "fails when two clients of one PostgreSQL ask for different ports",
     mutate: (m) => {
       m.services.app.interface.db.port = 5433;
     },
-    problems: ['service "app": interface.db.port 5433 is not in the ports of service "postgresql", so its firewall would refuse the connection; add it there'],
+    problems: ['service "app": interface.db.port is 5433 but service "authentik" uses 5432 on "postgresql"; one PostgreSQL listens on one port, make them agree'],
   },
   {
     name: "fails when extra_config leaves a brace open",
@@ -579,6 +584,155 @@ const ruleCases: RuleCase[] = [
       m.services.app.secrets = { db_password: {} };
     },
     problems: ['service "app": secrets.db_password is declared by NixMox already for this service; remove it or choose another name'],
+  },
+  // The original NixMox format (issue 13): named routes with their own auth, dbs, outposts, phases.
+  {
+    name: "fails naming the named-routes branch when a named route's own auth has a bad type (not 'domain is required')",
+    mutate: (m) => {
+      m.services.app.interface.proxy = {
+        web: { domain: "web.lab.test", upstream: "10.9.0.20:8080", auth: { type: "saml", provider: "authentik" } },
+        api: { domain: "api.lab.test", upstream: "10.9.0.20:8081" },
+      };
+    },
+    problems: ['service "app": interface.proxy.web.auth.type must be one of "oidc", "forward_auth", got "saml"'],
+  },
+  {
+    name: "fails naming the single-route branch when a single route misspells a field",
+    mutate: (m) => {
+      m.services.app.interface.proxy = { domain: "web.lab.test", upstrem: "10.9.0.20:8080" };
+    },
+    problems: [
+      'service "app": interface.proxy.upstream is required',
+      'service "app": interface.proxy.upstrem is not a known field (did you mean "upstream"?)',
+    ],
+  },
+  {
+    name: "fails when a route's own auth names a provider that is not authentik",
+    mutate: (m) => {
+      m.services.app.interface.proxy = { web: { domain: "web.lab.test", upstream: "10.9.0.20:8080", auth: { type: "forward_auth", provider: "caddy" } } };
+    },
+    problems: ['service "app": interface.proxy.web.auth.provider "caddy" is not an authentik service (its kind is "caddy")'],
+  },
+  {
+    name: "fails when two routes' own OIDC clients share a client id",
+    mutate: (m) => {
+      m.services.app.interface.proxy = {
+        web: { domain: "web.lab.test", upstream: "10.9.0.20:8080", auth: { type: "oidc", oidc: { client_id: "app" } } },
+      };
+    },
+    problems: ['service "app": interface.proxy.web.auth.oidc.client_id "app" is already the client id of service "app"'],
+  },
+  {
+    name: "fails when a dbs entry points at a service that is not PostgreSQL",
+    mutate: (m) => {
+      m.services.app.interface.dbs = { logs: { host: "caddy", additionaldbs: ["logs-archive"] } };
+    },
+    problems: ['service "app": interface.dbs.logs.host "caddy" is service "caddy", which is not a postgresql service (its kind is "caddy")'],
+  },
+  {
+    name: "fails when a database owner is a reserved PostgreSQL role",
+    mutate: (m) => {
+      m.services.app.interface.db.owner = "postgres";
+      m.services.app.interface.dbs = { stats: { host: "postgresql", owner: "pg_monitor" } };
+    },
+    problems: [
+      'service "app": interface.db.owner "postgres" is a reserved PostgreSQL role; name the owner after the app, e.g. "app"',
+      'service "app": interface.dbs.stats.owner "pg_monitor" is a reserved PostgreSQL role; name the owner after the app, e.g. "stats"',
+    ],
+  },
+  {
+    name: "fails when two services claim the same database or role, additional databases included",
+    mutate: (m) => {
+      m.services.app.interface.db = { host: "postgresql", name: "shared", owner: "app", additionaldbs: ["authentik"] };
+      m.services.app.interface.dbs = { other: { host: "postgresql", name: "shared", owner: "authentik" } };
+    },
+    problems: [
+      'service "app": interface.db.additionaldbs[0] database "authentik" on "postgresql" is already claimed by service "authentik" (interface.db.name); give it another name',
+      'service "app": interface.dbs.other.name database "shared" on "postgresql" is already claimed by service "app" (interface.db.name); give it another name',
+      'service "app": interface.dbs.other.owner role "authentik" on "postgresql" is already the owner for service "authentik" (interface.db); each entry needs its own role (it has its own password)',
+    ],
+  },
+  {
+    name: "fails when a database name is not a PostgreSQL name",
+    mutate: (m) => {
+      m.services.app.interface.db.additionaldbs = ["Bad Name"];
+    },
+    problems: [`service "app": interface.db.additionaldbs[0] must be a PostgreSQL name (a-z, 0-9, '_' and '-', at most 63 characters, not starting with a digit or '-'), got "Bad Name"`],
+  },
+  {
+    name: "fails when the RADIUS outpost's shared secret is written in the manifest, without echoing it",
+    mutate: (m) => {
+      m.network.outposts = { radius: { shared_secret: "radius_secret_change_me", client_networks: ["0.0.0.0/0"] } };
+    },
+    problems: [
+      "network: outposts.radius.shared_secret looks like a secret: secret values never go in the manifest. NixMox generates the RADIUS shared secret; " +
+        "to choose it, run `pulumi config set --secret --path 'nixmox:secrets.<authentik service>.radius_shared_secret' <value>`",
+    ],
+  },
+  {
+    name: "fails when outposts are declared but no authentik runs them",
+    mutate: (m) => {
+      m.network.outposts = { ldap: {} };
+      m.core_services.authentik.enable = false;
+      m.services.app.interface.auth = undefined;
+    },
+    problems: ['network: outposts.ldap.provider is needed: add an enabled service of kind "authentik"'],
+  },
+  {
+    name: "fails when a deployment phase names a service that does not exist",
+    mutate: (m) => {
+      m.deployment_phases = { core: ["caddy", "postgres"], apps: ["app"] };
+    },
+    problems: ['manifest: deployment_phases.core[1] "postgres" is not a service of this manifest (did you mean "postgresql"?)'],
+  },
+  {
+    name: "fails when a secret is given as a plain value, saying where the value goes without echoing it",
+    mutate: (m) => {
+      m.services.app.secrets = { admin_password: "Sup3rS3cretValue!" };
+    },
+    problems: [
+      'service "app": secrets.admin_password must be a secret declaration (an attribute set such as { owner = "app"; restart_units = [ "app.service" ]; }), ' +
+        "not the secret's value; the value goes in the stack config: `pulumi config set --secret --path 'nixmox:secrets.app.admin_password' <value>`",
+    ],
+  },
+  // Names and addresses (every module assertion and builder precondition has a twin here).
+  {
+    name: "fails when a hostname looks like an IPv4 address",
+    mutate: (m) => {
+      m.services.app.hostname = "10.9.0.99";
+    },
+    problems: ['service "app": hostname "10.9.0.99" looks like an IPv4 address; use a name such as "app"'],
+  },
+  {
+    name: "fails when a hostname is another service's name",
+    mutate: (m) => {
+      m.services.app.hostname = "postgresql.other.test";
+    },
+    problems: ['service "app": hostname "postgresql" is the name of service "postgresql", so references to it would be ambiguous; choose another hostname'],
+  },
+  {
+    name: "fails when a service name starts with a digit",
+    mutate: (m) => {
+      m.services["1app"] = { kind: "custom", ip: "10.9.0.41", vmid: 141, nixos_modules: ["x.nix"] };
+    },
+    problems: [`service "1app": has a name starting with a digit, which NixOS host names and Nix attributes refuse; start it with a letter`],
+  },
+  {
+    name: "fails when two route names differ only in '-' and '_'",
+    mutate: (m) => {
+      m.services.app.interface.proxy = {
+        "my-web": { domain: "web.lab.test", upstream: "10.9.0.20:8080" },
+        my_web: { domain: "web2.lab.test", upstream: "10.9.0.20:8080" },
+      };
+    },
+    problems: [`service "app": interface.proxy.my_web differs from route "my-web" only in '-' and '_', which the proxy's matcher names do not tell apart; rename one`],
+  },
+  {
+    name: "fails when a route sends requests to a port the upstream's kind holds itself",
+    mutate: (m) => {
+      m.services.app.interface.proxy.upstream = "10.9.0.11:22";
+    },
+    problems: ['service "app": interface.proxy.upstream port 22 of service "postgresql" is taken by its SSH server; route to the port the app listens on'],
   },
 ];
 
@@ -636,7 +790,7 @@ describe("manifest validation: reporting", () => {
         '  - service "broken": ports[0] must be at least 1, got 0',
         '  - service "postgresql": ip "10.9.0.11" is already the ip of service "caddy"',
         '  - service "app": interface.auth.provider "authentk" is not a service of this manifest (did you mean "authentik"?)',
-        '  - service "extra": depends_on forms a dependency cycle: extra → extra2 → extra; remove one of these dependencies',
+        `  - service "extra": depends_on forms a dependency cycle: extra → extra2 (depends_on), extra2 → extra (depends_on); remove one of: extra's depends_on "extra2", extra2's depends_on "extra"`,
       ].join("\n"),
     );
   });

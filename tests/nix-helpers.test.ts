@@ -83,7 +83,7 @@ describe("nix: pure helpers evaluated by nix-instantiate", function () {
     ];
 
     it("renders one host line per database for its owner from its client's address only", () => {
-      assert.equal(nixEval(`${pg}.hba ${json(dbs)}`), "local all postgres peer\nhost app app 10.0.0.20/32 scram-sha-256\nhost wiki wiki_owner 10.0.0.21/32 scram-sha-256\n");
+      assert.equal(nixEval(`${pg}.hba ${json(dbs)}`), 'local all postgres peer\nhost "app" "app" 10.0.0.20/32 scram-sha-256\nhost "wiki" "wiki_owner" 10.0.0.21/32 scram-sha-256\n');
     });
 
     it("sets passwords from the credential files through psql variables, never as SQL text", () => {
@@ -92,15 +92,22 @@ describe("nix: pure helpers evaluated by nix-instantiate", function () {
         [
           "\\set ON_ERROR_STOP on",
           "SET log_statement TO 'none';",
-          "SELECT 'CREATE ROLE app LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app')\\gexec",
-          "SELECT 'CREATE DATABASE app OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app')\\gexec",
-          "ALTER DATABASE app OWNER TO app;",
+          `SELECT 'CREATE ROLE "app" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app')\\gexec`,
+          `SELECT 'CREATE DATABASE "app" OWNER "app"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app')\\gexec`,
+          'ALTER DATABASE "app" OWNER TO "app";',
           '\\set pw `cat "$CREDENTIALS_DIRECTORY/app-db_password"`',
-          "ALTER ROLE app WITH LOGIN PASSWORD :'pw';",
+          `ALTER ROLE "app" WITH LOGIN PASSWORD :'pw';`,
           "\\unset pw",
           "",
         ].join("\n"),
       );
+    });
+
+    it("quotes every name, so an additional database with '-' and reserved words stay plain names", () => {
+      const named = [{ name: "sonarr-log", owner: "user", clientIp: "10.0.0.22", credential: "media-sonarr_db_password" }];
+      assert.equal(nixEval(`${pg}.hba ${json(named)}`), 'local all postgres peer\nhost "sonarr-log" "user" 10.0.0.22/32 scram-sha-256\n');
+      assert.match(nixEval(`${pg}.setupScript ${json(named)}`) as string, /^SELECT 'CREATE DATABASE "sonarr-log" OWNER "user"' WHERE NOT EXISTS \(SELECT FROM pg_database WHERE datname = 'sonarr-log'\)\\gexec$/m);
+      assert.deepEqual(nixEval(`${pg}.invalidDatabases ${json(named)}`), []);
     });
 
     it("finds database requests whose identifiers or addresses could inject SQL or pg_hba syntax", () => {

@@ -37,13 +37,18 @@ function declaredOptionNames(text: string): Set<string> {
   return new Set([...options, ...groups]);
 }
 
-/** Every key that appears in a JSON value (object keys at any depth), excluding free-form maps. */
-function leafKeys(value: unknown, skip: Set<string>, out = new Set<string>()): Set<string> {
-  if (Array.isArray(value)) for (const item of value) leafKeys(item, skip, out);
+/**
+ * Every key that appears in a JSON value (object keys at any depth). The keys of a free-form map (an `attrsOf`
+ * option such as `secrets`, `databases`, `routes`, `apps`) are names, not options: they are skipped, and the
+ * entries below them are checked.
+ */
+function leafKeys(value: unknown, freeForm: Set<string>, out = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) for (const item of value) leafKeys(item, freeForm, out);
   else if (value !== null && typeof value === "object") {
     for (const [key, child] of Object.entries(value)) {
       out.add(key);
-      if (!skip.has(key)) leafKeys(child, skip, out);
+      if (freeForm.has(key) && child !== null && typeof child === "object") for (const entry of Object.values(child)) leafKeys(entry, freeForm, out);
+      else leafKeys(child, freeForm, out);
     }
   }
   return out;
@@ -60,16 +65,32 @@ describe("nix: shipped modules and rendered files", function () {
   it("ships the core module, one module per built-in kind, custom, and the pure helpers", () => {
     assert.deepEqual(nixFiles(nixosDir), [
       "core.nix",
+      "lib/authentik-outposts.nix",
       "lib/caddy.nix",
       "lib/dns.nix",
+      "lib/forgejo.nix",
+      "lib/media.nix",
+      "lib/monitoring.nix",
+      "lib/nextcloud.nix",
+      "lib/oidc.nix",
+      "lib/openbao.nix",
+      "lib/pgadmin.nix",
       "lib/postgresql.nix",
       "lib/shell.nix",
       "services/app-options.nix",
+      "services/authentik-outposts.nix",
       "services/authentik.nix",
       "services/caddy.nix",
       "services/custom.nix",
       "services/dns.nix",
+      "services/forgejo.nix",
       "services/guacamole.nix",
+      "services/mail.nix",
+      "services/media.nix",
+      "services/monitoring.nix",
+      "services/nextcloud.nix",
+      "services/openbao.nix",
+      "services/pgadmin.nix",
       "services/postgresql.nix",
       "services/vaultwarden.nix",
     ]);
@@ -88,7 +109,7 @@ describe("nix: shipped modules and rendered files", function () {
         count += 1;
       }
     }
-    assert.equal(count, 35);
+    assert.equal(count, 36);
   });
 
   it("says at the top of every shipped module which NixOS release or upstream docs it was checked against", () => {
@@ -123,7 +144,7 @@ describe("nix: shipped modules and rendered files", function () {
       // Top-level sections are option groups (nixmox.host, nixmox.<kind>), and `secrets` is a free-form map.
       const sections = new Set(["host", "schemaVersion", "secrets", kind]);
       for (const key of Object.keys(data)) assert.ok(sections.has(key), `${host.service}: unexpected section ${key}`);
-      for (const key of leafKeys({ ...data, secrets: {} }, new Set(["secrets"]))) {
+      for (const key of leafKeys({ ...data, secrets: {} }, new Set(["secrets", "databases", "routes", "apps", "tokenFiles"]))) {
         if (sections.has(key)) continue;
         assert.ok(declared.has(key), `${host.service}: host.json key "${key}" has no mkOption in its modules`);
       }

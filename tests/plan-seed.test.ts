@@ -7,7 +7,7 @@ import { deepClone, planOf, seedManifest, shuffleKeys, testManifestDir } from ".
 const proxyIp = "192.168.99.10";
 const fromRoute = (name: string, service: string) => ({ name, type: "A", value: proxyIp, source: "route", service });
 const fromHost = (name: string, value: string, service: string) => ({ name, type: "A", value, source: "host", service });
-const route = (service: string, name: string, domain: string, path: string, upstream: string, auth: "oidc" | "forward_auth" | null, extra: Partial<{ tls: string; extraConfig: string }> = {}) => ({
+const route = (service: string, name: string, domain: string, path: string, upstream: string, auth: "oidc" | "forward_auth" | null, extra: Partial<{ tls: string; extraConfig: string; app: string }> = {}) => ({
   service,
   name,
   domain,
@@ -16,6 +16,9 @@ const route = (service: string, name: string, domain: string, path: string, upst
   tls: "internal",
   auth,
   authProvider: auth === null ? null : "authentik",
+  forwardAuthUpstream: auth === "forward_auth" ? "192.168.99.12:9000" : null,
+  oidcClient: null,
+  app: null,
   extraConfig: "",
   ...extra,
 });
@@ -27,8 +30,9 @@ describe("plan: the seed NixMox layout", () => {
     assert.deepEqual(plan.waves, [
       ["dns"],
       ["caddy", "postgresql"],
-      ["authentik", "homeassistant"],
-      ["guacamole", "media", "monitoring", "nextcloud", "openbao", "vaultwarden"],
+      // media has forward-auth routes but no depends_on authentik: an SSO edge never orders hosts.
+      ["authentik", "homeassistant", "media"],
+      ["guacamole", "monitoring", "nextcloud", "openbao", "vaultwarden"],
     ]);
     assert.deepEqual(plan.disabled, ["mail"]);
     assert.deepEqual(
@@ -39,7 +43,7 @@ describe("plan: the seed NixMox layout", () => {
         ["dns", "dns", "core_services", 0, 1, []],
         ["guacamole", "guacamole", "services", 3, 4, ["authentik", "caddy", "dns", "postgresql"]],
         ["homeassistant", "custom", "services", 2, 3, ["caddy", "dns"]],
-        ["media", "custom", "services", 3, 4, ["authentik", "caddy", "dns"]],
+        ["media", "custom", "services", 2, 3, ["caddy", "dns"]],
         ["monitoring", "custom", "services", 3, 4, ["authentik", "caddy", "dns"]],
         ["nextcloud", "custom", "services", 3, 4, ["authentik", "caddy", "dns", "postgresql"]],
         ["openbao", "custom", "services", 3, 4, ["authentik", "caddy", "dns"]],
@@ -57,6 +61,11 @@ describe("plan: the seed NixMox layout", () => {
     assert.deepEqual(reasonsOf("media", "authentik"), ["forward_auth route needs the SSO provider"]);
     assert.deepEqual(reasonsOf("caddy", "dns"), ["resolves names through dns (network.dns_server)"]);
     assert.equal(reasonsOf("dns", "dns"), undefined);
+    const hardOf = (from: string, to: string) => plan.edges.find((edge) => edge.from === from && edge.to === to)?.hard;
+    assert.equal(hardOf("media", "authentik"), false);
+    assert.equal(hardOf("vaultwarden", "authentik"), true, "declared depends_on stays hard next to the SSO reason");
+    assert.equal(hardOf("authentik", "postgresql"), true);
+    assert.deepEqual(plan.services.find((service) => service.name === "media")!.ssoProviders, ["authentik"]);
   });
 
   it("derives hosts, resources, modules and health checks per service", () => {
@@ -87,16 +96,16 @@ describe("plan: the seed NixMox layout", () => {
 
   it("routes every enabled proxy entry, named routes included, sorted by domain", () => {
     assert.deepEqual(plan.routes, [
-      route("authentik", "default", "auth.nixmox.lan", "/", "192.168.99.12:9000", null),
+      route("authentik", "default", "auth.nixmox.lan", "/", "192.168.99.12:9000", null, { app: "authentik" }),
       route("openbao", "default", "bao.nixmox.lan", "/", "192.168.99.20:8200", null),
       route("nextcloud", "default", "cloud.nixmox.lan", "/", "192.168.99.15:80", "oidc"),
       route("monitoring", "grafana", "grafana.nixmox.lan", "/", "192.168.99.18:3000", "oidc"),
-      route("guacamole", "default", "guac.nixmox.lan", "/guacamole", "192.168.99.16:8280", "oidc"),
+      route("guacamole", "default", "guac.nixmox.lan", "/guacamole", "192.168.99.16:8280", "oidc", { app: "guacamole" }),
       route("homeassistant", "default", "ha.nixmox.lan", "/", "192.168.99.21:8123", null, { tls: "acme", extraConfig: "header { -Server }" }),
       route("media", "jellyfin", "jellyfin.nixmox.lan", "/", "192.168.99.17:8096", "forward_auth"),
       route("monitoring", "prometheus", "prometheus.nixmox.lan", "/", "192.168.99.18:9090", "forward_auth"),
       route("media", "jellyseerr", "requests.nixmox.lan", "/", "192.168.99.17:5055", "forward_auth"),
-      route("vaultwarden", "default", "vault.nixmox.lan", "/", "192.168.99.14:8080", "oidc"),
+      route("vaultwarden", "default", "vault.nixmox.lan", "/", "192.168.99.14:8080", "oidc", { app: "vaultwarden" }),
     ]);
   });
 
@@ -134,6 +143,8 @@ describe("plan: the seed NixMox layout", () => {
       port: 5432,
       name: service,
       owner: service,
+      key: "db",
+      additional: [],
       clientIp,
       passwordSecret: "db_password",
     });
@@ -151,6 +162,8 @@ describe("plan: the seed NixMox layout", () => {
       {
         type: "oidc",
         service: "guacamole",
+        route: null,
+        slug: "guacamole",
         provider: "authentik",
         clientId: "guacamole-oidc",
         clientType: "public",
@@ -165,6 +178,8 @@ describe("plan: the seed NixMox layout", () => {
       {
         type: "oidc",
         service: "monitoring",
+        route: null,
+        slug: "monitoring",
         provider: "authentik",
         clientId: "monitoring-oidc",
         clientType: "confidential",
@@ -177,6 +192,8 @@ describe("plan: the seed NixMox layout", () => {
       {
         type: "oidc",
         service: "nextcloud",
+        route: null,
+        slug: "nextcloud",
         provider: "authentik",
         clientId: "nextcloud",
         clientType: "confidential",
@@ -189,6 +206,8 @@ describe("plan: the seed NixMox layout", () => {
       {
         type: "oidc",
         service: "vaultwarden",
+        route: null,
+        slug: "vaultwarden",
         provider: "authentik",
         clientId: "vaultwarden",
         clientType: "confidential",
@@ -258,7 +277,7 @@ describe("plan: the seed NixMox layout", () => {
     manifest.services.mail.interface.proxy.domain = "webmail.nixmox.lan";
     const withMail = planOf(manifest);
     assert.deepEqual(withMail.disabled, []);
-    assert.deepEqual(withMail.waves[3], ["guacamole", "mail", "media", "monitoring", "nextcloud", "openbao", "vaultwarden"]);
+    assert.deepEqual(withMail.waves[3], ["guacamole", "mail", "monitoring", "nextcloud", "openbao", "vaultwarden"]);
     assert.deepEqual(withMail.dnsRecords.filter((record) => record.service === "mail").map((record) => record.name), ["mail.nixmox.lan", "webmail.nixmox.lan"]);
     assert.deepEqual(withMail.authClients.filter((client) => client.service === "mail").map((client) => client.type), ["oidc"]);
   });

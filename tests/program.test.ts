@@ -105,7 +105,7 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(run.resources.length, 61);
   });
 
-  it("orders rebuilds by exactly the plan's edges: each waits for the health checks of its dependencies and nothing else across services", () => {
+  it("orders rebuilds by exactly the plan's hard edges: each waits for the health checks of its dependencies and nothing else across services", () => {
     const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource]));
     const crossEdges: string[] = [];
     for (const resource of run.resources) {
@@ -116,9 +116,26 @@ describe("program under mocks: the example manifest", function () {
         crossEdges.push(`${resource.name} -> ${target.name}`);
       }
     }
-    const expected = plan.edges.map((edge) => `${edge.from}-rebuild -> ${edge.to}-health`);
+    const expected = plan.edges.filter((edge) => edge.hard).map((edge) => `${edge.from}-rebuild -> ${edge.to}-health`);
     assert.deepEqual(crossEdges.sort(), expected.sort());
     assert.ok(expected.includes("vaultwarden-rebuild -> postgresql-health"));
+    // homepage only has a forward-auth route through authentik: an SSO edge, which never orders hosts.
+    assert.ok(!crossEdges.includes("homepage-rebuild -> authentik-health"));
+  });
+
+  it("waits for both ends of an SSO relation: its objects after the provider's health and the client's rebuild, the client's health after its objects", () => {
+    const dependencies = (name: string) => {
+      const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource.name]));
+      // Generated secrets (@pulumi/random) are data inputs, not ordering: left out.
+      return resourceNamed(run, name).dependsOn.map((urn) => byUrn.get(urn)!).filter((dependency) => !dependency.startsWith("secret-")).sort();
+    };
+    assert.deepEqual(dependencies("sso-vaultwarden"), ["authentik-health", "vaultwarden-rebuild"]);
+    assert.deepEqual(dependencies("sso-homepage-home-nixmox-lan"), ["authentik-health", "homepage-rebuild"]);
+    // A health gate also reads its own container and SSH key (data flow); what matters is what else it waits for.
+    const gateOf = (name: string) => dependencies(name).filter((dependency) => dependency.startsWith("sso-") || dependency.endsWith("-rebuild"));
+    assert.deepEqual(gateOf("vaultwarden-health"), ["sso-vaultwarden", "vaultwarden-rebuild"]);
+    assert.deepEqual(gateOf("homepage-health"), ["homepage-rebuild", "sso-homepage-home-nixmox-lan"]);
+    assert.deepEqual(gateOf("postgresql-health"), ["postgresql-rebuild"]);
   });
 
   it("keeps every secret input secret-wrapped and out of the printed preview", () => {
@@ -182,6 +199,49 @@ describe("program under mocks: edits", function () {
   const rebuildCommands = (run: RecordedRun) =>
     Object.fromEntries(run.resources.filter((resource) => resource.name.endsWith("-rebuild")).map((resource) => [resource.name, String(resource.inputs.create)]));
 
+  it("runs every activation with rollback, and without it when the manifest sets enable_rollback = false", async () => {
+    const data = await exampleManifestData();
+    const edited = writeManifest({ ...data, enable_rollback: false });
+    try {
+      const [before, after] = [rebuildCommands(await runNixmoxProgram()), rebuildCommands(await runNixmoxProgram(edited.path))];
+      assert.ok(Object.values(before).every((command) => command.includes(" --rollback 1 ")), Object.values(before)[0]);
+      assert.ok(Object.values(after).every((command) => command.includes(" --rollback 0 ")), Object.values(after)[0]);
+    } finally {
+      edited.remove();
+    }
+  });
+
+  it("creates the manifest's outposts after authentik is healthy and pushes each outpost's token to the authentik host on stdin", async () => {
+    const data = await exampleManifestData();
+    const network = data.network as Record<string, unknown>;
+    const edited = writeManifest({ ...data, network: { ...network, outposts: { ldap: {}, radius: { client_networks: ["192.168.99.0/24"] } } } });
+    try {
+      const run = await runNixmoxProgram(edited.path);
+      const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource.name]));
+      const radius = resourceNamed(run, "sso-authentik-radius");
+      assert.equal(radius.type, "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost");
+      assert.deepEqual(
+        [radius.inputs.type, radius.inputs.slug, radius.inputs.clientNetworks, radius.inputs.url],
+        ["radius", "authentik-radius", ["192.168.99.0/24"], "http://192.168.99.12:9000"],
+      );
+      assert.deepEqual(radius.secretPaths, ["sharedSecret", "token"]);
+      assert.deepEqual(resourceNamed(run, "sso-authentik-ldap").inputs.baseDn, "dc=nixmox,dc=lan");
+      assert.ok(radius.dependsOn.map((urn) => byUrn.get(urn)).includes("authentik-health"));
+      const push = resourceNamed(run, "sso-authentik-radius-token");
+      assert.equal(push.type, "command:remote:Command");
+      assert.equal(
+        push.inputs.create,
+        "set -eu && umask 077 && mkdir -p /var/lib/nixmox/outposts && chmod 0700 /var/lib/nixmox/outposts && " +
+          "cat > /var/lib/nixmox/outposts/radius-token.tmp && mv -f /var/lib/nixmox/outposts/radius-token.tmp /var/lib/nixmox/outposts/radius-token && " +
+          "systemctl restart authentik-radius.service",
+      );
+      assert.ok(push.secretPaths.includes("stdin"), push.secretPaths.join(","));
+      assert.equal((push.plainInputs.connection as { host: string }).host, "192.168.99.12");
+    } finally {
+      edited.remove();
+    }
+  });
+
   it("changes the rebuild command of exactly the hosts whose rendered directory changed when one route's domain changes", async () => {
     const data = await exampleManifestData();
     const services = data.services as Record<string, { interface: { proxy: { domain: string } } }>;
@@ -191,8 +251,8 @@ describe("program under mocks: edits", function () {
       const [before, after] = [await runNixmoxProgram(), await runNixmoxProgram(edited.path)];
       const [old, now] = [rebuildCommands(before), rebuildCommands(after)];
       const changed = Object.keys(old).filter((name) => old[name] !== now[name]).sort();
-      // The proxy serves the route and the DNS host holds its record; homepage's own host data has no domain.
-      assert.deepEqual(changed, ["caddy-rebuild", "dns-rebuild"]);
+      // The proxy serves the route, the DNS host holds its record, and homepage receives its route's URL.
+      assert.deepEqual(changed, ["caddy-rebuild", "dns-rebuild", "homepage-rebuild"]);
       const hashes = async (file?: string) => {
         const plan = await loadPlan(file);
         return Object.fromEntries(renderAll(plan, fileSources(plan.manifestDir)).map((host) => [host.service, host.contentHash]));

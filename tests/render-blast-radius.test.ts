@@ -42,11 +42,11 @@ describe("render: blast radius", function () {
     assert.deepEqual(changedHosts(baseline, after), ["caddy", "dns", "vaultwarden"]);
   });
 
-  it("changing a forward-auth route's domain does not touch the app host (the app does not consume it)", () => {
+  it("changing a forward-auth route's domain touches the proxy, DNS and the app it serves (which receives its route's URL), nothing else", () => {
     const after = edit((data) => {
       data.services.homepage.interface.proxy.domain = "start.nixmox.lan";
     });
-    assert.deepEqual(changedHosts(baseline, after), ["caddy", "dns"]);
+    assert.deepEqual(changedHosts(baseline, after), ["caddy", "dns", "homepage"]);
   });
 
   it("changing the SSO provider's domain also changes every OIDC client, which consumes its issuer URL", () => {

@@ -102,9 +102,9 @@ describe("render: host content", function () {
     assert.equal(
       hba,
       "local all postgres peer\n" +
-        "host authentik authentik 192.168.99.12/32 scram-sha-256\n" +
-        "host guacamole guacamole 192.168.99.15/32 scram-sha-256\n" +
-        "host vaultwarden vaultwarden 192.168.99.14/32 scram-sha-256\n",
+        'host "authentik" "authentik" 192.168.99.12/32 scram-sha-256\n' +
+        'host "guacamole" "guacamole" 192.168.99.15/32 scram-sha-256\n' +
+        'host "vaultwarden" "vaultwarden" 192.168.99.14/32 scram-sha-256\n',
     );
   });
 
@@ -113,14 +113,17 @@ describe("render: host content", function () {
     assert.deepEqual(Object.keys(vw).sort(), ["host", "schemaVersion", "secrets", "vaultwarden"]);
     assert.deepEqual(vw.vaultwarden!.listen, { address: "192.168.99.14", port: 8080 });
     assert.equal(vw.vaultwarden!.publicUrl, "https://vault.nixmox.lan");
-    assert.deepEqual(vw.vaultwarden!.database, { host: "192.168.99.11", port: 5432, name: "vaultwarden", owner: "vaultwarden", passwordFile: "/var/lib/nixmox/secrets/vaultwarden/db_password" });
+    assert.deepEqual(vw.vaultwarden!.database, { host: "192.168.99.11", port: 5432, name: "vaultwarden", owner: "vaultwarden", passwordFile: "/var/lib/nixmox/secrets/vaultwarden/db_password", additional: [] });
     assert.equal(vw.vaultwarden!.oidc!.issuer, "https://auth.nixmox.lan/application/o/vaultwarden/");
     assert.equal(vw.vaultwarden!.oidc!.clientSecretFile, "/var/lib/nixmox/secrets/vaultwarden/oidc_client_secret");
     const guac = hostData(hosts, "guacamole").guacamole!;
     assert.deepEqual(guac.listen, { address: "192.168.99.15", port: 8280 });
     assert.deepEqual(guac.oidc!.redirectUris, ["https://guac.nixmox.lan/guacamole/"]);
+    // A custom app gets the same slice under `custom`: its route (for its public URL), no database or OIDC client.
     const home = hostData(hosts, "homepage");
-    assert.deepEqual(Object.keys(home).sort(), ["host", "schemaVersion", "secrets"]);
+    assert.deepEqual(Object.keys(home).sort(), ["custom", "host", "schemaVersion", "secrets"]);
+    assert.deepEqual(home.custom!.routes, { default: { domain: "home.nixmox.lan", path: "/", url: "https://home.nixmox.lan", upstreamPort: 8082, auth: "forward_auth" } });
+    assert.deepEqual([home.custom!.database, home.custom!.oidc, home.custom!.listen], [null, null, { address: "192.168.99.16", port: 8082 }]);
   });
 
   it("secrets appear only as paths under the secrets directory, never as values", () => {

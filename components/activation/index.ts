@@ -42,6 +42,8 @@ export interface ActivationOptions {
   confirmTimeoutSeconds?: number;
   /** Kill and roll back a `nixos-rebuild switch` that runs longer than this. @default 1800 */
   activationTimeoutSeconds?: number;
+  /** Roll a failed activation back to the previous generation (manifest enable_rollback); false keeps the new one and still fails. @default true */
+  rollback?: boolean;
   /** @default defaultActivationPaths */
   paths?: Partial<ActivationPaths>;
 }
@@ -144,6 +146,7 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
     "--flake", flake,
     "--confirm-timeout", seconds(options.service, "confirmTimeoutSeconds", options.confirmTimeoutSeconds ?? 0),
     "--activation-timeout", seconds(options.service, "activationTimeoutSeconds", options.activationTimeoutSeconds ?? 1800),
+    "--rollback", options.rollback === false ? "0" : "1",
     "--state-dir", paths.stateDir,
     "--profile", paths.profile,
     "--current-system", paths.currentSystem,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # nixmox-activate: safe NixOS activation for one NixMox service, run on the host.
 #
-#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [paths]
+#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
 #   (internal) nixmox-activate.sh unit ...same as run...
 #   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH]
@@ -51,7 +51,7 @@ mask() {
 }
 
 mode=${1:-}; shift || true
-service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout=""
+service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout="" rollback_enabled=1
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die 2 "option $1 needs a value"
@@ -62,6 +62,7 @@ while [ $# -gt 0 ]; do
     --confirm-timeout) confirm_timeout=$2 ;;
     --activation-timeout) activation_timeout=$2 ;;
     --wait-timeout) wait_timeout=$2 ;;
+    --rollback) rollback_enabled=$2 ;;
     --state-dir) state_root=$2 ;;
     --profile) profile=$2 ;;
     --current-system) current_system=$2 ;;
@@ -70,6 +71,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 case "$mode" in run|unit|confirm) ;; *) die 2 "usage: nixmox-activate.sh run|confirm --service NAME --config-hash HEX [...]" ;; esac
+[[ $rollback_enabled =~ ^[01]$ ]] || die 2 "--rollback must be 1 or 0, got '$rollback_enabled'"
 [[ $service =~ ^[a-z][a-z0-9-]{0,62}$ ]] || die 2 "--service must match [a-z][a-z0-9-]*, got '$service'"
 [[ $config_hash =~ ^[0-9a-f]{8,128}$ ]] || die 2 "--config-hash must be lowercase hex, got '$config_hash'"
 for pair in "confirm-timeout:$confirm_timeout" "activation-timeout:$activation_timeout" "wait-timeout:${wait_timeout:-0}"; do
@@ -116,6 +118,11 @@ if [ "$mode" = unit ]; then
   }
   rollback() {
     local reason=$1
+    # enable_rollback = false in the manifest: keep the failed generation for inspection, and still fail the deploy.
+    if [ "$rollback_enabled" = 0 ]; then
+      log "not rolling back (rollback is off): $reason"
+      finish failed "$reason; not rolled back (enable_rollback = false): the host stays on the new generation" "$(readlink -f "$current_system")"
+    fi
     log "rolling back to generation $prev_gen ($prev_path): $reason"
     if [ "$(readlink "$profile")" != "$(basename "$profile")-$prev_gen-link" ]; then
       nix-env -p "$profile" --switch-generation "$prev_gen" || finish rollback-failed "$reason; rollback failed: nix-env could not switch back to generation $prev_gen" ""
@@ -264,7 +271,7 @@ echo running > "$attempt/status"
 systemd-run --unit="$unit" --description="NixMox activation of $service" --collect --quiet \
   --property=KillMode=mixed -- \
   bash "$self" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
-  --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" \
+  --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" --rollback "$rollback_enabled" \
   --state-dir "$state_root" --profile "$profile" --current-system "$current_system" 9>&- \
   || { rm -rf "$attempt"; print_result "$(make_result failed "systemd-run could not start the activation unit $unit" "" "")"; exit 1; }
 flock -u 9

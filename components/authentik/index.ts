@@ -8,5 +8,6 @@ export {
   type AuthentikOutpostBindingInputs,
   type AuthentikOutpostBindingOutputs,
 } from "./outpost-binding";
+export { AuthentikOutpost, outpostObjectNames, outpostProvider, type AuthentikOutpostArgs, type AuthentikOutpostInputs, type AuthentikOutpostOutputs, type OutpostType } from "./outpost";
 export { authentikSlug, maxSlugLength, planAuthentikObjects, type AuthentikObjectPlan, type OidcAppPlan, type OutpostBindingPlan, type ProxyAppPlan } from "./plan";
 export { createSsoResources, type PerAuthentik, type SsoArgs, type SsoResources } from "./sso";

@@ -86,7 +86,8 @@ export function planAuthentikObjects(plan: Plan): AuthentikObjectPlan[] {
   for (const client of plan.authClients) {
     switch (client.type) {
       case "oidc": {
-        const slug = authentikSlug(client.service);
+        // The service's own client keeps the service name as slug (and resource name); a route's client is "<service>-<route>".
+        const slug = authentikSlug(client.slug);
         objects.push({
           kind: "oidc-app",
           role: slug,
@@ -94,7 +95,7 @@ export function planAuthentikObjects(plan: Plan): AuthentikObjectPlan[] {
           authentik: client.provider,
           url: urlOf(client.provider),
           slug,
-          name: client.service,
+          name: client.route === null ? client.service : `${client.service} (${client.route})`,
           providerName: `nixmox-${slug}`,
           clientId: client.clientId,
           clientType: client.clientType,

@@ -10,7 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Plan } from "../../manifest/plan-types";
 import { AuthentikOidcApp } from "./oidc-app";
 import { AuthentikOutpostBinding } from "./outpost-binding";
-import { planAuthentikObjects } from "./plan";
+import { planAuthentikObjects, type AuthentikObjectPlan } from "./plan";
 import { AuthentikProxyApp } from "./proxy-app";
 
 /** A value for every authentik service, or one function of the authentik service's name. */
@@ -21,19 +21,31 @@ export interface SsoArgs {
   url?: PerAuthentik<pulumi.Input<string>>;
   /** API token (`nixmox:secrets.<authentik>.bootstrap_token`); stored as a secret. */
   token: PerAuthentik<pulumi.Input<string>>;
-  /** Client secret of each confidential OIDC client, keyed by the client's service (`nixmox:secrets.<service>.oidc_client_secret`). */
+  /**
+   * Client secret of each confidential OIDC client, keyed by its application slug: the service name for the service's
+   * client (`nixmox:secrets.<service>.oidc_client_secret`), "<service>-<route>" for a route's own
+   * (`nixmox:secrets.<service>.<route>_oidc_client_secret`).
+   */
   clientSecrets: Record<string, pulumi.Input<string>>;
+  /** Resources each object waits for besides `opts.dependsOn` (e.g. the client's rebuild). @default none */
+  dependsOnFor?: (object: AuthentikObjectPlan) => pulumi.Resource[];
   /** First part of every resource name. @default "sso" */
   namePrefix?: string;
 }
 
 export interface SsoResources {
-  /** By client service. */
+  /** By application slug (the client's service name for its own client, "<service>-<route>" for a route's). */
   oidcApps: Record<string, AuthentikOidcApp>;
   /** By application slug. */
   proxyApps: Record<string, AuthentikProxyApp>;
   /** By authentik service. */
   outpostBindings: Record<string, AuthentikOutpostBinding>;
+}
+
+/** `opts.dependsOn` as a list (it is a single resource or a list when set from code). */
+function asArray(dependsOn: pulumi.CustomResourceOptions["dependsOn"]): pulumi.Input<pulumi.Resource>[] {
+  if (dependsOn === undefined) return [];
+  return Array.isArray(dependsOn) ? dependsOn : [dependsOn as pulumi.Input<pulumi.Resource>];
 }
 
 function pick<T>(value: PerAuthentik<T>, authentik: string): T {
@@ -45,18 +57,20 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
   const objects = planAuthentikObjects(plan);
   const missing = objects
     .flatMap((object) => (object.kind === "oidc-app" && object.clientSecret !== null ? [object] : []))
-    .filter((object) => args.clientSecrets[object.service] === undefined);
+    .filter((object) => args.clientSecrets[object.slug] === undefined);
   if (missing.length > 0) {
-    throw new Error(missing.map((object) => `service ${JSON.stringify(object.service)}: the OIDC client secret is missing; pass clientSecrets[${JSON.stringify(object.service)}] (the value of nixmox:secrets.${object.service}.${object.clientSecret}, or a @pulumi/random password)`).join("\n"));
+    throw new Error(missing.map((object) => `service ${JSON.stringify(object.service)}: the OIDC client secret is missing; pass clientSecrets[${JSON.stringify(object.slug)}] (the value of nixmox:secrets.${object.service}.${object.clientSecret}, or a @pulumi/random password)`).join("\n"));
   }
   const prefix = args.namePrefix ?? "sso";
   const resources: SsoResources = { oidcApps: {}, proxyApps: {}, outpostBindings: {} };
   for (const object of objects) {
     const url = args.url === undefined ? object.url : pick(args.url, object.authentik);
     const token = pick(args.token, object.authentik);
+    const extra = args.dependsOnFor?.(object) ?? [];
+    const objectOpts: pulumi.CustomResourceOptions = extra.length === 0 ? { ...opts } : { ...opts, dependsOn: [...asArray(opts?.dependsOn), ...extra] };
     switch (object.kind) {
       case "oidc-app":
-        resources.oidcApps[object.service] = new AuthentikOidcApp(`${prefix}-${object.role}`, {
+        resources.oidcApps[object.slug] = new AuthentikOidcApp(`${prefix}-${object.role}`, {
           url,
           token,
           service: object.service,
@@ -65,11 +79,11 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
           providerName: object.providerName,
           clientId: object.clientId,
           clientType: object.clientType,
-          clientSecret: object.clientSecret === null ? null : args.clientSecrets[object.service],
+          clientSecret: object.clientSecret === null ? null : args.clientSecrets[object.slug],
           redirectUris: object.redirectUris,
           scopes: object.scopes,
           launchUrl: object.launchUrl,
-        }, opts);
+        }, objectOpts);
         break;
       case "proxy-app":
         resources.proxyApps[object.slug] = new AuthentikProxyApp(`${prefix}-${object.role}`, {
@@ -81,7 +95,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
           providerName: object.providerName,
           externalHost: object.externalHost,
           mode: object.mode,
-        }, opts);
+        }, objectOpts);
         break;
       case "outpost-binding":
         resources.outpostBindings[object.authentik] = new AuthentikOutpostBinding(`${prefix}-${object.role}`, {
@@ -90,7 +104,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
           service: object.authentik,
           outpostName: object.outpostName,
           providerPks: object.proxyApps.map((slug) => resources.proxyApps[slug].providerPk),
-        }, opts);
+        }, objectOpts);
         break;
       default: {
         const unreachable: never = object;

@@ -7,13 +7,15 @@
 # is the systemd credential id (LoadCredential=) holding the owner's password.
 let
   inherit (builtins) concatStringsSep filter map sort match;
-  identPattern = "[a-z_][a-z0-9_]{0,62}";
+  # Names as the manifest allows them ("sonarr-log", "user"); always double-quoted where they are used.
+  identPattern = "[a-z_][a-z0-9_-]{0,62}";
   ipv4Pattern = "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
   credentialPattern = "[A-Za-z0-9_.-]+";
 in
 rec {
-  # Identifiers are interpolated into SQL and pg_hba.conf: only plain lower-case identifiers are accepted
-  # (the manifest schema enforces the same), the module asserts on `invalidDatabases`.
+  # Identifiers are interpolated into SQL and pg_hba.conf: only lower-case names of [a-z0-9_-] are accepted (the
+  # manifest schema enforces the same), the module asserts on `invalidDatabases`, and every use is double-quoted,
+  # so a reserved word ("user", "order") or a '-' is a plain name. No accepted name contains a quote.
   isValidDatabase = db:
     match identPattern db.name != null
     && match identPattern db.owner != null
@@ -25,9 +27,11 @@ rec {
 
   # pg_hba is first-match: the postgres superuser over the Unix socket (peer) for local administration,
   # then exactly one line per database letting its owner in from its service's address, nothing else.
+  quoteIdent = name: "\"${name}\"";
+
   hbaLines = dbs:
     [ "local all postgres peer" ]
-    ++ map (db: "host ${db.name} ${db.owner} ${db.clientIp}/32 scram-sha-256") (sortDatabases dbs);
+    ++ map (db: "host ${quoteIdent db.name} ${quoteIdent db.owner} ${db.clientIp}/32 scram-sha-256") (sortDatabases dbs);
 
   hba = dbs: concatStringsSep "\n" (hbaLines dbs) + "\n";
 
@@ -39,11 +43,11 @@ rec {
     "\\set ON_ERROR_STOP on"
     "SET log_statement TO 'none';"
   ] ++ builtins.concatLists (map (db: [
-    "SELECT 'CREATE ROLE ${db.owner} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${db.owner}')\\gexec"
-    "SELECT 'CREATE DATABASE ${db.name} OWNER ${db.owner}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db.name}')\\gexec"
-    "ALTER DATABASE ${db.name} OWNER TO ${db.owner};"
+    "SELECT 'CREATE ROLE ${quoteIdent db.owner} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${db.owner}')\\gexec"
+    "SELECT 'CREATE DATABASE ${quoteIdent db.name} OWNER ${quoteIdent db.owner}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db.name}')\\gexec"
+    "ALTER DATABASE ${quoteIdent db.name} OWNER TO ${quoteIdent db.owner};"
     "\\set pw `cat \"$CREDENTIALS_DIRECTORY/${db.credential}\"`"
-    "ALTER ROLE ${db.owner} WITH LOGIN PASSWORD :'pw';"
+    "ALTER ROLE ${quoteIdent db.owner} WITH LOGIN PASSWORD :'pw';"
     "\\unset pw"
   ]) (sortDatabases dbs))) + "\n";
 }

@@ -97,6 +97,10 @@ export class FakeAuthentik {
   }];
   readonly oauth2Providers = new Map<number, Json>();
   readonly proxyProviders = new Map<number, Json>();
+  readonly ldapProviders = new Map<number, Json>();
+  readonly radiusProviders = new Map<number, Json>();
+  /** API token keys by identifier (Authentik creates `ak-outpost-<uuid>-api` with every outpost). */
+  readonly tokens = new Map<string, string>();
   readonly applications = new Map<string, Json>();
   readonly outposts = new Map<string, Json>();
   /** Responses to return once, before routing: `${method} ${path}` → [status, body]. */
@@ -230,9 +234,32 @@ export class FakeAuthentik {
     };
   }
 
+  private outpostProviderJson(kind: "ldap" | "radius", pk: number, fields: Json): Json {
+    return {
+      pk,
+      name: fields.name,
+      authentication_flow: null,
+      authorization_flow: fields.authorization_flow ?? flowPks.authorization,
+      invalidation_flow: fields.invalidation_flow ?? flowPks.invalidation,
+      property_mappings: [],
+      component: kind === "ldap" ? "ak-provider-ldap-form" : "ak-provider-radius-form",
+      assigned_application_slug: null,
+      assigned_application_name: null,
+      assigned_backchannel_application_slug: null,
+      assigned_backchannel_application_name: null,
+      verbose_name: kind === "ldap" ? "LDAP Provider" : "Radius Provider",
+      verbose_name_plural: kind === "ldap" ? "LDAP Providers" : "Radius Providers",
+      meta_model_name: `authentik_providers_${kind}.${kind}provider`,
+      outpost_set: [],
+      ...(kind === "ldap"
+        ? { base_dn: fields.base_dn ?? "DC=ldap,DC=goauthentik,DC=io", certificate: null, tls_server_name: "", uid_start_number: 2000, gid_start_number: 4000, search_mode: "direct", bind_mode: "direct", mfa_support: true }
+        : { client_networks: fields.client_networks ?? "0.0.0.0/0, ::/0", shared_secret: fields.shared_secret ?? "generated-radius-secret", mfa_support: true, certificate: null }),
+    };
+  }
+
   private providerObj(pk: number | null): Json | null {
     if (pk === null) return null;
-    const provider = this.oauth2Providers.get(pk) ?? this.proxyProviders.get(pk);
+    const provider = this.oauth2Providers.get(pk) ?? this.proxyProviders.get(pk) ?? this.ldapProviders.get(pk) ?? this.radiusProviders.get(pk);
     if (!provider) return null;
     return {
       pk: provider.pk,
@@ -274,7 +301,7 @@ export class FakeAuthentik {
   }
 
   private syncAssignments(): void {
-    for (const provider of [...this.oauth2Providers.values(), ...this.proxyProviders.values()]) {
+    for (const provider of [...this.oauth2Providers.values(), ...this.proxyProviders.values(), ...this.ldapProviders.values(), ...this.radiusProviders.values()]) {
       const app = [...this.applications.values()].find((candidate) => candidate.provider === provider.pk);
       provider.assigned_application_slug = app?.slug ?? null;
       provider.assigned_application_name = app?.name ?? null;
@@ -327,7 +354,10 @@ export class FakeAuthentik {
     const { method, path, query } = request;
     const body = (request.body ?? {}) as Json;
     const relative = path.replace(/^\/api\/v3\//, "").replace(/\/$/, "");
-    const collections = ["flows/instances", "propertymappings/provider/scope", "crypto/certificatekeypairs", "providers/oauth2", "providers/proxy", "core/applications", "outposts/instances"];
+    const collections = [
+      "flows/instances", "propertymappings/provider/scope", "crypto/certificatekeypairs", "providers/oauth2", "providers/proxy",
+      "providers/ldap", "providers/radius", "core/applications", "core/tokens", "outposts/instances",
+    ];
     const key = collections.find((prefix) => relative === prefix || relative.startsWith(`${prefix}/`));
     const id = key === undefined || relative === key ? undefined : decodeURIComponent(relative.slice(key.length + 1));
 
@@ -344,10 +374,18 @@ export class FakeAuthentik {
     if (key === "crypto/certificatekeypairs" && method === "GET" && id === undefined) {
       return [200, this.page(this.certificates.filter((c) => (!query.name || c.name === query.name) && (query.has_key !== "true" || c.private_key_available)))];
     }
-    if (key === "providers/oauth2" || key === "providers/proxy") {
-      const store = key === "providers/oauth2" ? this.oauth2Providers : this.proxyProviders;
-      const make = (pk: number, fields: Json) => (key === "providers/oauth2" ? this.oauth2Json(pk, fields) : this.proxyJson(pk, fields));
-      const allNames = () => [...this.oauth2Providers.values(), ...this.proxyProviders.values()].map((p) => p.name);
+    if (key === "core/tokens" && method === "GET" && id !== undefined && id.endsWith("/view_key")) {
+      const tokenKey = this.tokens.get(id.slice(0, -"/view_key".length));
+      return tokenKey === undefined ? notFound : [200, { key: tokenKey }];
+    }
+    if (key === "providers/oauth2" || key === "providers/proxy" || key === "providers/ldap" || key === "providers/radius") {
+      const stores = { "providers/oauth2": this.oauth2Providers, "providers/proxy": this.proxyProviders, "providers/ldap": this.ldapProviders, "providers/radius": this.radiusProviders };
+      const store = stores[key];
+      const make = (pk: number, fields: Json) =>
+        key === "providers/oauth2" ? this.oauth2Json(pk, fields)
+          : key === "providers/proxy" ? this.proxyJson(pk, fields)
+            : this.outpostProviderJson(key === "providers/ldap" ? "ldap" : "radius", pk, fields);
+      const allNames = () => Object.values(stores).flatMap((entries) => [...entries.values()]).map((p) => p.name);
       if (id === undefined && method === "GET") {
         const name = query.name ?? query.name__iexact;
         return [200, this.page([...store.values()].filter((p) => !name || (query.name ? p.name === name : p.name.toLowerCase() === name.toLowerCase())))];
@@ -402,12 +440,25 @@ export class FakeAuthentik {
       if (id === undefined && method === "GET") {
         return [200, this.page([...this.outposts.values()].filter((o) => !query.name__iexact || o.name.toLowerCase() === query.name__iexact.toLowerCase()).map((o) => this.outpostJson(o)))];
       }
+      if (id === undefined && method === "POST") {
+        if ([...this.outposts.values()].some((o) => o.name === body.name)) return [400, { name: ["outpost with this name already exists."] }];
+        const pk = this.uuid();
+        const outpost = { pk, name: body.name, type: body.type, providers: [...(body.providers ?? [])], service_connection: body.service_connection ?? null, refresh_interval_s: 300, token_identifier: `ak-outpost-${pk}-api`, config: body.config ?? {}, managed: null };
+        this.outposts.set(pk, outpost);
+        this.tokens.set(outpost.token_identifier, `outpost-token-${pk}`);
+        return [201, this.outpostJson(outpost)];
+      }
       const outpost = id === undefined ? undefined : this.outposts.get(id);
       if (!outpost) return notFound;
       if (method === "GET") return [200, this.outpostJson(outpost)];
       if (method === "PATCH") {
         Object.assign(outpost, body);
         return [200, this.outpostJson(outpost)];
+      }
+      if (method === "DELETE") {
+        this.outposts.delete(outpost.pk);
+        this.tokens.delete(outpost.token_identifier);
+        return [204, undefined];
       }
     }
     return [405, { detail: `Method "${method}" not allowed on ${path}.` }];

@@ -20,7 +20,8 @@ const health = (units: string) => ({ startup: `systemctl is-active --quiet ${uni
 /**
  * The seed layout: core dns/postgresql/caddy/authentik; services vaultwarden, guacamole, nextcloud, media (named
  * routes jellyfin + jellyseerr behind forward auth), monitoring (named routes grafana + prometheus), homeassistant,
- * openbao, and mail (disabled). Services without a built-in module are `custom` with `nixos_modules`.
+ * openbao, and mail (disabled). Apps are `custom` with `nixos_modules` here (built-in kinds by name are tested on
+ * manifest/examples/seed-homelab.nix).
  */
 export function seedManifest(): RawManifest {
   const manifest = {
@@ -112,6 +113,7 @@ export function seedManifest(): RawManifest {
         },
       },
       media: {
+        kind: "custom",
         ip: ip(17),
         hostname: "media.nixmox.lan",
         vmid: 908,
@@ -128,6 +130,7 @@ export function seedManifest(): RawManifest {
         },
       },
       monitoring: {
+        kind: "custom",
         ip: ip(18),
         hostname: "monitoring.nixmox.lan",
         vmid: 909,
@@ -156,6 +159,7 @@ export function seedManifest(): RawManifest {
         },
       },
       openbao: {
+        kind: "custom",
         ip: ip(20),
         hostname: "openbao.nixmox.lan",
         vmid: 911,
@@ -168,6 +172,7 @@ export function seedManifest(): RawManifest {
         },
       },
       mail: {
+        kind: "custom",
         enable: false,
         ip: ip(19),
         hostname: "mail.nixmox.lan",

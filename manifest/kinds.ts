@@ -1,0 +1,80 @@
+/**
+ * What each built-in kind runs: its systemd units, the apps it serves with their default listen ports and OIDC
+ * callbacks, and the ports it always opens. One table, read by the plan (health checks, firewall ports, default
+ * redirect URIs) and by render (listen ports); the NixOS modules under nixos/services/ implement it.
+ *
+ * A kind may run several apps (monitoring, media): a route named after an app (`interface.proxy.grafana`) is that
+ * app's route, and its upstream port is where the app listens.
+ */
+import type { ServiceKind } from "./plan-types";
+
+export interface KindApp {
+  /** Where the app listens when no route named after it gives another port. */
+  port: number;
+  /** The app's main unit. */
+  unit: string;
+  /** Path of the app's OIDC callback on its route's origin; `{provider}` is the SSO provider's service name. */
+  callback: string;
+}
+
+export interface KindSpec {
+  /** systemd units that must be active (default health checks) and that a changed secret restarts. */
+  units: string[];
+  /** Apps by name; a single-app kind names its app after itself. */
+  apps: Record<string, KindApp>;
+  /** TCP ports the kind always opens besides its apps' (the proxy's 80/443, DNS, SMTP). */
+  tcpPorts: number[];
+  /** UDP ports the kind always opens (DNS, HTTP/3). */
+  udpPorts: number[];
+}
+
+const app = (port: number, unit: string, callback = "/"): KindApp => ({ port, unit, callback });
+
+export const kindSpecs: Record<ServiceKind, KindSpec> = {
+  dns: { units: ["unbound.service"], apps: {}, tcpPorts: [53], udpPorts: [53] },
+  caddy: { units: ["caddy.service"], apps: {}, tcpPorts: [80, 443], udpPorts: [443] },
+  // The database port comes from its clients' interface.db.port (plan.ts); pgAdmin runs when the host has a route.
+  postgresql: { units: ["postgresql.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
+  authentik: { units: ["authentik.service", "authentik-worker.service"], apps: { authentik: app(9000, "authentik.service") }, tcpPorts: [], udpPorts: [] },
+  vaultwarden: { units: ["vaultwarden.service"], apps: { vaultwarden: app(8222, "vaultwarden.service", "/identity/connect/oidc-signin") }, tcpPorts: [], udpPorts: [] },
+  guacamole: { units: ["guacamole-server.service", "tomcat.service"], apps: { guacamole: app(8080, "tomcat.service", "/guacamole/") }, tcpPorts: [], udpPorts: [] },
+  forgejo: { units: ["forgejo.service"], apps: { forgejo: app(3000, "forgejo.service", "/user/oauth2/{provider}/callback") }, tcpPorts: [], udpPorts: [] },
+  nextcloud: { units: ["phpfpm-nextcloud.service", "nginx.service"], apps: { nextcloud: app(80, "nginx.service", "/apps/user_oidc/code") }, tcpPorts: [], udpPorts: [] },
+  monitoring: {
+    units: ["prometheus.service", "grafana.service", "alertmanager.service", "loki.service", "promtail.service"],
+    apps: {
+      prometheus: app(9090, "prometheus.service"),
+      grafana: app(3000, "grafana.service", "/login/generic_oauth"),
+      alertmanager: app(9093, "alertmanager.service"),
+      loki: app(3100, "loki.service"),
+    },
+    tcpPorts: [],
+    udpPorts: [],
+  },
+  media: {
+    units: ["jellyfin.service", "sonarr.service", "radarr.service", "prowlarr.service", "transmission.service"],
+    apps: {
+      jellyfin: app(8096, "jellyfin.service", "/sso/OID/redirect/{provider}"),
+      sonarr: app(8989, "sonarr.service"),
+      radarr: app(7878, "radarr.service"),
+      prowlarr: app(9696, "prowlarr.service"),
+      transmission: app(9091, "transmission.service"),
+    },
+    tcpPorts: [],
+    udpPorts: [],
+  },
+  openbao: { units: ["openbao.service"], apps: { openbao: app(8200, "openbao.service", "/ui/vault/auth/oidc/oidc/callback") }, tcpPorts: [], udpPorts: [] },
+  mail: { units: ["postfix.service"], apps: {}, tcpPorts: [25, 587], udpPorts: [] },
+  pgadmin: { units: ["pgadmin.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
+  custom: { units: [], apps: {}, tcpPorts: [], udpPorts: [] },
+};
+
+/**
+ * The app a route serves on a host of `kind`: the app named like the route, else the kind's only app
+ * (a single-app kind, or the default route), else null (a custom route).
+ */
+export function appOfRoute(kind: ServiceKind, routeName: string): string | null {
+  const apps = Object.keys(kindSpecs[kind].apps);
+  if (apps.includes(routeName)) return routeName;
+  return apps.length === 1 ? apps[0] : null;
+}

@@ -1,0 +1,467 @@
+// The built-in modules of the application kinds pgadmin, forgejo, nextcloud, openbao and mail (issue 13): the seed
+// example's data for them (planHostData / renderHost, no mocks), nix-instantiate --parse of every file they ship,
+// and their pure Nix builders evaluated for real with nix-instantiate --eval. What the builders produce is run for
+// real: pgAdmin's Python by python3, the SQL by a throwaway PostgreSQL, the scripts by bash. The scripts call
+// stand-in forgejo/psql/nextcloud-occ/bao programs that only record argv, stdin and PGPASSWORD: they do not prove
+// that the real CLIs accept these flags (that rests on the upstream sources cited in nixos/lib/*.nix).
+import assert from "node:assert/strict";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { ManifestError, kindSpecs, loadManifestData, planManifest, validateManifest, type Plan } from "../manifest";
+import { fileSources, planHostData, renderHost, type OidcData } from "../render";
+import { nixEval, shippedNix } from "./golden/render-fixtures";
+
+const seedPath = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
+const secretsDir = "/var/lib/nixmox/secrets";
+
+const oidcLib = `(import ${shippedNix("lib/oidc.nix")})`;
+const pgadminLib = `(import ${shippedNix("lib/pgadmin.nix")})`;
+const forgejoLib = `(import ${shippedNix("lib/forgejo.nix")})`;
+const nextcloudLib = `(import ${shippedNix("lib/nextcloud.nix")})`;
+const openbaoLib = `(import ${shippedNix("lib/openbao.nix")})`;
+
+/** A Nix expression for a JSON value. */
+const json = (value: unknown) => `(builtins.fromJSON ${JSON.stringify(JSON.stringify(value))})`;
+
+const myFiles = [
+  "services/pgadmin.nix",
+  "services/forgejo.nix",
+  "services/nextcloud.nix",
+  "services/openbao.nix",
+  "services/mail.nix",
+  "lib/oidc.nix",
+  "lib/pgadmin.nix",
+  "lib/forgejo.nix",
+  "lib/nextcloud.nix",
+  "lib/openbao.nix",
+];
+
+function planOf(raw: unknown): Plan {
+  return planManifest(validateManifest(raw, "seed-homelab.nix"), { manifestDir: path.dirname(seedPath) });
+}
+
+function tempDir(label: string): string {
+  return mkdtempSync(path.join(tmpdir(), `nixmox-kinds-${label}-`));
+}
+
+/** Writes an executable stand-in that appends "<name> <argv…>" (one argv element per line) and its stdin to the log. */
+function standIn(dir: string, name: string, body = ""): string {
+  const file = path.join(dir, name);
+  writeFileSync(
+    file,
+    `#!/bin/bash\n{ printf '== %s\\n' ${name}; printf '%s\\n' "$@"; } >> "$LOG"\n${body}\n`,
+  );
+  chmodSync(file, 0o755);
+  return file;
+}
+
+function runBash(script: string, env: Record<string, string>): { status: number | null; stdout: string; stderr: string } {
+  // stdin from /dev/null: bash reads ~/.bashrc when its stdin is a socket (Node's default pipes are).
+  const result = spawnSync("/bin/bash", ["--norc", "-e", "-c", script], {
+    encoding: "utf8",
+    timeout: 20_000,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...env },
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The log of stand-in calls as [name, ...argv] lists. */
+function calls(log: string): string[][] {
+  return readFileSync(log, "utf8")
+    .split("== ")
+    .filter(Boolean)
+    .map((chunk) => chunk.replace(/\n$/, "").split("\n"));
+}
+
+describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
+  this.timeout(120_000);
+  let raw: Record<string, any>;
+  let plan: Plan;
+
+  before(async () => {
+    raw = (await loadManifestData(seedPath)) as Record<string, any>;
+    plan = planOf(raw);
+  });
+
+  describe("seed example: the data each module reads", () => {
+    it("pgadmin on the PostgreSQL host: its route's port, URL and OIDC client, and the pgadmin module shipped and imported", () => {
+      const data = planHostData(plan, "postgresql");
+      const pgadmin = data.pgadmin!;
+      assert.deepEqual(pgadmin.listen, { address: "10.40.0.11", port: 5050 });
+      assert.deepEqual(data.host.ports, [5050, 5432]);
+      assert.equal(pgadmin.publicUrl, "https://pgadmin.home.lab");
+      assert.deepEqual(pgadmin.oidc, {
+        provider: "authentik",
+        clientId: "pgadmin-oidc",
+        clientType: "confidential",
+        clientSecretFile: `${secretsDir}/postgresql/oidc_client_secret`,
+        issuer: "https://auth.home.lab/application/o/postgresql/",
+        authorizationEndpoint: "https://auth.home.lab/application/o/authorize/",
+        tokenEndpoint: "https://auth.home.lab/application/o/token/",
+        userinfoEndpoint: "https://auth.home.lab/application/o/userinfo/",
+        jwksEndpoint: "https://auth.home.lab/application/o/postgresql/jwks/",
+        redirectUris: ["https://pgadmin.home.lab/oauth2/authorize"],
+        scopes: ["openid", "email", "profile"],
+        usernameClaim: "preferred_username",
+        groupsClaim: "groups",
+      });
+      assert.deepEqual(pgadmin.apps.pgadmin.oidc, pgadmin.oidc);
+      assert.equal(data.secrets.oidc_client_secret, pgadmin.oidc!.clientSecretFile);
+      // The gap the module asserts on: the plan declares no initial pgAdmin password.
+      assert.equal(data.secrets.pgadmin_password, undefined);
+
+      const host = renderHost(plan, "postgresql", fileSources(plan.manifestDir));
+      for (const file of ["services/pgadmin.nix", "lib/pgadmin.nix", "lib/oidc.nix", "services/postgresql.nix"]) assert.ok(`nixos/${file}` in host.files, file);
+      assert.match(host.files["flake.nix"], /\.\/nixos\/services\/postgresql\.nix\n\s+\.\/nixos\/services\/pgadmin\.nix\n/);
+    });
+
+    it("forgejo: port 3000, its database with the password file, and an OIDC client whose callback names the provider", () => {
+      const data = planHostData(plan, "forgejo");
+      const forgejo = data.forgejo!;
+      const db = { host: "10.40.0.11", port: 5432, name: "forgejo", owner: "forgejo", passwordFile: `${secretsDir}/forgejo/db_password`, additional: [] };
+      assert.deepEqual(forgejo.listen, { address: "10.40.0.21", port: 3000 });
+      assert.deepEqual(forgejo.database, db);
+      assert.deepEqual(forgejo.databases, { db });
+      assert.equal(forgejo.publicUrl, "https://git.home.lab");
+      assert.equal(forgejo.oidc!.clientId, "forgejo");
+      assert.equal(forgejo.oidc!.clientSecretFile, `${secretsDir}/forgejo/oidc_client_secret`);
+      assert.deepEqual(forgejo.oidc!.redirectUris, ["https://git.home.lab/user/oauth2/authentik/callback"]);
+      // The module names its login source after oidc.provider; Forgejo's callback path carries that name.
+      assert.equal(`${forgejo.publicUrl}${kindSpecs.forgejo.apps.forgejo.callback.replace("{provider}", forgejo.oidc!.provider)}`, forgejo.oidc!.redirectUris[0]);
+      assert.deepEqual(data.secrets, { db_password: db.passwordFile, oidc_client_secret: forgejo.oidc!.clientSecretFile });
+
+      const server = planHostData(plan, "postgresql").postgresql!.databases.filter((entry) => entry.service === "forgejo");
+      assert.deepEqual(server, [{ service: "forgejo", name: "forgejo", owner: "forgejo", clientIp: "10.40.0.21", credential: "forgejo-db_password", passwordFile: db.passwordFile }]);
+    });
+
+    it("forgejo with additional databases: listed on the app and created for the same owner on the PostgreSQL host", () => {
+      const edited = structuredClone(raw);
+      edited.services.forgejo.interface.db.additionaldbs = ["forgejo-log"];
+      const edPlan = planOf(edited);
+      assert.deepEqual(planHostData(edPlan, "forgejo").forgejo!.database!.additional, ["forgejo-log"]);
+      const names = planHostData(edPlan, "postgresql").postgresql!.databases.filter((entry) => entry.owner === "forgejo").map((entry) => entry.name);
+      assert.deepEqual(names, ["forgejo", "forgejo-log"]);
+    });
+
+    it("nextcloud: port 80 from its route, its database, the user_oidc client with the manifest's scopes", () => {
+      const data = planHostData(plan, "nextcloud");
+      const nextcloud = data.nextcloud!;
+      assert.deepEqual(nextcloud.listen, { address: "10.40.0.15", port: 80 });
+      assert.ok(data.host.ports.includes(80));
+      assert.deepEqual(nextcloud.database, { host: "10.40.0.11", port: 5432, name: "nextcloud", owner: "nextcloud", passwordFile: `${secretsDir}/nextcloud/db_password`, additional: [] });
+      assert.equal(nextcloud.oidc!.clientId, "nextcloud");
+      assert.equal(nextcloud.oidc!.clientSecretFile, `${secretsDir}/nextcloud/oidc_client_secret`);
+      assert.deepEqual(nextcloud.oidc!.scopes, ["email", "profile", "nextcloud", "openid"]);
+      assert.deepEqual(nextcloud.oidc!.redirectUris, [`${nextcloud.publicUrl}${kindSpecs.nextcloud.apps.nextcloud.callback}`]);
+      // The gap the module asserts on: no admin password for nixpkgs' nextcloud-setup.
+      assert.equal(data.secrets.admin_password, undefined);
+    });
+
+    it("openbao: port 8200, no database, both redirect URIs of the client", () => {
+      const openbao = planHostData(plan, "openbao").openbao!;
+      assert.deepEqual(openbao.listen, { address: "10.40.0.20", port: 8200 });
+      assert.equal(openbao.database, null);
+      assert.deepEqual(openbao.databases, {});
+      assert.equal(openbao.oidc!.clientId, "openbao-oidc");
+      assert.equal(openbao.oidc!.clientSecretFile, `${secretsDir}/openbao/oidc_client_secret`);
+      assert.deepEqual(openbao.oidc!.redirectUris, ["https://bao.home.lab/oidc/callback", `https://bao.home.lab${kindSpecs.openbao.apps.openbao.callback}`]);
+    });
+
+    it("mail: disabled in the seed renders nothing; enabled, it opens 25 and 587 and ships the mail module", () => {
+      assert.throws(() => planHostData(plan, "mail"), (error: unknown) => error instanceof ManifestError && /is disabled/.test(error.message));
+      const edited = structuredClone(raw);
+      edited.services.mail.enable = true;
+      const edPlan = planOf(edited);
+      const data = planHostData(edPlan, "mail");
+      assert.deepEqual(data.host.ports, [25, 587]);
+      assert.equal(data.mail!.oidc, null);
+      const host = renderHost(edPlan, "mail", fileSources(edPlan.manifestDir));
+      assert.ok("nixos/services/mail.nix" in host.files);
+      assert.match(host.files["flake.nix"], /\.\/nixos\/services\/mail\.nix/);
+    });
+  });
+
+  describe("files shipped", () => {
+    it("every file these modules ship passes nix-instantiate --parse", () => {
+      for (const file of myFiles) {
+        const result = spawnSync("nix-instantiate", ["--parse", shippedNix(file)], { encoding: "utf8", timeout: 30_000 });
+        assert.equal(result.status, 0, `nixos/${file}: ${result.stderr}`);
+      }
+    });
+  });
+
+  describe("lib/oidc.nix", () => {
+    it("puts exactly one / between the issuer and .well-known", () => {
+      assert.deepEqual(nixEval(`map ${oidcLib}.discoveryUrl [ "https://a.lan/application/o/x/" "https://a.lan/realm" ]`), [
+        "https://a.lan/application/o/x/.well-known/openid-configuration",
+        "https://a.lan/realm/.well-known/openid-configuration",
+      ]);
+    });
+
+    it("accepts plain provider names only", () => {
+      assert.deepEqual(nixEval(`map ${oidcLib}.isPlainName [ "authentik" "auth-2.x_y" "a b" "a'b" "" "-x" ]`), [true, true, false, false, false, false]);
+    });
+  });
+
+  describe("lib/pgadmin.nix, run by python3", () => {
+    const evalConfig = (oidc: OidcData, env: Record<string, string>) => {
+      const expression = nixEval(`${pgadminLib}.oauth2Config { oidc = ${json(oidc)}; credential = "oidc_client_secret"; }`) as string;
+      const out = execFileSync("python3", ["-c", `import json, sys\nsys.stdout.write(json.dumps(${expression}))`], { encoding: "utf8", env: { PATH: process.env.PATH ?? "", ...env } });
+      return { config: JSON.parse(out) as Array<Record<string, string>> };
+    };
+
+    it("builds OAUTH2_CONFIG from the seed's client and reads the secret from $CREDENTIALS_DIRECTORY at load time", () => {
+      const oidc = planHostData(plan, "postgresql").pgadmin!.oidc!;
+      const credentials = tempDir("pgadmin");
+      try {
+        writeFileSync(path.join(credentials, "oidc_client_secret"), "pg'se\"cret\n");
+        const { config } = evalConfig(oidc, { CREDENTIALS_DIRECTORY: credentials });
+        assert.deepEqual(config, [
+          {
+            OAUTH2_API_BASE_URL: "https://auth.home.lab/application/o/postgresql/",
+            OAUTH2_AUTHORIZATION_URL: "https://auth.home.lab/application/o/authorize/",
+            OAUTH2_CLIENT_ID: "pgadmin-oidc",
+            OAUTH2_CLIENT_SECRET: "pg'se\"cret",
+            OAUTH2_DISPLAY_NAME: "authentik",
+            OAUTH2_NAME: "authentik",
+            OAUTH2_SCOPE: "openid email profile",
+            OAUTH2_SERVER_METADATA_URL: "https://auth.home.lab/application/o/postgresql/.well-known/openid-configuration",
+            OAUTH2_TOKEN_URL: "https://auth.home.lab/application/o/token/",
+            OAUTH2_USERINFO_ENDPOINT: "https://auth.home.lab/application/o/userinfo/",
+            OAUTH2_USERNAME_CLAIM: "preferred_username",
+          },
+        ]);
+      } finally {
+        rmSync(credentials, { recursive: true, force: true });
+      }
+    });
+
+    it("still loads outside the unit (no $CREDENTIALS_DIRECTORY): the secret is empty, the rest unchanged", () => {
+      const { config } = evalConfig(planHostData(plan, "postgresql").pgadmin!.oidc!, {});
+      assert.equal(config[0].OAUTH2_CLIENT_SECRET, "");
+      assert.equal(config[0].OAUTH2_CLIENT_ID, "pgadmin-oidc");
+    });
+  });
+
+  describe("lib/forgejo.nix", () => {
+    it("maps the username claim to Forgejo's [oauth2_client] USERNAME, null for claims Forgejo cannot use", () => {
+      assert.deepEqual(nixEval(`map ${forgejoLib}.usernameSource [ "preferred_username" "sub" "email" "name" ]`), ["nickname", "userid", "email", null]);
+    });
+
+    it("gives add-oauth/update-oauth every field of the seed's client except the secret", () => {
+      const oidc = planHostData(plan, "forgejo").forgejo!.oidc!;
+      assert.deepEqual(nixEval(`${forgejoLib}.oauthArgs { name = "authentik"; oidc = ${json(oidc)}; }`), [
+        "--name", "authentik",
+        "--provider", "openidConnect",
+        "--key", "forgejo",
+        "--auto-discover-url", "https://auth.home.lab/application/o/forgejo/.well-known/openid-configuration",
+        "--scopes", "openid", "--scopes", "email", "--scopes", "profile",
+        "--group-claim-name", "groups",
+      ]);
+    });
+
+    describe("the preStart fragment, run by bash against stand-ins", () => {
+      let dir: string;
+      let script: string;
+      let oidc: OidcData;
+      const dbPassword = "db-pass'word";
+      const clientSecret = "client-secret-value";
+
+      before(() => {
+        dir = tempDir("forgejo");
+        const data = planHostData(plan, "forgejo").forgejo!;
+        oidc = data.oidc!;
+        const listing = "printf 'ID\\tName\\tType\\tEnabled\\n3\\tauthentik-old\\tOAuth2\\ttrue\\n'; [ -z \"$EXISTING\" ] || printf '7\\tauthentik\\tOAuth2\\ttrue\\n'";
+        const forgejo = standIn(dir, "forgejo", `if [ "$1 $2 $3" = "admin auth list" ]; then ${listing}; fi\n[ "$3" != add-oauth ] || [ -z "$FAIL" ] || exit 1`);
+        const psql = standIn(dir, "psql", 'printf "%s" "$PGPASSWORD" > "$PGPASSWORD_LOG"');
+        writeFileSync(path.join(dir, "nixmox_db_password"), `${dbPassword}\n`);
+        writeFileSync(path.join(dir, "nixmox_oidc_client_secret"), `${clientSecret}\n`);
+        script = nixEval(
+          `${forgejoLib}.sourceScript { forgejo = ${JSON.stringify(forgejo)}; awk = "awk"; psql = ${JSON.stringify(psql)}; name = "authentik"; oidc = ${json(oidc)}; db = ${json(data.database)}; sqlFile = "/nix/store/x-secret.sql"; dbCredential = "nixmox_db_password"; pendingFile = ${JSON.stringify(path.join(dir, "pending"))}; }`,
+        ) as string;
+      });
+      after(() => rmSync(dir, { recursive: true, force: true }));
+
+      const run = (existing: boolean, fail = false) => {
+        const log = path.join(dir, `log-${existing}-${fail}`);
+        const passwordLog = path.join(dir, `pgpassword-${existing}-${fail}`);
+        const result = runBash(script, { LOG: log, PGPASSWORD_LOG: passwordLog, CREDENTIALS_DIRECTORY: dir, EXISTING: existing ? "1" : "", FAIL: fail ? "1" : "" });
+        assert.equal(result.status, 0, result.stderr);
+        return { calls: calls(log), log: readFileSync(log, "utf8"), pgpassword: fail ? "" : readFileSync(passwordLog, "utf8"), stderr: result.stderr };
+      };
+      const args = () => nixEval(`${forgejoLib}.oauthArgs { name = "authentik"; oidc = ${json(oidc)}; }`) as string[];
+      const psqlCall = ["psql", "--no-psqlrc", "--quiet", "--host=10.40.0.11", "--port=5432", "--dbname=forgejo", "--username=forgejo", "--file=/nix/store/x-secret.sql"];
+
+      it("adds the source when no source has exactly the provider's name, then sets the secret with psql", () => {
+        const { calls: made, log, pgpassword } = run(false);
+        assert.deepEqual(made, [["forgejo", "admin", "auth", "list"], ["forgejo", "admin", "auth", "add-oauth", ...args()], psqlCall]);
+        assert.equal(pgpassword, dbPassword, "psql gets the database password in its environment");
+        assert.ok(!log.includes(clientSecret) && !log.includes(dbPassword), "no secret in any argv");
+      });
+
+      it("lets Forgejo start without the source when the CLI fails (provider not reachable yet), saying why", () => {
+        const { calls: made, stderr } = run(false, true);
+        assert.deepEqual(made, [["forgejo", "admin", "auth", "list"], ["forgejo", "admin", "auth", "add-oauth", ...args()]]);
+        assert.equal(
+          stderr.trim(),
+          'nixmox forgejo: could not create or update the login source "authentik" (is https://auth.home.lab/application/o/forgejo/.well-known/openid-configuration reachable?); Forgejo starts without it and restarts once that URL answers',
+        );
+        assert.ok(existsSync(path.join(dir, "pending")), "the retry timer's marker is written");
+        run(false);
+        assert.ok(!existsSync(path.join(dir, "pending")), "and cleared once the source is set up");
+      });
+
+      it("updates the existing source in place by its id", () => {
+        const { calls: made, log } = run(true);
+        assert.deepEqual(made, [["forgejo", "admin", "auth", "list"], ["forgejo", "admin", "auth", "update-oauth", "--id", "7", ...args()], psqlCall]);
+        assert.ok(!log.includes(clientSecret) && !log.includes(dbPassword));
+      });
+    });
+
+    describe("the secret SQL, on a real throwaway PostgreSQL", () => {
+      // Debian's postgresql package (.ci/run): the newest installed major version.
+      const pgBin = path.join("/usr/lib/postgresql", readdirSync("/usr/lib/postgresql").sort((a, b) => Number(a) - Number(b)).pop() ?? "", "bin");
+      const asRoot = process.getuid?.() === 0;
+      const as = (command: string, args: string[]) => (asRoot ? ["runuser", ["-u", "postgres", "--", command, ...args]] : [command, args]) as [string, string[]];
+      let dir: string;
+      let server: ChildProcess | undefined;
+      let serverLog = "";
+      const port = "55432";
+      const secret = "it's a \"secret\"\\value";
+
+      const psql = (args: string[], env: Record<string, string> = {}) => {
+        const [command, argv] = as(`${pgBin}/psql`, ["--no-psqlrc", "--quiet", "--tuples-only", "--no-align", `--host=${dir}`, `--port=${port}`, "--dbname=postgres", ...args]);
+        const result = spawnSync(command, argv, { encoding: "utf8", timeout: 20_000, env: { PATH: process.env.PATH ?? "", ...env } });
+        assert.equal(result.status, 0, result.stderr);
+        return result.stdout.trim();
+      };
+
+      before(async function () {
+        dir = tempDir("pg");
+        chmodSync(dir, 0o755);
+        if (asRoot) chownSync(dir, Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" })), 0);
+        const [initdb, initArgs] = as(`${pgBin}/initdb`, ["--auth=trust", "--username=postgres", `--pgdata=${dir}/data`]);
+        execFileSync(initdb, initArgs, { stdio: "pipe", timeout: 60_000 });
+        const [postgres, pgArgs] = as(`${pgBin}/postgres`, ["-D", `${dir}/data`, "-p", port, "-c", "listen_addresses=", "-c", `unix_socket_directories=${dir}`]);
+        server = spawn(postgres, pgArgs, { stdio: ["ignore", "pipe", "pipe"] });
+        server.stderr!.on("data", (chunk) => (serverLog += String(chunk)));
+        const deadline = Date.now() + 30_000;
+        while (!/ready to accept connections/.test(serverLog)) {
+          if (Date.now() > deadline) throw new Error(`PostgreSQL did not start:\n${serverLog}`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        // Forgejo's login_source columns that matter here (models/auth/source.go: Name unique, Cfg TEXT).
+        psql(["--command=CREATE TABLE login_source (id bigserial PRIMARY KEY, type int, name varchar(255) UNIQUE, cfg text)"]);
+        psql([`--command=INSERT INTO login_source (type, name, cfg) VALUES (6, 'authentik', '{"Provider":"openidConnect","ClientID":"forgejo","ClientSecret":"","Scopes":["openid"]}'), (6, 'other', '{"ClientSecret":"keep"}')`]);
+      });
+
+      after(() => {
+        server?.kill("SIGINT");
+        rmSync(dir, { recursive: true, force: true });
+      });
+
+      it("stores the secret from the credential file in the named source only, idempotently, without logging it", () => {
+        const sql = path.join(dir, "secret.sql");
+        writeFileSync(sql, nixEval(`${forgejoLib}.secretSql { name = "authentik"; credential = "oidc"; }`) as string);
+        writeFileSync(path.join(dir, "oidc"), `${secret}\n`);
+        chmodSync(sql, 0o644);
+        chmodSync(path.join(dir, "oidc"), 0o644);
+        for (let i = 0; i < 2; i += 1) psql([`--file=${sql}`], { CREDENTIALS_DIRECTORY: dir });
+        const rows = psql(["--command=SELECT name || ' ' || cfg FROM login_source ORDER BY name"]).split("\n");
+        assert.deepEqual(JSON.parse(rows[0].slice("authentik ".length)), { Provider: "openidConnect", ClientID: "forgejo", ClientSecret: secret, Scopes: ["openid"] });
+        assert.deepEqual(JSON.parse(rows[1].slice("other ".length)), { ClientSecret: "keep" });
+        assert.ok(!serverLog.includes("secret"), serverLog);
+      });
+    });
+  });
+
+  describe("lib/nextcloud.nix", () => {
+    it("runs occ user_oidc:provider with the seed's client and the secret's path, never the secret", () => {
+      const oidc = planHostData(plan, "nextcloud").nextcloud!.oidc!;
+      const dir = tempDir("nextcloud");
+      try {
+        const occ = standIn(dir, "nextcloud-occ");
+        writeFileSync(path.join(dir, "oidc_client_secret"), "nc-secret\n");
+        const command = nixEval(`${nextcloudLib}.providerCommand { occ = ${JSON.stringify(occ)}; oidc = ${json(oidc)}; credential = "oidc_client_secret"; }`) as string;
+        const log = path.join(dir, "log");
+        const result = runBash(command, { LOG: log, CREDENTIALS_DIRECTORY: dir });
+        assert.equal(result.status, 0, result.stderr);
+        assert.deepEqual(calls(log), [
+          [
+            "nextcloud-occ",
+            "user_oidc:provider",
+            "authentik",
+            "--clientid=nextcloud",
+            "--discoveryuri=https://auth.home.lab/application/o/nextcloud/.well-known/openid-configuration",
+            "--scope=email profile nextcloud openid",
+            "--unique-uid=0",
+            "--mapping-uid=preferred_username",
+            "--mapping-groups=groups",
+            `--clientsecret-file=${dir}/oidc_client_secret`,
+          ],
+        ]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe("lib/openbao.nix", () => {
+    let dir: string;
+    let oidc: OidcData;
+    const secret = "bao-secret";
+    const script = (bao: string) =>
+      nixEval(`${openbaoLib}.oidcScript { bao = ${JSON.stringify(bao)}; address = "http://10.40.0.20:8200"; oidc = ${json(oidc)}; secretFile = ${JSON.stringify(path.join(dir, "secret"))}; }`) as string;
+
+    before(() => {
+      dir = tempDir("openbao");
+      oidc = planHostData(plan, "openbao").openbao!.oidc!;
+      writeFileSync(path.join(dir, "secret"), `${secret}\n`);
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    const run = (enabled: boolean, env: Record<string, string> = { BAO_TOKEN: "t" }) => {
+      const log = path.join(dir, `log-${enabled}`);
+      const stdin = path.join(dir, `stdin-${enabled}`);
+      const bao = standIn(dir, "bao", `[ "$1 $2" != "auth list" ] || { [ -z "$ENABLED" ] || echo 'oidc/    oidc    auth_oidc_1'; }\n[ "$1 $2" != "write auth/oidc/config" ] || cat > "$STDIN_LOG"\nprintf 'BAO_ADDR=%s\\n' "$BAO_ADDR" >> "$LOG"`);
+      const result = runBash(script(bao), { LOG: log, STDIN_LOG: stdin, ENABLED: enabled ? "1" : "", ...env });
+      return { result, log, stdin };
+    };
+
+    it("enables the oidc method once, writes its config with the secret on stdin (first line, no newline) and the default role", () => {
+      const first = run(false);
+      assert.equal(first.result.status, 0, first.result.stderr);
+      const made = calls(first.log).map((call) => call.filter((line) => !line.startsWith("BAO_ADDR=")));
+      assert.deepEqual(made, [
+        ["bao", "auth", "list"],
+        ["bao", "auth", "enable", "oidc"],
+        ["bao", "write", "auth/oidc/config", "oidc_discovery_url=https://auth.home.lab/application/o/openbao/", "oidc_client_id=openbao-oidc", "oidc_client_secret=-", "default_role=default"],
+        [
+          "bao", "write", "auth/oidc/role/default",
+          "role_type=oidc",
+          "user_claim=preferred_username",
+          "groups_claim=groups",
+          "allowed_redirect_uris=https://bao.home.lab/oidc/callback,https://bao.home.lab/ui/vault/auth/oidc/oidc/callback",
+          "oidc_scopes=email,profile",
+          "token_policies=default",
+        ],
+      ]);
+      assert.equal(readFileSync(first.stdin, "utf8"), secret);
+      assert.ok(!readFileSync(first.log, "utf8").includes(secret));
+      assert.match(readFileSync(first.log, "utf8"), /BAO_ADDR=http:\/\/10\.40\.0\.20:8200/);
+
+      const again = run(true);
+      assert.equal(again.result.status, 0, again.result.stderr);
+      assert.ok(!calls(again.log).some((call) => call[1] === "auth" && call[2] === "enable"), "an enabled method is not enabled again");
+    });
+
+    it("refuses to run without BAO_TOKEN, saying what to set", () => {
+      const { result } = run(false, {});
+      assert.notEqual(result.status, 0);
+      assert.match(result.stderr, /BAO_TOKEN: set BAO_TOKEN to a token that may manage auth methods/);
+    });
+  });
+});
