@@ -6,8 +6,10 @@
  * A service's resources are its `NixosService` component (`nixmox:index:NixosService`, named after the service),
  * the component's children `<name>-container|ssh|config|secrets|rebuild|health` (components/nixos-service.ts),
  * and the Authentik objects it owns (components/authentik/sso.ts names them `sso-<role>`): its OIDC client or
- * forward-auth application, and for an authentik service its outpost binding. An outpost binding is also
- * selected with any forward-auth application it binds, since the binding lists the applications.
+ * forward-auth application, and for an authentik service its outpost binding and its LDAP/RADIUS outposts
+ * (`sso-<authentik>-<type>` and the command that pushes their token, `sso-<authentik>-<type>-token`,
+ * components/homelab.ts). An outpost binding is also selected with any forward-auth application it binds,
+ * since the binding lists the applications.
  */
 import type { Plan } from "../manifest/plan-types";
 
@@ -33,18 +35,23 @@ export function parseOnly(values: string[]): string[] {
 
 /**
  * The selected services, sorted: the named ones, plus (transitively) what they depend on and/or what depends
- * on them, along the plan's deploy edges (`ServicePlan.dependsOn`: declared and inferred).
+ * on them, along the plan's edges (`plan.edges`): hard ones (boot order: depends_on, database, DNS) and soft ones
+ * (SSO: a client's Authentik objects need its authentik service), since a selective deploy that leaves out either
+ * end of an edge can leave that relation half-applied.
  */
-export function selectServices(plan: Pick<Plan, "services" | "disabled">, options: SelectOptions): string[] {
+export function selectServices(plan: Pick<Plan, "services" | "disabled" | "edges">, options: SelectOptions): string[] {
   const byName = new Map(plan.services.map((service) => [service.name, service]));
   for (const name of options.only) {
     if (byName.has(name)) continue;
     const why = plan.disabled.includes(name) ? "is disabled in the manifest" : "is not a service of the manifest";
     throw new SelectionError(`--only: "${name}" ${why}; enabled services: ${[...byName.keys()].join(", ")}`);
   }
+  const dependencies = new Map<string, string[]>();
   const dependents = new Map<string, string[]>();
-  for (const service of plan.services) {
-    for (const dependency of service.dependsOn) dependents.set(dependency, [...(dependents.get(dependency) ?? []), service.name]);
+  const edges = [...plan.edges, ...plan.services.flatMap((service) => service.dependsOn.map((to) => ({ from: service.name, to })))];
+  for (const edge of edges) {
+    dependencies.set(edge.from, [...(dependencies.get(edge.from) ?? []), edge.to]);
+    dependents.set(edge.to, [...(dependents.get(edge.to) ?? []), edge.from]);
   }
   const selected = new Set(options.only);
   const walk = (next: (name: string) => string[]) => {
@@ -59,7 +66,7 @@ export function selectServices(plan: Pick<Plan, "services" | "disabled">, option
       }
     }
   };
-  if (options.withDependencies) walk((name) => byName.get(name)?.dependsOn ?? []);
+  if (options.withDependencies) walk((name) => dependencies.get(name) ?? []);
   if (options.withDependents) walk((name) => dependents.get(name) ?? []);
   return [...selected].sort();
 }
@@ -101,7 +108,7 @@ export interface TargetResource {
  * The resources of the selected services. The `secrets` child exists only for hosts that receive secrets;
  * targeting a URN the stack does not have is harmless (the engine ignores it), so it is always listed.
  */
-export function targetResources(services: string[], sso: SsoObject[]): TargetResource[] {
+export function targetResources(services: string[], sso: SsoObject[], outposts: Array<{ provider: string; type: string }> = []): TargetResource[] {
   const selected = new Set(services);
   const resources: TargetResource[] = [];
   for (const name of services) {
@@ -115,6 +122,11 @@ export function targetResources(services: string[], sso: SsoObject[]): TargetRes
         ? selected.has(object.authentik) || (object.proxyApps ?? []).some((role) => proxyAppRoles.has(role))
         : selected.has(object.service!);
     if (chosen) resources.push({ qualifiedType: ssoTypes[object.kind], name: `sso-${object.role}` });
+  }
+  for (const outpost of outposts) {
+    if (!selected.has(outpost.provider)) continue;
+    const name = `sso-${outpost.provider}-${outpost.type}`;
+    resources.push({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost", name }, { qualifiedType: "command:remote:Command", name: `${name}-token` });
   }
   return resources;
 }

@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { planAuthentikObjects } from "../components/authentik/plan";
 import { loadPlan, type Plan } from "../manifest";
 import { SelectionError, engineQualifiedType, parseOnly, selectServices, targetResources, targetUrn } from "../cli/select";
+import { exampleManifestData, writeManifest } from "./support/pulumi-mocks";
 
 const root = path.resolve(__dirname, "..");
 const example = path.join(root, "manifest", "service-manifest.nix");
@@ -20,7 +21,11 @@ interface PreviewResource {
 }
 
 function offlinePreview(...args: string[]): PreviewResource[] {
-  const result = spawnSync(process.execPath, [cli, "preview", "--offline", "--json", ...args, example], { encoding: "utf8", timeout: 100_000, maxBuffer: 64 * 1024 * 1024 });
+  return offlinePreviewOf(example, ...args);
+}
+
+function offlinePreviewOf(manifest: string, ...args: string[]): PreviewResource[] {
+  const result = spawnSync(process.execPath, [cli, "preview", "--offline", "--json", ...args, manifest], { encoding: "utf8", timeout: 100_000, maxBuffer: 64 * 1024 * 1024 });
   assert.equal(result.status, 0, result.stderr);
   return (JSON.parse(result.stdout) as { resources: PreviewResource[] }).resources;
 }
@@ -37,10 +42,12 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     assert.deepEqual(parseOnly(["dns,caddy", " vaultwarden ", "dns", ""]), ["dns", "caddy", "vaultwarden"]);
   });
 
-  it("closes over the plan's deploy edges in either direction", () => {
+  it("closes over the plan's edges, hard and soft (SSO), in either direction", () => {
     assert.deepEqual(selectServices(plan, { only: ["vaultwarden"] }), ["vaultwarden"]);
     assert.deepEqual(selectServices(plan, { only: ["vaultwarden"], withDependencies: true }), ["authentik", "caddy", "dns", "postgresql", "vaultwarden"]);
     assert.deepEqual(selectServices(plan, { only: ["authentik"], withDependents: true }), ["authentik", "guacamole", "homepage", "vaultwarden"]);
+    // homepage only uses authentik's forward auth: a soft edge, which orders no boot but ties their SSO objects.
+    assert.equal(plan.edges.find((edge) => edge.from === "homepage" && edge.to === "authentik")?.hard, false);
     // Each direction is its own closure: dependents of authentik's dependencies are not pulled in.
     assert.deepEqual(selectServices(plan, { only: ["authentik"], withDependencies: true, withDependents: true }), ["authentik", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"]);
     for (const service of plan.services) {
@@ -82,6 +89,18 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     assert.deepEqual(targeted.filter((name) => name.startsWith("sso-")), resources.filter((resource) => resource.name.startsWith("sso-")).map((resource) => resource.name).sort());
     assert.ok(resources.some((resource) => resource.name === "dns-container" && resource.targeted === undefined));
     assert.ok(resources.every((resource) => resource.targeted === undefined || resource.targeted === true));
+  });
+
+  it("targets an authentik service's LDAP and RADIUS outposts with it", async () => {
+    const data = (await exampleManifestData()) as { network: Record<string, unknown> };
+    const manifest = writeManifest({ ...data, network: { ...data.network, outposts: { ldap: {}, radius: { client_networks: ["192.168.99.0/24"] } } } });
+    try {
+      const resources = offlinePreviewOf(manifest.path, "--only", "authentik");
+      const outposts = resources.filter((resource) => /^sso-authentik-(ldap|radius)/.test(resource.name)).map((resource) => [resource.name, resource.targeted]);
+      assert.deepEqual(outposts.sort(), [["sso-authentik-ldap", true], ["sso-authentik-ldap-token", true], ["sso-authentik-radius", true], ["sso-authentik-radius-token", true]]);
+    } finally {
+      manifest.remove();
+    }
   });
 
   it("refuses --with-dependents without --only, and --stack with --offline (exit 2)", () => {
