@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatKnownHostsLine, parseHostKey } from "../components/ssh";
-import { renderStatusTable } from "../cli/commands/status";
+import { describeFailures, renderStatusTable } from "../cli/commands/status";
 import { TestSshd, seedFakeNixos, startSshd } from "./support/sshd";
 
 const cli = join(__dirname, "..", "bin", "nixmox.js");
@@ -135,6 +135,17 @@ describe("nixmox status over three real sshd hosts", function () {
     const result = runCli([bad, "--identity", identity, "--known-hosts", knownHosts]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /service "x"/);
+  });
+
+  it("names a failure shared by several checks once, with the checks that gave it", () => {
+    assert.equal(
+      describeFailures([
+        { name: "dns-a", output: "connect ECONNREFUSED 127.0.0.1:22" },
+        { name: "dns-b", output: "connect ECONNREFUSED 127.0.0.1:22" },
+        { name: "unit", output: "exit code 3" },
+      ]),
+      "dns-a, dns-b: connect ECONNREFUSED 127.0.0.1:22; unit: exit code 3",
+    );
   });
 
   it("renders an empty last output and missing generation as dashes", () => {

@@ -67,13 +67,23 @@ async function statusOf(service: ServicePlan, options: StatusOptions): Promise<S
     });
     const facts = await readHostFacts(connection.exec, options.currentSystemPath);
     const failing = report.checks.filter((check) => !check.healthy);
-    const lastOutput = failing.map((check) => `${check.name}: ${check.lastOutput || `exit code ${check.lastExitCode ?? "none"}`}`).join("; ");
+    const lastOutput = describeFailures(failing.map((check) => ({ name: check.name, output: check.lastOutput || `exit code ${check.lastExitCode ?? "none"}` })));
     return { ...base, healthy: report.healthy, generation: facts.generation, failedUnits: facts.failedUnits, lastOutput };
   } catch (error) {
     return { ...base, healthy: false, generation: null, failedUnits: [], lastOutput: (error as Error).message };
   } finally {
     connection.close();
   }
+}
+
+/**
+ * The failing checks' outputs, each distinct output once with the checks that gave it: a lost connection fails
+ * every check the same way and is then one message, not one per check (newcomer review P9).
+ */
+export function describeFailures(failures: Array<{ name: string; output: string }>): string {
+  const byOutput = new Map<string, string[]>();
+  for (const failure of failures) byOutput.set(failure.output, [...(byOutput.get(failure.output) ?? []), failure.name]);
+  return [...byOutput].map(([output, names]) => `${names.join(", ")}: ${output}`).join("; ");
 }
 
 /** A fixed-width table: service, healthy, generation (store path name), failed units, last output (one line). */
