@@ -2,7 +2,7 @@
 // systemctl (tests/support). Not proven here: a real NixOS host's systemctl output format.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatKnownHostsLine, parseHostKey } from "../components/ssh";
@@ -77,6 +77,20 @@ describe("nixmox status over three real sshd hosts", function () {
       ["beta", "yes", gen1, "-", "-"],
       ["gamma", "no", gen1, "app.service", "liveness: failed"],
     ]);
+  });
+
+  it("on a terminal, shows on stderr which hosts have answered, then clears the line; piped, stderr stays empty (above)", () => {
+    const screen = join(work, "typescript");
+    const quote = (text: string) => `'${text}'`;
+    const command = [process.execPath, cli, "status", manifest, "--identity", identity, "--known-hosts", knownHosts, "--current-system", currentSystem, "--json"].map(quote).join(" ");
+    // util-linux `script` gives the command a pseudo-terminal; stdout goes to a file so only stderr is on it.
+    const result = spawnSync("script", ["-qec", `${command} > ${quote(join(work, "status.json"))}`, screen], { encoding: "utf8", timeout: 50_000 });
+    assert.equal(result.status, 1, result.stderr);
+    const terminal = readFileSync(screen, "utf8");
+    assert.match(terminal, /\r\u001b\[Kchecking 3 services over SSH…/);
+    assert.match(terminal, /\r\u001b\[Kchecked 3\/3: /);
+    assert.match(terminal, /gamma unhealthy/);
+    assert.equal((JSON.parse(readFileSync(join(work, "status.json"), "utf8")) as unknown[]).length, 3);
   });
 
   it("prints JSON with --json, same verdicts", () => {
