@@ -20,20 +20,26 @@ const program = new Command("nixmox")
   .showHelpAfterError("(run `nixmox --help` or `nixmox <command> --help` for usage)")
   .exitOverride((err) => process.exit(err.exitCode === 0 ? exitCodes.ok : exitCodes.usage));
 
-const commands: Array<{ register(program: Command): void }> = [
-  // command registrations: one line per command file
-  require("./commands/validate"),
-  require("./commands/plan"),
-  require("./commands/graph"),
-  require("./commands/schema"),
-  require("./commands/render"),
-  require("./commands/status"),
-  require("./commands/preview"),
-  require("./commands/secrets"),
-  require("./commands/engine"),
-  require("./commands/stack"),
-];
-for (const command of commands) command.register(program);
+/** Command name → the file that registers it (engine.ts registers up, refresh and destroy). */
+const commandFiles: Record<string, string> = {
+  validate: "./commands/validate",
+  plan: "./commands/plan",
+  graph: "./commands/graph",
+  schema: "./commands/schema",
+  render: "./commands/render",
+  status: "./commands/status",
+  preview: "./commands/preview",
+  secrets: "./commands/secrets",
+  up: "./commands/engine",
+  refresh: "./commands/engine",
+  destroy: "./commands/engine",
+  stack: "./commands/stack",
+};
+// A known command registers alone (its own --help still works); anything else (no command, --help, a typo that
+// needs "did you mean") registers them all.
+const requested = process.argv[2];
+const files = requested !== undefined && Object.hasOwn(commandFiles, requested) ? [commandFiles[requested]] : [...new Set(Object.values(commandFiles))];
+for (const file of files) (require(file) as { register(program: Command): void }).register(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`nixmox: ${error instanceof Error ? error.message : String(error)}\n`);
