@@ -63,6 +63,8 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
     assert.ok(!result.modules.some((file) => file.startsWith("cli/") || file.endsWith(".ts")), "no TypeScript source is loaded");
     assert.deepEqual(result.modules.filter((file) => file.includes("node_modules/tsx/")), []);
     assert.deepEqual(pulumiSdk(result.modules), []);
+    // Only the invoked command's file registers.
+    assert.deepEqual(result.modules.filter((file) => file.startsWith("dist/cli/commands/")), ["dist/cli/commands/validate.js"]);
     // The YAML parser loads only for .yaml manifests (manifest/load.ts requires it where it parses).
     assert.deepEqual(result.modules.filter((file) => file.includes("node_modules/yaml/")), []);
   });
