@@ -6,7 +6,7 @@ import { renderPlanJson, renderPlanText } from "../views";
 export function register(program: Command): void {
   program
     .command("plan")
-    .description("Show the deployment plan: waves, containers, routes, DNS records, databases, SSO clients, secrets.")
+    .description("Show the deployment plan: waves, containers, routes, databases, SSO relations; --json adds DNS records, SSO clients and secrets.")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--json", "machine-readable JSON (byte-identical for the same manifest)")
     .action(action(async (manifest: string, options: { json?: boolean }) => {
