@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key";
+import { requireReplaceWithSupport } from "./components/engine-requirements";
 import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
 import { resolveSecretValues } from "./components/secrets";
@@ -13,6 +14,8 @@ import { loadPlan } from "./manifest";
 import { fileSources, renderAll } from "./render";
 
 async function nixmox() {
+  // Before anything else: an engine without replaceWith would fail at every service's children.
+  await requireReplaceWithSupport();
   const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
   const plan = await loadPlan(settings.manifestPath);
   const rendered = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs });

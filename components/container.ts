@@ -11,12 +11,16 @@
  *     `initialization.userAccount` first-boot root keys; after the first rebuild NixOS owns
  *                                `authorized_keys` (nixos/core.nix), so a key edit is a rebuild, not a new container.
  *   A service listed in stack config `nixmox:allowReplace` drops this guard (documented opt-in, Pulumi.yaml).
- * - the container is started once and never rebooted by NixMox (NixOS stage-2 drops the halt signal right
- *   after start: bpg #3021/#3077); activation happens inside the running container.
+ * - `deleteBeforeReplace`: a replaced container is deleted before its successor (same vmid and IP).
+ * - activation happens inside the running container; NixMox itself never reboots it. The bpg provider does
+ *   reboot it on some in-place edits (DNS, hostname, memory/swap, NIC/IP/VLAN: bpg container.go `rebootRequired`);
+ *   `rebootRevision` makes SSH readiness and the health gate run again after such an edit.
  */
+import { createHash } from "node:crypto";
 import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
+import { stableJson } from "../render/stable-json";
 import type { StackSettings } from "./stack-config";
 
 /** Properties a container keeps from creation unless the service is in `nixmox:allowReplace`. */
@@ -34,8 +38,14 @@ export interface ContainerPlanInputs {
 
 export interface ContainerPlan {
   args: proxmoxve.ContainerLegacyArgs;
+  /**
+   * Hash of the fields the bpg provider applies by rebooting the container (`rebootRequired` in
+   * proxmoxtf/resource/container/container.go: DNS, hostname, memory/swap, NIC/IP/VLAN). SshHostKey and HealthCheck
+   * take it as an input, so such an edit makes them wait for SSH with the pinned key and gate the service again.
+   */
+  rebootRevision: string;
   /** Resource options that protect data; merged with `parent` by the component. */
-  options: Pick<pulumi.CustomResourceOptions, "protect" | "retainOnDelete" | "ignoreChanges">;
+  options: Pick<pulumi.CustomResourceOptions, "protect" | "retainOnDelete" | "ignoreChanges" | "deleteBeforeReplace">;
 }
 
 /** The Proxmox node of a service: its manifest `node`, else the stack's default node. */
@@ -80,9 +90,22 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
     startup: { order: service.startupOrder },
   };
   const guarded = !settings.allowReplace.includes(service.name);
+  const rebootFields = {
+    memory: args.memory,
+    networkInterfaces: args.networkInterfaces,
+    hostname: service.hostName,
+    ipConfigs: [{ ipv4: { address: `${service.ip}/${service.prefixLength}`, gateway: plan.network.gateway } }],
+    dns: { domain: plan.network.domain, servers: [plan.network.dnsServer] },
+  };
   return {
     args,
+    rebootRevision: createHash("sha256").update(stableJson(rebootFields)).digest("hex").slice(0, 16),
     options: {
+      // A replacement must delete the old container first: its vmid and static IP cannot exist twice (Proxmox
+      // refuses "CT <vmid> already exists"; with a new vmid, SshHostKey would pin whichever host answers the
+      // shared IP). bpg marks node, template, datastore, vmid changes and disk shrinks as replacing but sets no
+      // delete-before-replace (pulumi-proxmoxve provider/resources.go), so Pulumi would create first.
+      deleteBeforeReplace: true,
       ...(service.stateful ? { protect: true, retainOnDelete: true } : {}),
       ...(guarded ? { ignoreChanges: [...creationOnlyFields] } : {}),
     },

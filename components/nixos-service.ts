@@ -7,11 +7,14 @@
  *   `<name>-config`     remote.Command: the rendered flake directory → /etc/nixmox (atomic)
  *   `<name>-secrets`    remote.Command: secret files over stdin (only when the host has secrets)
  *   `<name>-rebuild`    remote.Command: the activation wrapper (nixos-rebuild switch, checks, rollback)
- *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for
+ *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for; after a
+ *                       refresh found another generation, it re-runs the rebuild's activation (drift repair)
  *
  * Order comes from data flow and `dependsOn` only: the rebuild waits for this host's config and secrets and
  * for the health checks of exactly the services this one depends on, so independent services deploy in
- * parallel. Every command pins the recorded host key (`connection.hostKey`). Children that live inside the
+ * parallel. Every command pins the recorded host key (`connection.hostKey`) and sets `addPreviousOutputInEnv: false`:
+ * the default sends the previous stdout/stderr as environment variables, which NixOS's sshd (no AcceptEnv) refuses
+ * with a warning on every update (pulumi/pulumi-command#584). Children that live inside the
  * container are `replaceWith` it: a re-created container (same vmid, so the same provider id) gets a new host
  * key recorded, its config and secrets pushed and a rebuild, instead of commands aimed at a stale host key.
  */
@@ -22,8 +25,8 @@ import type { Plan, ServicePlan } from "../manifest/plan-types";
 import { parseActivationResult, renderActivationCommand } from "./activation";
 import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer } from "./container";
-import { HealthCheck } from "./health-check";
-import { SshHostKey } from "./ssh-host-key";
+import { HealthCheck } from "./health/health-check";
+import { SshHostKey } from "./ssh/ssh-host-key";
 import type { StackSettings } from "./stack-config";
 
 /** One host's rendered flake directory (render/host.ts `RenderedHost`). */
@@ -99,7 +102,7 @@ export class NixosService extends pulumi.ComponentResource {
     const { service } = args;
     const privateKey = pulumi.secret(args.privateKey);
 
-    const container = this.createContainer(name, args);
+    const { container, rebootRevision } = this.createContainer(name, args);
     const sshHostKey = new SshHostKey(`${name}-ssh`, {
       service: service.name,
       host: service.ip,
@@ -107,6 +110,7 @@ export class NixosService extends pulumi.ComponentResource {
       privateKey,
       containerId: container.id,
       timeoutSeconds: args.sshTimeoutSeconds ?? 300,
+      rebootRevision,
     }, { parent: this, dependsOn: [container], replaceWith: [container] });
     const connection: command.types.input.remote.ConnectionArgs = {
       host: service.ip,
@@ -117,7 +121,15 @@ export class NixosService extends pulumi.ComponentResource {
     };
     const config = this.createConfigPush(name, args, connection, container);
     const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
-    const rebuild = this.createRebuild(name, args, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
+    const activation = renderActivationCommand({
+      service: service.name,
+      configHash: args.host.contentHash,
+      checks: service.health.checks,
+      timing: service.health,
+      confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
+      rollback: args.plan.rollback,
+    });
+    const rebuild = this.createRebuild(name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
     const generation = rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? "");
     const health = new HealthCheck(`${name}-health`, {
       service: service.name,
@@ -129,6 +141,9 @@ export class NixosService extends pulumi.ComponentResource {
       expectedGeneration: generation,
       ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
       maskValues: args.secrets?.maskValues ?? [],
+      rebootRevision,
+      // After a refresh found another generation, the next update re-runs this activation (drift repair).
+      repair: activation,
     }, { parent: this, dependsOn: healthDependsOn(rebuild, args.ssoGate), replaceWith: [container] });
 
     this.vmid = pulumi.output(service.vmid);
@@ -144,7 +159,7 @@ export class NixosService extends pulumi.ComponentResource {
     this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 
-  private createContainer(name: string, args: NixosServiceArgs): proxmoxve.ContainerLegacy {
+  private createContainer(name: string, args: NixosServiceArgs): { container: proxmoxve.ContainerLegacy; rebootRevision: string } {
     const planned = planContainer({
       service: args.service,
       plan: args.plan,
@@ -152,7 +167,8 @@ export class NixosService extends pulumi.ComponentResource {
       templateFileId: args.templateFileId,
       deployPublicKey: args.deployPublicKey,
     });
-    return new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, ...planned.options });
+    const container = new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, ...planned.options });
+    return { container, rebootRevision: planned.rebootRevision };
   }
 
   private createConfigPush(name: string, args: NixosServiceArgs, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
@@ -162,6 +178,7 @@ export class NixosService extends pulumi.ComponentResource {
       stdin: renderConfigPayload(args.service.name, args.host.files),
       // The payload is the whole flake directory: keep it out of the engine's log.
       logging: "stderr",
+      addPreviousOutputInEnv: false,
     }, { parent: this, replaceWith: [container] });
   }
 
@@ -171,31 +188,25 @@ export class NixosService extends pulumi.ComponentResource {
       create: secrets.command,
       stdin: pulumi.secret(secrets.payload),
       logging: "stderr",
+      addPreviousOutputInEnv: false,
     }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"] });
   }
 
   private createRebuild(
     name: string,
-    args: NixosServiceArgs,
+    activation: { command: string; stdin: string },
     connection: command.types.input.remote.ConnectionArgs,
     container: pulumi.Resource,
     dependsOn: pulumi.Resource[],
   ): command.remote.Command {
     // The content hash is part of the command, so a changed host directory *updates* (re-runs) the rebuild and
     // nothing else does; `triggers` would replace it (pulumi/pulumi-command#855).
-    const activation = renderActivationCommand({
-      service: args.service.name,
-      configHash: args.host.contentHash,
-      checks: args.service.health.checks,
-      timing: args.service.health,
-      confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
-      rollback: args.plan.rollback,
-    });
     return new command.remote.Command(`${name}-rebuild`, {
       connection,
       create: activation.command,
       stdin: activation.stdin,
       logging: "stdoutAndStderr",
+      addPreviousOutputInEnv: false,
     }, { parent: this, dependsOn, replaceWith: [container], customTimeouts: { create: rebuildTimeout, update: rebuildTimeout } });
   }
 }

@@ -4,10 +4,14 @@
  * bench/blast-radius.ts.
  *
  * What this proves: the exact resources the program registers, their types, names, parents, `dependsOn`,
- * protection and inputs (secret inputs stay secret-wrapped). What it does not prove: anything a provider
- * decides (which Proxmox fields force replacement, whether Proxmox accepts the values), the engine's diff,
- * and whether the dynamic providers and commands work on real hosts (those run against a loopback sshd in
- * their own tests). Outputs the engine would compute are fixed stand-ins (see `mockOutputs`).
+ * options and inputs (secret inputs stay secret-wrapped), and that every dynamic resource passes its own
+ * provider's `check`, run from the serialized provider as the engine's dynamic-provider plugin runs it.
+ * In preview mode (`preview: true`, what `nixmox preview --offline` uses) it is a first deploy's preview: every
+ * output the engine would compute is unknown ("[unknown]"), so `check` sees the engine's unknown sentinel.
+ * What it does not prove: anything a provider decides (which Proxmox fields force replacement, whether Proxmox
+ * accepts the values), the engine's diff, and whether the dynamic providers and commands work on real hosts
+ * (those run against a loopback sshd in their own tests). Without preview mode, outputs the engine would
+ * compute are fixed stand-ins (see `mockOutputs`).
  */
 import { createHash, createPrivateKey, createPublicKey } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
@@ -16,6 +20,16 @@ import { stableJson } from "../render/stable-json";
 
 export const offlineProject = "nixmox";
 export const offlineStack = "offline";
+
+export interface ResourceOptionsRecord {
+  protect: boolean;
+  deleteBeforeReplace: boolean | null;
+  retainOnDelete: boolean;
+  ignoreChanges: string[];
+  replaceWith: string[];
+  customTimeouts: { create?: string; update?: string; delete?: string } | null;
+  additionalSecretOutputs: string[];
+}
 
 /** One registered resource, as the engine would have received it. */
 export interface ResourceRecord {
@@ -32,6 +46,8 @@ export interface ResourceRecord {
   retainOnDelete: boolean;
   ignoreChanges: string[];
   replaceWith: string[];
+  /** The resource options as the engine receives them. */
+  options: ResourceOptionsRecord;
   custom: boolean;
   /** Inputs with every secret replaced by "[secret]" and the dynamic provider's serialized code left out. */
   inputs: Record<string, unknown>;
@@ -56,8 +72,12 @@ export interface RecordOptions {
   stack?: string;
   /** Receives the name of every resource as it registers, also when the program fails later. */
   onRegister?: (name: string) => void;
+  /** Run as a preview of a first deploy: computed outputs unknown (`setMocks(…, preview = true)`). @default false */
+  preview?: boolean;
 }
 
+/** How an unknown value (a preview's not-yet-computed output) is shown. */
+export const unknownText = "[unknown]";
 const secretSig = pulumi.runtime.specialSecretSig;
 const sigKey = pulumi.runtime.specialSigKey;
 
@@ -67,6 +87,7 @@ function isSecretWrapper(value: unknown): value is { value: unknown } {
 
 /** Deep copy with secrets replaced by "[secret]" (redacted) or unwrapped (plain), collecting secret paths. */
 function walkInputs(value: unknown, path: string, secretPaths: string[], mode: "redacted" | "plain"): unknown {
+  if (pulumi.isUnknown(value)) return unknownText;
   if (isSecretWrapper(value)) {
     secretPaths.push(path);
     return mode === "redacted" ? "[secret]" : walkInputs(value.value, path, [], mode);
@@ -124,6 +145,49 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
   }
 }
 
+/**
+ * A first deploy's preview: the engine returns a new resource's inputs as its outputs and leaves everything
+ * else (ids, host keys, command output, generated values) unknown.
+ */
+export function previewOutputs(args: pulumi.runtime.MockResourceArgs): { id: undefined; state: Record<string, unknown> } {
+  return { id: undefined, state: { ...(args.inputs as Record<string, unknown>) } };
+}
+
+/** Deep copy of a raw property struct as a provider that does not accept secrets receives it (secrets unwrapped). */
+function engineView(value: unknown): unknown {
+  if (isSecretWrapper(value)) return engineView(value.value);
+  if (Array.isArray(value)) return value.map(engineView);
+  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, engineView(item)]));
+  return value;
+}
+
+type CheckingProvider = { check?(olds: unknown, news: unknown): Promise<{ failures?: { property: string; reason: string }[] }> };
+const loadedProviders = new Map<string, CheckingProvider>();
+
+/**
+ * Runs a dynamic resource's `check` the way the engine's dynamic-provider plugin does: the serialized provider
+ * loaded with require-from-string(…).handler() (cached per text, @pulumi/pulumi cmd/dynamic-provider/index.js
+ * getProvider), called with no olds and the news as the plugin receives them (unknowns as the sentinel string).
+ * Returns one line per failure, as the engine reports them.
+ */
+async function checkDynamicResource(type: string, name: string, raw: Record<string, unknown>): Promise<string[]> {
+  const text = raw.__provider;
+  if (typeof text !== "string") return [];
+  let provider = loadedProviders.get(text);
+  if (!provider) {
+    const requireFromString = require("require-from-string") as (code: string) => { handler(): CheckingProvider };
+    provider = requireFromString(text).handler();
+    loadedProviders.set(text, provider);
+  }
+  if (!provider.check) return [];
+  try {
+    const result = await provider.check({}, engineView(raw));
+    return (result.failures ?? []).map((failure) => `${type} ${name}: ${failure.property}: ${failure.reason}`);
+  } catch (error) {
+    return [`${type} ${name}: check failed: ${(error as Error)?.message ?? String(error)}`];
+  }
+}
+
 type MonitorRequest = {
   getType(): string;
   getName(): string;
@@ -136,7 +200,27 @@ type MonitorRequest = {
   getPropertydependenciesMap(): { forEach(callback: (value: { getUrnsList(): string[] }, key: string) => void): void };
   getIgnorechangesList(): string[];
   getReplaceWithList(): string[];
+  getDeletebeforereplace(): boolean;
+  getDeletebeforereplacedefined(): boolean;
+  getCustomtimeouts(): { getCreate(): string; getUpdate(): string; getDelete(): string } | undefined;
+  getAdditionalsecretoutputsList(): string[];
 };
+
+function optionsOf(req: MonitorRequest): ResourceOptionsRecord {
+  const timeouts = req.getCustomtimeouts();
+  const customTimeouts = timeouts
+    ? Object.fromEntries(Object.entries({ create: timeouts.getCreate(), update: timeouts.getUpdate(), delete: timeouts.getDelete() }).filter(([, value]) => value !== ""))
+    : {};
+  return {
+    protect: req.getProtect(),
+    deleteBeforeReplace: req.getDeletebeforereplacedefined() ? req.getDeletebeforereplace() : null,
+    retainOnDelete: req.getRetainondelete(),
+    ignoreChanges: [...req.getIgnorechangesList()].sort(),
+    replaceWith: [...req.getReplaceWithList()].sort(),
+    customTimeouts: Object.keys(customTimeouts).length === 0 ? null : customTimeouts,
+    additionalSecretOutputs: [...req.getAdditionalsecretoutputsList()].sort(),
+  };
+}
 
 /**
  * Runs `program` under mocks with `config` and returns every registered resource. Also fails on a duplicate
@@ -146,11 +230,18 @@ export async function recordProgram(program: () => Promise<unknown>, options: Re
   const project = options.project ?? offlineProject;
   const stack = options.stack ?? offlineStack;
   const resources: ResourceRecord[] = [];
-  await pulumi.runtime.setMocks({ newResource: mockOutputs, call: (args) => args.inputs }, project, stack, false);
+  const preview = options.preview ?? false;
+  await pulumi.runtime.setMocks({ newResource: preview ? previewOutputs : mockOutputs, call: (args) => args.inputs }, project, stack, preview);
   pulumi.runtime.setAllConfig(options.config, options.secretKeys);
   const monitor = pulumi.runtime.getMonitor() as unknown as { registerResource(req: MonitorRequest, callback: (error: unknown, response: { getUrn(): string } | undefined) => void): void };
   const register = monitor.registerResource.bind(monitor);
+  const checkFailures: string[] = [];
+  const checks: Promise<void>[] = [];
   monitor.registerResource = (req, callback) => {
+    if (req.getType().startsWith("pulumi-nodejs:dynamic")) {
+      const raw = (req.getObject() as { toJavaScript(): Record<string, unknown> }).toJavaScript();
+      checks.push(checkDynamicResource(req.getType(), req.getName(), raw).then((failures) => void checkFailures.push(...failures)));
+    }
     register(req, (error, response) => {
       if (!error && response) {
         options.onRegister?.(req.getName());
@@ -160,6 +251,7 @@ export async function recordProgram(program: () => Promise<unknown>, options: Re
         const propertyDependencies = new Set<string>();
         req.getPropertydependenciesMap().forEach((value) => value.getUrnsList().forEach((urn) => propertyDependencies.add(urn)));
         const dependsOn = [...new Set(req.getDependenciesList())].sort();
+        const resourceOptions = optionsOf(req);
         resources.push({
           urn: response.getUrn(),
           type: req.getType(),
@@ -167,10 +259,11 @@ export async function recordProgram(program: () => Promise<unknown>, options: Re
           parent: req.getParent() === "" ? null : req.getParent(),
           dependsOn,
           explicitDependsOn: dependsOn.filter((urn) => !propertyDependencies.has(urn)),
-          protect: req.getProtect(),
-          retainOnDelete: req.getRetainondelete(),
-          ignoreChanges: [...req.getIgnorechangesList()].sort(),
-          replaceWith: [...req.getReplaceWithList()].sort(),
+          protect: resourceOptions.protect,
+          retainOnDelete: resourceOptions.retainOnDelete,
+          ignoreChanges: resourceOptions.ignoreChanges,
+          replaceWith: resourceOptions.replaceWith,
+          options: resourceOptions,
           custom: req.getCustom(),
           inputs: walkInputs(deserialized, "", secretPaths, "redacted") as Record<string, unknown>,
           plainInputs: walkInputs(deserialized, "", [], "plain") as Record<string, unknown>,
@@ -183,32 +276,39 @@ export async function recordProgram(program: () => Promise<unknown>, options: Re
   // A failing program (bad manifest, bad stack config) must reach the caller as its own error: thrown inside
   // the stack resource it would also surface as an unhandled rejection with a stack trace.
   let failure: { error: unknown } | null = null;
-  const outputs = await pulumi.runtime.runInPulumiStack(async () => {
+  // Kept as the program returned it (Outputs inside): the stack's own resolved outputs drop unknown values.
+  let returned: unknown = {};
+  await pulumi.runtime.runInPulumiStack(async () => {
     try {
-      return (await program()) as pulumi.Inputs;
+      returned = await program();
+      return returned as pulumi.Inputs;
     } catch (error) {
       failure = { error };
       return {};
     }
   });
   await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  await Promise.all(checks);
   if (failure !== null) throw (failure as { error: unknown }).error;
+  if (checkFailures.length > 0) throw new Error(`the engine would refuse ${checkFailures.length === 1 ? "this resource" : "these resources"} (dynamic provider check):\n${checkFailures.sort().map((line) => `  - ${line}`).join("\n")}`);
   const seen = new Set<string>();
   for (const resource of resources) {
     if (seen.has(resource.urn)) throw new Error(`the program registers ${resource.urn} twice; child names must be unique`);
     seen.add(resource.urn);
   }
   resources.sort((a, b) => (a.urn < b.urn ? -1 : a.urn > b.urn ? 1 : 0));
-  return { resources, outputs: await resolveOutputs(outputs ?? {}) };
+  return { resources, outputs: await resolveOutputs(returned ?? {}) };
 }
 
 async function resolveOutputs(value: unknown): Promise<Record<string, unknown>> {
   const output = pulumi.output(value as pulumi.Input<Record<string, unknown>>);
   if (await pulumi.isSecret(output)) return { value: "[secret]" };
-  return new Promise((resolve) => output.apply((plain) => resolve(plain as Record<string, unknown>)));
+  // `apply` never runs on an unknown value (a preview): read the value with its unknowns and show them.
+  const withUnknowns = await (output as unknown as { promise(withUnknowns: boolean): Promise<unknown> }).promise(true);
+  return walkInputs(withUnknowns, "", [], "plain") as Record<string, unknown>;
 }
 
-/** `--json`: `{ resources: [{ urn, type, name, parent, dependsOn, protect, inputs }] }`, sorted by URN. */
+/** `--json`: `{ resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs }] }`, sorted by URN. */
 export function renderPreviewJson(resources: ResourceRecord[]): string {
   return stableJson({
     resources: resources.map((resource) => ({
@@ -218,6 +318,7 @@ export function renderPreviewJson(resources: ResourceRecord[]): string {
       parent: resource.parent,
       dependsOn: resource.dependsOn,
       protect: resource.protect,
+      options: resource.options,
       inputs: resource.inputs,
     })),
   });

@@ -24,6 +24,10 @@ export function planNodes(plan: Plan, settings: StackSettings): string[] {
 /**
  * `templateFileId` per node: a `download.FileLegacy` per node for a URL (`nixos-template-<node>`), or the
  * configured volume id as is. The download is `retainOnDelete`: other containers may still be created from it.
+ * `overwriteUnmanaged` adopts a file of the same name left by an earlier `destroy` (retained) or by another stack
+ * on the node, which bpg otherwise refuses ("created outside of Terraform", fwprovider/nodes/resource_download_file.go);
+ * `overwrite: false` keeps it from re-downloading when the URL's content changes (a moving "latest" URL must not
+ * replace the template under running containers).
  */
 export function createTemplates(plan: Plan, settings: StackSettings, provider: proxmoxve.Provider): Record<string, pulumi.Input<string>> {
   const templates: Record<string, pulumi.Input<string>> = {};
@@ -39,7 +43,10 @@ export function createTemplates(plan: Plan, settings: StackSettings, provider: p
           datastoreId: source.datastore,
           nodeName: node,
           url: source.url,
+          fileName: source.fileName,
+          ...(source.sha256 === null ? {} : { checksum: source.sha256, checksumAlgorithm: "sha256" }),
           overwrite: false,
+          overwriteUnmanaged: true,
         }, { provider, retainOnDelete: true }).id;
         break;
       default: {

@@ -9,15 +9,37 @@ import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { ManifestError, type Problem } from "../manifest";
 import { describeValue } from "../manifest/problems";
-import { resolveNixpkgsPin, type NixpkgsPin } from "../render";
+import { defaultStateVersion, resolveNixpkgsPin, type NixpkgsPin } from "../render";
+import { publicKeyOf } from "./deploy-key";
 
 /** The directory holding Pulumi.yaml (this file lives in `<project>/components`). */
 export const projectDir = path.resolve(__dirname, "..");
 
 /** Where the NixOS LXC template comes from: downloaded from a URL, or a volume that already exists. */
 export type TemplateSource =
-  | { kind: "url"; url: string; datastore: string }
+  | {
+      kind: "url";
+      url: string;
+      datastore: string;
+      /** The name it is stored under (`<datastore>:vztmpl/<fileName>`); Proxmox needs `.tar.(xz|zst|gz)`. */
+      fileName: string;
+      /** SHA-256 (hex) Proxmox verifies after the download; null: not verified. */
+      sha256: string | null;
+    }
   | { kind: "volume"; volumeId: string };
+
+/**
+ * The default template: nixpkgs' own Proxmox LXC image (nixos/modules/virtualisation/proxmox-lxc.nix) of the
+ * release every host is pinned to, as Hydra builds it (nixos/release.nix job `proxmoxLXC`, build product
+ * `system-tarball`, an xz tarball from nixos/lib/make-system-tarball.nix). The URL ends in `system-tarball`, so
+ * the file name is explicit: Proxmox would otherwise name the file after the URL, which `vztmpl` refuses.
+ * Pulumi.yaml declares the same values as its defaults (tests/stack-config.test.ts keeps them equal).
+ */
+export const defaultTemplate = {
+  url: `https://hydra.nixos.org/job/nixos/release-${defaultStateVersion}/nixos.proxmoxLXC.x86_64-linux/latest/download-by-type/file/system-tarball`,
+  fileName: `nixos-${defaultStateVersion}-proxmox-lxc-x86_64-linux.tar.xz`,
+  datastore: "local",
+} as const;
 
 export interface StackSettings {
   /** Absolute path of the manifest. @default `<project>/manifest/service-manifest.nix` */
@@ -58,6 +80,8 @@ export const plainKeys = [
   "templateUrl",
   "templateVolumeId",
   "templateDatastore",
+  "templateFileName",
+  "templateSha256",
   "nixpkgsRev",
   "nixpkgsNarHash",
   "confirmTimeoutSeconds",
@@ -106,21 +130,24 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
   const confirmTimeoutSeconds = Number(confirmText);
   if (!/^\d{1,6}$/.test(confirmText)) problem("confirmTimeoutSeconds", `must be a whole number of seconds (0 disables confirmation), got ${describeValue(confirmText)}`);
 
-  let template: TemplateSource = { kind: "volume", volumeId: "" };
-  const url = text("templateUrl");
+  // A volume id, when set, wins over the URL: Pulumi.yaml gives the URL a default, so it is always "set".
+  let template: TemplateSource;
   const volumeId = text("templateVolumeId");
-  const templateDatastore = text("templateDatastore", "local");
+  const templateDatastore = text("templateDatastore", defaultTemplate.datastore);
   identifier("templateDatastore", templateDatastore, "datastore");
-  if (url !== "" && volumeId !== "") {
-    problem("templateUrl", "and nixmox:templateVolumeId are both set; keep one (a URL is downloaded, a volume id must already exist)");
-  } else if (url !== "") {
-    if (!/^https?:\/\/\S+$/.test(url)) problem("templateUrl", `must be an http(s) URL of a NixOS LXC template (.tar.xz), got ${describeValue(url)}`);
-    template = { kind: "url", url, datastore: templateDatastore };
-  } else if (volumeId !== "") {
+  if (volumeId !== "") {
     if (!/^[A-Za-z0-9._-]+:vztmpl\/\S+$/.test(volumeId)) problem("templateVolumeId", `must look like "local:vztmpl/nixos-….tar.xz", got ${describeValue(volumeId)}`);
     template = { kind: "volume", volumeId };
   } else {
-    problem("templateUrl", "is not set (nor nixmox:templateVolumeId); give the NixOS LXC template: a URL to download or an existing volume id");
+    const url = text("templateUrl", defaultTemplate.url);
+    if (!/^https?:\/\/\S+$/.test(url)) problem("templateUrl", `must be an http(s) URL of a NixOS LXC template, got ${describeValue(url)}`);
+    const fileName = text("templateFileName", defaultTemplate.fileName);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.(xz|zst|gz)$/.test(fileName)) {
+      problem("templateFileName", `must be a file name ending in .tar.xz, .tar.zst or .tar.gz (Proxmox's vztmpl formats), got ${describeValue(fileName)}`);
+    }
+    const sha256 = text("templateSha256").toLowerCase();
+    if (sha256 !== "" && !/^[0-9a-f]{64}$/.test(sha256)) problem("templateSha256", `must be the template's SHA-256 as 64 hex characters (sha256sum prints it), got ${describeValue(sha256)}`);
+    template = { kind: "url", url, datastore: templateDatastore, fileName, sha256: sha256 === "" ? null : sha256 };
   }
 
   let nixpkgs: NixpkgsPin = resolveNixpkgsPin(undefined);
@@ -178,6 +205,16 @@ export function readStackSettings(config: pulumi.Config, baseDir: string = proje
   }
   if (sshPrivateKey === undefined) {
     problems.push({ subject: "nixmox:sshPrivateKey", field: "", message: "is not set; run `pulumi config set --secret nixmox:sshPrivateKey < ~/.ssh/nixmox_ed25519` (its public half must be in network.ssh_keys.root)" });
+  }
+  // Checked here, from the plain text and once: a bad key found later, inside an Output, would reject in every
+  // resource that uses it (about 1,600 unhandled rejections for the example) instead of one message.
+  const privateKeyText = sshPrivateKey === undefined ? undefined : config.get("sshPrivateKey");
+  if (privateKeyText !== undefined) {
+    try {
+      publicKeyOf(privateKeyText);
+    } catch (error) {
+      problems.push({ subject: "nixmox:sshPrivateKey", field: "", message: (error as Error).message.replace(/^nixmox:sshPrivateKey /, "") });
+    }
   }
   let settings: StackSettings | undefined;
   try {

@@ -120,10 +120,30 @@ function secret(configService: string, name: string, host: string, fields: Parti
   };
 }
 
-/** Every secret file, per receiving host. Built-in secrets are root-only; modules read them through systemd. */
+/**
+ * Every secret file, per receiving host. Built-in secrets are root-only (the built-in modules read them through
+ * systemd's LoadCredential=); a service may declare one of them under `secrets` to give its own copy an owner,
+ * group, mode or restart units, so that a custom module's service user can read its password file.
+ */
 function planSecrets(services: ResolvedService[], serverOf: (host: string) => string | undefined): SecretPlan[] {
-  const secrets: SecretPlan[] = [];
+  const planned: SecretPlan[] = [];
   for (const service of services) {
+    const start = planned.length;
+    planServiceSecrets(service, serverOf, planned);
+    for (const entry of planned.slice(start)) {
+      const override = service.declaredSecrets[entry.name];
+      if (!override || entry.service !== service.name || entry.configService !== service.name || !service.builtinSecretNames.includes(entry.name)) continue;
+      entry.owner = override.owner;
+      entry.group = override.group;
+      entry.mode = override.mode.padStart(4, "0");
+      entry.restartUnits = [...new Set([...entry.restartUnits, ...override.restart_units])].sort();
+    }
+  }
+  return planned.sort((a, b) => byString(a.service, b.service) || byString(a.configService, b.configService) || byString(a.name, b.name));
+}
+
+function planServiceSecrets(service: ResolvedService, serverOf: (host: string) => string | undefined, secrets: SecretPlan[]): void {
+  {
     const units = kindSpecs[service.kind].units;
     for (const db of service.databases) {
       const description = `password of PostgreSQL role "${db.owner}"`;
@@ -141,10 +161,17 @@ function planSecrets(services: ResolvedService[], serverOf: (host: string) => st
       secrets.push(secret(service.name, "bootstrap_password", service.name, { description: "password of Authentik's akadmin user", restartUnits: units }));
       secrets.push(secret(service.name, "bootstrap_token", service.name, { description: "API token NixMox uses to configure Authentik", restartUnits: units }));
     }
+    if (service.builtinSecretNames.includes("admin_password")) {
+      secrets.push(secret(service.name, "admin_password", service.name, { description: "password of Nextcloud's first admin account", restartUnits: [] }));
+    }
+    if (service.builtinSecretNames.includes("pgadmin_password")) {
+      secrets.push(secret(service.name, "pgadmin_password", service.name, { description: "password of pgAdmin's initial account", restartUnits: ["pgadmin.service"] }));
+    }
     if (service.builtinSecretNames.includes("radius_shared_secret")) {
       secrets.push(secret(service.name, "radius_shared_secret", service.name, { description: "shared secret of the RADIUS outpost (network.outposts.radius)", restartUnits: [] }));
     }
     for (const name of Object.keys(service.declaredSecrets).sort()) {
+      if (service.builtinSecretNames.includes(name)) continue;
       const declared = service.declaredSecrets[name];
       secrets.push(
         secret(service.name, name, service.name, {
@@ -158,7 +185,6 @@ function planSecrets(services: ResolvedService[], serverOf: (host: string) => st
       );
     }
   }
-  return secrets.sort((a, b) => byString(a.service, b.service) || byString(a.configService, b.configService) || byString(a.name, b.name));
 }
 
 /** Topological levels (Kahn's algorithm): wave 0 has no dependencies; each later wave depends only on earlier ones. */

@@ -151,11 +151,15 @@ export function resolveService(
 
   const radius = network.outposts.radius;
   const runsRadius = kind === "authentik" && radius !== undefined && (radius.provider === undefined || radius.provider === name);
+  // pgAdmin runs on a pgadmin host, and on a PostgreSQL host that has a route (the original NixMox layout).
+  const runsPgadmin = kind === "pgadmin" || (kind === "postgresql" && routes.length > 0);
   const builtinSecretNames = [
     ...databases.map((db) => db.passwordSecret),
     ...oidcClients.flatMap((client) => (client.secretName ? [client.secretName] : [])),
     ...(kind === "authentik" ? ["secret_key", "bootstrap_password", "bootstrap_token"] : []),
     ...(runsRadius ? ["radius_shared_secret"] : []),
+    ...(kind === "nextcloud" ? ["admin_password"] : []),
+    ...(runsPgadmin ? ["pgadmin_password"] : []),
   ];
   return {
     name,

@@ -44,7 +44,12 @@ const cidr = z
   .string()
   .regex(/^[0-9.]+\/([0-9]|[12][0-9]|3[0-2])$/, { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' })
   .refine((value) => isIpv4(value.split("/")[0]), { message: 'must be an IPv4 CIDR such as "192.168.99.0/24"' });
-const positiveSeconds = z.number().positive();
+/** The activation wrapper counts whole seconds in bash arithmetic; a day is far beyond any health timing. */
+const maxSeconds = 86_400;
+const positiveSeconds = z.number().positive().max(maxSeconds);
+/** A URL that both the schema pattern and the WHATWG parser (`new URL`, what the probes use) accept. */
+const httpUrl = (message: string) =>
+  z.string().regex(/^https?:\/\/[^\s"'\\`$]+$/, { message }).refine((value) => URL.canParse(value), { message: "must be a URL that parses (check the host and port)" });
 const shellCommand = z
   .string()
   .min(1)
@@ -140,7 +145,7 @@ export const authSchema = z
           .describe('OIDC client id. Omitted: the service name (for a route\'s own auth: "<service>-<route>").'),
         client_type: z.enum(["confidential", "public"]).default("confidential"),
         redirect_uris: z
-          .array(z.string().regex(/^https?:\/\/[^\s"'\\]+$/, { message: "must be an http(s) URL without spaces or quotes" }))
+          .array(httpUrl("must be an http(s) URL without spaces or quotes"))
           .optional()
           .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the client's route domains (for a custom app: the route's root URL, so set it)."),
         scopes: z.array(z.string().regex(/^[a-z_:.-]+$/)).default(["openid", "email", "profile"]),
@@ -207,7 +212,7 @@ export const healthCheckSchema = z.discriminatedUnion("type", [
   }),
   z.strictObject({
     type: z.literal("http"),
-    url: z.string().regex(/^https?:\/\/[^\s"'\\`$]+$/, { message: "must be an http(s) URL without spaces, quotes or $" }),
+    url: httpUrl("must be an http(s) URL without spaces, quotes or $"),
     expect_status: z.number().int().min(100).max(599).default(200),
     from: z.enum(["controller", "host"]).default("controller").describe("Probe from the machine running NixMox, or from inside the host."),
     phase: phaseSchema,
@@ -221,9 +226,9 @@ export const healthSchema = z
     checks: z.array(healthCheckSchema).default([]).describe("NixMox extension: systemd, tcp and http checks."),
     interval: positiveSeconds.optional().describe("Seconds between probes. Omitted: the manifest's retry_delay, else 10."),
     timeout: positiveSeconds.optional().describe("Seconds before one probe counts as failed. Omitted: 5."),
-    retries: z.number().int().min(1).optional()
+    retries: z.number().int().min(1).max(10_000).optional()
       .describe("Consecutive failures (after start_period) that make the service unhealthy. Omitted: the manifest's retry_attempts, else 3."),
-    start_period: z.number().min(0).optional()
+    start_period: z.number().min(0).max(maxSeconds).optional()
       .describe("NixMox extension (Compose): seconds during which failures do not count. Omitted: the manifest's health_check_timeout, else 0."),
   })
   .describe("Health checks with Docker Compose semantics. Omitted: the built-in module's main unit must be active.");
@@ -261,7 +266,11 @@ export const secretDeclarationSchema = z
   .strictObject({
     owner: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("root").describe("File owner on the host."),
     group: z.string().regex(/^[a-z_][a-z0-9_-]*$/).default("root"),
-    mode: z.string().regex(/^0?[0-7]{3}$/, { message: 'must be an octal mode such as "0400"' }).default("0400"),
+    mode: z
+      .string()
+      .regex(/^0?[0-7]{3}$/, { message: 'must be an octal mode such as "0400"' })
+      .refine((mode) => (parseInt(mode, 8) & 0o022) === 0, { message: 'must not let group or others write the file; use a mode such as "0440"' })
+      .default("0400"),
     restart_units: z.array(z.string().regex(/^[A-Za-z0-9@:._-]+$/, { message: "must be a systemd unit name" })).default([])
       .describe("Units restarted when the value changes."),
     generate: z.boolean().default(false).describe("Generate a random value when the stack config does not set one."),
@@ -326,9 +335,9 @@ export const manifestSchema = z
         "Named groups of services (the original NixMox phases), shown by `nixmox plan`. Every name must be a service of the manifest. " +
           "Nix attribute sets keep no order, so phases order nothing: the order comes from the dependency graph.",
       ),
-    health_check_timeout: z.number().min(0).optional()
+    health_check_timeout: z.number().min(0).max(maxSeconds).optional()
       .describe("Default start_period of every service's health checks, in seconds: how long a service may take to become healthy. Omitted: 0."),
-    retry_attempts: z.number().int().min(1).optional().describe("Default retries of every service's health checks. Omitted: 3."),
+    retry_attempts: z.number().int().min(1).max(10_000).optional().describe("Default retries of every service's health checks. Omitted: 3."),
     retry_delay: positiveSeconds.optional().describe("Default interval of every service's health checks, in seconds. Omitted: 10."),
     enable_rollback: z
       .boolean()

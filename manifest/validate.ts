@@ -336,6 +336,22 @@ function providerProblems(context: RuleContext, subject: string, field: string, 
   return [];
 }
 
+/** Directories under /var/lib/nixmox that a service's activation state (/var/lib/nixmox/<service>) must not take. */
+const reservedServiceNames = ["secrets", "outposts"];
+
+/** Kinds whose module refuses to start without a database (authentik.nix, forgejo.nix, nextcloud.nix). */
+const kindsNeedingDatabase: string[] = ["authentik", "forgejo", "nextcloud"];
+
+/** The *arr apps of the media kind that keep their data in PostgreSQL (nixos/lib/media.nix). */
+const arrApps = ["prowlarr", "radarr", "sonarr"];
+
+/** True when the kind's app sends a client secret, so its OIDC client cannot be public. */
+function confidentialOnly(kind: string, hasRoutes: boolean, route: string | null): boolean {
+  // These modules read the service's own client (interface.auth); pgAdmin also runs on a PostgreSQL host with a route.
+  const sendsSecret = ["vaultwarden", "forgejo", "nextcloud", "openbao", "pgadmin"].includes(kind) || (kind === "postgresql" && hasRoutes);
+  return sendsSecret && route === null;
+}
+
 /** PostgreSQL roles that exist already or have a special meaning in pg_hba.conf; never an application's owner. */
 const reservedRoles = ["postgres", "all", "replication", "sameuser", "samerole", "samegroup", "public", "pg_database_owner"];
 
@@ -634,6 +650,101 @@ const crossServiceRules: CrossServiceRule[] = [
     },
   },
   {
+    name: "serviceNameIsNotReserved",
+    // Activation state lives in /var/lib/nixmox/<service>, next to these directories.
+    check: ({ candidates }) =>
+      candidates
+        .filter((candidate) => reservedServiceNames.includes(candidate.name))
+        .map((candidate) => ({ subject: subjectOfService(candidate.name), field: "", message: `is a name NixMox uses for its own directory on every host (/var/lib/nixmox/${candidate.name}); rename the service` })),
+  },
+  {
+    name: "databaseIsNotOnItself",
+    check: ({ enabled, byAddress }) =>
+      enabled.flatMap((service) =>
+        service.databases
+          .filter((db) => byAddress.get(db.host)?.name === service.name)
+          .map((db) => ({ subject: subjectOfService(service.name), field: `${db.field}.host`, message: `${JSON.stringify(db.host)} is this service itself; a PostgreSQL host serves databases to other services, so remove this ${db.field}` })),
+      ),
+  },
+  {
+    name: "kindHasItsDatabase",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => kindsNeedingDatabase.includes(service.kind) && service.databases.length === 0)
+        .map((service) => ({ subject: subjectOfService(service.name), field: "interface.db", message: `is required: ${service.kind} keeps its data in PostgreSQL; set interface.db = { host = "<your postgresql service>"; }` })),
+  },
+  {
+    name: "kindGetsAConfidentialClient",
+    check: ({ enabled }) =>
+      enabled.flatMap((service) =>
+        service.oidcClients
+          .filter((client) => client.settings.client_type === "public" && confidentialOnly(service.kind, service.routes.length > 0, client.route))
+          .map((client) => ({
+            subject: subjectOfService(service.name),
+            field: `${client.field}.oidc.client_type`,
+            message: `must be "confidential": ${service.kind === "postgresql" ? "pgAdmin" : service.kind} sends a client secret to the SSO provider`,
+          })),
+      ),
+  },
+  {
+    name: "forgejoUsernameClaim",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "forgejo")
+        .flatMap((service) => service.oidcClients.filter((client) => client.route === null && !["preferred_username", "sub", "email"].includes(client.settings.username_claim)).map((client) => ({ service, client })))
+        .map(({ service, client }) => ({ subject: subjectOfService(service.name), field: `${client.field}.oidc.username_claim`, message: `must be preferred_username, sub or email: Forgejo takes user names only from those claims, got ${JSON.stringify(client.settings.username_claim)}` })),
+  },
+  {
+    name: "mediaDatabasesBelongToArrApps",
+    // nixos/services/media.nix: Sonarr, Radarr and Prowlarr each use a main and a log database.
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "media")
+        .flatMap((service) =>
+          service.databases.flatMap((db): Problem[] => {
+            const subject = subjectOfService(service.name);
+            if (!arrApps.includes(db.key)) return [{ subject, field: db.field, message: `belongs to no app that uses PostgreSQL here; name the entry after one of ${arrApps.join(", ")}` }];
+            if (db.additional.length === 0) return [{ subject, field: `${db.field}.additionaldbs`, message: `is required: ${db.key} also needs a log database, e.g. [ "${db.key}-log" ]` }];
+            return [];
+          }),
+        ),
+  },
+  {
+    name: "jellyfinListensOnItsPort",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "media")
+        .flatMap((service) => service.routes.filter((route) => route.name === "jellyfin" && Number(route.upstream.split(":")[1]) !== kindSpecs.media.apps.jellyfin.port).map((route) => ({ service, route })))
+        .map(({ service, route }) => ({
+          subject: subjectOfService(service.name),
+          field: `${route.field}.upstream`,
+          message: `must use port ${kindSpecs.media.apps.jellyfin.port}: Jellyfin sets its port in its own network.xml, which NixOS does not manage`,
+        })),
+  },
+  {
+    name: "grafanaCallbackIsARedirectUri",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "monitoring")
+        .flatMap((service) => {
+          const route = service.routes.find((candidate) => candidate.name === "grafana");
+          const client = route?.ownAuth?.type === "oidc" ? service.oidcClients.find((candidate) => candidate.route === "grafana") : route?.auth === "oidc" ? service.oidcClients.find((candidate) => candidate.route === null) : undefined;
+          if (!route || !client || client.settings.redirect_uris === undefined) return [];
+          const callback = `${route.tls === "off" ? "http" : "https"}://${route.domain}${route.path === "/" ? "" : route.path.replace(/\*$/, "").replace(/\/$/, "")}${kindSpecs.monitoring.apps.grafana.callback}`;
+          return client.settings.redirect_uris.includes(callback)
+            ? []
+            : [{ subject: subjectOfService(service.name), field: `${client.field}.oidc.redirect_uris`, message: `must list ${JSON.stringify(callback)}, where Grafana sends users back after login (or omit redirect_uris to derive it)` }];
+        }),
+  },
+  {
+    name: "openbaoLeavesRoomForItsClusterPort",
+    check: ({ enabled }) =>
+      enabled
+        .filter((service) => service.kind === "openbao")
+        .flatMap((service) => service.routes.filter((route) => route.upstream.endsWith(":65535")).map((route) => ({ service, route })))
+        .map(({ service, route }) => ({ subject: subjectOfService(service.name), field: `${route.field}.upstream`, message: "must use a port below 65535: OpenBao's cluster listener takes the next port" })),
+  },
+  {
     name: "customServiceHasModules",
     check: ({ enabled }) =>
       enabled
@@ -648,12 +759,22 @@ const crossServiceRules: CrossServiceRule[] = [
         }),
   },
   {
-    name: "declaredSecretNamesAreFree",
-    check: ({ enabled }) =>
+    name: "builtinSecretOverridesOnlyAccess",
+    // A built-in secret (db_password, oidc_client_secret, …) may be declared to set who can read the file; its value,
+    // generation and description stay NixMox's.
+    check: ({ enabled, root }) =>
       enabled.flatMap((service) =>
         Object.keys(service.declaredSecrets)
           .filter((secret) => service.builtinSecretNames.includes(secret))
-          .map((secret) => ({ subject: subjectOfService(service.name), field: `secrets.${secret}`, message: "is declared by NixMox already for this service; remove it or choose another name" })),
+          .flatMap((secret) => {
+            const raw = valueAt(root, [service.group, service.name, "secrets", secret]);
+            const fixed = raw && typeof raw === "object" ? Object.keys(raw).filter((key) => key === "generate" || key === "description").sort() : [];
+            return fixed.map((key) => ({
+              subject: subjectOfService(service.name),
+              field: `secrets.${secret}.${key}`,
+              message: `cannot be set: "${secret}" is a secret NixMox declares for this service; only owner, group, mode and restart_units may be set on it`,
+            }));
+          }),
       ),
   },
   {

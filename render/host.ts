@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { ManifestError } from "../manifest";
 import type { Plan, ServiceKind } from "../manifest/plan-types";
 import { renderFlakeLock, renderFlakeNix } from "./flake";
+import { moduleClosure } from "./module-files";
 import { findService, planHostData, type HostData, type HostDataOptions } from "./host-data";
 import { defaultNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
 import { stableJson } from "./stable-json";
@@ -56,12 +57,28 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   custom: ["services/custom.nix", "services/app-options.nix"],
 };
 
-/** Modules a host imports besides its kind's: pgAdmin on a PostgreSQL host with a route, the outposts on authentik. */
-function extraModules(data: HostData): Array<keyof typeof shippedFiles | "outposts"> {
-  return [...(data.host.kind === "postgresql" && data.pgadmin ? (["pgadmin"] as const) : []), ...(data.outposts ? (["outposts"] as const) : [])];
+const outpostFiles = ["services/authentik-outposts.nix", "lib/authentik-outposts.nix"];
+
+/**
+ * The shipped modules a host imports, in import order: its kind's, then pgAdmin on a PostgreSQL host with a route,
+ * then the outposts on an authentik host that runs them (paths under nixos/).
+ */
+export function hostModules(data: HostData): string[] {
+  return [
+    `services/${data.host.kind}.nix`,
+    ...(data.host.kind === "postgresql" && data.pgadmin ? ["services/pgadmin.nix"] : []),
+    ...(data.outposts ? ["services/authentik-outposts.nix"] : []),
+  ];
 }
 
-const outpostFiles = ["services/authentik-outposts.nix", "lib/authentik-outposts.nix"];
+/** Every shipped file a host needs (its modules and the helpers they import), sorted, paths under nixos/. */
+export function hostShippedFiles(data: HostData): string[] {
+  const extras = [
+    ...(data.host.kind === "postgresql" && data.pgadmin ? shippedFiles.pgadmin : []),
+    ...(data.outposts ? outpostFiles : []),
+  ];
+  return [...new Set([...shippedFiles.core, ...shippedFiles[data.host.kind], ...extras])].sort();
+}
 
 /** sha256 over every file as "<path>\0<byte length>\0<content>", in path order. */
 export function contentHash(files: Record<string, string>): string {
@@ -107,19 +124,31 @@ export function renderHost(plan: Plan, name: string, sources: RenderSources, opt
   const files: Record<string, string> = {};
 
   const data = planHostData(plan, service.name, options);
-  const extras = extraModules(data);
-  const extraFiles = extras.flatMap((extra) => (extra === "outposts" ? outpostFiles : shippedFiles[extra]));
-  const shipped = [...new Set([...shippedFiles.core, ...shippedFiles[service.kind], ...extraFiles])];
-  for (const relative of shipped) files[`nixos/${relative}`] = sources.shipped(relative);
+  for (const relative of hostShippedFiles(data)) files[`nixos/${relative}`] = sources.shipped(relative);
 
   const customModules = service.nixosModules.map((relative, index) => {
     const normalized = normalizeModulePath(service.name, index, relative);
     files[`custom/${normalized}`] = readManifestModule(sources, service.name, index, relative, normalized);
     return `custom/${normalized}`;
   });
+  // What the modules import or read by relative path (sibling modules, data files) goes into the flake too.
+  const closure = moduleClosure(customModules.map((module) => module.slice("custom/".length)), (relative) => {
+    try {
+      return sources.manifest(relative);
+    } catch {
+      return null;
+    }
+  });
+  if (closure.problems.length > 0) {
+    throw new ManifestError("render", closure.problems.map((problem) => ({
+      subject: `service "${service.name}"`,
+      field: "nixos_modules",
+      message: `${JSON.stringify(problem.module)} ${problem.message}`,
+    })));
+  }
+  for (const [relative, text] of closure.files) files[`custom/${relative}`] = text;
 
-  const extraModulePaths = extras.map((extra) => (extra === "outposts" ? "nixos/services/authentik-outposts.nix" : `nixos/services/${extra}.nix`));
-  const modules = ["nixos/core.nix", `nixos/services/${service.kind}.nix`, ...extraModulePaths, ...customModules];
+  const modules = ["nixos/core.nix", ...hostModules(data).map((module) => `nixos/${module}`), ...customModules];
   files["flake.nix"] = renderFlakeNix(service.name, modules, pin);
   files["flake.lock"] = renderFlakeLock(pin);
   files["host.json"] = stableJson(data);

@@ -17,7 +17,7 @@ export {
   type HostFacts,
   type PostgresqlData,
 } from "./host-data";
-export { contentHash, renderAll, renderHost, shippedFiles, type RenderedHost, type RenderOptions, type RenderSources } from "./host";
+export { contentHash, hostModules, hostShippedFiles, renderAll, renderHost, shippedFiles, type RenderedHost, type RenderOptions, type RenderSources } from "./host";
 export { defaultNixpkgsPin, defaultStateVersion, resolveNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
 export { fileSources, shippedModulesDir } from "./sources";
 export { stableJson } from "./stable-json";

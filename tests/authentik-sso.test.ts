@@ -79,7 +79,7 @@ describe("authentik: planAuthentikObjects (pure)", () => {
   it("fails two clients that would share an application slug, naming both services", () => {
     const plan: Plan = deepClone(planOf(seedManifest()));
     plan.authClients.push({ type: "forward_auth", service: "vault", provider: "authentik", domains: ["warden"], upstream: "192.168.99.12:9000" });
-    plan.authClients.push({ ...(plan.authClients.find((client) => client.service === "vaultwarden")!), service: "vault-warden" });
+    plan.authClients.push({ ...(plan.authClients.find((client) => client.service === "vaultwarden")!), service: "vault-warden", slug: "vault-warden" } as Plan["authClients"][number]);
     assert.throws(() => planAuthentikObjects(plan), {
       message: 'service "vault-warden": its Authentik application slug "vault-warden" is already used by service "vault"; rename one of the services or routes',
     });

@@ -7,7 +7,7 @@ import { AddressInfo } from "node:net";
 import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { HealthCheckSpec, HealthPlan } from "../manifest/plan-types";
-import { healthCheckProvider, HealthCheckOutputs } from "../components/health-check";
+import { healthCheckProvider, HealthCheckOutputs } from "../components/health/health-check";
 import { openHostConnection, runHealthChecks } from "../components/health";
 import { parseActivationResult, renderActivationCommand } from "../components/activation";
 import { connectSsh } from "../components/ssh";

@@ -1,14 +1,15 @@
 // The monitoring, media and authentik-outpost modules: the data the seed example renders for them, the pure
-// Nix builders under nixos/lib evaluated for real by nix-instantiate --eval with that data, and
-// nix-instantiate --parse of every shipped and rendered file. No mocks. Not proven here: evaluation of the
-// modules against nixpkgs 25.11 (no nixpkgs on these machines; the option names are cited in each module).
+// Nix builders under nixos/lib evaluated for real by nix-instantiate --eval with that data, the modules
+// themselves called with that data, and nix-instantiate --parse of every shipped and rendered file.
+// The module calls use tests/support/nixos-stub.nix for nixpkgs' lib and packages: they prove the modules' own
+// wiring and messages, not nixpkgs 25.11's option names or types (no nixpkgs here; each module cites them).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { loadManifestData, planManifest, validateManifest } from "../manifest";
+import { kindSpecs, loadManifestData, outpostUnit, planManifest, validateManifest } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
-import { fileSources, planHostData, renderHost, shippedFiles } from "../render";
+import { fileSources, planHostData, renderHost, shippedFiles, type HostData } from "../render";
 import { nixEval, shippedNix } from "./golden/render-fixtures";
 
 const seedPath = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
@@ -20,6 +21,32 @@ const outpostsLib = `(import ${shippedNix("lib/authentik-outposts.nix")})`;
 
 /** A Nix expression for a JSON value. */
 const json = (value: unknown) => `(builtins.fromJSON ${JSON.stringify(JSON.stringify(value))})`;
+
+const stub = path.join(__dirname, "support", "nixos-stub.nix");
+
+/**
+ * Calls a shipped module with a host's data as `config.nixmox` (plus the defaults of the options it declares
+ * under `nixmox.<section>` that the data lacks, and core's environment file paths) and evaluates `select`
+ * over its result `m`, e.g. `m.config.assertions`.
+ */
+function evalModule(file: string, data: HostData, section: string, select: string): unknown {
+  return nixEval(`let
+    stub = import ${stub};
+    data = ${json(data)};
+    m = (import ${shippedNix(file)}) { inherit config; inherit (stub) lib pkgs; };
+    declared = m.options.nixmox.${section};
+    defaults = builtins.listToAttrs (map (name: { inherit name; value = declared.\${name}.default; })
+      (builtins.filter (name: (declared.\${name}._type or null) == "stub-option" && declared.\${name} ? default && !(data.${section} ? \${name})) (builtins.attrNames declared)));
+    config = {
+      nixmox = data // {
+        ${section} = data.${section} // defaults;
+        environmentFiles = builtins.mapAttrs (name: file: file // { path = "/run/nixmox/env/\${name}.env"; }) (m.config.nixmox.environmentFiles or { });
+      };
+      services.loki.dataDir = "/var/lib/loki";
+    };
+    failed = map (a: a.message) (builtins.filter (a: !a.assertion) m.config.assertions);
+  in ${select}`);
+}
 
 let seedData: Promise<unknown> | undefined;
 async function seed(): Promise<Record<string, any>> {
@@ -130,6 +157,161 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     });
   });
 
+  describe("units", () => {
+    it("restarts the unit that reads a changed secret: grafana for monitoring's, each *arr app for its database password", () => {
+      const restarts = (service: string) =>
+        Object.fromEntries(plan.secrets.filter((secret) => secret.service === service && secret.configService === service).map((secret) => [secret.name, secret.restartUnits]));
+      for (const units of Object.values(restarts("monitoring"))) assert.ok(units.includes("grafana.service"));
+      const media = restarts("media");
+      for (const app of ["sonarr", "radarr", "prowlarr"]) assert.ok(media[`${app}_db_password`].includes(`${app}.service`), app);
+      assert.deepEqual(Object.keys(media).sort(), ["jellyfin_oidc_client_secret", "prowlarr_db_password", "radarr_db_password", "sonarr_db_password"]);
+      assert.deepEqual(kindSpecs.monitoring.units, ["prometheus.service", "grafana.service", "alertmanager.service", "loki.service", "promtail.service"]);
+    });
+
+    it("names the outpost units as the token delivery restarts them", () => {
+      const units = nixEval(`map (t: "\${${outpostsLib}.unitName t}.service") ${outpostsLib}.types`);
+      assert.deepEqual(units, [outpostUnit("ldap"), outpostUnit("radius")]);
+    });
+  });
+
+  describe("the modules called with the seed's data", () => {
+    const unprotected = (app: string) =>
+      `nixmox monitoring: service "monitoring": ${app} has no login of its own and its route asks nobody first, so anyone who reaches the proxy can use it; set interface.proxy.${app}.auth = { type = "forward_auth"; provider = …; }.`;
+
+    it("monitoring: holds, warns about the routes without forward_auth, and wires every app to its listener", () => {
+      const result = evalModule("services/monitoring.nix", planHostData(plan, "monitoring"), "monitoring", `{
+        inherit failed;
+        inherit (m.config) warnings;
+        prometheus = { inherit (m.config.services.prometheus) listenAddress port webExternalUrl; };
+        alertmanager = { inherit (m.config.services.prometheus.alertmanager) listenAddress port extraFlags; };
+        grafana = { inherit (m.config.services.grafana.settings.server) http_addr http_port root_url; inherit (m.config.services.grafana.settings.security) admin_password; };
+        credentials = m.config.systemd.services.grafana.serviceConfig.LoadCredential;
+        grafanaAfter = m.config.systemd.services.grafana.after;
+        secretsUnit = { inherit (m.config.systemd.services.nixmox-grafana-secrets) requiredBy before; };
+        loki = m.config.services.loki.configuration.server.http_listen_port;
+        promtail = (builtins.head m.config.services.promtail.configuration.clients).url;
+      }`);
+      assert.deepEqual(result, {
+        failed: [],
+        warnings: [unprotected("alertmanager"), unprotected("loki"), unprotected("prometheus")],
+        prometheus: { listenAddress: "10.40.0.18", port: 9090, webExternalUrl: "https://prometheus.home.lab" },
+        alertmanager: { listenAddress: "10.40.0.18", port: 9093, extraFlags: ["--cluster.listen-address="] },
+        grafana: { http_addr: "10.40.0.18", http_port: 3000, root_url: "https://grafana.home.lab/", admin_password: "$__file{/run/credentials/grafana.service/admin_password}" },
+        credentials: [
+          "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
+          "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
+          `db_password:${secrets}/monitoring/db_password`,
+          `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
+        ],
+        grafanaAfter: ["network-online.target"],
+        secretsUnit: { requiredBy: ["grafana.service"], before: ["grafana.service"] },
+        loki: 3100,
+        promtail: "http://10.40.0.18:3100/loki/api/v1/push",
+      });
+    });
+
+    it("monitoring: fails with a human message for a closed route port and a missing Grafana callback", async () => {
+      const data = await seed();
+      data.services.monitoring.interface.auth.oidc.redirect_uris = ["https://grafana.home.lab/oauth"];
+      const hostData = planHostData(planOf(data), "monitoring");
+      hostData.host.ports = [3000, 9090, 9093];
+      assert.deepEqual(evalModule("services/monitoring.nix", hostData, "monitoring", "failed"), [
+        'nixmox monitoring: service "monitoring" routes to loki on port 3100 but ports does not list it; add it to ports.',
+        'nixmox monitoring: service "monitoring": Grafana sends users back to https://grafana.home.lab/login/generic_oauth, which the OIDC client\'s redirect_uris does not list; add it to interface.auth.oidc.redirect_uris.',
+      ]);
+    });
+
+    it("media: holds, warns that Jellyfin's SSO is manual, and gives each *arr app its settings and password file", () => {
+      const result = evalModule("services/media.nix", planHostData(plan, "media"), "media", `{
+        inherit failed;
+        inherit (m.config) warnings;
+        envFiles = m.config.nixmox.environmentFiles;
+        sonarr = { inherit (m.config.services.sonarr) environmentFiles; inherit (m.config.services.sonarr.settings) server postgres; };
+        transmission = { package = "\${m.config.services.transmission.package}"; inherit (m.config.services.transmission.settings) rpc-port; };
+        after = m.config.systemd.services.transmission.after;
+        jellyfin = m.config.services.jellyfin.enable;
+      }`);
+      assert.deepEqual(result, {
+        failed: [],
+        warnings: [
+          'nixmox media: service "media": Jellyfin\'s OIDC login is not configured by NixOS (the SSO plugin is not in nixpkgs). Install jellyfin-plugin-sso from Jellyfin\'s plugin catalog and add provider "authentik" with client id media-jellyfin, OpenID endpoint https://auth.home.lab/application/o/media-jellyfin/ and redirect https://jellyfin.home.lab/sso/OID/redirect/authentik; the client secret is in /var/lib/nixmox/secrets/media/jellyfin_oidc_client_secret on this host.',
+        ],
+        envFiles: Object.fromEntries(["prowlarr", "radarr", "sonarr"].map((app) => [app, {
+          consumers: [`${app}.service`],
+          variables: { [`${app.toUpperCase()}__POSTGRES__PASSWORD`]: { file: `${secrets}/media/${app}_db_password` } },
+        }])),
+        sonarr: {
+          environmentFiles: ["/run/nixmox/env/sonarr.env"],
+          server: { port: 8989, bindaddress: "10.40.0.17" },
+          postgres: { host: "10.40.0.11", port: 5432, user: "sonarr", maindb: "sonarr", logdb: "sonarr-log" },
+        },
+        transmission: { package: "/nix/store/stub-transmission-4", "rpc-port": 9091 },
+        after: ["network-online.target"],
+        jellyfin: true,
+      });
+    });
+
+    it("media: fails with a human message for a database of no app, a missing log database and a Jellyfin port NixOS cannot set", async () => {
+      const data = await seed();
+      delete data.services.media.interface.dbs.sonarr.additionaldbs;
+      data.services.media.interface.dbs.lidarr = { host: "10.40.0.11", name: "lidarr", owner: "lidarr", port: 5432 };
+      data.services.media.interface.proxy.jellyfin.upstream = "10.40.0.17:8097";
+      data.services.media.ports = [8097, 8989, 7878, 9696, 9091];
+      assert.deepEqual(evalModule("services/media.nix", planHostData(planOf(data), "media"), "media", "failed"), [
+        'nixmox media: service "media": Jellyfin listens on 8096 (its port is set in Jellyfin\'s network.xml, not by NixOS), but its route sends to port 8097; use 8096 in interface.proxy.jellyfin.upstream.',
+        'nixmox media: service "media": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr.',
+        'nixmox media: service "media": sonarr also needs a log database; set interface.dbs.sonarr.additionaldbs = [ "sonarr-log" ].',
+      ]);
+    });
+
+    it("outposts: hold, and start each outpost from its token file through a path unit and a composed environment file", () => {
+      const result = evalModule("services/authentik-outposts.nix", planHostData(plan, "authentik"), "outposts", `{
+        inherit failed;
+        ldap = let u = m.config.systemd.services.authentik-ldap; in {
+          inherit (u.serviceConfig) ExecStart EnvironmentFile DynamicUser;
+          inherit (u.unitConfig) ConditionPathExists;
+          inherit (u.environment) AUTHENTIK_HOST AUTHENTIK_LISTEN__LDAP;
+          token = u.environment ? AUTHENTIK_TOKEN;
+        };
+        radiusExec = m.config.systemd.services.authentik-radius.serviceConfig.ExecStart;
+        envUnitCondition = m.config.systemd.services.nixmox-env-authentik-radius.unitConfig.ConditionPathExists;
+        path = m.config.systemd.paths.authentik-radius.pathConfig;
+        envFiles = m.config.nixmox.environmentFiles;
+      }`);
+      assert.deepEqual(result, {
+        failed: [],
+        ldap: {
+          ExecStart: "/nix/store/stub-authentik-ldap-outpost/bin/ldap",
+          EnvironmentFile: ["/run/nixmox/env/authentik-ldap.env"],
+          DynamicUser: true,
+          ConditionPathExists: "/var/lib/nixmox/outposts/ldap-token",
+          AUTHENTIK_HOST: "http://10.40.0.12:9000",
+          AUTHENTIK_LISTEN__LDAP: "10.40.0.12:3389",
+          token: false,
+        },
+        radiusExec: "/nix/store/stub-authentik-radius-outpost/bin/radius",
+        envUnitCondition: "/var/lib/nixmox/outposts/radius-token",
+        path: { PathExists: "/var/lib/nixmox/outposts/radius-token", Unit: "authentik-radius.service" },
+        envFiles: {
+          "authentik-ldap": { consumers: ["authentik-ldap.service"], variables: { AUTHENTIK_TOKEN: { file: "/var/lib/nixmox/outposts/ldap-token" } } },
+          "authentik-radius": { consumers: ["authentik-radius.service"], variables: { AUTHENTIK_TOKEN: { file: "/var/lib/nixmox/outposts/radius-token" } } },
+        },
+      });
+    });
+
+    it("outposts: fail with a human message on another kind's host, without a token path, or with the LDAP port closed", () => {
+      const hostData = planHostData(plan, "authentik");
+      hostData.host.kind = "vaultwarden";
+      hostData.host.ports = [9000];
+      hostData.outposts!.tokenFiles = { ldap: "/var/lib/nixmox/outposts/ldap-token" };
+      assert.deepEqual(evalModule("services/authentik-outposts.nix", hostData, "outposts", "failed"), [
+        'nixmox: service "authentik" of kind vaultwarden imports the authentik outposts module; outposts run on the authentik host, this is a renderer bug.',
+        'nixmox outposts: service "authentik" runs the radius outpost but tokenFiles has no path for it; render the host again with this NixMox version.',
+        'nixmox outposts: service "authentik" runs the LDAP outpost on TCP 3389 but ports does not list it; add it to ports.',
+      ]);
+    });
+  });
+
   describe("nix-instantiate --parse", () => {
     const files = ["services/monitoring.nix", "services/media.nix", "services/authentik-outposts.nix", "lib/monitoring.nix", "lib/media.nix", "lib/authentik-outposts.nix"];
 
@@ -162,9 +344,9 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
 
     it("configures Grafana from the data: listener, root_url, PostgreSQL and generic_oauth, secrets only as $__file{} credentials", () => {
       const credentials = "/run/credentials/grafana.service";
-      assert.deepEqual(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()}`), {
+      assert.deepEqual(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()} "authentik Admins"`), {
         server: { http_addr: "10.40.0.18", http_port: 3000, domain: "grafana.home.lab", root_url: "https://grafana.home.lab/", serve_from_sub_path: false },
-        security: { secret_key: `$__file{${credentials}/secret_key}` },
+        security: { secret_key: `$__file{${credentials}/secret_key}`, admin_password: `$__file{${credentials}/admin_password}` },
         users: { allow_sign_up: false },
         analytics: { reporting_enabled: false, check_for_updates: false },
         database: { type: "postgres", host: "10.40.0.11:5432", name: "monitoring", user: "monitoring", password: `$__file{${credentials}/db_password}` },
@@ -180,6 +362,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
           api_url: "https://auth.home.lab/application/o/userinfo/",
           login_attribute_path: "preferred_username",
           groups_attribute_path: "groups",
+          role_attribute_path: "contains(groups[*], 'authentik Admins') && 'Admin' || 'Viewer'",
           email_attribute_path: "email",
           use_pkce: true,
           use_refresh_token: true,
@@ -188,11 +371,12 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     });
 
     it("loads exactly the credentials Grafana's $__file{} references read, from the host's secret files", () => {
-      const settings = JSON.stringify(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()}`));
+      const settings = JSON.stringify(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()} "authentik Admins"`));
       const referenced = [...settings.matchAll(/\$__file\{\/run\/credentials\/grafana\.service\/([a-z_]+)\}/g)].map((match) => match[1]).sort();
-      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} "/var/lib/nixmox/generated/grafana_secret_key"`) as string[];
+      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} "/var/lib/nixmox/generated/grafana"`) as string[];
       assert.deepEqual(loaded, [
-        "secret_key:/var/lib/nixmox/generated/grafana_secret_key",
+        "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
+        "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
         `db_password:${secrets}/monitoring/db_password`,
         `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
       ]);
@@ -216,7 +400,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       data.services.monitoring.interface.proxy.prometheus = { domain: "mon.home.lab", path: "/prometheus", upstream: "10.40.0.18:9090" };
       data.services.monitoring.interface.auth.oidc.redirect_uris = ["https://mon.home.lab/grafana/login/generic_oauth"];
       const edited = json(planHostData(planOf(data), "monitoring").monitoring);
-      const result = nixEval(`let m = ${monitoringLib}; c = ${edited}; in { server = (m.grafanaSettings c).server; missing = m.grafanaCallbackMissing c; scrape = map (s: s.metrics_path) (m.prometheusScrapeConfigs c); datasource = (builtins.head (m.grafanaDatasources c)).url; }`);
+      const result = nixEval(`let m = ${monitoringLib}; c = ${edited}; in { server = (m.grafanaSettings c "admins").server; missing = m.grafanaCallbackMissing c; scrape = map (s: s.metrics_path) (m.prometheusScrapeConfigs c); datasource = (builtins.head (m.grafanaDatasources c)).url; }`);
       assert.deepEqual(result, {
         server: { http_addr: "10.40.0.18", http_port: 3000, domain: "mon.home.lab", root_url: "https://mon.home.lab/grafana/", serve_from_sub_path: true },
         missing: false,

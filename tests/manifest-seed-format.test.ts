@@ -169,6 +169,17 @@ describe("manifest: the original NixMox format (manifest/examples/seed-homelab.n
     assert.ok(!problems[0].includes("radius_secret_change_me"));
   });
 
+  it("gives a built-in secret file an owner when the service declares it, on its own host only (custom modules read it as that user)", () => {
+    const manifest = structuredClone(raw) as { services: { forgejo: Record<string, unknown> } };
+    manifest.services.forgejo.secrets = { db_password: { owner: "forgejo", group: "forgejo", mode: "0440", restart_units: ["forgejo-setup.service"] } };
+    const edited = planManifest(validateManifest(manifest, "test"), { manifestDir: "/" });
+    const copies = edited.secrets.filter((secret) => secret.configService === "forgejo" && secret.name === "db_password");
+    assert.deepEqual(copies.map((secret) => [secret.service, secret.owner, secret.group, secret.mode, secret.restartUnits, secret.generated]), [
+      ["forgejo", "forgejo", "forgejo", "0440", ["forgejo-setup.service", "forgejo.service"], true],
+      ["postgresql", "root", "root", "0400", ["nixmox-postgresql-passwords.service"], true],
+    ]);
+  });
+
   it("warns (never silently healthy) about a custom service without health checks, and uses its declared units otherwise", () => {
     const manifest = structuredClone(raw) as { services: Record<string, unknown> };
     manifest.services.wiki = { kind: "custom", ip: "10.40.0.30", vmid: 1030, nixos_modules: ["modules/wiki.nix"] };

@@ -579,11 +579,14 @@ const ruleCases: RuleCase[] = [
     problems: ['network: ssh_keys.root[0] must be one OpenSSH public key line such as "ssh-ed25519 AAAA… user@host", got "ssh-ed25519 AAAA\\nevil"'],
   },
   {
-    name: "fails when a service declares a secret NixMox already declares for it",
+    name: "fails when a service tries to set the value side (generate, description) of a secret NixMox declares for it",
     mutate: (m) => {
-      m.services.app.secrets = { db_password: {} };
+      m.services.app.secrets = { db_password: { owner: "app", generate: false, description: "mine" } };
     },
-    problems: ['service "app": secrets.db_password is declared by NixMox already for this service; remove it or choose another name'],
+    problems: [
+      'service "app": secrets.db_password.description cannot be set: "db_password" is a secret NixMox declares for this service; only owner, group, mode and restart_units may be set on it',
+      'service "app": secrets.db_password.generate cannot be set: "db_password" is a secret NixMox declares for this service; only owner, group, mode and restart_units may be set on it',
+    ],
   },
   // The original NixMox format (issue 13): named routes with their own auth, dbs, outposts, phases.
   {
@@ -733,6 +736,98 @@ const ruleCases: RuleCase[] = [
       m.services.app.interface.proxy.upstream = "10.9.0.11:22";
     },
     problems: ['service "app": interface.proxy.upstream port 22 of service "postgresql" is taken by its SSH server; route to the port the app listens on'],
+  },
+  {
+    name: "fails when a service is named like a NixMox directory on the hosts",
+    mutate: (m) => {
+      m.services.secrets = { kind: "custom", ip: "10.9.0.42", vmid: 142, nixos_modules: ["x.nix"], interface: { health: { startup: "true" } } };
+    },
+    problems: ['service "secrets": is a name NixMox uses for its own directory on every host (/var/lib/nixmox/secrets); rename the service'],
+  },
+  {
+    name: "fails when a PostgreSQL service asks for a database on itself",
+    mutate: (m) => {
+      m.core_services.postgresql.interface = { db: { host: "postgresql", name: "self" } };
+    },
+    problems: ['service "postgresql": interface.db.host "postgresql" is this service itself; a PostgreSQL host serves databases to other services, so remove this interface.db'],
+  },
+  {
+    name: "fails when authentik has no database",
+    mutate: (m) => {
+      delete m.core_services.authentik.interface;
+    },
+    problems: ['service "authentik": interface.db is required: authentik keeps its data in PostgreSQL; set interface.db = { host = "<your postgresql service>"; }'],
+  },
+  {
+    name: "fails when an app that sends a client secret gets a public OIDC client",
+    mutate: (m) => {
+      m.services.app.interface.auth = { type: "oidc", oidc: { client_type: "public" } };
+    },
+    problems: ['service "app": interface.auth.oidc.client_type must be "confidential": vaultwarden sends a client secret to the SSO provider'],
+  },
+  {
+    name: "fails when Forgejo would take user names from a claim it cannot read",
+    mutate: (m) => {
+      m.services.app.kind = "forgejo";
+      m.services.app.interface.auth = { type: "oidc", oidc: { username_claim: "nickname" } };
+    },
+    problems: ['service "app": interface.auth.oidc.username_claim must be preferred_username, sub or email: Forgejo takes user names only from those claims, got "nickname"'],
+  },
+  {
+    name: "fails when a media database belongs to no *arr app or lacks its log database",
+    mutate: (m) => {
+      m.services.app.kind = "media";
+      delete m.services.app.interface.auth;
+      delete m.services.app.interface.db;
+      m.services.app.interface.dbs = { sonarr: { host: "postgresql" }, lidarr: { host: "postgresql", additionaldbs: ["lidarr-log"] } };
+    },
+    problems: [
+      'service "app": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr',
+      'service "app": interface.dbs.sonarr.additionaldbs is required: sonarr also needs a log database, e.g. [ "sonarr-log" ]',
+    ],
+  },
+  {
+    name: "fails when Jellyfin's route sends to another port than Jellyfin's own",
+    mutate: (m) => {
+      m.services.app.kind = "media";
+      delete m.services.app.interface.auth;
+      delete m.services.app.interface.db;
+      m.services.app.interface.proxy = { jellyfin: { domain: "tv.lab.test", upstream: "10.9.0.20:8097" } };
+    },
+    problems: ['service "app": interface.proxy.jellyfin.upstream must use port 8096: Jellyfin sets its port in its own network.xml, which NixOS does not manage'],
+  },
+  {
+    name: "fails when Grafana's explicit redirect URIs miss its callback",
+    mutate: (m) => {
+      m.services.app.kind = "monitoring";
+      m.services.app.interface.proxy = { grafana: { domain: "grafana.lab.test", upstream: "10.9.0.20:3000" } };
+      m.services.app.interface.auth = { type: "oidc", oidc: { redirect_uris: ["https://grafana.lab.test/"] } };
+    },
+    problems: ['service "app": interface.auth.oidc.redirect_uris must list "https://grafana.lab.test/login/generic_oauth", where Grafana sends users back after login (or omit redirect_uris to derive it)'],
+  },
+  {
+    name: "fails when health timings exceed what the activation wrapper counts",
+    mutate: (m) => {
+      m.services.app.interface.health = { retries: 10_000_000, interval: 1e9 };
+    },
+    problems: [
+      'service "app": interface.health.interval must be at most 86400, got 1000000000',
+      'service "app": interface.health.retries must be at most 10000, got 10000000',
+    ],
+  },
+  {
+    name: "fails when a check URL passes the pattern but not the URL parser",
+    mutate: (m) => {
+      m.services.app.interface.health = { checks: [{ type: "http", url: "http://host:99999/" }] };
+    },
+    problems: ['service "app": interface.health.checks[0].url must be a URL that parses (check the host and port), got "http://host:99999/"'],
+  },
+  {
+    name: "fails when a secret file would be writable by group or others",
+    mutate: (m) => {
+      m.services.app.secrets = { api_key: { mode: "0777" } };
+    },
+    problems: [`service "app": secrets.api_key.mode must not let group or others write the file; use a mode such as "0440"`],
   },
 ];
 

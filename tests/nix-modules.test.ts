@@ -7,8 +7,11 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
-import { shippedFiles, type RenderedHost } from "../render";
+import { loadPlan } from "../manifest";
+import { fileSources, hostShippedFiles, renderAll, type HostData, type RenderedHost } from "../render";
 import { exampleManifestData, renderData } from "./golden/render-fixtures";
+
+const seedExample = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
 
 const nixosDir = path.join(__dirname, "..", "nixos");
 
@@ -119,36 +122,58 @@ describe("nix: shipped modules and rendered files", function () {
     }
   });
 
-  it("ships with each host every file its modules import, and only those", () => {
-    for (const host of hosts) {
-      for (const [file, content] of Object.entries(host.files)) {
-        if (!file.startsWith("nixos/")) continue;
-        for (const match of content.matchAll(/import (\.\.?\/[A-Za-z0-9_./-]+\.nix)/g)) {
-          const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), match[1]));
-          assert.ok(target in host.files, `${host.service}: ${file} imports ${target}, which is not shipped`);
+  describe("both examples: the NixMox example and the seed-format homelab (pgAdmin on PostgreSQL, outposts on authentik)", () => {
+    let all: Array<{ example: string; hosts: RenderedHost[] }>;
+    before(async () => {
+      const seedPlan = await loadPlan(seedExample);
+      all = [{ example: "example", hosts }, { example: "seed-homelab", hosts: renderAll(seedPlan, fileSources(seedPlan.manifestDir)) }];
+    });
+
+    it("renders one flake per enabled host, each .nix file passing nix-instantiate --parse", () => {
+      assert.deepEqual(all[1].hosts.map((host) => host.service), [
+        "authentik", "caddy", "dns", "forgejo", "guacamole", "media", "monitoring", "nextcloud", "openbao", "postgresql", "vaultwarden",
+      ]);
+      for (const host of all[1].hosts) {
+        for (const [file, content] of Object.entries(host.files)) if (file.endsWith(".nix")) parseNix(content, `seed-homelab/${host.service}/${file}`);
+      }
+      const flake = (service: string) => all[1].hosts.find((host) => host.service === service)!.files["flake.nix"];
+      assert.match(flake("postgresql"), /\.\/nixos\/services\/postgresql\.nix\n {8}\.\/nixos\/services\/pgadmin\.nix\n/);
+      assert.match(flake("authentik"), /\.\/nixos\/services\/authentik\.nix\n {8}\.\/nixos\/services\/authentik-outposts\.nix\n/);
+    });
+
+    it("ships with each host every file its modules import, and only those", () => {
+      for (const { example, hosts: rendered } of all) {
+        for (const host of rendered) {
+          for (const [file, content] of Object.entries(host.files)) {
+            if (!file.startsWith("nixos/")) continue;
+            for (const match of content.matchAll(/import (\.\.?\/[A-Za-z0-9_./-]+\.nix)/g)) {
+              const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), match[1]));
+              assert.ok(target in host.files, `${example}/${host.service}: ${file} imports ${target}, which is not shipped`);
+            }
+          }
+          const data = JSON.parse(host.files["host.json"]) as HostData;
+          const expected = hostShippedFiles(data).map((file) => `nixos/${file}`);
+          assert.deepEqual(Object.keys(host.files).filter((file) => file.startsWith("nixos/")), expected, `${example}/${host.service}`);
         }
       }
-      const kind = JSON.parse(host.files["host.json"]).host.kind as keyof typeof shippedFiles;
-      const expected = [...new Set([...shippedFiles.core, ...shippedFiles[kind]])].map((file) => `nixos/${file}`).sort();
-      assert.deepEqual(Object.keys(host.files).filter((file) => file.startsWith("nixos/")), expected, host.service);
-    }
-  });
+    });
 
-  it("declares an option for every key of every rendered host.json (the module system rejects unknown keys)", () => {
-    const core = readFileSync(path.join(nixosDir, "core.nix"), "utf8");
-    for (const host of hosts) {
-      const data = JSON.parse(host.files["host.json"]) as Record<string, unknown>;
-      const kind = (data.host as { kind: string }).kind;
-      const moduleTexts = shippedFiles[kind as keyof typeof shippedFiles].map((file) => readFileSync(path.join(nixosDir, file), "utf8"));
-      const declared = new Set([...declaredOptionNames(core), ...moduleTexts.flatMap((text) => [...declaredOptionNames(text)])]);
-      // Top-level sections are option groups (nixmox.host, nixmox.<kind>), and `secrets` is a free-form map.
-      const sections = new Set(["host", "schemaVersion", "secrets", kind]);
-      for (const key of Object.keys(data)) assert.ok(sections.has(key), `${host.service}: unexpected section ${key}`);
-      for (const key of leafKeys({ ...data, secrets: {} }, new Set(["secrets", "databases", "routes", "apps", "tokenFiles"]))) {
-        if (sections.has(key)) continue;
-        assert.ok(declared.has(key), `${host.service}: host.json key "${key}" has no mkOption in its modules`);
+    it("declares an option for every key of every rendered host.json (the module system rejects unknown keys)", () => {
+      for (const { example, hosts: rendered } of all) {
+        for (const host of rendered) {
+          const data = JSON.parse(host.files["host.json"]) as Record<string, unknown>;
+          const moduleTexts = Object.entries(host.files).filter(([file]) => file.startsWith("nixos/")).map(([, text]) => text);
+          const declared = new Set(moduleTexts.flatMap((text) => [...declaredOptionNames(text)]));
+          // Top-level sections are option groups (nixmox.host, nixmox.<kind>, pgadmin, outposts), `secrets` a free-form map.
+          const sections = new Set(["host", "schemaVersion", "secrets", (data.host as { kind: string }).kind, "pgadmin", "outposts"]);
+          for (const key of Object.keys(data)) assert.ok(sections.has(key), `${example}/${host.service}: unexpected section ${key}`);
+          for (const key of leafKeys({ ...data, secrets: {} }, new Set(["secrets", "databases", "routes", "apps", "tokenFiles"]))) {
+            if (sections.has(key)) continue;
+            assert.ok(declared.has(key), `${example}/${host.service}: host.json key "${key}" has no mkOption in its modules`);
+          }
+        }
       }
-    }
+    });
   });
 
   it("imports in each flake.nix the core module, the host's kind module and its custom modules, in that order", () => {

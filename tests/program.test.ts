@@ -1,6 +1,7 @@
 // Mock-based: these tests do not prove that Proxmox accepts the container arguments, which fields the provider
 // replaces, the engine's real update order, or that the commands and dynamic providers work on a host.
 import { strict as assert } from "node:assert";
+import path from "node:path";
 import { loadPlan, type Plan } from "../manifest";
 import { fileSources, renderAll, type RenderedHost } from "../render";
 import { renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
@@ -71,7 +72,9 @@ describe("program under mocks: the example manifest", function () {
 
   it("waits for SSH on the service's address and re-records the host key when the container is replaced", () => {
     const ssh = resourceNamed(run, "dns-ssh");
-    assert.deepEqual(ssh.inputs, { containerId: "913", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
+    const { rebootRevision, ...inputs } = ssh.inputs;
+    assert.deepEqual(inputs, { containerId: "913", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
+    assert.match(String(rebootRevision), /^[0-9a-f]{16}$/);
     assert.deepEqual(ssh.replaceWith, [containerUrn("dns")]);
     for (const role of ["config", "rebuild", "health"]) assert.deepEqual(resourceNamed(run, `dns-${role}`).replaceWith, [containerUrn("dns")], role);
   });
@@ -189,7 +192,27 @@ describe("program under mocks: the example manifest", function () {
     const again = await runNixmoxProgram();
     assert.equal(renderPreviewJson(again.resources), renderPreviewJson(run.resources));
     const parsed = JSON.parse(renderPreviewJson(run.resources)) as { resources: Array<Record<string, unknown>> };
-    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "parent", "protect", "type", "urn"]);
+    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "options", "parent", "protect", "type", "urn"]);
+  });
+});
+
+describe("program under mocks: the seed-format homelab (manifest/examples/seed-homelab.nix)", function () {
+  this.timeout(90_000);
+
+  it("previews one NixosService per enabled host, the SSO objects of route-level clients, and both outposts, with no cycle", async () => {
+    const run = await runNixmoxProgram(path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix"));
+    const components = run.resources.filter((resource) => resource.type === "nixmox:index:NixosService").map((resource) => resource.name).sort();
+    assert.deepEqual(components, ["authentik", "caddy", "dns", "forgejo", "guacamole", "media", "monitoring", "nextcloud", "openbao", "postgresql", "vaultwarden"]);
+    const names = new Set(run.resources.map((resource) => resource.name));
+    for (const name of ["sso-media-jellyfin", "sso-postgresql", "sso-authentik-ldap", "sso-authentik-radius", "sso-authentik-radius-token", "sso-media-sonarr-home-lab"]) {
+      assert.ok(names.has(name), name);
+    }
+    const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource.name]));
+    const dependsOn = (name: string) => resourceNamed(run, name).dependsOn.map((urn) => byUrn.get(urn));
+    // pgAdmin's client (postgresql) does not gate on its SSO object: authentik boots after postgresql.
+    assert.ok(!dependsOn("postgresql-health").includes("sso-postgresql"));
+    assert.ok(dependsOn("sso-postgresql").includes("postgresql-rebuild") && dependsOn("sso-postgresql").includes("authentik-health"));
+    assert.ok(dependsOn("media-health").includes("sso-media-jellyfin"));
   });
 });
 

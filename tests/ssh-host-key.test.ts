@@ -1,5 +1,5 @@
 import { strict as assert } from "node:assert";
-import { sshHostKeyProvider, type SshHostKeyInputs, type SshHostKeyOutputs } from "../components/ssh-host-key";
+import { sshHostKeyProvider, type SshHostKeyInputs, type SshHostKeyOutputs } from "../components/ssh/ssh-host-key";
 import { startSshd, type TestSshd } from "./support/sshd";
 
 describe("SshHostKey provider against a loopback sshd", function () {
@@ -23,6 +23,7 @@ describe("SshHostKey provider against a loopback sshd", function () {
     containerId: "913",
     timeoutSeconds: 10,
     intervalSeconds: 1,
+    rebootRevision: "r1",
     ...extra,
   });
 
@@ -63,6 +64,10 @@ describe("SshHostKey provider against a loopback sshd", function () {
     assert.deepEqual(await sshHostKeyProvider.diff("id", olds, inputs(host, { containerId: "914" })), { changes: true, replaces: ["containerId"], deleteBeforeReplace: false });
     assert.deepEqual(await sshHostKeyProvider.diff("id", olds, inputs(other)), { changes: true, replaces: ["port"], deleteBeforeReplace: false });
     assert.deepEqual(await sshHostKeyProvider.diff("id", olds, inputs(host, { timeoutSeconds: 60 })), { changes: true, replaces: [], deleteBeforeReplace: false });
+    // Proxmox rebooted the container to apply an edit: wait for SSH again (update), same container, same key.
+    assert.deepEqual(await sshHostKeyProvider.diff("id", olds, inputs(host, { rebootRevision: "r2" })), { changes: true, replaces: [], deleteBeforeReplace: false });
+    const { rebootRevision: _absent, ...beforeRevisions } = olds;
+    assert.deepEqual(await sshHostKeyProvider.diff("id", beforeRevisions as SshHostKeyOutputs, inputs(host, { rebootRevision: "" })), { changes: false, replaces: [], deleteBeforeReplace: false });
     assert.deepEqual(await sshHostKeyProvider.diff("id", olds, inputs(host, { privateKey: "rotated" })), { changes: false, replaces: [], deleteBeforeReplace: false });
   });
 

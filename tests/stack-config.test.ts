@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { plainKeys, projectDir, resolveStackSettings } from "../components/stack-config";
+import { defaultTemplate, plainKeys, projectDir, resolveStackSettings } from "../components/stack-config";
 import { defaultNixpkgsPin } from "../render";
 
 const minimal = { proxmoxEndpoint: "https://pve.lan:8006/", proxmoxNode: "pve", templateVolumeId: "local:vztmpl/nixos.tar.xz" };
@@ -24,6 +24,21 @@ describe("stack config", () => {
     });
   });
 
+  it("defaults to nixpkgs' Proxmox LXC image of the pinned release, stored as a .tar.xz, and prefers a volume id", () => {
+    const { templateVolumeId: _unset, ...withoutVolume } = minimal;
+    assert.deepEqual(resolveStackSettings(withoutVolume, "/project").template, {
+      kind: "url",
+      url: "https://hydra.nixos.org/job/nixos/release-25.11/nixos.proxmoxLXC.x86_64-linux/latest/download-by-type/file/system-tarball",
+      datastore: "local",
+      fileName: "nixos-25.11-proxmox-lxc-x86_64-linux.tar.xz",
+      sha256: null,
+    });
+    assert.match(defaultTemplate.url, new RegExp(`/release-${(defaultNixpkgsPin.ref ?? "").replace("nixos-", "")}/`));
+    // Pulumi.yaml gives templateUrl a default, so it is always set: a volume id wins instead of conflicting.
+    assert.deepEqual(resolveStackSettings({ ...minimal, templateUrl: defaultTemplate.url }, "/project").template, { kind: "volume", volumeId: "local:vztmpl/nixos.tar.xz" });
+    assert.equal((resolveStackSettings({ ...withoutVolume, templateSha256: "AB".repeat(32) }, "/project").template as { sha256: string }).sha256, "ab".repeat(32));
+  });
+
   it("reads a template URL, a nixpkgs override and the replace opt-in", () => {
     const settings = resolveStackSettings({
       ...minimal,
@@ -35,7 +50,7 @@ describe("stack config", () => {
       allowReplace: '["dns","caddy","dns"]',
       manifest: "/abs/homelab.yaml",
     }, "/project");
-    assert.deepEqual(settings.template, { kind: "url", url: "https://example.org/nixos.tar.xz", datastore: "nfs-templates" });
+    assert.deepEqual(settings.template, { kind: "url", url: "https://example.org/nixos.tar.xz", datastore: "nfs-templates", fileName: defaultTemplate.fileName, sha256: null });
     assert.deepEqual(settings.nixpkgs, { rev: "0123456789abcdef0123456789abcdef01234567", narHash: `sha256-${"A".repeat(43)}=`, ref: null, lastModified: null });
     assert.deepEqual(settings.allowReplace, ["caddy", "dns"]);
     assert.equal(settings.manifestPath, "/abs/homelab.yaml");
@@ -46,19 +61,21 @@ describe("stack config", () => {
       proxmoxEndpoint: "pve.lan",
       proxmoxInsecure: "yes",
       templateUrl: "https://a/b.tar.xz",
-      templateVolumeId: "local:vztmpl/b.tar.xz",
+      templateFileName: "system-tarball",
+      templateSha256: "abc",
       nixpkgsRev: "abc",
       confirmTimeoutSeconds: "-1",
       allowReplace: "caddy",
     }), {
       name: "ManifestError",
       message: [
-        "stack config: 7 problems",
+        "stack config: 8 problems",
         '  - nixmox:proxmoxEndpoint: must be the API address "https://<host>:8006/", got "pve.lan"',
         "  - nixmox:proxmoxNode: is not set; run `pulumi config set nixmox:proxmoxNode <node>` (the Proxmox node of services without `node`)",
         '  - nixmox:proxmoxInsecure: must be true or false, got "yes"',
         '  - nixmox:confirmTimeoutSeconds: must be a whole number of seconds (0 disables confirmation), got "-1"',
-        "  - nixmox:templateUrl: and nixmox:templateVolumeId are both set; keep one (a URL is downloaded, a volume id must already exist)",
+        '  - nixmox:templateFileName: must be a file name ending in .tar.xz, .tar.zst or .tar.gz (Proxmox\'s vztmpl formats), got "system-tarball"',
+        '  - nixmox:templateSha256: must be the template\'s SHA-256 as 64 hex characters (sha256sum prints it), got "abc"',
         "  - nixmox:nixpkgsNarHash: must be set together with the other of nixmox:nixpkgsRev/nixmox:nixpkgsNarHash (`nix flake prefetch github:NixOS/nixpkgs/<rev>` prints both)",
         "  - nixmox:allowReplace: must be a list of service names, e.g. `pulumi config set --path 'nixmox:allowReplace[0]' caddy`, got \"caddy\"",
       ].join("\n"),

@@ -20,7 +20,7 @@ export function register(program: Command): void {
     )
     .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${displayPath(exampleManifestPath)}); the engine reads nixmox:manifest`)
     .option("--offline", "run under mocks instead of the engine")
-    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, inputs, targeted? }] }, secrets as \"[secret]\"; without: the engine's events as JSON lines");
+    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
   engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
     if (!options.offline) {
       if (manifest !== undefined) {
@@ -71,7 +71,7 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   const nixmoxProgram = require("../../index") as () => Promise<unknown>;
   let run;
   try {
-    run = await offline.recordProgram(nixmoxProgram, { config, secretKeys, onRegister: progress.registered });
+    run = await offline.recordProgram(nixmoxProgram, { config, secretKeys, preview: true, onRegister: progress.registered });
   } finally {
     progress.done();
   }

@@ -6,7 +6,7 @@
  * (plus the probe timeouts), never "hangs on service_healthy" (docker/compose#10042).
  */
 import type { HealthCheckSpec, HealthPlan } from "../../manifest/plan-types";
-import { HostKeyMismatchError, SshConnectOptions, SshSession, connectSsh, ExecResult } from "../ssh/connection";
+import { SshConnectOptions, SshSession, connectSsh, ExecResult, isHostKeyMismatch } from "../ssh/connection";
 import { shellCommand } from "../ssh/quote";
 import { ProbeOutcome, RemoteExec, runProbe, validateCheck } from "./probes";
 
@@ -146,7 +146,7 @@ export function openHostConnection(connect: SshConnectOptions): HostConnection {
         opened += 1;
         session = await connectSsh(connect);
       } catch (error) {
-        if (error instanceof HostKeyMismatchError) {
+        if (isHostKeyMismatch(error)) {
           fatal = error;
           throw error;
         }

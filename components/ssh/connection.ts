@@ -57,28 +57,38 @@ export interface ExecOptions {
   maxOutputChars?: number;
 }
 
+// The errors below are plain `Error`s built by factory functions and told apart by `name`, not subclasses:
+// dynamic providers capture this module, and Pulumi's closure serializer turns a captured `class … extends Error`
+// into a function whose `super(…)` becomes `Error.call(this, …)`, so what it throws has no `message` and is not
+// `instanceof Error` (@pulumi/pulumi runtime/closure/rewriteSuper.js; STYLE.md §15).
+
 /** Thrown when the server presents a host key other than the pinned ones. */
-export class HostKeyMismatchError extends Error {
-  constructor(
-    readonly host: string,
-    readonly port: number,
-    readonly expected: string[],
-    readonly presented: string,
-  ) {
-    super(
-      `host key mismatch for ${host}:${port}: expected ${expected.join(" or ")}, the server presented ${presented}; ` +
-        `refusing to connect. If the host was re-created on purpose, record its new key (remove the old one from state or known_hosts).`,
-    );
-    this.name = "HostKeyMismatchError";
-  }
+export interface HostKeyMismatchError extends Error {
+  name: "HostKeyMismatchError";
+  host: string;
+  port: number;
+  expected: string[];
+  presented: string;
 }
 
 /** Thrown for transport failures: unreachable host, refused auth, handshake timeout, dropped connection. */
-export class SshConnectionError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "SshConnectionError";
-  }
+export interface SshConnectionError extends Error {
+  name: "SshConnectionError";
+}
+
+export function hostKeyMismatchError(host: string, port: number, expected: string[], presented: string): HostKeyMismatchError {
+  const message =
+    `host key mismatch for ${host}:${port}: expected ${expected.join(" or ")}, the server presented ${presented}; ` +
+    `refusing to connect. If the host was re-created on purpose, record its new key (remove the old one from state or known_hosts).`;
+  return Object.assign(new Error(message), { name: "HostKeyMismatchError" as const, host, port, expected, presented });
+}
+
+export function sshConnectionError(message: string): SshConnectionError {
+  return Object.assign(new Error(message), { name: "SshConnectionError" as const });
+}
+
+export function isHostKeyMismatch(error: unknown): error is HostKeyMismatchError {
+  return error instanceof Error && error.name === "HostKeyMismatchError";
 }
 
 export interface SshSession {
@@ -100,7 +110,7 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
   const where = `${options.host}:${port}`;
   const pinned: HostKey[] = options.hostKeys.map((text, index) => parseHostKey(text, `hostKeys[${index}] for ${where}`));
   if (pinned.length === 0 && !options.trustOnFirstUse) {
-    throw new SshConnectionError(`no pinned host key for ${where}: record it on first contact (trustOnFirstUse) or pass a known_hosts file`);
+    throw sshConnectionError(`no pinned host key for ${where}: record it on first contact (trustOnFirstUse) or pass a known_hosts file`);
   }
   let presented: HostKey | null = null;
   const client: Client = new SshClient();
@@ -133,10 +143,10 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
       client.end();
       const key = presented as HostKey | null;
       if (key && pinned.length > 0 && !pinned.some((pin) => sameHostKey(pin, key))) {
-        reject(new HostKeyMismatchError(options.host, port, pinned.map(fingerprint), fingerprint(key)));
+        reject(hostKeyMismatchError(options.host, port, pinned.map(fingerprint), fingerprint(key)));
         return;
       }
-      reject(new SshConnectionError(describeConnectError(where, error)));
+      reject(sshConnectionError(describeConnectError(where, error)));
     });
     client.connect(config);
   });
@@ -239,7 +249,7 @@ export async function scanHostKey(host: string, port = 22, timeoutMs = 10_000): 
     let key: HostKey | null = null;
     client.on("error", (error: Error & { level?: string; code?: string }) => {
       if (key) resolve(formatHostKey(key));
-      else reject(new SshConnectionError(describeConnectError(where, error)));
+      else reject(sshConnectionError(describeConnectError(where, error)));
     });
     client.on("ready", () => {
       client.end();

@@ -4,10 +4,11 @@
 #
 # Checked against: the Servarr environment variables (https://wiki.servarr.com/radarr/environment-variables,
 # the same namespaces for Sonarr and Prowlarr: <APP>__SERVER__{PORT,BINDADDRESS}, <APP>__POSTGRES__{HOST,PORT,
-# USER,PASSWORD,MAINDB,LOGDB}; Sonarr binds them from the "Sonarr:Postgres" configuration section,
-# src/NzbDrone.Core/Datastore/PostgresOptions.cs), NixOS 25.11 nixos/modules/services/misc/servarr/
-# settings-options.nix (mkServarrSettingsEnvVars turns `settings.<section>.<key>` into
-# <APP>__<SECTION>__<KEY>, upper-cased) and Transmission's settings.json keys (rpc-bind-address, rpc-port,
+# USER,PASSWORD,MAINDB,LOGDB}; each app binds its PostgresOptions {Host, Port, User, Password, MainDb, LogDb}
+# from the "<App>:Postgres" section of its environment configuration: src/NzbDrone.Core/Datastore/
+# PostgresOptions.cs of Sonarr and Prowlarr, Radarr's Bootstrap.cs `GetSection("Radarr:Postgres")`), NixOS
+# 25.11 nixos/modules/services/misc/servarr/settings-options.nix (mkServarrSettingsEnvVars turns
+# `settings.<section>.<key>` into <APP>__<SECTION>__<KEY>, upper-cased) and Transmission's settings.json keys (rpc-bind-address, rpc-port,
 # rpc-host-whitelist, rpc-host-whitelist-enabled, rpc-whitelist-enabled;
 # https://github.com/transmission/transmission/blob/main/docs/Editing-Configuration-Files.md).
 let

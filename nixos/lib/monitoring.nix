@@ -4,10 +4,11 @@
 #
 # Checked against: Grafana 12 configuration docs (https://grafana.com/docs/grafana/latest/setup-grafana/
 # configure-grafana/: [server] http_addr/http_port/domain/root_url/serve_from_sub_path, [database] type/host/
-# name/user/password, [security] secret_key, variable expansion `$__file{}`, which trims the file's whitespace:
+# name/user/password, [security] secret_key/admin_password, variable expansion `$__file{}`, which trims the file's whitespace:
 # pkg/setting/expanders.go), Grafana's generic OAuth docs (https://grafana.com/docs/grafana/latest/
 # setup-grafana/configure-security/configure-authentication/generic-oauth/: client_id, client_secret, scopes,
-# auth_url, token_url, api_url, login_attribute_path, groups_attribute_path, use_pkce; the callback is
+# auth_url, token_url, api_url, login_attribute_path, groups_attribute_path, role_attribute_path (JMESPath),
+# use_pkce; the callback is
 # <root_url>login/generic_oauth), Prometheus 3 configuration (scrape_configs, alerting.alertmanagers,
 # path_prefix; --web.external-url also prefixes the routes), Loki 3 configuration (server, common, schema_config
 # with tsdb/v13, as in Loki's own cmd/loki/loki-local-config.yaml) and Promtail's configuration
@@ -52,7 +53,8 @@ rec {
     let oidc = cfg.apps.grafana.oidc; callback = grafanaCallback cfg;
     in oidc != null && callback != null && !(elem callback oidc.redirectUris);
 
-  grafanaSettings = cfg:
+  # `adminGroup`: members of this group at the SSO provider become Grafana admins, everyone else a viewer.
+  grafanaSettings = cfg: adminGroup:
     let
       app = cfg.apps.grafana;
       db = cfg.database;
@@ -69,7 +71,11 @@ rec {
         # The proxy forwards the path unchanged (Caddy `handle`, nixos/lib/caddy.nix).
         serve_from_sub_path = urlPath url != "";
       });
-      security.secret_key = fileRef "${credentials}/secret_key";
+      # Both generated on the host (nixos/services/monitoring.nix): no default admin/admin, no public key.
+      security = {
+        secret_key = fileRef "${credentials}/secret_key";
+        admin_password = fileRef "${credentials}/admin_password";
+      };
       users.allow_sign_up = false;
       analytics = {
         reporting_enabled = false;
@@ -97,6 +103,7 @@ rec {
         api_url = oidc.userinfoEndpoint;
         login_attribute_path = oidc.usernameClaim;
         groups_attribute_path = oidc.groupsClaim;
+        role_attribute_path = "contains(${oidc.groupsClaim}[*], '${adminGroup}') && 'Admin' || 'Viewer'";
         email_attribute_path = "email";
         use_pkce = true;
         use_refresh_token = true;
@@ -106,8 +113,9 @@ rec {
     });
 
   # LoadCredential= entries of grafana.service: one per file grafanaSettings reads with $__file{}.
-  grafanaCredentials = cfg: secretKeyFile:
-    [ "secret_key:${secretKeyFile}" ]
+  # `generatedDir` holds the two values generated on the host.
+  grafanaCredentials = cfg: generatedDir:
+    [ "secret_key:${generatedDir}/secret_key" "admin_password:${generatedDir}/admin_password" ]
     ++ (if cfg.database == null then [ ] else [ "db_password:${cfg.database.passwordFile}" ])
     ++ (let oidc = cfg.apps.grafana.oidc; in
       if oidc == null || oidc.clientSecretFile == null then [ ] else [ "oidc_client_secret:${oidc.clientSecretFile}" ]);

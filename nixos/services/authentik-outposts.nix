@@ -3,11 +3,12 @@
 # `outposts` key.
 #
 # An outpost needs an API token that exists only after Authentik created the outpost; NixMox delivers it
-# later to `tokenFiles.<type>` (root-only, under /var/lib/nixmox/outposts, components/outpost-token.ts). Until then the outpost's unit is
+# later to `tokenFiles.<type>` (root-only, components/outpost-token.ts; outside the secrets directory, whose
+# push removes files it did not declare) and restarts the outpost's unit. Until then the outpost's unit is
 # skipped, not failed (ConditionPathExists=), and a path unit starts it as soon as the file appears. The token
 # reaches the outpost through a root-only environment file composed at start (core option
 # nixmox.environmentFiles: the RADIUS outpost of some authentik releases reads AUTHENTIK_TOKEN only from the
-# environment); whoever replaces the token restarts authentik-<type>.service, which composes the file again.
+# environment); restarting authentik-<type>.service composes the file again from the new token.
 #
 # The base DN, the RADIUS client networks and the RADIUS shared secret are properties of the providers that
 # NixMox creates through Authentik's API; the outposts fetch them from there, so this module only declares
@@ -15,11 +16,13 @@
 # host. LDAP listens on the host's address at `ldap.port` (TCP), RADIUS at `radius.port` (UDP); LDAPS and the
 # metrics listeners stay on loopback. Nothing else listens.
 #
-# Checked against NixOS 25.11: pkgs/by-name/au/authentik/outposts.nix (pkgs.authentik-outposts.{ldap,radius},
-# built from authentik's source with meta.mainProgram "ldap"/"radius", pkgs/by-name/au/authentik/ldap.nix and
-# radius.nix), systemd.services.<name>.unitConfig, systemd.paths.<name>.pathConfig (systemd.path(5): PathExists=,
-# Unit=), and authentik's outpost environment (nixos/lib/authentik-outposts.nix). Unit names follow the
-# authentik-nix flake (authentik-ldap.service, authentik-radius.service).
+# Checked against NixOS 25.11: pkgs/top-level/all-packages.nix (authentik-outposts = callPackages of
+# pkgs/by-name/au/authentik/outposts.nix: .ldap, .proxy, .radius, built from authentik's source with
+# meta.mainProgram "ldap"/"radius" in ldap.nix and radius.nix), systemd.services.<name>.unitConfig,
+# systemd.paths.<name>.pathConfig (systemd.path(5): PathExists=, Unit=), and authentik's outpost environment
+# (nixos/lib/authentik-outposts.nix). Unit names follow the authentik-nix flake (authentik-ldap.service,
+# authentik-radius.service). They are not among the authentik kind's health-check units (manifest/kinds.ts):
+# they cannot run before NixMox delivers their tokens.
 { config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types;
@@ -102,10 +105,6 @@ in
       assertion = false;
       message = "nixmox outposts: service \"${host.name}\" runs the ${type} outpost but tokenFiles has no path for it; render the host again with this NixMox version.";
     }) (build.missingTokenFiles cfg)
-    ++ map (type: {
-      assertion = lib.hasPrefix "${host.secretsDir}/" (tokenFile type);
-      message = "nixmox outposts: service \"${host.name}\": the ${type} outpost's token file ${tokenFile type} must lie under ${host.secretsDir}/.";
-    }) (builtins.filter (type: cfg.tokenFiles ? ${type}) enabled)
     ++ lib.optional (cfg.ldap != null) {
       assertion = builtins.elem cfg.ldap.port host.ports;
       message = "nixmox outposts: service \"${host.name}\" runs the LDAP outpost on TCP ${toString cfg.ldap.port} but ports does not list it; add it to ports.";

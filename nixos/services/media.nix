@@ -85,6 +85,13 @@ in
       };
     }) withDatabase);
 
+    # The apps bind the host's address, which exists once networkd has configured it (core.nix,
+    # RequiredForOnline=routable). Jellyfin binds every address.
+    systemd.services = lib.genAttrs [ "sonarr" "radarr" "prowlarr" "transmission" ] (_: {
+      after = [ "network-online.target" ];
+      wants = [ "network-online.target" ];
+    });
+
     services.transmission = {
       enable = true;
       package = pkgs.transmission_4;

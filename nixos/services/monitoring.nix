@@ -5,11 +5,12 @@
 # Grafana keeps its data in the manifest's PostgreSQL database (interface.db) and logs users in through the
 # OIDC client (generic_oauth), with root_url from its route. Grafana reads every secret itself with its file
 # provider `$__file{<path>}`, and the paths are systemd credentials (LoadCredential=), so no value reaches the
-# Nix store, the unit or the environment: the database password, the OIDC client secret, and its own
-# secret_key. That key (it encrypts data-source secrets in the database) is not a manifest secret: it is
-# generated once on this host by nixmox-grafana-secret-key.service (root-only file, never leaves the host).
-# NixOS 26.05 drops Grafana's built-in default key (nixpkgs PR #484374), so setting one now avoids a
-# re-encryption later.
+# Nix store, the unit or the environment: the database password, the OIDC client secret, its own secret_key
+# and the local admin's password. The last two are not manifest secrets: nixmox-grafana-secrets.service
+# generates them once on this host (root-only files under grafanaGeneratedDir, never leaving the host), so
+# Grafana never starts with its default admin/admin, and its secret_key (which encrypts data-source secrets)
+# is not the public default that NixOS 26.05 drops (nixpkgs PR #484374). OIDC users of the SSO provider's
+# admin group (grafanaAdminGroup) become Grafana admins, everyone else a viewer.
 #
 # Prometheus scrapes itself and the Alertmanager and sends alerts there; the Alertmanager routes everything to
 # a receiver that does nothing (add receivers in a custom module with services.prometheus.alertmanager.
@@ -36,13 +37,22 @@ let
   build = import ../lib/monitoring.nix;
   shell = import ../lib/shell.nix;
   apps = cfg.apps;
+  waitForAddress = {
+    after = [ "network-online.target" ];
+    wants = [ "network-online.target" ];
+  };
 in
 {
   options.nixmox.monitoring = (import ./app-options.nix lib) // {
-    grafanaSecretKeyFile = mkOption {
+    grafanaGeneratedDir = mkOption {
       type = types.strMatching "/[A-Za-z0-9._/-]+";
-      default = "/var/lib/nixmox/generated/grafana_secret_key";
-      description = "Where Grafana's secret_key is generated on first start (root-only; back it up with Grafana's database).";
+      default = "/var/lib/nixmox/generated/grafana";
+      description = "Root-only directory where Grafana's secret_key and the local admin's password are generated on first start (back it up with Grafana's database).";
+    };
+    grafanaAdminGroup = mkOption {
+      type = types.strMatching "[^']+";
+      default = "authentik Admins";
+      description = "Group at the SSO provider whose members become Grafana admins (others are viewers); authentik's built-in admin group by default.";
     };
   };
 
@@ -86,7 +96,7 @@ in
 
     services.grafana = {
       enable = true;
-      settings = build.grafanaSettings cfg;
+      settings = build.grafanaSettings cfg cfg.grafanaAdminGroup;
       provision = {
         enable = true;
         datasources.settings = {
@@ -106,14 +116,23 @@ in
       configuration = build.promtailConfig cfg host.hostName;
     };
 
+    # The apps bind the host's address, which exists once networkd has configured it (core.nix,
+    # RequiredForOnline=routable); Promtail also waits for Loki.
+    systemd.services.prometheus = waitForAddress;
+    systemd.services.alertmanager = waitForAddress;
+    systemd.services.grafana = waitForAddress // {
+      serviceConfig.LoadCredential = build.grafanaCredentials cfg cfg.grafanaGeneratedDir;
+    };
+    systemd.services.loki = waitForAddress;
     systemd.services.promtail = {
-      after = [ "loki.service" ];
-      wants = [ "loki.service" ];
+      after = [ "network-online.target" "loki.service" ];
+      wants = [ "network-online.target" "loki.service" ];
     };
 
-    # Grafana's own key: created once, kept across rebuilds; only root reads it (grafana gets a credential copy).
-    systemd.services.nixmox-grafana-secret-key = {
-      description = "NixMox: create Grafana's secret_key once";
+    # Grafana's own secrets: created once, kept across rebuilds; only root reads them (grafana gets credential
+    # copies). admin_password replaces Grafana's default admin/admin on a port the network reaches.
+    systemd.services.nixmox-grafana-secrets = {
+      description = "NixMox: generate Grafana's secret_key and admin password once";
       before = [ "grafana.service" ];
       requiredBy = [ "grafana.service" ];
       serviceConfig = {
@@ -122,15 +141,15 @@ in
         UMask = "0077";
       };
       script = ''
-        key=${shell.shellQuote cfg.grafanaSecretKeyFile}
-        if [ ! -s "$key" ]; then
-          mkdir -p "$(dirname "$key")"
-          head -c 32 /dev/urandom | base64 -w0 > "$key.tmp"
-          mv "$key.tmp" "$key"
-        fi
+        dir=${shell.shellQuote cfg.grafanaGeneratedDir}
+        mkdir -p "$dir"
+        for name in secret_key admin_password; do
+          if [ ! -s "$dir/$name" ]; then
+            head -c 32 /dev/urandom | base64 -w0 | tr -d '/+=' > "$dir/$name.tmp"
+            mv "$dir/$name.tmp" "$dir/$name"
+          fi
+        done
       '';
     };
-
-    systemd.services.grafana.serviceConfig.LoadCredential = build.grafanaCredentials cfg cfg.grafanaSecretKeyFile;
   };
 }

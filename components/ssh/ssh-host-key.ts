@@ -10,7 +10,8 @@
  *   First contact trusts the network once, like `ssh-keyscan`; re-created containers reuse IPs
  *   (TAPPaaS/TAPPaaS#112), which is why the recorded key belongs to one container id.
  * - diff: a new `containerId` (the container was re-created), host or port replaces the resource, so a new key
- *   is recorded for the new container; timing changes are updates.
+ *   is recorded for the new container; timing changes and a new `rebootRevision` (Proxmox rebooted the
+ *   container to apply an edit) are updates.
  * - update: re-checks readiness with the *pinned* key (a host presenting another key fails here, loudly).
  * - read: returns the stored state; the pin never changes on refresh.
  * - delete: nothing (the key goes away with the container).
@@ -19,7 +20,7 @@
  * The private key is an input only, never an output.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectSsh } from "./ssh/connection";
+import { connectSsh, isHostKeyMismatch } from "./connection";
 
 export interface SshHostKeyArgs {
   /** Service name, for messages. */
@@ -37,6 +38,8 @@ export interface SshHostKeyArgs {
   timeoutSeconds?: pulumi.Input<number>;
   /** Pause between attempts. @default 2 */
   intervalSeconds?: pulumi.Input<number>;
+  /** Changes when the container gets an edit Proxmox applies by rebooting it; an update then waits for SSH again. @default "" */
+  rebootRevision?: pulumi.Input<string>;
 }
 
 export interface SshHostKeyInputs {
@@ -48,6 +51,7 @@ export interface SshHostKeyInputs {
   containerId: string;
   timeoutSeconds: number;
   intervalSeconds: number;
+  rebootRevision: string;
 }
 
 export interface SshHostKeyOutputs {
@@ -58,13 +62,14 @@ export interface SshHostKeyOutputs {
   containerId: string;
   timeoutSeconds: number;
   intervalSeconds: number;
+  rebootRevision: string;
   /** `ssh-ed25519 AAAA…` as recorded on first contact. */
   hostKey: string;
   hostKeyFingerprint: string;
 }
 
 const replaceKeys = ["containerId", "host", "port"] as const;
-const updateKeys = ["user", "timeoutSeconds", "intervalSeconds", "service"] as const;
+const updateKeys = ["user", "timeoutSeconds", "intervalSeconds", "service", "rebootRevision"] as const;
 
 /** Runs `true` over SSH until it exits 0 or the deadline passes; resolves with the presented host key. */
 async function waitForSsh(inputs: SshHostKeyInputs, pinnedHostKey: string | null): Promise<{ hostKey: string; hostKeyFingerprint: string }> {
@@ -91,7 +96,7 @@ async function waitForSsh(inputs: SshHostKeyInputs, pinnedHostKey: string | null
       }
     } catch (error) {
       // A host presenting another key than the pinned one is not "not ready yet": stop at once.
-      if (error instanceof Error && error.name === "HostKeyMismatchError") {
+      if (isHostKeyMismatch(error)) {
         throw new Error(`service "${inputs.service}": ${error.message}`);
       }
       lastError = error instanceof Error ? error.message : String(error);
@@ -115,6 +120,7 @@ function outputsOf(inputs: SshHostKeyInputs, key: { hostKey: string; hostKeyFing
     containerId: inputs.containerId,
     timeoutSeconds: inputs.timeoutSeconds,
     intervalSeconds: inputs.intervalSeconds,
+    rebootRevision: inputs.rebootRevision,
     hostKey: key.hostKey,
     hostKeyFingerprint: key.hostKeyFingerprint,
   };
@@ -131,6 +137,7 @@ function resolveInputs(raw: SshHostKeyInputs): SshHostKeyInputs {
     containerId: raw.containerId,
     timeoutSeconds: raw.timeoutSeconds ?? 300,
     intervalSeconds: raw.intervalSeconds ?? 2,
+    rebootRevision: raw.rebootRevision ?? "",
   };
 }
 
@@ -144,7 +151,8 @@ export const sshHostKeyProvider = {
   async diff(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<pulumi.dynamic.DiffResult> {
     const news = resolveInputs(raw);
     const replaces = replaceKeys.filter((key) => olds[key] !== news[key]);
-    const changed = updateKeys.filter((key) => olds[key] !== news[key]);
+    // `?? ""`: state written before rebootRevision existed has none.
+    const changed = updateKeys.filter((key) => (olds[key] ?? "") !== news[key]);
     return { changes: replaces.length + changed.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
   },
 

@@ -9,16 +9,24 @@
  *   engine never creates the resources that depend on it.
  * - read (refresh): runs the liveness checks once (retries, no start period) and reports drift in `drift`:
  *   unhealthy, or "the host runs another NixOS generation than the one NixMox deployed".
- * - diff: re-runs (update) when the expected generation, the checks, the connection or the confirmation
- *   change, or when the last read found drift. Never replaces: there is nothing on the host to re-create.
+ * - diff: re-runs (update) when the expected generation, the checks, the connection, the confirmation or the
+ *   container's `rebootRevision` (Proxmox rebooted it to apply an edit) change, or when the last read found
+ *   drift. Never replaces: there is nothing on the host to re-create.
+ * - update after a read found another generation: first re-runs the activation (`repair`, the rebuild's own
+ *   command), so `pulumi refresh` + `pulumi up` repairs the drift; an unhealthy host is only checked again.
  * - delete: nothing to undo.
+ *
+ * The outputs keep `privateKey` and `maskValues` because `read` gets only the stored outputs
+ * (cmd/dynamic-provider/index.js `read`) and must reconnect and mask; both are `additionalSecretOutputs`.
  */
 import * as pulumi from "@pulumi/pulumi";
-import type { HealthPlan } from "../manifest/plan-types";
-import { renderConfirmCommand, parseActivationResult } from "./activation";
-import { checksForPhase, maskSecrets, openHostConnection, readHostFacts, runHealthChecks } from "./health/runner";
-import { validateCheck } from "./health/probes";
-import { parseHostKey } from "./ssh/host-key";
+import type { HealthPlan } from "../../manifest/plan-types";
+import { renderConfirmCommand, parseActivationResult } from "../activation";
+import { checksForPhase, maskSecrets, openHostConnection, readHostFacts, runHealthChecks } from "./runner";
+import { connectSsh } from "../ssh/connection";
+import { validateCheck } from "./probes";
+import { parseHostKey } from "../ssh/host-key";
+import { containsUnknown } from "../unknown";
 
 export interface HealthCheckArgs {
   /** Service name, used in every message. */
@@ -43,6 +51,16 @@ export interface HealthCheckArgs {
   currentSystemPath?: pulumi.Input<string>;
   /** Values to mask in messages and outputs (e.g. the service's secrets). @default [] */
   maskValues?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Changes when Proxmox reboots the container to apply an edit; the gate then runs again. @default "" */
+  rebootRevision?: pulumi.Input<string>;
+  /** The activation the rebuild runs; re-run by the next update after a refresh found another generation. @default no repair */
+  repair?: pulumi.Input<ActivationRun>;
+}
+
+/** One run of the activation wrapper (components/activation `renderActivationCommand`). */
+export interface ActivationRun {
+  command: string;
+  stdin: string;
 }
 
 /** Resolved inputs, as the provider receives them. */
@@ -58,6 +76,8 @@ export interface HealthCheckInputs {
   confirm: { configHash: string; stateDir?: string } | null;
   currentSystemPath: string;
   maskValues: string[];
+  rebootRevision: string;
+  repair: ActivationRun | null;
 }
 
 export interface HealthCheckOutputs extends HealthCheckInputs {
@@ -84,7 +104,14 @@ export function resolveHealthCheckInputs(raw: Record<string, unknown>): HealthCh
     confirm: confirm ? { configHash: confirm.configHash, ...(confirm.stateDir ? { stateDir: confirm.stateDir } : {}) } : null,
     currentSystemPath: typeof raw.currentSystemPath === "string" ? raw.currentSystemPath : "/run/current-system",
     maskValues: Array.isArray(raw.maskValues) ? raw.maskValues.map(String) : [],
+    rebootRevision: typeof raw.rebootRevision === "string" ? raw.rebootRevision : "",
+    repair: isActivationRun(raw.repair) ? { command: raw.repair.command, stdin: raw.repair.stdin } : null,
   };
+}
+
+function isActivationRun(value: unknown): value is ActivationRun {
+  const run = value as Partial<ActivationRun> | null | undefined;
+  return typeof run?.command === "string" && typeof run.stdin === "string";
 }
 
 function connectOptions(inputs: HealthCheckInputs) {
@@ -95,7 +122,37 @@ function secretsOf(inputs: HealthCheckInputs): string[] {
   return [...inputs.maskValues, inputs.privateKey];
 }
 
-async function gate(inputs: HealthCheckInputs): Promise<HealthCheckOutputs> {
+/**
+ * Drift repair: the last refresh found the host running another generation than the one NixMox deployed, so
+ * re-run the activation the rebuild ran (same configuration; the wrapper is idempotent only while the deployed
+ * generation runs, so here it switches again, with its own checks and rollback). The rebuild itself cannot be
+ * re-triggered by this resource's drift without a cycle (it depends on the rebuild). Returns the generation the
+ * activation reports: with the same configuration, Nix builds the same store path.
+ */
+async function repairGenerationDrift(inputs: HealthCheckInputs & { repair: ActivationRun }): Promise<string | null> {
+  const session = await connectSsh(connectOptions(inputs));
+  try {
+    const ran = await session.exec(inputs.repair.command, { stdin: inputs.repair.stdin, timeoutMs: 45 * 60_000 });
+    const result = parseActivationResult(ran.stdout);
+    if (result?.status !== "switched" && result?.status !== "awaiting-confirmation" && result?.status !== "unchanged") {
+      const reason = result?.reason ?? maskSecrets(`${ran.stderr}`.trim().split("\n").slice(-5).join("\n"), secretsOf(inputs));
+      throw new Error(`service "${inputs.service}": re-running the activation to repair drift failed (exit code ${ran.code ?? "none"}, ${result?.status ?? "no result"}): ${reason}`);
+    }
+    return result.generation ?? null;
+  } finally {
+    session.close();
+  }
+}
+
+function foundGenerationDrift(olds: HealthCheckOutputs | null): boolean {
+  return olds !== null && olds.drift !== null && olds.drift !== undefined && olds.expectedGeneration !== null && olds.generation !== olds.expectedGeneration;
+}
+
+async function gate(inputs: HealthCheckInputs, olds: HealthCheckOutputs | null = null): Promise<HealthCheckOutputs> {
+  let expectedGeneration = inputs.expectedGeneration;
+  if (inputs.repair !== null && foundGenerationDrift(olds)) {
+    expectedGeneration = (await repairGenerationDrift({ ...inputs, repair: inputs.repair })) ?? expectedGeneration;
+  }
   const connection = openHostConnection(connectOptions(inputs));
   try {
     const report = await runHealthChecks({
@@ -121,8 +178,8 @@ async function gate(inputs: HealthCheckInputs): Promise<HealthCheckOutputs> {
       }
     }
     const facts = await readHostFacts(connection.exec, inputs.currentSystemPath);
-    if (inputs.expectedGeneration !== null && facts.generation !== inputs.expectedGeneration) {
-      throw new Error(generationDrift(inputs.service, facts.generation, inputs.expectedGeneration));
+    if (expectedGeneration !== null && facts.generation !== expectedGeneration) {
+      throw new Error(generationDrift(inputs.service, facts.generation, expectedGeneration));
     }
     return { ...inputs, healthy: true, generation: facts.generation, failedUnits: facts.failedUnits, drift: null };
   } finally {
@@ -138,15 +195,17 @@ export const healthCheckProvider: pulumi.dynamic.ResourceProvider = {
   async check(_olds: Record<string, unknown>, news: Record<string, unknown>) {
     const failures: pulumi.dynamic.CheckFailure[] = [];
     const inputs = resolveHealthCheckInputs(news);
-    // Unknown values (during preview) arrive as undefined/placeholder; only validate what is known.
-    if (typeof news.hostKey === "string") {
+    // In a preview any input may still be unknown (the host key always is for a new container): validate only
+    // what is known; the engine checks again with the real values before create/update.
+    if (typeof news.hostKey === "string" && !containsUnknown(news.hostKey)) {
       try {
         parseHostKey(inputs.hostKey, `service "${inputs.service}": hostKey`);
       } catch (error) {
         failures.push({ property: "hostKey", reason: (error as Error).message });
       }
     }
-    for (const check of inputs.health?.checks ?? []) {
+    const checks = containsUnknown(news.health) ? [] : (inputs.health?.checks ?? []);
+    for (const check of checks) {
       try {
         validateCheck(inputs.service, check);
       } catch (error) {
@@ -163,14 +222,15 @@ export const healthCheckProvider: pulumi.dynamic.ResourceProvider = {
 
   async diff(_id: string, olds: HealthCheckOutputs, raw: Record<string, unknown>) {
     const news = resolveHealthCheckInputs(raw);
-    const keys: (keyof HealthCheckInputs)[] = ["service", "host", "port", "username", "hostKey", "health", "expectedGeneration", "confirm", "currentSystemPath", "privateKey"];
-    const changed = keys.filter((key) => JSON.stringify(olds[key] ?? null) !== JSON.stringify(news[key] ?? null));
+    const keys: (keyof HealthCheckInputs)[] = ["service", "host", "port", "username", "hostKey", "health", "expectedGeneration", "confirm", "currentSystemPath", "privateKey", "rebootRevision"];
+    // `?? ""` for rebootRevision: state written before it existed has none.
+    const changed = keys.filter((key) => JSON.stringify(olds[key] ?? (key === "rebootRevision" ? "" : null)) !== JSON.stringify(news[key] ?? null));
     const drifted = olds.healthy === false || (olds.drift ?? null) !== null;
     return { changes: changed.length > 0 || drifted, replaces: [], deleteBeforeReplace: false };
   },
 
-  async update(_id: string, _olds: HealthCheckOutputs, raw: Record<string, unknown>) {
-    return { outs: await gate(resolveHealthCheckInputs(raw)) };
+  async update(_id: string, olds: HealthCheckOutputs, raw: Record<string, unknown>) {
+    return { outs: await gate(resolveHealthCheckInputs(raw), olds) };
   },
 
   async read(id: string, props?: HealthCheckOutputs) {
@@ -222,7 +282,9 @@ export class HealthCheck extends pulumi.dynamic.Resource {
         privateKey: pulumi.secret(args.privateKey),
         maskValues: pulumi.secret(args.maskValues ?? []),
       },
-      opts,
+      // `read` (refresh) reconnects with the stored outputs, so they keep the key and the values to mask; listed
+      // here they are secret in the state whatever the engine copies from the inputs.
+      { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "privateKey", "maskValues"] },
       "nixmox",
       "HealthCheck",
     );

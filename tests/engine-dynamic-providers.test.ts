@@ -1,0 +1,385 @@
+// Real processes: every dynamic provider is serialized by a process that loads TypeScript as the language host does,
+// with the SDK's serializeFunction, then run by the SDK's own dynamic-provider plugin and driven over gRPC
+// (tests/support/dynamic-provider-host.ts) against a loopback sshd and the fake Authentik API. Not proven here:
+// the engine's own Go side (its diffing, its secret annotation of outputs) — no Pulumi CLI is installed.
+import assert from "node:assert/strict";
+import { mkdirSync, realpathSync, rmSync, symlinkSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import type { HealthPlan } from "../manifest/plan-types";
+import { parseActivationResult, renderActivationCommand } from "../components/activation";
+import { connectSsh } from "../components/ssh";
+import { DynamicProviderHost, HostedProvider, SerializedProvider, serializeProviders, startDynamicProviderHost } from "./support/dynamic-provider-host";
+import { containsUnknown, unknownValue } from "../components/unknown";
+import { FakeAuthentik, embeddedOutpostPk, startFakeAuthentik } from "./support/authentik-api";
+import { FakeNixosPaths, TestSshd, fakeNixosPaths, seedFakeNixos, startSshd } from "./support/sshd";
+
+const specs = {
+  sshHostKey: "components/ssh/ssh-host-key.ts#sshHostKeyProvider",
+  healthCheck: "components/health/health-check.ts#healthCheckProvider",
+  oidcApp: "components/authentik/oidc-app.ts#oidcAppProvider",
+  proxyApp: "components/authentik/proxy-app.ts#proxyAppProvider",
+  outpostBinding: "components/authentik/outpost-binding.ts#outpostBindingProvider",
+  outpost: "components/authentik/outpost.ts#outpostProvider",
+};
+const unknown = pulumi.runtime.unknownValue;
+const token = "ak-engine-token-7e21";
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error("expected a rejection");
+}
+
+async function closedPort(host = "127.0.0.1"): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe("dynamic providers as the engine runs them (serialized, loaded by the SDK's dynamic-provider plugin)", function () {
+  this.timeout(60_000);
+  let serialized: Record<string, SerializedProvider>;
+  let engine: DynamicProviderHost;
+  let host: TestSshd;
+  let other: TestSshd;
+  let paths: FakeNixosPaths;
+  let generation: string;
+  const provider = (name: keyof typeof specs): HostedProvider => engine.provider(serialized[specs[name]].text, name);
+
+  before(async () => {
+    [serialized, engine, host, other] = await Promise.all([
+      serializeProviders(Object.values(specs)),
+      startDynamicProviderHost(),
+      startSshd({ host: "127.0.0.8" }),
+      startSshd({ host: "127.0.0.9" }),
+    ]);
+    paths = fakeNixosPaths(host.dir);
+  });
+  after(async () => {
+    await Promise.all([engine?.stop(), host?.stop(), other?.stop()]);
+  });
+  beforeEach(() => {
+    for (const sub of ["root", "units", "calls.log"]) rmSync(join(host.dir, sub), { recursive: true, force: true });
+    mkdirSync(join(host.dir, "units"));
+    generation = seedFakeNixos(host.dir);
+  });
+
+  const sshInputs = (server: TestSshd, extra: Record<string, unknown> = {}) => ({
+    service: "dns",
+    host: server.host,
+    port: server.port,
+    user: "root",
+    privateKey: server.clientPrivateKey,
+    containerId: "913",
+    timeoutSeconds: 20,
+    intervalSeconds: 1,
+    ...extra,
+  });
+  const healthPlan: HealthPlan = {
+    checks: [{ name: "cmd", phase: "both", kind: "command", command: "true" }],
+    intervalSeconds: 1,
+    timeoutSeconds: 2,
+    retries: 1,
+    startPeriodSeconds: 0,
+  };
+  const healthInputs = (extra: Record<string, unknown> = {}) => ({
+    service: "web",
+    host: host.host,
+    port: host.port,
+    username: "root",
+    privateKey: host.clientPrivateKey,
+    hostKey: host.hostKey,
+    health: healthPlan,
+    expectedGeneration: generation,
+    currentSystemPath: paths.currentSystem,
+    maskValues: ["mask-me-1234"],
+    ...extra,
+  });
+
+  it("serializes every provider without classes, secrets or Pulumi in its closure", () => {
+    for (const spec of Object.values(specs)) {
+      const { text, containsSecrets } = serialized[spec];
+      assert.equal(containsSecrets, false, spec);
+      // A captured `class … extends Error` shows up as a constructor function re-parented onto global.Error.
+      assert.doesNotMatch(text, /Object\.setPrototypeOf\(__f\d+, global\.Error\)|__super/, spec);
+      assert.doesNotMatch(text, /require\("@pulumi\/pulumi"\)/, spec);
+    }
+  });
+
+  describe("SshHostKey", () => {
+    it("records the presented host key on create; read and an identical diff keep it", async () => {
+      const ssh = provider("sshHostKey");
+      const created = await ssh.create(sshInputs(host));
+      assert.equal(created.id, `${host.host}:${host.port}/913`);
+      assert.equal(created.outs.hostKey, host.hostKey);
+      assert.equal("privateKey" in created.outs, false);
+      assert.deepEqual(await ssh.read(created.id, created.outs), { id: created.id, props: created.outs });
+      assert.deepEqual(await ssh.diff(created.id, created.outs, sshInputs(host)), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await ssh.diff(created.id, created.outs, sshInputs(host, { containerId: "914" })), { changes: "some", replaces: ["containerId"], deleteBeforeReplace: false });
+      await ssh.delete(created.id, created.outs);
+    });
+
+    it("fails fast on a host-key mismatch, with the mismatch in the engine's error", async () => {
+      const ssh = provider("sshHostKey");
+      const created = await ssh.create(sshInputs(host));
+      const started = Date.now();
+      const error = await rejection(ssh.update(created.id, { ...created.outs, hostKey: other.hostKey }, sshInputs(host)));
+      assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms (timeoutSeconds is 20)`);
+      assert.match(error.message, new RegExp(`^service "dns": host key mismatch for 127\\.0\\.0\\.8:${host.port}: expected SHA256:\\S+, the server presented SHA256:\\S+; refusing to connect`));
+    });
+
+    it("names the refused connection when nothing listens", async () => {
+      const port = await closedPort("127.0.0.8");
+      const error = await rejection(provider("sshHostKey").create(sshInputs(host, { port, timeoutSeconds: 1 })));
+      assert.ok(
+        error.message.startsWith(`service "dns": SSH on 127.0.0.8:${port} did not run a command within 1 s (last error: cannot reach SSH on 127.0.0.8:${port} (ECONNREFUSED))`),
+        error.message,
+      );
+    });
+  });
+
+  describe("HealthCheck", () => {
+    it("gates on create, then reports generation drift on read, which the next diff turns into an update", async () => {
+      const health = provider("healthCheck");
+      const created = await health.create(healthInputs());
+      assert.equal(created.id, "web-health");
+      assert.equal(created.outs.healthy, true);
+      assert.equal(created.outs.generation, generation);
+      assert.equal((await health.read(created.id, created.outs)).props.drift, null);
+      rmSync(paths.currentSystem);
+      mkdirSync(join(paths.store, "other-system"));
+      symlinkSync(join(paths.store, "other-system"), paths.currentSystem);
+      const read = await health.read(created.id, created.outs);
+      assert.equal(read.props.drift, `service "web": the host runs another NixOS generation (${join(paths.store, "other-system")}) than the one NixMox deployed (${generation})`);
+      assert.deepEqual(await health.diff(created.id, read.props, healthInputs()), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      // Proxmox rebooted the container to apply an edit: gate again.
+      assert.deepEqual(await health.diff(created.id, created.outs, healthInputs()), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await health.diff(created.id, created.outs, healthInputs({ rebootRevision: "r2" })), { changes: "some", replaces: [], deleteBeforeReplace: false });
+    });
+
+    it("repairs generation drift found by a refresh: the next update re-runs the rebuild's activation, then gates", async () => {
+      const activation = renderActivationCommand({
+        service: "web",
+        configHash: "feedfacecafebeef",
+        checks: healthPlan.checks,
+        timing: healthPlan,
+        confirmTimeoutSeconds: 0,
+        paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+      });
+      const session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      const deployed = parseActivationResult((await session.exec(activation.command, { stdin: activation.stdin, timeoutMs: 20_000 })).stdout);
+      session.close();
+      assert.equal(deployed?.status, "switched");
+      const health = provider("healthCheck");
+      const news = healthInputs({ expectedGeneration: deployed!.generation, repair: activation });
+      const created = await health.create(news);
+      rmSync(paths.currentSystem);
+      mkdirSync(join(paths.store, "other-system"));
+      symlinkSync(join(paths.store, "other-system"), paths.currentSystem);
+      const refreshed = await health.read(created.id, created.outs);
+      assert.match(String(refreshed.props.drift), /runs another NixOS generation/);
+      assert.equal((await health.diff(created.id, refreshed.props, news)).changes, "some");
+      const rebuildsBefore = host.calls().filter((call) => call.startsWith("nixos-rebuild")).length;
+      const repaired = await health.update(created.id, refreshed.props, news);
+      assert.equal(host.calls().filter((call) => call.startsWith("nixos-rebuild")).length, rebuildsBefore + 1);
+      assert.equal(repaired.outs.healthy, true);
+      assert.equal(repaired.outs.drift, null);
+      assert.equal(repaired.outs.generation, realpathSync(paths.currentSystem));
+      // Without a drift report, an update does not re-run the activation.
+      await health.update(created.id, repaired.outs, { ...news, expectedGeneration: repaired.outs.generation });
+      assert.equal(host.calls().filter((call) => call.startsWith("nixos-rebuild")).length, rebuildsBefore + 1);
+    });
+
+    it("gates again after Proxmox rebooted the container for an edit, re-confirming the activation it already confirmed", async () => {
+      const activation = renderActivationCommand({
+        service: "web",
+        configHash: "0123456789abcdef",
+        checks: healthPlan.checks,
+        timing: healthPlan,
+        confirmTimeoutSeconds: 20,
+        paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+      });
+      const session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      const pending = parseActivationResult((await session.exec(activation.command, { stdin: activation.stdin, timeoutMs: 20_000 })).stdout);
+      session.close();
+      assert.equal(pending?.status, "awaiting-confirmation");
+      const health = provider("healthCheck");
+      const confirm = { configHash: "0123456789abcdef", stateDir: paths.stateDir };
+      const created = await health.create(healthInputs({ expectedGeneration: pending!.generation, confirm, repair: activation, rebootRevision: "r1" }));
+      assert.equal(created.outs.healthy, true);
+      const news = healthInputs({ expectedGeneration: pending!.generation, confirm, repair: activation, rebootRevision: "r2" });
+      assert.equal((await health.diff(created.id, created.outs, news)).changes, "some");
+      const regated = await health.update(created.id, created.outs, news);
+      assert.equal(regated.outs.healthy, true);
+      assert.equal(regated.outs.generation, pending!.generation);
+    });
+
+    it("fails on a host-key mismatch with the mismatch in the engine's error, before running a check", async () => {
+      const error = await rejection(provider("healthCheck").create(healthInputs({ hostKey: other.hostKey })));
+      assert.match(error.message, new RegExp(`host key mismatch for 127\\.0\\.0\\.8:${host.port}: expected SHA256:\\S+, the server presented SHA256:\\S+; refusing to connect`));
+      assert.deepEqual(host.calls(), []);
+    });
+
+    it("names the refused connection when nothing listens", async () => {
+      const port = await closedPort("127.0.0.8");
+      const error = await rejection(provider("healthCheck").create(healthInputs({ port })));
+      assert.match(error.message, new RegExp(`last output: cannot reach SSH on 127\\.0\\.0\\.8:${port} \\(ECONNREFUSED\\)$`));
+    });
+
+    it("check still refuses a malformed host key", async () => {
+      const checked = await provider("healthCheck").check({}, healthInputs({ hostKey: "nope" }));
+      assert.deepEqual(checked.failures, [{ property: "hostKey", reason: 'service "web": hostKey must look like "ssh-ed25519 AAAA…", got "nope"' }]);
+    });
+  });
+
+  describe("Authentik providers", () => {
+    let api: FakeAuthentik;
+    beforeEach(async () => {
+      api = await startFakeAuthentik(token);
+    });
+    afterEach(async () => {
+      await api?.stop();
+    });
+    const oidcInputs = (extra: Record<string, unknown> = {}) => ({
+      url: api.url,
+      token,
+      service: "vaultwarden",
+      slug: "vaultwarden",
+      name: "vaultwarden",
+      providerName: "nixmox-vaultwarden",
+      clientId: "vaultwarden",
+      clientType: "confidential",
+      clientSecret: "client-secret-1f9a",
+      redirectUris: ["https://vault.nixmox.lan/identity/connect/oidc-signin"],
+      scopes: ["openid", "email", "profile"],
+      authorizationFlow: "default-provider-authorization-implicit-consent",
+      invalidationFlow: "default-provider-invalidation-flow",
+      signingKey: "authentik Self-signed Certificate",
+      launchUrl: "https://vault.nixmox.lan/",
+      ...extra,
+    });
+    const proxyInputs = () => ({
+      url: api.url,
+      token,
+      service: "media",
+      slug: "media-jellyfin-nixmox-lan",
+      name: "media (jellyfin.nixmox.lan)",
+      providerName: "nixmox-media-jellyfin-nixmox-lan",
+      externalHost: "https://jellyfin.nixmox.lan",
+      mode: "forward_single",
+      cookieDomain: null,
+      authorizationFlow: "default-provider-authorization-implicit-consent",
+      invalidationFlow: "default-provider-invalidation-flow",
+      launchUrl: "https://jellyfin.nixmox.lan",
+    });
+
+    it("OIDC app: create, drift made in Authentik found by read and undone by update, delete", async () => {
+      const oidc = provider("oidcApp");
+      const created = await oidc.create(oidcInputs());
+      assert.equal(created.id, "vaultwarden");
+      api.oauth2Providers.get(created.outs.providerPk as number)!.redirect_uris = [{ matching_mode: "regex", url: "https://.*" }];
+      const read = await oidc.read(created.id, created.outs);
+      assert.deepEqual(read.props.redirectUris, ["regex:https://.*"]);
+      assert.deepEqual(await oidc.diff(created.id, read.props, oidcInputs()), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      await oidc.update(created.id, read.props, oidcInputs());
+      assert.deepEqual(api.oauth2Providers.get(created.outs.providerPk as number)!.redirect_uris, [{ matching_mode: "strict", url: "https://vault.nixmox.lan/identity/connect/oidc-signin" }]);
+      await oidc.delete(created.id, created.outs);
+      assert.equal(api.applications.size, 0);
+    });
+
+    it("OIDC app: an unreachable Authentik is named in the engine's error", async () => {
+      const port = await closedPort();
+      const error = await rejection(provider("oidcApp").create(oidcInputs({ url: `http://127.0.0.1:${port}` })));
+      assert.equal(error.message, `service "vaultwarden": Authentik lookup of flow "default-provider-authorization-implicit-consent" failed: cannot reach http://127.0.0.1:${port} (ECONNREFUSED); is the authentik service up and the URL right?`);
+    });
+
+    it("proxy app and outpost binding: create, read, drift, delete", async () => {
+      const proxy = provider("proxyApp");
+      const app = await proxy.create(proxyInputs());
+      const binding = provider("outpostBinding");
+      const bindingInputs = { url: api.url, token, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [app.outs.providerPk] };
+      const bound = await binding.create(bindingInputs);
+      assert.equal(bound.id, embeddedOutpostPk);
+      assert.deepEqual(api.outposts.get(embeddedOutpostPk)!.providers, [app.outs.providerPk]);
+      api.outposts.get(embeddedOutpostPk)!.providers = [];
+      const read = await binding.read(bound.id, bound.outs);
+      assert.deepEqual(read.props.providerPks, []);
+      assert.deepEqual(await binding.diff(bound.id, read.props, bindingInputs), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      await binding.delete(bound.id, bound.outs);
+      await proxy.delete(app.id, app.outs);
+      assert.equal(api.proxyProviders.size, 0);
+    });
+  });
+
+  describe("Authentik outposts (network.outposts)", () => {
+    let api: FakeAuthentik;
+    beforeEach(async () => {
+      api = await startFakeAuthentik(token);
+    });
+    afterEach(async () => {
+      await api?.stop();
+    });
+
+    it("outpost: create returns the outpost's token, read finds changed client networks, delete removes all three objects", async () => {
+      const outpost = provider("outpost");
+      const inputs = { url: api.url, token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.40.0.0/24"], sharedSecret: "radius-7d1e", authorizationFlow: "default-provider-authorization-implicit-consent", invalidationFlow: "default-provider-invalidation-flow" };
+      const created = await outpost.create(inputs);
+      assert.equal(created.outs.outpostToken, `outpost-token-${created.id}`);
+      api.radiusProviders.get(created.outs.providerPk as number)!.client_networks = "0.0.0.0/0";
+      const read = await outpost.read(created.id, created.outs);
+      assert.deepEqual(read.props.clientNetworks, ["0.0.0.0/0"]);
+      assert.deepEqual(await outpost.diff(created.id, read.props, inputs), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      await outpost.delete(created.id, created.outs);
+      assert.deepEqual([api.radiusProviders.size, api.outposts.has(created.id as string)], [0, false]);
+    });
+
+    it("outpost: a wrong token fails with Authentik's answer, never the token or the shared secret", async () => {
+      const error = await rejection(provider("outpost").create({ url: api.url, token: "wrong-token-93c1", service: "authentik", type: "ldap", slug: "authentik-ldap", baseDn: "dc=a", clientNetworks: [], sharedSecret: null, authorizationFlow: "f", invalidationFlow: "g" }));
+      assert.match(error.message, /^service "authentik": /);
+      assert.ok(!error.message.includes("wrong-token-93c1"), error.message);
+    });
+  });
+
+  describe("a preview's unknown inputs (the engine's sentinel string)", () => {
+    const samples = (): Record<keyof typeof specs, Record<string, unknown>> => ({
+      sshHostKey: sshInputs(host, { rebootRevision: "r1" }),
+      healthCheck: healthInputs({ rebootRevision: "r1", repair: { command: "true", stdin: "" }, confirm: { configHash: "0123456789abcdef" } }),
+      oidcApp: { url: "http://127.0.0.1:9", token, service: "vaultwarden", slug: "vaultwarden", name: "vaultwarden", providerName: "nixmox-vaultwarden", clientId: "vaultwarden", clientType: "confidential", clientSecret: "s", redirectUris: ["https://a.lan/cb"], scopes: ["openid"], authorizationFlow: "f", invalidationFlow: "g", signingKey: null, launchUrl: null },
+      proxyApp: { url: "http://127.0.0.1:9", token, service: "media", slug: "media", name: "media", providerName: "nixmox-media", externalHost: "https://media.lan", mode: "forward_single", cookieDomain: null, authorizationFlow: "f", invalidationFlow: "g", launchUrl: null },
+      outpostBinding: { url: "http://127.0.0.1:9", token, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [1, 2] },
+      outpost: { url: "http://127.0.0.1:9", token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.0.0.0/24"], sharedSecret: "s", authorizationFlow: "f", invalidationFlow: "g" },
+    });
+
+    it("components/unknown.ts knows the SDK's sentinel, also nested", () => {
+      assert.equal(unknownValue, pulumi.runtime.unknownValue);
+      assert.equal(containsUnknown({ a: [1, { b: unknown }] }), true);
+      assert.equal(containsUnknown({ a: [1, { b: "known" }] }), false);
+    });
+
+    it("healthCheck: check skips a health plan with an unknown inside (a check's unit not known yet)", async () => {
+      const health = { ...healthPlan, checks: [{ name: "u", phase: "startup", kind: "systemd", unit: unknown }] };
+      assert.deepEqual((await provider("healthCheck").check({}, healthInputs({ health }))).failures, []);
+    });
+
+    for (const name of Object.keys(specs) as (keyof typeof specs)[]) {
+      it(`${name}: check accepts the sentinel for every input and keeps it; diff does not fail on it`, async () => {
+        const hosted = provider(name);
+        const sample = samples()[name];
+        for (const key of Object.keys(sample)) {
+          const news = { ...sample, [key]: unknown };
+          const checked = await hosted.check({}, news);
+          assert.deepEqual(checked.failures, [], `${name}.${key}`);
+          assert.equal(checked.inputs[key], unknown, `${name}.${key} stays unknown`);
+          await hosted.diff("id", sample, news);
+        }
+      });
+    }
+  });
+});
