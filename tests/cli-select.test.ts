@@ -56,7 +56,7 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     }
   });
 
-  it("rejects a name that is not an enabled service", () => {
+  it("fails for a name that is not an enabled service", () => {
     assert.throws(() => selectServices({ ...plan, disabled: ["mail"] }, { only: ["mail"] }), (error: unknown) => error instanceof SelectionError && /"mail" is disabled in the manifest/.test(error.message));
   });
 
@@ -103,7 +103,7 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     }
   });
 
-  it("refuses --with-dependents without --only, and --stack with --offline (exit 2)", () => {
+  it("fails with exit 2 for --with-dependents without --only, and for --stack with --offline", () => {
     const without = spawnSync(process.execPath, [cli, "preview", "--offline", "--with-dependents"], { encoding: "utf8" });
     assert.equal(without.status, 2);
     assert.equal(without.stderr, "nixmox: --with-dependencies and --with-dependents extend an --only selection; add --only NAME\n");

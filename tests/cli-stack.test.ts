@@ -47,7 +47,7 @@ describe("nixmox stack init", function () {
     assert.match(run.screen, /nixmox: the Pulumi CLI is not installed \(https:\/\/www\.pulumi\.com\/docs\/install\/\); `nixmox preview --offline` needs none/);
   });
 
-  it("creates nothing when the two answers differ", async () => {
+  it("fails when the two answers differ, creating nothing", async () => {
     const run = await onTerminal(dir, [
       { after: 'passphrase for stack "homelab": ', type: "one\r" },
       { after: "the same passphrase again: ", type: "two\r" },
@@ -57,7 +57,7 @@ describe("nixmox stack init", function () {
     assert.doesNotMatch(run.screen, /Pulumi CLI/);
   });
 
-  it("without a terminal, says which variable to set instead of waiting for an answer", () => {
+  it("fails without a terminal, naming the variable to set instead of waiting for an answer", () => {
     const env = { ...process.env };
     delete env.PULUMI_CONFIG_PASSPHRASE;
     delete env.PULUMI_CONFIG_PASSPHRASE_FILE;

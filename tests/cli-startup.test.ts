@@ -92,7 +92,7 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
     assert.deepEqual(pulumiSdk(source.modules), []);
   });
 
-  it("reports a missing build in one line with the command that makes it", () => {
+  it("fails without a build, in one line naming the command that makes it", () => {
     const copy = path.join(dir, "checkout");
     spawnSync("mkdir", ["-p", path.join(copy, "bin")]);
     writeFileSync(path.join(copy, "bin", "nixmox.js"), readFileSync(bin));
@@ -101,13 +101,13 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
     assert.equal(result.stderr, `nixmox: not built yet: run \`npm run build\` in ${copy} (npm ci does it)\n`);
   });
 
-  it("a usage error is one line and a pointer to the help, not the whole help", () => {
+  it("fails a usage error in one line and a pointer to the help, not the whole help", () => {
     const result = run(["valdate"]);
     assert.equal(result.status, 2);
     assert.equal(result.stderr, "error: unknown command 'valdate'\n(Did you mean validate?)\n(run `nixmox --help` or `nixmox <command> --help` for usage)\n");
   });
 
-  it("a missing manifest is at most 3 lines on stderr, exit 1", () => {
+  it("fails on a missing manifest in at most 3 lines on stderr, exit 1", () => {
     for (const command of ["validate", "plan", "status", "render"]) {
       const args = command === "render" ? [command, "/nonexistent/homelab.yaml", "--out", dir] : command === "status" ? [command, "/nonexistent/homelab.yaml", "--identity", recorder, "--known-hosts", recorder] : [command, "/nonexistent/homelab.yaml"];
       const result = run(args);

@@ -142,7 +142,7 @@ describe("engine commands (Automation API)", function () {
     assert.ok(existsSync(path.join(projectDir, ".nixmox", "state")));
   });
 
-  it("never creates a stack: a missing one or none selected is exit 2 with the command that creates one", async () => {
+  it("fails with exit 2 for a stack that does not exist or when none is selected, creating none, naming the command that does", async () => {
     const missing: FakeState = { calls: [], stacks: ["lab"] };
     const run = captureIo(missing);
     assert.equal(await engineAction("up", flags({ stack: "homelab" }), run.io), 2);
@@ -155,7 +155,7 @@ describe("engine commands (Automation API)", function () {
     assert.equal(second.stderr(), "nixmox: no stack is selected: pass --stack NAME, select one with `pulumi stack select NAME`, or create one with `nixmox stack init NAME`\n");
   });
 
-  it("shows the CLI's stderr (onError) and fails with exit 1 without the command line", async () => {
+  it("fails with exit 1 after the CLI's own stderr (onError), without the command line", async () => {
     const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", failOn: { command: "up", stderr: "error: Missing required configuration variable 'nixmox:proxmoxEndpoint'\n" } };
     const run = captureIo(state);
     assert.equal(await engineAction("up", flags(), run.io), 1);
@@ -164,7 +164,7 @@ describe("engine commands (Automation API)", function () {
     assert.doesNotMatch(run.stderr(), /--skip-preview/);
   });
 
-  it("shows the stderr of a failed workspace command that is not streamed (stack ls)", async () => {
+  it("fails with the stderr of a workspace command that is not streamed (stack ls)", async () => {
     const state: FakeState = { calls: [], stacks: [], failOn: { command: "stack", stderr: "error: could not load credentials; run `pulumi login`\n" } };
     const run = captureIo(state);
     assert.equal(await engineAction("preview", flags(), run.io), 1);
@@ -175,7 +175,7 @@ describe("engine commands (Automation API)", function () {
     );
   });
 
-  it("gives the same one-line message for a missing Pulumi CLI in every command, secrets import included", async () => {
+  it("fails with the same one-line message for a missing Pulumi CLI in every command, secrets import and stack init included", async () => {
     for (const operation of ["preview", "up", "refresh", "destroy"] as EngineOperation[]) {
       const run = captureIo({ calls: [], stacks: [], missing: true });
       assert.equal(await engineAction(operation, flags({ stack: "homelab" }), run.io), 2, operation);
@@ -191,7 +191,7 @@ describe("engine commands (Automation API)", function () {
     );
   });
 
-  it("asks for the passphrase of a passphrase-encrypted stack before running anything that needs it", async () => {
+  it("fails before running anything when a passphrase-encrypted stack has no passphrase in the environment", async () => {
     writeFileSync(path.join(projectDir, "Pulumi.homelab.yaml"), "encryptionsalt: v1:abc=:v1:def:ghi==\nconfig: {}\n");
     const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab" };
     const run = captureIo(state, {});
@@ -202,7 +202,7 @@ describe("engine commands (Automation API)", function () {
     assert.equal(await engineAction("up", flags(), withFile.io), 0, withFile.stderr());
   });
 
-  it("refresh, up and destroy need --yes (exit 2, nothing run)", async () => {
+  it("fails with exit 2 for up, refresh and destroy without --yes, running nothing", async () => {
     for (const operation of ["up", "refresh", "destroy"] as EngineOperation[]) {
       const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab" };
       const run = captureIo(state);
@@ -225,7 +225,7 @@ describe("engine commands (Automation API)", function () {
       },
     };
 
-    it("stops and names the protected containers, why, and the two explicit choices", async () => {
+    it("fails with exit 2 naming the protected containers, why, and the two explicit choices", async () => {
       const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", exported, manifest: exampleManifest };
       const run = captureIo(state);
       assert.equal(await engineAction("destroy", flags(), run.io), 2);
@@ -280,7 +280,7 @@ describe("engine commands (Automation API)", function () {
       assert.match(run.stderr(), /^nixmox: up on stack "org\/nixmox\/homelab" for authentik, caddy, dns, postgresql, vaultwarden \(\d+ targets\)\n$/);
     });
 
-    it("rejects an unknown or disabled service with the list of enabled ones (exit 2, nothing run)", async () => {
+    it("fails with exit 2 for an unknown or disabled service, listing the enabled ones, running nothing", async () => {
       const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", manifest: exampleManifest };
       const run = captureIo(state);
       assert.equal(await engineAction("preview", flags({ only: ["vaultwarden,nextcloud"] }), run.io), 2);
