@@ -15,7 +15,7 @@ const { SemVer } = require(require.resolve("semver", { paths: [require.resolve("
 
 const root = path.resolve(__dirname, "..");
 const exampleManifest = path.join(root, "manifest", "service-manifest.nix");
-export const upFixture = path.join(__dirname, "fixtures", "engine-events", "up-rebuild-fails.jsonl");
+const upFixture = path.join(__dirname, "fixtures", "engine-events", "up-rebuild-fails.jsonl");
 
 interface Call {
   args: string[];

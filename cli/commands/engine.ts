@@ -115,7 +115,8 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       });
       succeeded = true;
     } finally {
-      if (operation !== "preview" || flags.json) {
+      // The summary (after a preview its diff says it all; with --json the events do).
+      if (operation !== "preview" && !flags.json) {
         plan ??= await stackPlan(stack, flags.projectDir).catch(() => null);
         reporter.finish(plan, succeeded, reporter.failed() ? await engine.secretConfigValues(stack) : []);
       }
