@@ -1,7 +1,8 @@
 /**
  * `nixmox secrets check [manifest] [--stack NAME]`: every secret the manifest needs, whether the stack sets it,
  * generates it or misses it, and the exact command for each missing one. Exit 0 when the deploy can proceed,
- * 1 when a required secret is missing (or stored in plain text), 2 for invalid input (manifest, stack file).
+ * 1 when a required secret is missing (or stored in plain text) or the manifest is invalid (as in validate), 2 for a
+ * missing or unreadable stack file.
  *
  * `nixmox secrets import <sops-file> [--identity FILE] [--stack NAME] [--backend URL]`: copies a SOPS/age file's
  * values into the config secrets of the stack the engine commands use (the Pulumi CLI's selected stack and
@@ -56,7 +57,9 @@ export function register(program: Command): void {
     .action(
       action(async (manifest: string, options: CheckOptions) => {
         const { checkSecrets, formatSecretCheck, readStackFileSecretStates } = secretsModule();
-        const loaded = await inputs(async () => ({ plan: await manifestModule().loadPlan(manifest), states: readStackFileSecretStates(options.projectDir, options.stack) }));
+        // An invalid manifest exits 1 (through `action`), as in validate, plan and status; exit 2 is for the stack file.
+        const plan = await manifestModule().loadPlan(manifest);
+        const loaded = await inputs(async () => ({ plan, states: readStackFileSecretStates(options.projectDir, options.stack) }));
         if (failed(loaded)) return exitCodes.usage;
         const rows = checkSecrets(loaded.plan, loaded.states, { stack: options.stack });
         print(`stack ${options.stack}:`);
