@@ -108,8 +108,18 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
   });
 
   it("fails on a missing manifest in at most 3 lines on stderr, exit 1", () => {
-    for (const command of ["validate", "plan", "status", "render"]) {
-      const args = command === "render" ? [command, "/nonexistent/homelab.yaml", "--out", dir] : command === "status" ? [command, "/nonexistent/homelab.yaml", "--identity", recorder, "--known-hosts", recorder] : [command, "/nonexistent/homelab.yaml"];
+    const missing = "/nonexistent/homelab.yaml";
+    const commands: Record<string, string[]> = {
+      validate: ["validate", missing],
+      plan: ["plan", missing],
+      graph: ["graph", missing],
+      render: ["render", missing, "--out", dir],
+      status: ["status", missing, "--identity", recorder, "--known-hosts", recorder],
+      "secrets check": ["secrets", "check", missing],
+      "secrets import": ["secrets", "import", recorder, "--manifest", missing],
+      "preview --offline": ["preview", "--offline", missing],
+    };
+    for (const [command, args] of Object.entries(commands)) {
       const result = run(args);
       assert.equal(result.status, 1, `${command}: ${result.stderr}`);
       assert.equal(result.stderr, "/nonexistent/homelab.yaml: 1 problem\n  - manifest: file not found; give the path of a .nix, .json or .yaml manifest\n", command);

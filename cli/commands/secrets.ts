@@ -9,7 +9,6 @@
  * backend, cli/engine.ts); prints what went where, never a value.
  */
 import type { Command } from "commander";
-import { ManifestError } from "../../manifest/problems";
 import { displayPath, exampleManifestPath, projectRoot } from "../paths";
 import { action, exitCodes, manifestModule, print } from "../run";
 
@@ -30,13 +29,13 @@ interface ImportOptions {
   dryRun?: boolean;
 }
 
-/** Input problems exit 2 here: exit 1 means "a secret is missing". */
+/** Stack file and SOPS problems exit 2 here (an invalid manifest exits 1 through `action`, as everywhere). */
 async function inputs<T>(load: () => Promise<T>): Promise<T | { failed: true }> {
   try {
     return await load();
   } catch (error) {
     const { SopsError, StackFileError } = secretsModule();
-    if (error instanceof ManifestError || error instanceof StackFileError || error instanceof SopsError) {
+    if (error instanceof StackFileError || error instanceof SopsError) {
       process.stderr.write(`${error.message}\n`);
       return { failed: true };
     }
@@ -81,8 +80,9 @@ export function register(program: Command): void {
     .action(
       action(async (file: string, options: ImportOptions) => {
         const { decryptSopsFile, formatImportPlan, planImport } = secretsModule();
+        const plan = await manifestModule().loadPlan(options.manifest);
         const loaded = await inputs(async () => ({
-          plan: await manifestModule().loadPlan(options.manifest),
+          plan,
           leaves: await decryptSopsFile(file, options.identity === undefined ? {} : { identityFile: options.identity }),
         }));
         if (failed(loaded)) return exitCodes.usage;
