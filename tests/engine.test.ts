@@ -91,7 +91,7 @@ function captureIo(state: FakeState, env: NodeJS.ProcessEnv = {}) {
   const out: string[] = [];
   const err: string[] = [];
   return {
-    io: { stdout: { write: (text: string) => out.push(text), isTTY: false }, stderr: { write: (text: string) => err.push(text) }, pulumiCommand: fakeCli(state), env },
+    io: { stdout: { write: (text: string) => out.push(text), isTTY: false as boolean }, stderr: { write: (text: string) => err.push(text) }, pulumiCommand: fakeCli(state), env },
     stdout: () => out.join(""),
     stderr: () => err.join(""),
   };
@@ -309,6 +309,19 @@ describe("engine commands (Automation API)", function () {
       assert.ok(summary.some((line) => line.includes("(ADMIN_TOKEN=[secret] rejected)")), summary.join("\n"));
       assert.doesNotMatch(run.stdout(), /hunter2/);
       assert.ok(summary.some((line) => line === "error: update failed"));
+    });
+
+    it("on a terminal, redraws the block of service lines in place (ANSI cursor-up), then prints the summary", async () => {
+      const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", events: events(), failOn: { command: "up", stderr: "" }, manifest: exampleManifest };
+      const run = captureIo(state);
+      run.io.stdout.isTTY = true;
+      assert.equal(await engineAction("up", flags(), run.io), 1);
+      const screen = run.stdout();
+      // Each redraw moves up over the previous block (CSI n F) and clears to the end of every line (CSI K).
+      assert.match(screen, /\u001b\[3F/);
+      const lastBlock = screen.slice(screen.lastIndexOf("\u001b[3F") + 4).split("\n").slice(0, 3).map((line) => line.replace(/\u001b\[K$/, ""));
+      assert.deepEqual(lastBlock.map((line) => line.replace(/\s+\d+s$/, "").trimEnd()), ["caddy        ready", "dns          unchanged", "vaultwarden  failed at rebuild"]);
+      assert.match(screen, /\nup: 3 services: 1 ready, 1 unchanged, 1 failed \(58s\)\n/);
     });
 
     it("--json streams every engine event as one JSON line, and nothing else on stdout", async () => {
