@@ -198,10 +198,16 @@ export function addressesOf(service: ResolvedService): string[] {
   return [service.ip, service.fqdn, service.name, service.hostName];
 }
 
-/** Address → service; the first service (in the given order) keeps an address that two could claim. */
+/**
+ * Address → service, the same for validation and the plan whatever order the caller has: a service's name always
+ * resolves to it, then IPs, full hostnames and short host names, each by service name. An address two services
+ * could claim goes to the first of these; validation refuses such manifests (hostnameIsNotAnAddressOrAnotherService).
+ */
 export function servicesByAddress(services: ResolvedService[]): Map<string, ResolvedService> {
   const byAddress = new Map<string, ResolvedService>();
-  for (const service of services) for (const key of addressesOf(service)) if (!byAddress.has(key)) byAddress.set(key, service);
+  const byName = [...services].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const kinds: Array<(service: ResolvedService) => string> = [(s) => s.name, (s) => s.ip, (s) => s.fqdn, (s) => s.hostName];
+  for (const keyOf of kinds) for (const service of byName) if (!byAddress.has(keyOf(service))) byAddress.set(keyOf(service), service);
   return byAddress;
 }
 

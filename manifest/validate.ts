@@ -387,12 +387,21 @@ const crossServiceRules: CrossServiceRule[] = [
         if (/^[0-9]+(\.[0-9]+){3}$/.test(service.hostName) || /^[0-9.]+$/.test(service.fqdn)) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} looks like an IPv4 address; use a name such as "${service.name}"` }];
         }
-        const other = names.get(service.hostName);
         // Another service's full hostname is reported by uniqueHostname already.
         const sameFqdn = services.some((candidate) => candidate !== service && candidate.fqdn === service.fqdn);
-        return other !== undefined && other !== service.name && !sameFqdn
-          ? [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }]
-          : [];
+        if (sameFqdn) return [];
+        const other = names.get(service.hostName);
+        if (other !== undefined && other !== service.name) {
+          return [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }];
+        }
+        // Two services with one short name: blame the one whose short name is not its own service name.
+        const shortTwin = services.find(
+          (candidate) => candidate !== service && candidate.hostName === service.hostName && (candidate.hostName === candidate.name || (service.hostName !== service.name && candidate.name < service.name)),
+        );
+        if (shortTwin) {
+          return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} has the short name ${JSON.stringify(service.hostName)} of service "${shortTwin.name}" (${shortTwin.fqdn}), so references to it would be ambiguous; choose another hostname` }];
+        }
+        return [];
       });
     },
   },
@@ -423,18 +432,25 @@ const crossServiceRules: CrossServiceRule[] = [
     },
   },
   {
-    name: "routeNamesDifferBeyondSeparators",
-    // Caddy matcher names are built from route names with '-' and '_' folded together (nixos/lib/caddy.nix).
-    check: ({ enabled }) =>
-      enabled.flatMap((service) => {
-        const seen = new Map<string, string>();
-        return service.routes.flatMap((route): Problem[] => {
-          const folded = route.name.replace(/-/g, "_");
-          const other = seen.get(folded);
-          seen.set(folded, route.name);
-          return other === undefined ? [] : [{ subject: subjectOfService(service.name), field: route.field, message: `differs from route "${other}" only in '-' and '_', which the proxy's matcher names do not tell apart; rename one` }];
-        });
-      }),
+    name: "routeMatcherNamesAreDistinct",
+    // nixos/lib/caddy.nix names a route's path matcher "nixmox_<service>_<route>" with '-' and '.' folded to '_', and
+    // one domain is one Caddy site: two routes of a domain whose names fold alike define one matcher twice.
+    check: ({ enabled }) => {
+      const problems: Problem[] = [];
+      const seen = new Map<string, string>();
+      for (const service of enabled) {
+        for (const route of service.routes) {
+          const key = `${route.domain}\0${`${service.name}_${route.name}`.replace(/[-.]/g, "_")}`;
+          const other = seen.get(key);
+          if (other !== undefined) {
+            problems.push({ subject: subjectOfService(service.name), field: route.field, message: `and ${other} on ${JSON.stringify(route.domain)} differ only in '-' and '_', which the proxy's matcher names do not tell apart; rename one` });
+          } else {
+            seen.set(key, `route "${route.name}" of service "${service.name}"`);
+          }
+        }
+      }
+      return problems;
+    },
   },
   {
     name: "routeDomainIsNotAHostname",

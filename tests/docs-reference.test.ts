@@ -14,7 +14,7 @@ describe("manifest reference (docs/manifest-reference.md)", () => {
     const text = renderManifestReference(manifestJsonSchema());
     for (const row of [
       "| `services.<name>.depends_on` | list of string |  | `[]` |",
-      "| `services.<name>.interface.health.retries` | integer (≥ 1) |  |  | Consecutive failures (after start_period) that make the service unhealthy. Omitted: the manifest's retry_attempts, else 3. |",
+      "| `services.<name>.interface.health.retries` | integer (≥ 1, ≤ 10000) |  |  | Consecutive failures (after start_period) that make the service unhealthy. Omitted: the manifest's retry_attempts, else 3. |",
       "| `services.<name>.interface.db.port` | integer (≥ 1, ≤ 65535) |  | `5432` |",
       "| `network.vlan_tag` | integer (≥ 1, ≤ 4094) \\| null |  | `null` |",
     ]) {

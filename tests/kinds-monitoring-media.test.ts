@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import { kindSpecs, loadManifestData, outpostUnit, planManifest, validateManifest } from "../manifest";
+import { kindSpecs, loadManifestData, manifestSchema, outpostUnit, planManifest, validateManifest } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
 import { fileSources, planHostData, renderHost, shippedFiles, type HostData } from "../render";
 import { nixEval, shippedNix } from "./golden/render-fixtures";
@@ -52,6 +52,15 @@ let seedData: Promise<unknown> | undefined;
 async function seed(): Promise<Record<string, any>> {
   seedData ??= loadManifestData(seedPath);
   return structuredClone(await seedData) as Record<string, any>;
+}
+
+/**
+ * Plans a manifest that validation refuses (it has twins of these module assertions), to show that the module itself
+ * still stops with a human message when such data reaches it: schema parse only, no cross-service rules.
+ */
+function planUnchecked(data: unknown): Plan {
+  assert.throws(() => validateManifest(data, "edited"), "validation refuses this edit too");
+  return planManifest(manifestSchema.parse(data), { manifestDir: path.dirname(seedPath) });
 }
 
 function planOf(data: unknown): Plan {
@@ -213,7 +222,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     it("monitoring: fails with a human message for a closed route port and a missing Grafana callback", async () => {
       const data = await seed();
       data.services.monitoring.interface.auth.oidc.redirect_uris = ["https://grafana.home.lab/oauth"];
-      const hostData = planHostData(planOf(data), "monitoring");
+      const hostData = planHostData(planUnchecked(data), "monitoring");
       hostData.host.ports = [3000, 9090, 9093];
       assert.deepEqual(evalModule("services/monitoring.nix", hostData, "monitoring", "failed"), [
         'nixmox monitoring: service "monitoring" routes to loki on port 3100 but ports does not list it; add it to ports.',
@@ -257,7 +266,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       data.services.media.interface.dbs.lidarr = { host: "10.40.0.11", name: "lidarr", owner: "lidarr", port: 5432 };
       data.services.media.interface.proxy.jellyfin.upstream = "10.40.0.17:8097";
       data.services.media.ports = [8097, 8989, 7878, 9696, 9091];
-      assert.deepEqual(evalModule("services/media.nix", planHostData(planOf(data), "media"), "media", "failed"), [
+      assert.deepEqual(evalModule("services/media.nix", planHostData(planUnchecked(data), "media"), "media", "failed"), [
         'nixmox media: service "media": Jellyfin listens on 8096 (its port is set in Jellyfin\'s network.xml, not by NixOS), but its route sends to port 8097; use 8096 in interface.proxy.jellyfin.upstream.',
         'nixmox media: service "media": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr.',
         'nixmox media: service "media": sonarr also needs a log database; set interface.dbs.sonarr.additionaldbs = [ "sonarr-log" ].',
@@ -390,7 +399,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       ]);
       const data = await seed();
       data.services.monitoring.interface.auth.oidc.redirect_uris = ["https://grafana.home.lab/oauth"];
-      const edited = json(planHostData(planOf(data), "monitoring").monitoring);
+      const edited = json(planHostData(planUnchecked(data), "monitoring").monitoring);
       assert.equal(nixEval(`${monitoringLib}.grafanaCallbackMissing ${edited}`), true);
     });
 
@@ -476,7 +485,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       const data = await seed();
       delete data.services.media.interface.dbs.sonarr.additionaldbs;
       data.services.media.interface.dbs.lidarr = { host: "10.40.0.11", name: "lidarr", owner: "lidarr", port: 5432 };
-      const edited = json(planHostData(planOf(data), "media").media);
+      const edited = json(planHostData(planUnchecked(data), "media").media);
       assert.deepEqual(nixEval(`[ (${mediaLib}.missingLogDatabases ${edited}) (${mediaLib}.unknownDatabases ${edited}) ]`), [["sonarr"], ["lidarr"]]);
     });
 

@@ -197,11 +197,11 @@ describe("manifest property: random mutations", function () {
     });
   }
 
-  it("renders and builds every deploy command for whatever validation accepts, from 1–3 mutations of the seed-format example", async () => {
+  it("renders and builds every deploy command for whatever validation accepts, from 1–2 mutations of the seed-format example", async () => {
     const seed = (await loadManifestData(path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix"))) as RawManifest;
     let accepted = 0;
     fc.assert(
-      fc.property(fc.array(mutation, { minLength: 1, maxLength: 3 }), (changes) => {
+      fc.property(fc.array(mutation, { minLength: 1, maxLength: 2 }), (changes) => {
         const manifest = deepClone(seed);
         for (const change of changes) applyMutation(manifest, change);
         const outcome = planOrProblems(manifest);
@@ -214,9 +214,9 @@ describe("manifest property: random mutations", function () {
           throw new Error(`validation accepted a manifest that fails later: ${error instanceof Error ? error.message : String(error)}\nmanifest: ${JSON.stringify(manifest)}`);
         }
       }),
-      { numRuns: 150 },
+      { numRuns: 400 },
     );
-    assert.ok(accepted > 10, `only ${accepted} of 150 mutated manifests were accepted; the property would prove little`);
+    assert.ok(accepted >= 20, `only ${accepted} of 400 mutated manifests were accepted; the property would prove little`);
   });
 
   it("gives a plan or a ManifestError for arbitrary JSON in place of the whole manifest or a whole service", () => {

@@ -721,14 +721,20 @@ const ruleCases: RuleCase[] = [
     problems: [`service "1app": has a name starting with a digit, which NixOS host names and Nix attributes refuse; start it with a letter`],
   },
   {
-    name: "fails when two route names differ only in '-' and '_'",
+    name: "fails when two routes of one domain would get the same proxy matcher, also across services",
     mutate: (m) => {
-      m.services.app.interface.proxy = {
-        "my-web": { domain: "web.lab.test", upstream: "10.9.0.20:8080" },
-        my_web: { domain: "web2.lab.test", upstream: "10.9.0.20:8080" },
-      };
+      m.services["a-b"] = { kind: "custom", ip: "10.9.0.43", vmid: 143, nixos_modules: ["x.nix"], interface: { health: { startup: "true" }, proxy: { c: { domain: "web.lab.test", path: "/c", upstream: "10.9.0.43:80" } } } };
+      m.services.a = { kind: "custom", ip: "10.9.0.44", vmid: 144, nixos_modules: ["x.nix"], interface: { health: { startup: "true" }, proxy: { "b-c": { domain: "web.lab.test", path: "/d", upstream: "10.9.0.44:80" } } } };
     },
-    problems: [`service "app": interface.proxy.my_web differs from route "my-web" only in '-' and '_', which the proxy's matcher names do not tell apart; rename one`],
+    problems: [`service "a-b": interface.proxy.c and route "b-c" of service "a" on "web.lab.test" differ only in '-' and '_', which the proxy's matcher names do not tell apart; rename one`],
+  },
+  {
+    name: "fails when two services share a short host name in different domains",
+    mutate: (m) => {
+      m.core_services.caddy.hostname = "edge.lab.test";
+      m.services.app.hostname = "edge.other.test";
+    },
+    problems: ['service "caddy": hostname "edge.lab.test" has the short name "edge" of service "app" (edge.other.test), so references to it would be ambiguous; choose another hostname'],
   },
   {
     name: "fails when a route sends requests to a port the upstream's kind holds itself",
@@ -930,6 +936,15 @@ describe("manifest validation: reporting", () => {
     const before = deepClone(manifest);
     manifestErrorOf(manifest);
     assert.deepEqual(manifest, before);
+  });
+
+  it("accepts two route names that differ only in '-' and '_' on different domains (different Caddy sites)", () => {
+    const manifest = smallManifest();
+    manifest.services.app.interface.proxy = {
+      "my-web": { domain: "web.lab.test", upstream: "10.9.0.20:8080" },
+      my_web: { domain: "web2.lab.test", upstream: "10.9.0.20:8080" },
+    };
+    assert.deepEqual(planOf(manifest).routes.map((route) => route.name), ["my-web", "my_web"]);
   });
 
   it("accepts a route domain on the same domain as another route when the paths differ", () => {

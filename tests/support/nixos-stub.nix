@@ -1,7 +1,8 @@
-# A stand-in for the few parts of nixpkgs that the monitoring, media and outposts modules call (lib.mkOption,
-# lib.types, lib.optional, lib.concatStringsSep, lib.genAttrs, lib.getExe and three packages), so a test can
-# call a module function with plain nix-instantiate and read the `config` it returns. Option declarations
-# become inert records: this proves the modules' own wiring and messages, not nixpkgs' option names or types.
+# A stand-in for the few parts of nixpkgs that the application modules call (lib.mkOption, lib.types, lib.optional,
+# lib.concatStringsSep, lib.genAttrs, lib.getExe, lib.mkIf/mkAfter/optionalAttrs/removeSuffix/escapeShellArg/last/splitString and a
+# few packages and builders), so a test can call a module function with plain nix-instantiate and read the `config`
+# it returns. Option declarations become inert records, mkIf and mkAfter the records nixpkgs' lib makes: this proves
+# the modules' own wiring and messages, not nixpkgs' option names or types.
 let
   type = name: { _type = "stub-type"; inherit name; };
   typeOf = name: _: type name;
@@ -24,9 +25,24 @@ in
     concatStringsSep = builtins.concatStringsSep;
     genAttrs = names: f: builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
     getExe = pkg: "${pkg}/bin/${pkg.meta.mainProgram}";
+    mkIf = condition: content: { _type = "if"; inherit condition content; };
+    mkAfter = content: { _type = "order"; priority = 1500; inherit content; };
+    optionalAttrs = cond: attrs: if cond then attrs else { };
+    removeSuffix = suffix: s:
+      let n = builtins.stringLength s; k = builtins.stringLength suffix;
+      in if k <= n && builtins.substring (n - k) k s == suffix then builtins.substring 0 (n - k) s else s;
+    escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+    last = list: builtins.elemAt list (builtins.length list - 1);
+    # Only the separators the modules use ("." here) need escaping for builtins.split.
+    splitString = sep: s: builtins.filter builtins.isString (builtins.split (builtins.replaceStrings [ "." ] [ "\\." ] sep) s);
   };
 
   pkgs = {
+    writeText = name: text: "/nix/store/stub-${name}";
+    writeShellScriptBin = name: text: (package name name) // { inherit text; };
+    gawk = package "gawk" "awk";
+    postgresql = package "postgresql" "psql";
+    curl = package "curl" "curl";
     transmission_4 = package "transmission-4" "transmission-daemon";
     authentik-outposts = {
       ldap = package "authentik-ldap-outpost" "ldap";
