@@ -197,7 +197,14 @@ export class ProgressTracker {
     const order: ServiceState[] = ["ready", "unchanged", "deleted", "failed", "waiting", ...phases];
     const parts = order.filter((state) => counts.has(state)).map((state) => `${counts.get(state)} ${phases.includes(state as Phase) ? `stopped at ${state}` : state}`);
     const seconds = this.firstTimestamp !== null && this.lastTimestamp !== null ? this.lastTimestamp - this.firstTimestamp : 0;
-    const lines = [`${options.operation}: ${rows.length} service${rows.length === 1 ? "" : "s"}${parts.length > 0 ? `: ${parts.join(", ")}` : ""} (${seconds}s)`];
+    // The engine's own count of resource operations, as `pulumi up` ends with it.
+    const changes = Object.entries(this.summaryEvent?.resourceChanges ?? {})
+      .filter(([, count]) => (count ?? 0) > 0)
+      .map(([op, count]) => `${count} ${op}`);
+    const lines = [
+      `${options.operation}: ${rows.length} service${rows.length === 1 ? "" : "s"}${parts.length > 0 ? `: ${parts.join(", ")}` : ""} (${seconds}s)` +
+        (changes.length > 0 ? `; resources: ${changes.join(", ")}` : ""),
+    ];
     const mask = (text: string) => maskSecrets(text, options.secrets ?? []);
     for (const failure of this.failures) {
       const host = options.hostOf?.(failure.subject);

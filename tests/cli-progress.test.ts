@@ -32,7 +32,7 @@ describe("cli progress", () => {
     assert.equal(
       tracker.summary({ operation: "up", hostOf: (service) => ({ vaultwarden: "10.0.0.14" })[service], secrets: ["hunter2-admin-token-value"] }),
       [
-        "up: 4 services: 1 ready, 1 unchanged, 1 failed, 1 waiting (58s)",
+        "up: 4 services: 1 ready, 1 unchanged, 1 failed, 1 waiting (58s); resources: 5 create, 2 replace, 1 update, 13 same",
         'failed: vaultwarden (10.0.0.14) at rebuild: sdk-v2/provider2.go:572: sdk.helper_schema: Process exited with status 1: running "nixmox-activate switch":',
         '    NIXMOX_RESULT {"status":"rolled-back","reason":"vaultwarden.service failed to start (ADMIN_TOKEN=[secret] rejected)"}',
         "error: update failed",
@@ -52,7 +52,7 @@ describe("cli progress", () => {
     assert.equal(
       tracker.summary({ operation: "destroy" }),
       [
-        "destroy: 2 services: 2 deleted (14s)",
+        "destroy: 2 services: 2 deleted (14s); resources: 12 delete",
         "warning: nixmox: the deploy key's public half is not in the manifest's network.ssh_keys.root; the first rebuild would remove it",
       ].join("\n"),
     );

@@ -303,7 +303,7 @@ describe("engine commands (Automation API)", function () {
       assert.match(run.stdout(), /^caddy\s+ready\s+29s$/m);
       assert.match(run.stdout(), /^vaultwarden\s+failed at rebuild\s+56s$/m);
       const summary = lines.slice(lines.findIndex((line) => line.startsWith("up: ")));
-      assert.equal(summary[0], "up: 3 services: 1 ready, 1 unchanged, 1 failed (58s)");
+      assert.equal(summary[0], "up: 3 services: 1 ready, 1 unchanged, 1 failed (58s); resources: 5 create, 2 replace, 1 update, 13 same");
       assert.match(summary[1], /^failed: vaultwarden \(192\.168\.99\.14\) at rebuild: sdk-v2\/provider2\.go:572: .*Process exited with status 1/);
       // The engine's message quoted a secret of the stack's config: masked.
       assert.ok(summary.some((line) => line.includes("(ADMIN_TOKEN=[secret] rejected)")), summary.join("\n"));
@@ -321,7 +321,7 @@ describe("engine commands (Automation API)", function () {
       assert.match(screen, /\u001b\[3F/);
       const lastBlock = screen.slice(screen.lastIndexOf("\u001b[3F") + 4).split("\n").slice(0, 3).map((line) => line.replace(/\u001b\[K$/, ""));
       assert.deepEqual(lastBlock.map((line) => line.replace(/\s+\d+s$/, "").trimEnd()), ["caddy        ready", "dns          unchanged", "vaultwarden  failed at rebuild"]);
-      assert.match(screen, /\nup: 3 services: 1 ready, 1 unchanged, 1 failed \(58s\)\n/);
+      assert.match(screen, /\nup: 3 services: 1 ready, 1 unchanged, 1 failed \(58s\); resources: /);
     });
 
     it("--json streams every engine event as one JSON line, and nothing else on stdout", async () => {
