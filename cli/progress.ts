@@ -226,6 +226,8 @@ function formatLine(row: ServiceProgress, width: number, now: number): string {
   let state: string;
   if (phases.includes(row.state as Phase)) state = `${row.state}${row.op && row.op !== "same" ? ` (${row.op})` : ""}`;
   else if (row.state === "failed") state = `failed at ${row.failure?.step ?? "?"}`;
+  // Its component has registered, none of its steps yet.
+  else if (row.state === "waiting" && row.startedAt !== null) state = "starting";
   else state = row.state;
   return `${row.service.padEnd(width)}  ${state.padEnd(22)}${elapsed.padStart(6)}`.trimEnd();
 }
