@@ -51,8 +51,7 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
     for (const link of ["dist/nixos", "dist/manifest/service-manifest.nix", "dist/components/activation/nixmox-activate.sh", "dist/components/secrets/deliver-secrets.sh"]) {
       assert.ok(lstatSync(path.join(root, link)).isSymbolicLink(), `${link} is a link to the source`);
     }
-    const ignored = spawnSync("git", ["check-ignore", "-q", "dist/cli/main.js"], { cwd: root });
-    assert.equal(ignored.status, 0, "dist/ is gitignored");
+    assert.ok(readFileSync(path.join(root, ".gitignore"), "utf8").split("\n").includes("/dist/"), "dist/ is gitignored");
   });
 
   it("runs the built JavaScript without tsx, and validate never loads the Pulumi SDK", () => {
