@@ -177,7 +177,11 @@ export async function runEngine(options: EngineOptions): Promise<void> {
 /** The operation itself, on a selected stack (the caller may have read the stack's config first). */
 export async function runOnStack(stack: Stack, workspace: LocalWorkspace, envVars: Record<string, string>, options: EngineOptions): Promise<void> {
   const onOutput = options.onOutput;
-  const onError = options.onError;
+  let wroteStderr = false;
+  const onError = (text: string) => {
+    wroteStderr ||= text.trim() !== "";
+    options.onError(text);
+  };
   const onEvent = options.onEvent;
   const target = options.targets && options.targets.length > 0 ? { target: options.targets } : {};
   const common = { ...(onOutput ? { onOutput } : {}), onError, ...(onEvent ? { onEvent } : {}), ...target };
@@ -205,7 +209,13 @@ export async function runOnStack(stack: Stack, workspace: LocalWorkspace, envVar
       }
     }
   } catch (error) {
-    throw engineFailure(error, `pulumi ${options.operation} on stack "${stack.name}"`, { streamed: true, onError });
+    // Nothing on stderr and the output not shown (progress mode): the end of the CLI's output says what failed.
+    if (!wroteStderr && !onOutput) {
+      const tail = ((error as { commandResult?: { stdout?: string } }).commandResult?.stdout ?? "").trimEnd().split("\n").slice(-15).join("\n");
+      if (tail !== "") options.onError(`${tail}\n`);
+      wroteStderr = tail !== "";
+    }
+    throw engineFailure(error, `pulumi ${options.operation} on stack "${stack.name}"`, { streamed: wroteStderr, onError });
   }
 }
 

@@ -28,7 +28,7 @@ interface FakeState {
   stacks: string[];
   current?: string;
   /** Operation (first argument) that fails with this stderr. */
-  failOn?: { command: string; stderr: string };
+  failOn?: { command: string; stderr: string; stdout?: string };
   /** The binary is missing: every call fails as execa does (ENOENT). */
   missing?: boolean;
   /** Engine events written into the event log of preview/up/refresh/destroy. */
@@ -39,9 +39,9 @@ interface FakeState {
   manifest?: string;
 }
 
-function commandError(stderr: string, code = 255, err?: unknown): Error {
+function commandError(stderr: string, code = 255, err?: unknown, stdout = ""): Error {
   // The real PulumiCommand.run rejects with a CommandError whose message holds the whole command line.
-  return Object.assign(new Error(`code: ${code}\n stdout: \n stderr: ${stderr}\n`), { commandResult: { stdout: "", stderr, code, err } });
+  return Object.assign(new Error(`code: ${code}\n stdout: ${stdout}\n stderr: ${stderr}\n`), { commandResult: { stdout, stderr, code, err } });
 }
 
 function fakeCli(state: FakeState): PulumiCommand {
@@ -57,8 +57,8 @@ function fakeCli(state: FakeState): PulumiCommand {
         writeFileSync(args[log + 1], `${lines.join("\n")}\n`);
       }
       if (state.failOn && args[0] === state.failOn.command) {
-        onError?.(state.failOn.stderr);
-        throw commandError(state.failOn.stderr);
+        if (state.failOn.stderr !== "") onError?.(state.failOn.stderr);
+        throw commandError(state.failOn.stderr, 255, undefined, state.failOn.stdout);
       }
       const stackArg = args[args.indexOf("--stack") + 1];
       if (args[0] === "stack" && args[1] === "ls") {
@@ -162,6 +162,20 @@ describe("engine commands (Automation API)", function () {
     assert.match(run.stderr(), /^error: Missing required configuration variable 'nixmox:proxmoxEndpoint'\n/);
     assert.match(run.stderr(), /nixmox: pulumi up on stack "homelab" failed \(exit 255\); the Pulumi CLI's messages are above\n$/);
     assert.doesNotMatch(run.stderr(), /--skip-preview/);
+  });
+
+  it("fails with the end of the CLI's output when it wrote nothing on stderr and its output was not shown (progress mode)", async () => {
+    const stdout = "Updating (homelab):\n\n  pulumi:pulumi:Stack nixmox-homelab  running\nerror: an unhandled error occurred: program exited with non-zero exit code: 1\n";
+    const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", failOn: { command: "up", stderr: "", stdout } };
+    const run = captureIo(state);
+    assert.equal(await engineAction("up", flags(), run.io), 1);
+    assert.equal(
+      run.stderr(),
+      `${stdout.trimEnd()}\nnixmox: pulumi up on stack "homelab" failed (exit 255); the Pulumi CLI's messages are above\n`,
+    );
+    const silent = captureIo({ calls: [], stacks: ["homelab"], current: "homelab", failOn: { command: "up", stderr: "" } });
+    assert.equal(await engineAction("up", flags(), silent.io), 1);
+    assert.equal(silent.stderr(), 'nixmox: pulumi up on stack "homelab" failed (exit 255)\n');
   });
 
   it("fails with the stderr of a workspace command that is not streamed (stack ls)", async () => {
