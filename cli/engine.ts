@@ -78,9 +78,13 @@ function cliStderr(error: unknown): string {
   return (result?.stderr ?? "").trim();
 }
 
+/**
+ * The `pulumi` binary itself could not be started (execa's ENOENT for the spawn), as opposed to a CLI error that
+ * mentions a missing file.
+ */
 function isMissingCli(error: unknown): boolean {
-  const result = (error as { commandResult?: { err?: { code?: string }; stderr?: string } }).commandResult;
-  return result?.err?.code === "ENOENT" || /ENOENT/.test(result?.stderr ?? "") || (error as NodeJS.ErrnoException).code === "ENOENT";
+  const result = (error as { commandResult?: { err?: { code?: string; syscall?: string }; stderr?: string } }).commandResult;
+  return result?.err?.code === "ENOENT" || /Command failed with ENOENT|spawn \S*pulumi ENOENT/.test(result?.stderr ?? "");
 }
 
 function exitOf(error: unknown): string {

@@ -205,6 +205,13 @@ describe("engine commands (Automation API)", function () {
     );
   });
 
+  it("fails with the CLI's own message, not 'not installed', when a CLI error mentions a missing file", async () => {
+    const stderr = "error: ENOENT: no such file or directory, open '/srv/nixmox/Pulumi.homelab.yaml'\n";
+    const run = captureIo({ calls: [], stacks: ["homelab"], current: "homelab", failOn: { command: "preview", stderr } });
+    assert.equal(await engineAction("preview", flags(), run.io), 1);
+    assert.equal(run.stderr(), `${stderr}nixmox: pulumi preview on stack "homelab" failed (exit 255); the Pulumi CLI's messages are above\n`);
+  });
+
   it("fails before running anything when a passphrase-encrypted stack has no passphrase in the environment", async () => {
     writeFileSync(path.join(projectDir, "Pulumi.homelab.yaml"), "encryptionsalt: v1:abc=:v1:def:ghi==\nconfig: {}\n");
     const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab" };
