@@ -104,16 +104,33 @@ export interface TargetResource {
   name: string;
 }
 
+/** What decides which resources a service has besides its fixed children. */
+export interface TargetSources {
+  /** The plan's Authentik objects (components/authentik/plan.ts `planAuthentikObjects`). */
+  sso: SsoObject[];
+  /** The plan's LDAP/RADIUS outposts. @default none */
+  outposts?: Array<{ provider: string; type: string }>;
+  /** The plan's secrets: a host gets its `<name>-secrets` child only when some are delivered to it. @default none */
+  secrets?: Array<{ service: string }>;
+}
+
 /**
- * The resources of the selected services. The `secrets` child exists only for hosts that receive secrets;
- * targeting a URN the stack does not have is harmless (the engine ignores it), so it is always listed.
+ * The resources of the selected services, exactly those the program registers: the engine fails a run whose
+ * `--target` names a URN that is neither in the state nor in the program ("Target … could not be found in the
+ * stack", pulumi/pulumi pkg/resource/deploy `checkTargets`), so the `secrets` child is listed only for hosts that
+ * receive secrets (components/homelab.ts `planDeliveries`).
  */
-export function targetResources(services: string[], sso: SsoObject[], outposts: Array<{ provider: string; type: string }> = []): TargetResource[] {
+export function targetResources(services: string[], sources: TargetSources): TargetResource[] {
   const selected = new Set(services);
+  const { sso, outposts = [], secrets = [] } = sources;
+  const secretHosts = new Set(secrets.map((secret) => secret.service));
   const resources: TargetResource[] = [];
   for (const name of services) {
     resources.push({ qualifiedType: componentType, name });
-    for (const [suffix, type] of Object.entries(childTypes)) resources.push({ qualifiedType: `${componentType}$${type}`, name: `${name}-${suffix}` });
+    for (const [suffix, type] of Object.entries(childTypes)) {
+      if (suffix === "secrets" && !secretHosts.has(name)) continue;
+      resources.push({ qualifiedType: `${componentType}$${type}`, name: `${name}-${suffix}` });
+    }
   }
   const proxyAppRoles = new Set(sso.filter((object) => object.kind === "proxy-app" && selected.has(object.service!)).map((object) => object.role));
   for (const object of sso) {

@@ -65,18 +65,20 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     assert.equal(engineQualifiedType("urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$nixmox:index:NixosService::dns"), "nixmox:index:NixosService");
   });
 
-  it("targets exist in what the program registers: every service's resources and its SSO objects", () => {
+  it("targets exactly what the program registers (the engine fails on a target it cannot find): every service's resources and its SSO objects", () => {
     const registered = new Set(offlinePreview().map((resource) => `${engineQualifiedType(resource.urn)}::${resource.name}`));
-    const sso = planAuthentikObjects(plan);
+    const sources = { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets };
     for (const service of plan.services) {
-      const wanted = targetResources([service.name], sso);
-      // The secrets step exists only for hosts that receive secrets.
+      const wanted = targetResources([service.name], sources);
       const missing = wanted.filter((resource) => !registered.has(`${resource.qualifiedType}::${resource.name}`)).map((resource) => resource.name);
-      assert.deepEqual(missing.filter((name) => name !== `${service.name}-secrets`), [], service.name);
+      assert.deepEqual(missing, [], service.name);
     }
-    const byGuacamole = targetResources(["guacamole"], sso).map((resource) => resource.name);
+    // Only hosts that receive secrets have the secrets step: homepage has none.
+    assert.ok(!targetResources(["homepage"], sources).some((resource) => resource.name === "homepage-secrets"));
+    assert.ok(targetResources(["vaultwarden"], sources).some((resource) => resource.name === "vaultwarden-secrets"));
+    const byGuacamole = targetResources(["guacamole"], sources).map((resource) => resource.name);
     assert.ok(byGuacamole.includes("sso-guacamole"));
-    const byHomepage = targetResources(["homepage"], sso).map((resource) => resource.name);
+    const byHomepage = targetResources(["homepage"], sources).map((resource) => resource.name);
     assert.ok(byHomepage.some((name) => name.startsWith("sso-homepage")) && byHomepage.includes("sso-authentik-outpost"), byHomepage.join(", "));
   });
 

@@ -293,7 +293,10 @@ describe("engine commands (Automation API)", function () {
       // vaultwarden depends on postgresql (its database), authentik (its OIDC provider) and, through them, dns.
       assert.deepEqual(
         names.filter((name) => !name!.startsWith("sso-")),
-        ["authentik", "caddy", "dns", "postgresql", "vaultwarden"].flatMap((service) => [service, ...["config", "container", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]).sort(),
+        ["authentik", "caddy", "dns", "postgresql", "vaultwarden"]
+          // Only hosts that receive secrets have a secrets step (the engine fails on a target it cannot find).
+          .flatMap((service) => [service, ...["config", "container", "health", "rebuild", "ssh", ...(["caddy", "dns"].includes(service) ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
+          .sort(),
       );
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService::vaultwarden"));
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::vaultwarden-rebuild"));

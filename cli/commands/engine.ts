@@ -86,7 +86,7 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       selected = selectServices(plan, { only, withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
       const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
       const project = (await workspace.projectSettings()).name;
-      targets = targetResources(selected, planAuthentikObjects(plan), plan.outposts).map((resource) => targetUrn(stack.name, project, resource));
+      targets = targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }).map((resource) => targetUrn(stack.name, project, resource));
       io.stderr.write(`nixmox: ${operation} on stack "${stack.name}" for ${selected.join(", ")} (${targets.length} targets)\n`);
     }
     let unprotect: string[] = [];

@@ -80,7 +80,7 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     return exitCodes.ok;
   }
   const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
-  const wanted = new Set(targetResources(selected, planAuthentikObjects(plan), plan.outposts).map((resource) => `${resource.qualifiedType}::${resource.name}`));
+  const wanted = new Set(targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }).map((resource) => `${resource.qualifiedType}::${resource.name}`));
   const targeted = new Set(run.resources.filter((resource) => wanted.has(`${engineQualifiedType(resource.urn)}::${resource.name}`)).map((resource) => resource.urn));
   if (options.json) {
     const { stableJson } = require("../../render/stable-json") as typeof import("../../render/stable-json");
