@@ -82,7 +82,10 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
     initialization: {
       hostname: service.hostName,
       ipConfigs: [{ ipv4: { address: `${service.ip}/${service.prefixLength}`, gateway: plan.network.gateway } }],
-      dns: { domain: plan.network.domain, servers: [plan.network.dnsServer] },
+      // The DNS service cannot resolve through itself before its first rebuild has started Unbound, and that
+      // rebuild downloads nixpkgs: it gets the upstream forwarders instead (review R9; NixOS later writes its
+      // resolv.conf with its own Unbound first, nixos/lib/resolv.nix).
+      dns: { domain: plan.network.domain, servers: service.ip === plan.network.dnsServer ? [...plan.network.dns.forwarders] : [plan.network.dnsServer] },
       userAccount: { keys: sortedKeys(manifestKeys, inputs.deployPublicKey) },
     },
     startOnBoot: service.onboot,

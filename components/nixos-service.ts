@@ -22,7 +22,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
-import { parseActivationResult, renderActivationCommand } from "./activation";
+import { parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
 import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer } from "./container";
 import { HealthCheck } from "./health/health-check";
@@ -72,6 +72,9 @@ export interface NixosServiceArgs {
 
 /** How long a rebuild may take before Pulumi gives up on the command (the wrapper's own bound is 1800 s). */
 const rebuildTimeout = "45m";
+// pulumi-command bounds only the TCP dial (perDialTimeout): an SSH peer that stalls after its banner would hold a
+// push forever, so each push has an overall deadline (security review M4). Pushes copy a few files.
+const pushTimeout = "10m";
 
 /** The health gate waits for the rebuild and, when given, the service's own SSO objects (created later). */
 function healthDependsOn(rebuild: pulumi.Resource, ssoGate: Promise<pulumi.Resource[]> | undefined): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
@@ -121,16 +124,25 @@ export class NixosService extends pulumi.ComponentResource {
     };
     const config = this.createConfigPush(name, args, connection, container);
     const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
-    const activation = renderActivationCommand({
+    const activationOptions = {
       service: service.name,
       configHash: args.host.contentHash,
       checks: service.health.checks,
       timing: service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
       rollback: args.plan.rollback,
-    });
+    };
+    const { command: activationCommand } = renderActivationCommand(activationOptions);
+    // The wrapper's stdin carries the deploy public key: after a switch root's home-directory authorized_keys keeps
+    // only that key, so keys removed from network.ssh_keys.root stop working (security review M7).
+    const activation = pulumi.output(args.deployPublicKey).apply((deployPublicKey) => ({
+      command: activationCommand,
+      stdin: renderActivationScript({ ...activationOptions, deployPublicKey }),
+    }));
     const rebuild = this.createRebuild(name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
-    const generation = rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? "");
+    // The rebuild's stdout is a secret output (its result may quote masked check output); the generation parsed
+    // from it is a store path, public again.
+    const generation = pulumi.unsecret(rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? ""));
     const health = new HealthCheck(`${name}-health`, {
       service: service.name,
       host: service.ip,
@@ -179,7 +191,7 @@ export class NixosService extends pulumi.ComponentResource {
       // The payload is the whole flake directory: keep it out of the engine's log.
       logging: "stderr",
       addPreviousOutputInEnv: false,
-    }, { parent: this, replaceWith: [container] });
+    }, { parent: this, replaceWith: [container], customTimeouts: { create: pushTimeout, update: pushTimeout } });
   }
 
   private createSecretsPush(name: string, secrets: HostSecretsDelivery, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
@@ -189,12 +201,12 @@ export class NixosService extends pulumi.ComponentResource {
       stdin: pulumi.secret(secrets.payload),
       logging: "stderr",
       addPreviousOutputInEnv: false,
-    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"] });
+    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"], customTimeouts: { create: pushTimeout, update: pushTimeout } });
   }
 
   private createRebuild(
     name: string,
-    activation: { command: string; stdin: string },
+    activation: pulumi.Output<{ command: string; stdin: string }>,
     connection: command.types.input.remote.ConnectionArgs,
     container: pulumi.Resource,
     dependsOn: pulumi.Resource[],
@@ -207,6 +219,14 @@ export class NixosService extends pulumi.ComponentResource {
       stdin: activation.stdin,
       logging: "stdoutAndStderr",
       addPreviousOutputInEnv: false,
-    }, { parent: this, dependsOn, replaceWith: [container], customTimeouts: { create: rebuildTimeout, update: rebuildTimeout } });
+    }, {
+      parent: this,
+      dependsOn,
+      replaceWith: [container],
+      customTimeouts: { create: rebuildTimeout, update: rebuildTimeout },
+      // The wrapper masks secret values (and their base64/URL-encoded forms) in what it prints, but a check's
+      // output can carry other encodings: keep the result and the log encrypted in state (security review L3).
+      additionalSecretOutputs: ["stdout", "stderr"],
+    });
   }
 }

@@ -140,7 +140,9 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     template = { kind: "volume", volumeId };
   } else {
     const url = text("templateUrl", defaultTemplate.url);
-    if (!/^https?:\/\/\S+$/.test(url)) problem("templateUrl", `must be an http(s) URL of a NixOS LXC template, got ${describeValue(url)}`);
+    // https only: the template is every container's root filesystem, and a plain-http download can be swapped on
+    // the way (security review M9; nixmox:templateSha256 pins its content as well).
+    if (!/^https:\/\/\S+$/.test(url)) problem("templateUrl", `must be an https:// URL of a NixOS LXC template, got ${describeValue(url)}`);
     const fileName = text("templateFileName", defaultTemplate.fileName);
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.(xz|zst|gz)$/.test(fileName)) {
       problem("templateFileName", `must be a file name ending in .tar.xz, .tar.zst or .tar.gz (Proxmox's vztmpl formats), got ${describeValue(fileName)}`);

@@ -2,8 +2,9 @@
  * Loading a manifest file: `.nix` through the real `nix-instantiate`, `.json` and `.yaml`/`.yml` parsed directly.
  * Every failure becomes a `ManifestError` (file, line and what to do), never a stack trace.
  */
-import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
@@ -30,20 +31,87 @@ export function formatNixError(stderr: string): string {
   return at ? `${displayPath(at[1])}:${at[2]}:${at[3]}: ${message}` : message;
 }
 
-function evaluateNix(file: string): Promise<string> {
-  const args = ["--readonly-mode", "--eval", "--strict", "--json", "--argstr", "file", file, "--expr", nixExpression];
-  return new Promise((resolve, reject) => {
-    execFile("nix-instantiate", args, { timeout: 120_000, maxBuffer: 256 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (!error) return resolve(stdout);
-      const problem = (message: string): Problem => ({ subject: "manifest", field: "", message });
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") {
+export interface NixEvaluationOptions {
+  /** Stop (SIGKILL) the evaluator after this long and report the file. @default 120 */
+  timeoutSeconds?: number;
+  /** Address-space limit of the evaluator (`ulimit -v`); Nix then fails with "out of memory". @default 4096 */
+  memoryMiB?: number;
+}
+
+/**
+ * Evaluates a `.nix` manifest with the real nix-instantiate, confined (security review M5):
+ * - a clean environment: under `pulumi up` the parent's holds PULUMI_CONFIG (the decrypted stack config) and
+ *   tokens; the evaluator gets only PATH and an empty HOME/NIX_PATH, and restricted mode makes
+ *   `builtins.getEnv` return "" anyway (nix src/libexpr/primops.cc, prim_getEnv);
+ * - `restrict-eval` with the manifest's directory (and NixMox's shipped `manifest/`) as the only search path
+ *   entries: every file it reads or imports, after following symlinks, must be inside them, and fetchers are
+ *   refused (empty allowed-uris);
+ *   import-from-derivation is off (nix.conf(5): restrict-eval, allow-import-from-derivation);
+ * - a timeout that works: Nix defers SIGTERM to its interrupt checks, which a tight loop never reaches, so the
+ *   timer sends SIGKILL; `ulimit -t` also caps the CPU time, so the kernel stops an evaluator whose caller died;
+ * - a memory cap (`ulimit -v`), so a runaway evaluation fails instead of exhausting the controller.
+ */
+function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<string> {
+  const timeoutSeconds = options.timeoutSeconds ?? 120;
+  const real = realpathSync(file);
+  const directory = path.dirname(real);
+  const args = [
+    "--readonly-mode", "--eval", "--strict", "--json",
+    "--option", "restrict-eval", "true",
+    "--option", "allow-import-from-derivation", "false",
+    "-I", directory,
+    // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
+    "-I", realpathSync(path.dirname(defaultManifestPath)),
+    "--argstr", "file", real, "--expr", nixExpression,
+  ];
+  // The CPU cap sits a little above the wall-clock timeout, so the timer (with its clear message) acts first.
+  const cpuSeconds = String(Math.ceil(timeoutSeconds) + 5);
+  const memoryMiB = options.memoryMiB ?? 4096;
+  const home = mkdtempSync(path.join(tmpdir(), "nixmox-nix-eval-"));
+  const problem = (message: string): Problem => ({ subject: "manifest", field: "", message });
+  return new Promise<string>((resolve, reject) => {
+    const started = Date.now();
+    const limits = 'ulimit -t "$0" 2>/dev/null; ulimit -v "$1" 2>/dev/null; shift; exec nix-instantiate "$@"';
+    const child = spawn("/bin/sh", ["-c", limits, cpuSeconds, String(memoryMiB * 1024), ...args], {
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, NIX_PATH: "" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const stdout: Buffer[] = [];
+    let stderr = "";
+    let timedOut = false;
+    child.stdout.on("data", (chunk: Buffer) => stdout.push(chunk));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString("utf8")));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeoutSeconds * 1000);
+    child.once("error", (error) => {
+      clearTimeout(timer);
+      rmSync(home, { recursive: true, force: true });
+      reject(new ManifestError(displayPath(file), [problem(`cannot run nix-instantiate: ${error.message}`)]));
+    });
+    child.once("close", (code, signal) => {
+      clearTimeout(timer);
+      rmSync(home, { recursive: true, force: true });
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      if (code === 0) return resolve(Buffer.concat(stdout).toString("utf8"));
+      if (code === 127 && /nix-instantiate: (command )?not found|No such file/.test(stderr)) {
         return reject(new ManifestError(displayPath(file), [problem(
           "cannot evaluate a .nix manifest: nix-instantiate is not installed. Install Nix (Debian/Ubuntu: `sudo apt-get install nix-bin`, " +
             "elsewhere https://nixos.org/download), or give a .json or .yaml manifest",
         )]));
       }
-      if (error.killed) return reject(new ManifestError(displayPath(file), [problem("nix-instantiate took longer than 120 s; does the manifest loop?")]));
-      reject(new ManifestError(displayPath(file), [problem(`Nix evaluation failed: ${formatNixError(stderr)}`)]));
+      if (timedOut || signal === "SIGXCPU" || signal === "SIGKILL") {
+        return reject(new ManifestError(displayPath(file), [problem(
+          `Nix evaluation of ${displayPath(file)} was stopped after ${seconds} s (the limit is ${timeoutSeconds} s); does the manifest loop?`,
+        )]));
+      }
+      if (/error: out of memory/.test(stderr)) {
+        return reject(new ManifestError(displayPath(file), [problem(`Nix evaluation of ${displayPath(file)} ran out of memory (the limit is ${memoryMiB} MiB)`)]));
+      }
+      const message = formatNixError(stderr);
+      const hint = /forbidden in restricted mode/.test(message) ? ` (a .nix manifest may read only files inside its own directory, ${displayPath(directory) || "."})` : "";
+      reject(new ManifestError(displayPath(file), [problem(`Nix evaluation failed: ${message}${hint}`)]));
     });
   });
 }
@@ -74,7 +142,7 @@ function parseJson(file: string, text: string): unknown {
 }
 
 /** Reads and parses a manifest file into plain data (not yet validated). */
-export async function loadManifestData(file: string): Promise<unknown> {
+export async function loadManifestData(file: string, options: NixEvaluationOptions = {}): Promise<unknown> {
   const absolute = path.resolve(file);
   if (!existsSync(absolute)) {
     throw new ManifestError(displayPath(absolute), [{ subject: "manifest", field: "", message: "file not found; give the path of a .nix, .json or .yaml manifest" }]);
@@ -82,7 +150,7 @@ export async function loadManifestData(file: string): Promise<unknown> {
   const extension = path.extname(absolute).toLowerCase();
   switch (extension) {
     case ".nix":
-      return JSON.parse(await evaluateNix(absolute));
+      return JSON.parse(await evaluateNix(absolute, options));
     case ".json":
       return parseJson(absolute, readFileSync(absolute, "utf8"));
     case ".yaml":
@@ -93,15 +161,38 @@ export async function loadManifestData(file: string): Promise<unknown> {
   }
 }
 
-/** Problems the pure validator cannot see: NixOS module files of enabled services missing next to the manifest. */
+/**
+ * The real path of a module file named relative to the manifest's directory, refusing one that leaves it
+ * (security review M8): `modules/x.nix -> ~/.ssh/id_ed25519` would otherwise be copied to the host, its
+ * world-readable Nix store and the Pulumi state. Symlinks are followed (realpath) and the target must be a
+ * regular file inside realpath(manifestDir). Throws an Error whose message is the reason (ENOENT when missing).
+ */
+export function resolveManifestFile(manifestDir: string, relative: string): string {
+  const root = realpathSync(manifestDir);
+  const target = realpathSync(path.join(manifestDir, relative));
+  if (!target.startsWith(`${root}${path.sep}`)) {
+    throw new Error(`it resolves to ${target}, outside the manifest's directory ${root}; a module (or a symlink to it) must stay inside that directory`);
+  }
+  if (!statSync(target).isFile()) throw new Error(`${target} is not a regular file`);
+  return target;
+}
+
+/** Problems the pure validator cannot see: module files of enabled services missing, or outside the manifest's directory. */
 function missingModuleProblems(manifest: Manifest, manifestDir: string): Problem[] {
   const problems: Problem[] = [];
   for (const group of ["core_services", "services"] as const) {
     for (const [name, service] of Object.entries(manifest[group])) {
       if (!service.enable) continue;
       service.nixos_modules.forEach((module, index) => {
+        const field = `nixos_modules[${index}]`;
         if (!existsSync(path.join(manifestDir, module))) {
-          problems.push({ subject: `service "${name}"`, field: `nixos_modules[${index}]`, message: `${JSON.stringify(module)} does not exist in ${displayPath(manifestDir) || "."}` });
+          problems.push({ subject: `service "${name}"`, field, message: `${JSON.stringify(module)} does not exist in ${displayPath(manifestDir) || "."}` });
+          return;
+        }
+        try {
+          resolveManifestFile(manifestDir, module);
+        } catch (error) {
+          problems.push({ subject: `service "${name}"`, field, message: `${JSON.stringify(module)}: ${(error as Error).message}` });
         }
       });
     }

@@ -206,6 +206,8 @@ export interface ServicePlan {
   startupOrder: number;
   /** Manifest-relative NixOS module files (for `custom` and extra modules). */
   nixosModules: string[];
+  /** Manifest `state_version` (system.stateVersion fixed by the user), null when omitted. */
+  stateVersion: string | null;
   health: HealthPlan;
   secrets: SecretPlan[];
 }
@@ -218,6 +220,10 @@ export interface NetworkPlan {
   prefixLength: number;
   vlanTag: number | null;
   sshKeys: Record<string, string[]>;
+  /** The DNS service's upstream resolvers (default: the gateway), extra client networks and DNSSEC switch. */
+  dns: { forwarders: string[]; allowedNetworks: string[]; dnssec: boolean };
+  /** Where containers are firewalled: inside (NixOS nftables) or by the Proxmox firewall. */
+  firewall: "nftables" | "proxmox";
 }
 
 export interface Plan {

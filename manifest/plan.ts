@@ -435,6 +435,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       wave: wave.get(service.name)!,
       startupOrder: wave.get(service.name)! + 1,
       nixosModules: service.nixosModules,
+      stateVersion: service.stateVersion,
       health,
       secrets: secretsByHost.get(service.name) ?? [],
     };
@@ -449,6 +450,12 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       prefixLength: prefixLength(network.network_cidr),
       vlanTag: network.vlan_tag,
       sshKeys: Object.fromEntries(Object.keys(network.ssh_keys).sort().map((user) => [user, network.ssh_keys[user]])),
+      dns: {
+        forwarders: network.dns.forwarders ?? [network.gateway],
+        allowedNetworks: [...network.dns.allowed_networks],
+        dnssec: network.dns.dnssec,
+      },
+      firewall: network.firewall,
     },
     secretsDir,
     services,

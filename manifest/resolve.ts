@@ -65,6 +65,8 @@ export interface ResolvedService {
   sshPort: number;
   dependsOn: string[];
   nixosModules: string[];
+  /** Manifest `state_version`, null when omitted. */
+  stateVersion: string | null;
   routes: ResolvedRoute[];
   auth: ServiceManifest["interface"]["auth"];
   /** The service's OIDC client and every route's own, service first, then by route name. */
@@ -181,6 +183,7 @@ export function resolveService(
     sshPort: service.ssh.port,
     dependsOn: service.depends_on,
     nixosModules: service.nixos_modules.map((path) => path.replace(/^\.\//, "")),
+    stateVersion: service.state_version ?? null,
     routes,
     auth: serviceAuth,
     oidcClients,

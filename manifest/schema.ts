@@ -81,6 +81,25 @@ export const networkSchema = z
       .record(z.string().regex(/^[a-z_][a-z0-9_-]*$/, { message: "must be a Unix user name" }), z.array(sshPublicKey))
       .default({})
       .describe("Public keys allowed to log in, per user (`root` is the account NixMox deploys with)."),
+    dns: z
+      .strictObject({
+        forwarders: z.array(ipv4).min(1).optional()
+          .describe("Resolvers the DNS service forwards every name outside the homelab to. Omitted: the gateway."),
+        allowed_networks: z.array(cidr).default([])
+          .describe("Networks besides network_cidr allowed to query the DNS service (e.g. an admin LAN)."),
+        dnssec: z.boolean().default(false)
+          .describe("Validate DNSSEC on the DNS service. Only with forwarders that pass signatures through: many home routers strip them, and every outside name would then fail."),
+      })
+      .prefault({})
+      .describe("NixMox extension: the DNS service's upstream, clients and DNSSEC."),
+    firewall: z
+      .enum(["nftables", "proxmox"])
+      .default("nftables")
+      .describe(
+        'NixMox extension: where containers are firewalled. "nftables": the NixOS firewall inside each container, on nftables without the ' +
+          'reverse-path filter (the Proxmox node must have the nf_tables and nf_conntrack modules loaded; an unprivileged container cannot load them). ' +
+          '"proxmox": no firewall inside the containers; configure the Proxmox firewall for them.',
+      ),
     outposts: z
       .strictObject({
         ldap: z
@@ -312,6 +331,14 @@ export const serviceSchema = z
     stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
     tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
     nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),
+    state_version: z
+      .string()
+      .regex(/^[0-9]{2}\.[0-9]{2}$/, { message: 'must be a NixOS release such as "25.11"' })
+      .optional()
+      .describe(
+        "NixMox extension: the host's system.stateVersion, the NixOS release it was first installed with; never change it for a running host " +
+          "(PostgreSQL and others pick their data layout from it). Omitted: the release NixMox recorded when it created the host, else the pinned release.",
+      ),
     ssh: z.strictObject({ port: port.default(22) }).prefault({}).describe("NixMox extension: SSH port NixMox connects to."),
     secrets: z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: "must be a secret name (a-z, 0-9, '_', '.', '-')" }), secretDeclarationSchema)

@@ -62,7 +62,7 @@ in
       vmid = 912;
       depends_on = [ "postgresql" ];
       resources = { cores = 2; memory = 4096; disk_gb = 16; };
-      ports = [ 9000 9443 ];
+      ports = [ 9000 ];
       interface = {
         proxy = { domain = "auth.${domain}"; upstream = "${ip 12}:9000"; };
         db = { host = ip 11; name = "authentik"; owner = "authentik"; };
@@ -98,8 +98,11 @@ in
       depends_on = [ "postgresql" "caddy" "authentik" ];
       ports = [ 8280 ];
       interface = {
-        proxy = { domain = "guac.${domain}"; path = "/"; upstream = "${ip 15}:8280"; };
-        auth = { type = "oidc"; provider = "authentik"; oidc.redirect_uris = [ "https://guac.${domain}/guacamole/" ]; };
+        # Guacamole's web app lives under /guacamole/ (nixpkgs' guacamole-client replaces Tomcat's ROOT app), so the
+        # bare domain redirects there instead of landing on a Tomcat 404.
+        proxy = { domain = "guac.${domain}"; path = "/"; upstream = "${ip 15}:8280"; extra_config = "redir / /guacamole/ 302"; };
+        # Guacamole's OpenID extension uses the implicit flow and never sends a secret: a public client.
+        auth = { type = "oidc"; provider = "authentik"; oidc = { client_type = "public"; redirect_uris = [ "https://guac.${domain}/guacamole/" ]; }; };
         db = { host = "postgresql.${domain}"; name = "guacamole"; };
       };
     };

@@ -2,7 +2,11 @@
 #
 # Checked against NixOS 25.11 (nixpkgs nixos-25.11): nixos/modules/virtualisation/proxmox-lxc.nix
 # (options proxmoxLXC.{enable,privileged,manageNetwork,manageHostName}), networking.* / systemd.network.*,
-# services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys.
+# services.openssh.{settings,authorizedKeysInHomedir}, services.resolved, nix.settings, users.users.<name>.openssh.authorizedKeys.keys,
+# networking.resolvconf.enable and environment.etc.<name>.text (nixos/modules/config/resolvconf.nix, etc.nix),
+# security.pki.certificates (nixos/modules/security/ca.nix),
+# networking.nftables.enable and networking.firewall.{enable,checkReversePath,logRefusedConnections}
+# (nixos/modules/services/networking/{nftables,firewall,firewall-nftables}.nix, read at Swarsel/nixpkgs@4aa6836).
 #
 # Data: the host's generated `host.json` is assigned to `config.nixmox` by the host's flake.nix, so every key
 # of the JSON is type-checked by the options below (an unknown key is an evaluation error, not ignored).
@@ -16,8 +20,8 @@
 # Our unit is named "10-nixmox-<if>.network": networkd applies the first file (in lexical order) matching an
 # interface, so it wins over the "eth0.network" Proxmox may write (systemd.network(5), [Match]).
 #
-# The resolver is the manifest's dns_server, written to /etc/resolv.conf by resolvconf. systemd-resolved is
-# kept off: its stub listener holds 127.0.0.53:53 and its per-link DNS would shadow the manifest's server.
+# The resolver is the manifest's dns_server, written to /etc/resolv.conf as a static file (lib/resolv.nix says
+# why resolvconf cannot do it with networkd: NixOS/nixpkgs#445496); resolvconf and systemd-resolved are off.
 #
 # Secrets: files under `nixmox.host.secretsDir` (root-only, outside the Nix store), filled before the rebuild
 # by the secrets push. Modules hand them to services only with systemd `LoadCredential=`, so file ownership
@@ -28,6 +32,7 @@ let
   cfg = config.nixmox;
   host = cfg.host;
   shell = import ./lib/shell.nix;
+  resolv = import ./lib/resolv.nix;
   ipv4 = types.strMatching "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
   dnsName = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
 in
@@ -59,6 +64,11 @@ in
         description = "Container NIC name; the Pulumi container names net0 like this.";
       };
       ports = mkOption { type = types.listOf types.port; default = [ ]; description = "TCP ports opened in the firewall."; };
+      firewall = mkOption {
+        type = types.enum [ "nftables" "proxmox" ];
+        default = "nftables";
+        description = "Where the container is firewalled (manifest network.firewall): the NixOS nftables firewall, or the Proxmox firewall outside.";
+      };
       udpPorts = mkOption { type = types.listOf types.port; default = [ ]; description = "UDP ports opened in the firewall (DNS, HTTP/3, RADIUS)."; };
       sshPort = mkOption { type = types.port; default = 22; description = "Port sshd listens on (always open)."; };
       rootSshKeys = mkOption {
@@ -68,6 +78,11 @@ in
       };
       stateVersion = mkOption { type = types.str; description = "system.stateVersion, fixed at first install."; };
       system = mkOption { type = types.str; default = "x86_64-linux"; description = "nixpkgs.hostPlatform."; };
+      caCertificates = mkOption {
+        type = types.listOf (types.strMatching "-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?");
+        default = [ ];
+        description = "PEM root certificates every program on the host trusts: the homelab's managed CA (Caddy's tls internal).";
+      };
       secretsDir = mkOption {
         type = types.strMatching "/[A-Za-z0-9._/-]+";
         default = "/var/lib/nixmox/secrets";
@@ -141,10 +156,23 @@ in
       useDHCP = false;
       useNetworkd = true;
       useHostResolvConf = false;
-      nameservers = [ host.dnsServer ];
+      # Kept for tools that read the option; /etc/resolv.conf itself comes from environment.etc below.
+      nameservers = resolv.nameservers cfg;
       search = [ host.domain ];
+      resolvconf.enable = false;
+      # The firewall of an unprivileged LXC runs in the container's network namespace, but the kernel is the
+      # Proxmox node's and the container cannot load modules (CAP_SYS_MODULE). nftables needs fewer modules than
+      # the iptables backend (whose rules need xt_conntrack, xt_pkttype, xt_rpfilter, xt_LOG through nft_compat):
+      # with the reverse-path filter off (it needs nft_fib) and no refused-connection logging (nf_log_syslog),
+      # the ruleset of nixos/modules/services/networking/firewall-nftables.nix needs only nf_tables and
+      # nf_conntrack/nft_ct on the node (`printf 'nf_tables\nnft_ct\nnf_conntrack\n' > /etc/modules-load.d/nixmox.conf`).
+      # The reverse-path filter adds nothing here: one interface, and Proxmox's bridge decides what reaches it.
+      # network.firewall = "proxmox" turns it off inside and leaves filtering to the Proxmox firewall.
+      nftables.enable = host.firewall == "nftables";
       firewall = {
-        enable = true;
+        enable = host.firewall == "nftables";
+        checkReversePath = false;
+        logRefusedConnections = false;
         allowedTCPPorts = host.ports;
         allowedUDPPorts = host.udpPorts;
       };
@@ -164,7 +192,14 @@ in
       };
     };
 
+    # The managed CA signs every `tls = "internal"` route, so server-side calls between hosts (OIDC discovery,
+    # JWKS downloads to https://auth.<domain>) verify (nixos/modules/security/ca.nix: added to the system bundle
+    # /etc/ssl/certs/ca-certificates.crt that OpenSSL, curl, rustls-native-certs and Go use).
+    security.pki.certificates = host.caCertificates;
+
     services.resolved.enable = false;
+    # `nixmox render --configs` writes the same text as configs/resolv.conf.
+    environment.etc."resolv.conf".text = resolv.resolvConf cfg;
 
     services.openssh = {
       enable = true;

@@ -37,17 +37,24 @@ export interface HostFacts {
   interface: string;
   ports: number[];
   udpPorts: number[];
+  /** Manifest network.firewall. */
+  firewall: "nftables" | "proxmox";
   sshPort: number;
   rootSshKeys: string[];
   stateVersion: string;
   system: string;
   secretsDir: string;
+  /** PEM roots the host trusts besides the public ones: the managed CA's root (empty without one). */
+  caCertificates: string[];
 }
 
 export interface DnsData {
   records: Array<{ name: string; type: "A"; value: string; source: "host" | "route" }>;
   forwarders: string[];
   allowedNetworks: string[];
+  /** The homelab domain: a static local zone (unknown names under it are NXDOMAIN, never forwarded). */
+  localZone: string;
+  dnssec: boolean;
 }
 
 export interface CaddyRouteData {
@@ -63,6 +70,8 @@ export interface CaddyRouteData {
 
 export interface CaddyData {
   routes: CaddyRouteData[];
+  /** The managed CA's root certificate and key on the proxy host (secret files); null: Caddy's own CA. */
+  ca: { certFile: string; keyFile: string } | null;
 }
 
 export interface PostgresqlData {
@@ -163,8 +172,23 @@ export interface OutpostsData {
 }
 
 export interface HostDataOptions {
-  /** system.stateVersion for every host. @default "25.11" (the default nixpkgs pin's release) */
+  /**
+   * system.stateVersion of a NEW host: one whose manifest entry has no `state_version` and for which none is
+   * recorded. @default defaultStateVersion (the default nixpkgs pin's release)
+   */
   stateVersion?: string;
+  /**
+   * system.stateVersion recorded per service when NixMox first installed the host (kept in stack state by the
+   * deploy). It wins over the default, so bumping the pinned release never moves an existing host (a new
+   * PostgreSQL major and an empty data directory, for one).
+   */
+  recordedStateVersions?: Record<string, string>;
+  /**
+   * The managed CA's root certificate (PEM) for `tls = "internal"` routes. Every host trusts it, and the proxy
+   * host signs with it (its key is delivered there as the proxy service's secret `ca_root_key`, the certificate
+   * as `ca_root_cert`). Omitted: Caddy's own internal CA, trusted by no other host.
+   */
+  caRootCertificate?: string;
   /** nixpkgs.hostPlatform. @default "x86_64-linux" */
   system?: string;
 }
@@ -221,6 +245,15 @@ function appListenPort(plan: Plan, service: ServicePlan, app: string, kindForDef
   return own ? splitHostPort(own.upstream).port : kindSpecs[kindForDefaults].apps[app].port;
 }
 
+/** The host's system.stateVersion: the manifest's, else the recorded one, else the default for a new host. */
+export function hostStateVersion(service: ServicePlan, options: HostDataOptions = {}): string {
+  const recorded = options.recordedStateVersions?.[service.name];
+  if (recorded !== undefined && !/^[0-9]{2}\.[0-9]{2}$/.test(recorded)) {
+    fail(service.name, "state_version", `the recorded system.stateVersion ${JSON.stringify(recorded)} is not a NixOS release such as "25.11"; set state_version in the manifest to the release the host was installed with`);
+  }
+  return service.stateVersion ?? recorded ?? options.stateVersion ?? defaultStateVersion;
+}
+
 function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOptions): HostFacts {
   return {
     name: service.name,
@@ -235,12 +268,14 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     interface: containerInterface,
     ports: [...service.ports].sort((a, b) => a - b),
     udpPorts: [...service.udpPorts].sort((a, b) => a - b),
+    firewall: plan.network.firewall,
     sshPort: service.sshPort,
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),
-    stateVersion: options.stateVersion ?? defaultStateVersion,
+    stateVersion: hostStateVersion(service, options),
     system: options.system ?? "x86_64-linux",
     secretsDir: plan.secretsDir,
+    caCertificates: options.caRootCertificate === undefined ? [] : [caRootPem(options.caRootCertificate)],
   };
 }
 
@@ -259,13 +294,34 @@ function planDnsData(plan: Plan): DnsData {
     records: plan.dnsRecords
       .map((record) => ({ name: record.name, type: record.type, value: record.value, source: record.source }))
       .sort((a, b) => byString(a.name, b.name) || byString(a.value, b.value)),
-    forwarders: [plan.network.gateway],
-    allowedNetworks: [plan.network.networkCidr],
+    forwarders: [...plan.network.dns.forwarders],
+    allowedNetworks: [plan.network.networkCidr, ...plan.network.dns.allowedNetworks],
+    localZone: plan.network.domain,
+    dnssec: plan.network.dns.dnssec,
   };
 }
 
-function planCaddyData(plan: Plan): CaddyData {
+/** The managed CA's secrets on the proxy host: the root certificate and its key. */
+export const managedCaSecrets = { cert: "ca_root_cert", key: "ca_root_key" } as const;
+
+const pemCertificate = /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/;
+
+function caRootPem(pem: string): string {
+  const normalized = pem.replace(/\r\n/g, "\n").trim() + "\n";
+  if (!pemCertificate.test(normalized)) {
+    throw new ManifestError("render", [{ subject: "managed CA", field: "caRootCertificate", message: "must be one PEM certificate (-----BEGIN CERTIFICATE----- … -----END CERTIFICATE-----)" }]);
+  }
+  return normalized;
+}
+
+function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOptions): CaddyData {
   return {
+    ca: options.caRootCertificate === undefined
+      ? null
+      : {
+          certFile: secretPath(plan, service.name, service.name, managedCaSecrets.cert),
+          keyFile: secretPath(plan, service.name, service.name, managedCaSecrets.key),
+        },
     routes: plan.routes
       .map((route) => ({
         service: route.service,
@@ -420,7 +476,7 @@ export function planHostData(plan: Plan, name: string, options: HostDataOptions 
       data.dns = planDnsData(plan);
       break;
     case "caddy":
-      data.caddy = planCaddyData(plan);
+      data.caddy = planCaddyData(plan, service, options);
       break;
     case "postgresql":
       data.postgresql = planPostgresqlData(plan, service);

@@ -1,3 +1,4 @@
+export { ConfigEvaluationError, configBuilders, renderConfigs, renderHostConfigs, type HostConfigs } from "./configs";
 export { renderFlakeLock, renderFlakeNix } from "./flake";
 export {
   appKinds,

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import { resolveManifestFile } from "../manifest/load";
 import type { RenderSources } from "./host";
 
 /** This package's nixos/ directory. */
@@ -12,6 +13,7 @@ export const shippedModulesDir = path.join(__dirname, "..", "nixos");
 export function fileSources(manifestDir: string, modulesDir: string = shippedModulesDir): RenderSources {
   return {
     shipped: (relative) => readFileSync(path.join(modulesDir, relative), "utf8"),
-    manifest: (relative) => readFileSync(path.join(manifestDir, relative), "utf8"),
+    // Followed to its real path and kept inside the manifest's directory (a symlink out is refused, M8).
+    manifest: (relative) => readFileSync(resolveManifestFile(manifestDir, relative), "utf8"),
   };
 }

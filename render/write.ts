@@ -7,6 +7,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import type { HostConfigs } from "./configs";
 import type { RenderedHost } from "./host";
 import { stableJson } from "./stable-json";
 
@@ -23,7 +24,12 @@ function previousHosts(outDir: string): string[] {
   }
 }
 
-export function writeRenderedHosts(outDir: string, hosts: RenderedHost[]): void {
+/**
+ * `configs` (from `nixmox render --configs`) go to `<out>/<service>/configs/<file>`, inside the same atomic
+ * rename. They are for reading and tests only: the deploy pushes the rendered files, never this directory,
+ * and they are not part of the content hash.
+ */
+export function writeRenderedHosts(outDir: string, hosts: RenderedHost[], configs: Record<string, HostConfigs> = {}): void {
   mkdirSync(outDir, { recursive: true });
   const stale = previousHosts(outDir).filter((name) => !hosts.some((host) => host.service === name));
   for (const host of hosts) {
@@ -34,6 +40,10 @@ export function writeRenderedHosts(outDir: string, hosts: RenderedHost[]): void 
       const file = path.join(temporary, relative);
       mkdirSync(path.dirname(file), { recursive: true });
       writeFileSync(file, content);
+    }
+    for (const [name, content] of Object.entries(configs[host.service] ?? {})) {
+      mkdirSync(path.join(temporary, "configs"), { recursive: true });
+      writeFileSync(path.join(temporary, "configs", name), content);
     }
     rmSync(target, { recursive: true, force: true });
     renameSync(temporary, target);

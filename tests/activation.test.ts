@@ -3,7 +3,8 @@
 // semantics (the stub runs the unit as a detached process), and curl/http checks on a real NixOS host.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { HealthCheckSpec } from "../manifest/plan-types";
 import {
@@ -41,7 +42,7 @@ describe("activation wrapper on a stub NixOS host", function () {
     configHash: "0123456789abcdef",
     checks: [],
     timing: { intervalSeconds: 1, timeoutSeconds: 2, retries: 2, startPeriodSeconds: 0 },
-    paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem },
+    paths: { stateDir: paths.stateDir, profile: paths.profile, currentSystem: paths.currentSystem, rootAuthorizedKeys: join(paths.root, "root/.ssh/authorized_keys") },
     ...overrides,
   });
   const exec = async (command: string, stdin?: string, timeoutMs = 20_000): Promise<ExecResult> => {
@@ -168,8 +169,30 @@ describe("activation wrapper on a stub NixOS host", function () {
     rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
   });
 
+  it("masks base64 and URL-encoded forms of secret values too (security review L3)", async () => {
+    const secrets = join(paths.stateDir, "secrets", "web");
+    mkdirSync(secrets, { recursive: true });
+    const value = "p@ss:w/rd#1-canary";
+    writeFileSync(join(secrets, "db_password"), `${value}\n`);
+    const b64 = Buffer.from(value).toString("base64");
+    const url = encodeURIComponent(value);
+    const lower = url.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase());
+    const checks: HealthCheckSpec[] = [
+      { name: "leaky", phase: "startup", kind: "command", command: `echo "url=postgresql://app:${url}@db/app b64=${b64} unpadded=${b64.replace(/=+$/, "")} lower=${lower}"; exit 7` },
+    ];
+    const result = await activate({ checks });
+    assert.equal(result.code, 1);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      `startup check "leaky" (command) failed after 2 probe(s): exit code 7, last output: url=postgresql://app:[secret]@db/app b64=[secret] unpadded=[secret] lower=[secret]; rolled back to the previous generation ${gen1}`,
+    );
+    assert.ok(![url, b64, lower].some((form) => `${result.stdout}${result.stderr}`.includes(form)));
+    rmSync(join(paths.stateDir, "secrets"), { recursive: true, force: true });
+  });
+
   describe("secret files whose owner the new generation creates", () => {
-    const user = "nixmoxactivatetest";
+    // Unique per test process: the machine's users are shared with any other run of this file at the same time.
+    const user = `nixmoxact${process.pid}`;
     const dropUser = () => execFileSync("sh", ["-c", `userdel ${user} 2>/dev/null; groupdel ${user} 2>/dev/null; true`]);
     const deliverPending = async () => {
       const root = join(paths.stateDir, "secrets");
@@ -255,6 +278,276 @@ describe("activation wrapper on a stub NixOS host", function () {
     assert.equal(parseActivationResult(rerun.stdout)?.status, "switched");
     assert.equal(rebuildCalls().length, 1);
     assert.equal(readlinkSync(paths.currentSystem), gen(2));
+  });
+
+  describe("an activation unit that dies (security review H1)", function () {
+    // Generous bounds: the machine running the tests may be loaded; the assertions on promptness are separate.
+    this.timeout(60_000);
+    const unitPid = (hash = "0123456789ab") => Number(readFileSync(join(host.dir, "units", `nixmox-activate-web-${hash}.service.pid`), "utf8"));
+    const checkPidFile = () => join(host.dir, "check.pid");
+    // Passes once control/check-pass exists; until then it records its pid and sleeps (a slow startup check).
+    const slowCheck = (): HealthCheckSpec[] => [{
+      name: "slow", phase: "startup", kind: "command",
+      command: `if [ -e ${join(host.dir, "control", "check-pass")} ]; then exit 0; fi; echo $$ > ${checkPidFile()}; exec sleep 20`,
+    }];
+    const timing = { intervalSeconds: 1, timeoutSeconds: 30, retries: 1, startPeriodSeconds: 0 };
+    const waitFor = async (what: string, predicate: () => boolean, ms = 30_000) => {
+      const until = Date.now() + ms;
+      while (!predicate()) {
+        if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const killCheck = () => {
+      if (!existsSync(checkPidFile())) return;
+      try {
+        process.kill(Number(readFileSync(checkPidFile(), "utf8")), "SIGKILL");
+      } catch {
+        // already gone
+      }
+      rmSync(checkPidFile(), { force: true });
+    };
+    afterEach(killCheck);
+
+    it("rolls back at once when the unit is SIGTERMed during the startup checks (systemctl stop)", async () => {
+      const running = activate({ checks: slowCheck(), timing });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      assert.equal(readlinkSync(paths.currentSystem), gen(2), "switched, not yet checked");
+      const started = Date.now();
+      process.kill(unitPid(), "SIGTERM"); // KillMode=mixed: systemd sends SIGTERM to the main process only
+      const result = await running;
+      assert.ok(Date.now() - started < 8000, `the trap acted within ${Date.now() - started} ms, not after the 20 s check`);
+      assert.equal(result.code, 1);
+      assert.deepEqual(parseActivationResult(result.stdout), {
+        configHash: "0123456789abcdef",
+        generation: gen1,
+        previousGeneration: gen1,
+        reason: `activation interrupted by SIGTERM; rolled back to the previous generation ${gen1}`,
+        service: "web",
+        status: "rolled-back",
+      });
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+      assert.equal(readlinkSync(paths.profile), "system-1-link");
+      // What the trap logs reaches the attempt's log (shown to the controller), not the probe's output file.
+      assert.match(result.stderr, /\[nixmox\] received SIGTERM\n\[nixmox\] rolling back to generation 1 /);
+    });
+
+    it("leaves the rollback to the next run when the SIGTERM comes from a host shutdown", async () => {
+      const running = activate({ checks: slowCheck(), timing });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      control("system-state", "stopping");
+      const pid = unitPid();
+      process.kill(pid, "SIGTERM");
+      // Here the run that waited recovers it at once; after a real shutdown it is the next run after the boot.
+      const result = await running;
+      const log = readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "log"), "utf8");
+      assert.match(log, /\[nixmox\] the host is shutting down: the next run after the boot rolls this attempt back\n/);
+      assert.ok(!log.includes("activation interrupted by SIGTERM"), "the unit itself did not re-activate while the host shut down");
+      assert.equal(
+        parseActivationResult(result.stdout)?.reason,
+        `activation unit nixmox-activate-web-0123456789ab.service ended without a result (stopped, killed or the host restarted); rolled back to the previous generation ${gen1}`,
+      );
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+    });
+
+    it("rolls back at once when the unit is SIGTERMed while nixos-rebuild runs", async () => {
+      control("nixos-rebuild", "slow:20");
+      const running = activate();
+      await waitFor("nixos-rebuild", () => rebuildCalls().length === 1);
+      await waitFor("the unit", () => existsSync(join(host.dir, "units", "nixmox-activate-web-0123456789ab.service.pid")));
+      const started = Date.now();
+      process.kill(unitPid(), "SIGTERM");
+      const result = await running;
+      assert.ok(Date.now() - started < 8000, `the trap acted within ${Date.now() - started} ms, not after the 20 s rebuild`);
+      assert.equal(result.code, 1);
+      assert.equal(parseActivationResult(result.stdout)?.reason, `activation interrupted by SIGTERM; rolled back to the previous generation ${gen1}`);
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+    });
+
+    it("rolls back an attempt whose unit was SIGKILLed (OOM), and the same configuration hash then retries", async () => {
+      const running = activate({ checks: slowCheck(), timing });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+      const result = await running;
+      assert.equal(result.code, 1);
+      assert.deepEqual(parseActivationResult(result.stdout), {
+        configHash: "0123456789abcdef",
+        generation: gen1,
+        previousGeneration: gen1,
+        reason: "activation unit nixmox-activate-web-0123456789ab.service ended without a result (stopped, killed or the host restarted); " +
+          `rolled back to the previous generation ${gen1}`,
+        service: "web",
+        status: "rolled-back",
+      });
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+      assert.equal(readlinkSync(paths.profile), "system-1-link");
+
+      control("check-pass", "");
+      const retry = await activate({ checks: slowCheck(), timing });
+      assert.equal(retry.code, 0, retry.stdout + retry.stderr);
+      assert.equal(parseActivationResult(retry.stdout)?.status, "switched");
+      assert.equal(readlinkSync(paths.currentSystem), gen(3));
+      assert.equal(rebuildCalls().length, 2, "the same hash ran again instead of reporting the dead attempt");
+    });
+
+    it("after a restart that killed the unit and the session, the next run rolls the unchecked generation back before its own switch", async () => {
+      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
+      const first = exec(command, stdin);
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      host.dropConnections();
+      assert.equal((await first).connectionLost, true);
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+      // (The run of the dropped session may still be alive and roll back already, as a real one may: no assertion
+      // on the running generation here.)
+
+      control("check-pass", "");
+      const next = await activate({ configHash: "fedcba9876543210", checks: slowCheck(), timing });
+      assert.equal(next.code, 0, next.stdout + next.stderr);
+      const parsed = parseActivationResult(next.stdout);
+      assert.equal(parsed?.status, "switched");
+      assert.equal(parsed?.previousGeneration, gen1, "the new attempt's rollback target is the checked generation");
+      assert.deepEqual(
+        host.calls().filter((line) => /^(nix-env|nixos-rebuild|switch-to-configuration switch \(1\))/.test(line)),
+        [
+          "nixos-rebuild switch --flake /etc/nixmox#web",
+          `nix-env -p ${paths.profile} --switch-generation 1`,
+          "switch-to-configuration switch (1)",
+          "nixos-rebuild switch --flake /etc/nixmox#web",
+        ],
+      );
+      const abandoned = JSON.parse(readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "result"), "utf8"));
+      assert.equal(abandoned.status, "rolled-back");
+    });
+
+    it("keeps the new generation of a killed unit when rollback is off (enable_rollback = false), and still fails", async () => {
+      const running = activate({ checks: slowCheck(), timing, rollback: false });
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      const result = await running;
+      assert.equal(result.code, 1);
+      assert.equal(parseActivationResult(result.stdout)?.status, "failed");
+      assert.equal(
+        parseActivationResult(result.stdout)?.reason,
+        "activation unit nixmox-activate-web-0123456789ab.service ended without a result (stopped, killed or the host restarted); " +
+          "not rolled back (enable_rollback = false): the host stays on the new generation",
+      );
+      assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    });
+
+    it("after a restart that killed the unit and the session, a run with the same configuration hash rolls back and retries at once", async () => {
+      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
+      const first = exec(command, stdin);
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      host.dropConnections();
+      await first;
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+
+      control("check-pass", "");
+      const rerun = await exec(command, stdin); // what Pulumi re-runs
+      assert.equal(rerun.code, 0, rerun.stdout + rerun.stderr);
+      assert.equal(parseActivationResult(rerun.stdout)?.status, "switched");
+      assert.equal(parseActivationResult(rerun.stdout)?.previousGeneration, gen1);
+      assert.match(rerun.stderr, /the earlier activation of web with config 0123456789abcdef ended without a result; it was rolled back, trying again/);
+      assert.equal(readlinkSync(paths.currentSystem), gen(3));
+      assert.equal(rebuildCalls().length, 2);
+    });
+  });
+
+  describe("root's home-directory authorized_keys (security review M7)", () => {
+    let revoked: { privateKey: string; publicKey: string };
+    const sshdKeys = () => join(host.dir, "authorized_keys");
+    before(() => {
+      const dir = mkdtempSync(join(tmpdir(), "nixmox-m7-"));
+      execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "departed-admin", "-f", join(dir, "id")]);
+      revoked = { privateKey: readFileSync(join(dir, "id"), "utf8"), publicKey: readFileSync(join(dir, "id.pub"), "utf8").trim() };
+      rmSync(dir, { recursive: true, force: true });
+    });
+    // What Proxmox wrote at creation: the deploy key (this test's client key) and an admin key listed back then.
+    beforeEach(() => writeFileSync(sshdKeys(), `${revoked.publicKey}\n${host.clientPublicKey}\n`, { mode: 0o600 }));
+    after(() => writeFileSync(sshdKeys(), `${host.clientPublicKey}\n`, { mode: 0o600 }));
+    const login = (privateKey: string) => connectSsh({ host: host.host, port: host.port, privateKey, hostKeys: [host.hostKey] }).then((session) => session.close());
+    const activateWithDeployKey = () =>
+      activate({ deployPublicKey: `${host.clientPublicKey} deploy@controller`, paths: { ...options().paths, rootAuthorizedKeys: sshdKeys() } });
+
+    it("keeps only the deploy key after a switch, so a key removed from the manifest no longer logs in", async () => {
+      await login(revoked.privateKey); // the first-boot copy still lets the departed admin in
+      const result = await activateWithDeployKey();
+      assert.equal(parseActivationResult(result.stdout)?.status, "switched", result.stderr);
+      assert.equal(readFileSync(sshdKeys(), "utf8"), `${host.clientPublicKey.split(" ").slice(0, 2).join(" ")}\n`);
+      assert.equal(statSync(sshdKeys()).mode & 0o777, 0o600);
+      await assert.rejects(login(revoked.privateKey), { name: "SshConnectionError", message: /SSH authentication as the deploy user failed/ });
+      await login(host.clientPrivateKey);
+    });
+
+    it("leaves the file alone when the activation rolls back", async () => {
+      control("nixos-rebuild", "fail-build");
+      const result = await activateWithDeployKey();
+      assert.equal(parseActivationResult(result.stdout)?.status, "rolled-back");
+      assert.equal(readFileSync(sshdKeys(), "utf8"), `${revoked.publicKey}\n${host.clientPublicKey}\n`);
+    });
+
+    it("fails to render for a deploy key that is not a public key line, naming the service", () => {
+      assert.throws(() => renderActivationCommand(options({ deployPublicKey: "ssh-ed25519 AAAA\nssh-rsa injected" })), {
+        message: 'service "web": the deploy public key must look like "ssh-ed25519 AAAA…", got "ssh-ed25519 AAAA\\nssh-rsa injected"',
+      });
+    });
+  });
+
+  it("runs every startup check even when one reads stdin (security review M1)", async () => {
+    const result = await activate({
+      checks: [
+        { name: "a-drains-stdin", phase: "startup", kind: "command", command: "cat >/dev/null; true" },
+        { name: "b-must-fail", phase: "startup", kind: "command", command: "exit 1" },
+      ],
+    });
+    assert.equal(result.code, 1, result.stdout);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      `startup check "b-must-fail" (command) failed after 2 probe(s): exit code 1, last output: ; rolled back to the previous generation ${gen1}`,
+    );
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+  });
+
+  it("judges a running activation by its own checks when a concurrent run for another configuration is refused (security review M2)", async () => {
+    control("nixos-rebuild", "slow:3");
+    const failing = activate({ checks: [{ name: "a-fails", phase: "startup", kind: "command", command: "exit 1" }] });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const other = await activate({ configHash: "aaaaaaaaaaaaaaaa", checks: [{ name: "b-passes", phase: "startup", kind: "command", command: "true" }] });
+    assert.equal(other.code, 1);
+    assert.match(other.stderr, /another activation of web \(config 0123456789abcdef\) is still running/);
+    const result = await failing;
+    assert.equal(result.code, 1, result.stdout);
+    assert.equal(parseActivationResult(result.stdout)?.status, "rolled-back");
+    assert.match(parseActivationResult(result.stdout)?.reason ?? "", /^startup check "a-fails"/);
+    assert.equal(readlinkSync(paths.currentSystem), gen1);
+  });
+
+  it("keeps only the newest five finished attempts", async () => {
+    for (let n = 0; n < 7; n++) {
+      const result = await activate({ configHash: `${n}`.repeat(16) });
+      assert.equal(result.code, 0, result.stderr);
+    }
+    const attempts = readdirSync(join(paths.stateDir, "web", "attempts")).sort();
+    assert.deepEqual(attempts, ["1111111111111111", "2222222222222222", "3333333333333333", "4444444444444444", "5555555555555555", "6666666666666666"]);
   });
 
   it("fails on invalid arguments with exit 2 and a message naming the option", async () => {

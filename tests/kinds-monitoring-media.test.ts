@@ -158,8 +158,8 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     it("ships each module with the helper it imports, and the authentik flake imports the outposts module", () => {
       const sources = fileSources(plan.manifestDir);
       const nixosFiles = (service: string) => Object.keys(renderHost(plan, service, sources).files).filter((file) => file.startsWith("nixos/"));
-      assert.deepEqual(nixosFiles("monitoring"), ["nixos/core.nix", "nixos/lib/monitoring.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/monitoring.nix"]);
-      assert.deepEqual(nixosFiles("media"), ["nixos/core.nix", "nixos/lib/media.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/media.nix"]);
+      assert.deepEqual(nixosFiles("monitoring"), ["nixos/core.nix", "nixos/lib/monitoring.nix", "nixos/lib/resolv.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/monitoring.nix"]);
+      assert.deepEqual(nixosFiles("media"), ["nixos/core.nix", "nixos/lib/media.nix", "nixos/lib/resolv.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/media.nix"]);
       const authentik = renderHost(plan, "authentik", sources).files;
       assert.ok("nixos/services/authentik-outposts.nix" in authentik && "nixos/lib/authentik-outposts.nix" in authentik);
       assert.match(authentik["flake.nix"], /\.\/nixos\/services\/authentik\.nix\n {8}\.\/nixos\/services\/authentik-outposts\.nix\n/);
@@ -344,7 +344,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
         }
       }
       // monitoring 6, media 6, authentik 7 (core, shell, authentik, app-options, outposts + its helper, flake).
-      assert.equal(count, 19);
+      assert.equal(count, 22);
     });
   });
 

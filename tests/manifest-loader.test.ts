@@ -1,6 +1,6 @@
 // Real processes, no mocks: .nix manifests go through the installed nix-instantiate; .json and .yaml through the parsers.
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
@@ -114,6 +114,69 @@ describe("manifest loader", function () {
       assert.deepEqual(error.problems.map(formatProblem), ["manifest: Nix evaluation failed: set network.domain first"]);
     });
 
+    describe("confinement (security review M5)", () => {
+      const forbidden = (what: string) =>
+        `manifest: Nix evaluation failed: access to ${what} is forbidden in restricted mode (a .nix manifest may read only files inside its own directory, ${realpathSync(dir)})`;
+
+      it("evaluates with a clean environment: builtins.getEnv sees nothing of the deploy's", async () => {
+        const saved = { config: process.env.PULUMI_CONFIG, pass: process.env.PULUMI_CONFIG_PASSPHRASE };
+        process.env.PULUMI_CONFIG = '{"nixmox:sshPrivateKey":"canary-key"}';
+        process.env.PULUMI_CONFIG_PASSPHRASE = "canary-pass";
+        try {
+          const manifest = file("manifest.nix", '{ config = builtins.getEnv "PULUMI_CONFIG"; pass = builtins.getEnv "PULUMI_CONFIG_PASSPHRASE"; path = builtins.getEnv "PATH"; }\n');
+          assert.deepEqual(await loadManifestData(manifest), { config: "", pass: "", path: "" });
+        } finally {
+          for (const [key, value] of [["PULUMI_CONFIG", saved.config], ["PULUMI_CONFIG_PASSPHRASE", saved.pass]] as const) {
+            if (value === undefined) delete process.env[key];
+            else process.env[key] = value;
+          }
+        }
+      });
+
+      it("fails to read a file outside the manifest's directory: absolute, ../ and through a symlink", async () => {
+        const outside = mkdtempSync(path.join(tmpdir(), "nixmox-outside-"));
+        try {
+          writeFileSync(path.join(outside, "secret.nix"), '{ key = "canary"; }\n');
+          symlinkSync(path.join(outside, "secret.nix"), path.join(dir, "linked.nix"));
+          const cases: Array<[string, string]> = [
+            ["{ p = builtins.readFile /etc/passwd; }", forbidden("absolute path '/etc/passwd'")],
+            [`{ p = import ${path.relative(dir, path.join(outside, "secret.nix"))}; }`, forbidden(`absolute path '${realpathSync(outside)}/secret.nix'`)],
+            ["{ p = import ./linked.nix; }", forbidden(`canonical path '${realpathSync(outside)}/secret.nix'`)],
+            ['{ p = builtins.readDir "/etc"; }', forbidden("absolute path '/etc'")],
+          ];
+          for (const [text, expected] of cases) {
+            const error = await rejection(loadManifestData(file("manifest.nix", `${text}\n`)));
+            assert.deepEqual(error.problems.map(formatProblem), [expected], text);
+          }
+        } finally {
+          rmSync(outside, { recursive: true, force: true });
+        }
+      });
+
+      it("fails an evaluation that runs out of its memory limit, naming the file and the limit", async () => {
+        const manifest = file("hog.nix", "{ n = builtins.length (builtins.genList (x: toString x) 50000000); }\n");
+        const error = await rejection(loadManifestData(manifest, { memoryMiB: 512 }));
+        assert.deepEqual(error.problems.map(formatProblem), [`manifest: Nix evaluation of ${manifest} ran out of memory (the limit is 512 MiB)`]);
+      });
+
+      it("stops an evaluation that runs past the timeout, naming the file and the time, and leaves no evaluator behind", async () => {
+        const manifest = file("slow.nix", "let f = builtins.foldl' (a: i: builtins.foldl' (b: j: b + j) a (builtins.genList (x: x) 100000)) 0 (builtins.genList (x: x) 100000); in { n = f; }\n");
+        const started = Date.now();
+        const error = await rejection(loadManifestData(manifest, { timeoutSeconds: 2 }));
+        assert.ok(Date.now() - started < 8000, `took ${Date.now() - started} ms`);
+        assert.equal(error.problems.length, 1);
+        assert.match(formatProblem(error.problems[0]), new RegExp(`^manifest: Nix evaluation of ${manifest.replace(/[.]/g, "\\.")} was stopped after [0-9.]+ s \\(the limit is 2 s\\); does the manifest loop\\?$`));
+        const survivors = readdirSync("/proc").filter((pid) => {
+          try {
+            return /^\d+$/.test(pid) && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(manifest);
+          } catch {
+            return false;
+          }
+        });
+        assert.deepEqual(survivors, []);
+      });
+    });
+
     it("fails with the install hint when nix-instantiate is not on PATH", async () => {
       const manifest = file("manifest.nix", "{ }\n");
       const emptyBin = mkdtempSync(path.join(tmpdir(), "nixmox-empty-bin-"));
@@ -159,6 +222,24 @@ describe("manifest loader", function () {
         `service "homeassistant": nixos_modules[0] "./modules/homeassistant.nix" does not exist in ${dir}`,
         `service "openbao": nixos_modules[0] "modules/openbao.nix" does not exist in ${dir}`,
       ]);
+    });
+
+    it("fails when a module symlink leaves the manifest's directory, naming the service and the path (security review M8)", async () => {
+      const outside = mkdtempSync(path.join(tmpdir(), "nixmox-outside-"));
+      try {
+        writeFileSync(path.join(outside, "key.nix"), "canary\n");
+        for (const name of ["media", "nextcloud", "monitoring", "homeassistant", "openbao"]) file(`modules/${name}.nix`, "{ ... }: { }\n");
+        rmSync(path.join(dir, "modules", "monitoring.nix"));
+        symlinkSync(path.join(outside, "key.nix"), path.join(dir, "modules", "monitoring.nix"));
+        const manifest = file("seed.json", JSON.stringify(seedManifest()));
+        const error = await rejection(loadManifest(manifest));
+        assert.deepEqual(error.problems.map(formatProblem), [
+          `service "monitoring": nixos_modules[0] "modules/monitoring.nix": it resolves to ${realpathSync(outside)}/key.nix, outside the manifest's directory ${realpathSync(dir)}; ` +
+            "a module (or a symlink to it) must stay inside that directory",
+        ]);
+      } finally {
+        rmSync(outside, { recursive: true, force: true });
+      }
     });
 
     it("fails on a YAML syntax error naming file:line:col", async () => {

@@ -251,6 +251,16 @@ const ruleCases: RuleCase[] = [
     problems: ['network: network_cidr must be an IPv4 CIDR such as "192.168.99.0/24", got "10.9.0.0/33"'],
   },
   {
+    name: "fails on a DNS allowed network that is not a CIDR and an empty forwarder list",
+    mutate: (m) => {
+      m.network.dns = { allowed_networks: ["10.20.0.0"], forwarders: [] };
+    },
+    problems: [
+      'network: dns.forwarders must have at least 1 items, got []',
+      'network: dns.allowed_networks[0] must be an IPv4 CIDR such as "192.168.99.0/24", got "10.20.0.0"',
+    ],
+  },
+  {
     name: "fails when an ip has an octet over 255 or a leading zero",
     mutate: (m) => {
       m.services.app.ip = "10.9.0.256";

@@ -41,6 +41,10 @@ describe("nix: pure helpers evaluated by nix-instantiate", function () {
       assert.deepEqual(order, ["@nixmox_app_apiv2", "@nixmox_app_api", "catch-all"]);
     });
 
+    it("opens one-line blocks of extra_config onto lines (Caddy rejects a token after '{' on its line) and keeps placeholders", () => {
+      assert.equal(nixEval(`${caddy}.expandBlocks "header { -Server }\nheader X-Host {http.request.host}"`), "header {\n-Server\n}\nheader X-Host {http.request.host}");
+    });
+
     it("reports domains whose routes disagree on TLS or on the forward-auth outpost", () => {
       const routes = [
         route({}),

@@ -79,6 +79,7 @@ describe("nix: shipped modules and rendered files", function () {
       "lib/openbao.nix",
       "lib/pgadmin.nix",
       "lib/postgresql.nix",
+      "lib/resolv.nix",
       "lib/shell.nix",
       "services/app-options.nix",
       "services/authentik-outposts.nix",
@@ -112,7 +113,7 @@ describe("nix: shipped modules and rendered files", function () {
         count += 1;
       }
     }
-    assert.equal(count, 36);
+    assert.equal(count, 43);
   });
 
   it("says at the top of every shipped module which NixOS release or upstream docs it was checked against", () => {

@@ -266,6 +266,8 @@ describe("plan: the seed NixMox layout", () => {
       prefixLength: 24,
       vlanTag: 99,
       sshKeys: { root: [seedManifest().network.ssh_keys.root[0]] },
+      dns: { forwarders: ["192.168.99.1"], allowedNetworks: [], dnssec: false },
+      firewall: "nftables",
     });
     assert.equal(plan.manifestDir, testManifestDir);
     assert.equal(plan.secretsDir, "/var/lib/nixmox/secrets");

@@ -46,14 +46,14 @@ describe("nixmox preview --offline", function () {
     assert.equal(lines[0], "pulumi:pulumi:Stack nixmox-offline");
     assert.ok(lines.includes("│  ├─ command:remote:Command guacamole-rebuild  (waits for authentik-health, caddy-health, dns-health, postgresql-health)"), result.stdout);
     assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy postgresql-container  (protected; retained on delete; waits for nixos-template-pve)"), result.stdout);
-    assert.equal(lines[lines.length - 1], "61 resources: 53 custom, 7 components, 1 stack; nothing was deployed (offline preview under mocks).");
+    assert.equal(lines[lines.length - 1], "60 resources: 52 custom, 7 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
   it("prints JSON with secrets as \"[secret]\"", () => {
     const result = nixmox("preview", "--offline", "--json");
     assert.equal(result.status, 0, result.stderr);
     const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown>; parent: string | null }> };
-    assert.equal(parsed.resources.length, 61);
+    assert.equal(parsed.resources.length, 60);
     const provider = parsed.resources.find((resource) => resource.name === "proxmox");
     assert.deepEqual(provider?.inputs, { apiToken: "[secret]", endpoint: "https://pve.offline.invalid:8006/", insecure: "false" });
     assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");

@@ -2,7 +2,8 @@
 // replaces, the engine's real update order, or that the commands and dynamic providers work on a host.
 import { strict as assert } from "node:assert";
 import path from "node:path";
-import { loadPlan, type Plan } from "../manifest";
+import * as pulumi from "@pulumi/pulumi";
+import { defaultManifestPath, loadPlan, type Plan } from "../manifest";
 import { fileSources, renderAll, type RenderedHost } from "../render";
 import { renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
 import { creationOnlyFields } from "../components/container";
@@ -51,7 +52,8 @@ describe("program under mocks: the example manifest", function () {
       disk: { datastoreId: "local-lvm", size: 4 },
       features: { nesting: true },
       initialization: {
-        dns: { domain: "nixmox.lan", servers: ["192.168.99.13"] },
+        // The DNS service itself resolves through the upstream (the gateway) until its Unbound runs.
+        dns: { domain: "nixmox.lan", servers: ["192.168.99.1"] },
         hostname: "dns",
         ipConfigs: [{ ipv4: { address: "192.168.99.13/24", gateway: "192.168.99.1" } }],
         userAccount: { keys: [...plan.network.sshKeys.root, publicKeyOf(offlinePreviewPrivateKey())].sort() },
@@ -85,14 +87,14 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(config.inputs.create, renderConfigPushCommand("dns", host.contentHash));
     assert.equal(config.inputs.stdin, renderConfigPayload("dns", host.files));
     const rebuild = resourceNamed(run, "dns-rebuild");
-    assert.match(String(rebuild.inputs.create), new RegExp(`nixmox-activate\\.sh run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
+    assert.match(String(rebuild.inputs.create), new RegExp(`bash "\\$wrapper" run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
     const health = resourceNamed(run, "dns-health");
     assert.deepEqual(health.inputs.confirm, { configHash: host.contentHash });
     // The key the SshHostKey resource recorded (a mock stand-in here) is pinned by the health check.
     assert.equal(health.inputs.hostKey, fakeHostKey("dns-ssh"));
   });
 
-  it("registers 61 resources: 7 services × (container, ssh, config, rebuild, health), 4 secrets pushes, provider, template, 8 generated secrets, 4 SSO objects", () => {
+  it("registers 60 resources: 7 services × (container, ssh, config, rebuild, health), 4 secrets pushes, provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
     const count = (type: string) => run.resources.filter((resource) => resource.type === type).length;
     assert.equal(count("nixmox:index:NixosService"), 7);
     assert.equal(count("proxmoxve:index/containerLegacy:ContainerLegacy"), 7);
@@ -104,8 +106,8 @@ describe("program under mocks: the example manifest", function () {
     ]);
     assert.equal(count("pulumi:providers:proxmoxve"), 1);
     assert.equal(count("proxmoxve:download/fileLegacy:FileLegacy"), 1);
-    assert.equal(count("random:index/randomPassword:RandomPassword"), 8);
-    assert.equal(run.resources.length, 61);
+    assert.equal(count("random:index/randomPassword:RandomPassword"), 7);
+    assert.equal(run.resources.length, 60);
   });
 
   it("orders rebuilds by exactly the plan's hard edges: each waits for the health checks of its dependencies and nothing else across services", () => {
@@ -288,6 +290,37 @@ describe("program under mocks: edits", function () {
     } finally {
       edited.remove();
     }
+  });
+
+  describe("resource options", () => {
+    const secretOutputs = new Map<string, string[]>();
+    const timeouts = new Map<string, pulumi.CustomTimeouts | undefined>();
+    before(async () => {
+      const { config, secretKeys } = offlineStackConfig(defaultManifestPath);
+      const program = require("../index") as () => Promise<unknown>;
+      await recordProgram(async () => {
+        pulumi.runtime.registerStackTransformation((args) => {
+          const opts = args.opts as pulumi.CustomResourceOptions;
+          secretOutputs.set(args.name, [...(opts.additionalSecretOutputs ?? [])]);
+          timeouts.set(args.name, opts.customTimeouts);
+          return undefined;
+        });
+        return program();
+      }, { config, secretKeys });
+    });
+
+    it("bounds every config and secrets push with an overall deadline (security review M4)", () => {
+      const pushes = [...timeouts.keys()].filter((name) => /-(config|secrets)$/.test(name)).sort();
+      assert.equal(pushes.length, 11);
+      for (const name of pushes) assert.deepEqual(timeouts.get(name), { create: "10m", update: "10m" }, name);
+    });
+
+    it("keeps the rebuild's stdout and stderr (the activation result and log) as secret outputs (security review L3)", () => {
+    const rebuilds = [...secretOutputs.keys()].filter((name) => name.endsWith("-rebuild")).sort();
+    assert.equal(rebuilds.length, 7);
+    // pulumi-command adds "connection" itself.
+    for (const name of rebuilds) assert.deepEqual(secretOutputs.get(name)?.sort(), ["connection", "stderr", "stdout"], name);
+    });
   });
 
   it("drops the creation-only guard for a service listed in nixmox:allowReplace", async () => {

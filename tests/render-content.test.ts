@@ -2,8 +2,11 @@
 // records and databases; secrets appear only as paths. The Caddyfile and pg_hba are produced by evaluating
 // the shipped Nix helpers with the real nix-instantiate on the rendered host.json. Nothing is mocked.
 import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Plan } from "../manifest/plan-types";
-import { planHostData, renderFlakeLock, renderHost, resolveNixpkgsPin, type HostData, type RenderedHost, type RenderSources } from "../render";
+import { fileSources, planHostData, renderFlakeLock, renderHost, resolveNixpkgsPin, type HostData, type RenderedHost, type RenderSources } from "../render";
 import { exampleManifestData, nixEval, planFromData, renderData, shippedNix } from "./golden/render-fixtures";
 
 function hostData(hosts: RenderedHost[], name: string): HostData {
@@ -57,7 +60,6 @@ describe("render: host content", function () {
         "\t\tforward_auth 192.168.99.12:9000 {",
         "\t\t\turi /outpost.goauthentik.io/auth/caddy",
         "\t\t\tcopy_headers X-Authentik-Username X-Authentik-Groups X-Authentik-Entitlements X-Authentik-Email X-Authentik-Name X-Authentik-Uid X-Authentik-Jwt X-Authentik-Meta-Jwks X-Authentik-Meta-Outpost X-Authentik-Meta-Provider X-Authentik-Meta-App X-Authentik-Meta-Version",
-        "\t\t\ttrusted_proxies private_ranges",
         "\t\t}",
         "\t\theader X-Robots-Tag noindex",
         "\t\treverse_proxy 192.168.99.14:8080",
@@ -185,6 +187,34 @@ describe("render: host content", function () {
     assert.throws(() => renderHost(plan, "homepage", sources), {
       message: 'render: 1 problem\n  - service "homepage": nixos_modules[0] cannot read "modules/homepage.nix" (relative to the manifest\'s directory): file not found',
     });
+  });
+
+  it("fails naming the service and the path when a module symlink points outside the manifest's directory (security review M8)", () => {
+    const root = mkdtempSync(join(tmpdir(), "nixmox-m8-"));
+    try {
+      const manifestDir = join(root, "homelab");
+      mkdirSync(join(manifestDir, "modules"), { recursive: true });
+      mkdirSync(join(manifestDir, "shared"));
+      writeFileSync(join(root, "id_ed25519"), "PRIVATE KEY MATERIAL canary\n");
+      writeFileSync(join(manifestDir, "shared", "homepage.nix"), "{ ... }: { }\n");
+      const withModule = (module: string): Plan => ({ ...plan, services: plan.services.map((s) => (s.name === "homepage" ? { ...s, nixosModules: [module] } : s)) });
+      const render = (module: string) => renderHost(withModule(module), "homepage", fileSources(manifestDir));
+
+      symlinkSync("../shared/homepage.nix", join(manifestDir, "modules", "inside.nix"));
+      assert.equal(render("modules/inside.nix").files["custom/modules/inside.nix"], "{ ... }: { }\n", "a link that stays inside is fine");
+
+      symlinkSync("../../id_ed25519", join(manifestDir, "modules", "homepage.nix"));
+      writeFileSync(join(root, "outside.nix"), "{ ... }: { }\n");
+      symlinkSync(root, join(manifestDir, "up")); // a directory link
+      for (const [module, target] of [["modules/homepage.nix", "id_ed25519"], ["up/outside.nix", "outside.nix"]]) {
+        assert.throws(() => render(module), {
+          message: `render: 1 problem\n  - service "homepage": nixos_modules[0] cannot read ${JSON.stringify(module)} (relative to the manifest's directory): ` +
+            `it resolves to ${realpathSync(root)}/${target}, outside the manifest's directory ${realpathSync(manifestDir)}; a module (or a symlink to it) must stay inside that directory`,
+        });
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("fails naming the PostgreSQL service when its clients ask for different ports", () => {

@@ -2,7 +2,7 @@
 // the stub systemctl recording restarts. Nothing is mocked; only systemd itself is a stub.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SecretPlan } from "../manifest/plan-types";
 import {
@@ -212,6 +212,66 @@ describe("secrets delivery: script against a real sshd", function () {
     } finally {
       execFileSync("sh", ["-c", `userdel ${user} 2>/dev/null; groupdel ${user} 2>/dev/null; true`]);
     }
+  });
+
+  describe("a delivery cut short (security review M3)", () => {
+    const control = (name: string) => join(host.dir, "control", name);
+    const secrets = () => [
+      secret(root, "pg", "a_app_password", { restartUnits: ["nixmox-postgresql-passwords.service"] }),
+      secret(root, "pg", "b_other", { restartUnits: ["other.service"] }),
+    ];
+    const tryRestarted = () => restarts().filter((line) => line.startsWith("systemctl try-restart")).flatMap((line) => line.split(" -- ")[1].split(" ")).sort();
+    afterEach(() => execFileSync("rm", ["-f", control("sync"), control("systemctl-hang"), control("systemctl-hang.pids")]));
+
+    it("finishes the delivery and its restarts on the host when the connection drops halfway", async () => {
+      await deliver(secrets(), { "pg/a_app_password": "old-1", "pg/b_other": "old-2" });
+      clearCalls();
+      writeFileSync(control("sync"), "slow:1");
+      const dropped = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      const pending = dropped.exec(deliveryCommand(secrets(), root), { stdin: deliveryPayload(secrets(), { "pg/a_app_password": "new-1", "pg/b_other": "new-2" }, root), timeoutMs: 20_000 });
+      await new Promise((resolve) => setTimeout(resolve, 1300));
+      host.dropConnections();
+      assert.equal((await pending).connectionLost, true);
+      dropped.close();
+      session.close();
+      session = await connectSsh({ host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKeys: [host.hostKey] });
+      const until = Date.now() + 10_000;
+      while (tryRestarted().length < 2 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100));
+      const retry = await deliver(secrets(), { "pg/a_app_password": "new-1", "pg/b_other": "new-2" }); // what Pulumi re-runs
+      assert.equal(retry.code, 0, retry.stderr);
+      assert.equal(readFileSync(join(root, "pg/a_app_password"), "utf8"), "new-1");
+      assert.equal(readFileSync(join(root, "pg/b_other"), "utf8"), "new-2");
+      assert.deepEqual(tryRestarted(), ["nixmox-postgresql-passwords.service", "other.service"]);
+    });
+
+    it("restarts on the next delivery the units of files that a killed delivery already replaced", async () => {
+      await deliver(secrets(), { "pg/a_app_password": "old-1", "pg/b_other": "old-2" });
+      writeFileSync(control("systemctl-hang"), "");
+      const killed = deliver(secrets(), { "pg/a_app_password": "new-1", "pg/b_other": "new-2" });
+      const until = Date.now() + 10_000;
+      while (!existsSync(control("systemctl-hang.pids")) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+      for (const pid of readFileSync(control("systemctl-hang.pids"), "utf8").trim().split(" ")) process.kill(Number(pid), "SIGKILL"); // OOM, power loss
+      assert.notEqual((await killed).code, 0);
+      assert.equal(readFileSync(join(root, "pg/a_app_password"), "utf8"), "new-1", "the files were replaced before the kill");
+      execFileSync("rm", ["-f", control("systemctl-hang")]);
+      clearCalls();
+      const retry = await deliver(secrets(), { "pg/a_app_password": "new-1", "pg/b_other": "new-2" });
+      assert.equal(retry.code, 0, retry.stderr);
+      assert.equal(
+        retry.stdout,
+        [
+          "nixmox-secrets: unchanged pg/a_app_password",
+          "nixmox-secrets: unchanged pg/b_other",
+          "nixmox-secrets: restarted nixmox-postgresql-passwords.service other.service",
+          "nixmox-secrets: 2 files, 0 changed, 0 removed, 0 owners pending",
+          "",
+        ].join("\n"),
+      );
+      assert.deepEqual(restarts(), ["systemctl try-restart -- nixmox-postgresql-passwords.service other.service"]);
+      assert.equal(existsSync(join(root, ".nixmox-pending-restarts")), false, "the journal is gone once the units restarted");
+      clearCalls();
+      assert.equal((await deliver(secrets(), { "pg/a_app_password": "new-1", "pg/b_other": "new-2" })).stdout.includes("restarted"), false);
+    });
   });
 
   it("fails on a truncated payload and writes nothing", async () => {

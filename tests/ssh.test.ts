@@ -1,7 +1,9 @@
 // Real processes: a loopback OpenSSH server per suite (tests/support/sshd.ts). Nothing is mocked.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { AddressInfo, Server, Socket, createServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   isHostKeyMismatch,
@@ -132,6 +134,69 @@ describe("ssh: pinned connections against a real sshd", function () {
     const line = formatKnownHostsLine(server.host, server.port, parseHostKey(readFileSync(join(server.dir, "host_ed25519.pub"), "utf8")));
     assert.deepEqual(lookupKnownHost(parseKnownHosts(`${line}\n`), server.host, server.port).map((key) => key.type), ["ssh-ed25519"]);
   });
+});
+
+describe("ssh: peers that stall or hang up during the handshake (security review M4)", function () {
+  this.timeout(20_000);
+  // A real loopback TCP server playing a broken SSH peer: it sends a banner (or nothing), then closes or stalls.
+  type Behaviour = "banner-then-close" | "banner-then-stall" | "silent";
+  const servers: Server[] = [];
+  const sockets: Socket[] = [];
+  after(() => {
+    for (const socket of sockets) socket.destroy();
+    for (const server of servers) server.close();
+  });
+  const brokenPeer = async (behaviour: Behaviour): Promise<number> => {
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      socket.on("error", () => undefined);
+      if (behaviour === "silent") return;
+      socket.write("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+      if (behaviour === "banner-then-close") socket.once("data", () => socket.end());
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.5", resolve));
+    return (server.address() as AddressInfo).port;
+  };
+  let clientKey = "";
+  before(() => {
+    const keyDir = mkdtempSync(join(tmpdir(), "nixmox-ssh-m4-"));
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", join(keyDir, "id")]);
+    clientKey = readFileSync(join(keyDir, "id"), "utf8");
+    rmSync(keyDir, { recursive: true, force: true });
+  });
+  const pinnedKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+  const timed = async (run: () => Promise<unknown>): Promise<{ ms: number; error: Error }> => {
+    const started = Date.now();
+    try {
+      await run();
+    } catch (error) {
+      return { ms: Date.now() - started, error: error as Error };
+    }
+    throw new Error("expected a rejection");
+  };
+
+  for (const behaviour of ["banner-then-close", "banner-then-stall", "silent"] as const) {
+    it(`fails connectSsh (pinned and first contact) and scanHostKey within the deadline when the peer is ${behaviour}`, async () => {
+      const port = await brokenPeer(behaviour);
+      const where = `127.0.0.5:${port}`;
+      const attempts = [
+        () => connectSsh({ host: "127.0.0.5", port, privateKey: clientKey, hostKeys: [pinnedKey], readyTimeoutMs: 1500 }),
+        () => connectSsh({ host: "127.0.0.5", port, privateKey: clientKey, hostKeys: [], trustOnFirstUse: true, readyTimeoutMs: 1500 }),
+        () => scanHostKey("127.0.0.5", port, 1500),
+      ];
+      const outcomes = await Promise.all(attempts.map(timed));
+      for (const { ms, error } of outcomes) {
+        assert.ok(ms < 4000, `settled after ${ms} ms`);
+        assert.equal(error.name, "SshConnectionError", error.message);
+        assert.ok(error.message.includes(where), error.message);
+      }
+      if (behaviour === "banner-then-close") {
+        assert.equal(outcomes[0].error.message, `SSH connection to ${where} closed before the handshake finished (the server hung up)`);
+        assert.equal(outcomes[2].error.message, `SSH connection to ${where} closed before the server presented its host key`);
+      }
+    });
+  }
 });
 
 describe("ssh: known_hosts parsing", () => {

@@ -82,6 +82,13 @@ describe("stack config", () => {
     });
   });
 
+  it("fails for a template URL that is not https, naming the key (security review M9)", () => {
+    assert.throws(() => resolveStackSettings({ ...minimal, templateVolumeId: undefined, templateUrl: "http://mirror.lan/nixos.tar.xz" }, "/project"), {
+      name: "ManifestError",
+      message: 'stack config: 1 problem\n  - nixmox:templateUrl: must be an https:// URL of a NixOS LXC template, got "http://mirror.lan/nixos.tar.xz"',
+    });
+  });
+
   it("declares every key it reads in Pulumi.yaml, with the secrets marked secret", () => {
     const project = parse(readFileSync(path.join(projectDir, "Pulumi.yaml"), "utf8")) as { name: string; main: string; config: Record<string, { secret?: boolean; type: string }> };
     assert.equal(project.name, "nixmox");

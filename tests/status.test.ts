@@ -1,7 +1,8 @@
 // Real processes: `nixmox status` runs as a child process against three loopback sshd hosts with stub
 // systemctl (tests/support). Not proven here: a real NixOS host's systemctl output format.
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { AddressInfo, createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -121,6 +122,43 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.match(parsed[0].lastOutput, new RegExp(`^host key mismatch for 127\\.0\\.0\\.8:${hosts[0].port}: expected SHA256:`));
     assert.equal(parsed[1].healthy, true);
     assert.equal(parsed[2].lastOutput, `no known host key for 127.0.0.10:${hosts[2].port} (add it to the known_hosts file)`);
+  });
+
+  it("reports a host that hangs up after its SSH banner as unhealthy, instead of hanging or exiting 0 with no output (security review M4)", async () => {
+    // A real loopback TCP server in this process: the CLI runs asynchronously so the server keeps answering.
+    const peer = createServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.write("SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+      socket.once("data", () => socket.end());
+    });
+    await new Promise<void>((resolve) => peer.listen(0, "127.0.0.11", resolve));
+    const port = (peer.address() as AddressInfo).port;
+    try {
+      const broken = join(work, "broken.json");
+      writeFileSync(broken, JSON.stringify({
+        network: { domain: "lan", dns_server: "127.0.0.1", gateway: "127.0.0.1", network_cidr: "127.0.0.0/8" },
+        services: { delta: { ip: "127.0.0.11", vmid: 204, ssh: { port }, nixos_modules: ["app.nix"], interface: { health: { liveness: "true", interval: 1, timeout: 3, retries: 1 } } } },
+      }));
+      const known = join(work, "known_hosts_broken");
+      writeFileSync(known, `${formatKnownHostsLine("127.0.0.11", port, parseHostKey(hosts[0].hostKey))}\n`);
+      const started = Date.now();
+      const child = spawn(process.execPath, [cli, "status", broken, "--json", "--identity", identity, "--known-hosts", known], { stdio: ["ignore", "pipe", "pipe"] });
+      let stdout = "";
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      const code = await new Promise<number | null>((resolve) => {
+        const timer = setTimeout(() => child.kill("SIGKILL"), 40_000);
+        child.once("close", (exit) => {
+          clearTimeout(timer);
+          resolve(exit);
+        });
+      });
+      assert.equal(code, 1, `exit ${code} after ${Date.now() - started} ms`);
+      const [row] = JSON.parse(stdout) as Array<{ service: string; healthy: boolean; lastOutput: string }>;
+      assert.equal(row.healthy, false);
+      assert.match(row.lastOutput, new RegExp(`SSH connection to 127\\.0\\.0\\.11:${port} closed before the handshake finished`));
+    } finally {
+      peer.close();
+    }
   });
 
   it("fails with exit 2 when no key is given", () => {

@@ -4,6 +4,9 @@ import { ManifestError } from "../../manifest/problems";
 import { displayPath, exampleManifestPath, projectRoot } from "../paths";
 import { action, manifestModule, print } from "../run";
 
+/** The renderer, loaded by this command only. */
+const renderModule = () => require("../../render") as typeof import("../../render");
+
 function parsePin(json: string | undefined): unknown {
   if (json === undefined) return undefined;
   try {
@@ -13,21 +16,37 @@ function parsePin(json: string | undefined): unknown {
   }
 }
 
+function evaluateConfigs(hosts: Parameters<typeof import("../../render").renderConfigs>[0]): ReturnType<typeof import("../../render").renderConfigs> {
+  const { ConfigEvaluationError, renderConfigs } = renderModule();
+  try {
+    return renderConfigs(hosts);
+  } catch (error) {
+    if (error instanceof ConfigEvaluationError) throw new ManifestError("render --configs", [{ subject: "--configs", field: "", message: error.message }]);
+    throw error;
+  }
+}
+
 export function register(program: Command): void {
   program
     .command("render")
     .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .requiredOption("--out <dir>", "output directory")
+    .option("--configs", "also write DIR/<service>/configs/: the daemon files the host's modules produce (Caddyfile, unbound.conf, pg_hba.conf, setup.sql), evaluated with nix-instantiate")
     .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11")
-    .action(action(async (manifest: string, options: { out: string; nixpkgs?: string }) => {
-      const { fileSources, renderAll, resolveNixpkgsPin, writeRenderedHosts } = require("../../render") as typeof import("../../render");
+    .action(action(async (manifest: string, options: { out: string; nixpkgs?: string; configs?: boolean }) => {
+      const { fileSources, renderAll, resolveNixpkgsPin, writeRenderedHosts } = renderModule();
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
       const plan = await manifestModule().loadPlan(manifest);
       // The shipped modules of this checkout (nixos/), also when the CLI runs from dist/.
       const hosts = renderAll(plan, fileSources(plan.manifestDir, path.join(projectRoot, "nixos")), { nixpkgs });
-      writeRenderedHosts(options.out, hosts);
-      const lines = hosts.map((host) => `${host.service} ${host.contentHash}`);
+      // Evaluated before anything is written, so a failure leaves the output directory as it was.
+      const configs = options.configs ? evaluateConfigs(hosts) : {};
+      writeRenderedHosts(options.out, hosts, configs);
+      const lines = hosts.map((host) => {
+        const files = Object.keys(configs[host.service] ?? {});
+        return `${host.service} ${host.contentHash}${files.length > 0 ? ` configs: ${files.join(" ")}` : ""}`;
+      });
       print([`rendered ${hosts.length} host${hosts.length === 1 ? "" : "s"} into ${path.resolve(options.out)}`, ...lines].join("\n"));
     }));
 }

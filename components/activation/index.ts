@@ -1,8 +1,11 @@
 /**
  * The activation wrapper (`nixmox-activate.sh`, run on the host) and the command strings that run it.
  *
- * `renderActivationCommand` returns `{ command, stdin }` for a `remote.Command`: the command installs the
- * wrapper from stdin under the state dir and runs it; the wrapper text carries the service's startup checks
+ * `renderActivationCommand` returns `{ command, stdin }` for a `remote.Command`: the command writes the
+ * wrapper from stdin to a fresh `mktemp` file under the service's state dir and runs it; the run keeps the text,
+ * deletes that file and, under the service's lock, gives the activation unit its own copy per attempt, so a
+ * concurrent run for another configuration cannot swap the checks of a running activation (security review
+ * M2). The wrapper text carries the service's startup checks
  * as comment lines, so the command line holds only validated names, a hash and paths (no check text, no
  * secret). Put `command` in `create`/`update` and `stdin` in `stdin`: a new config hash changes the command,
  * which re-runs it as an update (triggers would replace, pulumi/pulumi-command#855).
@@ -21,12 +24,15 @@ export interface ActivationPaths {
   profile: string;
   /** @default "/run/current-system" */
   currentSystem: string;
+  /** Root's home-directory authorized_keys, rewritten to hold only the deploy key after a switch. @default "/root/.ssh/authorized_keys" */
+  rootAuthorizedKeys: string;
 }
 
 export const defaultActivationPaths: ActivationPaths = {
   stateDir: "/var/lib/nixmox",
   profile: "/nix/var/nix/profiles/system",
   currentSystem: "/run/current-system",
+  rootAuthorizedKeys: "/root/.ssh/authorized_keys",
 };
 
 export interface ActivationOptions {
@@ -46,6 +52,12 @@ export interface ActivationOptions {
   rollback?: boolean;
   /** @default defaultActivationPaths */
   paths?: Partial<ActivationPaths>;
+  /**
+   * The deploy key's public half (`ssh-ed25519 AAAA…`). After a switch the wrapper makes it the only key in
+   * root's home-directory authorized_keys, so keys removed from network.ssh_keys.root stop working (the NixOS
+   * configuration holds the manifest keys). Omitted: that file is left as it is.
+   */
+  deployPublicKey?: string;
 }
 
 export interface ActivationResult {
@@ -119,14 +131,23 @@ export function renderEmbeddedChecks(service: string, checks: HealthCheckSpec[],
   return `${lines.join("\n")}\n`;
 }
 
-/** The wrapper text with this service's checks appended (what goes to the host). */
+const publicKeyPattern = /^[a-z0-9@.-]+ [A-Za-z0-9+/]+=*$/;
+
+/** The wrapper text with this service's checks (and the deploy key) appended (what goes to the host). */
 export function renderActivationScript(options: ActivationOptions): string {
   validate(options);
   const script = readFileSync(activationScriptPath, "utf8");
-  return `${script}\n# Startup checks of service "${options.service}" (data, never executed as code):\n${renderEmbeddedChecks(options.service, options.checks, options.timing)}`;
+  let data = renderEmbeddedChecks(options.service, options.checks, options.timing);
+  if (options.deployPublicKey !== undefined) {
+    const line = options.deployPublicKey.trim();
+    const key = line.split(" ").slice(0, 2).join(" ");
+    if (!publicKeyPattern.test(key) || /[\u0000-\u001f\u007f]/.test(line)) throw new Error(`service "${options.service}": the deploy public key must look like "ssh-ed25519 AAAA…", got ${JSON.stringify(options.deployPublicKey.slice(0, 40))}`);
+    data += `#nixmox-deploy-key ${encode(key)}\n`;
+  }
+  return `${script}\n# Startup checks of service "${options.service}" (data, never executed as code):\n${data}`;
 }
 
-/** Remote path of the installed wrapper for a service. */
+/** Remote path of the service's wrapper that `confirm` runs (the last attempt's copy, written under the lock). */
 export function activationScriptRemotePath(service: string, paths?: Partial<ActivationPaths>): string {
   return `${resolvePaths({ service, paths }).stateDir}/${service}/nixmox-activate.sh`;
 }
@@ -136,11 +157,11 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
   const paths = resolvePaths(options);
   const flake = options.flake ?? `/etc/nixmox#${options.service}`;
   if (!flakePattern.test(flake)) throw new Error(`service "${options.service}": flake must look like /etc/nixmox#<name>, got ${JSON.stringify(flake)}`);
-  const script = activationScriptRemotePath(options.service, paths);
   const dir = `${paths.stateDir}/${options.service}`;
-  const install = `umask 077 && mkdir -p ${shellQuote(dir)} && cat > ${shellQuote(`${script}.tmp`)} && mv -f ${shellQuote(`${script}.tmp`)} ${shellQuote(script)}`;
-  const run = shellCommand([
-    "bash", script, "run",
+  // `$wrapper` is the only expansion in the command: mktemp's output, a path under the validated state dir.
+  const install = `umask 077 && mkdir -p ${shellQuote(dir)} && wrapper=$(mktemp ${shellQuote(`${dir}/.nixmox-activate.XXXXXXXXXX`)}) && cat > "$wrapper"`;
+  const run = `bash "$wrapper" ${shellCommand([
+    "run",
     "--service", options.service,
     "--config-hash", options.configHash,
     "--flake", flake,
@@ -150,7 +171,8 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
     "--state-dir", paths.stateDir,
     "--profile", paths.profile,
     "--current-system", paths.currentSystem,
-  ]);
+    "--root-authorized-keys", paths.rootAuthorizedKeys,
+  ])}`;
   return { command: `${install} && ${run}`, stdin: renderActivationScript(options) };
 }
 

@@ -4,7 +4,7 @@
 #   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
 #   (internal) nixmox-activate.sh unit ...same as run...
-#   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH]
+#   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH] [--root-authorized-keys PATH]
 #
 # Why each step (field-notes.md §3):
 # - The switch runs in a transient systemd unit (systemd-run), so a dropped SSH session cannot kill it
@@ -15,6 +15,12 @@
 #   new generation existed: serokell/deploy-rs#154).
 # - After the switch /run/current-system must equal the profile (clan's post-switch check), then the startup
 #   checks run here, on the host; failure or no confirmation in time rolls back (colmena#38, deploy-rs#183).
+# - An activation that dies (the unit is stopped, SIGTERMed, OOM-killed, or the host restarts) never leaves the host
+#   on an unchecked generation: the unit traps TERM/INT/HUP and rolls back; an attempt whose unit is gone without
+#   a result is "abandoned" and the next run or confirm rolls it back under the lock, records that outcome, and
+#   a later run with the same configuration hash starts over instead of reporting the dead attempt forever.
+# - Each attempt runs its own copy of this file (`<attempt>/nixmox-activate.sh`, written under the lock), so a
+#   concurrent run that installs another configuration's checks cannot change what a running unit checks.
 # - A rollback never exits 0 (deploy-rs#214). Exit codes: 0 switched/unchanged/awaiting-confirmation,
 #   1 failed or rolled back, 2 bad usage, 3 rollback itself failed (host state unknown).
 # The last line on stdout is always `NIXMOX_RESULT {json}` with sorted keys.
@@ -35,24 +41,45 @@ json_or_null() { if [ -n "$1" ]; then json_string "$1"; else printf null; fi; }
 
 # Check and rebuild output can echo a secret (a check that prints its config, a failing unit's log), and it
 # reaches the controller's logs and errors. The wrapper knows no values, but the host holds them all under
-# <state-dir>/secrets: every file's content, each of its lines and each KEY=VALUE value becomes [secret].
+# <state-dir>/secrets: every file's content, each of its lines and each KEY=VALUE value becomes [secret], and so
+# do their base64 and URL-encoded forms (a connection URL or an Authorization header carries them encoded).
+urlencode() { # text hex-format → RFC 3986 percent-encoding of every byte outside the unreserved set
+  local LC_ALL=C s=$1 format=$2 out="" c i
+  for ((i = 0; i < ${#s}; i++)); do
+    c=${s:i:1}
+    case $c in [A-Za-z0-9._~-]) out+=$c ;; *) printf -v c "$format" "'$c"; out+=$c ;; esac
+  done
+  printf '%s' "$out"
+}
+mask_value() { # value → replaces it and its encodings in $masked (in place: the text may be a long log)
+  local value=$1 form format
+  [ ${#value} -ge 4 ] || return 0
+  masked=${masked//"$value"/[secret]}
+  form=$(printf '%s' "$value" | base64 -w0); masked=${masked//"$form"/[secret]}
+  form=${form%%=*}; [ ${#form} -lt 4 ] || masked=${masked//"$form"/[secret]}
+  for format in '%%%02X' '%%%02x'; do
+    form=$(urlencode "$value" "$format"); [ "$form" = "$value" ] || masked=${masked//"$form"/[secret]}
+  done
+}
 mask() {
-  local text=$1 file value line
-  [ -d "$secrets_dir" ] || { printf '%s' "$text"; return 0; }
+  local file value line
+  masked=$1
+  [ -d "$secrets_dir" ] || { printf '%s' "$masked"; return 0; }
   while IFS= read -r -d '' file; do
     value=$(cat -- "$file" 2>/dev/null) || continue
-    [ ${#value} -ge 4 ] && text=${text//"$value"/[secret]}
+    mask_value "$value"
     while IFS= read -r line; do
-      [ ${#line} -ge 4 ] && text=${text//"$line"/[secret]}
-      if [[ $line == *=* ]]; then line=${line#*=}; [ ${#line} -ge 4 ] && text=${text//"$line"/[secret]}; fi
+      mask_value "$line"
+      if [[ $line == *=* ]]; then mask_value "${line#*=}"; fi
     done <<<"$value"
   done < <(find "$secrets_dir" -type f ! -name '.*' -print0 2>/dev/null)
-  printf '%s' "$text"
+  printf '%s' "$masked"
 }
 
 mode=${1:-}; shift || true
 service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout="" rollback_enabled=1
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
+root_keys=/root/.ssh/authorized_keys
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die 2 "option $1 needs a value"
   case "$1" in
@@ -66,6 +93,7 @@ while [ $# -gt 0 ]; do
     --state-dir) state_root=$2 ;;
     --profile) profile=$2 ;;
     --current-system) current_system=$2 ;;
+    --root-authorized-keys) root_keys=$2 ;;
     *) die 2 "unknown option $1" ;;
   esac
   shift 2
@@ -77,7 +105,7 @@ case "$mode" in run|unit|confirm) ;; *) die 2 "usage: nixmox-activate.sh run|con
 for pair in "confirm-timeout:$confirm_timeout" "activation-timeout:$activation_timeout" "wait-timeout:${wait_timeout:-0}"; do
   [[ ${pair#*:} =~ ^[0-9]{1,6}$ ]] || die 2 "--${pair%%:*} must be a whole number of seconds, got '${pair#*:}'"
 done
-for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system"; do
+for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system" "root-authorized-keys:$root_keys"; do
   [[ ${pair#*:} =~ ^/[A-Za-z0-9/._-]*$ ]] || die 2 "--${pair%%:*} must be an absolute path, got '${pair#*:}'"
 done
 if [ "$mode" != confirm ]; then
@@ -101,12 +129,67 @@ make_result() { # status reason generation previous
     "$config_hash" "$(json_or_null "$3")" "$(json_or_null "$4")" "$(json_or_null "$2")" "$service" "$1"
 }
 
+# True when the unit is gone: not active, activating, reloading or deactivating (a unit whose trap is rolling
+# back after `systemctl stop` is "deactivating" and must not be taken for abandoned).
+unit_gone() { # unit
+  local state; state=$(systemctl is-active -- "$1" 2>/dev/null) || true
+  case "$state" in inactive|failed|unknown|"") return 0 ;; *) return 1 ;; esac
+}
+
+# Returns the host to generation $1 (store path $2): the profile first (what the next boot uses), then the running
+# system. Returns 0 when the host runs $2 again; otherwise sets restore_error (and restore_now).
+restore_error="" restore_now=""
+restore_generation() { # generation store-path
+  if [ "$(readlink "$profile")" != "$(basename "$profile")-$1-link" ]; then
+    nix-env -p "$profile" --switch-generation "$1" || { restore_error="nix-env could not switch back to generation $1"; restore_now=""; return 1; }
+  fi
+  if [ "$(readlink -f "$current_system")" != "$2" ]; then
+    "$2/bin/switch-to-configuration" switch || printf '[nixmox] re-activating %s reported a failure\n' "$2"
+  fi
+  restore_now=$(readlink -f "$current_system")
+  [ "$restore_now" = "$2" ] || { restore_error="the host runs $restore_now, not $2"; return 1; }
+}
+
 # ---------------------------------------------------------------- unit mode (inside systemd-run)
 if [ "$mode" = unit ]; then
-  exec >>"$attempt/log" 2>&1
+  exec >>"$attempt/log" 2>&1 </dev/null
   log() { printf '[nixmox] %s\n' "$*"; }
+  decode() { if [ "$1" = - ]; then printf ''; else printf '%s' "$1" | base64 -d; fi; }
   read -r prev_gen prev_path < "$attempt/previous"
+  # From here on a signal (systemctl stop, shutdown, a TERM from the OOM handling) rolls back instead of leaving
+  # the new generation unchecked. Long steps run as background children and `wait`, because bash runs a trap only
+  # after the foreground command ends. SIGKILL cannot be trapped: the next run recovers that attempt (below).
+  child=""
+  ignore_signals() { trap 'log "ignored a signal: finishing the rollback"' TERM INT HUP; }
+  on_signal() { # signal name
+    ignore_signals
+    log "received SIG$1"
+    if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; fi
+    # A host that shuts down stops this unit too. Re-activating the old generation then would fight the shutdown
+    # (and hold it for TimeoutStopSec); leave no result instead: the attempt counts as abandoned, and the next run
+    # or confirm after the boot rolls it back under the lock.
+    if [ "$(systemctl is-system-running 2>/dev/null)" = stopping ]; then
+      log "the host is shutting down: the next run after the boot rolls this attempt back"
+      exit 1
+    fi
+    rollback "activation interrupted by SIG$1"
+  }
+  trap 'on_signal TERM' TERM; trap 'on_signal INT' INT; trap 'on_signal HUP' HUP
+  run_child() { # command... → its exit code, interruptible by the traps above
+    "$@" & child=$!
+    local rc=0; wait "$child" || rc=$?
+    child=""; return "$rc"
+  }
+  # The same with the child's stdin from /dev/null and its output to FILE. The redirections belong to the child
+  # alone: on the function call they would also catch whatever a trap logs while it waits.
+  run_child_to() { # file command...
+    local file=$1; shift
+    "$@" </dev/null >"$file" 2>&1 & child=$!
+    local rc=0; wait "$child" || rc=$?
+    child=""; return "$rc"
+  }
   finish() { # status reason generation
+    ignore_signals
     make_result "$1" "$2" "$3" "$prev_path" > "$attempt/result.tmp"
     mv -f "$attempt/result.tmp" "$attempt/result"
     if [ "$1" = switched ]; then
@@ -118,28 +201,22 @@ if [ "$mode" = unit ]; then
   }
   rollback() {
     local reason=$1
+    ignore_signals
     # enable_rollback = false in the manifest: keep the failed generation for inspection, and still fail the deploy.
     if [ "$rollback_enabled" = 0 ]; then
       log "not rolling back (rollback is off): $reason"
       finish failed "$reason; not rolled back (enable_rollback = false): the host stays on the new generation" "$(readlink -f "$current_system")"
     fi
     log "rolling back to generation $prev_gen ($prev_path): $reason"
-    if [ "$(readlink "$profile")" != "$(basename "$profile")-$prev_gen-link" ]; then
-      nix-env -p "$profile" --switch-generation "$prev_gen" || finish rollback-failed "$reason; rollback failed: nix-env could not switch back to generation $prev_gen" ""
+    if restore_generation "$prev_gen" "$prev_path"; then
+      finish rolled-back "$reason; rolled back to the previous generation $prev_path" "$prev_path"
     fi
-    if [ "$(readlink -f "$current_system")" != "$prev_path" ]; then
-      "$prev_path/bin/switch-to-configuration" switch || log "re-activating $prev_path reported a failure"
-    fi
-    local now; now=$(readlink -f "$current_system")
-    [ "$now" = "$prev_path" ] || finish rollback-failed "$reason; rollback failed: the host runs $now, not $prev_path" "$now"
-    finish rolled-back "$reason; rolled back to the previous generation $prev_path" "$prev_path"
+    finish rollback-failed "$reason; rollback failed: $restore_error" "$restore_now"
   }
 
   log "switching $service to $flake (config $config_hash)"
-  set +e
-  timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake"
-  rc=$?
-  set -e
+  rc=0
+  run_child timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake" || rc=$?
   if [ "$rc" = 124 ]; then rollback "nixos-rebuild switch timed out after ${activation_timeout}s"; fi
   if [ "$rc" != 0 ]; then rollback "nixos-rebuild switch failed with exit code $rc"; fi
   new_path=$(readlink -f "$current_system")
@@ -171,22 +248,24 @@ if [ "$mode" = unit ]; then
       *) echo "unknown check kind $1"; return 2 ;;
     esac
   }
-  decode() { if [ "$1" = - ]; then printf ''; else printf '%s' "$1" | base64 -d; fi; }
   started=$SECONDS
-  while read -r _ name_b64 kind a_b64 b_b64; do
-    name=$(decode "$name_b64"); a=$(decode "$a_b64"); b=$(decode "$b_b64")
+  # The check list is read on descriptor 3 and every probe gets </dev/null: a check that reads stdin (cat, psql,
+  # ssh) must not swallow the checks after it.
+  while read -r -u 3 _ name_b64 kind a_b64 b_b64; do
+    name=$(decode "$name_b64") && a=$(decode "$a_b64") && b=$(decode "$b_b64") || rollback "cannot decode a startup check line of $self"
     failures=0 attempts=0
     while :; do
       attempts=$((attempts + 1))
-      set +e; output=$(probe "$kind" "$a" "$b" 2>&1); code=$?; set -e
+      code=0; run_child_to "$attempt/probe-output" probe "$kind" "$a" "$b" || code=$?
+      output=$(cat "$attempt/probe-output")
       if [ "$code" = 0 ]; then log "startup check \"$name\" passed after $attempts probe(s)"; break; fi
       if [ $((SECONDS - started)) -ge "$start_period" ]; then failures=$((failures + 1)); fi
       if [ "$failures" -ge "$retries" ]; then
         rollback "startup check \"$name\" ($kind) failed after $attempts probe(s): exit code $code, last output: $(mask "$(printf '%s' "$output" | tail -n 5)")"
       fi
-      sleep "$interval"
+      run_child sleep "$interval"
     done
-  done < <(grep '^#nixmox-check ' "$self" || true)
+  done 3< <(grep '^#nixmox-check ' "$self" || true)
 
   if [ "$confirm_timeout" -gt 0 ]; then
     # deploy-rs's canary: the controller deletes it over a *new* SSH connection, proving it can still reach us.
@@ -194,15 +273,60 @@ if [ "$mode" = unit ]; then
     echo awaiting-confirmation > "$attempt/status"
     log "waiting ${confirm_timeout}s for the controller to confirm"
     deadline=$((SECONDS + confirm_timeout))
-    while [ -e "$attempt/canary" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    while [ -e "$attempt/canary" ] && [ "$SECONDS" -lt "$deadline" ]; do run_child sleep 0.2; done
     if [ -e "$attempt/canary" ]; then rm -f "$attempt/canary"; rollback "no confirmation from the controller within ${confirm_timeout}s"; fi
     log "confirmed"
+  fi
+
+  # Root's home-directory authorized_keys keeps only the deploy key (security review M7). Proxmox wrote every
+  # manifest key there when it created the container, and sshd reads that file besides the NixOS-managed
+  # /etc/ssh/authorized_keys.d/root (nixos/core.nix: authorizedKeysInHomedir), so a key removed from
+  # network.ssh_keys.root kept working. The manifest keys live in the NixOS configuration; the deploy key, which
+  # this activation came through, stays here.
+  if line=$(grep -m1 '^#nixmox-deploy-key ' "$self"); then
+    key=$(decode "${line#\#nixmox-deploy-key }") || key=""
+    if [[ $key =~ ^[a-z0-9@.-]+\ [A-Za-z0-9+/]+=*$ ]]; then
+      mkdir -p -m 0700 "${root_keys%/*}"
+      printf '%s\n' "$key" > "$root_keys.nixmox-new" && chmod 0600 "$root_keys.nixmox-new" && mv -f -T "$root_keys.nixmox-new" "$root_keys" &&
+        log "$root_keys now holds only the deploy key" || log "warning: could not rewrite $root_keys"
+    else
+      log "warning: the embedded deploy key is malformed; $root_keys left as it is"
+    fi
   fi
   finish switched "" "$new_path"
 fi
 
 # ---------------------------------------------------------------- controller-facing modes
 mkdir -p "$service_dir/attempts"
+
+# An attempt without a result whose unit is gone was abandoned: the unit was SIGKILLed or OOM-killed, or the host
+# restarted, maybe after the switch, so the host may run (and boot) the new, unchecked generation. Call this under
+# the lock: it rolls back to the generation recorded before the switch and writes the outcome as the attempt's
+# result, so the attempt is finished and a later run with its configuration hash starts over.
+recover_abandoned() { # attempt dir
+  local dir=$1 config_hash prev_gen prev_path reason status
+  config_hash=$(basename "$dir")
+  [ ! -e "$dir/result" ] || return 0
+  unit_gone "nixmox-activate-$service-${config_hash:0:12}.service" || return 0
+  [ ! -e "$dir/result" ] || return 0 # written while the unit exited
+  if [ ! -s "$dir/previous" ]; then rm -rf "$dir"; return 0; fi # its unit never started
+  read -r prev_gen prev_path < "$dir/previous"
+  reason="activation unit nixmox-activate-$service-${config_hash:0:12}.service ended without a result (stopped, killed or the host restarted)"
+  if [ "$(cat "$dir/rollback" 2>/dev/null)" = 0 ]; then # enable_rollback = false: keep it, as the unit would
+    status=failed reason="$reason; not rolled back (enable_rollback = false): the host stays on the new generation"
+    restore_now=$(readlink -f "$current_system")
+    printf '[nixmox] %s\n' "$reason" >> "$dir/log"
+  elif printf '[nixmox] %s; returning to generation %s (%s)\n' "$reason" "$prev_gen" "$prev_path" >> "$dir/log" &&
+    restore_generation "$prev_gen" "$prev_path" >> "$dir/log" 2>&1; then
+    status=rolled-back reason="$reason; rolled back to the previous generation $prev_path" restore_now=$prev_path
+  else
+    status=rollback-failed reason="$reason; rollback failed: $restore_error"
+  fi
+  make_result "$status" "$reason" "$restore_now" "$prev_path" > "$dir/result.tmp"
+  : > "$dir/abandoned"
+  mv -f "$dir/result.tmp" "$dir/result"
+  echo done > "$dir/status"
+}
 
 report_and_exit() { # waits for the attempt's result (or awaiting-confirmation when allowed), prints it
   local allow_awaiting=$1 deadline=$((SECONDS + wait_timeout))
@@ -212,12 +336,13 @@ report_and_exit() { # waits for the attempt's result (or awaiting-confirmation w
       print_result "$(make_result awaiting-confirmation "waiting for the controller to confirm" "$(readlink -f "$current_system")" "$(cut -d' ' -f2 "$attempt/previous")")"
       exit 0
     fi
-    if ! systemctl is-active --quiet "$unit.service" && [ ! -e "$attempt/result" ]; then
-      sleep 1
-      if [ ! -e "$attempt/result" ]; then
-        print_result "$(make_result failed "activation unit $unit.service ended without a result; see journalctl -u $unit" "" "")"
-        exit 1
-      fi
+    if unit_gone "$unit.service" && [ ! -e "$attempt/result" ]; then
+      exec 9>"$service_dir/lock"
+      flock -w 60 9 || die 1 "another nixmox-activate for $service holds $service_dir/lock"
+      recover_abandoned "$attempt"
+      flock -u 9
+      [ -e "$attempt/result" ] || die 1 "the activation attempt $attempt disappeared"
+      break
     fi
     [ "$SECONDS" -lt "$deadline" ] || { print_result "$(make_result failed "still activating after ${wait_timeout}s (unit $unit.service keeps running; re-run to attach)" "" "")"; exit 1; }
     sleep 0.2
@@ -236,9 +361,32 @@ if [ "$mode" = confirm ]; then
   report_and_exit 0
 fi
 
-# run: one decision at a time per service (the lock is released before waiting, so `confirm` never blocks).
+# run: the command that installs this file gives every run its own copy (a mktemp name); keep its text and drop
+# the copy, so nothing another run installs can change what this run hands to its unit.
+wrapper_text=$(cat -- "$self")
+case "$(basename "$self")" in .nixmox-activate.*) rm -f -- "$self" ;; esac
+
+# One decision at a time per service. The lock is released before waiting, so `confirm` takes it only to recover
+# an abandoned attempt.
 exec 9>"$service_dir/lock"
 flock -w 30 9 || die 1 "another nixmox-activate for $service holds $service_dir/lock"
+for other in "$service_dir"/attempts/*; do
+  [ -d "$other" ] || continue
+  recover_abandoned "$other"
+done
+# This configuration's own abandoned attempt, rolled back and not yet reported (its run was lost with the SSH
+# session or the host): try again at once instead of reporting the dead attempt.
+if [ -e "$attempt/abandoned" ] && [ ! -e "$attempt/reported" ] && [ "$(result_status "$attempt/result")" = rolled-back ]; then
+  printf 'nixmox-activate: the earlier activation of %s with config %s ended without a result; it was rolled back, trying again\n' "$service" "$config_hash" >&2
+  : > "$attempt/reported"
+fi
+# Install copies that lost their run (a connection dropped while the wrapper was sent).
+find "$service_dir" -maxdepth 1 -name '.nixmox-activate.*' -mmin +60 -delete 2>/dev/null || true
+# Finished and reported attempts pile up (their logs hold unmasked rebuild output): keep the newest five.
+ls -1dt "$service_dir"/attempts/*/ 2>/dev/null | tail -n +6 | while IFS= read -r old; do
+  old=${old%/}
+  [ "$old" != "$attempt" ] && [ -e "$old/result" ] && [ -e "$old/reported" ] && rm -rf -- "$old" || true
+done || true
 # Idempotent when this configuration is deployed and running.
 running=$(readlink -f "$current_system" || true)
 if [ -e "$service_dir/deployed" ]; then
@@ -251,7 +399,7 @@ if [ -e "$service_dir/deployed" ]; then
 fi
 for other in "$service_dir"/attempts/*; do
   [ -d "$other" ] && [ "$other" != "$attempt" ] || continue
-  if [ ! -e "$other/result" ] && systemctl is-active --quiet "nixmox-activate-$service-$(basename "$other" | cut -c1-12).service"; then
+  if [ ! -e "$other/result" ] && ! unit_gone "nixmox-activate-$service-$(basename "$other" | cut -c1-12).service"; then
     die 1 "another activation of $service (config $(basename "$other")) is still running; re-run when it has finished"
   fi
 done
@@ -260,19 +408,25 @@ if [ -d "$attempt" ]; then
   if [ ! -e "$attempt/result" ] || [ ! -e "$attempt/reported" ]; then flock -u 9; report_and_exit 1; fi
 fi
 # The previous attempt's unit may still be exiting after writing its result; the unit name must be free.
-for _ in $(seq 50); do systemctl is-active --quiet "$unit.service" || break; sleep 0.2; done
+for _ in $(seq 50); do unit_gone "$unit.service" && break; sleep 0.2; done
 rm -rf "$attempt"
 mkdir -p "$attempt"
 prev_link=$(readlink "$profile") || die 1 "cannot read the system profile $profile"
 prev_gen=${prev_link%-link}; prev_gen=${prev_gen##*-}
 [[ $prev_gen =~ ^[0-9]+$ ]] || die 1 "cannot tell the current generation from $profile -> $prev_link"
 printf '%s %s\n' "$prev_gen" "$(readlink -f "$profile")" > "$attempt/previous"
+echo "$rollback_enabled" > "$attempt/rollback"
+# The unit runs the attempt's own copy (with this configuration's checks); `confirm` runs the service's copy.
+printf '%s\n' "$wrapper_text" > "$attempt/nixmox-activate.sh"
+printf '%s\n' "$wrapper_text" > "$service_dir/nixmox-activate.sh.tmp"
+mv -f "$service_dir/nixmox-activate.sh.tmp" "$service_dir/nixmox-activate.sh"
 echo running > "$attempt/status"
+# TimeoutStopSec: on `systemctl stop` the trap needs time to roll back before systemd sends SIGKILL.
 systemd-run --unit="$unit" --description="NixMox activation of $service" --collect --quiet \
-  --property=KillMode=mixed -- \
-  bash "$self" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
+  --property=KillMode=mixed --property=TimeoutStopSec=300 -- \
+  bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
   --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" --rollback "$rollback_enabled" \
-  --state-dir "$state_root" --profile "$profile" --current-system "$current_system" 9>&- \
+  --state-dir "$state_root" --profile "$profile" --current-system "$current_system" --root-authorized-keys "$root_keys" 9>&- \
   || { rm -rf "$attempt"; print_result "$(make_result failed "systemd-run could not start the activation unit $unit" "" "")"; exit 1; }
 flock -u 9
 report_and_exit 1

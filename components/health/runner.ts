@@ -47,10 +47,23 @@ const maskText = "********";
 const outputLines = 5;
 const outputChars = 400;
 
-/** Replaces every secret value (longest first, so overlapping values leave no fragment) in `text`. */
+/**
+ * The forms a value takes in output: itself, base64 (padded and not) and percent-encoding (upper- and lower-case
+ * hex), as in a connection URL or an Authorization header (security review L3). Encoded forms shorter than 4
+ * characters are left out: they would mask unrelated text.
+ */
+function secretForms(value: string): string[] {
+  const base64 = Buffer.from(value, "utf8").toString("base64");
+  const percent = encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  const encoded = [base64, base64.replace(/=+$/, ""), percent, percent.replace(/%[0-9A-F]{2}/g, (escape) => escape.toLowerCase())];
+  return [value, ...encoded.filter((form) => form !== value && form.length >= 4)];
+}
+
+/** Replaces every secret value and its encoded forms (longest first, so overlapping values leave no fragment) in `text`. */
 export function maskSecrets(text: string, secrets: string[] = []): string {
   let masked = text;
-  for (const secret of [...secrets].filter((value) => value.length > 0).sort((a, b) => b.length - a.length)) {
+  const forms = [...new Set(secrets.filter((value) => value.length > 0).flatMap(secretForms))];
+  for (const secret of forms.sort((a, b) => b.length - a.length)) {
     masked = masked.split(secret).join(maskText);
   }
   return masked;

@@ -12,8 +12,11 @@
 # Per file: an empty temp file is created in the target directory under umask 077, its owner/group/mode are set
 # BEFORE the content is written (colmena's keys do the same), then it is renamed over the target (rename(2) is
 # atomic, so a concurrent reader sees the old or the new file, never a partial one). Units listed for a file are
-# restarted only when its content changed (sha256 of old and new). Files under ROOT that the declaration list
-# does not name are removed. Values never reach an argument, the environment, stdout or stderr: base64 text goes
+# restarted only when its content changed (sha256 of old and new). All files are staged before the first rename,
+# and the units to restart are journaled in ROOT/.nixmox-pending-restarts (unit names only) until they were
+# restarted: a delivery cut short after a rename is completed by the next one, which restarts the journaled units
+# even though their files now compare equal (security review M3). SIGPIPE/SIGHUP are ignored, so a dropped
+# connection does not stop a delivery halfway. Files under ROOT that the declaration list does not name are removed. Values never reach an argument, the environment, stdout or stderr: base64 text goes
 # from a shell variable through the `printf` builtin into `base64 -d`, whose output is the temp file.
 #
 # An owner or group that does not exist yet (its NixOS module creates the user during the first activation,
@@ -29,7 +32,9 @@ die() {
   printf 'nixmox-secrets: %s\n' "$*" >&2
   exit 1
 }
-say() { printf 'nixmox-secrets: %s\n' "$*"; }
+# A dropped connection must not stop a delivery halfway: ignore SIGPIPE/SIGHUP and let output fail quietly.
+trap '' PIPE HUP
+say() { printf 'nixmox-secrets: %s\n' "$*" 2>/dev/null || true; }
 
 verb=${1:-}
 root=${2:-}
@@ -38,6 +43,7 @@ shift 2
 [[ "$root" =~ ^/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$ ]] || die "secrets root must be an absolute path without '..' or '//': $root"
 [[ "/$root/" != */../* && "/$root/" != */./* ]] || die "secrets root must not contain '.' or '..' components: $root"
 pending="$root/.nixmox-pending-ownership"
+journal="$root/.nixmox-pending-restarts"
 name_re='^[a-z0-9][a-z0-9_.-]*/[a-z0-9][a-z0-9_.-]*$'
 account_re='^[a-z_][a-z0-9_-]*$'
 units_re='^(-|[A-Za-z0-9@:._-]+(,[A-Za-z0-9@:._-]+)*)$'
@@ -65,6 +71,22 @@ restart_queued() {
   else
     printf 'nixmox-secrets: warning: systemctl %s failed for %s; the health checks will tell whether they run\n' "$how" "${units[*]}" >&2
   fi
+}
+
+# The restart journal: one unit name a line, written before the first rename and removed after the restarts.
+read_journal() {
+  local unit
+  [ -f "$journal" ] || return 0
+  while IFS= read -r unit; do
+    [[ "$unit" =~ ^[A-Za-z0-9@:._-]+$ ]] && restart_units[$unit]=1
+  done <"$journal"
+  return 0
+}
+write_journal() {
+  [ "${#restart_units[@]}" -gt 0 ] || return 0
+  printf '%s\n' "${!restart_units[@]}" | sort >"$journal.tmp"
+  sync -- "$journal.tmp" 2>/dev/null || true
+  mv -f -T -- "$journal.tmp" "$journal"
 }
 
 # Directories that hold a file owned by someone other than root need the execute bit for others (never read):
@@ -135,7 +157,11 @@ deliver() {
   done
 
   mkdir -p -m 0700 "$root"
+  # Stage every file first (owner, mode, content in a temp file next to its target), then journal the units
+  # to restart, then rename. A delivery cut short after a rename (dropped connection, kill, power loss) leaves
+  # the journal, and the next delivery restarts those units too, even though their files now compare equal.
   local dir base tmp old_sum new_sum changed=0
+  local -a status=()
   for rel in "${order[@]}"; do
     i=${declared[$rel]}
     path=${args[i]} owner=${args[i+1]} group=${args[i+2]} mode=${args[i+3]} units=${args[i+4]}
@@ -158,24 +184,30 @@ deliver() {
     old_sum=
     [ -f "$path" ] && old_sum=$(sha256sum <"$path")
     sync -- "$tmp" 2>/dev/null || true
-    mv -f -T -- "$tmp" "$path"
     if [ -z "$old_sum" ]; then
-      say "created $rel"
-      changed=$((changed + 1))
-      queue_restart "$units"
+      status+=("created $rel")
     elif [ "$old_sum" != "$new_sum" ]; then
-      say "updated $rel"
-      changed=$((changed + 1))
-      queue_restart "$units"
+      status+=("updated $rel")
     else
-      say "unchanged $rel"
+      status+=("unchanged $rel")
+      continue
     fi
+    changed=$((changed + 1))
+    queue_restart "$units"
   done
+  read_journal
+  write_journal
+  for rel in "${order[@]}"; do
+    i=${declared[$rel]}
+    path=${args[i]}
+    mv -f -T -- "${path%/*}/.${path##*/}.nixmox-new" "$path"
+  done
+  for line in "${status[@]}"; do say "$line"; done
 
   local file removed=0
   while IFS= read -r -d '' file; do
     rel=${file#"$root/"}
-    [ "$file" = "$pending" ] && continue
+    [ "$file" = "$pending" ] || [ "$file" = "$journal" ] && continue
     if [ -z "${declared[$rel]+x}" ]; then
       rm -f -- "$file"
       removed=$((removed + 1))
@@ -187,6 +219,7 @@ deliver() {
   write_pending "${pending_lines[@]}"
   fix_directory_modes
   restart_queued try-restart
+  rm -f -- "$journal"
   say "${#order[@]} files, $changed changed, $removed removed, ${#pending_lines[@]} owners pending"
 }
 

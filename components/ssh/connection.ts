@@ -113,13 +113,14 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     throw sshConnectionError(`no pinned host key for ${where}: record it on first contact (trustOnFirstUse) or pass a known_hosts file`);
   }
   let presented: HostKey | null = null;
+  const readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
   const client: Client = new SshClient();
   const config: ConnectConfig = {
     host: options.host,
     port,
     username: options.username ?? "root",
     privateKey: options.privateKey,
-    readyTimeout: options.readyTimeoutMs ?? 10_000,
+    readyTimeout: readyTimeoutMs,
     keepaliveInterval: options.keepaliveIntervalMs ?? 5_000,
     keepaliveCountMax: 3,
     hostVerifier: (blob: Buffer) => {
@@ -131,23 +132,32 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
   if (pinned.length > 0) config.algorithms = { serverHostKey: hostKeyAlgorithms(pinned) as never };
 
   // No forward references between these closures: Pulumi's function serializer (dynamic providers) rejects them.
+  // Every way out settles: "ready", "error", a "close" before ready (ssh2 emits only "close" when the peer hangs
+  // up after its banner, and its readyTimeout timer is gone by then), and an overall deadline that destroys the
+  // socket (security review M4).
   await new Promise<void>((resolve, reject) => {
-    let settled = false;
-    client.once("ready", () => {
-      settled = true;
-      resolve();
-    });
-    client.on("error", (error: Error & { level?: string; code?: string }) => {
-      if (settled) return;
-      settled = true;
-      client.end();
+    const state = { settled: false, deadline: undefined as NodeJS.Timeout | undefined };
+    const fail = (message: string) => {
+      if (state.settled) return;
+      state.settled = true;
+      clearTimeout(state.deadline);
+      client.destroy();
       const key = presented as HostKey | null;
       if (key && pinned.length > 0 && !pinned.some((pin) => sameHostKey(pin, key))) {
         reject(hostKeyMismatchError(options.host, port, pinned.map(fingerprint), fingerprint(key)));
         return;
       }
-      reject(sshConnectionError(describeConnectError(where, error)));
+      reject(sshConnectionError(message));
+    };
+    state.deadline = setTimeout(() => fail(`SSH handshake with ${where} did not finish within ${readyTimeoutMs + 1000} ms`), readyTimeoutMs + 1000);
+    client.once("ready", () => {
+      if (state.settled) return;
+      state.settled = true;
+      clearTimeout(state.deadline);
+      resolve();
     });
+    client.on("error", (error: Error & { level?: string; code?: string }) => fail(describeConnectError(where, error)));
+    client.once("close", () => fail(`SSH connection to ${where} closed before the handshake finished (the server hung up)`));
     client.connect(config);
   });
 
@@ -246,15 +256,20 @@ export async function scanHostKey(host: string, port = 22, timeoutMs = 10_000): 
   const where = `${host}:${port}`;
   return new Promise<string>((resolve, reject) => {
     const client: Client = new SshClient();
-    let key: HostKey | null = null;
-    client.on("error", (error: Error & { level?: string; code?: string }) => {
-      if (key) resolve(formatHostKey(key));
-      else reject(sshConnectionError(describeConnectError(where, error)));
-    });
-    client.on("ready", () => {
-      client.end();
-      if (key) resolve(formatHostKey(key));
-    });
+    const state = { key: null as HostKey | null, settled: false, deadline: undefined as NodeJS.Timeout | undefined };
+    const settle = (message: string) => {
+      if (state.settled) return;
+      state.settled = true;
+      clearTimeout(state.deadline);
+      client.destroy();
+      if (state.key) resolve(formatHostKey(state.key));
+      else reject(sshConnectionError(message));
+    };
+    // Bounded like connectSsh: a peer that closes after its banner emits only "close" (security review M4).
+    state.deadline = setTimeout(() => settle(`SSH handshake with ${where} did not finish within ${timeoutMs + 1000} ms`), timeoutMs + 1000);
+    client.on("error", (error: Error & { level?: string; code?: string }) => settle(describeConnectError(where, error)));
+    client.on("ready", () => settle(`SSH server ${where} presented no host key`));
+    client.once("close", () => settle(`SSH connection to ${where} closed before the server presented its host key`));
     client.connect({
       host,
       port,
@@ -262,7 +277,7 @@ export async function scanHostKey(host: string, port = 22, timeoutMs = 10_000): 
       readyTimeout: timeoutMs,
       // Returning false aborts the handshake right after the server proved it holds the key.
       hostVerifier: (blob: Buffer) => {
-        key = hostKeyFromBlob(blob);
+        state.key = hostKeyFromBlob(blob);
         return false;
       },
     });

@@ -60,19 +60,30 @@ rec {
   # Matcher names must be unique inside a site block; route names are unique per service.
   matcherName = route: "nixmox_" + replaceStrings [ "-" "." ] [ "_" "_" ] "${route.service}_${route.name}";
 
+  # No `trusted_proxies`: Caddy is the edge, so the X-Forwarded-* headers it sends to the outpost must be the
+  # ones it derives from the real request, never a client's (Caddy 2.5 release notes: incoming X-Forwarded-*
+  # are only kept from trusted proxies; "private_ranges" would trust every LAN client).
   forwardAuthBlock = upstream: concatStringsSep "\n" [
     "forward_auth ${upstream} {"
     "\turi /outpost.goauthentik.io/auth/caddy"
     "\tcopy_headers ${concatStringsSep " " authentikHeaders}"
-    "\ttrusted_proxies private_ranges"
     "}"
   ];
+
+  # The Caddyfile parser rejects a token after "{" on the same line ("Unexpected next token after '{' on same
+  # line"), so a one-line block from the manifest such as `header { -Server }` is opened up onto lines.
+  # Placeholders (`{http.request.host}`) have no blank after "{" or before "}" and are left alone.
+  expandBlocks = text:
+    let
+      sub = regex: replacement: t: builtins.concatStringsSep "" (map (x: if builtins.isList x then replacement else x) (builtins.split regex t));
+    in
+    sub "[ \t]+}" "\n}" (sub "\\{[ \t]+" "{\n" text);
 
   # The body of one route: forward auth first (it must run before the proxy), then the user's directives,
   # then the proxy itself.
   routeBody = route: concatStringsSep "\n" (filter (s: s != "") [
     (if route.forwardAuthUpstream != null then forwardAuthBlock route.forwardAuthUpstream else "")
-    route.extraConfig
+    (expandBlocks route.extraConfig)
     "reverse_proxy ${route.upstream}"
   ]);
 
@@ -102,18 +113,46 @@ rec {
   # is a `handle` written first: a bare top-level `reverse_proxy` would sort after every `handle` in Caddy's
   # directive order (https://caddyserver.com/docs/caddyfile/directives#directive-order) and the catch-all
   # route would swallow the outpost's callback.
-  siteBlock = domain: routes:
+  siteBlockWith = ca: domain: routes:
     let
       tls = (head routes).tls;
       outposts = outpostsOf routes;
       outpostHandle = u: "@nixmox_outpost path /outpost.goauthentik.io/*\nhandle @nixmox_outpost {\n\treverse_proxy ${u}\n}";
       lines = filter (s: s != "") (
-        [ (if tls == "internal" then "tls internal" else "") ]
+        [ (if tls == "internal" then internalTls ca else "") ]
         ++ (if outposts == [ ] then [ ] else [ (outpostHandle (head outposts)) ])
         ++ map routeHandle (sortRoutes routes)
       );
     in
     "${siteAddress domain tls} {\n${indentLines "\t" (concatStringsSep "\n" lines)}\n}\n";
+
+  siteBlock = siteBlockWith null;
+
+  # `tls = "internal"`: Caddy's own CA (generated in its data directory, trusted by nobody), or with a managed
+  # CA the `nixmox` CA of the pki block below (https://caddyserver.com/docs/caddyfile/directives/tls, issuer
+  # internal { ca <id> }).
+  internalTls = ca: if ca == null then "tls internal" else "tls {\n\tissuer internal {\n\t\tca ${caId}\n\t}\n}";
+
+  caId = "nixmox";
+
+  # The managed CA's root certificate and key, handed to the caddy unit with LoadCredential= under these ids
+  # (nixos/services/caddy.nix); {$CREDENTIALS_DIRECTORY} is replaced from caddy's environment when the
+  # Caddyfile is read (https://caddyserver.com/docs/caddyfile/concepts#environment-variables).
+  caCredentials = { cert = "nixmox_ca_cert"; key = "nixmox_ca_key"; };
+
+  # Global `pki` block (https://caddyserver.com/docs/caddyfile/options#pki): the CA signs with the given root;
+  # Caddy makes and renews its intermediate itself.
+  pkiBlock = concatStringsSep "\n" [
+    "pki {"
+    "\tca ${caId} {"
+    "\t\tname \"NixMox\""
+    "\t\troot {"
+    "\t\t\tcert {$CREDENTIALS_DIRECTORY}/${caCredentials.cert}"
+    "\t\t\tkey {$CREDENTIALS_DIRECTORY}/${caCredentials.key}"
+    "\t\t}"
+    "\t}"
+    "}"
+  ];
 
   # { "<domain>" = [ routes ]; } in domain order.
   routesByDomain = routes:
@@ -131,7 +170,32 @@ rec {
     filter (d: length (uniq (map (r: r.tls) byDomain.${d})) > 1) (attrNames byDomain);
 
   # The whole Caddyfile body (site blocks only), deterministic: domains sorted, routes by specificity.
-  caddyfile = routes:
+  # `ca`: null (Caddy's own internal CA) or the managed CA's { certFile, keyFile } (see pkiBlock).
+  caddyfileWith = ca: routes:
     let byDomain = routesByDomain routes; in
-    concatStringsSep "\n" (map (d: siteBlock d byDomain.${d}) (attrNames byDomain));
+    concatStringsSep "\n" (map (d: siteBlockWith ca d byDomain.${d}) (attrNames byDomain));
+
+  caddyfile = caddyfileWith null;
+
+  # Lines of the global options block the module sets through services.caddy.globalConfig.
+  # skip_install_trust: Caddy would otherwise try (and, unprivileged, fail) to add its root to the host's
+  # trust store at every start (https://caddyserver.com/docs/caddyfile/options#skip-install-trust).
+  globalConfigWith = ca: "skip_install_trust" + (if ca == null then "" else "\n${pkiBlock}");
+
+  globalConfig = globalConfigWith null;
+
+  # The Caddyfile the NixOS module writes to /etc/caddy/caddy_config, rebuilt from the same values:
+  # nixos/modules/services/web-servers/caddy/default.nix (nixos-25.11) puts `email`, then the
+  # `log { level ERROR }` default of services.caddy.logFormat and the globalConfig lines inside one global
+  # block, then extraConfig (virtualHosts are not used). Caddy then `caddy fmt`s it; formatting only.
+  nixosCaddyfile = { email, routes, ca ? null }:
+    "{\n"
+    + (if email == null then "" else "\temail ${email}\n")
+    + "${indentLines "\t" (globalConfigWith ca)}\n\tlog {\n\t\tlevel ERROR\n\t}\n}\n\n"
+    + caddyfileWith ca routes;
+
+  # `nixmox render --configs`: the daemon files of a proxy host, from its host.json (the `nixmox` option tree).
+  configFiles = data: {
+    Caddyfile = nixosCaddyfile { email = data.caddy.acmeEmail or null; routes = data.caddy.routes; ca = data.caddy.ca or null; };
+  };
 }

@@ -50,4 +50,12 @@ rec {
     "ALTER ROLE ${quoteIdent db.owner} WITH LOGIN PASSWORD :'pw';"
     "\\unset pw"
   ]) (sortDatabases dbs))) + "\n";
+
+  # `nixmox render --configs`: the daemon files of a PostgreSQL host, from its host.json. pg_hba.conf is what
+  # services.postgresql.authentication (mkForce, nixos/services/postgresql.nix) writes; setup.sql is the script
+  # the nixmox-postgresql-passwords unit runs with psql (credentials in $CREDENTIALS_DIRECTORY).
+  configFiles = data: {
+    "pg_hba.conf" = hba data.postgresql.databases;
+    "setup.sql" = setupScript data.postgresql.databases;
+  };
 }

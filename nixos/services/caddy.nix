@@ -31,6 +31,19 @@ in
 {
   options.nixmox.caddy = {
     routes = mkOption { type = types.listOf routeType; default = [ ]; description = "Every enabled route of the manifest."; };
+    ca = mkOption {
+      default = null;
+      description = ''
+        The managed CA (`tls = "internal"` routes): files on this host holding its root certificate and key,
+        handed to Caddy with LoadCredential= and used through the global pki block. null: Caddy's own CA.
+      '';
+      type = types.nullOr (types.submodule {
+        options = {
+          certFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Root certificate (PEM)."; };
+          keyFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Root private key (PEM)."; };
+        };
+      });
+    };
     acmeEmail = mkOption {
       type = types.nullOr types.str;
       default = null;
@@ -54,10 +67,18 @@ in
       }
     ];
 
+    # `nixmox render --configs` writes the same file from ../lib/caddy.nix (nixosCaddyfile) for review and tests.
     services.caddy = {
       enable = true;
       email = cfg.acmeEmail;
-      extraConfig = caddyLib.caddyfile cfg.routes;
+      globalConfig = caddyLib.globalConfigWith cfg.ca;
+      extraConfig = caddyLib.caddyfileWith cfg.ca cfg.routes;
     };
+
+    # The key stays root-only on disk; systemd hands the unit a private copy (systemd.exec(5), LoadCredential=).
+    systemd.services.caddy.serviceConfig.LoadCredential = lib.mkIf (cfg.ca != null) [
+      "${caddyLib.caCredentials.cert}:${cfg.ca.certFile}"
+      "${caddyLib.caCredentials.key}:${cfg.ca.keyFile}"
+    ];
   };
 }

@@ -6,9 +6,9 @@
 # the local answers and the forwarding.
 #
 # Checked against NixOS 25.11: nixos/modules/services/networking/unbound.nix (services.unbound.{enable,
-# resolveLocalQueries,settings}; strings are written verbatim, hence the quoted local-data entries) and
-# unbound.conf(5).
-{ config, lib, ... }:
+# resolveLocalQueries,enableRootTrustAnchor,settings}; strings are written verbatim, hence the quoted
+# local-data entries; read at Swarsel/nixpkgs@4aa6836), unbound.conf(5), and pkgs.dnsutils (bind's tools).
+{ config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types;
   cfg = config.nixmox.dns;
@@ -31,11 +31,23 @@ in
     };
     forwarders = mkOption {
       type = types.listOf types.str;
-      description = "Upstream resolvers for every other name (default: the manifest's gateway).";
+      description = "Upstream resolvers for every other name (manifest network.dns.forwarders, default: the gateway).";
     };
     allowedNetworks = mkOption {
       type = types.listOf types.str;
-      description = "Networks allowed to query (the containers' subnet).";
+      description = "Networks allowed to query (the containers' subnet and manifest network.dns.allowed_networks).";
+    };
+    localZone = mkOption {
+      type = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
+      description = "The homelab domain: answered here only, never forwarded (unknown names get NXDOMAIN).";
+    };
+    dnssec = mkOption {
+      type = types.bool;
+      default = false;
+      description = ''
+        Validate DNSSEC (manifest network.dns.dnssec). Off by default: many home routers' forwarders strip
+        the signatures, and a validating unbound then answers SERVFAIL for every outside name.
+      '';
     };
   };
 
@@ -62,19 +74,18 @@ in
     # Port 53 over UDP as well: `ports` in the manifest are TCP.
     networking.firewall.allowedUDPPorts = [ 53 ];
 
+    # The manifest's liveness check (`host -W 2 … 127.0.0.1`) and operators need `host`/`dig`; unbound only
+    # ships unbound-host.
+    environment.systemPackages = [ pkgs.dnsutils ];
+
     services.unbound = {
       enable = true;
       # The core module owns /etc/resolv.conf (the manifest's dns_server, which is this host).
       resolveLocalQueries = false;
-      settings = {
-        server = {
-          interface = [ "127.0.0.1" host.ip ];
-          access-control = dnsLib.accessControl cfg.allowedNetworks;
-          local-data = dnsLib.localData cfg.records;
-          local-data-ptr = dnsLib.localDataPtr cfg.records;
-        };
-        forward-zone = dnsLib.forwardZone cfg.forwarders;
-      };
+      # The root trust anchor turns validation on (unbound.nix: auto-trust-anchor-file = mkIf enableRootTrustAnchor).
+      enableRootTrustAnchor = cfg.dnssec;
+      # `nixmox render --configs` writes these settings as configs/unbound.conf (../lib/dns.nix toConf).
+      settings = dnsLib.settings { inherit host; dns = cfg; };
     };
   };
 }

@@ -13,14 +13,21 @@
 #
 # Checked against NixOS 25.11: nixos/modules/services/web-apps/guacamole-server.nix (services.guacamole-server.
 # {enable,host,port}), guacamole-client.nix (services.guacamole-client.{enable,enableWebserver,settings}) and
-# nixos/modules/services/web-servers/tomcat.nix (services.tomcat.port).
-{ config, lib, ... }:
+# nixos/modules/services/web-servers/tomcat.nix (services.tomcat.{port,javaOpts,jdk}; javaOpts is
+# either str (listOf str)), and keytool(1) (-importcert -storetype PKCS12).
+{ config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types mkIf optionalAttrs;
   cfg = config.nixmox.guacamole;
   host = config.nixmox.host;
   db = cfg.database;
   oidc = cfg.oidc;
+  roots = config.nixmox.host.caCertificates;
+  # A PKCS12 store of public certificates; its password only satisfies keytool (nothing secret is inside).
+  trustStore = if roots == [ ] then null else pkgs.runCommand "nixmox-truststore.p12" { } (lib.concatStrings (lib.imap0 (i: pem: ''
+    ${config.services.tomcat.jdk}/bin/keytool -importcert -noprompt -alias nixmox-root-${toString i} \
+      -file ${pkgs.writeText "nixmox-root-${toString i}.pem" pem} -keystore $out -storetype PKCS12 -storepass nixmox
+  '') roots));
 in
 {
   options.nixmox.guacamole = (import ./app-options.nix lib) // {
@@ -50,6 +57,13 @@ in
     };
 
     services.tomcat.port = cfg.listen.port;
+    # Java does not read the system CA bundle: Tomcat gets a trust store holding the managed CA's root, so the
+    # OpenID extension's JWKS download from https://auth.<domain> verifies. Guacamole talks TLS to nothing else.
+    services.tomcat.javaOpts = lib.mkIf (trustStore != null) [
+      "-Djavax.net.ssl.trustStore=${trustStore}"
+      "-Djavax.net.ssl.trustStoreType=PKCS12"
+      "-Djavax.net.ssl.trustStorePassword=nixmox"
+    ];
 
     services.guacamole-client = {
       enable = true;

@@ -9,7 +9,9 @@
 # Checked against NixOS 25.11: nixos/modules/services/security/vaultwarden/default.nix (services.vaultwarden.
 # {enable,dbBackend,config,environmentFile}) and Vaultwarden's .env.template (ROCKET_ADDRESS, ROCKET_PORT,
 # DOMAIN, DATABASE_URL, SSO_ENABLED, SSO_AUTHORITY, SSO_CLIENT_ID, SSO_CLIENT_SECRET, SSO_SCOPES). SSO_* need
-# Vaultwarden >= 1.35 (the SSO release); on an older package they are ignored and password login stays.
+# Vaultwarden >= 1.35.0 (the SSO release, 2025-12-28, NixOS/nixpkgs#474836 on master; whether nixos-25.11 got it
+# depends on the pin), so an OIDC client on an older package is an evaluation error, not a silent password login.
+# SSO_SCOPES: Vaultwarden always asks for `openid` itself (its default is "email profile"), so it is left out.
 { config, lib, ... }:
 let
   inherit (lib) mkIf optionalAttrs;
@@ -26,6 +28,10 @@ in
       {
         assertion = builtins.elem cfg.listen.port host.ports;
         message = "nixmox vaultwarden: service \"${host.name}\" listens on ${toString cfg.listen.port} but ports does not list it; add it to ports.";
+      }
+      {
+        assertion = oidc == null || lib.versionAtLeast config.services.vaultwarden.package.version "1.35.0";
+        message = "nixmox vaultwarden: service \"${host.name}\" has an OIDC client, but Vaultwarden ${config.services.vaultwarden.package.version} has no SSO (it needs 1.35.0 or later); pin a newer nixpkgs (stack config nixmox:nixpkgsRev) or remove interface.auth.";
       }
       {
         assertion = oidc == null || oidc.clientSecretFile != null;
@@ -47,7 +53,7 @@ in
         SSO_ENABLED = true;
         SSO_AUTHORITY = oidc.issuer;
         SSO_CLIENT_ID = oidc.clientId;
-        SSO_SCOPES = lib.concatStringsSep " " oidc.scopes;
+        SSO_SCOPES = lib.concatStringsSep " " (builtins.filter (scope: scope != "openid") oidc.scopes);
         # $CREDENTIALS_DIRECTORY of the unit (systemd.exec(5)); a literal path because these settings go
         # through an EnvironmentFile, where systemd does not expand the %d specifier.
         SSO_CLIENT_SECRET_FILE = "/run/credentials/vaultwarden.service/oidc_client_secret";

@@ -1,0 +1,191 @@
+// The PostgreSQL host's pg_hba.conf and setup.sql from `nixmox render --configs`, fed to a real PostgreSQL from
+// Debian (a throwaway cluster made with initdb, run as the `postgres` user on the host's loopback address).
+// setup.sql runs twice through psql exactly as the nixmox-postgresql-passwords unit runs it, with the
+// passwords in a credentials directory; then every owner logs in from its service's address (a relay in this
+// process connects from that address), and other addresses, databases, roles and passwords are refused.
+// Needs root (to run PostgreSQL as `postgres`) and Debian's postgresql (.ci/run installs it).
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import * as nodePath from "node:path";
+import { loadManifestData } from "../manifest";
+import { exampleManifestData, exampleManifestDir } from "./golden/render-fixtures";
+import { freePort, moveToSubnet, randomLoopbackSubnet, renderWithConfigs, startDaemon, waitFor, type Daemon } from "./support/daemons";
+
+const pgBin = (() => {
+  const versions = readdirSync("/usr/lib/postgresql").sort((a, b) => Number(b) - Number(a));
+  return path.join("/usr/lib/postgresql", versions[0], "bin");
+})();
+
+const run = promisify(execFile);
+
+interface Database {
+  service: string;
+  name: string;
+  owner: string;
+  clientIp: string;
+  credential: string;
+}
+
+const manifests = [
+  { label: "example manifest", from: "192.168.99.", load: async () => exampleManifestData() },
+  { label: "seed homelab (additional databases)", from: "10.40.0.", load: async () => loadManifestData(nodePath.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>> },
+];
+
+for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generated pg_hba.conf and setup.sql (${manifest.label} on loopback)`, function () {
+  this.timeout(180_000);
+  const subnet = randomLoopbackSubnet();
+  let dir: string;
+  let port: number;
+  let pgIp: string;
+  let databases: Database[];
+  let postgres: Daemon | undefined;
+  let uid: number;
+  let gid: number;
+  const passwords = new Map<string, string>();
+  const relays: Server[] = [];
+
+  /** Runs a command as the postgres user (setpriv execs it, so signals reach it directly). */
+  const asPostgres = (command: string, args: string[]) => ["setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", command, ...args]] as const;
+
+  /** psql over the Unix socket as the postgres superuser (peer authentication through the generated pg_hba). */
+  async function superuser(sql: string): Promise<string> {
+    const [cmd, args] = asPostgres(path.join(pgBin, "psql"), ["--no-psqlrc", "-h", dir, "-p", String(port), "-d", "postgres", "-At", "-c", sql]);
+    return (await run(cmd, [...args], { encoding: "utf8", timeout: 30_000 })).stdout;
+  }
+
+  async function runSetup(): Promise<void> {
+    // As the unit does: `psql --no-psqlrc --port=<port> --dbname=postgres --file=<setup.sql>`, with $CREDENTIALS_DIRECTORY.
+    const [cmd, args] = asPostgres("/usr/bin/env", [`CREDENTIALS_DIRECTORY=${path.join(dir, "credentials")}`, path.join(pgBin, "psql"), "--no-psqlrc", "-h", dir, `--port=${port}`, "--dbname=postgres", `--file=${path.join(dir, "setup.sql")}`]);
+    await run(cmd, [...args], { encoding: "utf8", timeout: 30_000 });
+  }
+
+  /** A TCP relay on 127.0.0.1 whose connections reach PostgreSQL from `source`. */
+  async function relayFrom(source: string): Promise<number> {
+    const server = createServer((client) => {
+      const upstream = connect({ host: pgIp, port, localAddress: source });
+      client.pipe(upstream).pipe(client);
+      upstream.on("error", () => client.destroy());
+      client.on("error", () => upstream.destroy());
+    });
+    relays.push(server);
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    return (server.address() as { port: number }).port;
+  }
+
+  async function login(from: string, role: string, database: string, password: string): Promise<{ ok: boolean; output: string }> {
+    const relayPort = await relayFrom(from);
+    try {
+      const { stdout } = await run("psql", ["--no-psqlrc", "-h", "127.0.0.1", "-p", String(relayPort), "-U", role, "-d", database, "-At", "-c", "SELECT current_user || ' ' || host(inet_client_addr())"], {
+        encoding: "utf8",
+        timeout: 30_000,
+        env: { ...process.env, PGPASSWORD: password, PGCONNECT_TIMEOUT: "10" },
+      });
+      return { ok: true, output: stdout.trim() };
+    } catch (error) {
+      return { ok: false, output: String((error as { stderr?: string }).stderr ?? error) };
+    }
+  }
+
+  before(async () => {
+    const raw = moveToSubnet(await manifest.load(), subnet, manifest.from) as Record<string, any>;
+    port = await freePort();
+    // Every client asks for the same free port, so the generated config itself listens there (no override).
+    // interface.db is one request, interface.dbs named ones ({ <name> = { host, … }; }).
+    for (const group of [raw.core_services, raw.services]) {
+      for (const service of Object.values(group ?? {}) as any[]) {
+        const requests = [...(service.interface?.db ? [service.interface.db] : []), ...Object.values(service.interface?.dbs ?? {})] as any[];
+        for (const request of requests) request.port = port;
+      }
+    }
+    const pgService = Object.entries(raw.core_services).find(([name, service]: [string, any]) => name === "postgresql" || service.kind === "postgresql")![1] as any;
+    pgService.ports = [...(pgService.ports ?? []).filter((p: number) => p !== 5432), port];
+    const rendered = renderWithConfigs(raw);
+    const data = rendered.data("postgresql");
+    assert.equal(data.postgresql.port, port);
+    pgIp = data.host.ip;
+    databases = data.postgresql.databases;
+
+    uid = Number(execFileSync("id", ["-u", "postgres"], { encoding: "utf8" }).trim());
+    gid = Number(execFileSync("id", ["-g", "postgres"], { encoding: "utf8" }).trim());
+    dir = mkdtempSync(path.join(tmpdir(), "nixmox-postgresql-"));
+    chmodSync(dir, 0o755);
+    mkdirSync(path.join(dir, "credentials"), { mode: 0o700 });
+    for (const [name, content] of Object.entries(rendered.configs.postgresql)) writeFileSync(path.join(dir, name), content);
+    for (const db of databases) {
+      // Characters that would break naive quoting in SQL or the shell.
+      const password = `pw-${db.service}-'"\\$(id)-${Math.random().toString(36).slice(2)}`;
+      passwords.set(db.credential, password);
+      writeFileSync(path.join(dir, "credentials", db.credential), `${password}\n`, { mode: 0o400 });
+      chownSync(path.join(dir, "credentials", db.credential), uid, gid);
+    }
+    chownSync(path.join(dir, "credentials"), uid, gid);
+    chownSync(dir, uid, gid);
+
+    const [initCmd, initArgs] = asPostgres(path.join(pgBin, "initdb"), ["-D", path.join(dir, "data"), "-U", "postgres", "--auth=peer"]);
+    execFileSync(initCmd, [...initArgs], { stdio: "ignore", timeout: 120_000 });
+    const [cmd, args] = asPostgres(path.join(pgBin, "postgres"), [
+      "-D", path.join(dir, "data"),
+      "-c", `hba_file=${path.join(dir, "pg_hba.conf")}`,
+      "-c", `listen_addresses=${pgIp}`,
+      "-c", `port=${port}`,
+      "-c", `unix_socket_directories=${dir}`,
+      "-c", "password_encryption=scram-sha-256",
+      // Everything the server executes is logged, so the test can show the passwords are not.
+      "-c", "log_statement=all",
+    ]);
+    postgres = startDaemon(cmd, [...args]);
+    await waitFor("PostgreSQL to accept connections", async () => ((await superuser("SELECT 1")).trim() === "1" ? true : undefined), 60_000);
+  });
+
+  after(async () => {
+    for (const relay of relays) relay.close();
+    await postgres?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("renders one database per interface.db request of the manifest", () => {
+    if (manifest.label === "example manifest") assert.deepEqual(databases.map((db) => db.service).sort(), ["authentik", "guacamole", "vaultwarden"]);
+    else assert.ok(databases.length >= 10 && new Set(databases.map((db) => db.owner)).size < databases.length, "several databases share an owner");
+  });
+
+  it("runs setup.sql twice without error and creates every database owned by its role", async () => {
+    await runSetup();
+    await runSetup();
+    const owners = (await superuser("SELECT d.datname || ' ' || r.rolname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba WHERE NOT d.datistemplate AND d.datname <> 'postgres' ORDER BY 1")).trim().split("\n");
+    assert.deepEqual(owners, databases.map((db) => `${db.name} ${db.owner}`).sort());
+  });
+
+  it("lets each owner log in to its database from its service's address with the password from its secret file", async () => {
+    for (const db of databases) {
+      const result = await login(db.clientIp, db.owner, db.name, passwords.get(db.credential)!);
+      assert.deepEqual(result, { ok: true, output: `${db.owner} ${db.clientIp}` }, db.service);
+    }
+  });
+
+  it("refuses an owner from another service's address, to another database, with a wrong password, and the superuser over TCP", async () => {
+    const a = databases[0];
+    const b = databases.find((db) => db.owner !== a.owner && db.clientIp !== a.clientIp)!;
+    const cases: Array<[string, string, string, string, RegExp]> = [
+      [b.clientIp, a.owner, a.name, passwords.get(a.credential)!, /no pg_hba\.conf entry/],
+      [a.clientIp, a.owner, b.name, passwords.get(a.credential)!, /no pg_hba\.conf entry/],
+      [a.clientIp, a.owner, a.name, "wrong", /password authentication failed/],
+      [a.clientIp, "postgres", a.name, "x", /no pg_hba\.conf entry/],
+      [`${subnet}.200`, a.owner, a.name, passwords.get(a.credential)!, /no pg_hba\.conf entry/],
+    ];
+    for (const [from, role, database, password, expected] of cases) {
+      const result = await login(from, role, database, password);
+      assert.equal(result.ok, false, `${role}@${database} from ${from} got in`);
+      assert.match(result.output, expected);
+    }
+  });
+
+  it("never writes a password to the server log", () => {
+    assert.match(postgres!.output(), /statement: /);
+    for (const password of passwords.values()) assert.ok(!postgres!.output().includes(password.slice(0, 20)), "a password reached the log");
+  });
+});

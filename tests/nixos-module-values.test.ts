@@ -1,0 +1,206 @@
+// The values the shipped NixOS modules compute from a rendered host.json (units, environments, files, ports),
+// evaluated with the real nix-instantiate through tests/support/eval-module.nix. That harness stubs nixpkgs'
+// `lib`/`pkgs` and resolves mkIf/mkForce naively: it does NOT prove the option names exist in nixpkgs or how the
+// real module system merges them (those were checked against the nixpkgs files cited in each module).
+// Where a module and `render --configs` must agree, the test compares the module's value with the rendered file.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { exampleManifestData, nixEval, shippedNix } from "./golden/render-fixtures";
+import { renderWithConfigs, type RenderedWithConfigs } from "./support/daemons";
+import { seedManifest } from "./support/manifests";
+
+const harness = path.join(__dirname, "support", "eval-module.nix");
+
+describe("nixos modules: values computed from the rendered host data", function () {
+  this.timeout(120_000);
+  let dir: string;
+  let example: RenderedWithConfigs;
+  let seed: RenderedWithConfigs;
+
+  function evalModule(rendered: RenderedWithConfigs, service: string, module: string, args: string[] = []): any {
+    const hostJson = path.join(dir, `${service}-${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(hostJson, rendered.hosts.find((host) => host.service === service)!.files["host.json"]);
+    const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", harness, "--arg", "module", shippedNix(module), "--arg", "hostJson", hostJson, ...args], {
+      encoding: "utf8",
+      timeout: 60_000,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return JSON.parse(out);
+  }
+
+  const failedAssertions = (config: any) => (config.assertions as Array<{ assertion: boolean; message: string }>).filter((a) => !a.assertion).map((a) => a.message);
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "nixmox-module-values-"));
+    example = renderWithConfigs(await exampleManifestData());
+    seed = renderWithConfigs(seedManifest());
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  describe("core (R1: /etc/resolv.conf)", () => {
+    it("writes /etc/resolv.conf itself with resolvconf off, the same text as configs/resolv.conf, naming the manifest's resolver", () => {
+      for (const host of example.hosts) {
+        const config = evalModule(example, host.service, "core.nix");
+        const text = config.environment.etc["resolv.conf"].text as string;
+        assert.equal(config.networking.resolvconf.enable, false, host.service);
+        assert.equal(config.services.resolved.enable, false, host.service);
+        assert.equal(text, example.configs[host.service]["resolv.conf"], host.service);
+        const nameservers = [...text.matchAll(/^nameserver (.+)$/gm)].map((m) => m[1]);
+        assert.match(text, /^search nixmox\.lan$/m);
+        if (host.service === "dns") assert.deepEqual(nameservers, ["127.0.0.1", "192.168.99.1"]);
+        else assert.deepEqual(nameservers, ["192.168.99.13"], host.service);
+      }
+    });
+
+    it("gives the DNS host its own unbound first and at most three resolvers in all (glibc reads three)", () => {
+      const data = { host: { ip: "10.0.0.2", dnsServer: "10.0.0.2", domain: "lab.test" }, dns: { forwarders: ["10.0.0.1", "9.9.9.9", "1.1.1.1"] } };
+      assert.deepEqual(nixEval(`(import ${shippedNix("lib/resolv.nix")}).nameservers (builtins.fromJSON ${JSON.stringify(JSON.stringify(data))})`), ["127.0.0.1", "10.0.0.1", "9.9.9.9"]);
+    });
+  });
+
+  describe("core (R8: the firewall)", () => {
+    it("uses the nftables firewall without reverse-path filter or logging by default, and none with network.firewall = proxmox", async () => {
+      const inside = evalModule(example, "postgresql", "core.nix").networking;
+      assert.equal(inside.nftables.enable, true);
+      assert.deepEqual(
+        { enable: inside.firewall.enable, checkReversePath: inside.firewall.checkReversePath, logRefusedConnections: inside.firewall.logRefusedConnections, allowedTCPPorts: inside.firewall.allowedTCPPorts },
+        { enable: true, checkReversePath: false, logRefusedConnections: false, allowedTCPPorts: [5432] },
+      );
+      const raw = await exampleManifestData();
+      raw.network.firewall = "proxmox";
+      const outside = evalModule(renderWithConfigs(raw), "postgresql", "core.nix").networking;
+      assert.equal(outside.nftables.enable, false);
+      assert.equal(outside.firewall.enable, false);
+    });
+  });
+
+  describe("authentik (R2, R11)", () => {
+    it("gives the worker its own loopback HTTP and metrics listeners, so no two units share a socket", () => {
+      const units = evalModule(example, "authentik", "services/authentik.nix").systemd.services;
+      const server = units.authentik.environment;
+      const worker = units["authentik-worker"].environment;
+      assert.equal(server.AUTHENTIK_LISTEN__HTTP, "192.168.99.12:9000");
+      assert.equal(worker.AUTHENTIK_LISTEN__HTTP, "127.0.0.1:9001");
+      assert.equal(worker.AUTHENTIK_LISTEN__METRICS, "127.0.0.1:9310");
+      for (const key of ["AUTHENTIK_LISTEN__HTTP", "AUTHENTIK_LISTEN__HTTPS", "AUTHENTIK_LISTEN__METRICS"]) assert.notEqual(server[key], worker[key], key);
+      assert.match(server.AUTHENTIK_LISTEN__HTTPS, /^127\.0\.0\.1:/);
+    });
+
+    it("runs migrations once in a oneshot unit that both the server and the worker require and follow", () => {
+      const units = evalModule(example, "authentik", "services/authentik.nix").systemd.services;
+      assert.equal(units["authentik-migrate"].serviceConfig.Type, "oneshot");
+      assert.match(units["authentik-migrate"].serviceConfig.ExecStart, /\/bin\/ak migrate$/);
+      for (const unit of ["authentik", "authentik-worker"]) {
+        assert.ok(units[unit].requires.includes("authentik-migrate.service"), unit);
+        assert.ok(units[unit].after.includes("authentik-migrate.service"), unit);
+        assert.ok(units[unit].after.includes("network-online.target"), unit);
+      }
+      assert.equal(units["authentik-migrate"].wantedBy, undefined);
+    });
+
+    it("runs no Redis and passes no Redis setting", () => {
+      const config = evalModule(example, "authentik", "services/authentik.nix");
+      assert.doesNotMatch(JSON.stringify(config), /redis/i);
+    });
+
+    it("warns when ports lists 9443 (bound to loopback only) and not otherwise", () => {
+      assert.deepEqual(evalModule(example, "authentik", "services/authentik.nix").warnings, []);
+      assert.match(evalModule(seed, "authentik", "services/authentik.nix").warnings.join("\n"), /lists 9443 in ports/);
+    });
+  });
+
+  describe("caddy (R11) and its Caddyfile", () => {
+    it("opens UDP 443 for HTTP/3, skips installing its root, and its site blocks are the rendered Caddyfile's", () => {
+      assert.deepEqual(evalModule(example, "caddy", "core.nix").networking.firewall.allowedUDPPorts, [443]);
+      const config = evalModule(example, "caddy", "services/caddy.nix");
+      assert.equal(config.services.caddy.globalConfig, "skip_install_trust");
+      assert.ok(example.configs.caddy.Caddyfile.endsWith(config.services.caddy.extraConfig));
+      assert.match(example.configs.caddy.Caddyfile, /^\{\n\tskip_install_trust\n/);
+    });
+  });
+
+  describe("dns (R9, R10) and its unbound.conf", () => {
+    it("installs dnsutils for the liveness check's `host`, validates DNSSEC only when asked, and its settings are configs/unbound.conf", () => {
+      const config = evalModule(example, "dns", "services/dns.nix");
+      assert.ok(config.environment.systemPackages.includes("/nix/store/stub-dnsutils"));
+      assert.equal(config.services.unbound.enableRootTrustAnchor, false);
+      const settings = JSON.stringify(JSON.stringify(config.services.unbound.settings));
+      assert.equal(nixEval(`(import ${shippedNix("lib/dns.nix")}).toConf (builtins.fromJSON ${settings})`), example.configs.dns["unbound.conf"]);
+    });
+
+    it("turns validation on with network.dns.dnssec", async () => {
+      const raw = await exampleManifestData();
+      raw.network.dns = { dnssec: true, forwarders: ["9.9.9.9"] };
+      const rendered = renderWithConfigs(raw);
+      const config = evalModule(rendered, "dns", "services/dns.nix");
+      assert.equal(config.services.unbound.enableRootTrustAnchor, true);
+      assert.deepEqual(config.services.unbound.settings["forward-zone"], [{ name: ".", "forward-addr": ["9.9.9.9"] }]);
+    });
+  });
+
+  describe("postgresql and its pg_hba.conf / setup.sql", () => {
+    it("uses exactly the rendered pg_hba.conf as its authentication", () => {
+      const config = evalModule(example, "postgresql", "services/postgresql.nix");
+      assert.equal(config.services.postgresql.authentication, example.configs.postgresql["pg_hba.conf"]);
+      assert.match(config.systemd.services["nixmox-postgresql-passwords"].serviceConfig.ExecStart, /--file=\/nix\/store\/stub-nixmox-postgresql-passwords\.sql$/);
+    });
+  });
+
+  describe("the managed CA (R3)", () => {
+    const pem = "-----BEGIN CERTIFICATE-----\nTUlJQmZha2U=\n-----END CERTIFICATE-----\n";
+
+    it("is trusted by every host, signs the proxy's internal-TLS sites from credentials, and is Tomcat's trust store", async () => {
+      const rendered = renderWithConfigs(await exampleManifestData(), { caRootCertificate: pem });
+      for (const host of rendered.hosts) assert.deepEqual(evalModule(rendered, host.service, "core.nix").security.pki.certificates, [pem], host.service);
+      const caddy = evalModule(rendered, "caddy", "services/caddy.nix");
+      assert.deepEqual(caddy.systemd.services.caddy.serviceConfig.LoadCredential, [
+        "nixmox_ca_cert:/var/lib/nixmox/secrets/caddy/ca_root_cert",
+        "nixmox_ca_key:/var/lib/nixmox/secrets/caddy/ca_root_key",
+      ]);
+      assert.match(caddy.services.caddy.globalConfig, /pki \{\n\tca nixmox \{[\s\S]*key \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_key/);
+      assert.doesNotMatch(caddy.services.caddy.extraConfig, /tls internal/);
+      assert.ok(rendered.configs.caddy.Caddyfile.endsWith(caddy.services.caddy.extraConfig));
+      const tomcat = evalModule(rendered, "guacamole", "services/guacamole.nix").services.tomcat;
+      assert.ok(tomcat.javaOpts.includes("-Djavax.net.ssl.trustStore=/nix/store/stub-nixmox-truststore.p12"));
+    });
+
+    it("changes nothing without a managed CA: Caddy's own internal CA, no extra roots, no trust store", () => {
+      assert.deepEqual(evalModule(example, "dns", "core.nix").security.pki.certificates, []);
+      const caddy = evalModule(example, "caddy", "services/caddy.nix");
+      assert.equal(caddy.systemd?.services?.caddy?.serviceConfig?.LoadCredential, undefined);
+      assert.match(caddy.services.caddy.extraConfig, /\ttls internal\n/);
+      assert.equal(evalModule(example, "guacamole", "services/guacamole.nix").services.tomcat.javaOpts, undefined);
+    });
+
+    it("rejects a root that is not one PEM certificate", () => {
+      assert.throws(() => renderWithConfigs(seedManifest(), { caRootCertificate: "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----" }), /managed CA: caRootCertificate must be one PEM certificate/);
+    });
+  });
+
+  describe("the example's homepage module (R4)", () => {
+    it("accepts the Host header of every route the proxy sends it", () => {
+      const config = evalModule(example, "homepage", "../manifest/modules/homepage.nix");
+      const allowed = (config.services["homepage-dashboard"].allowedHosts as string).split(",");
+      const domains = (example.data("caddy").caddy.routes as Array<{ service: string; domain: string }>).filter((r) => r.service === "homepage").map((r) => r.domain);
+      assert.ok(domains.length > 0);
+      for (const domain of domains) assert.ok(allowed.includes(domain), `${domain} not in ${allowed.join(",")}`);
+      assert.ok(allowed.includes("192.168.99.16:8082"));
+    });
+  });
+
+  describe("vaultwarden (S5)", () => {
+    it("leaves openid out of SSO_SCOPES (Vaultwarden always adds it)", () => {
+      const config = evalModule(example, "vaultwarden", "services/vaultwarden.nix");
+      assert.equal(config.services.vaultwarden.config.SSO_SCOPES, "email profile");
+      assert.deepEqual(failedAssertions(config), []);
+    });
+
+    it("refuses an OIDC client when the pinned Vaultwarden predates SSO (1.35.0)", () => {
+      const config = evalModule(example, "vaultwarden", "services/vaultwarden.nix", ["--argstr", "vaultwardenVersion", "1.34.3"]);
+      assert.match(failedAssertions(config).join("\n"), /Vaultwarden 1\.34\.3 has no SSO \(it needs 1\.35\.0 or later\)/);
+    });
+  });
+});
