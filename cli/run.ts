@@ -1,7 +1,8 @@
 /**
  * Shared plumbing for commands: how a manifest problem or an unexpected failure reaches the user.
  */
-import { ManifestError } from "../manifest";
+// problems.ts imports nothing: the error type without the manifest code (zod, yaml) behind it.
+import { ManifestError } from "../manifest/problems";
 
 /** Exit codes: 0 ok, 1 invalid manifest or unhealthy/failed result, 2 bad usage or an unexpected failure. */
 export const exitCodes = { ok: 0, problems: 1, usage: 2 } as const;
@@ -30,4 +31,9 @@ export function action<A extends unknown[]>(run: (...args: A) => Promise<number 
 /** Writes text followed by exactly one newline. */
 export function print(text: string): void {
   process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+}
+
+/** The manifest code (loader, zod schema, planner), loaded by the commands that read a manifest. */
+export function manifestModule(): typeof import("../manifest") {
+  return require("../manifest") as typeof import("../manifest");
 }

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { LineCounter, parseDocument } from "yaml";
+import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
 import type { Plan } from "./plan-types";
 import { ManifestError, type Problem } from "./problems";
@@ -117,6 +117,8 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
 }
 
 function parseYaml(file: string, text: string): unknown {
+  // Loaded here, not at the top: only .yaml manifests need the parser, and every CLI start would pay for it.
+  const { LineCounter, parseDocument } = require("yaml") as typeof Yaml;
   // Without prettyErrors, yaml leaves `linePos` unset; a LineCounter turns the error offset into line:col.
   const lineCounter = new LineCounter();
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });

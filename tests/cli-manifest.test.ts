@@ -160,6 +160,13 @@ describe("cli: validate, plan, graph, schema", function () {
     });
   });
 
+  it("schema --out writes the file and says so on stderr", async () => {
+    const file = path.join(dir, "schema.json");
+    const run = await nixmox("schema", "--out", file);
+    assert.deepEqual([run.code, run.stdout, run.stderr], [0, "", `wrote the manifest JSON Schema to ${file}\n`]);
+    assert.equal(readFileSync(file, "utf8"), (await nixmox("schema")).stdout);
+  });
+
   it("prints a schema equal to the committed manifest/manifest.schema.json", async () => {
     const run = await nixmox("schema");
     assert.equal(run.code, 0, run.stderr);

@@ -93,9 +93,9 @@ describe("nixmox preview --offline", function () {
     assert.equal(result.stderr, "nixmox: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/); `nixmox preview --offline` needs none\n");
   });
 
-  it("fails with exit code 2 when a manifest argument or --json is given without --offline", () => {
+  it("fails with exit code 2 when a manifest argument is given without --offline", () => {
     const result = nixmox("preview", "manifest/service-manifest.nix");
     assert.equal(result.status, 2);
-    assert.equal(result.stderr, "nixmox: a manifest argument and --json go with --offline; the engine preview reads nixmox:manifest from the stack config\n");
+    assert.equal(result.stderr, "nixmox: a manifest argument goes with --offline; the engine preview reads nixmox:manifest from the stack config\n");
   });
 });

@@ -184,12 +184,12 @@ describe("secrets check: the CLI", function () {
     assert.equal(result.stderr, `stack file ${join(dir, "Pulumi.nope.yaml")} does not exist; create the stack with \`pulumi stack init nope\` or pass --stack <name>\n`);
   });
 
-  it("fails with exit 2 for an invalid manifest", async () => {
+  it("fails with exit 1 for an invalid manifest, as validate, plan and status do", async () => {
     const raw = manifestWithSecrets();
     raw.services.app.secrets.smtp_password.mode = "777x";
     writeFileSync(join(dir, "bad.json"), JSON.stringify(raw));
     const result = await run(["secrets", "check", join(dir, "bad.json"), "--stack", "ok", "--project-dir", dir]);
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 1);
     assert.match(result.stderr, /smtp_password/);
     assert.match(result.stderr, /must be an octal mode such as "0400"/);
   });

@@ -203,4 +203,20 @@ describe("secrets import: SOPS/age decryption and the config write", function ()
       assert.equal(result.stdout.includes(leaf), false, `${leaf} leaked`);
     }
   });
+
+  it("the real import without a Pulumi CLI gives the engine commands' one-line message (exit 2), no value", async () => {
+    const manifest = join(dir, "manifest.json");
+    writeFileSync(manifest, JSON.stringify(smallManifest()));
+    const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [join(__dirname, "..", "bin", "nixmox.js"), "secrets", "import", file, "--identity", identity, "--manifest", manifest, "--stack", "ci"],
+        { timeout: 30_000, env: { ...process.env, PATH: "/usr/bin:/bin" } },
+        (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? -1) : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.equal(result.stderr, "nixmox: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/); `nixmox preview --offline` needs none\n");
+  });
 });

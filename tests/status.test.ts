@@ -3,11 +3,11 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { AddressInfo, createServer } from "node:net";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { formatKnownHostsLine, parseHostKey } from "../components/ssh";
-import { renderStatusTable } from "../cli/commands/status";
+import { describeFailures, renderStatusTable } from "../cli/commands/status";
 import { TestSshd, seedFakeNixos, startSshd } from "./support/sshd";
 
 const cli = join(__dirname, "..", "bin", "nixmox.js");
@@ -78,6 +78,20 @@ describe("nixmox status over three real sshd hosts", function () {
       ["beta", "yes", gen1, "-", "-"],
       ["gamma", "no", gen1, "app.service", "liveness: failed"],
     ]);
+  });
+
+  it("on a terminal, shows on stderr which hosts have answered, then clears the line; piped, stderr stays empty (above)", () => {
+    const screen = join(work, "typescript");
+    const quote = (text: string) => `'${text}'`;
+    const command = [process.execPath, cli, "status", manifest, "--identity", identity, "--known-hosts", knownHosts, "--current-system", currentSystem, "--json"].map(quote).join(" ");
+    // util-linux `script` gives the command a pseudo-terminal; stdout goes to a file so only stderr is on it.
+    const result = spawnSync("script", ["-qec", `${command} > ${quote(join(work, "status.json"))}`, screen], { encoding: "utf8", timeout: 50_000 });
+    assert.equal(result.status, 1, result.stderr);
+    const terminal = readFileSync(screen, "utf8");
+    assert.match(terminal, /\r\u001b\[Kchecking 3 services over SSH…/);
+    assert.match(terminal, /\r\u001b\[Kchecked 3\/3: /);
+    assert.match(terminal, /gamma unhealthy/);
+    assert.equal((JSON.parse(readFileSync(join(work, "status.json"), "utf8")) as unknown[]).length, 3);
   });
 
   it("prints JSON with --json, same verdicts", () => {
@@ -156,12 +170,33 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)\n");
   });
 
-  it("fails with exit 2 on an invalid manifest, listing the problem", () => {
+  it("defaults to .nixmox/known_hosts in the project (gitignored, where the README writes it) and says how to write it", () => {
+    const result = spawnSync(process.execPath, [cli, "status", manifest, "--identity", identity], { encoding: "utf8", cwd: join(__dirname, ".."), timeout: 50_000 });
+    assert.equal(result.status, 2);
+    assert.equal(
+      result.stderr,
+      "nixmox status: known_hosts file .nixmox/known_hosts does not exist: write the keys NixMox pinned with `mkdir -p .nixmox && pulumi stack output knownHosts > .nixmox/known_hosts`, or pass --known-hosts FILE\n",
+    );
+    assert.ok(readFileSync(join(__dirname, "..", ".gitignore"), "utf8").split("\n").includes("/.nixmox/"), ".nixmox/ is gitignored");
+  });
+
+  it("fails with exit 1 on an invalid manifest, listing the problem (as validate and plan do)", () => {
     const bad = join(work, "bad.json");
     writeFileSync(bad, JSON.stringify({ network: { domain: "lan", dns_server: "127.0.0.1", gateway: "127.0.0.1", network_cidr: "127.0.0.0/8" }, services: { x: { ip: "127.0.0.8" } } }));
     const result = runCli([bad, "--identity", identity, "--known-hosts", knownHosts]);
-    assert.equal(result.code, 2);
+    assert.equal(result.code, 1);
     assert.match(result.stderr, /service "x"/);
+  });
+
+  it("names a failure shared by several checks once, with the checks that gave it", () => {
+    assert.equal(
+      describeFailures([
+        { name: "dns-a", output: "connect ECONNREFUSED 127.0.0.1:22" },
+        { name: "dns-b", output: "connect ECONNREFUSED 127.0.0.1:22" },
+        { name: "unit", output: "exit code 3" },
+      ]),
+      "dns-a, dns-b: connect ECONNREFUSED 127.0.0.1:22; unit: exit code 3",
+    );
   });
 
   it("renders an empty last output and missing generation as dashes", () => {

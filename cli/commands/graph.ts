@@ -1,15 +1,15 @@
 import { Option, type Command } from "commander";
-import { defaultManifestPath, loadPlan } from "../../manifest";
-import { action, print } from "../run";
+import { displayPath, exampleManifestPath } from "../paths";
+import { action, manifestModule, print } from "../run";
 import { renderGraph, type GraphFormat } from "../views";
 
 export function register(program: Command): void {
   program
     .command("graph")
     .description("Print the dependency graph, each edge labelled with its reason.")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .addOption(new Option("--format <format>", "graph language").choices(["mermaid", "dot"]).default("mermaid"))
     .action(action(async (manifest: string, options: { format: GraphFormat }) => {
-      print(renderGraph(await loadPlan(manifest), options.format));
+      print(renderGraph(await manifestModule().loadPlan(manifest), options.format));
     }));
 }

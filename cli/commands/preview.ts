@@ -1,9 +1,14 @@
 import type { Command } from "commander";
 import * as path from "node:path";
-import { offlineSecretPlaceholders, offlineStackConfig, recordProgram, renderPreviewJson, renderPreviewTree } from "../../components/offline-preview";
-import { defaultManifestPath, loadPlan } from "../../manifest";
-import { action, exitCodes, print } from "../run";
+import { displayPath, exampleManifestPath } from "../paths";
+import { ttyStatusLine } from "../progress";
+import { action, exitCodes, manifestModule, print } from "../run";
+import { engineQualifiedType, parseOnly, selectServices, targetResources, SelectionError } from "../select";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
+
+interface PreviewFlags extends EngineFlags {
+  offline?: boolean;
+}
 
 export function register(program: Command): void {
   const command = program
@@ -13,27 +18,78 @@ export function register(program: Command): void {
         "Proxmox settings and a throwaway key (no Proxmox, no Pulumi CLI, no stack config) and prints the exact resource " +
         "tree; without it, the Pulumi engine previews the stack (Automation API; needs the Pulumi CLI).",
     )
-    .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${path.relative(process.cwd(), defaultManifestPath)}); the engine reads nixmox:manifest`)
+    .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${displayPath(exampleManifestPath)}); the engine reads nixmox:manifest`)
     .option("--offline", "run under mocks instead of the engine")
-    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"");
-  engineOptions(command).action(action(async (manifest: string | undefined, options: EngineFlags & { offline?: boolean; json?: boolean }) => {
+    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
+  engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
     if (!options.offline) {
-      if (manifest !== undefined || options.json) {
-        process.stderr.write("nixmox: a manifest argument and --json go with --offline; the engine preview reads nixmox:manifest from the stack config\n");
+      if (manifest !== undefined) {
+        process.stderr.write("nixmox: a manifest argument goes with --offline; the engine preview reads nixmox:manifest from the stack config\n");
         return exitCodes.usage;
       }
       return engineAction("preview", options);
     }
-    const manifestPath = manifest ?? defaultManifestPath;
-    // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
-    const plan = await loadPlan(manifestPath);
-    const placeholders = offlineSecretPlaceholders(plan);
-    const { config, secretKeys } = offlineStackConfig(path.resolve(manifestPath), placeholders);
-    // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
-    secretKeys.push(...Object.keys(placeholders));
-    // Loaded here, not at the top: the program module pulls in the Pulumi SDK, which the other commands never need.
-    const nixmoxProgram = require("../../index") as () => Promise<unknown>;
-    const run = await recordProgram(nixmoxProgram, { config, secretKeys, preview: true });
-    print(options.json ? renderPreviewJson(run.resources) : renderPreviewTree(run.resources));
+    if (options.stack !== undefined || options.backend !== undefined) {
+      process.stderr.write("nixmox: --offline uses no stack or backend (built-in fake settings); drop --stack/--backend, or drop --offline to preview the stack\n");
+      return exitCodes.usage;
+    }
+    return offlinePreview(manifest ?? exampleManifestPath, options);
   }));
+}
+
+async function offlinePreview(manifestPath: string, options: PreviewFlags): Promise<number> {
+  const only = parseOnly(options.only ?? []);
+  if (only.length === 0 && (options.withDependencies || options.withDependents)) {
+    process.stderr.write("nixmox: --with-dependencies and --with-dependents extend an --only selection; add --only NAME\n");
+    return exitCodes.usage;
+  }
+  // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
+  const plan = await manifestModule().loadPlan(manifestPath);
+  let selected: string[] | null = null;
+  try {
+    if (only.length > 0) selected = selectServices(plan, { only, withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
+  } catch (error) {
+    if (!(error instanceof SelectionError)) throw error;
+    process.stderr.write(`nixmox: ${error.message}\n`);
+    return exitCodes.usage;
+  }
+  // The Pulumi SDK and the program load here, for this command only.
+  const offline = require("../../components/offline-preview") as typeof import("../../components/offline-preview");
+  const placeholders = offline.offlineSecretPlaceholders(plan);
+  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), placeholders);
+  // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
+  secretKeys.push(...Object.keys(placeholders));
+  // On a terminal, a one-line counter of registered resources while the program runs under mocks.
+  const line = ttyStatusLine(process.stderr);
+  let count = 0;
+  const started = Date.now();
+  line.update("running the program under mocks…");
+  const progress = {
+    registered: (name: string) => line.update(`registering resources: ${++count} (${name}) ${((Date.now() - started) / 1000).toFixed(1)}s`),
+    done: () => line.done(),
+  };
+  const nixmoxProgram = require("../../index") as () => Promise<unknown>;
+  let run;
+  try {
+    run = await offline.recordProgram(nixmoxProgram, { config, secretKeys, preview: true, onRegister: progress.registered });
+  } finally {
+    progress.done();
+  }
+  if (selected === null) {
+    print(options.json ? offline.renderPreviewJson(run.resources) : offline.renderPreviewTree(run.resources));
+    return exitCodes.ok;
+  }
+  const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
+  const wanted = new Set(targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }).map((resource) => `${resource.qualifiedType}::${resource.name}`));
+  const targeted = new Set(run.resources.filter((resource) => wanted.has(`${engineQualifiedType(resource.urn)}::${resource.name}`)).map((resource) => resource.urn));
+  if (options.json) {
+    const { stableJson } = require("../../render/stable-json") as typeof import("../../render/stable-json");
+    const document = JSON.parse(offline.renderPreviewJson(run.resources)) as { resources: Array<{ urn: string; targeted?: boolean }> };
+    for (const resource of document.resources) if (targeted.has(resource.urn)) resource.targeted = true;
+    print(stableJson(document));
+  } else {
+    print(offline.renderPreviewTree(run.resources));
+    print(`--only ${selected.join(",")}: ${targeted.size} of ${run.resources.length} resources are targeted (--json marks them "targeted": true)`);
+  }
+  return exitCodes.ok;
 }

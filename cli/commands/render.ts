@@ -1,8 +1,11 @@
 import type { Command } from "commander";
 import * as path from "node:path";
-import { defaultManifestPath, loadPlan, ManifestError } from "../../manifest";
-import { ConfigEvaluationError, fileSources, renderAll, renderConfigs, resolveNixpkgsPin, writeRenderedHosts } from "../../render";
-import { action, print } from "../run";
+import { ManifestError } from "../../manifest/problems";
+import { displayPath, exampleManifestPath, projectRoot } from "../paths";
+import { action, manifestModule, print } from "../run";
+
+/** The renderer, loaded by this command only. */
+const renderModule = () => require("../../render") as typeof import("../../render");
 
 function parsePin(json: string | undefined): unknown {
   if (json === undefined) return undefined;
@@ -13,7 +16,8 @@ function parsePin(json: string | undefined): unknown {
   }
 }
 
-function evaluateConfigs(hosts: Parameters<typeof renderConfigs>[0]): ReturnType<typeof renderConfigs> {
+function evaluateConfigs(hosts: Parameters<typeof import("../../render").renderConfigs>[0]): ReturnType<typeof import("../../render").renderConfigs> {
+  const { ConfigEvaluationError, renderConfigs } = renderModule();
   try {
     return renderConfigs(hosts);
   } catch (error) {
@@ -26,14 +30,16 @@ export function register(program: Command): void {
   program
     .command("render")
     .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .requiredOption("--out <dir>", "output directory")
     .option("--configs", "also write DIR/<service>/configs/: the daemon files the host's modules produce (Caddyfile, unbound.conf, pg_hba.conf, setup.sql), evaluated with nix-instantiate")
     .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11")
     .action(action(async (manifest: string, options: { out: string; nixpkgs?: string; configs?: boolean }) => {
+      const { fileSources, renderAll, resolveNixpkgsPin, writeRenderedHosts } = renderModule();
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
-      const plan = await loadPlan(manifest);
-      const hosts = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs });
+      const plan = await manifestModule().loadPlan(manifest);
+      // The shipped modules of this checkout (nixos/), also when the CLI runs from dist/.
+      const hosts = renderAll(plan, fileSources(plan.manifestDir, path.join(projectRoot, "nixos")), { nixpkgs });
       // Evaluated before anything is written, so a failure leaves the output directory as it was.
       const configs = options.configs ? evaluateConfigs(hosts) : {};
       writeRenderedHosts(options.out, hosts, configs);

@@ -1,44 +1,41 @@
 /**
  * `nixmox secrets check [manifest] [--stack NAME]`: every secret the manifest needs, whether the stack sets it,
  * generates it or misses it, and the exact command for each missing one. Exit 0 when the deploy can proceed,
- * 1 when a required secret is missing (or stored in plain text), 2 for invalid input (manifest, stack file).
+ * 1 when a required secret is missing (or stored in plain text) or the manifest is invalid (as in validate), 2 for a
+ * missing or unreadable stack file.
  *
- * `nixmox secrets import <sops-file> [--identity FILE] [--stack NAME]`: copies a SOPS/age file's values into the
- * stack's config secrets; prints what went where, never a value.
+ * `nixmox secrets import <sops-file> [--identity FILE] [--stack NAME] [--backend URL]`: copies a SOPS/age file's
+ * values into the config secrets of the stack the engine commands use (the Pulumi CLI's selected stack and
+ * backend, cli/engine.ts); prints what went where, never a value.
  */
 import type { Command } from "commander";
-import { defaultManifestPath, loadPlan, ManifestError } from "../../manifest";
-import {
-  SopsError,
-  StackFileError,
-  checkSecrets,
-  decryptSopsFile,
-  formatImportPlan,
-  formatSecretCheck,
-  planImport,
-  readStackFileSecretStates,
-  writeImport,
-} from "../../components/secrets";
-import { projectDir } from "../../components/stack-config";
-import { action, exitCodes, print } from "../run";
+import { displayPath, exampleManifestPath, projectRoot } from "../paths";
+import { action, exitCodes, manifestModule, print } from "../run";
+
+/** The secrets code (SOPS, age, stack files) is loaded by these commands only. */
+const secretsModule = () => require("../../components/secrets") as typeof import("../../components/secrets");
 
 interface CheckOptions {
   stack: string;
   projectDir: string;
 }
 
-interface ImportOptions extends CheckOptions {
+interface ImportOptions {
+  stack?: string;
+  backend?: string;
+  projectDir: string;
   identity?: string;
   manifest: string;
   dryRun?: boolean;
 }
 
-/** Input problems exit 2 here: exit 1 means "a secret is missing". */
+/** Stack file and SOPS problems exit 2 here (an invalid manifest exits 1 through `action`, as everywhere). */
 async function inputs<T>(load: () => Promise<T>): Promise<T | { failed: true }> {
   try {
     return await load();
   } catch (error) {
-    if (error instanceof ManifestError || error instanceof StackFileError || error instanceof SopsError) {
+    const { SopsError, StackFileError } = secretsModule();
+    if (error instanceof StackFileError || error instanceof SopsError) {
       process.stderr.write(`${error.message}\n`);
       return { failed: true };
     }
@@ -53,12 +50,15 @@ export function register(program: Command): void {
   secrets
     .command("check")
     .description("List every secret the manifest needs: set, generated or missing (with the command that sets it).")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--stack <name>", "stack whose Pulumi.<name>.yaml is read", "dev")
-    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectRoot)
     .action(
       action(async (manifest: string, options: CheckOptions) => {
-        const loaded = await inputs(async () => ({ plan: await loadPlan(manifest), states: readStackFileSecretStates(options.projectDir, options.stack) }));
+        const { checkSecrets, formatSecretCheck, readStackFileSecretStates } = secretsModule();
+        // An invalid manifest exits 1 (through `action`), as in validate, plan and status; exit 2 is for the stack file.
+        const plan = await manifestModule().loadPlan(manifest);
+        const loaded = await inputs(async () => ({ plan, states: readStackFileSecretStates(options.projectDir, options.stack) }));
         if (failed(loaded)) return exitCodes.usage;
         const rows = checkSecrets(loaded.plan, loaded.states, { stack: options.stack });
         print(`stack ${options.stack}:`);
@@ -72,19 +72,37 @@ export function register(program: Command): void {
     .description("Copy the values of a SOPS/age-encrypted YAML file into the stack's config secrets.")
     .argument("<sops-file>", "SOPS file, e.g. secrets/default.yaml")
     .option("--identity <file>", "age identity file (default: $SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)")
-    .option("--stack <name>", "stack to write to", "dev")
-    .option("--manifest <file>", "manifest that says which secrets are needed", defaultManifestPath)
-    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
-    .option("--dry-run", "show what would be imported without writing")
+    .option("--stack <name>", "stack to write to (default: the Pulumi CLI's selected stack)")
+    .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
+    .option("--manifest <file>", "manifest that says which secrets are needed", displayPath(exampleManifestPath))
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectRoot)
+    .option("--dry-run", "show what would be imported without writing (needs no Pulumi CLI; the real run does)")
     .action(
       action(async (file: string, options: ImportOptions) => {
+        const { decryptSopsFile, formatImportPlan, planImport } = secretsModule();
+        const plan = await manifestModule().loadPlan(options.manifest);
         const loaded = await inputs(async () => ({
-          plan: await loadPlan(options.manifest),
+          plan,
           leaves: await decryptSopsFile(file, options.identity === undefined ? {} : { identityFile: options.identity }),
         }));
         if (failed(loaded)) return exitCodes.usage;
         const result = planImport(loaded.leaves, loaded.plan);
-        if (!options.dryRun) await writeImport(result.imports, { stack: options.stack, workDir: options.projectDir });
+        if (!options.dryRun && result.imports.length > 0) {
+          const engine = require("../engine") as typeof import("../engine");
+          try {
+            await engine.setStackSecrets({
+              projectDir: options.projectDir,
+              onError: (text) => process.stderr.write(text),
+              ...(options.stack !== undefined ? { stack: options.stack } : {}),
+              ...(options.backend !== undefined ? { backend: options.backend } : {}),
+              values: Object.fromEntries(result.imports.map((entry) => [entry.configKey, entry.value])),
+            });
+          } catch (error) {
+            if (!(error instanceof engine.EngineError)) throw error;
+            process.stderr.write(`nixmox: ${error.message}\n`);
+            return error.exitCode;
+          }
+        }
         print(formatImportPlan(result, !options.dryRun));
         return exitCodes.ok;
       }),

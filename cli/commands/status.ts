@@ -7,11 +7,11 @@
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import type { Command } from "commander";
-import { ManifestError, defaultManifestPath, loadPlan } from "../../manifest";
 import type { ServicePlan } from "../../manifest/plan-types";
-import { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } from "../../components/health/runner";
-import { formatHostKey, lookupKnownHost, readKnownHostsFile } from "../../components/ssh/host-key";
-import { action, print } from "../run";
+import { ManifestError } from "../../manifest/problems";
+import { displayPath, exampleManifestPath, projectRoot } from "../paths";
+import { ttyStatusLine } from "../progress";
+import { action, exitCodes, manifestModule, print } from "../run";
 
 export interface StatusRow {
   service: string;
@@ -33,15 +33,23 @@ export interface StatusOptions {
   currentSystemPath?: string;
   /** Values masked in the output. @default [] */
   maskValues?: string[];
+  /** Called as each service's row is known (progress). */
+  onResult?: (row: StatusRow) => void;
 }
 
 /** Checks every service concurrently, one SSH connection each; rows sorted by service name. */
 export async function collectStatus(services: ServicePlan[], options: StatusOptions): Promise<StatusRow[]> {
-  const rows = await Promise.all(services.map((service) => statusOf(service, options)));
+  const rows = await Promise.all(services.map(async (service) => {
+    const row = await statusOf(service, options);
+    options.onResult?.(row);
+    return row;
+  }));
   return rows.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
 }
 
 async function statusOf(service: ServicePlan, options: StatusOptions): Promise<StatusRow> {
+  // The SSH client (ssh2) loads with the first host, not with the CLI.
+  const { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } = require("../../components/health/runner") as typeof import("../../components/health/runner");
   const base = { service: service.name, host: service.ip, port: service.sshPort };
   const hostKeys = options.hostKeysFor(service.ip, service.sshPort);
   if (hostKeys.length === 0) {
@@ -59,13 +67,23 @@ async function statusOf(service: ServicePlan, options: StatusOptions): Promise<S
     });
     const facts = await readHostFacts(connection.exec, options.currentSystemPath);
     const failing = report.checks.filter((check) => !check.healthy);
-    const lastOutput = failing.map((check) => `${check.name}: ${check.lastOutput || `exit code ${check.lastExitCode ?? "none"}`}`).join("; ");
+    const lastOutput = describeFailures(failing.map((check) => ({ name: check.name, output: check.lastOutput || `exit code ${check.lastExitCode ?? "none"}` })));
     return { ...base, healthy: report.healthy, generation: facts.generation, failedUnits: facts.failedUnits, lastOutput };
   } catch (error) {
     return { ...base, healthy: false, generation: null, failedUnits: [], lastOutput: (error as Error).message };
   } finally {
     connection.close();
   }
+}
+
+/**
+ * The failing checks' outputs, each distinct output once with the checks that gave it: a lost connection fails
+ * every check the same way and is then one message, not one per check (newcomer review P9).
+ */
+export function describeFailures(failures: Array<{ name: string; output: string }>): string {
+  const byOutput = new Map<string, string[]>();
+  for (const failure of failures) byOutput.set(failure.output, [...(byOutput.get(failure.output) ?? []), failure.name]);
+  return [...byOutput].map(([output, names]) => `${names.join(", ")}: ${output}`).join("; ");
 }
 
 /** A fixed-width table: service, healthy, generation (store path name), failed units, last output (one line). */
@@ -97,14 +115,17 @@ function readFileOrUsage(path: string, what: string): string {
 
 class UsageError extends Error {}
 
+/** In the project directory, which .gitignore covers (`/.nixmox/`), whatever manifest is checked. */
+const defaultKnownHosts = join(projectRoot, ".nixmox", "known_hosts");
+
 export function register(program: Command): void {
   program
     .command("status")
     .description("Run every enabled service's liveness checks over SSH and print a table. Exit 1 when any service is unhealthy.")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", defaultManifestPath)
+    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--json", "print JSON instead of a table")
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
-    .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: .nixmox/known_hosts next to the manifest)")
+    .option("--known-hosts <file>", `known_hosts file with the pinned host keys (default: ${displayPath(defaultKnownHosts)}, where the README's \`pulumi stack output knownHosts\` writes them)`)
     .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
     .action(
       action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string }) => {
@@ -112,9 +133,13 @@ export function register(program: Command): void {
           const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
           if (!identity) throw new UsageError("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)");
           const privateKey = readFileOrUsage(identity, "identity file");
-          const plan = await loadPlan(manifest);
-          const knownHostsFile = flags.knownHosts ?? join(dirname(manifest), ".nixmox", "known_hosts");
-          if (!existsSync(knownHostsFile)) throw new UsageError(`known_hosts file ${knownHostsFile} does not exist: write the keys NixMox pinned with \`pulumi stack output knownHosts > ${knownHostsFile}\`, or pass --known-hosts FILE`);
+          const { formatHostKey, lookupKnownHost, readKnownHostsFile } = require("../../components/ssh/host-key") as typeof import("../../components/ssh/host-key");
+          const plan = await manifestModule().loadPlan(manifest);
+          const knownHostsFile = flags.knownHosts ?? defaultKnownHosts;
+          if (!existsSync(knownHostsFile)) {
+            const shown = displayPath(knownHostsFile);
+            throw new UsageError(`known_hosts file ${shown} does not exist: write the keys NixMox pinned with \`mkdir -p ${displayPath(dirname(knownHostsFile))} && pulumi stack output knownHosts > ${shown}\`, or pass --known-hosts FILE`);
+          }
           let entries;
           try {
             entries = readKnownHostsFile(knownHostsFile);
@@ -122,18 +147,29 @@ export function register(program: Command): void {
             throw new UsageError((error as Error).message);
           }
           if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) throw new UsageError(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
+          // On a terminal, which hosts have answered so far (unreachable hosts take up to the SSH timeout).
+          const line = ttyStatusLine(process.stderr);
+          const done: string[] = [];
+          line.update(`checking ${plan.services.length} services over SSH…`);
           const rows = await collectStatus(plan.services, {
+            onResult: (row) => {
+              done.push(`${row.service} ${row.healthy ? "ok" : "unhealthy"}`);
+              line.update(`checked ${done.length}/${plan.services.length}: ${done.slice(-3).join(", ")}`);
+            },
             privateKey,
             currentSystemPath: flags.currentSystem,
             hostKeysFor: (host, port) => lookupKnownHost(entries, host, port).map(formatHostKey),
           });
+          line.done();
           print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
           return rows.every((row) => row.healthy) ? 0 : 1;
         } catch (error) {
-          if (error instanceof UsageError || error instanceof ManifestError) {
-            process.stderr.write(`${error instanceof UsageError ? "nixmox status: " : ""}${error.message}\n`);
-            return 2;
+          if (error instanceof UsageError) {
+            process.stderr.write(`nixmox status: ${error.message}\n`);
+            return exitCodes.usage;
           }
+          // An invalid manifest exits 1 here too, as in validate and plan.
+          if (error instanceof ManifestError) throw error;
           throw error;
         }
       }),

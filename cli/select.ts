@@ -1,0 +1,167 @@
+/**
+ * Selective deploys (`--only NAME[,NAME] [--with-dependencies] [--with-dependents]`): which services a command
+ * acts on, and the Pulumi targets (resource URNs) that select them, the way `pulumi up --target` does
+ * (https://www.pulumi.com/docs/iac/guides/basics/targeted-updates/). Pure: a plan in, names and URNs out.
+ *
+ * A service's resources are its `NixosService` component (`nixmox:index:NixosService`, named after the service),
+ * the component's children `<name>-container|ssh|config|secrets|rebuild|health` (components/nixos-service.ts),
+ * and the Authentik objects it owns (components/authentik/sso.ts names them `sso-<role>`): its OIDC client or
+ * forward-auth application, and for an authentik service its outpost binding and its LDAP/RADIUS outposts
+ * (`sso-<authentik>-<type>` and the command that pushes their token, `sso-<authentik>-<type>-token`,
+ * components/homelab.ts). An outpost binding is also selected with any forward-auth application it binds,
+ * since the binding lists the applications.
+ */
+import type { Plan } from "../manifest/plan-types";
+
+export interface SelectOptions {
+  /** Service names as given to --only (comma-separated lists already split). */
+  only: string[];
+  withDependencies?: boolean;
+  withDependents?: boolean;
+}
+
+/** A bad --only value: names the unknown service and the ones that exist. */
+export class SelectionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SelectionError";
+  }
+}
+
+/** Splits `--only a,b --only c` into names, without empties. */
+export function parseOnly(values: string[]): string[] {
+  return [...new Set(values.flatMap((value) => value.split(",")).map((name) => name.trim()).filter((name) => name !== ""))];
+}
+
+/**
+ * The selected services, sorted: the named ones, plus (transitively) what they depend on and/or what depends
+ * on them, along the plan's edges (`plan.edges`): hard ones (boot order: depends_on, database, DNS) and soft ones
+ * (SSO: a client's Authentik objects need its authentik service), since a selective deploy that leaves out either
+ * end of an edge can leave that relation half-applied.
+ */
+export function selectServices(plan: Pick<Plan, "services" | "disabled" | "edges">, options: SelectOptions): string[] {
+  const byName = new Map(plan.services.map((service) => [service.name, service]));
+  for (const name of options.only) {
+    if (byName.has(name)) continue;
+    const why = plan.disabled.includes(name) ? "is disabled in the manifest" : "is not a service of the manifest";
+    throw new SelectionError(`--only: "${name}" ${why}; enabled services: ${[...byName.keys()].join(", ")}`);
+  }
+  const dependencies = new Map<string, string[]>();
+  const dependents = new Map<string, string[]>();
+  const edges = [...plan.edges, ...plan.services.flatMap((service) => service.dependsOn.map((to) => ({ from: service.name, to })))];
+  for (const edge of edges) {
+    dependencies.set(edge.from, [...(dependencies.get(edge.from) ?? []), edge.to]);
+    dependents.set(edge.to, [...(dependents.get(edge.to) ?? []), edge.from]);
+  }
+  const selected = new Set(options.only);
+  const walk = (next: (name: string) => string[]) => {
+    const queue = [...options.only];
+    const seen = new Set(queue);
+    while (queue.length > 0) {
+      for (const neighbour of next(queue.shift()!)) {
+        if (seen.has(neighbour)) continue;
+        seen.add(neighbour);
+        selected.add(neighbour);
+        queue.push(neighbour);
+      }
+    }
+  };
+  if (options.withDependencies) walk((name) => dependencies.get(name) ?? []);
+  if (options.withDependents) walk((name) => dependents.get(name) ?? []);
+  return [...selected].sort();
+}
+
+/** The Authentik objects of the plan as the selection needs them (components/authentik/plan.ts). */
+export interface SsoObject {
+  kind: "oidc-app" | "proxy-app" | "outpost-binding";
+  role: string;
+  /** The client service; for a binding, none. */
+  service?: string;
+  authentik: string;
+  /** For a binding: the roles of the proxy apps it binds. */
+  proxyApps?: string[];
+}
+
+const componentType = "nixmox:index:NixosService";
+/** Child name suffix → resource type, as components/nixos-service.ts registers them. */
+const childTypes: Record<string, string> = {
+  container: "proxmoxve:index/containerLegacy:ContainerLegacy",
+  ssh: "pulumi-nodejs:dynamic/nixmox:SshHostKey",
+  config: "command:remote:Command",
+  secrets: "command:remote:Command",
+  rebuild: "command:remote:Command",
+  health: "pulumi-nodejs:dynamic/nixmox:HealthCheck",
+};
+const ssoTypes: Record<SsoObject["kind"], string> = {
+  "oidc-app": "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp",
+  "proxy-app": "pulumi-nodejs:dynamic/nixmox:AuthentikProxyApp",
+  "outpost-binding": "pulumi-nodejs:dynamic/nixmox:AuthentikOutpostBinding",
+};
+
+/** A resource as the targets name it: the qualified type (parent types joined by `$`) and the name. */
+export interface TargetResource {
+  qualifiedType: string;
+  name: string;
+}
+
+/** What decides which resources a service has besides its fixed children. */
+export interface TargetSources {
+  /** The plan's Authentik objects (components/authentik/plan.ts `planAuthentikObjects`). */
+  sso: SsoObject[];
+  /** The plan's LDAP/RADIUS outposts. @default none */
+  outposts?: Array<{ provider: string; type: string }>;
+  /** The plan's secrets: a host gets its `<name>-secrets` child only when some are delivered to it. @default none */
+  secrets?: Array<{ service: string }>;
+}
+
+/**
+ * The resources of the selected services, exactly those the program registers: the engine fails a run whose
+ * `--target` names a URN that is neither in the state nor in the program ("Target … could not be found in the
+ * stack", pulumi/pulumi pkg/resource/deploy `checkTargets`), so the `secrets` child is listed only for hosts that
+ * receive secrets (components/homelab.ts `planDeliveries`).
+ */
+export function targetResources(services: string[], sources: TargetSources): TargetResource[] {
+  const selected = new Set(services);
+  const { sso, outposts = [], secrets = [] } = sources;
+  const secretHosts = new Set(secrets.map((secret) => secret.service));
+  const resources: TargetResource[] = [];
+  for (const name of services) {
+    resources.push({ qualifiedType: componentType, name });
+    for (const [suffix, type] of Object.entries(childTypes)) {
+      if (suffix === "secrets" && !secretHosts.has(name)) continue;
+      resources.push({ qualifiedType: `${componentType}$${type}`, name: `${name}-${suffix}` });
+    }
+  }
+  const proxyAppRoles = new Set(sso.filter((object) => object.kind === "proxy-app" && selected.has(object.service!)).map((object) => object.role));
+  for (const object of sso) {
+    const chosen =
+      object.kind === "outpost-binding"
+        ? selected.has(object.authentik) || (object.proxyApps ?? []).some((role) => proxyAppRoles.has(role))
+        : selected.has(object.service!);
+    if (chosen) resources.push({ qualifiedType: ssoTypes[object.kind], name: `sso-${object.role}` });
+  }
+  for (const outpost of outposts) {
+    if (!selected.has(outpost.provider)) continue;
+    const name = `sso-${outpost.provider}-${outpost.type}`;
+    resources.push({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost", name }, { qualifiedType: "command:remote:Command", name: `${name}-token` });
+  }
+  return resources;
+}
+
+/**
+ * The URN the engine gives a resource: `urn:pulumi:<stack>::<project>::<qualified type>::<name>`, where resources
+ * parented to the stack carry no `pulumi:pulumi:Stack$` prefix (pulumi/pulumi pkg/resource/deploy
+ * `generateURN` skips the root stack type). `stack` is the bare stack name, without organization or project.
+ */
+export function targetUrn(stack: string, project: string, resource: TargetResource): string {
+  return `urn:pulumi:${stack.split("/").pop()}::${project}::${resource.qualifiedType}::${resource.name}`;
+}
+
+/**
+ * The same resource's URN under the Node SDK's mock monitor, which keeps the root stack type in the
+ * qualified type of top-level resources: strips that prefix so both spellings compare equal.
+ */
+export function engineQualifiedType(urn: string): string {
+  const qualified = urn.split("::")[2] ?? "";
+  return qualified.startsWith("pulumi:pulumi:Stack$") ? qualified.slice("pulumi:pulumi:Stack$".length) : qualified;
+}

@@ -1,0 +1,116 @@
+// Selective deploys: the closure over the plan's deploy edges (pure), and the targets checked against the
+// resources the real program registers (under mocks, through `nixmox preview --offline`). Not proven here:
+// that a real engine accepts the targets (the Automation API arguments are in tests/engine.test.ts).
+import { strict as assert } from "node:assert";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { planAuthentikObjects } from "../components/authentik/plan";
+import { loadPlan, type Plan } from "../manifest";
+import { SelectionError, engineQualifiedType, parseOnly, selectServices, targetResources, targetUrn } from "../cli/select";
+import { exampleManifestData, writeManifest } from "./support/pulumi-mocks";
+
+const root = path.resolve(__dirname, "..");
+const example = path.join(root, "manifest", "service-manifest.nix");
+const cli = path.join(root, "bin", "nixmox.js");
+
+interface PreviewResource {
+  urn: string;
+  name: string;
+  type: string;
+  targeted?: boolean;
+}
+
+function offlinePreview(...args: string[]): PreviewResource[] {
+  return offlinePreviewOf(example, ...args);
+}
+
+function offlinePreviewOf(manifest: string, ...args: string[]): PreviewResource[] {
+  const result = spawnSync(process.execPath, [cli, "preview", "--offline", "--json", ...args, manifest], { encoding: "utf8", timeout: 100_000, maxBuffer: 64 * 1024 * 1024 });
+  assert.equal(result.status, 0, result.stderr);
+  return (JSON.parse(result.stdout) as { resources: PreviewResource[] }).resources;
+}
+
+describe("cli: --only, --with-dependencies, --with-dependents", function () {
+  this.timeout(120_000);
+  let plan: Plan;
+
+  before(async () => {
+    plan = await loadPlan(example);
+  });
+
+  it("splits comma lists and repeated flags", () => {
+    assert.deepEqual(parseOnly(["dns,caddy", " vaultwarden ", "dns", ""]), ["dns", "caddy", "vaultwarden"]);
+  });
+
+  it("closes over the plan's edges, hard and soft (SSO), in either direction", () => {
+    assert.deepEqual(selectServices(plan, { only: ["vaultwarden"] }), ["vaultwarden"]);
+    assert.deepEqual(selectServices(plan, { only: ["vaultwarden"], withDependencies: true }), ["authentik", "caddy", "dns", "postgresql", "vaultwarden"]);
+    assert.deepEqual(selectServices(plan, { only: ["authentik"], withDependents: true }), ["authentik", "guacamole", "homepage", "vaultwarden"]);
+    // homepage only uses authentik's forward auth: a soft edge, which orders no boot but ties their SSO objects.
+    assert.equal(plan.edges.find((edge) => edge.from === "homepage" && edge.to === "authentik")?.hard, false);
+    // Each direction is its own closure: dependents of authentik's dependencies are not pulled in.
+    assert.deepEqual(selectServices(plan, { only: ["authentik"], withDependencies: true, withDependents: true }), ["authentik", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"]);
+    for (const service of plan.services) {
+      const closure = selectServices(plan, { only: [service.name], withDependencies: true });
+      for (const dependency of service.dependsOn) assert.ok(closure.includes(dependency), `${service.name} → ${dependency}`);
+    }
+  });
+
+  it("fails for a name that is not an enabled service", () => {
+    assert.throws(() => selectServices({ ...plan, disabled: ["mail"] }, { only: ["mail"] }), (error: unknown) => error instanceof SelectionError && /"mail" is disabled in the manifest/.test(error.message));
+  });
+
+  it("names engine URNs without the root stack type, project and bare stack name", () => {
+    assert.equal(targetUrn("org/nixmox/homelab", "nixmox", { qualifiedType: "nixmox:index:NixosService$command:remote:Command", name: "dns-config" }), "urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::dns-config");
+    assert.equal(engineQualifiedType("urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$nixmox:index:NixosService::dns"), "nixmox:index:NixosService");
+  });
+
+  it("targets exactly what the program registers (the engine fails on a target it cannot find): every service's resources and its SSO objects", () => {
+    const registered = new Set(offlinePreview().map((resource) => `${engineQualifiedType(resource.urn)}::${resource.name}`));
+    const sources = { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets };
+    for (const service of plan.services) {
+      const wanted = targetResources([service.name], sources);
+      const missing = wanted.filter((resource) => !registered.has(`${resource.qualifiedType}::${resource.name}`)).map((resource) => resource.name);
+      assert.deepEqual(missing, [], service.name);
+    }
+    // Only hosts that receive secrets have the secrets step: homepage has none.
+    assert.ok(!targetResources(["homepage"], sources).some((resource) => resource.name === "homepage-secrets"));
+    assert.ok(targetResources(["vaultwarden"], sources).some((resource) => resource.name === "vaultwarden-secrets"));
+    const byGuacamole = targetResources(["guacamole"], sources).map((resource) => resource.name);
+    assert.ok(byGuacamole.includes("sso-guacamole"));
+    const byHomepage = targetResources(["homepage"], sources).map((resource) => resource.name);
+    assert.ok(byHomepage.some((name) => name.startsWith("sso-homepage")) && byHomepage.includes("sso-authentik-outpost"), byHomepage.join(", "));
+  });
+
+  it("preview --offline --only … --with-dependents --json marks exactly the selected resources targeted", () => {
+    const resources = offlinePreview("--only", "postgresql", "--with-dependents");
+    const targeted = resources.filter((resource) => resource.targeted).map((resource) => resource.name).sort();
+    const services = ["authentik", "guacamole", "homepage", "postgresql", "vaultwarden"];
+    const expected = new Set(services.flatMap((service) => [service, ...["config", "container", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]));
+    assert.deepEqual(targeted.filter((name) => !name.startsWith("sso-")), resources.map((resource) => resource.name).filter((name) => expected.has(name)).sort());
+    assert.deepEqual(targeted.filter((name) => name.startsWith("sso-")), resources.filter((resource) => resource.name.startsWith("sso-")).map((resource) => resource.name).sort());
+    assert.ok(resources.some((resource) => resource.name === "dns-container" && resource.targeted === undefined));
+    assert.ok(resources.every((resource) => resource.targeted === undefined || resource.targeted === true));
+  });
+
+  it("targets an authentik service's LDAP and RADIUS outposts with it", async () => {
+    const data = (await exampleManifestData()) as { network: Record<string, unknown> };
+    const manifest = writeManifest({ ...data, network: { ...data.network, outposts: { ldap: {}, radius: { client_networks: ["192.168.99.0/24"] } } } });
+    try {
+      const resources = offlinePreviewOf(manifest.path, "--only", "authentik");
+      const outposts = resources.filter((resource) => /^sso-authentik-(ldap|radius)/.test(resource.name)).map((resource) => [resource.name, resource.targeted]);
+      assert.deepEqual(outposts.sort(), [["sso-authentik-ldap", true], ["sso-authentik-ldap-token", true], ["sso-authentik-radius", true], ["sso-authentik-radius-token", true]]);
+    } finally {
+      manifest.remove();
+    }
+  });
+
+  it("fails with exit 2 for --with-dependents without --only, and for --stack with --offline", () => {
+    const without = spawnSync(process.execPath, [cli, "preview", "--offline", "--with-dependents"], { encoding: "utf8" });
+    assert.equal(without.status, 2);
+    assert.equal(without.stderr, "nixmox: --with-dependencies and --with-dependents extend an --only selection; add --only NAME\n");
+    const stack = spawnSync(process.execPath, [cli, "preview", "--offline", "--stack", "homelab"], { encoding: "utf8" });
+    assert.equal(stack.status, 2);
+    assert.equal(stack.stderr, "nixmox: --offline uses no stack or backend (built-in fake settings); drop --stack/--backend, or drop --offline to preview the stack\n");
+  });
+});
