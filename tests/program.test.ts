@@ -148,6 +148,19 @@ describe("program under mocks: the example manifest", function () {
     assert.deepEqual(gateOf("postgresql-health"), ["postgresql-rebuild"]);
   });
 
+  it("serializes each dynamic provider once: every resource of a type carries the same provider text", () => {
+    const types = Object.keys(run.providerTexts).sort();
+    assert.deepEqual(types, [
+      "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp",
+      "pulumi-nodejs:dynamic/nixmox:AuthentikOutpostBinding",
+      "pulumi-nodejs:dynamic/nixmox:AuthentikProxyApp",
+      "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
+      "pulumi-nodejs:dynamic/nixmox:HealthCheck",
+      "pulumi-nodejs:dynamic/nixmox:SshHostKey",
+    ]);
+    for (const type of types) assert.equal(run.providerTexts[type].length, 1, type);
+  });
+
   it("keeps every secret input secret-wrapped and out of the printed preview", () => {
     const secretPaths = (name: string) => resourceNamed(run, name).secretPaths;
     assert.deepEqual(secretPaths("proxmox"), ["apiToken"]);
