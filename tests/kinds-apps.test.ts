@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { ManifestError, kindSpecs, loadManifestData, planManifest, validateManifest, type Plan } from "../manifest";
 import { fileSources, planHostData, renderHost, type HostData, type OidcData } from "../render";
 import { nixEval, shippedNix } from "./golden/render-fixtures";
+import { evalAppModule, nixJson } from "./support/app-module";
 
 const seedPath = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
 const secretsDir = "/var/lib/nixmox/secrets";
@@ -24,8 +25,7 @@ const forgejoLib = `(import ${shippedNix("lib/forgejo.nix")})`;
 const nextcloudLib = `(import ${shippedNix("lib/nextcloud.nix")})`;
 const openbaoLib = `(import ${shippedNix("lib/openbao.nix")})`;
 
-/** A Nix expression for a JSON value. */
-const json = (value: unknown) => `(builtins.fromJSON ${JSON.stringify(JSON.stringify(value))})`;
+const json = nixJson;
 
 const myFiles = [
   "services/pgadmin.nix",
@@ -40,32 +40,14 @@ const myFiles = [
   "lib/openbao.nix",
 ];
 
-const stub = path.join(__dirname, "support", "nixos-stub.nix");
 
-/**
- * Calls a shipped module with a host's data as `config.nixmox` (plus the defaults of the options it declares under
- * `nixmox.<section>` that the data lacks) and the few `config.services` values the modules read, and evaluates
- * `select` over its result `m` (`failed`: the messages of the failing assertions).
- */
+/** The shipped module called with the host data and the `config.services` values this file's modules read. */
 function evalModule(file: string, data: HostData, section: string, select: string): unknown {
-  return nixEval(`let
-    stub = import ${stub};
-    data = ${json(data)};
-    m = (import ${shippedNix(file)}) { inherit config; inherit (stub) lib pkgs; };
-    declared = m.options.nixmox.${section};
-    defaults = builtins.listToAttrs (map (name: { inherit name; value = declared.\${name}.default; })
-      (builtins.filter (name: (declared.\${name}._type or null) == "stub-option" && declared.\${name} ? default && !(data.${section} ? \${name})) (builtins.attrNames declared)));
-    package = name: main: { outPath = "/nix/store/stub-\${name}"; meta.mainProgram = main; };
-    config = {
-      nixmox = data // { ${section} = data.${section} // defaults; };
-      services = {
+  return evalAppModule(file, data, section, select, `{
         forgejo = { package = package "forgejo" "forgejo"; stateDir = "/var/lib/forgejo"; };
         nextcloud = { occ = package "nextcloud-occ" "nextcloud-occ"; package.packages.apps.user_oidc = "user_oidc-app"; };
         openbao.package = package "openbao" "bao";
-      };
-    };
-    failed = map (a: a.message) (builtins.filter (a: !a.assertion) m.config.assertions);
-  in ${select}`);
+      }`);
 }
 
 function planOf(raw: unknown): Plan {

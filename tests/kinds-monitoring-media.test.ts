@@ -11,6 +11,7 @@ import { kindSpecs, loadManifestData, manifestSchema, outpostUnit, planManifest,
 import type { Plan } from "../manifest/plan-types";
 import { fileSources, planHostData, renderHost, shippedFiles, type HostData } from "../render";
 import { nixEval, shippedNix } from "./golden/render-fixtures";
+import { evalAppModule, nixJson } from "./support/app-module";
 
 const seedPath = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
 const secrets = "/var/lib/nixmox/secrets";
@@ -19,33 +20,12 @@ const monitoringLib = `(import ${shippedNix("lib/monitoring.nix")})`;
 const mediaLib = `(import ${shippedNix("lib/media.nix")})`;
 const outpostsLib = `(import ${shippedNix("lib/authentik-outposts.nix")})`;
 
-/** A Nix expression for a JSON value. */
-const json = (value: unknown) => `(builtins.fromJSON ${JSON.stringify(JSON.stringify(value))})`;
+const json = nixJson;
 
-const stub = path.join(__dirname, "support", "nixos-stub.nix");
 
-/**
- * Calls a shipped module with a host's data as `config.nixmox` (plus the defaults of the options it declares
- * under `nixmox.<section>` that the data lacks, and core's environment file paths) and evaluates `select`
- * over its result `m`, e.g. `m.config.assertions`.
- */
+/** The shipped module called with the host data and the `config.services` values this file's modules read. */
 function evalModule(file: string, data: HostData, section: string, select: string): unknown {
-  return nixEval(`let
-    stub = import ${stub};
-    data = ${json(data)};
-    m = (import ${shippedNix(file)}) { inherit config; inherit (stub) lib pkgs; };
-    declared = m.options.nixmox.${section};
-    defaults = builtins.listToAttrs (map (name: { inherit name; value = declared.\${name}.default; })
-      (builtins.filter (name: (declared.\${name}._type or null) == "stub-option" && declared.\${name} ? default && !(data.${section} ? \${name})) (builtins.attrNames declared)));
-    config = {
-      nixmox = data // {
-        ${section} = data.${section} // defaults;
-        environmentFiles = builtins.mapAttrs (name: file: file // { path = "/run/nixmox/env/\${name}.env"; }) (m.config.nixmox.environmentFiles or { });
-      };
-      services.loki.dataDir = "/var/lib/loki";
-    };
-    failed = map (a: a.message) (builtins.filter (a: !a.assertion) m.config.assertions);
-  in ${select}`);
+  return evalAppModule(file, data, section, select, `{ loki.dataDir = "/var/lib/loki"; }`);
 }
 
 let seedData: Promise<unknown> | undefined;
