@@ -7,8 +7,9 @@
  * Caddy's pki block, and its certificate is rendered into every host (render option caRootCertificate →
  * security.pki.certificates, Tomcat's trust store).
  *
- * Users add the same root to their browsers: it is the stack output `caRootCertificate`
- * (`pulumi stack output caRootCertificate > nixmox-root.crt`, README "Trusting the homelab's certificates").
+ * Users add the same root to their browsers: the program is to export `rootCertificatePem` as the stack output
+ * `caRootCertificate` (`pulumi stack output caRootCertificate > nixmox-root.crt`, README "Trusting the
+ * homelab's certificates"). Not wired into index.ts yet: rendering needs the root as a plain string.
  *
  * Children: `<name>-root-key` (tls.PrivateKey, ECDSA P-256; its PEM is a Pulumi secret) and `<name>-root`
  * (tls.SelfSignedCert: CA, cert and CRL signing only, path length 1 for Caddy's intermediate). The key is

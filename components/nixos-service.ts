@@ -24,7 +24,8 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
 import { parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
 import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
-import { planContainer } from "./container";
+import { planContainer, serviceNode } from "./container";
+import { ContainerGuard } from "./container-guard";
 import { HealthCheck } from "./health/health-check";
 import { SshHostKey } from "./ssh/ssh-host-key";
 import type { StackSettings } from "./stack-config";
@@ -179,7 +180,15 @@ export class NixosService extends pulumi.ComponentResource {
       templateFileId: args.templateFileId,
       deployPublicKey: args.deployPublicKey,
     });
-    const container = new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, ...planned.options });
+    // A vmid or node change, or a smaller disk, would re-create the container: stopped at preview unless allowed.
+    const guard = new ContainerGuard(`${name}-guard`, {
+      service: args.service.name,
+      vmid: args.service.vmid,
+      node: serviceNode(args.service, args.settings),
+      diskGiB: args.service.resources.diskGiB,
+      allowReplace: args.settings.allowReplace.includes(args.service.name),
+    }, { parent: this });
+    const container = new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, dependsOn: [guard], ...planned.options });
     return { container, rebootRevision: planned.rebootRevision };
   }
 

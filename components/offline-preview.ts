@@ -227,6 +227,19 @@ function optionsOf(req: MonitorRequest): ResourceOptionsRecord {
  * URN, which the mock monitor itself accepts silently (pulumi-notes §5.3).
  */
 export async function recordProgram(program: () => Promise<unknown>, options: RecordOptions): Promise<RecordedRun> {
+  // The SDK records `new Error().stack` for every promise it creates (runtime/debuggable.js, for its leak report)
+  // and for every resource's source position; under mocks nobody reads them, and formatting them was the largest
+  // cost of a big preview (bench/program-scale.ts). Errors keep their messages, which is all NixMox prints.
+  const stackTraceLimit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return await recordProgramRun(program, options);
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
+
+async function recordProgramRun(program: () => Promise<unknown>, options: RecordOptions): Promise<RecordedRun> {
   const project = options.project ?? offlineProject;
   const stack = options.stack ?? offlineStack;
   const resources: ResourceRecord[] = [];

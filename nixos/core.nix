@@ -35,6 +35,23 @@ let
   resolv = import ./lib/resolv.nix;
   ipv4 = types.strMatching "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
   dnsName = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
+
+  # The activation wrapper keeps each attempt, with its own copy of the wrapper, under
+  # /var/lib/nixmox/<service>/attempts/<config hash>/ (components/activation). `recover` rolls back an attempt that
+  # has no result and no unit any more under the wrapper's lock, and records the outcome for the controller.
+  activationRecovery.nixmox-activation-recover = {
+    description = "NixMox: roll back an activation that a restart interrupted";
+    path = [ pkgs.bash pkgs.coreutils pkgs.util-linux pkgs.gnused pkgs.nix pkgs.systemd ];
+    serviceConfig.Type = "oneshot";
+    script = ''
+      status=0
+      for dir in /var/lib/nixmox/${host.name}/attempts/*/; do
+        [ -f "$dir/nixmox-activate.sh" ] && [ ! -e "$dir/result" ] || continue
+        bash "$dir/nixmox-activate.sh" recover --service ${host.name} --config-hash "$(basename "$dir")" || status=1
+      done
+      exit $status
+    '';
+  };
 in
 {
   imports = [ (modulesPath + "/virtualisation/proxmox-lxc.nix") ];
@@ -227,7 +244,7 @@ in
     # Building the NixOS manual on every rebuild costs minutes and RAM in a small container.
     documentation.nixos.enable = false;
 
-    systemd.services = lib.mapAttrs' (name: envFile: lib.nameValuePair "nixmox-env-${name}" {
+    systemd.services = activationRecovery // lib.mapAttrs' (name: envFile: lib.nameValuePair "nixmox-env-${name}" {
       description = "NixMox: compose ${envFile.path} from secret files";
       before = envFile.consumers;
       requiredBy = envFile.consumers;
@@ -257,5 +274,13 @@ in
     # service user can still reach a file that a manifest secret gives it (owner/mode per file); tmpfiles
     # re-applies this mode at boot, so 0700 would lock such users out until the next delivery.
     systemd.tmpfiles.rules = [ "d ${host.secretsDir} 0711 root root -" ];
+
+    # A restart during an activation boots the new, unchecked generation; shortly after boot (outside the boot
+    # transaction, which a switch-to-configuration must not run inside) this rolls it back.
+    systemd.timers.nixmox-activation-recover = {
+      description = "NixMox: roll back an activation that a restart interrupted";
+      wantedBy = [ "timers.target" ];
+      timerConfig.OnBootSec = "15s";
+    };
   };
 }

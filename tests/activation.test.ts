@@ -2,7 +2,7 @@
 // (tests/support/stub-bin). What the stubs do not prove: real nixos-rebuild output and systemd transient-unit
 // semantics (the stub runs the unit as a detached process), and curl/http checks on a real NixOS host.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -431,6 +431,36 @@ describe("activation wrapper on a stub NixOS host", function () {
       );
       const abandoned = JSON.parse(readFileSync(join(paths.stateDir, "web", "attempts", "0123456789abcdef", "result"), "utf8"));
       assert.equal(abandoned.status, "rolled-back");
+    });
+
+    it("at boot, rolls back an attempt the restart interrupted with the wrapper copy the attempt holds (nixmox-activation-recover)", async () => {
+      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
+      const first = exec(command, stdin);
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      host.dropConnections();
+      await first;
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+      // A restart also ends the run of the dropped session: nothing has rolled back yet.
+      spawnSync("pkill", ["-KILL", "-f", " run --service web --config-hash 0123456789abcdef"]);
+      const attemptDir = join(paths.stateDir, "web", "attempts", "0123456789abcdef");
+      assert.equal(existsSync(join(attemptDir, "result")), false);
+      assert.equal(readlinkSync(paths.currentSystem), gen(2), "the host runs the new, unchecked generation");
+      // What the boot unit runs (nixos/core.nix): the attempt's own copy of the wrapper, in recover mode.
+      const recover = await exec(
+        `bash ${attemptDir}/nixmox-activate.sh recover --service web --config-hash 0123456789abcdef ` +
+          `--state-dir ${paths.stateDir} --profile ${paths.profile} --current-system ${paths.currentSystem}`,
+      );
+      assert.equal(recover.code, 0, recover.stderr);
+      const result = JSON.parse(readFileSync(join(attemptDir, "result"), "utf8"));
+      assert.equal(result.status, "rolled-back");
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+      assert.equal(readlinkSync(paths.profile), "system-1-link");
+      const again = await exec(`bash ${attemptDir}/nixmox-activate.sh recover --service web --config-hash 0123456789abcdef --state-dir ${paths.stateDir} --profile ${paths.profile} --current-system ${paths.currentSystem}`);
+      assert.equal(again.code, 0, "a second boot finds nothing left to recover");
+      assert.equal(host.calls().filter((line) => line.startsWith("nix-env")).length, 1);
     });
 
     it("keeps the new generation of a killed unit when rollback is off (enable_rollback = false), and still fails", async () => {

@@ -330,6 +330,7 @@ describe("authentik dynamic providers against a local Authentik API", function (
       service: "authentik",
       outpostName: "authentik Embedded Outpost",
       providerPks,
+      authentikHost: null,
       ...overrides,
     });
     const outpostProviders = () => api.outposts.get(embeddedOutpostPk)!.providers as number[];
@@ -356,6 +357,20 @@ describe("authentik dynamic providers against a local Authentik API", function (
       assert.deepEqual(outpostProviders(), [other, b, c]);
       await outpostBindingProvider.delete!(created.id, updated.outs as AuthentikOutpostBindingOutputs);
       assert.deepEqual(outpostProviders(), [other]);
+    });
+
+    it("sets the outpost's authentik_host to Authentik's URL, keeping its other config, and reports a host changed by hand as drift", async () => {
+      const a = api.seedProxyProvider({ name: "a", external_host: "https://a.lan" }).pk;
+      const created = await outpostBindingProvider.create(bindingInputs([a], { authentikHost: "https://auth.nixmox.lan" }));
+      const patch = api.requests.find((request) => request.method === "PATCH")!.body as { config: Record<string, unknown> };
+      assert.deepEqual(patch.config, { authentik_host: "https://auth.nixmox.lan", authentik_host_browser: "https://auth.nixmox.lan" });
+      api.outposts.get(embeddedOutpostPk)!.config = { authentik_host: "http://localhost:9000/", log_level: "debug" };
+      const read = await outpostBindingProvider.read!(created.id, created.outs!);
+      assert.equal((read.props as AuthentikOutpostBindingOutputs).authentikHost, "http://localhost:9000/");
+      const next = bindingInputs([a], { authentikHost: "https://auth.nixmox.lan" });
+      assert.deepEqual(await outpostBindingProvider.diff!(created.id, read.props as AuthentikOutpostBindingOutputs, next), { changes: true, replaces: [] });
+      await outpostBindingProvider.update!(created.id, read.props as AuthentikOutpostBindingOutputs, next);
+      assert.deepEqual(api.outposts.get(embeddedOutpostPk)!.config, { authentik_host: "https://auth.nixmox.lan", authentik_host_browser: "https://auth.nixmox.lan", log_level: "debug" });
     });
 
     it("create does not PATCH when everything is already bound", async () => {

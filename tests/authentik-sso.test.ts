@@ -46,7 +46,7 @@ const seedObjects: AuthentikObjectPlan[] = [
     scopes: ["openid", "email", "profile"], launchUrl: "https://vault.nixmox.lan/",
   },
   {
-    kind: "outpost-binding", role: "authentik-outpost", ...common, outpostName: "authentik Embedded Outpost",
+    kind: "outpost-binding", role: "authentik-outpost", ...common, outpostName: "authentik Embedded Outpost", authentikHost: "https://auth.nixmox.lan",
     proxyApps: ["media-jellyfin-nixmox-lan", "media-requests-nixmox-lan", "monitoring-prometheus-nixmox-lan"],
   },
 ];

@@ -22,6 +22,7 @@ const specs = {
   proxyApp: "components/authentik/proxy-app.ts#proxyAppProvider",
   outpostBinding: "components/authentik/outpost-binding.ts#outpostBindingProvider",
   outpost: "components/authentik/outpost.ts#outpostProvider",
+  containerGuard: "components/container-guard.ts#containerGuardProvider",
 };
 const unknown = pulumi.runtime.unknownValue;
 const token = "ak-engine-token-7e21";
@@ -347,6 +348,18 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
     });
   });
 
+  describe("container guard", () => {
+    it("containerGuard: the engine's check refuses a vmid change with its message, and passes the first deploy", async () => {
+      const guard = provider("containerGuard");
+      const deployed = { service: "postgresql", vmid: 911, node: "pve", diskGiB: 32, allowReplace: false };
+      assert.deepEqual((await guard.check({}, deployed)).failures, []);
+      const refused = await guard.check(deployed, { ...deployed, vmid: 912 });
+      assert.equal(refused.failures.length, 1);
+      assert.match(refused.failures[0].reason, /^service "postgresql": vmid 911 → 912 re-creates its container: .*nixmox:allowReplace/);
+      assert.deepEqual((await guard.check(deployed, { ...deployed, vmid: 912, allowReplace: true })).failures, []);
+    });
+  });
+
   describe("a preview's unknown inputs (the engine's sentinel string)", () => {
     const samples = (): Record<keyof typeof specs, Record<string, unknown>> => ({
       sshHostKey: sshInputs(host, { rebootRevision: "r1" }),
@@ -354,6 +367,7 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       oidcApp: { url: "http://127.0.0.1:9", token, service: "vaultwarden", slug: "vaultwarden", name: "vaultwarden", providerName: "nixmox-vaultwarden", clientId: "vaultwarden", clientType: "confidential", clientSecret: "s", redirectUris: ["https://a.lan/cb"], scopes: ["openid"], authorizationFlow: "f", invalidationFlow: "g", signingKey: null, launchUrl: null },
       proxyApp: { url: "http://127.0.0.1:9", token, service: "media", slug: "media", name: "media", providerName: "nixmox-media", externalHost: "https://media.lan", mode: "forward_single", cookieDomain: null, authorizationFlow: "f", invalidationFlow: "g", launchUrl: null },
       outpostBinding: { url: "http://127.0.0.1:9", token, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [1, 2] },
+      containerGuard: { service: "postgresql", vmid: 911, node: "pve", diskGiB: 32, allowReplace: false },
       outpost: { url: "http://127.0.0.1:9", token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.0.0.0/24"], sharedSecret: "s", authorizationFlow: "f", invalidationFlow: "g" },
     });
 

@@ -4,12 +4,14 @@
 // real module system merges them (those were checked against the nixpkgs files cited in each module).
 // Where a module and `render --configs` must agree, the test compares the module's value with the rendered file.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { promisify } from "node:util";
 import { exampleManifestData, nixEval, shippedNix } from "./golden/render-fixtures";
-import { renderWithConfigs, type RenderedWithConfigs } from "./support/daemons";
+import { moveToSubnet, randomLoopbackSubnet, renderWithConfigs, type RenderedWithConfigs } from "./support/daemons";
 import { seedManifest } from "./support/manifests";
 
 const harness = path.join(__dirname, "support", "eval-module.nix");
@@ -61,6 +63,18 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("core (security review H1: a restart during an activation)", () => {
+    it("rolls back, shortly after boot, every attempt that has no result, with the attempt's own wrapper in recover mode", () => {
+      const config = evalModule(example, "postgresql", "core.nix");
+      const unit = config.systemd.services["nixmox-activation-recover"];
+      assert.equal(unit.serviceConfig.Type, "oneshot");
+      assert.match(unit.script, /for dir in \/var\/lib\/nixmox\/postgresql\/attempts\/\*\/; do/);
+      assert.match(unit.script, /bash "\$dir\/nixmox-activate\.sh" recover --service postgresql --config-hash "\$\(basename "\$dir"\)"/);
+      assert.deepEqual(config.systemd.timers["nixmox-activation-recover"].timerConfig, { OnBootSec: "15s" });
+      assert.ok(unit.path.includes("/nix/store/stub-util-linux") && unit.path.includes("/nix/store/stub-nix"), "flock and nix-env are on its PATH");
+    });
+  });
+
   describe("core (R8: the firewall)", () => {
     it("uses the nftables firewall without reverse-path filter or logging by default, and none with network.firewall = proxmox", async () => {
       const inside = evalModule(example, "postgresql", "core.nix").networking;
@@ -99,6 +113,33 @@ describe("nixos modules: values computed from the rendered host data", function 
         assert.ok(units[unit].after.includes("network-online.target"), unit);
       }
       assert.equal(units["authentik-migrate"].wantedBy, undefined);
+      // `ak migrate` does not wait for the database as `ak server` does: the unit waits for its port first.
+      assert.match(units["authentik-migrate"].preStart, /<\/dev\/tcp\/192\.168\.99\.11\/5432/);
+      assert.equal(units["authentik-migrate"].serviceConfig.TimeoutStartSec, "15min");
+    });
+
+    it("authentik-migrate's wait for the database, run by a real bash: done once the port listens, a clear error when it never does", async () => {
+      const subnet = randomLoopbackSubnet();
+      const rendered = renderWithConfigs(moveToSubnet(await exampleManifestData(), subnet));
+      const script = (evalModule(rendered, "authentik", "services/authentik.nix").systemd.services["authentik-migrate"].preStart as string)
+        .replace("/nix/store/stub-bash/bin/bash", "/bin/bash");
+      const db = rendered.data("authentik").authentik.database;
+      const server = createServer((socket) => socket.end());
+      await new Promise<void>((resolve) => server.listen(db.port, db.host, () => resolve()));
+      try {
+        await promisify(execFile)("/bin/bash", ["-c", script], { timeout: 30_000 });
+      } finally {
+        server.close();
+      }
+      // Nothing listens any more: with `seq` cut to one round and `sleep` a no-op, the script gives up at once.
+      const bin = path.join(dir, "fake-bin");
+      mkdirSync(bin, { recursive: true });
+      writeFileSync(path.join(bin, "seq"), "#!/bin/sh\necho 1\n", { mode: 0o755 });
+      writeFileSync(path.join(bin, "sleep"), "#!/bin/sh\nexit 0\n", { mode: 0o755 });
+      await assert.rejects(
+        promisify(execFile)("/bin/bash", ["-c", script], { timeout: 30_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } }),
+        (error: { code?: number; stderr?: string }) => error.code === 1 && new RegExp(`PostgreSQL at ${db.host}:5432 did not accept connections within 10 minutes`).test(error.stderr ?? ""),
+      );
     });
 
     it("runs no Redis and passes no Redis setting", () => {

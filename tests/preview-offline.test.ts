@@ -24,13 +24,14 @@ describe("nixmox preview --offline", function () {
         "├─ nixmox:index:NixosService dns",
         "│  ├─ command:remote:Command dns-config",
         "│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy dns-container  (waits for nixos-template-pve)",
+        "│  ├─ pulumi-nodejs:dynamic/nixmox:ContainerGuard dns-guard",
         "│  ├─ pulumi-nodejs:dynamic/nixmox:HealthCheck dns-health",
         "│  ├─ command:remote:Command dns-rebuild",
         "│  └─ pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
         "├─ proxmoxve:download/fileLegacy:FileLegacy nixos-template-pve  (retained on delete)",
         "└─ pulumi:providers:proxmoxve proxmox",
         "",
-        "9 resources: 7 custom, 1 component, 1 stack; nothing was deployed (offline preview under mocks).",
+        "10 resources: 8 custom, 1 component, 1 stack; nothing was deployed (offline preview under mocks).",
         "",
       ].join("\n"));
     } finally {
@@ -46,14 +47,14 @@ describe("nixmox preview --offline", function () {
     assert.equal(lines[0], "pulumi:pulumi:Stack nixmox-offline");
     assert.ok(lines.includes("│  ├─ command:remote:Command guacamole-rebuild  (waits for authentik-health, caddy-health, dns-health, postgresql-health)"), result.stdout);
     assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy postgresql-container  (protected; retained on delete; waits for nixos-template-pve)"), result.stdout);
-    assert.equal(lines[lines.length - 1], "60 resources: 52 custom, 7 components, 1 stack; nothing was deployed (offline preview under mocks).");
+    assert.equal(lines[lines.length - 1], "67 resources: 59 custom, 7 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
   it("prints JSON with secrets as \"[secret]\"", () => {
     const result = nixmox("preview", "--offline", "--json");
     assert.equal(result.status, 0, result.stderr);
     const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown>; parent: string | null }> };
-    assert.equal(parsed.resources.length, 60);
+    assert.equal(parsed.resources.length, 67);
     const provider = parsed.resources.find((resource) => resource.name === "proxmox");
     assert.deepEqual(provider?.inputs, { apiToken: "[secret]", endpoint: "https://pve.offline.invalid:8006/", insecure: "false" });
     assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");

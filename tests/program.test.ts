@@ -27,7 +27,7 @@ describe("program under mocks: the example manifest", function () {
     hosts = Object.fromEntries(renderAll(plan, fileSources(plan.manifestDir)).map((host) => [host.service, host]));
   });
 
-  it("gives the dns service exactly its six children, parented to its component", () => {
+  it("gives the dns service exactly its children, parented to its component", () => {
     const component = resourceNamed(run, "dns");
     assert.equal(component.type, "nixmox:index:NixosService");
     assert.equal(component.parent, stackUrn);
@@ -36,11 +36,12 @@ describe("program under mocks: the example manifest", function () {
       "command:remote:Command dns-config",
       "command:remote:Command dns-rebuild",
       "proxmoxve:index/containerLegacy:ContainerLegacy dns-container",
+      "pulumi-nodejs:dynamic/nixmox:ContainerGuard dns-guard",
       "pulumi-nodejs:dynamic/nixmox:HealthCheck dns-health",
       "pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
     ]);
     assert.deepEqual(childrenOf(run, resourceNamed(run, "authentik")).map((child) => child.name).sort(), [
-      "authentik-config", "authentik-container", "authentik-health", "authentik-rebuild", "authentik-secrets", "authentik-ssh",
+      "authentik-config", "authentik-container", "authentik-guard", "authentik-health", "authentik-rebuild", "authentik-secrets", "authentik-ssh",
     ]);
   });
 
@@ -69,7 +70,10 @@ describe("program under mocks: the example manifest", function () {
       unprivileged: true,
       vmId: 913,
     });
-    assert.deepEqual(container.dependsOn, ["urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve"]);
+    assert.deepEqual(container.dependsOn, [
+      "urn:pulumi:offline::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:ContainerGuard::dns-guard",
+      "urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve",
+    ]);
   });
 
   it("waits for SSH on the service's address and re-records the host key when the container is replaced", () => {
@@ -94,7 +98,7 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(health.inputs.hostKey, fakeHostKey("dns-ssh"));
   });
 
-  it("registers 60 resources: 7 services × (container, ssh, config, rebuild, health), 4 secrets pushes, provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
+  it("registers 67 resources: 7 services × (guard, container, ssh, config, rebuild, health), 4 secrets pushes, provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
     const count = (type: string) => run.resources.filter((resource) => resource.type === type).length;
     assert.equal(count("nixmox:index:NixosService"), 7);
     assert.equal(count("proxmoxve:index/containerLegacy:ContainerLegacy"), 7);
@@ -107,7 +111,8 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(count("pulumi:providers:proxmoxve"), 1);
     assert.equal(count("proxmoxve:download/fileLegacy:FileLegacy"), 1);
     assert.equal(count("random:index/randomPassword:RandomPassword"), 7);
-    assert.equal(run.resources.length, 60);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:ContainerGuard"), 7);
+    assert.equal(run.resources.length, 67);
   });
 
   it("orders rebuilds by exactly the plan's hard edges: each waits for the health checks of its dependencies and nothing else across services", () => {

@@ -1,7 +1,7 @@
 // Real processes: a loopback OpenSSH server per suite (tests/support/sshd.ts). Nothing is mocked.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { AddressInfo, Server, Socket, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -128,6 +128,39 @@ describe("ssh: pinned connections against a real sshd", function () {
     assert.equal(result.code, null);
     assert.equal(session.isOpen(), false);
     assert.equal((await session.exec("true")).connectionLost, true);
+  });
+
+  it("ends a running command within the keepalive bound when the peer goes silent mid-session (security review M4)", async () => {
+    // SIGSTOP freezes the session's sshd: the TCP connection stays open but nothing answers, not even keepalives.
+    const session = await connectSsh({ ...options(), keepaliveIntervalMs: 500 });
+    const pending = session.exec("sleep 30", { timeoutMs: 60_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const daemon = Number(readFileSync(join(server.dir, "sshd.pid"), "utf8"));
+    const sessions = readdirSync("/proc").filter((pid) => {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+        return /^\d+$/.test(pid) && Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === daemon;
+      } catch {
+        return false;
+      }
+    }).map(Number);
+    assert.ok(sessions.length >= 1);
+    const started = Date.now();
+    for (const pid of sessions) process.kill(pid, "SIGSTOP");
+    try {
+      const result = await pending;
+      assert.ok(Date.now() - started < 10_000, `ended after ${Date.now() - started} ms, not the 60 s command timeout`);
+      assert.equal(result.connectionLost, true);
+      assert.equal(session.isOpen(), false);
+    } finally {
+      for (const pid of sessions) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
   });
 
   it("reads the pinned key back from the server's own known_hosts line", () => {

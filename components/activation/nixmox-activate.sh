@@ -3,6 +3,7 @@
 #
 #   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
+#   nixmox-activate.sh recover --service S --config-hash H [paths]   (at boot: roll back what the shutdown interrupted)
 #   (internal) nixmox-activate.sh unit ...same as run...
 #   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH] [--root-authorized-keys PATH]
 #
@@ -98,7 +99,7 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-case "$mode" in run|unit|confirm) ;; *) die 2 "usage: nixmox-activate.sh run|confirm --service NAME --config-hash HEX [...]" ;; esac
+case "$mode" in run|unit|confirm|recover) ;; *) die 2 "usage: nixmox-activate.sh run|confirm|recover --service NAME --config-hash HEX [...]" ;; esac
 [[ $rollback_enabled =~ ^[01]$ ]] || die 2 "--rollback must be 1 or 0, got '$rollback_enabled'"
 [[ $service =~ ^[a-z][a-z0-9-]{0,62}$ ]] || die 2 "--service must match [a-z][a-z0-9-]*, got '$service'"
 [[ $config_hash =~ ^[0-9a-f]{8,128}$ ]] || die 2 "--config-hash must be lowercase hex, got '$config_hash'"
@@ -108,7 +109,7 @@ done
 for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system" "root-authorized-keys:$root_keys"; do
   [[ ${pair#*:} =~ ^/[A-Za-z0-9/._-]*$ ]] || die 2 "--${pair%%:*} must be an absolute path, got '${pair#*:}'"
 done
-if [ "$mode" != confirm ]; then
+if [ "$mode" != confirm ] && [ "$mode" != recover ]; then
   [[ $flake =~ ^/[A-Za-z0-9/._-]*#[A-Za-z0-9._-]+$ ]] || die 2 "--flake must look like /etc/nixmox#<service>, got '$flake'"
 fi
 
@@ -354,6 +355,20 @@ report_and_exit() { # waits for the attempt's result (or awaiting-confirmation w
   print_result "$result"
   exit_for_status "$status"
 }
+
+# recover: run at boot by nixos/core.nix (nixmox-activation-recover) with the copy of this file an unfinished attempt
+# holds. A host that restarted during an activation boots the new, unchecked generation; this rolls every such
+# attempt back under the lock (their units are gone after a restart) without waiting for the controller's next run.
+if [ "$mode" = recover ]; then
+  exec 9>"$service_dir/lock"
+  flock -w 60 9 || die 1 "another nixmox-activate for $service holds $service_dir/lock"
+  for other in "$service_dir"/attempts/*; do
+    [ -d "$other" ] || continue
+    recover_abandoned "$other"
+    [ "$other" = "$attempt" ] && [ -e "$other/result" ] && printf 'nixmox-activate: %s: %s\n' "$service" "$(result_status "$other/result")"
+  done
+  exit 0
+fi
 
 if [ "$mode" = confirm ]; then
   [ -d "$attempt" ] || die 1 "no activation of $service with config $config_hash to confirm"

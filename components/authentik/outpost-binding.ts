@@ -8,7 +8,9 @@
  * each other's read-modify-write.
  *
  * - create: finds the outpost by exact name (one match required) and PATCHes `providers` to the union of what is
- *   there and `providerPks`.
+ *   there and `providerPks`, and its `config.authentik_host` (and `authentik_host_browser`) to `authentikHost`:
+ *   Authentik sets that only when an admin first opens its UI, and until then the outpost's forward-auth redirects
+ *   can name the wrong host (authentik docs, "Embedded Outpost"). Other config keys are kept.
  * - read (refresh): reports which of our providers are still bound (a provider removed by hand shows as drift);
  *   a deleted outpost drops the resource from the state.
  * - diff: a different outpost name replaces; a different provider list updates.
@@ -39,6 +41,8 @@ export interface AuthentikOutpostBindingArgs {
   outpostName?: pulumi.Input<string>;
   /** Proxy provider primary keys to bind (from `AuthentikProxyApp.providerPk`). */
   providerPks: pulumi.Input<pulumi.Input<number>[]>;
+  /** URL users reach Authentik at (its route), set as the outpost's `authentik_host`. @default null (left as it is) */
+  authentikHost?: pulumi.Input<string | null>;
 }
 
 export interface AuthentikOutpostBindingInputs {
@@ -47,6 +51,7 @@ export interface AuthentikOutpostBindingInputs {
   service: string;
   outpostName: string;
   providerPks: number[];
+  authentikHost: string | null;
 }
 
 export interface AuthentikOutpostBindingOutputs extends AuthentikOutpostBindingInputs {
@@ -54,7 +59,7 @@ export interface AuthentikOutpostBindingOutputs extends AuthentikOutpostBindingI
   outpostPk: string;
 }
 
-const managedFields = ["url", "token", "service", "providerPks"] as const satisfies readonly (keyof AuthentikOutpostBindingInputs)[];
+const managedFields = ["url", "token", "service", "providerPks", "authentikHost"] as const satisfies readonly (keyof AuthentikOutpostBindingInputs)[];
 
 const byNumber = (a: number, b: number) => a - b;
 
@@ -66,6 +71,7 @@ function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindi
     outpostName: value.outpostName,
     // During a preview the whole list can still be unknown (the engine's sentinel string): keep it as it is.
     providerPks: Array.isArray(value.providerPks) ? [...new Set(value.providerPks)].sort(byNumber) : value.providerPks,
+    authentikHost: value.authentikHost ?? null,
   };
 }
 
@@ -73,22 +79,34 @@ function contextOf(inputs: AuthentikOutpostBindingInputs): ApiContext {
   return { service: inputs.service, url: inputs.url, secrets: [inputs.token] };
 }
 
-async function findOutpost(apis: AuthentikApis, context: ApiContext, name: string): Promise<{ pk: string; providers: number[] }> {
+interface OutpostState {
+  pk: string;
+  providers: number[];
+  config: Record<string, unknown>;
+}
+
+async function findOutpost(apis: AuthentikApis, context: ApiContext, name: string): Promise<OutpostState> {
   const list = await callApi(context, `lookup of outpost ${JSON.stringify(name)}`, () => apis.outposts.outpostsInstancesList({ nameIexact: name }));
   const matches = list.results.filter((outpost) => outpost.name === name);
   if (matches.length !== 1) {
     throw new Error(`service ${JSON.stringify(context.service)}: outpostName: Authentik has ${matches.length === 0 ? "no" : matches.length} outpost${matches.length === 1 ? "" : "s"} named ${JSON.stringify(name)}; name exactly one existing outpost (Authentik's own is ${JSON.stringify(embeddedOutpostName)})`);
   }
-  return { pk: matches[0].pk, providers: matches[0].providers };
+  return { pk: matches[0].pk, providers: matches[0].providers, config: matches[0].config ?? {} };
 }
 
-/** PATCHes the outpost's provider list to `current - remove + add`, keeping everything else; skips a no-op. */
-async function rebind(apis: AuthentikApis, context: ApiContext, outpost: { pk: string; providers: number[] }, remove: number[], add: number[]): Promise<void> {
+/**
+ * PATCHes the outpost's provider list to `current - remove + add` and its `authentik_host(_browser)` to `host` (when
+ * given), keeping every other provider and config key; skips a no-op.
+ */
+async function rebind(apis: AuthentikApis, context: ApiContext, outpost: OutpostState, remove: number[], add: number[], host: string | null): Promise<void> {
   const wanted = [...new Set([...outpost.providers.filter((pk) => !remove.includes(pk)), ...add])].sort(byNumber);
   const current = [...outpost.providers].sort(byNumber);
-  if (wanted.length === current.length && wanted.every((pk, index) => pk === current[index])) return;
+  const sameProviders = wanted.length === current.length && wanted.every((pk, index) => pk === current[index]);
+  const sameHost = host === null || (outpost.config.authentik_host === host && outpost.config.authentik_host_browser === host);
+  if (sameProviders && sameHost) return;
+  const config = host === null ? undefined : { ...outpost.config, authentik_host: host, authentik_host_browser: host };
   await callApi(context, `update of outpost ${outpost.pk}`, () =>
-    apis.outposts.outpostsInstancesPartialUpdate({ uuid: outpost.pk, patchedOutpostRequest: { providers: wanted } }),
+    apis.outposts.outpostsInstancesPartialUpdate({ uuid: outpost.pk, patchedOutpostRequest: { providers: wanted, ...(config ? { config } : {}) } }),
   );
 }
 
@@ -98,7 +116,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
     const context = contextOf(inputs);
     const apis = authentikApis(inputs.url, inputs.token);
     const outpost = await findOutpost(apis, context, inputs.outpostName);
-    await rebind(apis, context, outpost, [], inputs.providerPks);
+    await rebind(apis, context, outpost, [], inputs.providerPks, inputs.authentikHost);
     return { id: outpost.pk, outs: { ...inputs, outpostPk: outpost.pk } };
   },
 
@@ -112,6 +130,8 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
       ...pickInputs(olds),
       outpostName: outpost.name,
       providerPks: olds.providerPks.filter((pk) => outpost.providers.includes(pk)).sort(byNumber),
+      // Another host set by hand shows as drift; with none managed, whatever is there is not ours to report.
+      authentikHost: olds.authentikHost === null || olds.authentikHost === undefined ? null : typeof outpost.config?.authentik_host === "string" ? outpost.config.authentik_host : null,
       outpostPk: outpost.pk,
     };
     return { id, props: outs };
@@ -130,7 +150,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
     const apis = authentikApis(inputs.url, inputs.token);
     const outpost = await callApi(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     const dropped = olds.providerPks.filter((pk) => !inputs.providerPks.includes(pk));
-    await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers }, dropped, inputs.providerPks);
+    await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers, config: outpost.config ?? {} }, dropped, inputs.providerPks, inputs.authentikHost);
     return { outs: { ...inputs, outpostPk: outpost.pk } };
   },
 
@@ -139,7 +159,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
     const apis = authentikApis(props.url, props.token);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return;
-    await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers }, props.providerPks, []);
+    await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers, config: outpost.config ?? {} }, props.providerPks, [], null);
   },
 };
 
@@ -155,6 +175,7 @@ export class AuthentikOutpostBinding extends pulumi.dynamic.Resource {
       service: args.service,
       outpostName: args.outpostName ?? embeddedOutpostName,
       providerPks: args.providerPks,
+      authentikHost: args.authentikHost ?? null,
       outpostPk: undefined,
     };
     super(outpostBindingProvider, name, props, withSecretOutputs(opts, ["token"]), "nixmox", "AuthentikOutpostBinding");

@@ -60,6 +60,8 @@ export interface OutpostBindingPlan {
   authentik: string;
   url: string;
   outpostName: string;
+  /** URL users reach this authentik at (its first route), set as the outpost's authentik_host; null without a route. */
+  authentikHost: string | null;
   /** Roles of the proxy apps bound there, sorted. */
   proxyApps: string[];
 }
@@ -80,6 +82,11 @@ export function planAuthentikObjects(plan: Plan): AuthentikObjectPlan[] {
     const service = byName.get(authentik);
     if (!service) throw new Error(`service ${JSON.stringify(authentik)}: is named as an SSO provider but is not an enabled service of the plan`);
     return `http://${service.ip}:${authentikOutpostPort}`;
+  };
+  // The URL users reach an authentik at: its first route (https unless that route is plain HTTP).
+  const publicUrlOf = (authentik: string): string | null => {
+    const route = plan.routes.find((candidate) => candidate.service === authentik);
+    return route ? `${route.tls === "off" ? "http" : "https"}://${route.domain}` : null;
   };
   const objects: AuthentikObjectPlan[] = [];
   const proxyAppsByAuthentik = new Map<string, string[]>();
@@ -143,6 +150,7 @@ export function planAuthentikObjects(plan: Plan): AuthentikObjectPlan[] {
       authentik,
       url: urlOf(authentik),
       outpostName: embeddedOutpostName,
+      authentikHost: publicUrlOf(authentik),
       proxyApps: [...proxyAppsByAuthentik.get(authentik)!].sort(),
     });
   }

@@ -103,6 +103,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
           token,
           service: object.authentik,
           outpostName: object.outpostName,
+          authentikHost: object.authentikHost,
           providerPks: object.proxyApps.map((slug) => resources.proxyApps[slug].providerPk),
         }, objectOpts);
         break;

@@ -134,9 +134,21 @@ in
 
     # Oneshot, ordered before both long-running units (they require it).
     systemd.services.authentik-migrate = lib.recursiveUpdate (unitFor "authentik-migrate.service" "server" "migrate") {
+      # `ak server` and `ak worker` wait for the database themselves (lifecycle.wait_for_db); `ak migrate` does
+      # not. At boot the PostgreSQL container may still be starting, and a failed oneshot would keep both units
+      # down, so the unit first waits (bounded) until the database port accepts connections.
+      preStart = lib.optionalString (db != null) ''
+        for _ in $(seq 1 120); do
+          if timeout 2 ${pkgs.bash}/bin/bash -c '</dev/tcp/${db.host}/${toString db.port}' 2>/dev/null; then exit 0; fi
+          sleep 5
+        done
+        echo "authentik-migrate: PostgreSQL at ${db.host}:${toString db.port} did not accept connections within 10 minutes" >&2
+        exit 1
+      '';
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
+        TimeoutStartSec = "15min";
       };
     };
     systemd.services.authentik = longRunning "authentik.service" "server" "server";

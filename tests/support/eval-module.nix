@@ -30,6 +30,7 @@ let
     toUpper = builtins.replaceStrings lower upper;
     hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
     versionAtLeast = a: b: builtins.compareVersions a b >= 0;
+    optionalString = condition: s: if condition then s else "";
     imap0 = f: list: builtins.genList (i: f i (builtins.elemAt list i)) (builtins.length list);
     recursiveUpdate = a: b: a // mapAttrs (name: value: if isAttrs value && isAttrs (a.${name} or null) then recursiveUpdate a.${name} value else value) b;
   };
@@ -37,8 +38,13 @@ let
   pkgs = {
     authentik = "/nix/store/stub-authentik";
     jq = "/nix/store/stub-jq";
+    bash = "/nix/store/stub-bash";
     dnsutils = "/nix/store/stub-dnsutils";
     coreutils = "/nix/store/stub-coreutils";
+    util-linux = "/nix/store/stub-util-linux";
+    gnused = "/nix/store/stub-gnused";
+    nix = "/nix/store/stub-nix";
+    systemd = "/nix/store/stub-systemd";
     writeText = name: _text: "/nix/store/stub-${name}";
     runCommand = name: _env: _script: "/nix/store/stub-${name}";
   };
