@@ -4,7 +4,7 @@
  * (https://www.pulumi.com/docs/iac/guides/basics/targeted-updates/). Pure: a plan in, names and URNs out.
  *
  * A service's resources are its `NixosService` component (`nixmox:index:NixosService`, named after the service),
- * the component's children `<name>-container|ssh|config|secrets|rebuild|health` (components/nixos-service.ts),
+ * the component's children `<name>-guard|container|ssh|config|secrets|rebuild|health` (components/nixos-service.ts),
  * and the Authentik objects it owns (components/authentik/sso.ts names them `sso-<role>`): its OIDC client or
  * forward-auth application, and for an authentik service its outpost binding and its LDAP/RADIUS outposts
  * (`sso-<authentik>-<type>` and the command that pushes their token, `sso-<authentik>-<type>-token`,
@@ -86,6 +86,8 @@ export interface SsoObject {
 const componentType = "nixmox:index:NixosService";
 /** Child name suffix → resource type, as components/nixos-service.ts registers them. */
 const childTypes: Record<string, string> = {
+  // The replacement guard the container waits for (components/container-guard.ts).
+  guard: "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
   container: "proxmoxve:index/containerLegacy:ContainerLegacy",
   ssh: "pulumi-nodejs:dynamic/nixmox:SshHostKey",
   config: "command:remote:Command",
