@@ -102,6 +102,20 @@ export function engineFailure(error: unknown, what: string, options: { streamed:
   return new EngineError(`${what} failed${exitOf(error)}${where}${options.hint ? `; ${options.hint}` : ""}`, 1);
 }
 
+/**
+ * The `pulumi` on the PATH, refused with one message when it is missing or older than the engine NixMox needs
+ * (components/engine-requirements.ts: `replaceWith` arrived in 3.207.0).
+ */
+async function requiredPulumiCli(): Promise<PulumiCommand> {
+  const { requirePulumiCli } = require("../components/engine-requirements") as typeof import("../components/engine-requirements");
+  try {
+    return await requirePulumiCli();
+  } catch (error) {
+    const message = String((error as Error)?.message ?? error);
+    throw new EngineError(/is not installed/.test(message) ? missingCliMessage : message, 2);
+  }
+}
+
 /** The workspace over the project, with the user's backend choice; no CLI call yet (the CLI is injected or found). */
 export async function openWorkspace(
   options: WorkspaceOptions,
@@ -112,12 +126,13 @@ export async function openWorkspace(
   }
   const envVars = { ...backendEnvironment(options), ...extra.envVars };
   const { LocalWorkspace } = require("@pulumi/pulumi/automation") as typeof import("@pulumi/pulumi/automation");
+  const pulumiCommand = options.pulumiCommand ?? (await requiredPulumiCli());
   try {
     const workspace = await LocalWorkspace.create({
       workDir: path.resolve(options.projectDir),
       envVars,
       ...(extra.secretsProvider !== undefined ? { secretsProvider: extra.secretsProvider } : {}),
-      ...(options.pulumiCommand ? { pulumiCommand: options.pulumiCommand } : {}),
+      pulumiCommand,
     });
     return { workspace, envVars };
   } catch (error) {

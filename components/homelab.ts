@@ -8,7 +8,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { authentikOutpostPort } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
-import { AuthentikOutpost, createSsoResources, planAuthentikObjects, type SsoResources } from "./authentik";
+import { AuthentikOutpost, createSsoResources, planAuthentikObjects, type AuthentikTunnel, type SsoResources } from "./authentik";
 import { renderOutpostTokenCommand } from "./outpost-token";
 import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
@@ -105,11 +105,19 @@ export function createSso(plan: Plan, values: Record<string, pulumi.Output<strin
   };
   const resources = createSsoResources(plan, {
     token,
+    tunnel: (authentik) => authentikTunnel(plan, services, authentik),
     clientSecrets,
     dependsOnFor: (object) => (object.kind === "outpost-binding" ? [] : [services[object.service].rebuild]),
   }, { dependsOn: providers.map((name) => services[name].health) });
   createOutposts(plan, token, valueOf, services);
   return resources;
+}
+
+/** SSH to an authentik host with the deploy key and its pinned host key: the path the API calls take (H2). */
+export function authentikTunnel(plan: Plan, services: Record<string, NixosService>, authentik: string): pulumi.Output<AuthentikTunnel> {
+  const planned = plan.services.find((service) => service.name === authentik)!;
+  const service = services[authentik];
+  return pulumi.secret(pulumi.all([service.connection.privateKey!, service.hostKey]).apply(([privateKey, hostKey]) => ({ host: planned.ip, port: planned.sshPort, privateKey, hostKey })));
 }
 
 /**
@@ -129,6 +137,7 @@ export function createOutposts(
     const resource = new AuthentikOutpost(name, {
       url: `http://${authentik.ip}:${authentikOutpostPort}`,
       token: token(outpost.provider),
+      tunnel: authentikTunnel(plan, services, outpost.provider),
       service: outpost.provider,
       type: outpost.type,
       slug: `${outpost.provider}-${outpost.type}`,

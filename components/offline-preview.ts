@@ -61,6 +61,11 @@ export interface RecordedRun {
   resources: ResourceRecord[];
   /** What the program returned (stack outputs), resolved; secret outputs as "[secret]". */
   outputs: Record<string, unknown>;
+  /**
+   * Per dynamic resource type, the distinct serialized providers its resources carry (sha256 of the `__provider`
+   * text the engine stores): one each when the SDK serialized each provider once and reused the text.
+   */
+  providerTexts: Record<string, string[]>;
 }
 
 export interface RecordOptions {
@@ -250,9 +255,15 @@ async function recordProgramRun(program: () => Promise<unknown>, options: Record
   const register = monitor.registerResource.bind(monitor);
   const checkFailures: string[] = [];
   const checks: Promise<void>[] = [];
+  const providerTexts: Record<string, string[]> = {};
   monitor.registerResource = (req, callback) => {
     if (req.getType().startsWith("pulumi-nodejs:dynamic")) {
       const raw = (req.getObject() as { toJavaScript(): Record<string, unknown> }).toJavaScript();
+      if (typeof raw.__provider === "string") {
+        const hash = createHash("sha256").update(raw.__provider).digest("hex");
+        const seen = (providerTexts[req.getType()] ??= []);
+        if (!seen.includes(hash)) seen.push(hash);
+      }
       checks.push(checkDynamicResource(req.getType(), req.getName(), raw).then((failures) => void checkFailures.push(...failures)));
     }
     register(req, (error, response) => {
@@ -310,7 +321,7 @@ async function recordProgramRun(program: () => Promise<unknown>, options: Record
     seen.add(resource.urn);
   }
   resources.sort((a, b) => (a.urn < b.urn ? -1 : a.urn > b.urn ? 1 : 0));
-  return { resources, outputs: await resolveOutputs(returned ?? {}) };
+  return { resources, outputs: await resolveOutputs(returned ?? {}), providerTexts };
 }
 
 async function resolveOutputs(value: unknown): Promise<Record<string, unknown>> {

@@ -19,6 +19,7 @@ import {
   type AuthentikProxyAppOutputs,
 } from "../components/authentik";
 import { FakeAuthentik, embeddedOutpostPk, flowPks, scopePks, signingKeyPkValue, startFakeAuthentik } from "./support/authentik-api";
+import { startSshd, type TestSshd } from "./support/sshd";
 
 const token = "ak-test-token-5f1c0e9a";
 const clientSecret = "client-secret-9b2d7c41";
@@ -54,6 +55,7 @@ describe("authentik dynamic providers against a local Authentik API", function (
   const oidcInputs = (overrides: Partial<AuthentikOidcAppInputs> = {}): AuthentikOidcAppInputs => ({
     url: api.url,
     token,
+    tunnel: null,
     service: "vaultwarden",
     slug: "vaultwarden",
     name: "vaultwarden",
@@ -73,6 +75,7 @@ describe("authentik dynamic providers against a local Authentik API", function (
   const proxyInputs = (overrides: Partial<AuthentikProxyAppInputs> = {}): AuthentikProxyAppInputs => ({
     url: api.url,
     token,
+    tunnel: null,
     service: "media",
     slug: "media-jellyfin-nixmox-lan",
     name: "media (jellyfin.nixmox.lan)",
@@ -101,8 +104,9 @@ describe("authentik dynamic providers against a local Authentik API", function (
   it("serializes each provider without Pulumi or secrets in its closure, requiring @goauthentik/api at run time", async () => {
     for (const provider of [oidcAppProvider, proxyAppProvider, outpostBindingProvider, outpostProvider]) {
       const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
-      const requires = [...new Set(serialized.text.match(/require\("[^"]+"\)/g))];
-      assert.deepEqual(requires, ['require("@goauthentik/api")']);
+      const requires = [...new Set(serialized.text.match(/require\("[^"]+"\)/g))].sort();
+      // The Authentik client, and what the SSH tunnel needs (ssh2, Node built-ins); never the Pulumi SDK.
+      assert.deepEqual(requires, ['require("@goauthentik/api")', 'require("crypto")', 'require("fs")', 'require("node:http")', 'require("ssh2")']);
       assert.equal(serialized.containsSecrets, false);
     }
   });
@@ -327,6 +331,7 @@ describe("authentik dynamic providers against a local Authentik API", function (
     const bindingInputs = (providerPks: number[], overrides: Partial<AuthentikOutpostBindingInputs> = {}): AuthentikOutpostBindingInputs => ({
       url: api.url,
       token,
+      tunnel: null,
       service: "authentik",
       outpostName: "authentik Embedded Outpost",
       providerPks,
@@ -413,6 +418,7 @@ describe("authentik dynamic providers against a local Authentik API", function (
     const outpostInputs = (overrides: Partial<AuthentikOutpostInputs> = {}): AuthentikOutpostInputs => ({
       url: api.url,
       token,
+      tunnel: null,
       service: "authentik",
       type: "radius",
       slug: "authentik-radius",
@@ -475,6 +481,39 @@ describe("authentik dynamic providers against a local Authentik API", function (
       const error = await rejection(outpostProvider.create(outpostInputs()));
       assert.match(error.message, /^service "authentik": /);
       assert.ok(!error.message.includes(radiusSecret) && !error.message.includes(token), error.message);
+    });
+  });
+  describe("through SSH to the authentik host (security review H2: the token never crosses the LAN in clear)", function () {
+    this.timeout(30_000);
+    let sshd: TestSshd;
+    let closed: TestSshd;
+    before(async () => {
+      [sshd, closed] = await Promise.all([startSshd({ host: "127.0.0.11" }), startSshd({ host: "127.0.0.12", extraConfig: ["AllowTcpForwarding no"] })]);
+    });
+    after(async () => {
+      await Promise.all([sshd?.stop(), closed?.stop()]);
+    });
+    const tunnelOf = (server: TestSshd, hostKey = server.hostKey) => ({ host: server.host, port: server.port, privateKey: server.clientPrivateKey, hostKey });
+
+    it("creates, reads and deletes an OIDC app with every request carried by an SSH forward from the authentik host", async () => {
+      const inputs = oidcInputs({ tunnel: tunnelOf(sshd) });
+      const created = await oidcAppProvider.create(inputs);
+      assert.equal(created.id, "vaultwarden");
+      assert.ok(api.requests.length > 3);
+      assert.ok(api.requests.every((request) => request.authorization === `Bearer ${token}`));
+      const read = await oidcAppProvider.read!(created.id, created.outs as AuthentikOidcAppOutputs);
+      assert.deepEqual((read.props as AuthentikOidcAppOutputs).redirectUris, inputs.redirectUris);
+      await oidcAppProvider.delete!(created.id, created.outs as AuthentikOidcAppOutputs);
+      assert.equal(api.applications.size, 0);
+    });
+
+    it("fails, sending nothing, when the SSH server refuses forwarding or presents another host key; the key never shows", async () => {
+      const refused = await rejection(oidcAppProvider.create(oidcInputs({ tunnel: tunnelOf(closed) })));
+      assert.match(refused.message, /^service "vaultwarden": Authentik lookup of flow .*could not open a connection to 127\.0\.0\.1:\d+ through SSH/);
+      const wrongKey = await rejection(oidcAppProvider.create(oidcInputs({ tunnel: tunnelOf(sshd, closed.hostKey) })));
+      assert.match(wrongKey.message, /host key/i);
+      assert.equal(api.requests.length, 0, "no request reached the API by another path");
+      for (const message of [refused.message, wrongKey.message]) assert.ok(!message.includes(sshd.clientPrivateKey.split("\n")[1]), message);
     });
   });
 });

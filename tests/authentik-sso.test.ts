@@ -134,6 +134,7 @@ describe("authentik: createSsoResources under mocks", function () {
     assert.deepEqual(vaultwarden.inputs, {
       url,
       token: "[secret]",
+      tunnel: null,
       service: "vaultwarden",
       slug: "vaultwarden",
       name: "vaultwarden",
@@ -155,6 +156,7 @@ describe("authentik: createSsoResources under mocks", function () {
     assert.deepEqual(named("sso-media-jellyfin-nixmox-lan").inputs, {
       url,
       token: "[secret]",
+      tunnel: null,
       service: "media",
       slug: "media-jellyfin-nixmox-lan",
       name: "media (jellyfin.nixmox.lan)",
@@ -168,16 +170,16 @@ describe("authentik: createSsoResources under mocks", function () {
     });
   });
 
-  it("marks token and clientSecret as additional secret outputs on every resource", () => {
+  it("marks token, clientSecret and the SSH tunnel as additional secret outputs on every resource", () => {
     assert.deepEqual(Object.fromEntries([...secretOutputs.entries()].filter(([name]) => name !== "sso").sort()), {
-      "sso-authentik-outpost": ["token"],
-      "sso-guacamole": ["clientSecret", "token"],
-      "sso-media-jellyfin-nixmox-lan": ["token"],
-      "sso-media-requests-nixmox-lan": ["token"],
-      "sso-monitoring": ["clientSecret", "token"],
-      "sso-monitoring-prometheus-nixmox-lan": ["token"],
-      "sso-nextcloud": ["clientSecret", "token"],
-      "sso-vaultwarden": ["clientSecret", "token"],
+      "sso-authentik-outpost": ["token", "tunnel"],
+      "sso-guacamole": ["clientSecret", "token", "tunnel"],
+      "sso-media-jellyfin-nixmox-lan": ["token", "tunnel"],
+      "sso-media-requests-nixmox-lan": ["token", "tunnel"],
+      "sso-monitoring": ["clientSecret", "token", "tunnel"],
+      "sso-monitoring-prometheus-nixmox-lan": ["token", "tunnel"],
+      "sso-nextcloud": ["clientSecret", "token", "tunnel"],
+      "sso-vaultwarden": ["clientSecret", "token", "tunnel"],
     });
   });
 

@@ -295,6 +295,17 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       assert.equal(api.applications.size, 0);
     });
 
+    it("OIDC app through SSH to the authentik host (H2): the serialized provider tunnels its API calls over the pinned connection", async () => {
+      const oidc = provider("oidcApp");
+      const tunnel = { host: host.host, port: host.port, privateKey: host.clientPrivateKey, hostKey: host.hostKey };
+      const created = await oidc.create(oidcInputs({ tunnel }));
+      assert.equal(created.id, "vaultwarden");
+      assert.ok(api.applications.has("vaultwarden"));
+      const error = await rejection(oidc.create(oidcInputs({ tunnel: { ...tunnel, hostKey: other.hostKey } })));
+      assert.match(error.message, /host key/i);
+      await oidc.delete(created.id, created.outs);
+    });
+
     it("OIDC app: an unreachable Authentik is named in the engine's error", async () => {
       const port = await closedPort();
       const error = await rejection(provider("oidcApp").create(oidcInputs({ url: `http://127.0.0.1:${port}` })));

@@ -3,11 +3,11 @@
 // What the fake does not prove: how the real CLI and engine behave (no Pulumi CLI can be installed here).
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { PulumiCommand } from "@pulumi/pulumi/automation";
-import { EngineError, initStack, missingCliMessage, runEngine, setStackSecrets, type EngineOperation } from "../cli/engine";
+import { EngineError, initStack, missingCliMessage, openWorkspace, runEngine, setStackSecrets, type EngineOperation } from "../cli/engine";
 import { engineAction, type EngineFlags } from "../cli/commands/engine";
 
 // The Automation API reads the CLI version to choose features; semver comes with @pulumi/pulumi.
@@ -203,6 +203,24 @@ describe("engine commands (Automation API)", function () {
       initStack({ projectDir, stack: "homelab", onError: () => undefined, pulumiCommand: fakeCli({ calls: [], stacks: [], missing: true }) }),
       (error: unknown) => error instanceof EngineError && error.message === missingCliMessage,
     );
+  });
+
+  it("fails with one message naming the minimum version when the pulumi on the PATH is older than 3.207.0 (no replaceWith)", async () => {
+    // A real PulumiCommand.get against a stub `pulumi` that prints its version, as the real CLI does.
+    const root = mkdtempSync(path.join(tmpdir(), "nixmox-old-pulumi-"));
+    mkdirSync(path.join(root, "bin"));
+    writeFileSync(path.join(root, "bin", "pulumi"), "#!/bin/sh\n[ \"$1\" = version ] && echo v3.206.0\n");
+    chmodSync(path.join(root, "bin", "pulumi"), 0o755);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${path.join(root, "bin")}:${savedPath}`;
+    try {
+      await assert.rejects(openWorkspace({ projectDir, onError: () => undefined }), (error: unknown) =>
+        error instanceof EngineError && error.exitCode === 2 &&
+        /^NixMox needs the Pulumi CLI 3\.207\.0 or newer \(the replaceWith resource option, pulumi\/pulumi#20693\); this one is 3\.206\.0: update it/.test(error.message));
+    } finally {
+      process.env.PATH = savedPath;
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("fails with the CLI's own message, not 'not installed', when a CLI error mentions a missing file", async () => {

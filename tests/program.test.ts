@@ -139,13 +139,35 @@ describe("program under mocks: the example manifest", function () {
       // Generated secrets (@pulumi/random) are data inputs, not ordering: left out.
       return resourceNamed(run, name).dependsOn.map((urn) => byUrn.get(urn)!).filter((dependency) => !dependency.startsWith("secret-")).sort();
     };
-    assert.deepEqual(dependencies("sso-vaultwarden"), ["authentik-health", "vaultwarden-rebuild"]);
-    assert.deepEqual(dependencies("sso-homepage-home-nixmox-lan"), ["authentik-health", "homepage-rebuild"]);
+    // (authentik-ssh: the API calls go through SSH to the authentik host, pinned to its recorded key.)
+    assert.deepEqual(dependencies("sso-vaultwarden"), ["authentik-health", "authentik-ssh", "vaultwarden-rebuild"]);
+    assert.deepEqual(dependencies("sso-homepage-home-nixmox-lan"), ["authentik-health", "authentik-ssh", "homepage-rebuild"]);
     // A health gate also reads its own container and SSH key (data flow); what matters is what else it waits for.
     const gateOf = (name: string) => dependencies(name).filter((dependency) => dependency.startsWith("sso-") || dependency.endsWith("-rebuild"));
     assert.deepEqual(gateOf("vaultwarden-health"), ["sso-vaultwarden", "vaultwarden-rebuild"]);
     assert.deepEqual(gateOf("homepage-health"), ["homepage-rebuild", "sso-homepage-home-nixmox-lan"]);
     assert.deepEqual(gateOf("postgresql-health"), ["postgresql-rebuild"]);
+  });
+
+  it("calls Authentik's API through SSH to the authentik host, the tunnel a secret input (security review H2)", () => {
+    const app = resourceNamed(run, "sso-vaultwarden");
+    assert.ok(app.secretPaths.includes("tunnel"), app.secretPaths.join(","));
+    const tunnel = app.plainInputs.tunnel as { host: string; port: number; privateKey: string; hostKey: string };
+    assert.deepEqual([tunnel.host, tunnel.port, tunnel.hostKey], ["192.168.99.12", 22, fakeHostKey("authentik-ssh")]);
+    assert.match(tunnel.privateKey, /^-----BEGIN OPENSSH PRIVATE KEY-----/);
+  });
+
+  it("serializes each dynamic provider once: every resource of a type carries the same provider text", () => {
+    const types = Object.keys(run.providerTexts).sort();
+    assert.deepEqual(types, [
+      "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp",
+      "pulumi-nodejs:dynamic/nixmox:AuthentikOutpostBinding",
+      "pulumi-nodejs:dynamic/nixmox:AuthentikProxyApp",
+      "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
+      "pulumi-nodejs:dynamic/nixmox:HealthCheck",
+      "pulumi-nodejs:dynamic/nixmox:SshHostKey",
+    ]);
+    for (const type of types) assert.equal(run.providerTexts[type].length, 1, type);
   });
 
   it("keeps every secret input secret-wrapped and out of the printed preview", () => {
@@ -254,7 +276,7 @@ describe("program under mocks: edits", function () {
         [radius.inputs.type, radius.inputs.slug, radius.inputs.clientNetworks, radius.inputs.url],
         ["radius", "authentik-radius", ["192.168.99.0/24"], "http://192.168.99.12:9000"],
       );
-      assert.deepEqual(radius.secretPaths, ["sharedSecret", "token"]);
+      assert.deepEqual(radius.secretPaths, ["sharedSecret", "token", "tunnel"]);
       assert.deepEqual(resourceNamed(run, "sso-authentik-ldap").inputs.baseDn, "dc=nixmox,dc=lan");
       assert.ok(radius.dependsOn.map((urn) => byUrn.get(urn)).includes("authentik-health"));
       const push = resourceNamed(run, "sso-authentik-radius-token");

@@ -3,7 +3,8 @@
  * (flows by slug, scope mappings by scope name, signing key by name) that turn human names into primary keys.
  *
  * These functions run inside the dynamic-provider process: Pulumi serializes them by value together with the
- * provider objects (pulumi-notes.md §4.3), so this module imports nothing at run time. `@goauthentik/api` is
+ * provider objects (pulumi-notes.md §4.3), so this module imports only what serializes by value (the SSH connection,
+ * for the tunnel). `@goauthentik/api` is
  * `require`d inside the functions and credentials always arrive as arguments.
  *
  * Every error thrown from here is a one-line message that names the NixMox service and the Authentik object,
@@ -11,6 +12,8 @@
  * some 400 responses, and the engine prints dynamic-provider errors verbatim.
  */
 import type * as pulumi from "@pulumi/pulumi";
+// Captured by value when a provider is serialized (a relative require would fail in the engine's provider process).
+import { connectSsh } from "../ssh/connection";
 import type {
   CoreApi,
   CryptoApi,
@@ -43,14 +46,71 @@ export interface ApiContext {
 /** Longest response-body excerpt quoted in an error. */
 const maxBodyChars = 300;
 
-/** Builds the API clients for one call of a provider method. */
-export function authentikApis(url: string, token: string): AuthentikApis {
+/**
+ * How the API calls reach Authentik without crossing the LAN in clear (security review H2): over SSH to the authentik
+ * host (the deploy key, its pinned host key), where each HTTP request to `url` becomes a TCP connection the host opens
+ * to its own listener. The API token and the OIDC client secrets then travel only inside the encrypted SSH
+ * connection. Without it (tests against a local API, hand-written use), requests go to `url` directly.
+ */
+export interface AuthentikTunnel {
+  host: string;
+  port: number;
+  privateKey: string;
+  /** The authentik host's pinned key (`ssh-ed25519 AAAA…`). */
+  hostKey: string;
+}
+
+/**
+ * A `fetch` for the generated client that sends each request through one SSH session to the tunnel's host, opened for
+ * that request and closed after it (no session outlives a provider call).
+ */
+export function fetchThroughSsh(tunnel: AuthentikTunnel): typeof fetch {
+  return async (input, init) => {
+    const http: typeof import("node:http") = require("node:http");
+    const url = new URL(typeof input === "string" ? input : input instanceof URL ? input.href : input.url);
+    if (url.protocol !== "http:") throw new Error(`Authentik's API through SSH takes an http:// URL (the host's own listener), got ${url.protocol}`);
+    const session = await connectSsh({ host: tunnel.host, port: tunnel.port, privateKey: tunnel.privateKey, hostKeys: [tunnel.hostKey] });
+    try {
+      const stream = await session.forward(url.hostname, Number(url.port || 80));
+      const headers: Record<string, string> = {};
+      new Headers(init?.headers).forEach((value, key) => (headers[key] = value));
+      const body = init?.body === undefined || init.body === null ? undefined : typeof init.body === "string" ? init.body : String(init.body);
+      return await new Promise<Response>((resolve, reject) => {
+        const request = http.request(
+          { method: init?.method ?? "GET", host: url.hostname, path: `${url.pathname}${url.search}`, headers, createConnection: () => stream as never },
+          (response) => {
+            const chunks: Buffer[] = [];
+            response.on("data", (chunk: Buffer) => chunks.push(chunk));
+            response.on("error", reject);
+            response.on("end", () => {
+              const responseHeaders = new Headers();
+              for (const [key, value] of Object.entries(response.headers)) {
+                if (value !== undefined) responseHeaders.set(key, Array.isArray(value) ? value.join(", ") : value);
+              }
+              const status = response.statusCode ?? 502;
+              resolve(new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), { status, headers: responseHeaders }));
+            });
+          },
+        );
+        request.on("error", reject);
+        if (body !== undefined) request.write(body);
+        request.end();
+      });
+    } finally {
+      session.close();
+    }
+  };
+}
+
+/** Builds the API clients for one call of a provider method (through `tunnel` when given). */
+export function authentikApis(url: string, token: string, tunnel?: AuthentikTunnel | null): AuthentikApis {
   // Required here, not at the top of the file: the provider is serialized and runs in another process (§4.3).
   const sdk: typeof import("@goauthentik/api") = require("@goauthentik/api");
   const configuration = new sdk.Configuration({
     basePath: `${url.replace(/\/+$/, "")}/api/v3`,
     // Sent as `Authorization: Bearer <token>` (the generated client's "authentik" security scheme).
     accessToken: token,
+    ...(tunnel ? { fetchApi: fetchThroughSsh(tunnel) } : {}),
   });
   return {
     core: new sdk.CoreApi(configuration),

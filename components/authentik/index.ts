@@ -1,4 +1,5 @@
 export * from "./defaults";
+export { fetchThroughSsh, type AuthentikTunnel } from "./api";
 export { AuthentikOidcApp, oidcAppProvider, type AuthentikOidcAppArgs, type AuthentikOidcAppInputs, type AuthentikOidcAppOutputs } from "./oidc-app";
 export { AuthentikProxyApp, proxyAppProvider, type AuthentikProxyAppArgs, type AuthentikProxyAppInputs, type AuthentikProxyAppOutputs, type ForwardAuthMode } from "./proxy-app";
 export {

@@ -35,6 +35,7 @@ import {
   upsertApplication,
   withSecretOutputs,
   type ApiContext,
+  type AuthentikTunnel,
   type AuthentikApis,
 } from "./api";
 import { defaultAuthorizationFlow, defaultInvalidationFlow, defaultScopes, defaultSigningKey } from "./defaults";
@@ -45,6 +46,8 @@ export interface AuthentikOidcAppArgs {
   url: pulumi.Input<string>;
   /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
   token: pulumi.Input<string>;
+  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
+  tunnel?: pulumi.Input<AuthentikTunnel | null>;
   /** The NixMox service this client belongs to; named in every error. */
   service: pulumi.Input<string>;
   /** Application slug (used in Authentik URLs: `/application/o/<slug>/`). Changing it replaces the resource. */
@@ -76,6 +79,7 @@ export interface AuthentikOidcAppArgs {
 export interface AuthentikOidcAppInputs {
   url: string;
   token: string;
+  tunnel?: AuthentikTunnel | null;
   service: string;
   slug: string;
   name: string;
@@ -124,6 +128,7 @@ function pickInputs(value: AuthentikOidcAppInputs): AuthentikOidcAppInputs {
   return {
     url: value.url,
     token: value.token,
+    tunnel: value.tunnel ?? null,
     service: value.service,
     slug: value.slug,
     name: value.name,
@@ -141,7 +146,7 @@ function pickInputs(value: AuthentikOidcAppInputs): AuthentikOidcAppInputs {
 }
 
 function contextOf(inputs: AuthentikOidcAppInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [inputs.token, inputs.clientSecret ?? ""] };
+  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token, inputs.clientSecret ?? ""] };
 }
 
 /** Makes Authentik hold exactly `inputs`; `knownProviderPk` is the provider this resource created before. */
@@ -150,7 +155,7 @@ async function applyOidcApp(inputs: AuthentikOidcAppInputs, knownProviderPk: num
   if (inputs.clientType === "confidential" && !inputs.clientSecret) {
     throw new Error(`service ${JSON.stringify(inputs.service)}: clientSecret is required for a confidential OIDC client; set nixmox:secrets.${inputs.service}.oidc_client_secret or leave it unset so NixMox generates one`);
   }
-  const apis = authentikApis(inputs.url, inputs.token);
+  const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
   const authorizationFlowPk = await flowPk(apis, context, "authorizationFlow", inputs.authorizationFlow);
   const invalidationFlowPk = await flowPk(apis, context, "invalidationFlow", inputs.invalidationFlow);
   const propertyMappingPks = await scopeMappingPks(apis, context, inputs.scopes);
@@ -202,7 +207,7 @@ export const oidcAppProvider: pulumi.dynamic.ResourceProvider<AuthentikOidcAppIn
   async read(id, props) {
     const olds = props as AuthentikOidcAppOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token);
+    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
     const provider = await readOrNull(context, `read of OAuth2 provider ${olds.providerPk}`, () => apis.providers.providersOauth2Retrieve({ id: olds.providerPk }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsRetrieve({ slug: id }));
     if (!provider || !application) return {};
@@ -244,7 +249,7 @@ export const oidcAppProvider: pulumi.dynamic.ResourceProvider<AuthentikOidcAppIn
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token);
+    const apis = authentikApis(props.url, props.token, props.tunnel);
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsDestroy({ slug: id }));
     await deleteIgnoringMissing(context, `deletion of OAuth2 provider ${props.providerPk}`, () => apis.providers.providersOauth2Destroy({ id: props.providerPk }));
   },
@@ -261,6 +266,7 @@ export class AuthentikOidcApp extends pulumi.dynamic.Resource {
     const props = {
       url: args.url,
       token: pulumi.secret(args.token),
+      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
       service: args.service,
       slug: args.slug,
       name: args.name ?? args.slug,
@@ -281,6 +287,6 @@ export class AuthentikOidcApp extends pulumi.dynamic.Resource {
       propertyMappingPks: undefined,
       signingKeyPk: undefined,
     };
-    super(oidcAppProvider, name, props, withSecretOutputs(opts, ["token", "clientSecret"]), "nixmox", "AuthentikOidcApp");
+    super(oidcAppProvider, name, props, withSecretOutputs(opts, ["token", "tunnel", "clientSecret"]), "nixmox", "AuthentikOidcApp");
   }
 }

@@ -25,6 +25,7 @@ import {
   readOrNull,
   withSecretOutputs,
   type ApiContext,
+  type AuthentikTunnel,
   type AuthentikApis,
 } from "./api";
 import { embeddedOutpostName } from "./defaults";
@@ -35,6 +36,8 @@ export interface AuthentikOutpostBindingArgs {
   url: pulumi.Input<string>;
   /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
   token: pulumi.Input<string>;
+  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
+  tunnel?: pulumi.Input<AuthentikTunnel | null>;
   /** The authentik service (NixMox name); named in every error. */
   service: pulumi.Input<string>;
   /** Outpost name, matched exactly. Changing it replaces the resource. @default "authentik Embedded Outpost" */
@@ -48,6 +51,7 @@ export interface AuthentikOutpostBindingArgs {
 export interface AuthentikOutpostBindingInputs {
   url: string;
   token: string;
+  tunnel?: AuthentikTunnel | null;
   service: string;
   outpostName: string;
   providerPks: number[];
@@ -67,6 +71,7 @@ function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindi
   return {
     url: value.url,
     token: value.token,
+    tunnel: value.tunnel ?? null,
     service: value.service,
     outpostName: value.outpostName,
     // During a preview the whole list can still be unknown (the engine's sentinel string): keep it as it is.
@@ -76,7 +81,7 @@ function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindi
 }
 
 function contextOf(inputs: AuthentikOutpostBindingInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [inputs.token] };
+  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token] };
 }
 
 interface OutpostState {
@@ -114,7 +119,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   async create(raw) {
     const inputs = pickInputs(raw);
     const context = contextOf(inputs);
-    const apis = authentikApis(inputs.url, inputs.token);
+    const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
     const outpost = await findOutpost(apis, context, inputs.outpostName);
     await rebind(apis, context, outpost, [], inputs.providerPks, inputs.authentikHost);
     return { id: outpost.pk, outs: { ...inputs, outpostPk: outpost.pk } };
@@ -123,7 +128,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   async read(id, props) {
     const olds = props as AuthentikOutpostBindingOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token);
+    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return {};
     const outs: AuthentikOutpostBindingOutputs = {
@@ -147,7 +152,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   async update(id, olds, raw) {
     const inputs = pickInputs(raw);
     const context = contextOf(inputs);
-    const apis = authentikApis(inputs.url, inputs.token);
+    const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
     const outpost = await callApi(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     const dropped = olds.providerPks.filter((pk) => !inputs.providerPks.includes(pk));
     await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers, config: outpost.config ?? {} }, dropped, inputs.providerPks, inputs.authentikHost);
@@ -156,7 +161,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token);
+    const apis = authentikApis(props.url, props.token, props.tunnel);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return;
     await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers, config: outpost.config ?? {} }, props.providerPks, [], null);
@@ -172,12 +177,13 @@ export class AuthentikOutpostBinding extends pulumi.dynamic.Resource {
     const props = {
       url: args.url,
       token: pulumi.secret(args.token),
+      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
       service: args.service,
       outpostName: args.outpostName ?? embeddedOutpostName,
       providerPks: args.providerPks,
       authentikHost: args.authentikHost ?? null,
       outpostPk: undefined,
     };
-    super(outpostBindingProvider, name, props, withSecretOutputs(opts, ["token"]), "nixmox", "AuthentikOutpostBinding");
+    super(outpostBindingProvider, name, props, withSecretOutputs(opts, ["token", "tunnel"]), "nixmox", "AuthentikOutpostBinding");
   }
 }

@@ -25,6 +25,7 @@ import {
   upsertApplication,
   withSecretOutputs,
   type ApiContext,
+  type AuthentikTunnel,
   type AuthentikApis,
 } from "./api";
 import { defaultAuthorizationFlow, defaultInvalidationFlow } from "./defaults";
@@ -36,6 +37,8 @@ export interface AuthentikOutpostArgs {
   url: pulumi.Input<string>;
   /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
   token: pulumi.Input<string>;
+  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
+  tunnel?: pulumi.Input<AuthentikTunnel | null>;
   /** The authentik service that runs the outpost; named in every error. */
   service: pulumi.Input<string>;
   type: pulumi.Input<OutpostType>;
@@ -56,6 +59,7 @@ export interface AuthentikOutpostArgs {
 export interface AuthentikOutpostInputs {
   url: string;
   token: string;
+  tunnel?: AuthentikTunnel | null;
   service: string;
   type: OutpostType;
   slug: string;
@@ -89,6 +93,7 @@ function pickInputs(value: AuthentikOutpostInputs): AuthentikOutpostInputs {
   return {
     url: value.url,
     token: value.token,
+    tunnel: value.tunnel ?? null,
     service: value.service,
     type: value.type,
     slug: value.slug,
@@ -102,7 +107,7 @@ function pickInputs(value: AuthentikOutpostInputs): AuthentikOutpostInputs {
 }
 
 function contextOf(inputs: AuthentikOutpostInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [inputs.token, ...(inputs.sharedSecret ? [inputs.sharedSecret] : [])] };
+  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token, ...(inputs.sharedSecret ? [inputs.sharedSecret] : [])] };
 }
 
 /** Names of the three objects: `nixmox-<slug>` for provider and outpost, the slug for the application. */
@@ -150,7 +155,7 @@ async function upsertOutpost(apis: AuthentikApis, context: ApiContext, inputs: A
 
 async function applyOutpost(inputs: AuthentikOutpostInputs): Promise<AuthentikOutpostOutputs> {
   const context = contextOf(inputs);
-  const apis = authentikApis(inputs.url, inputs.token);
+  const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
   const flows = {
     authorization: await flowPk(apis, context, "authorizationFlow", inputs.authorizationFlow),
     invalidation: await flowPk(apis, context, "invalidationFlow", inputs.invalidationFlow),
@@ -173,7 +178,7 @@ export const outpostProvider: pulumi.dynamic.ResourceProvider<AuthentikOutpostIn
   async read(id, props) {
     const olds = props as AuthentikOutpostOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token);
+    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(olds.slug)}`, () => apis.core.coreApplicationsRetrieve({ slug: olds.slug }));
     if (!outpost || !application) return {};
@@ -201,7 +206,7 @@ export const outpostProvider: pulumi.dynamic.ResourceProvider<AuthentikOutpostIn
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token);
+    const apis = authentikApis(props.url, props.token, props.tunnel);
     await deleteIgnoringMissing(context, `deletion of outpost ${id}`, () => apis.outposts.outpostsInstancesDestroy({ uuid: id }));
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(props.slug)}`, () => apis.core.coreApplicationsDestroy({ slug: props.slug }));
     const what = `deletion of ${props.type.toUpperCase()} provider ${props.providerPk}`;
@@ -219,6 +224,7 @@ export class AuthentikOutpost extends pulumi.dynamic.Resource {
     const props = {
       url: args.url,
       token: pulumi.secret(args.token),
+      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
       service: args.service,
       type: args.type,
       slug: args.slug,
@@ -232,6 +238,6 @@ export class AuthentikOutpost extends pulumi.dynamic.Resource {
       outpostPk: undefined,
       outpostToken: undefined,
     };
-    super(outpostProvider, name, props, withSecretOutputs(opts, ["token", "sharedSecret", "outpostToken"]), "nixmox", "AuthentikOutpost");
+    super(outpostProvider, name, props, withSecretOutputs(opts, ["token", "tunnel", "sharedSecret", "outpostToken"]), "nixmox", "AuthentikOutpost");
   }
 }

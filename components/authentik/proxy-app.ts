@@ -32,6 +32,7 @@ import {
   upsertApplication,
   withSecretOutputs,
   type ApiContext,
+  type AuthentikTunnel,
   type AuthentikApis,
 } from "./api";
 import { defaultAuthorizationFlow, defaultInvalidationFlow } from "./defaults";
@@ -43,6 +44,8 @@ export interface AuthentikProxyAppArgs {
   url: pulumi.Input<string>;
   /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
   token: pulumi.Input<string>;
+  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
+  tunnel?: pulumi.Input<AuthentikTunnel | null>;
   /** The NixMox service this client belongs to; named in every error. */
   service: pulumi.Input<string>;
   /** Application slug. Changing it replaces the resource. */
@@ -68,6 +71,7 @@ export interface AuthentikProxyAppArgs {
 export interface AuthentikProxyAppInputs {
   url: string;
   token: string;
+  tunnel?: AuthentikTunnel | null;
   service: string;
   slug: string;
   name: string;
@@ -105,6 +109,7 @@ function pickInputs(value: AuthentikProxyAppInputs): AuthentikProxyAppInputs {
   return {
     url: value.url,
     token: value.token,
+    tunnel: value.tunnel ?? null,
     service: value.service,
     slug: value.slug,
     name: value.name,
@@ -119,7 +124,7 @@ function pickInputs(value: AuthentikProxyAppInputs): AuthentikProxyAppInputs {
 }
 
 function contextOf(inputs: AuthentikProxyAppInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [inputs.token] };
+  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token] };
 }
 
 async function applyProxyApp(inputs: AuthentikProxyAppInputs, knownProviderPk: number | null): Promise<AuthentikProxyAppOutputs> {
@@ -127,7 +132,7 @@ async function applyProxyApp(inputs: AuthentikProxyAppInputs, knownProviderPk: n
   if (inputs.mode === "forward_domain" && !inputs.cookieDomain) {
     throw new Error(`service ${JSON.stringify(inputs.service)}: cookieDomain is required with mode "forward_domain"; set the parent domain shared by the protected apps (e.g. "nixmox.lan") or use mode "forward_single"`);
   }
-  const apis = authentikApis(inputs.url, inputs.token);
+  const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
   const authorizationFlowPk = await flowPk(apis, context, "authorizationFlow", inputs.authorizationFlow);
   const invalidationFlowPk = await flowPk(apis, context, "invalidationFlow", inputs.invalidationFlow);
   const request = {
@@ -167,7 +172,7 @@ export const proxyAppProvider: pulumi.dynamic.ResourceProvider<AuthentikProxyApp
   async read(id, props) {
     const olds = props as AuthentikProxyAppOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token);
+    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
     const provider = await readOrNull(context, `read of proxy provider ${olds.providerPk}`, () => apis.providers.providersProxyRetrieve({ id: olds.providerPk }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsRetrieve({ slug: id }));
     if (!provider || !application) return {};
@@ -202,7 +207,7 @@ export const proxyAppProvider: pulumi.dynamic.ResourceProvider<AuthentikProxyApp
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token);
+    const apis = authentikApis(props.url, props.token, props.tunnel);
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsDestroy({ slug: id }));
     await deleteIgnoringMissing(context, `deletion of proxy provider ${props.providerPk}`, () => apis.providers.providersProxyDestroy({ id: props.providerPk }));
   },
@@ -218,6 +223,7 @@ export class AuthentikProxyApp extends pulumi.dynamic.Resource {
     const props = {
       url: args.url,
       token: pulumi.secret(args.token),
+      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
       service: args.service,
       slug: args.slug,
       name: args.name ?? args.slug,
@@ -233,6 +239,6 @@ export class AuthentikProxyApp extends pulumi.dynamic.Resource {
       authorizationFlowPk: undefined,
       invalidationFlowPk: undefined,
     };
-    super(proxyAppProvider, name, props, withSecretOutputs(opts, ["token"]), "nixmox", "AuthentikProxyApp");
+    super(proxyAppProvider, name, props, withSecretOutputs(opts, ["token", "tunnel"]), "nixmox", "AuthentikProxyApp");
   }
 }

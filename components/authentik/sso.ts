@@ -10,6 +10,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Plan } from "../../manifest/plan-types";
 import { AuthentikOidcApp } from "./oidc-app";
 import { AuthentikOutpostBinding } from "./outpost-binding";
+import type { AuthentikTunnel } from "./api";
 import { planAuthentikObjects, type AuthentikObjectPlan } from "./plan";
 import { AuthentikProxyApp } from "./proxy-app";
 
@@ -27,6 +28,8 @@ export interface SsoArgs {
    * (`nixmox:secrets.<service>.<route>_oidc_client_secret`).
    */
   clientSecrets: Record<string, pulumi.Input<string>>;
+  /** SSH to the authentik host, through which the API is called (security review H2). @default none: direct */
+  tunnel?: PerAuthentik<pulumi.Input<AuthentikTunnel>>;
   /** Resources each object waits for besides `opts.dependsOn` (e.g. the client's rebuild). @default none */
   dependsOnFor?: (object: AuthentikObjectPlan) => pulumi.Resource[];
   /** First part of every resource name. @default "sso" */
@@ -66,6 +69,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
   for (const object of objects) {
     const url = args.url === undefined ? object.url : pick(args.url, object.authentik);
     const token = pick(args.token, object.authentik);
+    const tunnel = args.tunnel === undefined ? null : pick(args.tunnel, object.authentik);
     const extra = args.dependsOnFor?.(object) ?? [];
     const objectOpts: pulumi.CustomResourceOptions = extra.length === 0 ? { ...opts } : { ...opts, dependsOn: [...asArray(opts?.dependsOn), ...extra] };
     switch (object.kind) {
@@ -73,6 +77,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
         resources.oidcApps[object.slug] = new AuthentikOidcApp(`${prefix}-${object.role}`, {
           url,
           token,
+          tunnel,
           service: object.service,
           slug: object.slug,
           name: object.name,
@@ -89,6 +94,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
         resources.proxyApps[object.slug] = new AuthentikProxyApp(`${prefix}-${object.role}`, {
           url,
           token,
+          tunnel,
           service: object.service,
           slug: object.slug,
           name: object.name,
@@ -101,6 +107,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
         resources.outpostBindings[object.authentik] = new AuthentikOutpostBinding(`${prefix}-${object.role}`, {
           url,
           token,
+          tunnel,
           service: object.authentik,
           outpostName: object.outpostName,
           authentikHost: object.authentikHost,

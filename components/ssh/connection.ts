@@ -100,6 +100,12 @@ export interface SshSession {
   /** True until the connection closes (dropped or `close()`). */
   isOpen(): boolean;
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * A TCP connection opened by the server to `host:port` (an SSH direct-tcpip channel): traffic between here and
+   * the server travels inside the encrypted SSH connection, so a service the server reaches on its own addresses
+   * is reached without crossing the network in clear.
+   */
+  forward(host: string, port: number): Promise<import("node:stream").Duplex>;
   close(): void;
 }
 
@@ -233,6 +239,18 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     });
   };
 
+  const forward = (targetHost: string, targetPort: number) =>
+    new Promise<import("node:stream").Duplex>((resolve, reject) => {
+      if (!open) {
+        reject(new Error(`SSH connection to ${where} is closed`));
+        return;
+      }
+      client.forwardOut("127.0.0.1", 0, targetHost, targetPort, (error, stream) => {
+        if (error) reject(new Error(`${where} could not open a connection to ${targetHost}:${targetPort} through SSH: ${error.message}`));
+        else resolve(stream);
+      });
+    });
+
   return {
     host: options.host,
     port,
@@ -240,6 +258,7 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     hostKeyFingerprint: fingerprint(hostKey),
     isOpen: () => open,
     exec,
+    forward,
     close: () => {
       client.end();
       markClosed();
