@@ -51,6 +51,8 @@ export function serviceOf(urn: string): { service: string; phase: Phase | null }
   if (types.length === 2 && types[0] === componentType) {
     const phase = phases.find((candidate) => name.endsWith(`-${candidate}`));
     if (phase) return { service: name.slice(0, -phase.length - 1), phase };
+    // The replacement guard runs just before the container and is part of that step.
+    if (name.endsWith("-guard")) return { service: name.slice(0, -"-guard".length), phase: "container" };
   }
   return null;
 }

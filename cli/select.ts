@@ -4,12 +4,13 @@
  * (https://www.pulumi.com/docs/iac/guides/basics/targeted-updates/). Pure: a plan in, names and URNs out.
  *
  * A service's resources are its `NixosService` component (`nixmox:index:NixosService`, named after the service),
- * the component's children `<name>-container|ssh|config|secrets|rebuild|health` (components/nixos-service.ts),
+ * the component's children `<name>-guard|container|ssh|config|secrets|rebuild|health` (components/nixos-service.ts),
  * and the Authentik objects it owns (components/authentik/sso.ts names them `sso-<role>`): its OIDC client or
  * forward-auth application, and for an authentik service its outpost binding and its LDAP/RADIUS outposts
  * (`sso-<authentik>-<type>` and the command that pushes their token, `sso-<authentik>-<type>-token`,
  * components/homelab.ts). An outpost binding is also selected with any forward-auth application it binds,
- * since the binding lists the applications.
+ * since the binding lists the applications. The generated passwords a selected host receives are targeted too
+ * (`generatedSecretTargets`), so a service's first targeted deploy can create them.
  */
 import type { Plan } from "../manifest/plan-types";
 
@@ -85,6 +86,8 @@ export interface SsoObject {
 const componentType = "nixmox:index:NixosService";
 /** Child name suffix → resource type, as components/nixos-service.ts registers them. */
 const childTypes: Record<string, string> = {
+  // The replacement guard the container waits for (components/container-guard.ts).
+  guard: "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
   container: "proxmoxve:index/containerLegacy:ContainerLegacy",
   ssh: "pulumi-nodejs:dynamic/nixmox:SshHostKey",
   config: "command:remote:Command",
@@ -146,6 +149,19 @@ export function targetResources(services: string[], sources: TargetSources): Tar
     resources.push({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost", name }, { qualifiedType: "command:remote:Command", name: `${name}-token` });
   }
   return resources;
+}
+
+/**
+ * The generated passwords (`@pulumi/random`, `secret-<configService>-<name>`, components/secrets/values.ts) that the
+ * selected hosts receive. A targeted run creates nothing outside its targets, so a first deploy of a service needs
+ * its new passwords targeted too; only rows the stack does not set are generated (and so registered), which is why
+ * they come from the stack's secret check (`checkSecrets` over its Pulumi.<stack>.yaml).
+ */
+export function generatedSecretTargets(rows: Array<{ configService: string; name: string; status: string; hosts: string[] }>, services: string[]): TargetResource[] {
+  const selected = new Set(services);
+  return rows
+    .filter((row) => row.status === "generated" && row.hosts.some((host) => selected.has(host)))
+    .map((row) => ({ qualifiedType: "random:index/randomPassword:RandomPassword", name: `secret-${row.configService}-${row.name}` }));
 }
 
 /**

@@ -6,7 +6,8 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { planAuthentikObjects } from "../components/authentik/plan";
 import { loadPlan, type Plan } from "../manifest";
-import { SelectionError, engineQualifiedType, parseOnly, selectServices, targetResources, targetUrn } from "../cli/select";
+import { SelectionError, engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, targetResources, targetUrn } from "../cli/select";
+import { checkSecrets } from "../components/secrets";
 import { exampleManifestData, writeManifest } from "./support/pulumi-mocks";
 
 const root = path.resolve(__dirname, "..");
@@ -73,6 +74,20 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
       const missing = wanted.filter((resource) => !registered.has(`${resource.qualifiedType}::${resource.name}`)).map((resource) => resource.name);
       assert.deepEqual(missing, [], service.name);
     }
+    // The generated passwords of every host, as the program registers them when the stack sets none.
+    for (const service of plan.services) {
+      const passwords = generatedSecretTargets(checkSecrets(plan, {}), [service.name]);
+      assert.deepEqual(passwords.filter((resource) => !registered.has(`${resource.qualifiedType}::${resource.name}`)), [], service.name);
+    }
+    assert.ok(generatedSecretTargets(checkSecrets(plan, {}), ["vaultwarden"]).some((resource) => resource.name === "secret-vaultwarden-db_password"));
+    // And the other way round: every child the program gives a service's component is targeted with the service.
+    const previewed = offlinePreview();
+    for (const service of plan.services) {
+      const component = previewed.find((resource) => resource.type === "nixmox:index:NixosService" && resource.name === service.name)!;
+      const children = previewed.filter((resource) => (resource as { parent?: string }).parent === component.urn).map((resource) => resource.name).sort();
+      const wanted = new Set(targetResources([service.name], sources).map((resource) => resource.name));
+      assert.deepEqual(children.filter((name) => !wanted.has(name)), [], service.name);
+    }
     // Only hosts that receive secrets have the secrets step: homepage has none.
     assert.ok(!targetResources(["homepage"], sources).some((resource) => resource.name === "homepage-secrets"));
     assert.ok(targetResources(["vaultwarden"], sources).some((resource) => resource.name === "vaultwarden-secrets"));
@@ -86,9 +101,13 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     const resources = offlinePreview("--only", "postgresql", "--with-dependents");
     const targeted = resources.filter((resource) => resource.targeted).map((resource) => resource.name).sort();
     const services = ["authentik", "guacamole", "homepage", "postgresql", "vaultwarden"];
-    const expected = new Set(services.flatMap((service) => [service, ...["config", "container", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]));
-    assert.deepEqual(targeted.filter((name) => !name.startsWith("sso-")), resources.map((resource) => resource.name).filter((name) => expected.has(name)).sort());
-    assert.deepEqual(targeted.filter((name) => name.startsWith("sso-")), resources.filter((resource) => resource.name.startsWith("sso-")).map((resource) => resource.name).sort());
+    const expected = new Set(services.flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]));
+    const named = (prefix: string) => (names: string[]) => names.filter((name) => name.startsWith(prefix)).sort();
+    assert.deepEqual(targeted.filter((name) => !name.startsWith("sso-") && !name.startsWith("secret-")), resources.map((resource) => resource.name).filter((name) => expected.has(name)).sort());
+    assert.deepEqual(named("sso-")(targeted), named("sso-")(resources.map((resource) => resource.name)));
+    // Every generated password goes to a selected host (postgresql receives each database's), so all are targeted.
+    assert.deepEqual(named("secret-")(targeted), named("secret-")(resources.map((resource) => resource.name)));
+    assert.ok(named("secret-")(targeted).length > 0);
     assert.ok(resources.some((resource) => resource.name === "dns-container" && resource.targeted === undefined));
     assert.ok(resources.every((resource) => resource.targeted === undefined || resource.targeted === true));
   });

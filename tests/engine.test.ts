@@ -313,13 +313,23 @@ describe("engine commands (Automation API)", function () {
         names.filter((name) => !name!.startsWith("sso-")),
         ["authentik", "caddy", "dns", "postgresql", "vaultwarden"]
           // Only hosts that receive secrets have a secrets step (the engine fails on a target it cannot find).
-          .flatMap((service) => [service, ...["config", "container", "health", "rebuild", "ssh", ...(["caddy", "dns"].includes(service) ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
+          .flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "ssh", ...(["caddy", "dns"].includes(service) ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
           .sort(),
       );
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService::vaultwarden"));
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::vaultwarden-rebuild"));
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp::sso-vaultwarden"));
       assert.match(run.stderr(), /^nixmox: up on stack "org\/nixmox\/homelab" for authentik, caddy, dns, postgresql, vaultwarden \(\d+ targets\)\n$/);
+    });
+
+    it("also targets the generated passwords the selected hosts receive, except those the stack sets", async () => {
+      writeFileSync(path.join(projectDir, "Pulumi.homelab.yaml"), "config:\n  nixmox:secrets:\n    vaultwarden:\n      db_password:\n        secure: v1:AAAA\n");
+      const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", manifest: exampleManifest };
+      const run = captureIo(state, { PULUMI_CONFIG_PASSPHRASE_FILE: "/run/secrets/pulumi" });
+      assert.equal(await engineAction("preview", flags({ only: ["vaultwarden"] }), run.io), 0, run.stderr());
+      const preview = state.calls.find((call) => call.args[0] === "preview")!.args;
+      const passwords = preview.filter((arg) => arg.includes("RandomPassword"));
+      assert.deepEqual(passwords, ["urn:pulumi:homelab::nixmox::random:index/randomPassword:RandomPassword::secret-vaultwarden-oidc_client_secret"]);
     });
 
     it("fails with exit 2 for an unknown or disabled service, listing the enabled ones, running nothing", async () => {

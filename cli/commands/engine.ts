@@ -13,7 +13,7 @@ import { EngineError, type EngineOperation, type WorkspaceOptions } from "../eng
 import { projectRoot } from "../paths";
 import { ProgressTracker } from "../progress";
 import { action, exitCodes, manifestModule } from "../run";
-import { SelectionError, parseOnly, selectServices, targetResources, targetUrn } from "../select";
+import { SelectionError, generatedSecretTargets, parseOnly, selectServices, targetResources, targetUrn } from "../select";
 
 /** The project directory (Pulumi.yaml) of this checkout. */
 export const projectDir = projectRoot;
@@ -46,6 +46,19 @@ async function stackPlan(stack: import("@pulumi/pulumi/automation").Stack, proje
   const { stackConfigValue } = require("../engine") as typeof import("../engine");
   const configured = (await stackConfigValue(stack, "nixmox:manifest")) ?? "manifest/service-manifest.nix";
   return manifestModule().loadPlan(path.resolve(projectDir, configured));
+}
+
+/**
+ * The stack's secret rows (set, generated, missing) from its Pulumi.<stack>.yaml, which holds the config whatever
+ * the backend; none when the file is missing or unreadable (then no generated password is targeted).
+ */
+function stackSecretRows(plan: Plan, projectDir: string, stackName: string): ReturnType<typeof import("../../components/secrets").checkSecrets> {
+  const secrets = require("../../components/secrets") as typeof import("../../components/secrets");
+  try {
+    return secrets.checkSecrets(plan, secrets.readStackFileSecretStates(projectDir, stackName.split("/").pop()!));
+  } catch {
+    return [];
+  }
 }
 
 /** Runs an engine operation for a command; `EngineError`s become one line and their exit code. */
@@ -86,7 +99,11 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       selected = selectServices(plan, { only, withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
       const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
       const project = (await workspace.projectSettings()).name;
-      targets = targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }).map((resource) => targetUrn(stack.name, project, resource));
+      const resources = [
+        ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }),
+        ...generatedSecretTargets(stackSecretRows(plan, flags.projectDir, stack.name), selected),
+      ];
+      targets = resources.map((resource) => targetUrn(stack.name, project, resource));
       io.stderr.write(`nixmox: ${operation} on stack "${stack.name}" for ${selected.join(", ")} (${targets.length} targets)\n`);
     }
     let unprotect: string[] = [];

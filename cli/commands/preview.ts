@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { displayPath, exampleManifestPath } from "../paths";
 import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
-import { engineQualifiedType, parseOnly, selectServices, targetResources, SelectionError } from "../select";
+import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, targetResources, SelectionError } from "../select";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
@@ -80,7 +80,14 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     return exitCodes.ok;
   }
   const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
-  const wanted = new Set(targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }).map((resource) => `${resource.qualifiedType}::${resource.name}`));
+  // Offline, the stack sets no secret: every generatable one is generated (a placeholder stands for the rest).
+  const { checkSecrets } = require("../../components/secrets") as typeof import("../../components/secrets");
+  const wanted = new Set(
+    [
+      ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }),
+      ...generatedSecretTargets(checkSecrets(plan, {}), selected),
+    ].map((resource) => `${resource.qualifiedType}::${resource.name}`),
+  );
   const targeted = new Set(run.resources.filter((resource) => wanted.has(`${engineQualifiedType(resource.urn)}::${resource.name}`)).map((resource) => resource.urn));
   if (options.json) {
     const { stableJson } = require("../../render/stable-json") as typeof import("../../render/stable-json");

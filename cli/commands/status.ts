@@ -2,7 +2,8 @@
  * `nixmox status [manifest] [--json] [--identity FILE] [--known-hosts FILE]`: live health of every enabled
  * service over SSH, concurrently. Per service: its liveness checks (no start period), the running generation
  * and failed units (nixops `check` + bento status, field-notes §6.12).
- * Exit 0 all healthy, 1 any unhealthy or unreachable, 2 invalid input (manifest, key or known_hosts).
+ * Exit 0 all healthy, 1 any unhealthy or unreachable or an invalid manifest (as in validate), 2 bad input (key,
+ * known_hosts, --current-system). On a terminal, stderr shows which hosts have answered while it runs.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
