@@ -150,7 +150,7 @@ describe("secrets check: the CLI", function () {
   }
 
   it("fails with exit 1 and the commands when a required secret is missing", async () => {
-    writeFileSync(join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:secrets:\n    app:\n      db_password:\n        secure: v1:AAAA\n");
+    writeFileSync(join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n  nixmox:secrets:\n    app:\n      db_password:\n        secure: v1:AAAA\n");
     const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "ci", "--project-dir", dir]);
     assert.equal(result.stderr, "");
     assert.equal(result.code, 1);
@@ -158,10 +158,13 @@ describe("secrets check: the CLI", function () {
       result.stdout,
       [
         "stack ci:",
-        ...expectedTable,
+        expectedTable[0],
+        "nixmox:proxmoxApiToken        set                              Proxmox API token (user@realm!name=secret) NixMox deploys with",
+        "nixmox:sshPrivateKey          set                              the deploy key: SSH private key NixMox logs in to every host with",
+        ...expectedTable.slice(1),
         "authentik/secret_key          generated  authentik             Authentik's secret key (signs sessions)",
         "",
-        "8 secrets: 1 set, 6 generated, 1 missing, 0 in plain text",
+        "10 secrets: 3 set, 6 generated, 1 missing, 0 in plain text",
         "",
         "# app/smtp_password is required and cannot be generated; set it:",
         "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' <value>",
@@ -171,10 +174,21 @@ describe("secrets check: the CLI", function () {
   });
 
   it("exits 0 once every required secret is set", async () => {
-    writeFileSync(join(dir, "Pulumi.ok.yaml"), "config:\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
+    writeFileSync(join(dir, "Pulumi.ok.yaml"), "config:\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
     const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "ok", "--project-dir", dir]);
     assert.equal(result.code, 0);
-    assert.match(result.stdout, /\n8 secrets: 1 set, 7 generated, 0 missing, 0 in plain text\n$/);
+    assert.match(result.stdout, /\n10 secrets: 3 set, 7 generated, 0 missing, 0 in plain text\n$/);
+  });
+
+  it("fails with exit 1 when the stack's own secrets are missing or in plain text, with the command that sets each", async () => {
+    writeFileSync(join(dir, "Pulumi.keys.yaml"), "config:\n  nixmox:proxmoxApiToken: root@pam!x=plaintext-token\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
+    const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "keys", "--project-dir", dir]);
+    assert.equal(result.code, 1);
+    assert.match(result.stdout, /^nixmox:proxmoxApiToken {8}plaintext {2}/m);
+    assert.match(result.stdout, /^nixmox:sshPrivateKey {10}missing {4}/m);
+    assert.match(result.stdout, /\n# nixmox:proxmoxApiToken is stored in plain text in the stack file; set it again as a secret:\npulumi config set --secret --stack keys nixmox:proxmoxApiToken '<user@realm!token=secret>'\n/);
+    assert.match(result.stdout, /\n# nixmox:sshPrivateKey is required and cannot be generated; set it:\npulumi config set --secret --stack keys nixmox:sshPrivateKey < ~\/\.ssh\/nixmox_ed25519\n/);
+    assert.ok(!result.stdout.includes("plaintext-token"), "the plain value is never printed");
   });
 
   it("fails with exit 2 for a stack without a stack file", async () => {

@@ -55,12 +55,17 @@ export function register(program: Command): void {
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectRoot)
     .action(
       action(async (manifest: string, options: CheckOptions) => {
-        const { checkSecrets, formatSecretCheck, readStackFileSecretStates } = secretsModule();
+        const { checkSecrets, checkStackKeys, formatSecretCheck, readStackFileKeyStates, readStackFileSecretStates } = secretsModule();
         // An invalid manifest exits 1 (through `action`), as in validate, plan and status; exit 2 is for the stack file.
         const plan = await manifestModule().loadPlan(manifest);
-        const loaded = await inputs(async () => ({ plan, states: readStackFileSecretStates(options.projectDir, options.stack) }));
+        const loaded = await inputs(async () => ({
+          plan,
+          states: readStackFileSecretStates(options.projectDir, options.stack),
+          keys: readStackFileKeyStates(options.projectDir, options.stack),
+        }));
         if (failed(loaded)) return exitCodes.usage;
-        const rows = checkSecrets(loaded.plan, loaded.states, { stack: options.stack });
+        // The stack's own secrets first (every deploy needs them), then the manifest's.
+        const rows = [...checkStackKeys(loaded.keys, { stack: options.stack }), ...checkSecrets(loaded.plan, loaded.states, { stack: options.stack })];
         print(`stack ${options.stack}:`);
         print(formatSecretCheck(rows));
         return rows.some((row) => row.blocking) ? exitCodes.problems : exitCodes.ok;

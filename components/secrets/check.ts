@@ -30,6 +30,8 @@ export interface SecretCheckRow {
   command: string | null;
   /** True when this row stops the deploy. */
   blocking: boolean;
+  /** How the row is named in the table: `<service>/<name>`, or the stack key (`nixmox:sshPrivateKey`). */
+  label: string;
 }
 
 export interface CheckOptions {
@@ -70,9 +72,40 @@ export function checkSecrets(plan: Pick<Plan, "secrets">, configured: Record<str
       description: first.description,
       command: status === "missing" || status === "plaintext" ? configSetCommand(first.configService, first.name, options) : null,
       blocking,
+      label: `${first.configService}/${first.name}`,
     });
   }
   return rows;
+}
+
+const stackKeyDescriptions: Record<string, { description: string; value: string }> = {
+  "nixmox:proxmoxApiToken": { description: "Proxmox API token (user@realm!name=secret) NixMox deploys with", value: "'<user@realm!token=secret>'" },
+  "nixmox:sshPrivateKey": { description: "the deploy key: SSH private key NixMox logs in to every host with", value: "< ~/.ssh/nixmox_ed25519" },
+};
+
+/**
+ * The stack's own required secrets (Pulumi.yaml's `nixmox:proxmoxApiToken` and `nixmox:sshPrivateKey`), as rows:
+ * set, missing or stored in plain text; a missing or plain one blocks the deploy, with the command that sets it.
+ */
+export function checkStackKeys(states: Partial<Record<string, ConfigEntryState>>, options: CheckOptions = {}): SecretCheckRow[] {
+  const stack = options.stack === undefined ? "" : ` --stack ${/^[A-Za-z0-9_.\/-]+$/.test(options.stack) ? options.stack : `'${options.stack.replace(/'/g, `'\\''`)}'`}`;
+  return Object.keys(stackKeyDescriptions).map((key) => {
+    const state = states[key];
+    const status: SecretStatus = state === "secret" ? "set" : state === "plaintext" ? "plaintext" : "missing";
+    const [configService, name] = key.split(":");
+    return {
+      configService,
+      name,
+      status,
+      generated: false,
+      required: true,
+      hosts: [],
+      description: stackKeyDescriptions[key].description,
+      command: status === "set" ? null : `pulumi config set --secret${stack} ${key} ${stackKeyDescriptions[key].value}`,
+      blocking: status !== "set",
+      label: key,
+    };
+  });
 }
 
 /** Aligned table plus, for each blocking row, what to run. Contains names and commands, never values. */
@@ -81,7 +114,7 @@ export function formatSecretCheck(rows: SecretCheckRow[]): string {
   const table = [["SECRET", "STATUS", "HOSTS", "DESCRIPTION"]];
   for (const row of rows) {
     const status = row.status === "missing" && !row.required ? "missing (optional)" : row.status;
-    table.push([`${row.configService}/${row.name}`, status, row.hosts.join(","), row.description]);
+    table.push([row.label, status, row.hosts.join(","), row.description]);
   }
   const widths = table[0].map((_, column) => Math.max(...table.map((line) => line[column].length)));
   const lines = table.map((line) => line.map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths[column]))).join("  ").trimEnd());
@@ -98,7 +131,7 @@ export function formatSecretCheck(rows: SecretCheckRow[]): string {
           : row.required
             ? "is required and cannot be generated; set it"
             : "is optional; to provide it";
-      lines.push(`# ${row.configService}/${row.name} ${why}:`);
+      lines.push(`# ${row.label} ${why}:`);
       lines.push(row.command as string);
     }
   }

@@ -59,6 +59,35 @@ export function readStackSecretStates(text: string, fileName: string): Record<st
   return states;
 }
 
+/** The stack's own secrets, which every deploy needs (Pulumi.yaml declares them without a default). */
+export const stackSecretKeys = ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey"] as const;
+export type StackSecretKey = (typeof stackSecretKeys)[number];
+
+/** How each of `stackSecretKeys` is stored in a stack file (absent: not set), read without decrypting. */
+export function readStackKeyStates(text: string, fileName: string): Partial<Record<StackSecretKey, ConfigEntryState>> {
+  let document: unknown;
+  try {
+    document = parse(text);
+  } catch {
+    throw new StackFileError(`${fileName} is not valid YAML`);
+  }
+  const config = (document as { config?: Record<string, unknown> } | null)?.config ?? {};
+  const states: Partial<Record<StackSecretKey, ConfigEntryState>> = {};
+  for (const key of stackSecretKeys) {
+    const value = config[key] ?? config[key.replace(":", ":config:")];
+    if (value === undefined || value === null) continue;
+    states[key] = isSecure(value) ? "secret" : "plaintext";
+  }
+  return states;
+}
+
+/** `readStackKeyStates` of the stack file of `stack` in `projectDir`. */
+export function readStackFileKeyStates(projectDir: string, stack: string): Partial<Record<StackSecretKey, ConfigEntryState>> {
+  const file = stackFilePath(projectDir, stack);
+  if (!existsSync(file)) throw new StackFileError(`stack file ${file} does not exist; create the stack with \`pulumi stack init ${stack}\` or pass --stack <name>`);
+  return readStackKeyStates(readFileSync(file, "utf8"), file);
+}
+
 /** Reads the stack file of `stack` in `projectDir`; a missing file is an error with the command that creates it. */
 export function readStackFileSecretStates(projectDir: string, stack: string): Record<string, ConfigEntryState> {
   const file = stackFilePath(projectDir, stack);
