@@ -5,7 +5,8 @@
 import { z } from "zod";
 import { kindSpecs } from "./kinds";
 import { builtinKinds } from "./plan-types";
-import { addressesOf, inferredEdges, resolveService, servicesByAddress, type Edge, type ResolvedService } from "./resolve";
+import { authentikOutpostPort } from "./plan";
+import { addressesOf, authProviderOf, inferredEdges, resolveService, servicesByAddress, type Edge, type ResolvedService } from "./resolve";
 import { ManifestError, closest, describeValue, didYouMean, formatPath, type Problem } from "./problems";
 import { manifestSchema, networkSchema, serviceSchema, type Manifest } from "./schema";
 
@@ -527,6 +528,29 @@ const crossServiceRules: CrossServiceRule[] = [
           if (!first) tlsOfDomain.set(route.domain, { tls: route.tls, service: service.name });
           else if (first.tls !== route.tls) {
             problems.push({ subject: subjectOfService(service.name), field: `${route.field}.tls`, message: `is "${route.tls}" but another route of ${JSON.stringify(route.domain)} (service "${first.service}") is "${first.tls}"; one domain is one Caddy site, give its routes the same tls` });
+          }
+        }
+      }
+      return problems;
+    },
+  },
+  {
+    name: "oneOutpostPerDomain",
+    // One Caddy site proxies its forward-auth requests to one outpost (nixos/lib/caddy.nix conflictingOutposts).
+    check: ({ enabled, authentiks, byAddress }) => {
+      const problems: Problem[] = [];
+      const first = new Map<string, { upstream: string; who: string }>();
+      for (const service of enabled) {
+        for (const route of service.routes) {
+          if (route.auth !== "forward_auth") continue;
+          const settings = route.ownAuth ?? service.auth;
+          const provider = authProviderOf(settings?.provider, authentiks);
+          const upstream = settings?.forward_auth_upstream ?? (provider ? `${byAddress.get(provider)?.ip}:${authentikOutpostPort}` : undefined);
+          if (upstream === undefined) continue;
+          const seen = first.get(route.domain);
+          if (!seen) first.set(route.domain, { upstream, who: `service "${service.name}"` });
+          else if (seen.upstream !== upstream) {
+            problems.push({ subject: subjectOfService(service.name), field: `${route.field}.auth`, message: `asks outpost ${JSON.stringify(upstream)} but ${seen.who} protects ${JSON.stringify(route.domain)} through ${JSON.stringify(seen.upstream)}; one domain is one Caddy site with one outpost` });
           }
         }
       }

@@ -527,6 +527,16 @@ const ruleCases: RuleCase[] = [
     ],
   },
   {
+    name: "fails when forward-auth routes of one domain ask different outposts",
+    mutate: (m) => {
+      m.services.app.interface.proxy = {
+        web: { domain: "web.lab.test", upstream: "10.9.0.20:8080", auth: { type: "forward_auth", forward_auth_upstream: "10.9.0.12:9000" } },
+        api: { domain: "web.lab.test", path: "/api", upstream: "10.9.0.20:8081", auth: { type: "forward_auth", forward_auth_upstream: "10.9.0.12:9001" } },
+      };
+    },
+    problems: ['service "app": interface.proxy.web.auth asks outpost "10.9.0.12:9000" but service "app" protects "web.lab.test" through "10.9.0.12:9001"; one domain is one Caddy site with one outpost'],
+  },
+  {
     name: "fails when a service lists its SSH port in ports",
     mutate: (m) => {
       m.services.app.ports = [8080, 22];
