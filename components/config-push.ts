@@ -6,6 +6,9 @@
  * `nixos-rebuild --flake /etc/nixmox#<service>` never sees a half-written tree. The previous directory is
  * kept (what the running generation was built from); older ones are removed.
  *
+ * `state-version` (system.stateVersion of the host's first install, nixos/core.nix) is carried from the installed
+ * directory into every new one: the rendered file only counts for a host's first install.
+ *
  * The command string holds only the validated service name, the hex content hash and fixed paths; the file
  * contents travel on stdin as `<base64 path> <base64 content>` lines, so no file text ever reaches a shell
  * word. Rendered files hold no secrets (secrets go to files under the secrets dir, components/secrets).
@@ -72,9 +75,10 @@ export function renderConfigPushCommand(service: string, contentHash: string, pa
     "  count=$((count + 1))",
     "done",
     `[ -f ${staging}/flake.nix ] || { echo "nixmox: the pushed config has no flake.nix ($count files)" >&2; exit 2; }`,
+    `previous=$(readlink ${link} 2>/dev/null || true)`,
+    `if [ -n "$previous" ] && [ -f "$previous/state-version" ]; then cp "$previous/state-version" ${staging}/state-version; fi`,
     `rm -rf ${target}`,
     `mv ${staging} ${target}`,
-    `previous=$(readlink ${link} 2>/dev/null || true)`,
     // A real directory left by a manual install cannot be replaced by rename: keep it aside once.
     `if [ -d ${link} ] && [ ! -L ${link} ]; then rm -rf ${legacy}; mv ${link} ${legacy}; fi`,
     `ln -sfn ${target} ${newLink}`,

@@ -36,6 +36,9 @@ let
   ipv4 = types.strMatching "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
   dnsName = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
 
+  installedStateVersionFile = ../state-version;
+  installedStateVersion = lib.removeSuffix "\n" (builtins.readFile installedStateVersionFile);
+
   # The activation wrapper keeps each attempt, with its own copy of the wrapper, under
   # /var/lib/nixmox/<service>/attempts/<config hash>/ (components/activation). `recover` rolls back an attempt that
   # has no result and no unit any more under the wrapper's lock, and records the outcome for the controller.
@@ -93,7 +96,12 @@ in
         default = [ ];
         description = "Public keys allowed to log in as root (manifest network.ssh_keys.root).";
       };
-      stateVersion = mkOption { type = types.str; description = "system.stateVersion, fixed at first install."; };
+      stateVersion = mkOption { type = types.str; description = "system.stateVersion: the manifest's state_version, else the default for a new host."; };
+      stateVersionFromManifest = mkOption {
+        type = types.bool;
+        default = false;
+        description = "The manifest sets state_version; otherwise the release recorded at the host's first install wins.";
+      };
       system = mkOption { type = types.str; default = "x86_64-linux"; description = "nixpkgs.hostPlatform."; };
       caCertificates = mkOption {
         type = types.listOf (types.strMatching "-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?");
@@ -147,6 +155,11 @@ in
 
     assertions = [
       {
+        assertion = host.stateVersionFromManifest || !(builtins.pathExists installedStateVersionFile)
+          || builtins.match "[0-9]{2}\\.[0-9]{2}" installedStateVersion != null;
+        message = "nixmox: service \"${host.name}\": /etc/nixmox/state-version is not a NixOS release such as 25.11; set state_version in the manifest to the release the host was installed with.";
+      }
+      {
         assertion = !(builtins.elem host.sshPort host.ports);
         message = "nixmox: service \"${host.name}\": ports lists the SSH port ${toString host.sshPort}; remove it, SSH is always open.";
       }
@@ -156,7 +169,12 @@ in
     }) cfg.secrets;
 
     nixpkgs.hostPlatform = host.system;
-    system.stateVersion = host.stateVersion;
+    # The release of the host's first install, kept in the flake directory by the config push
+    # (components/config-push.ts): a later NixMox default must never move a running host (its PostgreSQL data
+    # directory follows system.stateVersion). The manifest's state_version, when set, is the user's decision.
+    system.stateVersion = if host.stateVersionFromManifest || !(builtins.pathExists installedStateVersionFile)
+      then host.stateVersion
+      else installedStateVersion;
 
     proxmoxLXC = {
       enable = true;

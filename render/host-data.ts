@@ -42,6 +42,11 @@ export interface HostFacts {
   sshPort: number;
   rootSshKeys: string[];
   stateVersion: string;
+  /**
+   * True when the manifest sets the host's state_version. Otherwise `stateVersion` is only the default for a new
+   * host: the host keeps the release of its first install (the config push carries its `state-version` file).
+   */
+  stateVersionFromManifest: boolean;
   system: string;
   secretsDir: string;
   /** PEM roots the host trusts besides the public ones: the managed CA's root (empty without one). */
@@ -273,6 +278,7 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),
     stateVersion: hostStateVersion(service, options),
+    stateVersionFromManifest: service.stateVersion !== null && service.stateVersion !== undefined,
     system: options.system ?? "x86_64-linux",
     secretsDir: plan.secretsDir,
     caCertificates: options.caRootCertificate === undefined ? [] : [caRootPem(options.caRootCertificate)],

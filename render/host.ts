@@ -152,6 +152,8 @@ export function renderHost(plan: Plan, name: string, sources: RenderSources, opt
   files["flake.nix"] = renderFlakeNix(service.name, modules, pin);
   files["flake.lock"] = renderFlakeLock(pin);
   files["host.json"] = stableJson(data);
+  // The release a new host is installed with; the config push keeps the one of the first install (nixos/core.nix).
+  files["state-version"] = `${data.host.stateVersion}\n`;
 
   const sorted = Object.fromEntries(Object.keys(files).sort().map((path) => [path, files[path]]));
   return { service: service.name, files: sorted, contentHash: contentHash(sorted) };

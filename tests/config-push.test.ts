@@ -79,5 +79,19 @@ describe("config push", () => {
       assert.deepEqual(readdirSync(paths.store).sort(), [hashB, hashC]);
       assert.equal(readlinkSync(paths.link), before);
     });
+    it("keeps the state-version of the host's first install across later pushes (a new default must not move the host)", async () => {
+      const hashD = "d".repeat(64);
+      const hashE = "e".repeat(64);
+      assert.equal((await push(hashD, { "flake.nix": "D\n", "state-version": "25.11\n" })).code, 0);
+      // Pushed before this file existed: the first push that has one installs it.
+      assert.equal(readFileSync(join(paths.link, "state-version"), "utf8"), "25.11\n");
+      const next = await push(hashE, { "flake.nix": "E\n", "state-version": "26.05\n" });
+      assert.equal(next.code, 0, next.stderr);
+      assert.equal(readFileSync(join(paths.link, "flake.nix"), "utf8"), "E\n");
+      assert.equal(readFileSync(join(paths.link, "state-version"), "utf8"), "25.11\n");
+      // The same configuration pushed again (its directory replaced in place) keeps it too.
+      assert.equal((await push(hashE, { "flake.nix": "E\n", "state-version": "26.05\n" })).code, 0);
+      assert.equal(readFileSync(join(paths.link, "state-version"), "utf8"), "25.11\n");
+    });
   });
 });

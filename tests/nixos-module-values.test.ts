@@ -75,6 +75,36 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("core (S1: system.stateVersion)", () => {
+    /** core.nix of a written host directory, evaluated with that directory's state-version file. */
+    function stateVersionOf(stateVersionFile: string | null, fromManifest: boolean): { stateVersion: string; failed: string[] } {
+      const host = example.hosts.find((candidate) => candidate.service === "postgresql")!;
+      const root = mkdtempSync(path.join(dir, "host-"));
+      for (const [file, content] of Object.entries(host.files)) {
+        if (file === "state-version") continue;
+        mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+        writeFileSync(path.join(root, file), content);
+      }
+      if (stateVersionFile !== null) writeFileSync(path.join(root, "state-version"), stateVersionFile);
+      const data = JSON.parse(host.files["host.json"]);
+      data.host.stateVersionFromManifest = fromManifest;
+      writeFileSync(path.join(root, "host.json"), JSON.stringify(data));
+      const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", harness, "--arg", "module", path.join(root, "nixos", "core.nix"), "--arg", "hostJson", path.join(root, "host.json")], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
+      const config = JSON.parse(out);
+      return { stateVersion: config.system.stateVersion, failed: failedAssertions(config) };
+    }
+
+    it("keeps the release of the host's first install (its state-version file) over a newer default, unless the manifest sets one", () => {
+      assert.equal(JSON.parse(example.hosts[0].files["host.json"]).host.stateVersion, "25.11");
+      assert.deepEqual(stateVersionOf("24.05\n", false), { stateVersion: "24.05", failed: [] });
+      assert.deepEqual(stateVersionOf(null, false), { stateVersion: "25.11", failed: [] });
+      assert.deepEqual(stateVersionOf("24.05\n", true), { stateVersion: "25.11", failed: [] });
+      assert.deepEqual(stateVersionOf("garbage\n", false).failed, [
+        'nixmox: service "postgresql": /etc/nixmox/state-version is not a NixOS release such as 25.11; set state_version in the manifest to the release the host was installed with.',
+      ]);
+    });
+  });
+
   describe("core (R8: the firewall)", () => {
     it("uses the nftables firewall without reverse-path filter or logging by default, and none with network.firewall = proxmox", async () => {
       const inside = evalModule(example, "postgresql", "core.nix").networking;

@@ -31,6 +31,9 @@ let
     hasPrefix = prefix: s: builtins.substring 0 (builtins.stringLength prefix) s == prefix;
     versionAtLeast = a: b: builtins.compareVersions a b >= 0;
     optionalString = condition: s: if condition then s else "";
+    removeSuffix = suffix: s:
+      let n = builtins.stringLength s; k = builtins.stringLength suffix;
+      in if k <= n && builtins.substring (n - k) k s == suffix then builtins.substring 0 (n - k) s else s;
     imap0 = f: list: builtins.genList (i: f i (builtins.elemAt list i)) (builtins.length list);
     recursiveUpdate = a: b: a // mapAttrs (name: value: if isAttrs value && isAttrs (a.${name} or null) then recursiveUpdate a.${name} value else value) b;
   };
