@@ -8,25 +8,27 @@ import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key"
 import { requireReplaceWithSupport } from "./components/engine-requirements";
 import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
+import { ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
 import { resolveSecretValues } from "./components/secrets";
 import { readStackSettings } from "./components/stack-config";
 import { loadPlan } from "./manifest";
-import { fileSources, renderAll } from "./render";
+import { fileSources } from "./render";
 
 async function nixmox() {
   // Before anything else: an engine without replaceWith would fail at every service's children.
   await requireReplaceWithSupport();
   const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
   const plan = await loadPlan(settings.manifestPath);
-  const rendered = renderAll(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs });
-  const hosts = Object.fromEntries(rendered.map((host) => [host.service, host]));
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);
+  // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).
+  const ca = new ManagedCa("nixmox-ca", { domain: plan.network.domain });
+  const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
   const provider = createProxmoxProvider(settings, secrets);
   const templates = createTemplates(plan, settings, provider);
   const publicKey = deployPublicKey(secrets.sshPrivateKey);
   if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
-  const deliveries = planDeliveries(plan, secretValues);
+  const deliveries = planDeliveries({ ...plan, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }, { ...secretValues, ...managedCaSecretValues(plan, ca) });
   // SSO clients' health gates wait for their own Authentik objects, which are created after every service.
   const ssoGates = createSsoGates(plan);
   const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries, ssoGates: ssoGates.gates });
@@ -36,7 +38,7 @@ async function nixmox() {
     ssoGates.open(null);
     throw error;
   }
-  return exportServices(plan, services);
+  return { ...exportServices(plan, services), caRootCertificate: ca.rootCertificatePem };
 }
 
 export = nixmox;

@@ -160,7 +160,7 @@ export function createOutposts(
 export interface CreateServicesArgs {
   plan: Plan;
   /** Rendered flake directory per service name. */
-  hosts: Record<string, RenderedHostFiles>;
+  hosts: Record<string, pulumi.Input<RenderedHostFiles>>;
   settings: StackSettings;
   secrets: StackSecrets;
   /** `templateFileId` per Proxmox node. */

@@ -7,9 +7,10 @@
  * Caddy's pki block, and its certificate is rendered into every host (render option caRootCertificate →
  * security.pki.certificates, Tomcat's trust store).
  *
- * Users add the same root to their browsers: the program is to export `rootCertificatePem` as the stack output
+ * Users add the same root to their browsers: the program exports `rootCertificatePem` as the stack output
  * `caRootCertificate` (`pulumi stack output caRootCertificate > nixmox-root.crt`, README "Trusting the
- * homelab's certificates"). Not wired into index.ts yet: rendering needs the root as a plain string.
+ * homelab's certificates"). Rendering waits for the root (`renderWithCa`), so on a first deploy's preview the
+ * rendered hosts are unknown until the root exists.
  *
  * Children: `<name>-root-key` (tls.PrivateKey, ECDSA P-256; its PEM is a Pulumi secret) and `<name>-root`
  * (tls.SelfSignedCert: CA, cert and CRL signing only, path length 1 for Caddy's intermediate). The key is
@@ -18,6 +19,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
+import type { Plan, SecretPlan } from "../manifest/plan-types";
+import { managedCaSecrets, renderAll, type RenderedHost, type RenderOptions, type RenderSources } from "../render";
 
 export interface ManagedCaArgs {
   /** The homelab domain (manifest network.domain), named in the root's subject. */
@@ -51,4 +54,44 @@ export class ManagedCa extends pulumi.ComponentResource {
     this.rootKeyPem = pulumi.secret(key.privateKeyPem);
     this.registerOutputs({ rootCertificatePem: this.rootCertificatePem, rootKeyPem: this.rootKeyPem });
   }
+}
+
+/**
+ * Every enabled host rendered with the managed root (each host trusts it; the proxy signs with it), one output per
+ * service. Under the offline mocks the root is undefined and the hosts render as without a managed CA.
+ */
+export function renderWithCa(plan: Plan, sources: RenderSources, options: RenderOptions, rootCertificatePem: pulumi.Output<string>): Record<string, pulumi.Output<RenderedHost>> {
+  const rendered = rootCertificatePem.apply((pem) => renderAll(plan, sources, { ...options, ...(pem ? { caRootCertificate: pem } : {}) }));
+  return Object.fromEntries(plan.services.map((service) => [service.name, rendered.apply((hosts) => hosts.find((host) => host.service === service.name)!)]));
+}
+
+/** The root certificate and key, as secret files of the proxy host (render/host-data.ts `managedCaSecrets`). */
+export function managedCaSecretPlans(plan: Plan): SecretPlan[] {
+  const proxy = plan.services.find((service) => service.kind === "caddy");
+  if (!proxy) return [];
+  const file = (name: string, description: string): SecretPlan => ({
+    name,
+    configService: proxy.name,
+    service: proxy.name,
+    path: `${plan.secretsDir}/${proxy.name}/${name}`,
+    owner: "root",
+    group: "root",
+    mode: "0400",
+    restartUnits: ["caddy.service"],
+    generated: true,
+    required: true,
+    description,
+  });
+  return [file(managedCaSecrets.cert, "the managed CA's root certificate"), file(managedCaSecrets.key, "the managed CA's root key")];
+}
+
+/** The values of `managedCaSecretPlans`, keyed `<service>/<name>` like every secret value (secret outputs). */
+export function managedCaSecretValues(plan: Plan, ca: ManagedCa): Record<string, pulumi.Output<string>> {
+  const [cert, key] = managedCaSecretPlans(plan);
+  if (!cert) return {};
+  // Under the offline mocks the tls provider computes nothing: deliver empty files there.
+  return {
+    [`${cert.configService}/${cert.name}`]: pulumi.secret(ca.rootCertificatePem.apply((pem) => pem ?? "")),
+    [`${key.configService}/${key.name}`]: pulumi.secret(ca.rootKeyPem.apply((pem) => pem ?? "")),
+  };
 }

@@ -50,7 +50,8 @@ export interface NixosServiceArgs {
   service: ServicePlan;
   plan: Plan;
   settings: StackSettings;
-  host: RenderedHostFiles;
+  /** The rendered flake directory (an output when it depends on the managed CA's root). */
+  host: pulumi.Input<RenderedHostFiles>;
   /** `<datastore>:vztmpl/<file>` of the NixOS template on the service's node. */
   templateFileId: pulumi.Input<string>;
   /** The deploy key (secret). */
@@ -123,22 +124,21 @@ export class NixosService extends pulumi.ComponentResource {
       privateKey,
       hostKey: sshHostKey.hostKey,
     };
-    const config = this.createConfigPush(name, args, connection, container);
+    const host = pulumi.output(args.host);
+    const config = this.createConfigPush(name, args, host, connection, container);
     const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
     const activationOptions = {
       service: service.name,
-      configHash: args.host.contentHash,
       checks: service.health.checks,
       timing: service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
       rollback: args.plan.rollback,
     };
-    const { command: activationCommand } = renderActivationCommand(activationOptions);
     // The wrapper's stdin carries the deploy public key: after a switch root's home-directory authorized_keys keeps
     // only that key, so keys removed from network.ssh_keys.root stop working (security review M7).
-    const activation = pulumi.output(args.deployPublicKey).apply((deployPublicKey) => ({
-      command: activationCommand,
-      stdin: renderActivationScript({ ...activationOptions, deployPublicKey }),
+    const activation = pulumi.all([args.deployPublicKey, host]).apply(([deployPublicKey, rendered]) => ({
+      command: renderActivationCommand({ ...activationOptions, configHash: rendered.contentHash }).command,
+      stdin: renderActivationScript({ ...activationOptions, configHash: rendered.contentHash, deployPublicKey }),
     }));
     const rebuild = this.createRebuild(name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
     // The rebuild's stdout is a secret output (its result may quote masked check output); the generation parsed
@@ -152,7 +152,7 @@ export class NixosService extends pulumi.ComponentResource {
       hostKey: sshHostKey.hostKey,
       health: service.health,
       expectedGeneration: generation,
-      ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: { configHash: args.host.contentHash } } : {}),
+      ...(args.settings.confirmTimeoutSeconds > 0 ? { confirm: host.apply((rendered) => ({ configHash: rendered.contentHash })) } : {}),
       maskValues: args.secrets?.maskValues ?? [],
       rebootRevision,
       // After a refresh found another generation, the next update re-runs this activation (drift repair).
@@ -192,11 +192,17 @@ export class NixosService extends pulumi.ComponentResource {
     return { container, rebootRevision: planned.rebootRevision };
   }
 
-  private createConfigPush(name: string, args: NixosServiceArgs, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
+  private createConfigPush(
+    name: string,
+    args: NixosServiceArgs,
+    host: pulumi.Output<RenderedHostFiles>,
+    connection: command.types.input.remote.ConnectionArgs,
+    container: pulumi.Resource,
+  ): command.remote.Command {
     return new command.remote.Command(`${name}-config`, {
       connection,
-      create: renderConfigPushCommand(args.service.name, args.host.contentHash),
-      stdin: renderConfigPayload(args.service.name, args.host.files),
+      create: host.apply((rendered) => renderConfigPushCommand(args.service.name, rendered.contentHash)),
+      stdin: host.apply((rendered) => renderConfigPayload(args.service.name, rendered.files)),
       // The payload is the whole flake directory: keep it out of the engine's log.
       logging: "stderr",
       addPreviousOutputInEnv: false,

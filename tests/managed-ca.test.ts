@@ -58,4 +58,25 @@ describe("components: ManagedCa (the homelab's root for tls-internal routes)", (
     assert.equal(await pulumi.isSecret(ca.rootKeyPem), true);
     assert.equal(await pulumi.isSecret(ca.rootCertificatePem), false);
   });
+  it("renders every host with the root it trusts and gives the proxy the root and key as secret files", async () => {
+    const { managedCaSecretPlans, managedCaSecretValues, renderWithCa } = require("../components/managed-ca") as typeof import("../components/managed-ca");
+    const { loadPlan } = require("../manifest") as typeof import("../manifest");
+    const { fileSources } = require("../render") as typeof import("../render");
+    const plan = await loadPlan();
+    const hosts = renderWithCa(plan, fileSources(plan.manifestDir), {}, ca.rootCertificatePem);
+    assert.deepEqual(Object.keys(hosts).sort(), plan.services.map((service) => service.name).sort());
+    for (const name of Object.keys(hosts)) {
+      const data = JSON.parse((await resolve(hosts[name])).files["host.json"]);
+      assert.deepEqual(data.host.caCertificates, [fakeCertPem], name);
+    }
+    const caddy = JSON.parse((await resolve(hosts.caddy)).files["host.json"]);
+    assert.deepEqual(caddy.caddy.ca, { certFile: "/var/lib/nixmox/secrets/caddy/ca_root_cert", keyFile: "/var/lib/nixmox/secrets/caddy/ca_root_key" });
+    assert.deepEqual(managedCaSecretPlans(plan).map((secret) => `${secret.service} ${secret.path} ${secret.restartUnits}`), [
+      "caddy /var/lib/nixmox/secrets/caddy/ca_root_cert caddy.service",
+      "caddy /var/lib/nixmox/secrets/caddy/ca_root_key caddy.service",
+    ]);
+    const values = managedCaSecretValues(plan, ca);
+    assert.equal(await resolve(values["caddy/ca_root_key"]), fakeKeyPem);
+    assert.equal(await pulumi.isSecret(values["caddy/ca_root_cert"]), true);
+  });
 });

@@ -98,21 +98,24 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(health.inputs.hostKey, fakeHostKey("dns-ssh"));
   });
 
-  it("registers 67 resources: 7 services × (guard, container, ssh, config, rebuild, health), 4 secrets pushes, provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
+  it("registers 71 resources: 7 services × (guard, container, ssh, config, rebuild, health), 5 secrets pushes (the proxy gets the managed CA), the CA (component, key, root), provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
     const count = (type: string) => run.resources.filter((resource) => resource.type === type).length;
     assert.equal(count("nixmox:index:NixosService"), 7);
     assert.equal(count("proxmoxve:index/containerLegacy:ContainerLegacy"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:SshHostKey"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:HealthCheck"), 7);
-    assert.equal(count("command:remote:Command"), 7 * 2 + 4);
+    assert.equal(count("command:remote:Command"), 7 * 2 + 5);
     assert.deepEqual(run.resources.filter((resource) => resource.name.endsWith("-secrets")).map((resource) => resource.name), [
-      "authentik-secrets", "guacamole-secrets", "postgresql-secrets", "vaultwarden-secrets",
+      "authentik-secrets", "caddy-secrets", "guacamole-secrets", "postgresql-secrets", "vaultwarden-secrets",
     ]);
+    assert.equal(count("nixmox:index:ManagedCa"), 1);
+    assert.equal(count("tls:index/selfSignedCert:SelfSignedCert"), 1);
+    assert.equal(count("tls:index/privateKey:PrivateKey"), 1);
     assert.equal(count("pulumi:providers:proxmoxve"), 1);
     assert.equal(count("proxmoxve:download/fileLegacy:FileLegacy"), 1);
     assert.equal(count("random:index/randomPassword:RandomPassword"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:ContainerGuard"), 7);
-    assert.equal(run.resources.length, 67);
+    assert.equal(run.resources.length, 71);
   });
 
   it("orders rebuilds by exactly the plan's hard edges: each waits for the health checks of its dependencies and nothing else across services", () => {
@@ -122,7 +125,8 @@ describe("program under mocks: the example manifest", function () {
       if (resource.parent === null || resource.parent === stackUrn) continue;
       for (const urn of resource.dependsOn) {
         const target = byUrn.get(urn);
-        if (!target || target.parent === resource.parent || target.parent === stackUrn) continue;
+        // The managed CA (every host renders with its root) is data, not an ordering between services.
+        if (!target || target.parent === resource.parent || target.parent === stackUrn || target.type.startsWith("tls:")) continue;
         crossEdges.push(`${resource.name} -> ${target.name}`);
       }
     }
@@ -155,6 +159,14 @@ describe("program under mocks: the example manifest", function () {
     const tunnel = app.plainInputs.tunnel as { host: string; port: number; privateKey: string; hostKey: string };
     assert.deepEqual([tunnel.host, tunnel.port, tunnel.hostKey], ["192.168.99.12", 22, fakeHostKey("authentik-ssh")]);
     assert.match(tunnel.privateKey, /^-----BEGIN OPENSSH PRIVATE KEY-----/);
+  });
+
+  it("delivers the managed CA's root and key to the proxy, and exports the root for browsers (review R3)", () => {
+    const push = resourceNamed(run, "caddy-secrets");
+    assert.match(String(push.inputs.create), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_cert/);
+    assert.match(String(push.inputs.create), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_key/);
+    assert.ok(push.secretPaths.includes("stdin"));
+    assert.ok("caRootCertificate" in run.outputs);
   });
 
   it("serializes each dynamic provider once: every resource of a type carries the same provider text", () => {
@@ -191,7 +203,8 @@ describe("program under mocks: the example manifest", function () {
 
   it("protects stateful containers (postgresql by default, vaultwarden by manifest flag) and guards creation-only fields everywhere", () => {
     const protectedNames = run.resources.filter((resource) => resource.protect).map((resource) => resource.name).sort();
-    assert.deepEqual(protectedNames, ["postgresql-container", "vaultwarden-container"]);
+    // The managed CA's key and root too: replacing them would make every host and browser distrust the sites.
+    assert.deepEqual(protectedNames, ["nixmox-ca-root", "nixmox-ca-root-key", "postgresql-container", "vaultwarden-container"]);
     const retained = run.resources.filter((resource) => resource.retainOnDelete).map((resource) => resource.name).sort();
     assert.deepEqual(retained, ["nixos-template-pve", "postgresql-container", "vaultwarden-container"]);
     for (const container of run.resources.filter((resource) => resource.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
@@ -338,7 +351,7 @@ describe("program under mocks: edits", function () {
 
     it("bounds every config and secrets push with an overall deadline (security review M4)", () => {
       const pushes = [...timeouts.keys()].filter((name) => /-(config|secrets)$/.test(name)).sort();
-      assert.equal(pushes.length, 11);
+      assert.equal(pushes.length, 12);
       for (const name of pushes) assert.deepEqual(timeouts.get(name), { create: "10m", update: "10m" }, name);
     });
 
