@@ -19,8 +19,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
-import type { Plan, SecretPlan } from "../manifest/plan-types";
-import { managedCaSecrets, renderAll, type RenderedHost, type RenderOptions, type RenderSources } from "../render";
+import type { Plan } from "../manifest/plan-types";
+import { managedCaSecretPlans, renderAll, type RenderedHost, type RenderOptions, type RenderSources } from "../render";
 
 export interface ManagedCaArgs {
   /** The homelab domain (manifest network.domain), named in the root's subject. */
@@ -65,27 +65,9 @@ export function renderWithCa(plan: Plan, sources: RenderSources, options: Render
   return Object.fromEntries(plan.services.map((service) => [service.name, rendered.apply((hosts) => hosts.find((host) => host.service === service.name)!)]));
 }
 
-/** The root certificate and key, as secret files of the proxy host (render/host-data.ts `managedCaSecrets`). */
-export function managedCaSecretPlans(plan: Plan): SecretPlan[] {
-  const proxy = plan.services.find((service) => service.kind === "caddy");
-  if (!proxy) return [];
-  const file = (name: string, description: string): SecretPlan => ({
-    name,
-    configService: proxy.name,
-    service: proxy.name,
-    path: `${plan.secretsDir}/${proxy.name}/${name}`,
-    owner: "root",
-    group: "root",
-    mode: "0400",
-    restartUnits: ["caddy.service"],
-    generated: true,
-    required: true,
-    description,
-  });
-  return [file(managedCaSecrets.cert, "the managed CA's root certificate"), file(managedCaSecrets.key, "the managed CA's root key")];
-}
-
 /** The values of `managedCaSecretPlans`, keyed `<service>/<name>` like every secret value (secret outputs). */
+export { managedCaSecretPlans };
+
 export function managedCaSecretValues(plan: Plan, ca: ManagedCa): Record<string, pulumi.Output<string>> {
   const [cert, key] = managedCaSecretPlans(plan);
   if (!cert) return {};

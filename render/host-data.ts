@@ -11,7 +11,7 @@
  */
 import { ManifestError, ldapOutpostPort, outpostTokenDir, radiusOutpostPort, type Problem } from "../manifest";
 import { kindSpecs } from "../manifest/kinds";
-import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
+import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, SecretPlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
 
 /** Bump when the layout of host.json changes incompatibly with the shipped modules. */
@@ -309,6 +309,28 @@ function planDnsData(plan: Plan): DnsData {
 
 /** The managed CA's secrets on the proxy host: the root certificate and its key. */
 export const managedCaSecrets = { cert: "ca_root_cert", key: "ca_root_key" } as const;
+
+/** The root certificate and key, as secret files of the proxy host (render/host-data.ts `managedCaSecrets`). */
+export function managedCaSecretPlans(plan: Plan): SecretPlan[] {
+  const proxy = plan.services.find((service) => service.kind === "caddy");
+  if (!proxy) return [];
+  const file = (name: string, description: string): SecretPlan => ({
+    name,
+    configService: proxy.name,
+    service: proxy.name,
+    path: `${plan.secretsDir}/${proxy.name}/${name}`,
+    owner: "root",
+    group: "root",
+    mode: "0400",
+    restartUnits: ["caddy.service"],
+    generated: true,
+    required: true,
+    description,
+  });
+  return [file(managedCaSecrets.cert, "the managed CA's root certificate"), file(managedCaSecrets.key, "the managed CA's root key")];
+}
+
+
 
 const pemCertificate = /^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/;
 

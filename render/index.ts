@@ -2,6 +2,7 @@ export { ConfigEvaluationError, configBuilders, renderConfigs, renderHostConfigs
 export { renderFlakeLock, renderFlakeNix } from "./flake";
 export {
   appKinds,
+  managedCaSecretPlans,
   managedCaSecrets,
   containerInterface,
   hostDataSchemaVersion,

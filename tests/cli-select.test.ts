@@ -2,6 +2,7 @@
 // resources the real program registers (under mocks, through `nixmox preview --offline`). Not proven here:
 // that a real engine accepts the targets (the Automation API arguments are in tests/engine.test.ts).
 import { strict as assert } from "node:assert";
+import { managedCaSecretPlans } from "../render";
 import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { planAuthentikObjects } from "../components/authentik/plan";
@@ -68,7 +69,7 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
 
   it("targets exactly what the program registers (the engine fails on a target it cannot find): every service's resources and its SSO objects", () => {
     const registered = new Set(offlinePreview().map((resource) => `${engineQualifiedType(resource.urn)}::${resource.name}`));
-    const sources = { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets };
+    const sources = { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] };
     for (const service of plan.services) {
       const wanted = targetResources([service.name], sources);
       const missing = wanted.filter((resource) => !registered.has(`${resource.qualifiedType}::${resource.name}`)).map((resource) => resource.name);

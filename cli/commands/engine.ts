@@ -98,9 +98,11 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       plan = await stackPlan(stack, flags.projectDir);
       selected = selectServices(plan, { only, withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
       const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
+      // The proxy also receives the managed CA's root and key (a secrets step the plan alone does not list).
+      const { managedCaSecretPlans } = require("../../render/host-data") as typeof import("../../render/host-data");
       const project = (await workspace.projectSettings()).name;
       const resources = [
-        ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }),
+        ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }),
         ...generatedSecretTargets(stackSecretRows(plan, flags.projectDir, stack.name), selected),
       ];
       targets = resources.map((resource) => targetUrn(stack.name, project, resource));

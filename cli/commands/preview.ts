@@ -80,11 +80,13 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     return exitCodes.ok;
   }
   const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
+  // The proxy also receives the managed CA's root and key (a secrets step the plan alone does not list).
+  const { managedCaSecretPlans } = require("../../render/host-data") as typeof import("../../render/host-data");
   // Offline, the stack sets no secret: every generatable one is generated (a placeholder stands for the rest).
   const { checkSecrets } = require("../../components/secrets") as typeof import("../../components/secrets");
   const wanted = new Set(
     [
-      ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets }),
+      ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }),
       ...generatedSecretTargets(checkSecrets(plan, {}), selected),
     ].map((resource) => `${resource.qualifiedType}::${resource.name}`),
   );
