@@ -312,8 +312,9 @@ describe("engine commands (Automation API)", function () {
       assert.deepEqual(
         names.filter((name) => !name!.startsWith("sso-")),
         ["authentik", "caddy", "dns", "postgresql", "vaultwarden"]
-          // Only hosts that receive secrets have a secrets step (the engine fails on a target it cannot find).
-          .flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "ssh", ...(["caddy", "dns"].includes(service) ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
+          // Only hosts that receive secrets have a secrets step (the engine fails on a target it cannot find); the proxy
+          // receives the managed CA.
+          .flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "ssh", ...(service === "dns" ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
           .sort(),
       );
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService::vaultwarden"));
