@@ -110,6 +110,18 @@ describe("activation wrapper on a stub NixOS host", function () {
     );
   });
 
+  it("names the units the switch left failed, with the fix when it is the firewall (nixos-runtime review R8)", async () => {
+    control("nixos-rebuild", "fail-activation");
+    writeFileSync(join(host.dir, "units", "nftables.service.state"), "failed");
+    const result = await activate();
+    assert.equal(result.code, 1);
+    assert.equal(
+      parseActivationResult(result.stdout)?.reason,
+      "nixos-rebuild switch failed with exit code 4; failed units: nftables.service; the in-container firewall needs nf_tables, nft_ct and nf_conntrack " +
+        `loaded on the Proxmox node (README, Inside the hosts), or set network.firewall = "proxmox"; rolled back to the previous generation ${gen1}`,
+    );
+  });
+
   it("fails without rolling back when the manifest turns rollback off (enable_rollback = false)", async () => {
     control("nixos-rebuild", "fail-activation");
     const result = await activate({ rollback: false });

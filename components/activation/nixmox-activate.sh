@@ -215,11 +215,25 @@ if [ "$mode" = unit ]; then
     finish rollback-failed "$reason; rollback failed: $restore_error" "$restore_now"
   }
 
+  # Which units the switch left failed (switch-to-configuration exits 4 then), so the reason names them; a failed
+  # firewall is the usual suspect in an unprivileged container (nixos-runtime review R8).
+  failed_units_note() {
+    local unit rest units="" hint=""
+    while read -r unit rest; do
+      [ -n "$unit" ] || continue
+      units="$units${units:+, }$unit"
+      case "$unit" in firewall.service|nftables.service)
+        hint="; the in-container firewall needs nf_tables, nft_ct and nf_conntrack loaded on the Proxmox node (README, Inside the hosts), or set network.firewall = \"proxmox\"" ;;
+      esac
+    done < <(systemctl list-units --failed --no-legend --plain 2>/dev/null || true)
+    [ -z "$units" ] || printf '; failed units: %s%s' "$units" "$hint"
+  }
+
   log "switching $service to $flake (config $config_hash)"
   rc=0
   run_child timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake" || rc=$?
   if [ "$rc" = 124 ]; then rollback "nixos-rebuild switch timed out after ${activation_timeout}s"; fi
-  if [ "$rc" != 0 ]; then rollback "nixos-rebuild switch failed with exit code $rc"; fi
+  if [ "$rc" != 0 ]; then rollback "nixos-rebuild switch failed with exit code $rc$(failed_units_note)"; fi
   new_path=$(readlink -f "$current_system")
   profile_path=$(readlink -f "$profile")
   if [ "$new_path" != "$profile_path" ]; then rollback "after the switch $current_system is $new_path, not the new profile $profile_path"; fi
