@@ -451,12 +451,14 @@ describe("activation wrapper on a stub NixOS host", function () {
       await waitFor("the startup check", () => existsSync(checkPidFile()));
       host.dropConnections();
       await first;
+      // A restart also ends the run of the dropped session. It goes first here, so it cannot see the unit die and
+      // roll back before the boot unit does: nothing has rolled back yet.
+      const pkill = spawnSync("pkill", ["-KILL", "-f", " run --service web --config-hash 0123456789abcdef"]);
+      assert.equal(pkill.status, 0, "the dropped session's run was still waiting for the unit");
       const pid = unitPid();
       process.kill(pid, "SIGKILL");
       killCheck();
       await waitFor("the unit to die", () => !alive(pid));
-      // A restart also ends the run of the dropped session: nothing has rolled back yet.
-      spawnSync("pkill", ["-KILL", "-f", " run --service web --config-hash 0123456789abcdef"]);
       const attemptDir = join(paths.stateDir, "web", "attempts", "0123456789abcdef");
       assert.equal(existsSync(join(attemptDir, "result")), false);
       assert.equal(readlinkSync(paths.currentSystem), gen(2), "the host runs the new, unchecked generation");
