@@ -22,7 +22,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
-import { parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
+import { firewallKernelModules, parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
 import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer, serviceNode } from "./container";
 import { ContainerGuard } from "./container-guard";
@@ -133,6 +133,8 @@ export class NixosService extends pulumi.ComponentResource {
       timing: service.health,
       confirmTimeoutSeconds: args.settings.confirmTimeoutSeconds,
       rollback: args.plan.rollback,
+      // The in-container firewall's netfilter modules come from the Proxmox node (README, Inside the hosts).
+      kernelModules: args.plan.network.firewall === "nftables" ? [...firewallKernelModules] : [],
     };
     // The wrapper's stdin carries the deploy public key: after a switch root's home-directory authorized_keys keeps
     // only that key, so keys removed from network.ssh_keys.root stop working (security review M7).

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { HealthCheckSpec } from "../manifest/plan-types";
 import {
   ActivationOptions,
+  firewallKernelModules,
   parseActivationResult,
   renderActivationCommand,
   renderConfirmCommand,
@@ -120,6 +121,47 @@ describe("activation wrapper on a stub NixOS host", function () {
       "nixos-rebuild switch failed with exit code 4; failed units: nftables.service; the in-container firewall needs nf_tables, nft_ct and nf_conntrack " +
         `loaded on the Proxmox node (README, Inside the hosts), or set network.firewall = "proxmox"; rolled back to the previous generation ${gen1}`,
     );
+  });
+
+  describe("the firewall's kernel modules, checked before the switch (nixos-runtime review R8)", () => {
+    // A stand-in for what the container sees of the Proxmox node's kernel: proc/modules and sys/module.
+    const kernelRoot = () => join(host.dir, "root", "kernel");
+    const node = (loaded: string[], builtIn: string[] = []) => {
+      mkdirSync(join(kernelRoot(), "proc"), { recursive: true });
+      writeFileSync(join(kernelRoot(), "proc", "modules"), loaded.map((m) => `${m} 356352 1 - Live 0x0000000000000000\n`).join(""));
+      for (const m of builtIn) mkdirSync(join(kernelRoot(), "sys", "module", m), { recursive: true });
+    };
+    const withModules = () => ({ kernelModules: [...firewallKernelModules], paths: { ...options().paths, kernelRoot: kernelRoot() } });
+
+    it("stops a node without them before the switch: nothing switched, nothing rolled back, the fix in the reason", async () => {
+      node(["nf_tables", "xt_conntrack"], ["nf_conntrack"]);
+      const result = await activate(withModules());
+      assert.equal(result.code, 1);
+      const parsed = parseActivationResult(result.stdout);
+      assert.equal(parsed?.status, "failed");
+      assert.equal(
+        parsed?.reason,
+        'not switched: the in-container firewall (network.firewall = "nftables") needs the kernel modules nft_ct, which the Proxmox node ' +
+          "has not loaded and an unprivileged container cannot load; on the node run: modprobe -a nft_ct, and list them in " +
+          '/etc/modules-load.d/nixmox.conf (README, Inside the hosts); or set network.firewall = "proxmox"',
+      );
+      assert.equal(parsed?.generation, gen1, "the host still runs the generation it ran");
+      assert.deepEqual(rebuildCalls(), []);
+      assert.deepEqual(host.calls().filter((line) => line.startsWith("nix-env") || line.startsWith("systemd-run")), []);
+      assert.equal(readlinkSync(paths.currentSystem), gen1);
+    });
+
+    it("switches when the node has them loaded or built in", async () => {
+      node(["nf_tables", "nft_ct"], ["nf_conntrack"]);
+      const result = await activate(withModules());
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      assert.equal(parseActivationResult(result.stdout)?.status, "switched");
+      assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    });
+
+    it("refuses a module name that is not one before anything reaches the host", () => {
+      assert.throws(() => renderActivationCommand(options({ kernelModules: ["nf_tables; reboot"] })), /service "web": kernelModules must be module names of \[a-z0-9_\], got \["nf_tables; reboot"\]/);
+    });
   });
 
   it("fails without rolling back when the manifest turns rollback off (enable_rollback = false)", async () => {

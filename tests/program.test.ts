@@ -276,6 +276,18 @@ describe("program under mocks: edits", function () {
     }
   });
 
+  it("checks each host for the firewall's kernel modules before its switch, and not when the Proxmox firewall filters", async () => {
+    const data = await exampleManifestData();
+    const edited = writeManifest({ ...data, network: { ...(data.network as Record<string, unknown>), firewall: "proxmox" } });
+    try {
+      const [before, after] = [rebuildCommands(await runNixmoxProgram()), rebuildCommands(await runNixmoxProgram(edited.path))];
+      assert.ok(Object.values(before).every((command) => command.includes(" --kernel-modules nf_tables,nft_ct,nf_conntrack ")), Object.values(before)[0]);
+      assert.ok(Object.values(after).every((command) => command.includes(" --kernel-modules '' ")), Object.values(after)[0]);
+    } finally {
+      edited.remove();
+    }
+  });
+
   it("creates the manifest's outposts after authentik is healthy and pushes each outpost's token to the authentik host on stdin", async () => {
     const data = await exampleManifestData();
     const network = data.network as Record<string, unknown>;

@@ -26,13 +26,19 @@ export interface ActivationPaths {
   currentSystem: string;
   /** Root's home-directory authorized_keys, rewritten to hold only the deploy key after a switch. @default "/root/.ssh/authorized_keys" */
   rootAuthorizedKeys: string;
+  /** Where the wrapper reads proc/modules and sys/module to check kernelModules (tests point it elsewhere). @default "/" */
+  kernelRoot: string;
 }
+
+/** The netfilter modules the NixOS nftables firewall needs from the Proxmox node's kernel (README, Inside the hosts). */
+export const firewallKernelModules = ["nf_tables", "nft_ct", "nf_conntrack"] as const;
 
 export const defaultActivationPaths: ActivationPaths = {
   stateDir: "/var/lib/nixmox",
   profile: "/nix/var/nix/profiles/system",
   currentSystem: "/run/current-system",
   rootAuthorizedKeys: "/root/.ssh/authorized_keys",
+  kernelRoot: "/",
 };
 
 export interface ActivationOptions {
@@ -50,6 +56,12 @@ export interface ActivationOptions {
   activationTimeoutSeconds?: number;
   /** Roll a failed activation back to the previous generation (manifest enable_rollback); false keeps the new one and still fails. @default true */
   rollback?: boolean;
+  /**
+   * Kernel modules the new configuration needs and an unprivileged container cannot load: checked on the host
+   * before the switch, so a Proxmox node without them fails the host with nothing switched (nixos-runtime review R8).
+   * @default []
+   */
+  kernelModules?: string[];
   /** @default defaultActivationPaths */
   paths?: Partial<ActivationPaths>;
   /**
@@ -87,6 +99,12 @@ function resolvePaths(options: { service: string; paths?: Partial<ActivationPath
 function validate(options: { service: string; configHash: string }): void {
   if (!servicePattern.test(options.service)) throw new Error(`service ${JSON.stringify(options.service)}: name must match [a-z][a-z0-9-]* to be activated`);
   if (!hashPattern.test(options.configHash)) throw new Error(`service "${options.service}": configHash must be 8-128 lowercase hex characters, got ${JSON.stringify(options.configHash)}`);
+}
+
+function kernelModules(service: string, modules: string[]): string {
+  const bad = modules.filter((module) => !/^[a-z0-9_]{1,64}$/.test(module));
+  if (bad.length > 0) throw new Error(`service "${service}": kernelModules must be module names of [a-z0-9_], got ${JSON.stringify(bad)}`);
+  return modules.join(",");
 }
 
 function seconds(service: string, field: string, value: number): string {
@@ -172,6 +190,8 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
     "--profile", paths.profile,
     "--current-system", paths.currentSystem,
     "--root-authorized-keys", paths.rootAuthorizedKeys,
+    "--kernel-modules", kernelModules(options.service, options.kernelModules ?? []),
+    "--kernel-root", paths.kernelRoot,
   ])}`;
   return { command: `${install} && ${run}`, stdin: renderActivationScript(options) };
 }

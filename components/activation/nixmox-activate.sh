@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # nixmox-activate: safe NixOS activation for one NixMox service, run on the host.
 #
-#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0] [paths]
+#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0]
+#                              [--kernel-modules m1,m2] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
 #   nixmox-activate.sh recover --service S --config-hash H [paths]   (at boot: roll back what the shutdown interrupted)
 #   (internal) nixmox-activate.sh unit ...same as run...
-#   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH] [--root-authorized-keys PATH]
+#   paths: [--state-dir DIR] [--profile PATH] [--current-system PATH] [--root-authorized-keys PATH] [--kernel-root DIR]
 #
 # Why each step (field-notes.md §3):
 # - The switch runs in a transient systemd unit (systemd-run), so a dropped SSH session cannot kill it
@@ -80,7 +81,7 @@ mask() {
 mode=${1:-}; shift || true
 service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout="" rollback_enabled=1
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
-root_keys=/root/.ssh/authorized_keys
+root_keys=/root/.ssh/authorized_keys kernel_modules="" kernel_root=/
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || die 2 "option $1 needs a value"
   case "$1" in
@@ -95,6 +96,8 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2 ;;
     --current-system) current_system=$2 ;;
     --root-authorized-keys) root_keys=$2 ;;
+    --kernel-modules) kernel_modules=$2 ;;
+    --kernel-root) kernel_root=$2 ;;
     *) die 2 "unknown option $1" ;;
   esac
   shift 2
@@ -106,7 +109,8 @@ case "$mode" in run|unit|confirm|recover) ;; *) die 2 "usage: nixmox-activate.sh
 for pair in "confirm-timeout:$confirm_timeout" "activation-timeout:$activation_timeout" "wait-timeout:${wait_timeout:-0}"; do
   [[ ${pair#*:} =~ ^[0-9]{1,6}$ ]] || die 2 "--${pair%%:*} must be a whole number of seconds, got '${pair#*:}'"
 done
-for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system" "root-authorized-keys:$root_keys"; do
+[[ $kernel_modules =~ ^([a-z0-9_]+(,[a-z0-9_]+)*)?$ ]] || die 2 "--kernel-modules must be module names separated by commas, got '$kernel_modules'"
+for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_system" "root-authorized-keys:$root_keys" "kernel-root:$kernel_root"; do
   [[ ${pair#*:} =~ ^/[A-Za-z0-9/._-]*$ ]] || die 2 "--${pair%%:*} must be an absolute path, got '${pair#*:}'"
 done
 if [ "$mode" != confirm ] && [ "$mode" != recover ]; then
@@ -435,6 +439,20 @@ done
 if [ -d "$attempt" ]; then
   # A re-run after a dropped SSH session: attach to the attempt or report its unreported outcome.
   if [ ! -e "$attempt/result" ] || [ ! -e "$attempt/reported" ]; then flock -u 9; report_and_exit 1; fi
+fi
+# Kernel modules the new configuration needs and the container cannot load (no CAP_SYS_MODULE in an unprivileged
+# LXC; the in-container firewall needs netfilter, nixos-runtime review R8). The container sees the Proxmox node's
+# kernel: a module is there when /proc/modules lists it or /sys/module has it (built in). Checked before the
+# switch, so a node without them fails every host the same way with nothing switched and nothing rolled back.
+if [ -n "$kernel_modules" ] && [ -r "${kernel_root%/}/proc/modules" ]; then
+  missing=""
+  for module in ${kernel_modules//,/ }; do
+    grep -q "^$module " "${kernel_root%/}/proc/modules" || [ -d "${kernel_root%/}/sys/module/$module" ] || missing="$missing${missing:+ }$module"
+  done
+  if [ -n "$missing" ]; then
+    print_result "$(make_result failed "not switched: the in-container firewall (network.firewall = \"nftables\") needs the kernel modules $missing, which the Proxmox node has not loaded and an unprivileged container cannot load; on the node run: modprobe -a $missing, and list them in /etc/modules-load.d/nixmox.conf (README, Inside the hosts); or set network.firewall = \"proxmox\"" "$running" "")"
+    exit 1
+  fi
 fi
 # The previous attempt's unit may still be exiting after writing its result; the unit name must be free.
 for _ in $(seq 50); do unit_gone "$unit.service" && break; sleep 0.2; done
