@@ -369,6 +369,25 @@ describe("activation wrapper on a stub NixOS host", function () {
       }
       rmSync(checkPidFile(), { force: true });
     };
+    /**
+     * What a host restart during the startup check leaves: the SSH session dropped, the run it started killed
+     * (before it can see the unit die and roll back by itself), the unit and its check killed. Returns the command
+     * and stdin Pulumi would re-run.
+     */
+    const restartDuringStartupCheck = async () => {
+      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
+      const first = exec(command, stdin);
+      await waitFor("the startup check", () => existsSync(checkPidFile()));
+      host.dropConnections();
+      assert.equal((await first).connectionLost, true);
+      const pkill = spawnSync("pkill", ["-KILL", "-f", " run --service web --config-hash 0123456789abcdef"]);
+      assert.equal(pkill.status, 0, "the dropped session's run was still waiting for the unit");
+      const pid = unitPid();
+      process.kill(pid, "SIGKILL");
+      killCheck();
+      await waitFor("the unit to die", () => !alive(pid));
+      return { command, stdin };
+    };
     afterEach(killCheck);
 
     it("rolls back at once when the unit is SIGTERMed during the startup checks (systemctl stop)", async () => {
@@ -456,17 +475,7 @@ describe("activation wrapper on a stub NixOS host", function () {
     });
 
     it("after a restart that killed the unit and the session, the next run rolls the unchecked generation back before its own switch", async () => {
-      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
-      const first = exec(command, stdin);
-      await waitFor("the startup check", () => existsSync(checkPidFile()));
-      host.dropConnections();
-      assert.equal((await first).connectionLost, true);
-      const pid = unitPid();
-      process.kill(pid, "SIGKILL");
-      killCheck();
-      await waitFor("the unit to die", () => !alive(pid));
-      // (The run of the dropped session may still be alive and roll back already, as a real one may: no assertion
-      // on the running generation here.)
+      await restartDuringStartupCheck();
 
       control("check-pass", "");
       const next = await activate({ configHash: "fedcba9876543210", checks: slowCheck(), timing });
@@ -488,33 +497,21 @@ describe("activation wrapper on a stub NixOS host", function () {
     });
 
     it("at boot, rolls back an attempt the restart interrupted with the wrapper copy the attempt holds (nixmox-activation-recover)", async () => {
-      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
-      const first = exec(command, stdin);
-      await waitFor("the startup check", () => existsSync(checkPidFile()));
-      host.dropConnections();
-      await first;
-      // A restart also ends the run of the dropped session. It goes first here, so it cannot see the unit die and
-      // roll back before the boot unit does: nothing has rolled back yet.
-      const pkill = spawnSync("pkill", ["-KILL", "-f", " run --service web --config-hash 0123456789abcdef"]);
-      assert.equal(pkill.status, 0, "the dropped session's run was still waiting for the unit");
-      const pid = unitPid();
-      process.kill(pid, "SIGKILL");
-      killCheck();
-      await waitFor("the unit to die", () => !alive(pid));
+      await restartDuringStartupCheck();
       const attemptDir = join(paths.stateDir, "web", "attempts", "0123456789abcdef");
       assert.equal(existsSync(join(attemptDir, "result")), false);
       assert.equal(readlinkSync(paths.currentSystem), gen(2), "the host runs the new, unchecked generation");
       // What the boot unit runs (nixos/core.nix): the attempt's own copy of the wrapper, in recover mode.
-      const recover = await exec(
+      const recoverCommand =
         `bash ${attemptDir}/nixmox-activate.sh recover --service web --config-hash 0123456789abcdef ` +
-          `--state-dir ${paths.stateDir} --profile ${paths.profile} --current-system ${paths.currentSystem}`,
-      );
+        `--state-dir ${paths.stateDir} --profile ${paths.profile} --current-system ${paths.currentSystem}`;
+      const recover = await exec(recoverCommand);
       assert.equal(recover.code, 0, recover.stderr);
       const result = JSON.parse(readFileSync(join(attemptDir, "result"), "utf8"));
       assert.equal(result.status, "rolled-back");
       assert.equal(readlinkSync(paths.currentSystem), gen1);
       assert.equal(readlinkSync(paths.profile), "system-1-link");
-      const again = await exec(`bash ${attemptDir}/nixmox-activate.sh recover --service web --config-hash 0123456789abcdef --state-dir ${paths.stateDir} --profile ${paths.profile} --current-system ${paths.currentSystem}`);
+      const again = await exec(recoverCommand);
       assert.equal(again.code, 0, "a second boot finds nothing left to recover");
       assert.equal(host.calls().filter((line) => line.startsWith("nix-env")).length, 1);
     });
@@ -537,18 +534,7 @@ describe("activation wrapper on a stub NixOS host", function () {
     });
 
     it("after a restart that killed the unit and the session, a run with the same configuration hash rolls back and retries at once", async () => {
-      const { command, stdin } = renderActivationCommand(options({ checks: slowCheck(), timing }));
-      const first = exec(command, stdin);
-      await waitFor("the startup check", () => existsSync(checkPidFile()));
-      host.dropConnections();
-      await first;
-      // The restart ends the dropped session's run too, before it could see the unit die and roll back itself.
-      const pkill = spawnSync("pkill", ["-KILL", "-f", " run --service web --config-hash 0123456789abcdef"]);
-      assert.equal(pkill.status, 0, "the dropped session's run was still waiting for the unit");
-      const pid = unitPid();
-      process.kill(pid, "SIGKILL");
-      killCheck();
-      await waitFor("the unit to die", () => !alive(pid));
+      const { command, stdin } = await restartDuringStartupCheck();
 
       control("check-pass", "");
       const rerun = await exec(command, stdin); // what Pulumi re-runs

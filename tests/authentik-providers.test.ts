@@ -18,7 +18,7 @@ import {
   type AuthentikProxyAppInputs,
   type AuthentikProxyAppOutputs,
 } from "../components/authentik";
-import { FakeAuthentik, embeddedOutpostPk, flowPks, scopePks, signingKeyPkValue, startFakeAuthentik } from "./support/authentik-api";
+import { FakeAuthentik, embeddedOutpostPk, flowPks, oidcAppInputs, proxyAppInputs, scopePks, signingKeyPkValue, startFakeAuthentik } from "./support/authentik-api";
 import { startSshd, type TestSshd } from "./support/sshd";
 
 const token = "ak-test-token-5f1c0e9a";
@@ -52,42 +52,9 @@ describe("authentik dynamic providers against a local Authentik API", function (
     await api.stop();
   });
 
-  const oidcInputs = (overrides: Partial<AuthentikOidcAppInputs> = {}): AuthentikOidcAppInputs => ({
-    url: api.url,
-    token,
-    tunnel: null,
-    service: "vaultwarden",
-    slug: "vaultwarden",
-    name: "vaultwarden",
-    providerName: "nixmox-vaultwarden",
-    clientId: "vaultwarden",
-    clientType: "confidential",
-    clientSecret,
-    redirectUris: ["https://vault.nixmox.lan/identity/connect/oidc-signin"],
-    scopes: ["openid", "email", "profile"],
-    authorizationFlow: "default-provider-authorization-implicit-consent",
-    invalidationFlow: "default-provider-invalidation-flow",
-    signingKey: "authentik Self-signed Certificate",
-    launchUrl: "https://vault.nixmox.lan/",
-    ...overrides,
-  });
+  const oidcInputs = (overrides: Partial<AuthentikOidcAppInputs> = {}) => oidcAppInputs(api.url, token, { clientSecret, ...overrides });
 
-  const proxyInputs = (overrides: Partial<AuthentikProxyAppInputs> = {}): AuthentikProxyAppInputs => ({
-    url: api.url,
-    token,
-    tunnel: null,
-    service: "media",
-    slug: "media-jellyfin-nixmox-lan",
-    name: "media (jellyfin.nixmox.lan)",
-    providerName: "nixmox-media-jellyfin-nixmox-lan",
-    externalHost: "https://jellyfin.nixmox.lan",
-    mode: "forward_single",
-    cookieDomain: null,
-    authorizationFlow: "default-provider-authorization-implicit-consent",
-    invalidationFlow: "default-provider-invalidation-flow",
-    launchUrl: "https://jellyfin.nixmox.lan",
-    ...overrides,
-  });
+  const proxyInputs = (overrides: Partial<AuthentikProxyAppInputs> = {}) => proxyAppInputs(api.url, token, overrides);
 
   const expectedOidcProviderBody = {
     name: "nixmox-vaultwarden",

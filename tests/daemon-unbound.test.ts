@@ -94,23 +94,9 @@ for (const [label, load, from] of [
       dir = mkdtempSync(path.join(tmpdir(), "nixmox-unbound-"));
       writeFileSync(path.join(dir, "unbound.conf"), conf);
       port = await freePort(dnsIp);
-      // The host's own settings the NixOS module adds (directory, chroot "", username "", pidfile "") plus two
-      // for this test only: a free port instead of 53, and do-not-query-localhost: no because the test's
-      // forwarder (the gateway) is a loopback address. The generated file itself is included unchanged.
-      writeFileSync(path.join(dir, "test.conf"), [
-        "server:",
-        `  directory: "${dir}"`,
-        '  chroot: ""',
-        '  username: ""',
-        '  pidfile: ""',
-        "  do-daemonize: no",
-        "  use-syslog: no",
-        "  do-ip6: no",
-        `  port: ${port}`,
-        "  do-not-query-localhost: no",
-        `include: "${path.join(dir, "unbound.conf")}"`,
-        "",
-      ].join("\n"));
+      // Two settings for this test only: a free port instead of 53, and do-not-query-localhost: no because the
+      // test's forwarder (the gateway) is a loopback address.
+      writeTestConf(dir, [`port: ${port}`, "do-not-query-localhost: no"]);
       forwarder = await startForwarderStub(data.dns.forwarders[0]);
       unbound = startDaemon("unbound", ["-d", "-c", path.join(dir, "test.conf")]);
       await waitFor("unbound to answer", async () => ((await dig(dnsIp, port, [`dns.${data.host.domain}`])).status === "NOERROR" ? true : undefined));
@@ -162,6 +148,26 @@ for (const [label, load, from] of [
 // Unbound refuses an address outside the allowed networks and answers one inside network.dns.allowed_networks,
 // and glibc, given a non-DNS host's rendered /etc/resolv.conf (bind-mounted), resolves short and full names
 // through it. Needs root, unshare and ip (util-linux, iproute2).
+/**
+ * `<dir>/test.conf`: the host's own settings the NixOS module adds (directory, chroot "", username "", pidfile "")
+ * and the test's `extra` server settings, then the generated `<dir>/unbound.conf`, included unchanged.
+ */
+function writeTestConf(dir: string, extra: string[] = []): void {
+  writeFileSync(path.join(dir, "test.conf"), [
+    "server:",
+    `  directory: "${dir}"`,
+    '  chroot: ""',
+    '  username: ""',
+    '  pidfile: ""',
+    "  do-daemonize: no",
+    "  use-syslog: no",
+    "  do-ip6: no",
+    ...extra.map((line) => `  ${line}`),
+    `include: "${path.join(dir, "unbound.conf")}"`,
+    "",
+  ].join("\n"));
+}
+
 describe("daemon: unbound on port 53 in a private network namespace, with glibc reading the rendered resolv.conf", function () {
   this.timeout(120_000);
   const subnet = randomLoopbackSubnet();
@@ -178,18 +184,7 @@ describe("daemon: unbound on port 53 in a private network namespace, with glibc 
     const rendered = renderWithConfigs(raw);
     writeFileSync(path.join(dir, "unbound.conf"), rendered.configs.dns["unbound.conf"]);
     writeFileSync(path.join(dir, "resolv.conf"), rendered.configs.vaultwarden["resolv.conf"]);
-    writeFileSync(path.join(dir, "test.conf"), [
-      "server:",
-      `  directory: "${dir}"`,
-      '  chroot: ""',
-      '  username: ""',
-      '  pidfile: ""',
-      "  do-daemonize: no",
-      "  use-syslog: no",
-      "  do-ip6: no",
-      `include: "${path.join(dir, "unbound.conf")}"`,
-      "",
-    ].join("\n"));
+    writeTestConf(dir);
     const script = [
       "ip link set lo up",
       "ip addr add 10.77.0.5/32 dev lo",

@@ -12,7 +12,8 @@ import { parseActivationResult, renderActivationCommand } from "../components/ac
 import { connectSsh } from "../components/ssh";
 import { DynamicProviderHost, HostedProvider, SerializedProvider, serializeProviders, startDynamicProviderHost } from "./support/dynamic-provider-host";
 import { containsUnknown, unknownValue } from "../components/unknown";
-import { FakeAuthentik, embeddedOutpostPk, startFakeAuthentik } from "./support/authentik-api";
+import { FakeAuthentik, embeddedOutpostPk, oidcAppInputs, proxyAppInputs, startFakeAuthentik } from "./support/authentik-api";
+import type { AuthentikOidcAppInputs } from "../components/authentik";
 import { FakeNixosPaths, TestSshd, fakeNixosPaths, seedFakeNixos, startSshd } from "./support/sshd";
 
 const specs = {
@@ -248,38 +249,9 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
     afterEach(async () => {
       await api?.stop();
     });
-    const oidcInputs = (extra: Record<string, unknown> = {}) => ({
-      url: api.url,
-      token,
-      service: "vaultwarden",
-      slug: "vaultwarden",
-      name: "vaultwarden",
-      providerName: "nixmox-vaultwarden",
-      clientId: "vaultwarden",
-      clientType: "confidential",
-      clientSecret: "client-secret-1f9a",
-      redirectUris: ["https://vault.nixmox.lan/identity/connect/oidc-signin"],
-      scopes: ["openid", "email", "profile"],
-      authorizationFlow: "default-provider-authorization-implicit-consent",
-      invalidationFlow: "default-provider-invalidation-flow",
-      signingKey: "authentik Self-signed Certificate",
-      launchUrl: "https://vault.nixmox.lan/",
-      ...extra,
-    });
-    const proxyInputs = () => ({
-      url: api.url,
-      token,
-      service: "media",
-      slug: "media-jellyfin-nixmox-lan",
-      name: "media (jellyfin.nixmox.lan)",
-      providerName: "nixmox-media-jellyfin-nixmox-lan",
-      externalHost: "https://jellyfin.nixmox.lan",
-      mode: "forward_single",
-      cookieDomain: null,
-      authorizationFlow: "default-provider-authorization-implicit-consent",
-      invalidationFlow: "default-provider-invalidation-flow",
-      launchUrl: "https://jellyfin.nixmox.lan",
-    });
+    // Spread: the hosted provider takes plain records, as the engine passes them.
+    const oidcInputs = (overrides: Partial<AuthentikOidcAppInputs> = {}) => ({ ...oidcAppInputs(api.url, token, overrides) });
+    const proxyInputs = () => ({ ...proxyAppInputs(api.url, token) });
 
     it("OIDC app: create, drift made in Authentik found by read and undone by update, delete", async () => {
       const oidc = provider("oidcApp");

@@ -27,15 +27,20 @@ function isSecure(value: unknown): boolean {
   return typeof value === "object" && value !== null && !Array.isArray(value) && Object.keys(value).length === 1 && typeof (value as { secure?: unknown }).secure === "string";
 }
 
-/** `<configService>/<name>` → how it is stored. Throws a message naming the key (never a value) for other shapes. */
-export function readStackSecretStates(text: string, fileName: string): Record<string, ConfigEntryState> {
+/** The stack file's `config:` map (empty when absent). */
+function readConfigSection(text: string, fileName: string): Record<string, unknown> {
   let document: unknown;
   try {
     document = parse(text);
   } catch {
     throw new StackFileError(`${fileName} is not valid YAML`);
   }
-  const config = (document as { config?: Record<string, unknown> } | null)?.config ?? {};
+  return (document as { config?: Record<string, unknown> } | null)?.config ?? {};
+}
+
+/** `<configService>/<name>` → how it is stored. Throws a message naming the key (never a value) for other shapes. */
+export function readStackSecretStates(text: string, fileName: string): Record<string, ConfigEntryState> {
+  const config = readConfigSection(text, fileName);
   const secrets = config[secretsConfigKey] ?? config["nixmox:config:secrets"];
   const states: Record<string, ConfigEntryState> = {};
   if (secrets === undefined || secrets === null) return states;
@@ -65,13 +70,7 @@ export type StackSecretKey = (typeof stackSecretKeys)[number];
 
 /** How each of `stackSecretKeys` is stored in a stack file (absent: not set), read without decrypting. */
 export function readStackKeyStates(text: string, fileName: string): Partial<Record<StackSecretKey, ConfigEntryState>> {
-  let document: unknown;
-  try {
-    document = parse(text);
-  } catch {
-    throw new StackFileError(`${fileName} is not valid YAML`);
-  }
-  const config = (document as { config?: Record<string, unknown> } | null)?.config ?? {};
+  const config = readConfigSection(text, fileName);
   const states: Partial<Record<StackSecretKey, ConfigEntryState>> = {};
   for (const key of stackSecretKeys) {
     const value = config[key] ?? config[key.replace(":", ":config:")];

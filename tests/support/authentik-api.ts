@@ -9,6 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { AuthentikOidcAppInputs, AuthentikProxyAppInputs } from "../../components/authentik";
 
 export interface RecordedRequest {
   method: string;
@@ -470,3 +471,42 @@ export async function startFakeAuthentik(token: string): Promise<FakeAuthentik> 
   await server.start();
   return server;
 }
+
+/** Inputs of the vaultwarden OIDC client the provider tests create against this API. */
+export const oidcAppInputs = (url: string, token: string, overrides: Partial<AuthentikOidcAppInputs> = {}): AuthentikOidcAppInputs => ({
+  url,
+  token,
+  tunnel: null,
+  service: "vaultwarden",
+  slug: "vaultwarden",
+  name: "vaultwarden",
+  providerName: "nixmox-vaultwarden",
+  clientId: "vaultwarden",
+  clientType: "confidential",
+  clientSecret: "client-secret-9b2d7c41",
+  redirectUris: ["https://vault.nixmox.lan/identity/connect/oidc-signin"],
+  scopes: ["openid", "email", "profile"],
+  authorizationFlow: "default-provider-authorization-implicit-consent",
+  invalidationFlow: "default-provider-invalidation-flow",
+  signingKey: "authentik Self-signed Certificate",
+  launchUrl: "https://vault.nixmox.lan/",
+  ...overrides,
+});
+
+/** Inputs of the media forward-auth client the provider tests create against this API. */
+export const proxyAppInputs = (url: string, token: string, overrides: Partial<AuthentikProxyAppInputs> = {}): AuthentikProxyAppInputs => ({
+  url,
+  token,
+  tunnel: null,
+  service: "media",
+  slug: "media-jellyfin-nixmox-lan",
+  name: "media (jellyfin.nixmox.lan)",
+  providerName: "nixmox-media-jellyfin-nixmox-lan",
+  externalHost: "https://jellyfin.nixmox.lan",
+  mode: "forward_single",
+  cookieDomain: null,
+  authorizationFlow: "default-provider-authorization-implicit-consent",
+  invalidationFlow: "default-provider-invalidation-flow",
+  launchUrl: "https://jellyfin.nixmox.lan",
+  ...overrides,
+});
