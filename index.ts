@@ -10,7 +10,7 @@ import { createServices, createSso, createSsoGates, exportServices, planDeliveri
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
 import { ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
 import { resolveSecretValues } from "./components/secrets";
-import { readStackSettings } from "./components/stack-config";
+import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
 import { loadPlan } from "./manifest";
 import { fileSources } from "./render";
 
@@ -19,6 +19,7 @@ async function nixmox() {
   await requireReplaceWithSupport();
   const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
   const plan = await loadPlan(settings.manifestPath);
+  checkSettingsAgainstPlan(settings, plan.services.map((service) => service.name));
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);
   // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).

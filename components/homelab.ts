@@ -190,6 +190,7 @@ export function createServices(args: CreateServicesArgs): Record<string, NixosSe
         host,
         templateFileId: args.templates[serviceNode(service, settings)],
         privateKey: args.secrets.sshPrivateKey,
+        proxmoxApiToken: args.secrets.proxmoxApiToken,
         deployPublicKey: args.deployPublicKey,
         dependencies: service.dependsOn.map((dependency) => {
           const gate = created[dependency];

@@ -70,6 +70,12 @@ export interface NixosServiceArgs {
   secrets?: HostSecretsDelivery;
   /** Give up waiting for SSH on a new container after this long. @default 300 */
   sshTimeoutSeconds?: number;
+  /**
+   * The Proxmox API token (secret): a new container's host key is trusted on first use only once Proxmox's task
+   * list shows this token created it (components/ssh/first-contact.ts). Not needed for a service with
+   * `settings.hostKeys`; without either, the first contact is refused.
+   */
+  proxmoxApiToken?: pulumi.Input<string>;
 }
 
 /** How long a rebuild may take before Pulumi gives up on the command (the wrapper's own bound is 1800 s). */
@@ -108,6 +114,7 @@ export class NixosService extends pulumi.ComponentResource {
     const privateKey = pulumi.secret(args.privateKey);
 
     const { container, rebootRevision } = this.createContainer(name, args);
+    const pinnedHostKey = args.settings.hostKeys[service.name];
     const sshHostKey = new SshHostKey(`${name}-ssh`, {
       service: service.name,
       host: service.ip,
@@ -116,6 +123,17 @@ export class NixosService extends pulumi.ComponentResource {
       containerId: container.id,
       timeoutSeconds: args.sshTimeoutSeconds ?? 300,
       rebootRevision,
+      ...(pinnedHostKey === undefined ? {} : { pinnedHostKey }),
+      ...(args.proxmoxApiToken === undefined || pinnedHostKey !== undefined ? {} : {
+        firstContact: pulumi.output(args.proxmoxApiToken).apply((apiToken) => ({
+          endpoint: args.settings.proxmoxEndpoint,
+          apiToken,
+          insecure: args.settings.proxmoxInsecure,
+          node: serviceNode(service, args.settings),
+          vmid: service.vmid,
+          windowSeconds: args.settings.firstContactWindowSeconds,
+        })),
+      }),
     }, { parent: this, dependsOn: [container], replaceWith: [container] });
     const connection: command.types.input.remote.ConnectionArgs = {
       host: service.ip,

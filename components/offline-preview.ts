@@ -446,6 +446,8 @@ export function offlineStackConfig(manifestPath: string, overrides: Record<strin
       "nixmox:proxmoxApiToken": "offline@pve!preview=00000000-0000-0000-0000-000000000000",
       "nixmox:proxmoxNode": "pve",
       "nixmox:templateUrl": "https://templates.offline.invalid/nixos-lxc.tar.xz",
+      // The SHA-256 of nothing: the offline preview downloads nothing, but the setting is required.
+      "nixmox:templateSha256": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
       "nixmox:sshPrivateKey": offlinePreviewPrivateKey(),
       // The throwaway key is in no manifest: the warning would be true and useless here.
       "nixmox:deployKeyCheck": "false",

@@ -44,7 +44,8 @@ export function createTemplates(plan: Plan, settings: StackSettings, provider: p
           nodeName: node,
           url: source.url,
           fileName: source.fileName,
-          ...(source.sha256 === null ? {} : { checksum: source.sha256, checksumAlgorithm: "sha256" }),
+          checksum: source.sha256,
+          checksumAlgorithm: "sha256",
           overwrite: false,
           overwriteUnmanaged: true,
         }, { provider, retainOnDelete: true }).id;

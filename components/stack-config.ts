@@ -11,6 +11,8 @@ import { ManifestError, type Problem } from "../manifest";
 import { describeValue } from "../manifest/problems";
 import { defaultStateVersion, resolveNixpkgsPin, type NixpkgsPin } from "../render";
 import { publicKeyOf } from "./deploy-key";
+import { formatHostKey, parseHostKey } from "./ssh/host-key";
+import { defaultFirstContactWindowSeconds } from "./ssh/first-contact";
 
 /** The directory holding Pulumi.yaml (this file lives in `<project>/components`). */
 export const projectDir = path.resolve(__dirname, "..");
@@ -23,8 +25,8 @@ export type TemplateSource =
       datastore: string;
       /** The name it is stored under (`<datastore>:vztmpl/<fileName>`); Proxmox needs `.tar.(xz|zst|gz)`. */
       fileName: string;
-      /** SHA-256 (hex) Proxmox verifies after the download; null: not verified. */
-      sha256: string | null;
+      /** SHA-256 (hex) Proxmox verifies after the download (required: security review M9). */
+      sha256: string;
     }
   | { kind: "volume"; volumeId: string };
 
@@ -61,6 +63,13 @@ export interface StackSettings {
   allowReplace: string[];
   /** Warn when the deploy key is not in the manifest's `network.ssh_keys.root`. @default true */
   deployKeyCheck: boolean;
+  /**
+   * Host keys read out of band, per service (`nixmox:hostKeys.<service>`, `ssh-ed25519 AAAA…`): the server must
+   * present that key; it is never trusted on first use. @default {}
+   */
+  hostKeys: Record<string, string>;
+  /** A new container's key is trusted on first use only this long after Proxmox created it for this stack. @default 900 */
+  firstContactWindowSeconds: number;
 }
 
 export interface StackSecrets {
@@ -87,13 +96,17 @@ export const plainKeys = [
   "confirmTimeoutSeconds",
   "allowReplace",
   "deployKeyCheck",
+  "firstContactWindowSeconds",
 ] as const;
 export type PlainKey = (typeof plainKeys)[number];
 
 const proxmoxIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-/** Validates the plain keys; every problem is reported at once, naming the key and the fix. */
-export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, baseDir: string = projectDir): StackSettings {
+/**
+ * Validates the plain keys and the structured `nixmox:hostKeys` (an object, so not declared in Pulumi.yaml); every
+ * problem is reported at once, naming the key and the fix.
+ */
+export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, baseDir: string = projectDir, structured: { hostKeys?: unknown } = {}): StackSettings {
   const problems: Problem[] = [];
   const problem = (key: string, message: string) => problems.push({ subject: `nixmox:${key}`, field: "", message });
   const text = (key: PlainKey, fallback?: string): string => {
@@ -147,9 +160,14 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*\.tar\.(xz|zst|gz)$/.test(fileName)) {
       problem("templateFileName", `must be a file name ending in .tar.xz, .tar.zst or .tar.gz (Proxmox's vztmpl formats), got ${describeValue(fileName)}`);
     }
+    // Required: the template is every container's root filesystem, and Proxmox verifies the download against it.
     const sha256 = text("templateSha256").toLowerCase();
-    if (sha256 !== "" && !/^[0-9a-f]{64}$/.test(sha256)) problem("templateSha256", `must be the template's SHA-256 as 64 hex characters (sha256sum prints it), got ${describeValue(sha256)}`);
-    template = { kind: "url", url, datastore: templateDatastore, fileName, sha256: sha256 === "" ? null : sha256 };
+    if (sha256 === "") {
+      problem("templateSha256", `is not set; the template download is verified against it: run \`curl -fL '${url}' | sha256sum\` and \`pulumi config set nixmox:templateSha256 <the 64 hex characters>\`, or upload a template yourself and set nixmox:templateVolumeId`);
+    } else if (!/^[0-9a-f]{64}$/.test(sha256)) {
+      problem("templateSha256", `must be the template's SHA-256 as 64 hex characters (sha256sum prints it), got ${describeValue(sha256)}`);
+    }
+    template = { kind: "url", url, datastore: templateDatastore, fileName, sha256 };
   }
 
   let nixpkgs: NixpkgsPin = resolveNixpkgsPin(undefined);
@@ -176,6 +194,28 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     problem("allowReplace", `must be a list of service names, e.g. \`pulumi config set --path 'nixmox:allowReplace[0]' caddy\`, got ${describeValue(allowText)}`);
   }
 
+  const windowText = text("firstContactWindowSeconds", String(defaultFirstContactWindowSeconds));
+  if (!/^\d{1,6}$/.test(windowText) || Number(windowText) < 60) {
+    problem("firstContactWindowSeconds", `must be a whole number of seconds, at least 60 (a new container's key is trusted on first use only this long after its creation), got ${describeValue(windowText)}`);
+  }
+
+  const hostKeys: Record<string, string> = {};
+  if (structured.hostKeys !== undefined) {
+    if (typeof structured.hostKeys !== "object" || structured.hostKeys === null || Array.isArray(structured.hostKeys)) {
+      problem("hostKeys", "must map service names to host keys, e.g. `pulumi config set --path 'nixmox:hostKeys.dns' 'ssh-ed25519 AAAA…'`");
+    } else {
+      for (const [service, key] of Object.entries(structured.hostKeys as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+        try {
+          if (typeof key !== "string") throw new Error(`must be a public key line "ssh-ed25519 AAAA…", got ${describeValue(key)}`);
+          const parsed = parseHostKey(key.trim(), `nixmox:hostKeys.${service}`);
+          hostKeys[service] = formatHostKey(parsed);
+        } catch (error) {
+          problem(`hostKeys.${service}`, (error as Error).message.replace(/^nixmox:hostKeys\.\S+ /, ""));
+        }
+      }
+    }
+  }
+
   if (problems.length > 0) throw new ManifestError("stack config", problems);
   return {
     manifestPath: path.resolve(baseDir, text("manifest", "manifest/service-manifest.nix")),
@@ -189,6 +229,8 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     confirmTimeoutSeconds,
     allowReplace,
     deployKeyCheck: deployKeyCheckText === "true",
+    hostKeys,
+    firstContactWindowSeconds: Number(windowText),
   };
 }
 
@@ -220,11 +262,20 @@ export function readStackSettings(config: pulumi.Config, baseDir: string = proje
   }
   let settings: StackSettings | undefined;
   try {
-    settings = resolveStackSettings(raw, baseDir);
+    settings = resolveStackSettings(raw, baseDir, { hostKeys: config.getObject<unknown>("hostKeys") });
   } catch (error) {
     if (!(error instanceof ManifestError)) throw error;
     problems.unshift(...error.problems);
   }
   if (problems.length > 0 || settings === undefined) throw new ManifestError("stack config", problems);
   return { settings, secrets: { proxmoxApiToken: apiToken as pulumi.Output<string>, sshPrivateKey: sshPrivateKey as pulumi.Output<string> } };
+}
+
+/** Stack config that names services must name services of the plan: a typo in `nixmox:hostKeys` would pin nothing. */
+export function checkSettingsAgainstPlan(settings: StackSettings, serviceNames: readonly string[]): void {
+  const known = new Set(serviceNames);
+  const problems: Problem[] = Object.keys(settings.hostKeys)
+    .filter((name) => !known.has(name))
+    .map((name) => ({ subject: `nixmox:hostKeys.${name}`, field: "", message: `names no enabled service of the manifest (services: ${[...known].sort().join(", ")}); remove it with \`pulumi config rm --path 'nixmox:hostKeys.${name}'\`` }));
+  if (problems.length > 0) throw new ManifestError("stack config", problems);
 }

@@ -11,7 +11,7 @@ describe("containers that Proxmox reboots to apply an edit", function () {
   this.timeout(60_000);
   let plan: Plan;
   let dns: ServicePlan;
-  const settings = resolveStackSettings({ proxmoxEndpoint: "https://pve.lan:8006/", proxmoxNode: "pve" }, "/project");
+  const settings = resolveStackSettings({ proxmoxEndpoint: "https://pve.lan:8006/", proxmoxNode: "pve", templateSha256: "ab".repeat(32) }, "/project");
   const revision = (service: ServicePlan, edited: Plan = plan) =>
     planContainer({ service, plan: edited, settings, templateFileId: "local:vztmpl/t.tar.xz", deployPublicKey: "ssh-ed25519 AAAA" }).rebootRevision;
 

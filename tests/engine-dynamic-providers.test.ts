@@ -14,6 +14,7 @@ import { DynamicProviderHost, HostedProvider, SerializedProvider, serializeProvi
 import { containsUnknown, unknownValue } from "../components/unknown";
 import { FakeAuthentik, embeddedOutpostPk, oidcAppInputs, proxyAppInputs, startFakeAuthentik } from "./support/authentik-api";
 import type { AuthentikOidcAppInputs } from "../components/authentik";
+import { creationTask, startFakeProxmoxApi, type FakeProxmoxApi } from "./support/proxmox-api";
 import { FakeNixosPaths, TestSshd, fakeNixosPaths, seedFakeNixos, startSshd } from "./support/sshd";
 
 const specs = {
@@ -53,21 +54,25 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
   let other: TestSshd;
   let paths: FakeNixosPaths;
   let generation: string;
+  let proxmox: FakeProxmoxApi;
   const provider = (name: keyof typeof specs): HostedProvider => engine.provider(serialized[specs[name]].text, name);
 
   before(async () => {
-    [serialized, engine, host, other] = await Promise.all([
+    [serialized, engine, host, other, proxmox] = await Promise.all([
       serializeProviders(Object.values(specs)),
       startDynamicProviderHost(),
       startSshd({ host: "127.0.0.8" }),
       startSshd({ host: "127.0.0.9" }),
+      startFakeProxmoxApi(),
     ]);
     paths = fakeNixosPaths(host.dir);
   });
   after(async () => {
-    await Promise.all([engine?.stop(), host?.stop(), other?.stop()]);
+    await Promise.all([engine?.stop(), host?.stop(), other?.stop(), proxmox?.stop()]);
   });
   beforeEach(() => {
+    proxmox.tasks = [creationTask("pve", 913, "nixmox@pve!deploy", 30)];
+    proxmox.requests = [];
     for (const sub of ["root", "units", "calls.log"]) rmSync(join(host.dir, sub), { recursive: true, force: true });
     mkdirSync(join(host.dir, "units"));
     generation = seedFakeNixos(host.dir);
@@ -82,6 +87,7 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
     containerId: "913",
     timeoutSeconds: 20,
     intervalSeconds: 1,
+    firstContact: { endpoint: proxmox.endpoint, apiToken: proxmox.token, insecure: true, node: "pve", vmid: 913, windowSeconds: 900 },
     ...extra,
   });
   const healthPlan: HealthPlan = {
@@ -122,6 +128,9 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       assert.equal(created.id, `${host.host}:${host.port}/913`);
       assert.equal(created.outs.hostKey, host.hostKey);
       assert.equal("privateKey" in created.outs, false);
+      assert.equal("firstContact" in created.outs, false);
+      // First contact was checked against Proxmox's task list from the engine's process.
+      assert.deepEqual(proxmox.requests.map((request) => [request.path, request.query.vmid, request.authorized]), [["/api2/json/nodes/pve/tasks", "913", true]]);
       assert.deepEqual(await ssh.read(created.id, created.outs), { id: created.id, props: created.outs });
       assert.deepEqual(await ssh.diff(created.id, created.outs, sshInputs(host)), { changes: "none", replaces: [], deleteBeforeReplace: false });
       assert.deepEqual(await ssh.diff(created.id, created.outs, sshInputs(host, { containerId: "914" })), { changes: "some", replaces: ["containerId"], deleteBeforeReplace: false });
@@ -135,6 +144,12 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       const error = await rejection(ssh.update(created.id, { ...created.outs, hostKey: other.hostKey }, sshInputs(host)));
       assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms (timeoutSeconds is 20)`);
       assert.match(error.message, new RegExp(`^service "dns": host key mismatch for 127\\.0\\.0\\.8:${host.port}: expected SHA256:\\S+, the server presented SHA256:\\S+; refusing to connect`));
+    });
+
+    it("refuses first contact with a container this stack did not just create, with the pinning line", async () => {
+      proxmox.tasks = [creationTask("pve", 913, "nixmox@pve!deploy", 7200)];
+      const error = await rejection(provider("sshHostKey").create(sshInputs(host)));
+      assert.match(error.message, /^service "dns": the SSH host key of container 913 on node pve is not trusted on first use: it was created 720\d s ago, .*pulumi config set --path 'nixmox:hostKeys\.dns'/);
     });
 
     it("names the refused connection when nothing listens", async () => {

@@ -79,10 +79,27 @@ describe("program under mocks: the example manifest", function () {
   it("waits for SSH on the service's address and re-records the host key when the container is replaced", () => {
     const ssh = resourceNamed(run, "dns-ssh");
     const { rebootRevision, ...inputs } = ssh.inputs;
-    assert.deepEqual(inputs, { containerId: "913", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
+    assert.deepEqual(inputs, { containerId: "913", firstContact: "[secret]", host: "192.168.99.13", port: 22, privateKey: "[secret]", service: "dns", timeoutSeconds: 300 });
     assert.match(String(rebootRevision), /^[0-9a-f]{16}$/);
+    // First contact is checked against the Proxmox task list of the container's node, with the stack's token (M9).
+    assert.deepEqual(ssh.plainInputs.firstContact, {
+      endpoint: "https://pve.offline.invalid:8006/", apiToken: "offline@pve!preview=00000000-0000-0000-0000-000000000000", insecure: false, node: "pve", vmid: 913, windowSeconds: 900,
+    });
     assert.deepEqual(ssh.replaceWith, [containerUrn("dns")]);
     for (const role of ["config", "rebuild", "health"]) assert.deepEqual(resourceNamed(run, `dns-${role}`).replaceWith, [containerUrn("dns")], role);
+  });
+
+  it("requires a key pinned in nixmox:hostKeys of the server instead of trusting first contact, and refuses one for no service", async () => {
+    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0rtW4Aj39FVowGkbUlt8ziG7ZO6IpGh3ptDchjcmH0";
+    const pinned = await runNixmoxProgram(undefined, { "nixmox:hostKeys": JSON.stringify({ dns: `${key} root@dns` }) });
+    const ssh = resourceNamed(pinned, "dns-ssh");
+    assert.equal(ssh.inputs.pinnedHostKey, key);
+    assert.equal("firstContact" in ssh.inputs, false);
+    assert.equal("pinnedHostKey" in resourceNamed(pinned, "caddy-ssh").inputs, false);
+    await assert.rejects(runNixmoxProgram(undefined, { "nixmox:hostKeys": JSON.stringify({ dsn: key }) }), {
+      name: "ManifestError",
+      message: /^stack config: 1 problem\n {2}- nixmox:hostKeys\.dsn: names no enabled service of the manifest \(services: authentik, caddy, dns, /,
+    });
   });
 
   it("pushes the rendered directory and rebuilds with the host's content hash", () => {
@@ -185,7 +202,7 @@ describe("program under mocks: the example manifest", function () {
   it("keeps every secret input secret-wrapped and out of the printed preview", () => {
     const secretPaths = (name: string) => resourceNamed(run, name).secretPaths;
     assert.deepEqual(secretPaths("proxmox"), ["apiToken"]);
-    assert.deepEqual(secretPaths("dns-ssh"), ["privateKey"]);
+    assert.deepEqual(secretPaths("dns-ssh"), ["firstContact", "privateKey"]);
     assert.deepEqual(secretPaths("dns-health"), ["maskValues", "privateKey"]);
     assert.deepEqual(secretPaths("dns-config"), ["connection"]);
     assert.deepEqual(secretPaths("dns-rebuild"), ["connection"]);

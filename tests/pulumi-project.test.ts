@@ -50,42 +50,46 @@ function keysTheReadmeSets(): string[] {
 /** A `pulumi.Config` stand-in over plain strings (`getSecret` wraps nothing: only presence matters here). */
 function fakeConfig(values: Record<string, string>): pulumi.Config {
   const get = (key: string) => values[`nixmox:${key}`];
-  return { get, getSecret: (key: string) => (get(key) === undefined ? undefined : get(key)) } as unknown as pulumi.Config;
+  return { get, getSecret: (key: string) => (get(key) === undefined ? undefined : get(key)), getObject: () => undefined } as unknown as pulumi.Config;
 }
 
 describe("Pulumi.yaml under the CLI's config rules", () => {
-  it("leaves exactly endpoint, API token, deploy key and node without a default, the keys the README sets", () => {
+  it("leaves exactly endpoint, API token, deploy key and node without a default; the README sets them and the template checksum", () => {
     const required = ["nixmox:proxmoxApiToken", "nixmox:proxmoxEndpoint", "nixmox:proxmoxNode", "nixmox:sshPrivateKey"];
     assert.deepEqual(keysWithoutDefault(project), required);
-    assert.deepEqual(keysTheReadmeSets(), required);
+    // templateSha256 has a default ("") because a template volume id needs none; with the default URL it is required.
+    assert.deepEqual(keysTheReadmeSets(), [...required, "nixmox:templateSha256"].sort());
   });
 
   it("has defaults that are the program's own defaults", () => {
-    const required = { proxmoxEndpoint: "https://pve.lan:8006/", proxmoxNode: "pve" };
+    const required = { proxmoxEndpoint: "https://pve.lan:8006/", proxmoxNode: "pve", templateSha256: "ab".repeat(32) };
     const fromDefaults: Partial<Record<PlainKey, string>> = { ...required };
     for (const key of plainKeys) {
       const value = effectiveConfig(project, {})[`nixmox:${key}`];
-      if (value !== undefined) fromDefaults[key] = value;
+      if (value !== undefined && !(key in required)) fromDefaults[key] = value;
     }
     assert.deepEqual(resolveStackSettings(fromDefaults, "/project"), resolveStackSettings(required, "/project"));
   });
 
   for (const file of stackFiles) {
-    it(`${file}: needs only the two secrets its comments say to set, and its settings validate`, () => {
-      const stackConfig = (parse(readFileSync(path.join(projectDir, file), "utf8")) as { config: Record<string, unknown> }).config;
+    it(`${file}: needs only the two secrets and the template checksum its comments say to set, and its settings validate`, () => {
+      const text = readFileSync(path.join(projectDir, file), "utf8");
+      const stackConfig = (parse(text) as { config: Record<string, unknown> }).config;
       assert.deepEqual(missingOnStack(project, stackConfig), ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey"]);
+      assert.deepEqual([...text.matchAll(/^\s*#\s+pulumi config set (?:--secret )?(nixmox:\w+)/gm)].map((match) => match[1]).sort(), ["nixmox:proxmoxApiToken", "nixmox:sshPrivateKey", "nixmox:templateSha256"]);
       const config = {
         ...effectiveConfig(project, stackConfig),
         "nixmox:proxmoxApiToken": "nixmox@pve!deploy=00000000-0000-0000-0000-000000000000",
         "nixmox:sshPrivateKey": offlinePreviewPrivateKey(),
       };
-      const { settings } = readStackSettings(fakeConfig(config), projectDir);
+      assert.throws(() => readStackSettings(fakeConfig(config), projectDir), /nixmox:templateSha256: is not set; the template download is verified against it/);
+      const { settings } = readStackSettings(fakeConfig({ ...config, "nixmox:templateSha256": "ab".repeat(32) }), projectDir);
       assert.equal(settings.template.kind, "url");
     });
   }
 
   it("fails a malformed nixmox:sshPrivateKey with one message from reading the settings, naming the key and the fix", () => {
-    const config = { "nixmox:proxmoxEndpoint": "https://pve.lan:8006/", "nixmox:proxmoxNode": "pve", "nixmox:proxmoxApiToken": "t", "nixmox:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n" };
+    const config = { "nixmox:proxmoxEndpoint": "https://pve.lan:8006/", "nixmox:proxmoxNode": "pve", "nixmox:templateSha256": "ab".repeat(32), "nixmox:proxmoxApiToken": "t", "nixmox:sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n" };
     assert.throws(() => readStackSettings(fakeConfig(config), projectDir), {
       name: "ManifestError",
       message: "stack config: 1 problem\n  - nixmox:sshPrivateKey: is not an unencrypted OpenSSH or PEM private key; generate one with `ssh-keygen -t ed25519 -N '' -f nixmox_ed25519`",

@@ -2,7 +2,7 @@ import { strict as assert } from "node:assert";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { parse } from "yaml";
-import { defaultTemplate, plainKeys, projectDir, resolveStackSettings } from "../components/stack-config";
+import { checkSettingsAgainstPlan, defaultTemplate, plainKeys, projectDir, resolveStackSettings } from "../components/stack-config";
 import { defaultNixpkgsPin } from "../render";
 
 const minimal = { proxmoxEndpoint: "https://pve.lan:8006/", proxmoxNode: "pve", templateVolumeId: "local:vztmpl/nixos.tar.xz" };
@@ -21,17 +21,19 @@ describe("stack config", () => {
       confirmTimeoutSeconds: 60,
       allowReplace: [],
       deployKeyCheck: true,
+      hostKeys: {},
+      firstContactWindowSeconds: 900,
     });
   });
 
   it("defaults to nixpkgs' Proxmox LXC image of the pinned release, stored as a .tar.xz, and prefers a volume id", () => {
     const { templateVolumeId: _unset, ...withoutVolume } = minimal;
-    assert.deepEqual(resolveStackSettings(withoutVolume, "/project").template, {
+    assert.deepEqual(resolveStackSettings({ ...withoutVolume, templateSha256: "ab".repeat(32) }, "/project").template, {
       kind: "url",
       url: "https://hydra.nixos.org/job/nixos/release-25.11/nixos.proxmoxLXC.x86_64-linux/latest/download-by-type/file/system-tarball",
       datastore: "local",
       fileName: "nixos-25.11-proxmox-lxc-x86_64-linux.tar.xz",
-      sha256: null,
+      sha256: "ab".repeat(32),
     });
     assert.match(defaultTemplate.url, new RegExp(`/release-${(defaultNixpkgsPin.ref ?? "").replace("nixos-", "")}/`));
     // Pulumi.yaml gives templateUrl a default, so it is always set: a volume id wins instead of conflicting.
@@ -45,12 +47,13 @@ describe("stack config", () => {
       templateVolumeId: undefined,
       templateUrl: "https://example.org/nixos.tar.xz",
       templateDatastore: "nfs-templates",
+      templateSha256: "cd".repeat(32),
       nixpkgsRev: "0123456789abcdef0123456789abcdef01234567",
       nixpkgsNarHash: `sha256-${"A".repeat(43)}=`,
       allowReplace: '["dns","caddy","dns"]',
       manifest: "/abs/homelab.yaml",
     }, "/project");
-    assert.deepEqual(settings.template, { kind: "url", url: "https://example.org/nixos.tar.xz", datastore: "nfs-templates", fileName: defaultTemplate.fileName, sha256: null });
+    assert.deepEqual(settings.template, { kind: "url", url: "https://example.org/nixos.tar.xz", datastore: "nfs-templates", fileName: defaultTemplate.fileName, sha256: "cd".repeat(32) });
     assert.deepEqual(settings.nixpkgs, { rev: "0123456789abcdef0123456789abcdef01234567", narHash: `sha256-${"A".repeat(43)}=`, ref: null, lastModified: null });
     assert.deepEqual(settings.allowReplace, ["caddy", "dns"]);
     assert.equal(settings.manifestPath, "/abs/homelab.yaml");
@@ -82,8 +85,39 @@ describe("stack config", () => {
     });
   });
 
+  it("requires the template's checksum when it is downloaded, and says how to get it (security review M9)", () => {
+    const { templateVolumeId: _unset, ...withoutVolume } = minimal;
+    assert.throws(() => resolveStackSettings(withoutVolume, "/project"), {
+      name: "ManifestError",
+      message: "stack config: 1 problem\n  - nixmox:templateSha256: is not set; the template download is verified against it: " +
+        `run \`curl -fL '${defaultTemplate.url}' | sha256sum\` and \`pulumi config set nixmox:templateSha256 <the 64 hex characters>\`, ` +
+        "or upload a template yourself and set nixmox:templateVolumeId",
+    });
+  });
+
+  it("reads host keys pinned out of band, normalised, and refuses what is not a key or names no service", () => {
+    const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0rtW4Aj39FVowGkbUlt8ziG7ZO6IpGh3ptDchjcmH0";
+    const settings = resolveStackSettings(minimal, "/project", { hostKeys: { dns: `  ${key} root@dns\n`, caddy: key } });
+    assert.deepEqual(settings.hostKeys, { caddy: key, dns: key });
+    assert.throws(() => resolveStackSettings({ ...minimal, firstContactWindowSeconds: "10" }, "/project", { hostKeys: { dns: "ssh-ed25519 nope", caddy: 7 } }), {
+      name: "ManifestError",
+      message: [
+        "stack config: 3 problems",
+        '  - nixmox:firstContactWindowSeconds: must be a whole number of seconds, at least 60 (a new container\'s key is trusted on first use only this long after its creation), got "10"',
+        "  - nixmox:hostKeys.caddy: must be a public key line \"ssh-ed25519 AAAA…\", got 7",
+        '  - nixmox:hostKeys.dns: must look like "ssh-ed25519 AAAA…", got "ssh-ed25519 nope"',
+      ].join("\n"),
+    });
+    assert.throws(() => resolveStackSettings(minimal, "/project", { hostKeys: ["dns"] }), /nixmox:hostKeys: must map service names to host keys/);
+    assert.throws(() => checkSettingsAgainstPlan(settings, ["dns", "postgresql"]), {
+      name: "ManifestError",
+      message: "stack config: 1 problem\n  - nixmox:hostKeys.caddy: names no enabled service of the manifest (services: dns, postgresql); remove it with `pulumi config rm --path 'nixmox:hostKeys.caddy'`",
+    });
+    checkSettingsAgainstPlan(settings, ["caddy", "dns"]);
+  });
+
   it("fails for a template URL that is not https, naming the key (security review M9)", () => {
-    assert.throws(() => resolveStackSettings({ ...minimal, templateVolumeId: undefined, templateUrl: "http://mirror.lan/nixos.tar.xz" }, "/project"), {
+    assert.throws(() => resolveStackSettings({ ...minimal, templateVolumeId: undefined, templateUrl: "http://mirror.lan/nixos.tar.xz", templateSha256: "ab".repeat(32) }, "/project"), {
       name: "ManifestError",
       message: 'stack config: 1 problem\n  - nixmox:templateUrl: must be an https:// URL of a NixOS LXC template, got "http://mirror.lan/nixos.tar.xz"',
     });

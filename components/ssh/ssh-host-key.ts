@@ -7,12 +7,17 @@
  *   NixOS LXC and the network may still be coming up, bpg #2261/#2349). The key the server presents on that
  *   first contact is recorded as `hostKey`; every later `remote.Command` passes it as `connection.hostKey`, so
  *   @pulumi/command verifies it (host-key checking is never switched off).
- *   First contact trusts the network once, like `ssh-keyscan`; re-created containers reuse IPs
- *   (TAPPaaS/TAPPaaS#112), which is why the recorded key belongs to one container id.
- * - diff: a new `containerId` (the container was re-created), host or port replaces the resource, so a new key
- *   is recorded for the new container; timing changes and a new `rebootRevision` (Proxmox rebooted the
- *   container to apply an edit) are updates.
- * - update: re-checks readiness with the *pinned* key (a host presenting another key fails here, loudly).
+ *   First contact trusts the network once, like `ssh-keyscan`, and only right after this stack created the
+ *   container (`first-contact.ts`: Proxmox's task list shows this token's `vzcreate` of that vmid within the
+ *   window); otherwise create fails and says how to pin the key out of band. A key given in `pinnedHostKey`
+ *   (`nixmox:hostKeys.<service>`) is never trusted on first use: the server must present it.
+ *   Re-created containers reuse IPs (TAPPaaS/TAPPaaS#112), which is why the recorded key belongs to one container id.
+ * - diff: a new `containerId` (the container was re-created) replaces the resource, so a new key is recorded for
+ *   the new container. A new host or port is the same container at another address: an update, checked with the
+ *   pinned key (never a second first contact). Timing, a new `pinnedHostKey` and a new `rebootRevision` (Proxmox
+ *   rebooted the container to apply an edit) are updates; `firstContact` (the API token) is read on create only.
+ * - update: re-checks readiness with the *pinned* key, `pinnedHostKey` when set, else the recorded one (a host
+ *   presenting another key fails here, loudly).
  * - read: returns the stored state; the pin never changes on refresh.
  * - delete: nothing (the key goes away with the container).
  *
@@ -21,6 +26,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { connectSsh, isHostKeyMismatch } from "./connection";
+import { checkFirstContact, type FirstContactProxmox } from "./first-contact";
 
 export interface SshHostKeyArgs {
   /** Service name, for messages. */
@@ -40,6 +46,10 @@ export interface SshHostKeyArgs {
   intervalSeconds?: pulumi.Input<number>;
   /** Changes when the container gets an edit Proxmox applies by rebooting it; an update then waits for SSH again. @default "" */
   rebootRevision?: pulumi.Input<string>;
+  /** Where to check that this stack just created the container, before its key is trusted on first use (secret: it holds the API token). */
+  firstContact?: pulumi.Input<FirstContactProxmox>;
+  /** The host key read out of band (`nixmox:hostKeys.<service>`): required of the server instead of first-use trust. @default "" */
+  pinnedHostKey?: pulumi.Input<string>;
 }
 
 export interface SshHostKeyInputs {
@@ -52,6 +62,8 @@ export interface SshHostKeyInputs {
   timeoutSeconds: number;
   intervalSeconds: number;
   rebootRevision: string;
+  firstContact: FirstContactProxmox | null;
+  pinnedHostKey: string;
 }
 
 export interface SshHostKeyOutputs {
@@ -63,13 +75,14 @@ export interface SshHostKeyOutputs {
   timeoutSeconds: number;
   intervalSeconds: number;
   rebootRevision: string;
+  pinnedHostKey: string;
   /** `ssh-ed25519 AAAA…` as recorded on first contact. */
   hostKey: string;
   hostKeyFingerprint: string;
 }
 
-const replaceKeys = ["containerId", "host", "port"] as const;
-const updateKeys = ["user", "timeoutSeconds", "intervalSeconds", "service", "rebootRevision"] as const;
+const replaceKeys = ["containerId"] as const;
+const updateKeys = ["host", "port", "user", "timeoutSeconds", "intervalSeconds", "service", "rebootRevision", "pinnedHostKey"] as const;
 
 /** Runs `true` over SSH until it exits 0 or the deadline passes; resolves with the presented host key. */
 async function waitForSsh(inputs: SshHostKeyInputs, pinnedHostKey: string | null): Promise<{ hostKey: string; hostKeyFingerprint: string }> {
@@ -121,6 +134,7 @@ function outputsOf(inputs: SshHostKeyInputs, key: { hostKey: string; hostKeyFing
     timeoutSeconds: inputs.timeoutSeconds,
     intervalSeconds: inputs.intervalSeconds,
     rebootRevision: inputs.rebootRevision,
+    pinnedHostKey: inputs.pinnedHostKey,
     hostKey: key.hostKey,
     hostKeyFingerprint: key.hostKeyFingerprint,
   };
@@ -138,27 +152,38 @@ function resolveInputs(raw: SshHostKeyInputs): SshHostKeyInputs {
     timeoutSeconds: raw.timeoutSeconds ?? 300,
     intervalSeconds: raw.intervalSeconds ?? 2,
     rebootRevision: raw.rebootRevision ?? "",
+    firstContact: raw.firstContact ?? null,
+    pinnedHostKey: raw.pinnedHostKey ?? "",
   };
 }
 
 export const sshHostKeyProvider = {
   async create(raw: SshHostKeyInputs): Promise<{ id: string; outs: SshHostKeyOutputs }> {
     const inputs = resolveInputs(raw);
-    const key = await waitForSsh(inputs, null);
+    let key: { hostKey: string; hostKeyFingerprint: string };
+    if (inputs.pinnedHostKey !== "") {
+      key = await waitForSsh(inputs, inputs.pinnedHostKey);
+    } else {
+      if (inputs.firstContact === null) {
+        throw new Error(`service "${inputs.service}": no host key is pinned and no Proxmox API is given to check that this stack just created the container; pin its key with \`pulumi config set --path 'nixmox:hostKeys.${inputs.service}' 'ssh-ed25519 AAAA…'\``);
+      }
+      await checkFirstContact(inputs.service, inputs.firstContact);
+      key = await waitForSsh(inputs, null);
+    }
     return { id: `${inputs.host}:${inputs.port}/${inputs.containerId}`, outs: outputsOf(inputs, key) };
   },
 
   async diff(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<pulumi.dynamic.DiffResult> {
     const news = resolveInputs(raw);
     const replaces = replaceKeys.filter((key) => olds[key] !== news[key]);
-    // `?? ""`: state written before rebootRevision existed has none.
+    // `?? ""`: state written before rebootRevision or pinnedHostKey existed has none.
     const changed = updateKeys.filter((key) => (olds[key] ?? "") !== news[key]);
     return { changes: replaces.length + changed.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
   },
 
   async update(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<{ outs: SshHostKeyOutputs }> {
     const inputs = resolveInputs(raw);
-    const key = await waitForSsh(inputs, olds.hostKey);
+    const key = await waitForSsh(inputs, inputs.pinnedHostKey !== "" ? inputs.pinnedHostKey : olds.hostKey);
     return { outs: outputsOf(inputs, key) };
   },
 
@@ -176,6 +201,6 @@ export class SshHostKey extends pulumi.dynamic.Resource {
   declare public readonly hostKeyFingerprint: pulumi.Output<string>;
 
   constructor(name: string, args: SshHostKeyArgs, opts?: pulumi.CustomResourceOptions) {
-    super(sshHostKeyProvider, name, { hostKey: undefined, hostKeyFingerprint: undefined, ...args, privateKey: pulumi.secret(args.privateKey) }, opts, "nixmox", "SshHostKey");
+    super(sshHostKeyProvider, name, { hostKey: undefined, hostKeyFingerprint: undefined, ...args, privateKey: pulumi.secret(args.privateKey), ...(args.firstContact === undefined ? {} : { firstContact: pulumi.secret(args.firstContact) }) }, opts, "nixmox", "SshHostKey");
   }
 }
