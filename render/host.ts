@@ -46,7 +46,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   postgresql: ["services/postgresql.nix", "lib/postgresql.nix", "lib/shell.nix"],
   authentik: ["services/authentik.nix", "services/app-options.nix"],
   vaultwarden: ["services/vaultwarden.nix", "services/app-options.nix"],
-  guacamole: ["services/guacamole.nix", "services/app-options.nix"],
+  guacamole: ["services/guacamole.nix", "services/app-options.nix", "lib/guacamole.nix"],
   forgejo: ["services/forgejo.nix", "services/app-options.nix", "lib/forgejo.nix", "lib/oidc.nix"],
   nextcloud: ["services/nextcloud.nix", "services/app-options.nix", "lib/nextcloud.nix", "lib/oidc.nix"],
   monitoring: ["services/monitoring.nix", "services/app-options.nix", "lib/monitoring.nix"],

@@ -72,6 +72,7 @@ describe("nix: shipped modules and rendered files", function () {
       "lib/caddy.nix",
       "lib/dns.nix",
       "lib/forgejo.nix",
+      "lib/guacamole.nix",
       "lib/media.nix",
       "lib/monitoring.nix",
       "lib/nextcloud.nix",
@@ -113,7 +114,7 @@ describe("nix: shipped modules and rendered files", function () {
         count += 1;
       }
     }
-    assert.equal(count, 43);
+    assert.equal(count, 44);
   });
 
   it("says at the top of every shipped module which NixOS release or upstream docs it was checked against", () => {

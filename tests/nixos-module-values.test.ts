@@ -262,6 +262,70 @@ describe("nixos modules: values computed from the rendered host data", function 
     });
   });
 
+  describe("guacamole (R5)", () => {
+    const pinned = { jdbc: "sha256-l7xf09Z9JcDpikddHf0wigN4WfVJ+sRxcccjt6cDk2Y=", sso: "sha256-6VeYRHGsUKh/Ry9Rrsm/fjeK5nziUC/5OAMAEaZw3K4=" };
+
+    it("links the pinned JDBC and OpenID extensions and nixpkgs' JDBC driver, and signs users in through OpenID first", () => {
+      const config = evalModule(example, "guacamole", "services/guacamole.nix");
+      assert.deepEqual(failedAssertions(config), []);
+      const etc = config.environment.etc as Record<string, { source: string }>;
+      assert.deepEqual(Object.keys(etc).sort(), [
+        "guacamole/extensions/guacamole-auth-jdbc-postgresql-1.6.0.jar",
+        "guacamole/extensions/guacamole-auth-sso-openid-1.6.0.jar",
+        "guacamole/lib/postgresql-jdbc.jar",
+      ]);
+      // The stub's runCommand names its output; the jar paths inside it are the tarballs' layout.
+      assert.equal(etc["guacamole/extensions/guacamole-auth-jdbc-postgresql-1.6.0.jar"].source, "/nix/store/stub-guacamole-auth-jdbc-1.6.0/guacamole-auth-jdbc-1.6.0/postgresql/guacamole-auth-jdbc-postgresql-1.6.0.jar");
+      assert.equal(etc["guacamole/extensions/guacamole-auth-sso-openid-1.6.0.jar"].source, "/nix/store/stub-guacamole-auth-sso-1.6.0/guacamole-auth-sso-1.6.0/openid/guacamole-auth-sso-openid-1.6.0.jar");
+      assert.equal(etc["guacamole/lib/postgresql-jdbc.jar"].source, "/nix/store/stub-postgresql-jdbc/share/java/postgresql-jdbc.jar");
+      const settings = config.services["guacamole-client"].settings;
+      assert.equal(settings["postgresql-auto-create-accounts"], true);
+      assert.equal(settings["extension-priority"], "openid");
+      const lib = `(import ${shippedNix("lib/guacamole.nix")})`;
+      assert.equal(nixEval(`${lib}.tarballUrl "jdbc" "1.6.0"`), "mirror://apache/guacamole/1.6.0/binary/guacamole-auth-jdbc-1.6.0.tar.gz");
+      assert.deepEqual(nixEval(`${lib}.releases."1.6.0"`), pinned);
+    });
+
+    it("creates the schema once before Tomcat, as the database owner with the password from a credential", () => {
+      const unit = evalModule(example, "guacamole", "services/guacamole.nix").systemd.services["nixmox-guacamole-schema"];
+      assert.deepEqual(unit.before, ["tomcat.service"]);
+      assert.ok(unit.wantedBy.includes("tomcat.service"));
+      assert.equal(unit.serviceConfig.Type, "oneshot");
+      assert.deepEqual(unit.serviceConfig.LoadCredential, ["db-password:/var/lib/nixmox/secrets/guacamole/db_password"]);
+      const db = example.data("guacamole").guacamole.database;
+      assert.match(unit.script, new RegExp(`--single-transaction --host='${db.host.replace(/\./g, "\\.")}' --port=${db.port} --username='${db.owner}' --dbname='${db.name}' --file='/nix/store/stub-nixmox-guacamole-schema\\.sql'`));
+      assert.doesNotMatch(unit.script, /PGPASSWORD=[^"]/, "the password is read at run time, not written into the script");
+    });
+
+    it("refuses a database or OIDC client for a guacamole-client version without pinned hashes, unless jars and schema are given", () => {
+      const unpinned = evalModule(example, "guacamole", "services/guacamole.nix", ["--argstr", "guacamoleVersion", "1.7.0"]);
+      const failed = failedAssertions(unpinned);
+      assert.equal(failed.length, 2, failed.join("\n"));
+      assert.match(failed[0], /service "guacamole" has a database, but NixMox pins no extension hashes for guacamole-client 1\.7\.0; set nixmox\.guacamole\.extensionJars to include guacamole-auth-jdbc-postgresql-1\.7\.0\.jar and nixmox\.guacamole\.schemaFile/);
+      assert.match(failed[1], /service "guacamole" has an OIDC client, but NixMox pins no extension hashes for guacamole-client 1\.7\.0; set nixmox\.guacamole\.extensionJars to include guacamole-auth-sso-openid-1\.7\.0\.jar/);
+      // Given by hand (as a custom module would), they satisfy the assertions and are linked as given.
+      const data = JSON.parse(example.hosts.find((host) => host.service === "guacamole")!.files["host.json"]);
+      data.guacamole = { ...data.guacamole, extensionJars: ["/srv/jars/guacamole-auth-jdbc-postgresql-1.7.0.jar", "/srv/jars/guacamole-auth-sso-openid-1.7.0.jar"], schemaFile: "/srv/jars/001-create-schema.sql" };
+      const hostJson = path.join(dir, "guacamole-by-hand.json");
+      writeFileSync(hostJson, JSON.stringify(data));
+      const byHand = JSON.parse(execFileSync("nix-instantiate", ["--eval", "--strict", "--json", harness, "--arg", "module", shippedNix("services/guacamole.nix"), "--arg", "hostJson", hostJson, "--argstr", "guacamoleVersion", "1.7.0"], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
+      assert.deepEqual(failedAssertions(byHand), []);
+      assert.equal(byHand.environment.etc["guacamole/extensions/guacamole-auth-sso-openid-1.7.0.jar"].source, "/srv/jars/guacamole-auth-sso-openid-1.7.0.jar");
+      assert.ok(byHand.systemd.services["nixmox-guacamole-schema"]);
+    });
+
+    it("fetches nothing and creates no schema for a Guacamole without database and OIDC client", () => {
+      const raw = seedManifest() as Record<string, any>;
+      delete raw.services.guacamole.interface.db;
+      delete raw.services.guacamole.interface.auth;
+      const rendered = renderWithConfigs(raw);
+      const config = evalModule(rendered, "guacamole", "services/guacamole.nix", ["--argstr", "guacamoleVersion", "1.7.0"]);
+      assert.deepEqual(failedAssertions(config), []);
+      assert.deepEqual(config.environment.etc, {});
+      assert.equal(config.systemd?.services?.["nixmox-guacamole-schema"], undefined);
+    });
+  });
+
   describe("vaultwarden (S5)", () => {
     it("leaves openid out of SSO_SCOPES (Vaultwarden always adds it)", () => {
       const config = evalModule(example, "vaultwarden", "services/vaultwarden.nix");

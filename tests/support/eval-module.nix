@@ -4,7 +4,7 @@
 # What this proves: the values the module computes from the host data (units, environments, files, ports).
 # What it does NOT prove: that the option names exist in nixpkgs, or how the real module system merges them
 # with other modules (mkIf/mkForce/mkDefault are resolved naively here, lists are not merged across modules).
-{ module, hostJson, vaultwardenVersion ? "1.35.0" }:
+{ module, hostJson, vaultwardenVersion ? "1.35.0", guacamoleVersion ? "1.6.0" }:
 let
   inherit (builtins) isAttrs isList attrNames listToAttrs filter map mapAttrs;
 
@@ -48,6 +48,9 @@ let
     gnused = "/nix/store/stub-gnused";
     nix = "/nix/store/stub-nix";
     systemd = "/nix/store/stub-systemd";
+    postgresql = "/nix/store/stub-postgresql";
+    postgresql_jdbc = "/nix/store/stub-postgresql-jdbc";
+    fetchurl = { url, hash }: "/nix/store/stub-fetchurl-${baseNameOf url}-${hash}";
     writeText = name: _text: "/nix/store/stub-${name}";
     runCommand = name: _env: _script: "/nix/store/stub-${name}";
   };
@@ -56,7 +59,7 @@ let
   envPaths = listToAttrs (map (name: { inherit name; value.path = "/run/nixmox/env/${name}.env"; }) [ "authentik" "vaultwarden" "guacamole" ]);
 
   # Defaults of options host.json leaves out (declared in the modules).
-  defaults = { caddy = { acmeEmail = null; ca = null; }; guacamole = { extensionJars = [ ]; guacdPort = 4822; }; host.caCertificates = [ ]; };
+  defaults = { caddy = { acmeEmail = null; ca = null; }; guacamole = { extensionJars = [ ]; schemaFile = null; guacdPort = 4822; }; host.caCertificates = [ ]; };
   isCore = baseNameOf (toString module) == "core.nix";
 
   config = {
@@ -65,6 +68,7 @@ let
     services.vaultwarden.package.version = vaultwardenVersion;
     services.postgresql.package = "/nix/store/stub-postgresql";
     services.tomcat.jdk = "/nix/store/stub-jdk";
+    services.guacamole-client.package.version = guacamoleVersion;
   };
 
   # mkIf false → dropped, mkIf true / mkForce / mkDefault → their content.
