@@ -118,7 +118,7 @@ describe("activation wrapper on a stub NixOS host", function () {
     assert.equal(result.code, 1);
     assert.equal(
       parseActivationResult(result.stdout)?.reason,
-      "nixos-rebuild switch failed with exit code 4; failed units: nftables.service; the in-container firewall needs nf_tables, nft_ct and nf_conntrack " +
+      "nixos-rebuild switch failed with exit code 4; failed units: nftables.service; the in-container firewall needs the kernel modules nf_tables, nft_ct and nf_conntrack " +
         `loaded on the Proxmox node (README, Inside the hosts), or set network.firewall = "proxmox"; rolled back to the previous generation ${gen1}`,
     );
   });
@@ -157,6 +157,19 @@ describe("activation wrapper on a stub NixOS host", function () {
       assert.equal(result.code, 0, result.stdout + result.stderr);
       assert.equal(parseActivationResult(result.stdout)?.status, "switched");
       assert.equal(readlinkSync(paths.currentSystem), gen(2));
+    });
+
+    it("says the firewall failed for another reason when the node still has the modules after the switch", async () => {
+      node(["nf_tables", "nft_ct", "nf_conntrack"]);
+      control("nixos-rebuild", "fail-activation");
+      writeFileSync(join(host.dir, "units", "nftables.service.state"), "failed");
+      const result = await activate(withModules());
+      assert.equal(result.code, 1);
+      assert.equal(
+        parseActivationResult(result.stdout)?.reason,
+        "nixos-rebuild switch failed with exit code 4; failed units: nftables.service; the Proxmox node has the firewall's kernel modules " +
+          `(nf_tables, nft_ct, nf_conntrack), so nftables.service failed for another reason: see journalctl -u nftables.service on the host, or set network.firewall = "proxmox"; rolled back to the previous generation ${gen1}`,
+      );
     });
 
     it("refuses a module name that is not one before anything reaches the host", () => {

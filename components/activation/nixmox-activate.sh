@@ -134,6 +134,18 @@ make_result() { # status reason generation previous
     "$config_hash" "$(json_or_null "$3")" "$(json_or_null "$4")" "$(json_or_null "$2")" "$service" "$1"
 }
 
+# The --kernel-modules the node has not loaded (space-separated; empty when all are there). The container sees the
+# Proxmox node's kernel: a module is there when /proc/modules lists it or /sys/module has it (built in). Returns 1
+# when it cannot tell (no --kernel-modules, or /proc/modules unreadable).
+missing_kernel_modules() {
+  local module missing=""
+  [ -n "$kernel_modules" ] && [ -r "${kernel_root%/}/proc/modules" ] || return 1
+  for module in ${kernel_modules//,/ }; do
+    grep -q "^$module " "${kernel_root%/}/proc/modules" || [ -d "${kernel_root%/}/sys/module/$module" ] || missing="$missing${missing:+ }$module"
+  done
+  printf '%s' "$missing"
+}
+
 # True when the unit is gone: not active, activating, reloading or deactivating (a unit whose trap is rolling
 # back after `systemctl stop` is "deactivating" and must not be taken for abandoned).
 unit_gone() { # unit
@@ -221,13 +233,19 @@ if [ "$mode" = unit ]; then
 
   # Which units the switch left failed (switch-to-configuration exits 4 then), so the reason names them; a failed
   # firewall is the usual suspect in an unprivileged container (nixos-runtime review R8).
+  # The modules are checked again here: they were there before the switch, so a firewall that failed with them
+  # still there failed for another reason, and the hint says so instead of sending the user to modprobe.
   failed_units_note() {
-    local unit rest units="" hint=""
+    local unit rest units="" hint="" missing
     while read -r unit rest; do
       [ -n "$unit" ] || continue
       units="$units${units:+, }$unit"
       case "$unit" in firewall.service|nftables.service)
-        hint="; the in-container firewall needs nf_tables, nft_ct and nf_conntrack loaded on the Proxmox node (README, Inside the hosts), or set network.firewall = \"proxmox\"" ;;
+        if missing=$(missing_kernel_modules) && [ -z "$missing" ]; then
+          hint="; the Proxmox node has the firewall's kernel modules (${kernel_modules//,/, }), so $unit failed for another reason: see journalctl -u $unit on the host, or set network.firewall = \"proxmox\""
+        else
+          hint="; the in-container firewall needs the kernel modules ${missing:-nf_tables, nft_ct and nf_conntrack} loaded on the Proxmox node (README, Inside the hosts), or set network.firewall = \"proxmox\""
+        fi ;;
       esac
     done < <(systemctl list-units --failed --no-legend --plain 2>/dev/null || true)
     [ -z "$units" ] || printf '; failed units: %s%s' "$units" "$hint"
@@ -441,14 +459,9 @@ if [ -d "$attempt" ]; then
   if [ ! -e "$attempt/result" ] || [ ! -e "$attempt/reported" ]; then flock -u 9; report_and_exit 1; fi
 fi
 # Kernel modules the new configuration needs and the container cannot load (no CAP_SYS_MODULE in an unprivileged
-# LXC; the in-container firewall needs netfilter, nixos-runtime review R8). The container sees the Proxmox node's
-# kernel: a module is there when /proc/modules lists it or /sys/module has it (built in). Checked before the
-# switch, so a node without them fails every host the same way with nothing switched and nothing rolled back.
-if [ -n "$kernel_modules" ] && [ -r "${kernel_root%/}/proc/modules" ]; then
-  missing=""
-  for module in ${kernel_modules//,/ }; do
-    grep -q "^$module " "${kernel_root%/}/proc/modules" || [ -d "${kernel_root%/}/sys/module/$module" ] || missing="$missing${missing:+ }$module"
-  done
+# LXC; the in-container firewall needs netfilter, nixos-runtime review R8). Checked before the switch, so a node
+# without them fails every host the same way with nothing switched and nothing rolled back.
+if missing=$(missing_kernel_modules); then
   if [ -n "$missing" ]; then
     print_result "$(make_result failed "not switched: the in-container firewall (network.firewall = \"nftables\") needs the kernel modules $missing, which the Proxmox node has not loaded and an unprivileged container cannot load; on the node run: modprobe -a $missing, and list them in /etc/modules-load.d/nixmox.conf (README, Inside the hosts); or set network.firewall = \"proxmox\"" "$running" "")"
     exit 1
@@ -473,7 +486,8 @@ systemd-run --unit="$unit" --description="NixMox activation of $service" --colle
   --property=KillMode=mixed --property=TimeoutStopSec=300 -- \
   bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
   --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" --rollback "$rollback_enabled" \
-  --state-dir "$state_root" --profile "$profile" --current-system "$current_system" --root-authorized-keys "$root_keys" 9>&- \
+  --state-dir "$state_root" --profile "$profile" --current-system "$current_system" --root-authorized-keys "$root_keys" \
+  --kernel-modules "$kernel_modules" --kernel-root "$kernel_root" 9>&- \
   || { rm -rf "$attempt"; print_result "$(make_result failed "systemd-run could not start the activation unit $unit" "" "")"; exit 1; }
 flock -u 9
 report_and_exit 1
