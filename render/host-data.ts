@@ -178,16 +178,12 @@ export interface OutpostsData {
 
 export interface HostDataOptions {
   /**
-   * system.stateVersion of a NEW host: one whose manifest entry has no `state_version` and for which none is
-   * recorded. @default defaultStateVersion (the default nixpkgs pin's release)
+   * system.stateVersion of a host whose manifest entry has no `state_version`. A host keeps the release of its
+   * first install anyway: nixos/core.nix prefers /etc/nixmox/state-version, written on the host at that install
+   * and carried by every config push (components/config-push.ts), so bumping this never moves a running host.
+   * @default defaultStateVersion (the default nixpkgs pin's release)
    */
   stateVersion?: string;
-  /**
-   * system.stateVersion recorded per service when NixMox first installed the host (kept in stack state by the
-   * deploy). It wins over the default, so bumping the pinned release never moves an existing host (a new
-   * PostgreSQL major and an empty data directory, for one).
-   */
-  recordedStateVersions?: Record<string, string>;
   /**
    * The managed CA's root certificate (PEM) for `tls = "internal"` routes. Every host trusts it, and the proxy
    * host signs with it (its key is delivered there as the proxy service's secret `ca_root_key`, the certificate
@@ -250,13 +246,9 @@ function appListenPort(plan: Plan, service: ServicePlan, app: string, kindForDef
   return own ? splitHostPort(own.upstream).port : kindSpecs[kindForDefaults].apps[app].port;
 }
 
-/** The host's system.stateVersion: the manifest's, else the recorded one, else the default for a new host. */
+/** The host's system.stateVersion as rendered: the manifest's, else the default for a new host (see `stateVersion`). */
 export function hostStateVersion(service: ServicePlan, options: HostDataOptions = {}): string {
-  const recorded = options.recordedStateVersions?.[service.name];
-  if (recorded !== undefined && !/^[0-9]{2}\.[0-9]{2}$/.test(recorded)) {
-    fail(service.name, "state_version", `the recorded system.stateVersion ${JSON.stringify(recorded)} is not a NixOS release such as "25.11"; set state_version in the manifest to the release the host was installed with`);
-  }
-  return service.stateVersion ?? recorded ?? options.stateVersion ?? defaultStateVersion;
+  return service.stateVersion ?? options.stateVersion ?? defaultStateVersion;
 }
 
 function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOptions): HostFacts {
