@@ -43,6 +43,32 @@ export interface ApiContext {
   secrets: string[];
 }
 
+/**
+ * The inputs every Authentik resource has, as its provider receives them: where the API is, how it is reached,
+ * with what token, and for which NixMox service (named in every error).
+ */
+export interface AuthentikConnection {
+  url: string;
+  token: string;
+  tunnel?: AuthentikTunnel | null;
+  service: string;
+}
+
+/** The connection fields of a provider's inputs (never the raw object, which carries `__provider`). */
+export function pickConnection(value: AuthentikConnection): AuthentikConnection {
+  return { url: value.url, token: value.token, tunnel: value.tunnel ?? null, service: value.service };
+}
+
+/** The error context of a call: the service, the URL, and every secret to scrub (the tunnel's key, the token, `more`). */
+export function connectionContext(inputs: AuthentikConnection, more: string[] = []): ApiContext {
+  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token, ...more] };
+}
+
+/** The API clients for one provider call over this connection. */
+export function connectionApis(inputs: AuthentikConnection): AuthentikApis {
+  return authentikApis(inputs.url, inputs.token, inputs.tunnel);
+}
+
 /** Longest response-body excerpt quoted in an error. */
 const maxBodyChars = 300;
 

@@ -20,13 +20,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { OAuth2Provider } from "@goauthentik/api";
 import {
-  authentikApis,
   callApi,
+  connectionApis,
+  connectionContext,
   changedFields,
   deleteIgnoringMissing,
   flowPk,
   flowSlug,
   isNotFound,
+  pickConnection,
   readOrNull,
   sameSet,
   scopeMappingPks,
@@ -35,21 +37,14 @@ import {
   upsertApplication,
   withSecretOutputs,
   type ApiContext,
-  type AuthentikTunnel,
   type AuthentikApis,
+  type AuthentikConnection,
 } from "./api";
+import { connectionProps, type AuthentikConnectionArgs } from "./connection-args";
 import { defaultAuthorizationFlow, defaultInvalidationFlow, defaultScopes, defaultSigningKey } from "./defaults";
 
 
-export interface AuthentikOidcAppArgs {
-  /** Authentik base URL, e.g. `http://192.168.99.12:9000` (the API lives under `/api/v3`). */
-  url: pulumi.Input<string>;
-  /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
-  token: pulumi.Input<string>;
-  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
-  tunnel?: pulumi.Input<AuthentikTunnel | null>;
-  /** The NixMox service this client belongs to; named in every error. */
-  service: pulumi.Input<string>;
+export interface AuthentikOidcAppArgs extends AuthentikConnectionArgs {
   /** Application slug (used in Authentik URLs: `/application/o/<slug>/`). Changing it replaces the resource. */
   slug: pulumi.Input<string>;
   /** Application display name. @default the slug */
@@ -76,11 +71,7 @@ export interface AuthentikOidcAppArgs {
 }
 
 /** The resolved inputs the provider receives (defaults applied by the resource constructor). */
-export interface AuthentikOidcAppInputs {
-  url: string;
-  token: string;
-  tunnel?: AuthentikTunnel | null;
-  service: string;
+export interface AuthentikOidcAppInputs extends AuthentikConnection {
   slug: string;
   name: string;
   providerName: string;
@@ -126,10 +117,7 @@ const managedFields = [
 /** Copies exactly the input fields (never the raw object: it carries `__provider`). */
 function pickInputs(value: AuthentikOidcAppInputs): AuthentikOidcAppInputs {
   return {
-    url: value.url,
-    token: value.token,
-    tunnel: value.tunnel ?? null,
-    service: value.service,
+    ...pickConnection(value),
     slug: value.slug,
     name: value.name,
     providerName: value.providerName,
@@ -146,7 +134,7 @@ function pickInputs(value: AuthentikOidcAppInputs): AuthentikOidcAppInputs {
 }
 
 function contextOf(inputs: AuthentikOidcAppInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token, inputs.clientSecret ?? ""] };
+  return connectionContext(inputs, [inputs.clientSecret ?? ""]);
 }
 
 /** Makes Authentik hold exactly `inputs`; `knownProviderPk` is the provider this resource created before. */
@@ -155,7 +143,7 @@ async function applyOidcApp(inputs: AuthentikOidcAppInputs, knownProviderPk: num
   if (inputs.clientType === "confidential" && !inputs.clientSecret) {
     throw new Error(`service ${JSON.stringify(inputs.service)}: clientSecret is required for a confidential OIDC client; set nixmox:secrets.${inputs.service}.oidc_client_secret or leave it unset so NixMox generates one`);
   }
-  const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
+  const apis = connectionApis(inputs);
   const authorizationFlowPk = await flowPk(apis, context, "authorizationFlow", inputs.authorizationFlow);
   const invalidationFlowPk = await flowPk(apis, context, "invalidationFlow", inputs.invalidationFlow);
   const propertyMappingPks = await scopeMappingPks(apis, context, inputs.scopes);
@@ -207,7 +195,7 @@ export const oidcAppProvider: pulumi.dynamic.ResourceProvider<AuthentikOidcAppIn
   async read(id, props) {
     const olds = props as AuthentikOidcAppOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
+    const apis = connectionApis(olds);
     const provider = await readOrNull(context, `read of OAuth2 provider ${olds.providerPk}`, () => apis.providers.providersOauth2Retrieve({ id: olds.providerPk }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsRetrieve({ slug: id }));
     if (!provider || !application) return {};
@@ -249,7 +237,7 @@ export const oidcAppProvider: pulumi.dynamic.ResourceProvider<AuthentikOidcAppIn
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token, props.tunnel);
+    const apis = connectionApis(props);
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsDestroy({ slug: id }));
     await deleteIgnoringMissing(context, `deletion of OAuth2 provider ${props.providerPk}`, () => apis.providers.providersOauth2Destroy({ id: props.providerPk }));
   },
@@ -264,10 +252,7 @@ export class AuthentikOidcApp extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: AuthentikOidcAppArgs, opts?: pulumi.CustomResourceOptions) {
     const props = {
-      url: args.url,
-      token: pulumi.secret(args.token),
-      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
-      service: args.service,
+      ...connectionProps(args),
       slug: args.slug,
       name: args.name ?? args.slug,
       providerName: args.providerName ?? pulumi.interpolate`nixmox-${args.slug}`,

@@ -19,27 +19,22 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
-  authentikApis,
   callApi,
+  connectionApis,
+  connectionContext,
   changedFields,
+  pickConnection,
   readOrNull,
   withSecretOutputs,
   type ApiContext,
-  type AuthentikTunnel,
   type AuthentikApis,
+  type AuthentikConnection,
 } from "./api";
+import { connectionProps, type AuthentikConnectionArgs } from "./connection-args";
 import { embeddedOutpostName } from "./defaults";
 
 
-export interface AuthentikOutpostBindingArgs {
-  /** Authentik base URL, e.g. `http://192.168.99.12:9000`. */
-  url: pulumi.Input<string>;
-  /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
-  token: pulumi.Input<string>;
-  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
-  tunnel?: pulumi.Input<AuthentikTunnel | null>;
-  /** The authentik service (NixMox name); named in every error. */
-  service: pulumi.Input<string>;
+export interface AuthentikOutpostBindingArgs extends AuthentikConnectionArgs {
   /** Outpost name, matched exactly. Changing it replaces the resource. @default "authentik Embedded Outpost" */
   outpostName?: pulumi.Input<string>;
   /** Proxy provider primary keys to bind (from `AuthentikProxyApp.providerPk`). */
@@ -48,11 +43,7 @@ export interface AuthentikOutpostBindingArgs {
   authentikHost?: pulumi.Input<string | null>;
 }
 
-export interface AuthentikOutpostBindingInputs {
-  url: string;
-  token: string;
-  tunnel?: AuthentikTunnel | null;
-  service: string;
+export interface AuthentikOutpostBindingInputs extends AuthentikConnection {
   outpostName: string;
   providerPks: number[];
   authentikHost: string | null;
@@ -69,10 +60,7 @@ const byNumber = (a: number, b: number) => a - b;
 
 function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindingInputs {
   return {
-    url: value.url,
-    token: value.token,
-    tunnel: value.tunnel ?? null,
-    service: value.service,
+    ...pickConnection(value),
     outpostName: value.outpostName,
     // During a preview the whole list can still be unknown (the engine's sentinel string): keep it as it is.
     providerPks: Array.isArray(value.providerPks) ? [...new Set(value.providerPks)].sort(byNumber) : value.providerPks,
@@ -81,7 +69,7 @@ function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindi
 }
 
 function contextOf(inputs: AuthentikOutpostBindingInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token] };
+  return connectionContext(inputs);
 }
 
 interface OutpostState {
@@ -119,7 +107,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   async create(raw) {
     const inputs = pickInputs(raw);
     const context = contextOf(inputs);
-    const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
+    const apis = connectionApis(inputs);
     const outpost = await findOutpost(apis, context, inputs.outpostName);
     await rebind(apis, context, outpost, [], inputs.providerPks, inputs.authentikHost);
     return { id: outpost.pk, outs: { ...inputs, outpostPk: outpost.pk } };
@@ -128,7 +116,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   async read(id, props) {
     const olds = props as AuthentikOutpostBindingOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
+    const apis = connectionApis(olds);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return {};
     const outs: AuthentikOutpostBindingOutputs = {
@@ -152,7 +140,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   async update(id, olds, raw) {
     const inputs = pickInputs(raw);
     const context = contextOf(inputs);
-    const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
+    const apis = connectionApis(inputs);
     const outpost = await callApi(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     const dropped = olds.providerPks.filter((pk) => !inputs.providerPks.includes(pk));
     await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers, config: outpost.config ?? {} }, dropped, inputs.providerPks, inputs.authentikHost);
@@ -161,7 +149,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token, props.tunnel);
+    const apis = connectionApis(props);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return;
     await rebind(apis, context, { pk: outpost.pk, providers: outpost.providers, config: outpost.config ?? {} }, props.providerPks, [], null);
@@ -175,10 +163,7 @@ export class AuthentikOutpostBinding extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: AuthentikOutpostBindingArgs, opts?: pulumi.CustomResourceOptions) {
     const props = {
-      url: args.url,
-      token: pulumi.secret(args.token),
-      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
-      service: args.service,
+      ...connectionProps(args),
       outpostName: args.outpostName ?? embeddedOutpostName,
       providerPks: args.providerPks,
       authentikHost: args.authentikHost ?? null,

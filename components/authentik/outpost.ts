@@ -16,31 +16,26 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
-  authentikApis,
   callApi,
+  connectionApis,
+  connectionContext,
   changedFields,
   deleteIgnoringMissing,
   flowPk,
+  pickConnection,
   readOrNull,
   upsertApplication,
   withSecretOutputs,
   type ApiContext,
-  type AuthentikTunnel,
   type AuthentikApis,
+  type AuthentikConnection,
 } from "./api";
+import { connectionProps, type AuthentikConnectionArgs } from "./connection-args";
 import { defaultAuthorizationFlow, defaultInvalidationFlow } from "./defaults";
 
 export type OutpostType = "ldap" | "radius";
 
-export interface AuthentikOutpostArgs {
-  /** Authentik base URL, e.g. `http://192.168.99.12:9000`. */
-  url: pulumi.Input<string>;
-  /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
-  token: pulumi.Input<string>;
-  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
-  tunnel?: pulumi.Input<AuthentikTunnel | null>;
-  /** The authentik service that runs the outpost; named in every error. */
-  service: pulumi.Input<string>;
+export interface AuthentikOutpostArgs extends AuthentikConnectionArgs {
   type: pulumi.Input<OutpostType>;
   /** Application slug, provider and outpost name are derived from it. Changing it replaces the resource. */
   slug: pulumi.Input<string>;
@@ -56,11 +51,7 @@ export interface AuthentikOutpostArgs {
   invalidationFlow?: pulumi.Input<string>;
 }
 
-export interface AuthentikOutpostInputs {
-  url: string;
-  token: string;
-  tunnel?: AuthentikTunnel | null;
-  service: string;
+export interface AuthentikOutpostInputs extends AuthentikConnection {
   type: OutpostType;
   slug: string;
   baseDn: string | null;
@@ -91,10 +82,7 @@ const managedFields = [
 
 function pickInputs(value: AuthentikOutpostInputs): AuthentikOutpostInputs {
   return {
-    url: value.url,
-    token: value.token,
-    tunnel: value.tunnel ?? null,
-    service: value.service,
+    ...pickConnection(value),
     type: value.type,
     slug: value.slug,
     baseDn: value.baseDn ?? null,
@@ -107,7 +95,7 @@ function pickInputs(value: AuthentikOutpostInputs): AuthentikOutpostInputs {
 }
 
 function contextOf(inputs: AuthentikOutpostInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token, ...(inputs.sharedSecret ? [inputs.sharedSecret] : [])] };
+  return connectionContext(inputs, [...(inputs.sharedSecret ? [inputs.sharedSecret] : [])]);
 }
 
 /** Names of the three objects: `nixmox-<slug>` for provider and outpost, the slug for the application. */
@@ -155,7 +143,7 @@ async function upsertOutpost(apis: AuthentikApis, context: ApiContext, inputs: A
 
 async function applyOutpost(inputs: AuthentikOutpostInputs): Promise<AuthentikOutpostOutputs> {
   const context = contextOf(inputs);
-  const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
+  const apis = connectionApis(inputs);
   const flows = {
     authorization: await flowPk(apis, context, "authorizationFlow", inputs.authorizationFlow),
     invalidation: await flowPk(apis, context, "invalidationFlow", inputs.invalidationFlow),
@@ -178,7 +166,7 @@ export const outpostProvider: pulumi.dynamic.ResourceProvider<AuthentikOutpostIn
   async read(id, props) {
     const olds = props as AuthentikOutpostOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
+    const apis = connectionApis(olds);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(olds.slug)}`, () => apis.core.coreApplicationsRetrieve({ slug: olds.slug }));
     if (!outpost || !application) return {};
@@ -206,7 +194,7 @@ export const outpostProvider: pulumi.dynamic.ResourceProvider<AuthentikOutpostIn
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token, props.tunnel);
+    const apis = connectionApis(props);
     await deleteIgnoringMissing(context, `deletion of outpost ${id}`, () => apis.outposts.outpostsInstancesDestroy({ uuid: id }));
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(props.slug)}`, () => apis.core.coreApplicationsDestroy({ slug: props.slug }));
     const what = `deletion of ${props.type.toUpperCase()} provider ${props.providerPk}`;
@@ -222,10 +210,7 @@ export class AuthentikOutpost extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: AuthentikOutpostArgs, opts?: pulumi.CustomResourceOptions) {
     const props = {
-      url: args.url,
-      token: pulumi.secret(args.token),
-      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
-      service: args.service,
+      ...connectionProps(args),
       type: args.type,
       slug: args.slug,
       baseDn: args.baseDn ?? null,

@@ -21,33 +21,28 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import {
-  authentikApis,
   callApi,
+  connectionApis,
+  connectionContext,
   changedFields,
   deleteIgnoringMissing,
   flowPk,
   flowSlug,
   isNotFound,
+  pickConnection,
   readOrNull,
   upsertApplication,
   withSecretOutputs,
   type ApiContext,
-  type AuthentikTunnel,
   type AuthentikApis,
+  type AuthentikConnection,
 } from "./api";
+import { connectionProps, type AuthentikConnectionArgs } from "./connection-args";
 import { defaultAuthorizationFlow, defaultInvalidationFlow } from "./defaults";
 
 export type ForwardAuthMode = "forward_single" | "forward_domain";
 
-export interface AuthentikProxyAppArgs {
-  /** Authentik base URL, e.g. `http://192.168.99.12:9000`. */
-  url: pulumi.Input<string>;
-  /** API token with admin rights (the `bootstrap_token` secret). Always stored as a secret. */
-  token: pulumi.Input<string>;
-  /** Reach the API through SSH to the authentik host (security review H2); stored as a secret. @default null (direct) */
-  tunnel?: pulumi.Input<AuthentikTunnel | null>;
-  /** The NixMox service this client belongs to; named in every error. */
-  service: pulumi.Input<string>;
+export interface AuthentikProxyAppArgs extends AuthentikConnectionArgs {
   /** Application slug. Changing it replaces the resource. */
   slug: pulumi.Input<string>;
   /** Application display name. @default the slug */
@@ -68,11 +63,7 @@ export interface AuthentikProxyAppArgs {
   launchUrl?: pulumi.Input<string | null>;
 }
 
-export interface AuthentikProxyAppInputs {
-  url: string;
-  token: string;
-  tunnel?: AuthentikTunnel | null;
-  service: string;
+export interface AuthentikProxyAppInputs extends AuthentikConnection {
   slug: string;
   name: string;
   providerName: string;
@@ -107,10 +98,7 @@ const managedFields = [
 
 function pickInputs(value: AuthentikProxyAppInputs): AuthentikProxyAppInputs {
   return {
-    url: value.url,
-    token: value.token,
-    tunnel: value.tunnel ?? null,
-    service: value.service,
+    ...pickConnection(value),
     slug: value.slug,
     name: value.name,
     providerName: value.providerName,
@@ -124,7 +112,7 @@ function pickInputs(value: AuthentikProxyAppInputs): AuthentikProxyAppInputs {
 }
 
 function contextOf(inputs: AuthentikProxyAppInputs): ApiContext {
-  return { service: inputs.service, url: inputs.url, secrets: [...(inputs.tunnel ? [inputs.tunnel.privateKey] : []), inputs.token] };
+  return connectionContext(inputs);
 }
 
 async function applyProxyApp(inputs: AuthentikProxyAppInputs, knownProviderPk: number | null): Promise<AuthentikProxyAppOutputs> {
@@ -132,7 +120,7 @@ async function applyProxyApp(inputs: AuthentikProxyAppInputs, knownProviderPk: n
   if (inputs.mode === "forward_domain" && !inputs.cookieDomain) {
     throw new Error(`service ${JSON.stringify(inputs.service)}: cookieDomain is required with mode "forward_domain"; set the parent domain shared by the protected apps (e.g. "nixmox.lan") or use mode "forward_single"`);
   }
-  const apis = authentikApis(inputs.url, inputs.token, inputs.tunnel);
+  const apis = connectionApis(inputs);
   const authorizationFlowPk = await flowPk(apis, context, "authorizationFlow", inputs.authorizationFlow);
   const invalidationFlowPk = await flowPk(apis, context, "invalidationFlow", inputs.invalidationFlow);
   const request = {
@@ -172,7 +160,7 @@ export const proxyAppProvider: pulumi.dynamic.ResourceProvider<AuthentikProxyApp
   async read(id, props) {
     const olds = props as AuthentikProxyAppOutputs;
     const context = contextOf(olds);
-    const apis = authentikApis(olds.url, olds.token, olds.tunnel);
+    const apis = connectionApis(olds);
     const provider = await readOrNull(context, `read of proxy provider ${olds.providerPk}`, () => apis.providers.providersProxyRetrieve({ id: olds.providerPk }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsRetrieve({ slug: id }));
     if (!provider || !application) return {};
@@ -207,7 +195,7 @@ export const proxyAppProvider: pulumi.dynamic.ResourceProvider<AuthentikProxyApp
 
   async delete(id, props) {
     const context = contextOf(props);
-    const apis = authentikApis(props.url, props.token, props.tunnel);
+    const apis = connectionApis(props);
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsDestroy({ slug: id }));
     await deleteIgnoringMissing(context, `deletion of proxy provider ${props.providerPk}`, () => apis.providers.providersProxyDestroy({ id: props.providerPk }));
   },
@@ -221,10 +209,7 @@ export class AuthentikProxyApp extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: AuthentikProxyAppArgs, opts?: pulumi.CustomResourceOptions) {
     const props = {
-      url: args.url,
-      token: pulumi.secret(args.token),
-      tunnel: args.tunnel === undefined || args.tunnel === null ? null : pulumi.secret(args.tunnel),
-      service: args.service,
+      ...connectionProps(args),
       slug: args.slug,
       name: args.name ?? args.slug,
       providerName: args.providerName ?? pulumi.interpolate`nixmox-${args.slug}`,
