@@ -2,7 +2,7 @@
 // 127.0.0.1 that speaks Authentik's wire format (tests/support/authentik-api.ts). Not proven here: that a real
 // Authentik accepts these bodies (the fake follows the 2026.8 OpenAPI client's models, not Authentik's code).
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import * as pulumi from "@pulumi/pulumi";
 import {
   outpostBindingProvider,
@@ -472,6 +472,35 @@ describe("authentik dynamic providers against a local Authentik API", function (
       assert.deepEqual((read.props as AuthentikOidcAppOutputs).redirectUris, inputs.redirectUris);
       await oidcAppProvider.delete!(created.id, created.outs as AuthentikOidcAppOutputs);
       assert.equal(api.applications.size, 0);
+    });
+
+    it("carries all requests of one provider call over one SSH connection, closed soon after the call", async () => {
+      // A TCP relay in front of sshd counts the SSH connections and sees when they close.
+      const open = new Set<Socket>();
+      let connections = 0;
+      const relay = createServer((client) => {
+        connections += 1;
+        open.add(client);
+        const upstream = connect({ host: sshd.host, port: sshd.port });
+        client.pipe(upstream).pipe(client);
+        const drop = () => { open.delete(client); client.destroy(); upstream.destroy(); };
+        client.on("close", drop).on("error", drop);
+        upstream.on("close", drop).on("error", drop);
+      });
+      await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", () => resolve()));
+      try {
+        const tunnel = { ...tunnelOf(sshd), host: "127.0.0.1", port: (relay.address() as { port: number }).port };
+        const created = await oidcAppProvider.create(oidcInputs({ tunnel }));
+        assert.ok(api.requests.length > 3, "create makes several requests");
+        assert.equal(connections, 1, `${api.requests.length} requests over ${connections} SSH connections`);
+        await oidcAppProvider.delete!(created.id, { ...(created.outs as AuthentikOidcAppOutputs), tunnel });
+        assert.equal(connections, 2, "the next call opens its own");
+        const deadline = Date.now() + 5000;
+        while (open.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(open.size, 0, "the sessions close once idle");
+      } finally {
+        relay.close();
+      }
     });
 
     it("fails, sending nothing, when the SSH server refuses forwarding or presents another host key; the key never shows", async () => {

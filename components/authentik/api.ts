@@ -13,7 +13,7 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 // Captured by value when a provider is serialized (a relative require would fail in the engine's provider process).
-import { connectSsh } from "../ssh/connection";
+import { connectSsh, type SshSession } from "../ssh/connection";
 import type {
   CoreApi,
   CryptoApi,
@@ -87,16 +87,34 @@ export interface AuthentikTunnel {
 }
 
 /**
- * A `fetch` for the generated client that sends each request through one SSH session to the tunnel's host, opened for
- * that request and closed after it (no session outlives a provider call).
+ * A `fetch` for the generated client that sends its requests through one SSH session to the tunnel's host: the first
+ * request opens it, the next ones reuse it, and it closes once no request has used it for `idleMs`. One provider
+ * call makes several requests in a row, and a session per request cost a handshake each (about 0.2 s). A dropped session
+ * is replaced by the next request. No session outlives a provider call by more than `idleMs`.
  */
-export function fetchThroughSsh(tunnel: AuthentikTunnel): typeof fetch {
+export function fetchThroughSsh(tunnel: AuthentikTunnel, idleMs = 500): typeof fetch {
+  const shared: { session: Promise<SshSession> | null; active: number; timer: ReturnType<typeof setTimeout> | null } = { session: null, active: 0, timer: null };
   return async (input, init) => {
     const http: typeof import("node:http") = require("node:http");
     const url = new URL(typeof input === "string" ? input : input instanceof URL ? input.href : input.url);
     if (url.protocol !== "http:") throw new Error(`Authentik's API through SSH takes an http:// URL (the host's own listener), got ${url.protocol}`);
-    const session = await connectSsh({ host: tunnel.host, port: tunnel.port, privateKey: tunnel.privateKey, hostKeys: [tunnel.hostKey] });
+    if (shared.timer !== null) {
+      clearTimeout(shared.timer);
+      shared.timer = null;
+    }
+    shared.active += 1;
     try {
+      let session = shared.session === null ? null : await shared.session.catch(() => null);
+      if (session === null || !session.isOpen()) {
+        const opening = connectSsh({ host: tunnel.host, port: tunnel.port, privateKey: tunnel.privateKey, hostKeys: [tunnel.hostKey] });
+        shared.session = opening;
+        try {
+          session = await opening;
+        } catch (error) {
+          if (shared.session === opening) shared.session = null;
+          throw error;
+        }
+      }
       const stream = await session.forward(url.hostname, Number(url.port || 80));
       const headers: Record<string, string> = {};
       new Headers(init?.headers).forEach((value, key) => (headers[key] = value));
@@ -123,7 +141,16 @@ export function fetchThroughSsh(tunnel: AuthentikTunnel): typeof fetch {
         request.end();
       });
     } finally {
-      session.close();
+      shared.active -= 1;
+      if (shared.active === 0) {
+        shared.timer = setTimeout(() => {
+          const idle = shared.session;
+          shared.session = null;
+          shared.timer = null;
+          if (idle !== null) idle.then((open) => open.close(), () => undefined);
+        }, idleMs);
+        shared.timer.unref();
+      }
     }
   };
 }
