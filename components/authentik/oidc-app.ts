@@ -21,9 +21,9 @@ import * as pulumi from "@pulumi/pulumi";
 import type { OAuth2Provider } from "@goauthentik/api";
 import {
   callApi,
+  changedFields,
   connectionApis,
   connectionContext,
-  changedFields,
   deleteIgnoringMissing,
   flowPk,
   flowSlug,

@@ -20,9 +20,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import {
   callApi,
+  changedFields,
   connectionApis,
   connectionContext,
-  changedFields,
   pickConnection,
   readOrNull,
   withSecretOutputs,
@@ -68,10 +68,6 @@ function pickInputs(value: AuthentikOutpostBindingInputs): AuthentikOutpostBindi
   };
 }
 
-function contextOf(inputs: AuthentikOutpostBindingInputs): ApiContext {
-  return connectionContext(inputs);
-}
-
 interface OutpostState {
   pk: string;
   providers: number[];
@@ -106,7 +102,7 @@ async function rebind(apis: AuthentikApis, context: ApiContext, outpost: Outpost
 export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOutpostBindingInputs, AuthentikOutpostBindingOutputs> = {
   async create(raw) {
     const inputs = pickInputs(raw);
-    const context = contextOf(inputs);
+    const context = connectionContext(inputs);
     const apis = connectionApis(inputs);
     const outpost = await findOutpost(apis, context, inputs.outpostName);
     await rebind(apis, context, outpost, [], inputs.providerPks, inputs.authentikHost);
@@ -115,7 +111,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
 
   async read(id, props) {
     const olds = props as AuthentikOutpostBindingOutputs;
-    const context = contextOf(olds);
+    const context = connectionContext(olds);
     const apis = connectionApis(olds);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return {};
@@ -139,7 +135,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
 
   async update(id, olds, raw) {
     const inputs = pickInputs(raw);
-    const context = contextOf(inputs);
+    const context = connectionContext(inputs);
     const apis = connectionApis(inputs);
     const outpost = await callApi(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     const dropped = olds.providerPks.filter((pk) => !inputs.providerPks.includes(pk));
@@ -148,7 +144,7 @@ export const outpostBindingProvider: pulumi.dynamic.ResourceProvider<AuthentikOu
   },
 
   async delete(id, props) {
-    const context = contextOf(props);
+    const context = connectionContext(props);
     const apis = connectionApis(props);
     const outpost = await readOrNull(context, `read of outpost ${id}`, () => apis.outposts.outpostsInstancesRetrieve({ uuid: id }));
     if (!outpost) return;

@@ -17,9 +17,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import {
   callApi,
+  changedFields,
   connectionApis,
   connectionContext,
-  changedFields,
   deleteIgnoringMissing,
   flowPk,
   pickConnection,

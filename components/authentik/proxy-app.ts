@@ -22,9 +22,9 @@
 import * as pulumi from "@pulumi/pulumi";
 import {
   callApi,
+  changedFields,
   connectionApis,
   connectionContext,
-  changedFields,
   deleteIgnoringMissing,
   flowPk,
   flowSlug,
@@ -111,12 +111,8 @@ function pickInputs(value: AuthentikProxyAppInputs): AuthentikProxyAppInputs {
   };
 }
 
-function contextOf(inputs: AuthentikProxyAppInputs): ApiContext {
-  return connectionContext(inputs);
-}
-
 async function applyProxyApp(inputs: AuthentikProxyAppInputs, knownProviderPk: number | null): Promise<AuthentikProxyAppOutputs> {
-  const context = contextOf(inputs);
+  const context = connectionContext(inputs);
   if (inputs.mode === "forward_domain" && !inputs.cookieDomain) {
     throw new Error(`service ${JSON.stringify(inputs.service)}: cookieDomain is required with mode "forward_domain"; set the parent domain shared by the protected apps (e.g. "nixmox.lan") or use mode "forward_single"`);
   }
@@ -159,7 +155,7 @@ export const proxyAppProvider: pulumi.dynamic.ResourceProvider<AuthentikProxyApp
 
   async read(id, props) {
     const olds = props as AuthentikProxyAppOutputs;
-    const context = contextOf(olds);
+    const context = connectionContext(olds);
     const apis = connectionApis(olds);
     const provider = await readOrNull(context, `read of proxy provider ${olds.providerPk}`, () => apis.providers.providersProxyRetrieve({ id: olds.providerPk }));
     const application = await readOrNull(context, `read of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsRetrieve({ slug: id }));
@@ -194,7 +190,7 @@ export const proxyAppProvider: pulumi.dynamic.ResourceProvider<AuthentikProxyApp
   },
 
   async delete(id, props) {
-    const context = contextOf(props);
+    const context = connectionContext(props);
     const apis = connectionApis(props);
     await deleteIgnoringMissing(context, `deletion of application ${JSON.stringify(id)}`, () => apis.core.coreApplicationsDestroy({ slug: id }));
     await deleteIgnoringMissing(context, `deletion of proxy provider ${props.providerPk}`, () => apis.providers.providersProxyDestroy({ id: props.providerPk }));
