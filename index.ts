@@ -23,7 +23,7 @@ async function nixmox() {
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);
   // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).
-  const ca = new ManagedCa("nixmox-ca", { domain: plan.network.domain });
+  const ca = new ManagedCa("nixmox-ca", {});
   const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
   const provider = createProxmoxProvider(settings, secrets);
   const templates = createTemplates(plan, settings, provider);

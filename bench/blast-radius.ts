@@ -75,7 +75,7 @@ async function main(): Promise<void> {
   const baseline = await run(baseFile.file);
   const baseHashes = await hashes(baseFile.file);
   const containerType = "proxmoxve:index/containerLegacy:ContainerLegacy";
-  const commandType = "command:remote:Command";
+  const commandType = "pulumi-nodejs:dynamic/nixmox:RemoteCommand";
   const rows: string[][] = [["edit", "containers changed", "rebuilds changed", "consumers", "seed: redeploy everything", "verdict"]];
   let failures = 0;
   for (const edit of edits) {

@@ -90,9 +90,9 @@ const childTypes: Record<string, string> = {
   guard: "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
   container: "proxmoxve:index/containerLegacy:ContainerLegacy",
   ssh: "pulumi-nodejs:dynamic/nixmox:SshHostKey",
-  config: "command:remote:Command",
-  secrets: "command:remote:Command",
-  rebuild: "command:remote:Command",
+  config: "pulumi-nodejs:dynamic/nixmox:RemoteCommand",
+  secrets: "pulumi-nodejs:dynamic/nixmox:RemoteCommand",
+  rebuild: "pulumi-nodejs:dynamic/nixmox:RemoteCommand",
   health: "pulumi-nodejs:dynamic/nixmox:HealthCheck",
 };
 const ssoTypes: Record<SsoObject["kind"], string> = {
@@ -146,13 +146,13 @@ export function targetResources(services: string[], sources: TargetSources): Tar
   for (const outpost of outposts) {
     if (!selected.has(outpost.provider)) continue;
     const name = `sso-${outpost.provider}-${outpost.type}`;
-    resources.push({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost", name }, { qualifiedType: "command:remote:Command", name: `${name}-token` });
+    resources.push({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:AuthentikOutpost", name }, { qualifiedType: "pulumi-nodejs:dynamic/nixmox:RemoteCommand", name: `${name}-token` });
   }
   return resources;
 }
 
 /**
- * The generated passwords (`@pulumi/random`, `secret-<configService>-<name>`, components/secrets/values.ts) that the
+ * The generated secrets (`GeneratedSecret`, `secret-<configService>-<name>`, components/secrets/values.ts) that the
  * selected hosts receive. A targeted run creates nothing outside its targets, so a first deploy of a service needs
  * its new passwords targeted too; only rows the stack does not set are generated (and so registered), which is why
  * they come from the stack's secret check (`checkSecrets` over its Pulumi.<stack>.yaml).
@@ -161,7 +161,7 @@ export function generatedSecretTargets(rows: Array<{ configService: string; name
   const selected = new Set(services);
   return rows
     .filter((row) => row.status === "generated" && row.hosts.some((host) => selected.has(host)))
-    .map((row) => ({ qualifiedType: "random:index/randomPassword:RandomPassword", name: `secret-${row.configService}-${row.name}` }));
+    .map((row) => ({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:GeneratedSecret", name: `secret-${row.configService}-${row.name}` }));
 }
 
 /**

@@ -4,7 +4,6 @@
  * services it depends on (`ServicePlan.dependsOn`: declared and inferred edges, nothing else).
  */
 import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { authentikOutpostPort } from "../manifest";
 import type { Plan } from "../manifest/plan-types";
@@ -14,6 +13,7 @@ import { serviceNode } from "./container";
 import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
 import { deliveryCommand, hostSecretPayload, hostSecrets, secretKey } from "./secrets";
 import { formatKnownHostsLine, parseHostKey } from "./ssh";
+import { RemoteCommand } from "./ssh/remote-command";
 import type { StackSecrets, StackSettings } from "./stack-config";
 
 /**
@@ -117,7 +117,7 @@ export function createSso(plan: Plan, values: Record<string, pulumi.Output<strin
 export function authentikTunnel(plan: Plan, services: Record<string, NixosService>, authentik: string): pulumi.Output<AuthentikTunnel> {
   const planned = plan.services.find((service) => service.name === authentik)!;
   const service = services[authentik];
-  return pulumi.secret(pulumi.all([service.connection.privateKey!, service.hostKey]).apply(([privateKey, hostKey]) => ({ host: planned.ip, port: planned.sshPort, privateKey, hostKey })));
+  return pulumi.secret(service.connection.apply((connection) => ({ host: planned.ip, port: planned.sshPort, privateKey: connection.privateKey, hostKey: connection.hostKey })));
 }
 
 /**
@@ -145,13 +145,14 @@ export function createOutposts(
       clientNetworks: outpost.type === "radius" ? outpost.clientNetworks : [],
       sharedSecret: outpost.type === "radius" ? valueOf(outpost.provider, outpost.sharedSecret) ?? null : null,
     }, { dependsOn: [services[outpost.provider].health] });
-    new command.remote.Command(`${name}-token`, {
+    new RemoteCommand(`${name}-token`, {
+      service: outpost.provider,
+      description: `${outpost.type} outpost token push`,
       connection: services[outpost.provider].connection,
-      create: renderOutpostTokenCommand(outpost.type),
+      command: renderOutpostTokenCommand(outpost.type),
       stdin: pulumi.secret(resource.outpostToken),
-      addPreviousOutputInEnv: false,
-      logging: "none",
-    }, { dependsOn: [resource], additionalSecretOutputs: ["stdin"] });
+      timeoutSeconds: 600,
+    }, { dependsOn: [resource], additionalSecretOutputs: ["stdinSha256", "stdout", "stderr"] });
     created[outpost.type] = resource;
   }
   return created;

@@ -4,22 +4,20 @@
  *
  *   `<name>-container`  ContainerLegacy (components/container.ts: data safety, ignoreChanges)
  *   `<name>-ssh`        SshHostKey: waits until SSH runs a command, records the host key
- *   `<name>-config`     remote.Command: the rendered flake directory → /etc/nixmox (atomic)
- *   `<name>-secrets`    remote.Command: secret files over stdin (only when the host has secrets)
- *   `<name>-rebuild`    remote.Command: the activation wrapper (nixos-rebuild switch, checks, rollback)
+ *   `<name>-config`     RemoteCommand: the rendered flake directory → /etc/nixmox (atomic)
+ *   `<name>-secrets`    RemoteCommand: secret files over stdin (only when the host has secrets)
+ *   `<name>-rebuild`    RemoteCommand: the activation wrapper (nixos-rebuild switch, checks, rollback)
  *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for; after a
  *                       refresh found another generation, it re-runs the rebuild's activation (drift repair)
  *
  * Order comes from data flow and `dependsOn` only: the rebuild waits for this host's config and secrets and
  * for the health checks of exactly the services this one depends on, so independent services deploy in
- * parallel. Every command pins the recorded host key (`connection.hostKey`) and sets `addPreviousOutputInEnv: false`:
- * the default sends the previous stdout/stderr as environment variables, which NixOS's sshd (no AcceptEnv) refuses
- * with a warning on every update (pulumi/pulumi-command#584). Children that live inside the
+ * parallel. Every command pins the recorded host key (`connection.hostKey`, components/ssh/remote-command.ts).
+ * Children that live inside the
  * container are `replaceWith` it: a re-created container (same vmid, so the same provider id) gets a new host
  * key recorded, its config and secrets pushed and a rebuild, instead of commands aimed at a stale host key.
  */
 import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
-import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
 import { firewallKernelModules, parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
@@ -27,6 +25,7 @@ import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer, serviceNode } from "./container";
 import { ContainerGuard } from "./container-guard";
 import { HealthCheck } from "./health/health-check";
+import { RemoteCommand, type SshTarget } from "./ssh/remote-command";
 import { SshHostKey } from "./ssh/ssh-host-key";
 import type { StackSettings } from "./stack-config";
 
@@ -78,11 +77,11 @@ export interface NixosServiceArgs {
   proxmoxApiToken?: pulumi.Input<string>;
 }
 
-/** How long a rebuild may take before Pulumi gives up on the command (the wrapper's own bound is 1800 s). */
-const rebuildTimeout = "45m";
-// pulumi-command bounds only the TCP dial (perDialTimeout): an SSH peer that stalls after its banner would hold a
-// push forever, so each push has an overall deadline (security review M4). Pushes copy a few files.
-const pushTimeout = "10m";
+/** How long a rebuild may take before the deploy gives up on the command (the wrapper's own bound is 1800 s). */
+const rebuildTimeoutSeconds = 45 * 60;
+// An SSH peer that stalls after its banner must not hold a push forever: each push has an overall deadline
+// (security review M4). Pushes copy a few files.
+const pushTimeoutSeconds = 10 * 60;
 
 /** The health gate waits for the rebuild and, when given, the service's own SSO objects (created later). */
 function healthDependsOn(rebuild: pulumi.Resource, ssoGate: Promise<pulumi.Resource[]> | undefined): pulumi.Input<pulumi.Input<pulumi.Resource>[]> {
@@ -105,8 +104,8 @@ export class NixosService extends pulumi.ComponentResource {
   declare public readonly health: HealthCheck;
   /** The activation of this host's configuration (SSO objects of its clients wait for it). */
   declare public readonly rebuild: pulumi.CustomResource;
-  /** How commands reach this host: root over SSH with the deploy key and the pinned host key. */
-  declare public readonly connection: command.types.input.remote.ConnectionArgs;
+  /** How commands reach this host: root over SSH with the deploy key and the pinned host key (secret). */
+  declare public readonly connection: pulumi.Output<SshTarget>;
 
   constructor(name: string, args: NixosServiceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nixmox:index:NixosService", name, {}, opts);
@@ -135,16 +134,16 @@ export class NixosService extends pulumi.ComponentResource {
         })),
       }),
     }, { parent: this, dependsOn: [container], replaceWith: [container] });
-    const connection: command.types.input.remote.ConnectionArgs = {
+    const connection: pulumi.Output<SshTarget> = pulumi.secret(pulumi.all([privateKey, sshHostKey.hostKey]).apply(([key, hostKey]) => ({
       host: service.ip,
       port: service.sshPort,
       user: "root",
-      privateKey,
-      hostKey: sshHostKey.hostKey,
-    };
+      privateKey: key,
+      hostKey,
+    })));
     const host = pulumi.output(args.host);
     const config = this.createConfigPush(name, args, host, connection, container);
-    const secrets = args.secrets ? this.createSecretsPush(name, args.secrets, connection, container) : undefined;
+    const secrets = args.secrets ? this.createSecretsPush(name, service.name, args.secrets, connection, container) : undefined;
     const activationOptions = {
       service: service.name,
       checks: service.health.checks,
@@ -160,10 +159,10 @@ export class NixosService extends pulumi.ComponentResource {
       command: renderActivationCommand({ ...activationOptions, configHash: rendered.contentHash }).command,
       stdin: renderActivationScript({ ...activationOptions, configHash: rendered.contentHash, deployPublicKey }),
     }));
-    const rebuild = this.createRebuild(name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies]);
+    const rebuild = this.createRebuild(name, service.name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies], args.secrets?.maskValues ?? []);
     // The rebuild's stdout is a secret output (its result may quote masked check output); the generation parsed
     // from it is a store path, public again.
-    const generation = pulumi.unsecret(rebuild.stdout.apply((stdout) => parseActivationResult(stdout)?.generation ?? ""));
+    const generation = pulumi.unsecret(rebuild.stdout.apply((stdout) => parseActivationResult(stdout ?? "")?.generation ?? ""));
     const health = new HealthCheck(`${name}-health`, {
       service: service.name,
       host: service.ip,
@@ -216,49 +215,54 @@ export class NixosService extends pulumi.ComponentResource {
     name: string,
     args: NixosServiceArgs,
     host: pulumi.Output<RenderedHostFiles>,
-    connection: command.types.input.remote.ConnectionArgs,
+    connection: pulumi.Output<SshTarget>,
     container: pulumi.Resource,
-  ): command.remote.Command {
-    return new command.remote.Command(`${name}-config`, {
+  ): RemoteCommand {
+    return new RemoteCommand(`${name}-config`, {
+      service: args.service.name,
+      description: "config push",
       connection,
-      create: host.apply((rendered) => renderConfigPushCommand(args.service.name, rendered.contentHash)),
+      command: host.apply((rendered) => renderConfigPushCommand(args.service.name, rendered.contentHash)),
       stdin: host.apply((rendered) => renderConfigPayload(args.service.name, rendered.files)),
-      // The payload is the whole flake directory: keep it out of the engine's log.
-      logging: "stderr",
-      addPreviousOutputInEnv: false,
-    }, { parent: this, replaceWith: [container], customTimeouts: { create: pushTimeout, update: pushTimeout } });
+      timeoutSeconds: pushTimeoutSeconds,
+    }, { parent: this, replaceWith: [container] });
   }
 
-  private createSecretsPush(name: string, secrets: HostSecretsDelivery, connection: command.types.input.remote.ConnectionArgs, container: pulumi.Resource): command.remote.Command {
-    return new command.remote.Command(`${name}-secrets`, {
+  private createSecretsPush(name: string, service: string, secrets: HostSecretsDelivery, connection: pulumi.Output<SshTarget>, container: pulumi.Resource): RemoteCommand {
+    return new RemoteCommand(`${name}-secrets`, {
+      service,
+      description: "secrets push",
       connection,
-      create: secrets.command,
+      command: secrets.command,
       stdin: pulumi.secret(secrets.payload),
-      logging: "stderr",
-      addPreviousOutputInEnv: false,
-    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdout", "stderr"], customTimeouts: { create: pushTimeout, update: pushTimeout } });
+      timeoutSeconds: pushTimeoutSeconds,
+      maskValues: secrets.maskValues ?? [],
+    }, { parent: this, replaceWith: [container], additionalSecretOutputs: ["stdinSha256", "stdout", "stderr"] });
   }
 
   private createRebuild(
     name: string,
+    service: string,
     activation: pulumi.Output<{ command: string; stdin: string }>,
-    connection: command.types.input.remote.ConnectionArgs,
+    connection: pulumi.Output<SshTarget>,
     container: pulumi.Resource,
     dependsOn: pulumi.Resource[],
-  ): command.remote.Command {
+    maskValues: pulumi.Input<string>[],
+  ): RemoteCommand {
     // The content hash is part of the command, so a changed host directory *updates* (re-runs) the rebuild and
-    // nothing else does; `triggers` would replace it (pulumi/pulumi-command#855).
-    return new command.remote.Command(`${name}-rebuild`, {
+    // nothing else does.
+    return new RemoteCommand(`${name}-rebuild`, {
+      service,
+      description: "activation",
       connection,
-      create: activation.command,
+      command: activation.command,
       stdin: activation.stdin,
-      logging: "stdoutAndStderr",
-      addPreviousOutputInEnv: false,
+      timeoutSeconds: rebuildTimeoutSeconds,
+      maskValues,
     }, {
       parent: this,
       dependsOn,
       replaceWith: [container],
-      customTimeouts: { create: rebuildTimeout, update: rebuildTimeout },
       // The wrapper masks secret values (and their base64/URL-encoded forms) in what it prints, but a check's
       // output can carry other encodings: keep the result and the log encrypted in state (security review L3).
       additionalSecretOutputs: ["stdout", "stderr"],

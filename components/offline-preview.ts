@@ -136,12 +136,12 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
     case "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp":
       // Authentik numbers its providers; a stable stand-in lets the outpost binding show which ones it binds.
       return { id, state: { ...inputs, providerPk: parseInt(fakeHex(args.name, 6), 16) } };
-    case "random:index/randomPassword:RandomPassword":
-      return { id, state: { ...inputs, result: `offline-${fakeHex(args.name, 24)}` } };
-    case "command:remote:Command": {
+    case "pulumi-nodejs:dynamic/nixmox:GeneratedSecret":
+      return { id, state: { ...inputs, value: `offline-${fakeHex(args.name, 24)}` } };
+    case "pulumi-nodejs:dynamic/nixmox:RemoteCommand": {
       const service = args.name.replace(/-[a-z]+$/, "");
       const stdout = args.name.endsWith("-rebuild")
-        ? `NIXMOX_RESULT ${JSON.stringify({ configHash: null, generation: `/nix/store/${fakeHex(`${args.name}:${String(inputs.create)}`)}-nixos-system-${service}`, previousGeneration: null, reason: null, service, status: "switched" })}\n`
+        ? `NIXMOX_RESULT ${JSON.stringify({ configHash: null, generation: `/nix/store/${fakeHex(`${args.name}:${String(inputs.command)}`)}-nixos-system-${service}`, previousGeneration: null, reason: null, service, status: "switched" })}\n`
         : "";
       return { id, state: { ...inputs, stdout, stderr: "" } };
     }

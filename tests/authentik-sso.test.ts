@@ -209,8 +209,8 @@ describe("authentik: createSsoResources under mocks", function () {
   it("fails a confidential client without a secret before creating any resource", () => {
     assert.throws(() => createSsoResources(plan, { token, clientSecrets: { monitoring: "x" } }), {
       message: [
-        'service "nextcloud": the OIDC client secret is missing; pass clientSecrets["nextcloud"] (the value of nixmox:secrets.nextcloud.oidc_client_secret, or a @pulumi/random password)',
-        'service "vaultwarden": the OIDC client secret is missing; pass clientSecrets["vaultwarden"] (the value of nixmox:secrets.vaultwarden.oidc_client_secret, or a @pulumi/random password)',
+        'service "nextcloud": the OIDC client secret is missing; pass clientSecrets["nextcloud"] (the value of nixmox:secrets.nextcloud.oidc_client_secret, or a generated secret)',
+        'service "vaultwarden": the OIDC client secret is missing; pass clientSecrets["vaultwarden"] (the value of nixmox:secrets.vaultwarden.oidc_client_secret, or a generated secret)',
       ].join("\n"),
     });
   });

@@ -69,7 +69,7 @@ describe("cli progress", () => {
   });
 
   it("finds the service and phase of engine URNs and of the mock monitor's (which keep the stack type)", () => {
-    assert.deepEqual(serviceOf("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::my-app-rebuild"), { service: "my-app", phase: "rebuild" });
+    assert.deepEqual(serviceOf("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:RemoteCommand::my-app-rebuild"), { service: "my-app", phase: "rebuild" });
     assert.deepEqual(serviceOf("urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$nixmox:index:NixosService::dns"), { service: "dns", phase: null });
     assert.deepEqual(serviceOf("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:ContainerGuard::dns-guard"), { service: "dns", phase: "container" });
     assert.equal(serviceOf("urn:pulumi:homelab::nixmox::pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp::sso-vaultwarden"), null);

@@ -63,7 +63,7 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
   });
 
   it("names engine URNs without the root stack type, project and bare stack name", () => {
-    assert.equal(targetUrn("org/nixmox/homelab", "nixmox", { qualifiedType: "nixmox:index:NixosService$command:remote:Command", name: "dns-config" }), "urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::dns-config");
+    assert.equal(targetUrn("org/nixmox/homelab", "nixmox", { qualifiedType: "nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:RemoteCommand", name: "dns-config" }), "urn:pulumi:homelab::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:RemoteCommand::dns-config");
     assert.equal(engineQualifiedType("urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$nixmox:index:NixosService::dns"), "nixmox:index:NixosService");
   });
 

@@ -56,7 +56,7 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
   }
 });
 
-/** A throwaway root CA (openssl), standing in for the managed CA NixMox creates with @pulumi/tls. */
+/** A throwaway root CA (openssl), standing in for the managed CA NixMox creates (components/managed-ca.ts). */
 function makeRootCa(dir: string): { cert: string; key: string } {
   execFileSync("openssl", [
     "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",

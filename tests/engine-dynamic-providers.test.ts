@@ -25,6 +25,9 @@ const specs = {
   outpostBinding: "components/authentik/outpost-binding.ts#outpostBindingProvider",
   outpost: "components/authentik/outpost.ts#outpostProvider",
   containerGuard: "components/container-guard.ts#containerGuardProvider",
+  remoteCommand: "components/ssh/remote-command.ts#remoteCommandProvider",
+  generatedSecret: "components/secrets/generated-secret.ts#generatedSecretProvider",
+  rootCa: "components/managed-ca.ts#rootCaProvider",
 };
 const unknown = pulumi.runtime.unknownValue;
 const token = "ak-engine-token-7e21";
@@ -367,6 +370,9 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       outpostBinding: { url: "http://127.0.0.1:9", token, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [1, 2] },
       containerGuard: { service: "postgresql", vmid: 911, node: "pve", diskGiB: 32, allowReplace: false },
       outpost: { url: "http://127.0.0.1:9", token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.0.0.0/24"], sharedSecret: "s", authorizationFlow: "f", invalidationFlow: "g" },
+      remoteCommand: { service: "web", description: "config push", connection: { host: "127.0.0.1", port: 22, user: "root", privateKey: "k", hostKey: "h" }, command: "true", stdin: "x", timeoutSeconds: 5, connectTimeoutSeconds: 5, maskValues: [] },
+      generatedSecret: { length: 48, alphabet: "ab" },
+      rootCa: { commonName: "NixMox homelab root", validityHours: 48 },
     });
 
     it("components/unknown.ts knows the SDK's sentinel, also nested", () => {
@@ -393,5 +399,84 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
         }
       });
     }
+  });
+
+  describe("RemoteCommand", () => {
+    const commandInputs = (server: TestSshd, extra: Record<string, unknown> = {}) => ({
+      service: "web",
+      description: "config push",
+      connection: { host: server.host, port: server.port, user: "root", privateKey: server.clientPrivateKey, hostKey: server.hostKey },
+      command: "cat > \"$NIXMOX_STUB_DIR/pushed\" && echo pushed",
+      stdin: "flake contents",
+      timeoutSeconds: 20,
+      connectTimeoutSeconds: 5,
+      maskValues: ["s3cret-value-77"],
+      ...extra,
+    });
+    const pushed = () => require("node:fs").readFileSync(join(host.dir, "pushed"), "utf8") as string;
+
+    it("runs the command with its stdin on create and keeps a hash of stdin, never stdin itself", async () => {
+      const command = provider("remoteCommand");
+      const created = await command.create(commandInputs(host));
+      assert.equal(pushed(), "flake contents");
+      assert.equal(created.outs.stdout, "pushed\n");
+      assert.equal(created.outs.stdinSha256, require("node:crypto").createHash("sha256").update("flake contents").digest("hex"));
+      assert.equal(JSON.stringify(created.outs).includes("flake contents"), false);
+      assert.equal(JSON.stringify(created.outs).includes(host.clientPrivateKey.slice(40, 80)), false);
+    });
+
+    it("re-runs on a new command or stdin, or an unknown one, and not for a new address, key or host key", async () => {
+      const command = provider("remoteCommand");
+      const created = await command.create(commandInputs(host));
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(host))).changes, "none");
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(other))).changes, "none");
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(host, { connection: unknown }))).changes, "none");
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(host, { stdin: "new contents" }))).changes, "some");
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(host, { command: "true" }))).changes, "some");
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(host, { stdin: unknown }))).changes, "some");
+      assert.equal((await command.diff(created.id, created.outs, commandInputs(host, { command: unknown }))).changes, "some");
+      const updated = await command.update(created.id, created.outs, commandInputs(host, { stdin: "new contents" }));
+      assert.equal(pushed(), "new contents");
+      assert.notEqual(updated.outs.stdinSha256, created.outs.stdinSha256);
+    });
+
+    it("fails naming the service, what ran, where and how, with its last output masked", async () => {
+      const command = provider("remoteCommand");
+      const error = await rejection(command.create(commandInputs(host, { command: "echo 'first line'; echo 'token s3cret-value-77 leaked' >&2; exit 3" })));
+      assert.equal(error.message, `service "web": the config push on ${host.host}:${host.port} exited with 3; its last output:\ntoken *** leaked\nfirst line`);
+    });
+
+    it("refuses a host presenting another key at once, and kills a command that runs past its timeout", async () => {
+      const command = provider("remoteCommand");
+      const wrongKey = await rejection(command.create(commandInputs(host, { connection: { host: host.host, port: host.port, user: "root", privateKey: host.clientPrivateKey, hostKey: other.hostKey } })));
+      assert.match(wrongKey.message, /^service "web": the config push could not connect: host key mismatch for /);
+      const slow = await rejection(command.create(commandInputs(host, { command: "sleep 30", timeoutSeconds: 1 })));
+      assert.equal(slow.message, `service "web": the config push on ${host.host}:${host.port} did not finish within 1 s and was killed`);
+    });
+  });
+
+  describe("GeneratedSecret", () => {
+    it("draws 48 letters and digits once; read keeps them, and only a new length or alphabet replaces them", async () => {
+      const secret = provider("generatedSecret");
+      const created = await secret.create({ length: 48 });
+      assert.match(String(created.outs.value), /^[A-Za-z0-9]{48}$/);
+      const again = await secret.create({ length: 48 });
+      assert.notEqual(again.outs.value, created.outs.value);
+      assert.deepEqual(await secret.read(created.id, created.outs), { id: created.id, props: created.outs });
+      assert.deepEqual(await secret.diff(created.id, created.outs, { length: 48 }), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await secret.diff(created.id, created.outs, { length: 64 }), { changes: "some", replaces: ["length"], deleteBeforeReplace: false });
+    });
+  });
+
+  describe("RootCa", () => {
+    it("creates a root with its key, read keeps it, and only a new name or validity replaces it", async () => {
+      const ca = provider("rootCa");
+      const created = await ca.create({ commonName: "NixMox homelab root", validityHours: 48 });
+      assert.match(String(created.outs.certificatePem), /^-----BEGIN CERTIFICATE-----\n/);
+      assert.match(String(created.outs.privateKeyPem), /^-----BEGIN PRIVATE KEY-----\n/);
+      assert.deepEqual(await ca.read(created.id, created.outs), { id: created.id, props: created.outs });
+      assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 48 }), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 72 }), { changes: "some", replaces: ["validityHours"], deleteBeforeReplace: false });
+    });
   });
 });

@@ -62,11 +62,10 @@ describe("the program in preview mode (a first deploy's preview)", function () {
       assert.equal(resource.options.deleteBeforeReplace, true, resource.name);
     }
     assert.deepEqual(resourceNamed(run, "dns-health").options.additionalSecretOutputs, ["maskValues", "privateKey"]);
-    for (const name of ["dns-config", "dns-rebuild", "postgresql-secrets"]) {
-      assert.equal(resourceNamed(run, name).plainInputs.addPreviousOutputInEnv, false, name);
-    }
+    // Deadlines are the commands' own inputs: a dynamic provider gets no customTimeouts from the engine.
+    assert.deepEqual(Object.fromEntries(["dns-config", "postgresql-secrets", "dns-rebuild"].map((name) => [name, resourceNamed(run, name).plainInputs.timeoutSeconds])), { "dns-config": 600, "postgresql-secrets": 600, "dns-rebuild": 2700 });
     const rebuild = resourceNamed(run, "dns-rebuild");
-    assert.deepEqual(rebuild.options.customTimeouts, { create: "45m", update: "45m" });
+    assert.equal(rebuild.options.customTimeouts, null);
     assert.deepEqual(rebuild.options.replaceWith, [resourceNamed(run, "dns-container").urn]);
   });
 

@@ -318,7 +318,7 @@ describe("engine commands (Automation API)", function () {
           .sort(),
       );
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService::vaultwarden"));
-      assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$command:remote:Command::vaultwarden-rebuild"));
+      assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:RemoteCommand::vaultwarden-rebuild"));
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp::sso-vaultwarden"));
       assert.match(run.stderr(), /^nixmox: up on stack "org\/nixmox\/homelab" for authentik, caddy, dns, postgresql, vaultwarden \(\d+ targets\)\n$/);
     });
@@ -329,8 +329,8 @@ describe("engine commands (Automation API)", function () {
       const run = captureIo(state, { PULUMI_CONFIG_PASSPHRASE_FILE: "/run/secrets/pulumi" });
       assert.equal(await engineAction("preview", flags({ only: ["vaultwarden"] }), run.io), 0, run.stderr());
       const preview = state.calls.find((call) => call.args[0] === "preview")!.args;
-      const passwords = preview.filter((arg) => arg.includes("RandomPassword"));
-      assert.deepEqual(passwords, ["urn:pulumi:homelab::nixmox::random:index/randomPassword:RandomPassword::secret-vaultwarden-oidc_client_secret"]);
+      const passwords = preview.filter((arg) => arg.includes("GeneratedSecret"));
+      assert.deepEqual(passwords, ["urn:pulumi:homelab::nixmox::pulumi-nodejs:dynamic/nixmox:GeneratedSecret::secret-vaultwarden-oidc_client_secret"]);
     });
 
     it("fails with exit 2 for an unknown or disabled service, listing the enabled ones, running nothing", async () => {

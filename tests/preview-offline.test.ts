@@ -22,19 +22,18 @@ describe("nixmox preview --offline", function () {
       assert.equal(renderPreviewTree(run.resources), [
         "pulumi:pulumi:Stack nixmox-offline",
         "├─ nixmox:index:NixosService dns",
-        "│  ├─ command:remote:Command dns-config  (waits for nixmox-ca-root)",
+        "│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand dns-config  (waits for nixmox-ca-root)",
         "│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy dns-container  (waits for nixos-template-pve)",
         "│  ├─ pulumi-nodejs:dynamic/nixmox:ContainerGuard dns-guard",
         "│  ├─ pulumi-nodejs:dynamic/nixmox:HealthCheck dns-health  (waits for nixmox-ca-root)",
-        "│  ├─ command:remote:Command dns-rebuild  (waits for nixmox-ca-root)",
+        "│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand dns-rebuild  (waits for nixmox-ca-root)",
         "│  └─ pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
         "├─ nixmox:index:ManagedCa nixmox-ca",
-        "│  ├─ tls:index/selfSignedCert:SelfSignedCert nixmox-ca-root  (protected)",
-        "│  └─ tls:index/privateKey:PrivateKey nixmox-ca-root-key  (protected)",
+        "│  └─ pulumi-nodejs:dynamic/nixmox:RootCa nixmox-ca-root  (protected)",
         "├─ proxmoxve:download/fileLegacy:FileLegacy nixos-template-pve  (retained on delete)",
         "└─ pulumi:providers:proxmoxve proxmox",
         "",
-        "13 resources: 10 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",
+        "12 resources: 9 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",
         "",
       ].join("\n"));
     } finally {
@@ -48,16 +47,16 @@ describe("nixmox preview --offline", function () {
     assert.equal(result.stderr, "");
     const lines = result.stdout.trimEnd().split("\n");
     assert.equal(lines[0], "pulumi:pulumi:Stack nixmox-offline");
-    assert.ok(lines.includes("│  ├─ command:remote:Command guacamole-rebuild  (waits for nixmox-ca-root, authentik-health, caddy-health, dns-health, postgresql-health)"), result.stdout);
+    assert.ok(lines.includes("│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand guacamole-rebuild  (waits for nixmox-ca-root, authentik-health, caddy-health, dns-health, postgresql-health, secret-guacamole-db_password)"), result.stdout);
     assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy postgresql-container  (protected; retained on delete; waits for nixos-template-pve)"), result.stdout);
-    assert.equal(lines[lines.length - 1], "71 resources: 62 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+    assert.equal(lines[lines.length - 1], "70 resources: 61 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
   it("prints JSON with secrets as \"[secret]\"", () => {
     const result = nixmox("preview", "--offline", "--json");
     assert.equal(result.status, 0, result.stderr);
     const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown>; parent: string | null }> };
-    assert.equal(parsed.resources.length, 71);
+    assert.equal(parsed.resources.length, 70);
     const provider = parsed.resources.find((resource) => resource.name === "proxmox");
     assert.deepEqual(provider?.inputs, { apiToken: "[secret]", endpoint: "https://pve.offline.invalid:8006/", insecure: "false" });
     assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");

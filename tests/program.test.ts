@@ -33,11 +33,11 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(component.parent, stackUrn);
     const children = childrenOf(run, component).map((child) => `${child.type} ${child.name}`).sort();
     assert.deepEqual(children, [
-      "command:remote:Command dns-config",
-      "command:remote:Command dns-rebuild",
       "proxmoxve:index/containerLegacy:ContainerLegacy dns-container",
       "pulumi-nodejs:dynamic/nixmox:ContainerGuard dns-guard",
       "pulumi-nodejs:dynamic/nixmox:HealthCheck dns-health",
+      "pulumi-nodejs:dynamic/nixmox:RemoteCommand dns-config",
+      "pulumi-nodejs:dynamic/nixmox:RemoteCommand dns-rebuild",
       "pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
     ]);
     assert.deepEqual(childrenOf(run, resourceNamed(run, "authentik")).map((child) => child.name).sort(), [
@@ -105,34 +105,33 @@ describe("program under mocks: the example manifest", function () {
   it("pushes the rendered directory and rebuilds with the host's content hash", () => {
     const host = hosts.dns;
     const config = resourceNamed(run, "dns-config");
-    assert.equal(config.inputs.create, renderConfigPushCommand("dns", host.contentHash));
+    assert.equal(config.inputs.command, renderConfigPushCommand("dns", host.contentHash));
     assert.equal(config.inputs.stdin, renderConfigPayload("dns", host.files));
     const rebuild = resourceNamed(run, "dns-rebuild");
-    assert.match(String(rebuild.inputs.create), new RegExp(`bash "\\$wrapper" run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
+    assert.match(String(rebuild.inputs.command), new RegExp(`bash "\\$wrapper" run --service dns --config-hash ${host.contentHash} --flake '/etc/nixmox#dns' --confirm-timeout 60 `));
     const health = resourceNamed(run, "dns-health");
     assert.deepEqual(health.inputs.confirm, { configHash: host.contentHash });
     // The key the SshHostKey resource recorded (a mock stand-in here) is pinned by the health check.
     assert.equal(health.inputs.hostKey, fakeHostKey("dns-ssh"));
   });
 
-  it("registers 71 resources: 7 services × (guard, container, ssh, config, rebuild, health), 5 secrets pushes (the proxy gets the managed CA), the CA (component, key, root), provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
+  it("registers 70 resources: 7 services × (guard, container, ssh, config, rebuild, health), 5 secrets pushes (the proxy gets the managed CA), the CA (component, root), provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
     const count = (type: string) => run.resources.filter((resource) => resource.type === type).length;
     assert.equal(count("nixmox:index:NixosService"), 7);
     assert.equal(count("proxmoxve:index/containerLegacy:ContainerLegacy"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:SshHostKey"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:HealthCheck"), 7);
-    assert.equal(count("command:remote:Command"), 7 * 2 + 5);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:RemoteCommand"), 7 * 2 + 5);
     assert.deepEqual(run.resources.filter((resource) => resource.name.endsWith("-secrets")).map((resource) => resource.name), [
       "authentik-secrets", "caddy-secrets", "guacamole-secrets", "postgresql-secrets", "vaultwarden-secrets",
     ]);
     assert.equal(count("nixmox:index:ManagedCa"), 1);
-    assert.equal(count("tls:index/selfSignedCert:SelfSignedCert"), 1);
-    assert.equal(count("tls:index/privateKey:PrivateKey"), 1);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:RootCa"), 1);
     assert.equal(count("pulumi:providers:proxmoxve"), 1);
     assert.equal(count("proxmoxve:download/fileLegacy:FileLegacy"), 1);
-    assert.equal(count("random:index/randomPassword:RandomPassword"), 7);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:GeneratedSecret"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:ContainerGuard"), 7);
-    assert.equal(run.resources.length, 71);
+    assert.equal(run.resources.length, 70);
   });
 
   it("orders rebuilds by exactly the plan's hard edges: each waits for the health checks of its dependencies and nothing else across services", () => {
@@ -143,7 +142,7 @@ describe("program under mocks: the example manifest", function () {
       for (const urn of resource.dependsOn) {
         const target = byUrn.get(urn);
         // The managed CA (every host renders with its root) is data, not an ordering between services.
-        if (!target || target.parent === resource.parent || target.parent === stackUrn || target.type.startsWith("tls:")) continue;
+        if (!target || target.parent === resource.parent || target.parent === stackUrn || target.type === "pulumi-nodejs:dynamic/nixmox:RootCa") continue;
         crossEdges.push(`${resource.name} -> ${target.name}`);
       }
     }
@@ -157,7 +156,7 @@ describe("program under mocks: the example manifest", function () {
   it("waits for both ends of an SSO relation: its objects after the provider's health and the client's rebuild, the client's health after its objects", () => {
     const dependencies = (name: string) => {
       const byUrn = new Map(run.resources.map((resource) => [resource.urn, resource.name]));
-      // Generated secrets (@pulumi/random) are data inputs, not ordering: left out.
+      // Generated secrets are data inputs, not ordering: left out.
       return resourceNamed(run, name).dependsOn.map((urn) => byUrn.get(urn)!).filter((dependency) => !dependency.startsWith("secret-")).sort();
     };
     // (authentik-ssh: the API calls go through SSH to the authentik host, pinned to its recorded key.)
@@ -180,8 +179,8 @@ describe("program under mocks: the example manifest", function () {
 
   it("delivers the managed CA's root and key to the proxy, and exports the root for browsers (review R3)", () => {
     const push = resourceNamed(run, "caddy-secrets");
-    assert.match(String(push.inputs.create), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_cert/);
-    assert.match(String(push.inputs.create), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_key/);
+    assert.match(String(push.inputs.command), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_cert/);
+    assert.match(String(push.inputs.command), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_key/);
     assert.ok(push.secretPaths.includes("stdin"));
     assert.ok("caRootCertificate" in run.outputs);
   });
@@ -193,7 +192,10 @@ describe("program under mocks: the example manifest", function () {
       "pulumi-nodejs:dynamic/nixmox:AuthentikOutpostBinding",
       "pulumi-nodejs:dynamic/nixmox:AuthentikProxyApp",
       "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
+      "pulumi-nodejs:dynamic/nixmox:GeneratedSecret",
       "pulumi-nodejs:dynamic/nixmox:HealthCheck",
+      "pulumi-nodejs:dynamic/nixmox:RemoteCommand",
+      "pulumi-nodejs:dynamic/nixmox:RootCa",
       "pulumi-nodejs:dynamic/nixmox:SshHostKey",
     ]);
     for (const type of types) assert.equal(run.providerTexts[type].length, 1, type);
@@ -204,9 +206,9 @@ describe("program under mocks: the example manifest", function () {
     assert.deepEqual(secretPaths("proxmox"), ["apiToken"]);
     assert.deepEqual(secretPaths("dns-ssh"), ["firstContact", "privateKey"]);
     assert.deepEqual(secretPaths("dns-health"), ["maskValues", "privateKey"]);
-    assert.deepEqual(secretPaths("dns-config"), ["connection"]);
-    assert.deepEqual(secretPaths("dns-rebuild"), ["connection"]);
-    assert.deepEqual(secretPaths("vaultwarden-secrets"), ["connection", "stdin"]);
+    assert.deepEqual(secretPaths("dns-config"), ["connection", "maskValues"]);
+    assert.deepEqual(secretPaths("dns-rebuild"), ["connection", "maskValues"]);
+    assert.deepEqual(secretPaths("vaultwarden-secrets"), ["connection", "maskValues", "stdin"]);
     const json = renderPreviewJson(run.resources);
     const keyBody = offlinePreviewPrivateKey().split("\n")[2];
     assert.equal(json.includes(keyBody), false);
@@ -220,8 +222,8 @@ describe("program under mocks: the example manifest", function () {
 
   it("protects stateful containers (postgresql by default, vaultwarden by manifest flag) and guards creation-only fields everywhere", () => {
     const protectedNames = run.resources.filter((resource) => resource.protect).map((resource) => resource.name).sort();
-    // The managed CA's key and root too: replacing them would make every host and browser distrust the sites.
-    assert.deepEqual(protectedNames, ["nixmox-ca-root", "nixmox-ca-root-key", "postgresql-container", "vaultwarden-container"]);
+    // The managed CA's root (and its key) too: replacing it would make every host and browser distrust the sites.
+    assert.deepEqual(protectedNames, ["nixmox-ca-root", "postgresql-container", "vaultwarden-container"]);
     const retained = run.resources.filter((resource) => resource.retainOnDelete).map((resource) => resource.name).sort();
     assert.deepEqual(retained, ["nixos-template-pve", "postgresql-container", "vaultwarden-container"]);
     for (const container of run.resources.filter((resource) => resource.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
@@ -279,7 +281,7 @@ describe("program under mocks: edits", function () {
   this.timeout(90_000);
 
   const rebuildCommands = (run: RecordedRun) =>
-    Object.fromEntries(run.resources.filter((resource) => resource.name.endsWith("-rebuild")).map((resource) => [resource.name, String(resource.inputs.create)]));
+    Object.fromEntries(run.resources.filter((resource) => resource.name.endsWith("-rebuild")).map((resource) => [resource.name, String(resource.inputs.command)]));
 
   it("runs every activation with rollback, and without it when the manifest sets enable_rollback = false", async () => {
     const data = await exampleManifestData();
@@ -322,9 +324,9 @@ describe("program under mocks: edits", function () {
       assert.deepEqual(resourceNamed(run, "sso-authentik-ldap").inputs.baseDn, "dc=nixmox,dc=lan");
       assert.ok(radius.dependsOn.map((urn) => byUrn.get(urn)).includes("authentik-health"));
       const push = resourceNamed(run, "sso-authentik-radius-token");
-      assert.equal(push.type, "command:remote:Command");
+      assert.equal(push.type, "pulumi-nodejs:dynamic/nixmox:RemoteCommand");
       assert.equal(
-        push.inputs.create,
+        push.inputs.command,
         "set -eu && umask 077 && mkdir -p /var/lib/nixmox/outposts && chmod 0700 /var/lib/nixmox/outposts && " +
           "cat > /var/lib/nixmox/outposts/radius-token.tmp && mv -f /var/lib/nixmox/outposts/radius-token.tmp /var/lib/nixmox/outposts/radius-token && " +
           "systemctl restart authentik-radius.service",
@@ -363,7 +365,7 @@ describe("program under mocks: edits", function () {
 
   describe("resource options", () => {
     const secretOutputs = new Map<string, string[]>();
-    const timeouts = new Map<string, pulumi.CustomTimeouts | undefined>();
+    const timeoutSeconds = new Map<string, unknown>();
     before(async () => {
       const { config, secretKeys } = offlineStackConfig(defaultManifestPath);
       const program = require("../index") as () => Promise<unknown>;
@@ -371,7 +373,7 @@ describe("program under mocks: edits", function () {
         pulumi.runtime.registerStackTransformation((args) => {
           const opts = args.opts as pulumi.CustomResourceOptions;
           secretOutputs.set(args.name, [...(opts.additionalSecretOutputs ?? [])]);
-          timeouts.set(args.name, opts.customTimeouts);
+          timeoutSeconds.set(args.name, (args.props as { timeoutSeconds?: unknown }).timeoutSeconds);
           return undefined;
         });
         return program();
@@ -379,16 +381,15 @@ describe("program under mocks: edits", function () {
     });
 
     it("bounds every config and secrets push with an overall deadline (security review M4)", () => {
-      const pushes = [...timeouts.keys()].filter((name) => /-(config|secrets)$/.test(name)).sort();
+      const pushes = [...timeoutSeconds.keys()].filter((name) => /-(config|secrets)$/.test(name)).sort();
       assert.equal(pushes.length, 12);
-      for (const name of pushes) assert.deepEqual(timeouts.get(name), { create: "10m", update: "10m" }, name);
+      for (const name of pushes) assert.equal(timeoutSeconds.get(name), 600, name);
     });
 
     it("keeps the rebuild's stdout and stderr (the activation result and log) as secret outputs (security review L3)", () => {
     const rebuilds = [...secretOutputs.keys()].filter((name) => name.endsWith("-rebuild")).sort();
     assert.equal(rebuilds.length, 7);
-    // pulumi-command adds "connection" itself.
-    for (const name of rebuilds) assert.deepEqual(secretOutputs.get(name)?.sort(), ["connection", "stderr", "stdout"], name);
+    for (const name of rebuilds) assert.deepEqual(secretOutputs.get(name)?.sort(), ["stderr", "stdout"], name);
     });
   });
 

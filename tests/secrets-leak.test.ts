@@ -77,7 +77,7 @@ describe("secrets leak test: canaries only inside secret-wrapped inputs", functi
 
   it("sets a canary for every secret the plan needs, and generates none", () => {
     assert.ok(Object.keys(canaries).length >= 8, `only ${Object.keys(canaries).length} secrets`);
-    assert.deepEqual(run.resources.filter((resource) => resource.type === "random:index/randomPassword:RandomPassword"), []);
+    assert.deepEqual(run.resources.filter((resource) => resource.type === "pulumi-nodejs:dynamic/nixmox:GeneratedSecret"), []);
   });
 
   it("never puts a canary in a non-secret input (command strings included)", () => {
@@ -108,7 +108,7 @@ describe("secrets leak test: canaries only inside secret-wrapped inputs", functi
       const push = run.resources.find((resource) => resource.name === `${service.name}-secrets`);
       assert.ok(push, `no ${service.name}-secrets command`);
       assert.ok(push.secretPaths.includes("stdin"), `${service.name}-secrets stdin is not secret`);
-      assert.equal(push.inputs.create, deliveryCommand(secrets, plan.secretsDir));
+      assert.equal(push.inputs.command, deliveryCommand(secrets, plan.secretsDir));
       const lines = String(push.plainInputs.stdin).split("\n");
       assert.equal(lines[0], "nixmox-secrets-payload v1");
       const delivered = Object.fromEntries(

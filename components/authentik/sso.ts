@@ -62,7 +62,7 @@ export function createSsoResources(plan: Plan, args: SsoArgs, opts?: pulumi.Cust
     .flatMap((object) => (object.kind === "oidc-app" && object.clientSecret !== null ? [object] : []))
     .filter((object) => args.clientSecrets[object.slug] === undefined);
   if (missing.length > 0) {
-    throw new Error(missing.map((object) => `service ${JSON.stringify(object.service)}: the OIDC client secret is missing; pass clientSecrets[${JSON.stringify(object.slug)}] (the value of nixmox:secrets.${object.service}.${object.clientSecret}, or a @pulumi/random password)`).join("\n"));
+    throw new Error(missing.map((object) => `service ${JSON.stringify(object.service)}: the OIDC client secret is missing; pass clientSecrets[${JSON.stringify(object.slug)}] (the value of nixmox:secrets.${object.service}.${object.clientSecret}, or a generated secret)`).join("\n"));
   }
   const prefix = args.namePrefix ?? "sso";
   const resources: SsoResources = { oidcApps: {}, proxyApps: {}, outpostBindings: {} };

@@ -1,15 +1,15 @@
 /**
  * Secret values on the Pulumi side: read `nixmox:secrets` (`{ <configService>: { <name>: "<value>" } }`, set with
  * `pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' …`), generate the generatable ones that are
- * not set with @pulumi/random, and hand every value on as a secret `Output`. One value per `<configService>/<name>`
+ * not set (`GeneratedSecret`, components/secrets/generated-secret.ts), and hand every value on as a secret `Output`. One value per `<configService>/<name>`
  * reaches every host that needs it (a database password: the app's host and the PostgreSQL host; an OIDC client
  * secret: the app's host and the Authentik provider), so both sides always agree.
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
 import type { Plan, SecretPlan } from "../../manifest/plan-types";
 import { assertSecretsComplete, type CheckOptions, type ConfigEntryState } from "./check";
 import { defaultSecretsDir, deliveryPayload, secretKey } from "./delivery";
+import { GeneratedSecret } from "./generated-secret";
 
 /** The config key holding every secret value. */
 export const secretsConfigKey = "nixmox:secrets";
@@ -71,13 +71,13 @@ export function readConfiguredSecrets(): ConfiguredSecrets {
 }
 
 export interface ResolveSecretsOptions extends CheckOptions {
-  /** Parent of the generated `random.RandomPassword` resources. @default none (stack children) */
+  /** Parent of the `GeneratedSecret` resources. @default none (stack children) */
   parent?: pulumi.Resource;
   /** Length of generated values (letters and digits only, so they survive URLs and env files unescaped). @default 48 */
   generatedLength?: number;
 }
 
-/** Name of the RandomPassword behind a generated secret; part of users' state, so it never changes. */
+/** Name of the `GeneratedSecret` behind a generated secret; part of users' state, so it never changes. */
 export function generatedSecretResourceName(configService: string, name: string): string {
   return `secret-${configService}-${name}`;
 }
@@ -99,12 +99,12 @@ export function resolveSecretValues(
     if (row.status === "set") {
       values[key] = pulumi.secret(configured.values[key]);
     } else if (row.status === "generated") {
-      const password = new random.RandomPassword(
+      const generated = new GeneratedSecret(
         generatedSecretResourceName(row.configService, row.name),
-        { length: options.generatedLength ?? 48, special: false },
+        { length: options.generatedLength ?? 48 },
         options.parent ? { parent: options.parent } : {},
       );
-      values[key] = pulumi.secret(password.result);
+      values[key] = pulumi.secret(generated.value);
     }
   }
   return values;
@@ -117,7 +117,7 @@ export function hostSecrets(plan: Pick<Plan, "secrets">, service: string): Secre
 
 /**
  * The stdin of one host's delivery command as a secret Output (see `deliveryPayload`). Use it as the `stdin`
- * input of that host's `remote.Command`: a value change then re-runs only that host's delivery.
+ * input of that host's `RemoteCommand`: a value change then re-runs only that host's delivery.
  */
 export function hostSecretPayload(
   secrets: SecretPlan[],
