@@ -250,10 +250,10 @@ function runCli(workspace: LocalWorkspace, envVars: Record<string, string>, args
 }
 
 /**
- * The resources of the stack's state that are protected. Read with `pulumi stack export` without
- * `--show-secrets` (which `Stack.exportStack` adds): secrets stay ciphertext and never reach this process.
+ * The resources of the stack's state. Read with `pulumi stack export` without `--show-secrets` (which
+ * `Stack.exportStack` adds): secrets stay ciphertext and never reach this process.
  */
-export async function protectedResources(stack: Stack, workspace: LocalWorkspace, envVars: Record<string, string>, onError: (text: string) => void): Promise<Array<{ urn: string; type: string; name: string }>> {
+export async function stateResources(stack: Stack, workspace: LocalWorkspace, envVars: Record<string, string>, onError: (text: string) => void): Promise<Array<{ urn: string; type: string; name: string; protect: boolean }>> {
   let exported: { stdout: string };
   try {
     exported = await runCli(workspace, envVars, ["stack", "export", "--stack", stack.name]);
@@ -261,7 +261,12 @@ export async function protectedResources(stack: Stack, workspace: LocalWorkspace
     throw engineFailure(error, `reading the state of stack "${stack.name}"`, { streamed: false, onError });
   }
   const deployment = (JSON.parse(exported.stdout) as { deployment?: { resources?: Array<{ urn: string; type: string; protect?: boolean }> } }).deployment;
-  return (deployment?.resources ?? []).filter((resource) => resource.protect).map((resource) => ({ urn: resource.urn, type: resource.type, name: resource.urn.split("::").pop() ?? resource.urn }));
+  return (deployment?.resources ?? []).map((resource) => ({ urn: resource.urn, type: resource.type, name: resource.urn.split("::").pop() ?? resource.urn, protect: resource.protect === true }));
+}
+
+/** The resources of the stack's state that are protected. */
+export async function protectedResources(stack: Stack, workspace: LocalWorkspace, envVars: Record<string, string>, onError: (text: string) => void): Promise<Array<{ urn: string; type: string; name: string }>> {
+  return (await stateResources(stack, workspace, envVars, onError)).filter((resource) => resource.protect).map(({ urn, type, name }) => ({ urn, type, name }));
 }
 
 /** A stack config value (`pulumi config get`), or undefined when the stack does not set it. */

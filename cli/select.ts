@@ -10,7 +10,10 @@
  * (`sso-<authentik>-<type>` and the command that pushes their token, `sso-<authentik>-<type>-token`,
  * components/homelab.ts). An outpost binding is also selected with any forward-auth application it binds,
  * since the binding lists the applications. The generated passwords a selected host receives are targeted too
- * (`generatedSecretTargets`), so a service's first targeted deploy can create them.
+ * (`generatedSecretTargets`), and so are the shared resources every selected host is built from
+ * (`sharedTargets`: the managed CA and the template of each selected service's node), so a service's first
+ * targeted deploy, or one on a node no service used before, can create them (pulumi-engine-2 review C3: the engine
+ * refuses a targeted resource that depends on an untargeted one it would have to create).
  */
 import type { Plan } from "../manifest/plan-types";
 
@@ -115,6 +118,13 @@ export interface TargetSources {
   outposts?: Array<{ provider: string; type: string }>;
   /** The plan's secrets: a host gets its `<name>-secrets` child only when some are delivered to it. @default none */
   secrets?: Array<{ service: string }>;
+  /**
+   * Whether a service's resources exist in the stack's state. An outpost binding lists every forward-auth application
+   * it binds, so it is targeted only when each of those applications' services is selected or deployed: the engine
+   * refuses a targeted binding whose application it would have to create untargeted. @default every service is
+   * deployed (refresh and destroy act on what exists)
+   */
+  deployed?: (service: string) => boolean;
 }
 
 /**
@@ -125,7 +135,7 @@ export interface TargetSources {
  */
 export function targetResources(services: string[], sources: TargetSources): TargetResource[] {
   const selected = new Set(services);
-  const { sso, outposts = [], secrets = [] } = sources;
+  const { sso, outposts = [], secrets = [], deployed = () => true } = sources;
   const secretHosts = new Set(secrets.map((secret) => secret.service));
   const resources: TargetResource[] = [];
   for (const name of services) {
@@ -136,10 +146,12 @@ export function targetResources(services: string[], sources: TargetSources): Tar
     }
   }
   const proxyAppRoles = new Set(sso.filter((object) => object.kind === "proxy-app" && selected.has(object.service!)).map((object) => object.role));
+  const proxyAppService = new Map(sso.filter((object) => object.kind === "proxy-app").map((object) => [object.role, object.service!]));
+  const available = (role: string) => selected.has(proxyAppService.get(role)!) || deployed(proxyAppService.get(role)!);
   for (const object of sso) {
     const chosen =
       object.kind === "outpost-binding"
-        ? selected.has(object.authentik) || (object.proxyApps ?? []).some((role) => proxyAppRoles.has(role))
+        ? (selected.has(object.authentik) || (object.proxyApps ?? []).some((role) => proxyAppRoles.has(role))) && (object.proxyApps ?? []).every(available)
         : selected.has(object.service!);
     if (chosen) resources.push({ qualifiedType: ssoTypes[object.kind], name: `sso-${object.role}` });
   }
@@ -162,6 +174,36 @@ export function generatedSecretTargets(rows: Array<{ configService: string; name
   return rows
     .filter((row) => row.status === "generated" && row.hosts.some((host) => selected.has(host)))
     .map((row) => ({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:GeneratedSecret", name: `secret-${row.configService}-${row.name}` }));
+}
+
+/**
+ * The services the selection needs but leaves out (an edge from a selected service to an unselected one, hard or
+ * SSO) that are not deployed yet, i.e. whose health gate is not in `deployed` (the URNs of the stack's state):
+ * the engine would refuse the run, since a targeted resource cannot depend on an untargeted one it has to create.
+ * Sorted, with who needs each.
+ */
+export function undeployedDependencies(plan: Pick<Plan, "edges">, selected: string[], deployed: Set<string>, healthUrn: (service: string) => string): Array<{ service: string; neededBy: string[] }> {
+  const chosen = new Set(selected);
+  const missing = new Map<string, Set<string>>();
+  for (const edge of plan.edges) {
+    if (!chosen.has(edge.from) || chosen.has(edge.to) || deployed.has(healthUrn(edge.to))) continue;
+    missing.set(edge.to, (missing.get(edge.to) ?? new Set()).add(edge.from));
+  }
+  return [...missing.keys()].sort().map((service) => ({ service, neededBy: [...missing.get(service)!].sort() }));
+}
+
+/**
+ * What every host is built from: the managed CA (components/managed-ca.ts: its component and root; every host's
+ * rendered configuration carries the root) and, when the template is downloaded (not `nixmox:templateVolumeId`),
+ * the download on each of `nodes` (components/proxmox.ts `nixos-template-<node>`). Targeting one that already exists
+ * and has no change is a no-op. The Proxmox provider needs no target: the engine targets providers implicitly.
+ */
+export function sharedTargets(nodes: string[], templateDownloaded: boolean): TargetResource[] {
+  return [
+    { qualifiedType: "nixmox:index:ManagedCa", name: "nixmox-ca" },
+    { qualifiedType: "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:RootCa", name: "nixmox-ca-root" },
+    ...(templateDownloaded ? [...new Set(nodes)].sort().map((node) => ({ qualifiedType: "proxmoxve:download/fileLegacy:FileLegacy", name: `nixos-template-${node}` })) : []),
+  ];
 }
 
 /**

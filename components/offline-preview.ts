@@ -21,11 +21,16 @@ import { stableJson } from "../render/stable-json";
 export const offlineProject = "nixmox";
 export const offlineStack = "offline";
 
+/**
+ * The resource options as the engine keeps them in a step's new state (`pulumi preview --json`): lists in the order
+ * the program gave them, URNs in the engine's form. tests/engine-real.test.ts compares them with the real engine's.
+ */
 export interface ResourceOptionsRecord {
   protect: boolean;
-  deleteBeforeReplace: boolean | null;
+  deleteBeforeReplace: boolean;
   retainOnDelete: boolean;
   ignoreChanges: string[];
+  replaceOnChanges: string[];
   replaceWith: string[];
   customTimeouts: { create?: string; update?: string; delete?: string } | null;
   additionalSecretOutputs: string[];
@@ -38,6 +43,8 @@ export interface ResourceRecord {
   name: string;
   /** Parent URN; null for the stack itself. */
   parent: string | null;
+  /** The provider's URN (a default provider's as the engine names it); null for components and the stack. */
+  provider: string | null;
   /** Direct dependencies (explicit `dependsOn` and property dependencies), sorted URNs. */
   dependsOn: string[];
   /** Dependencies that are not property dependencies (`dependsOn`, `replaceWith`), sorted URNs. */
@@ -204,7 +211,10 @@ type MonitorRequest = {
   getDependenciesList(): string[];
   getPropertydependenciesMap(): { forEach(callback: (value: { getUrnsList(): string[] }, key: string) => void): void };
   getIgnorechangesList(): string[];
+  getReplaceonchangesList(): string[];
   getReplaceWithList(): string[];
+  getProvider(): string;
+  getVersion(): string;
   getDeletebeforereplace(): boolean;
   getDeletebeforereplacedefined(): boolean;
   getCustomtimeouts(): { getCreate(): string; getUpdate(): string; getDelete(): string } | undefined;
@@ -218,13 +228,36 @@ function optionsOf(req: MonitorRequest): ResourceOptionsRecord {
     : {};
   return {
     protect: req.getProtect(),
-    deleteBeforeReplace: req.getDeletebeforereplacedefined() ? req.getDeletebeforereplace() : null,
+    deleteBeforeReplace: req.getDeletebeforereplace(),
     retainOnDelete: req.getRetainondelete(),
-    ignoreChanges: [...req.getIgnorechangesList()].sort(),
-    replaceWith: [...req.getReplaceWithList()].sort(),
+    ignoreChanges: [...req.getIgnorechangesList()],
+    replaceOnChanges: [...req.getReplaceonchangesList()],
+    replaceWith: req.getReplaceWithList().map(engineUrn),
     customTimeouts: Object.keys(customTimeouts).length === 0 ? null : customTimeouts,
-    additionalSecretOutputs: [...req.getAdditionalsecretoutputsList()].sort(),
+    additionalSecretOutputs: [...req.getAdditionalsecretoutputsList()],
   };
+}
+
+/**
+ * A URN as the engine writes it. The SDK's mock monitor qualifies the type of a resource parented to the stack with
+ * `pulumi:pulumi:Stack$`; the engine leaves the root stack out of the qualified type (pulumi/pulumi
+ * pkg/resource/deploy `generateURN`), which tests/engine-real.test.ts confirms against the real engine.
+ */
+export function engineUrn(urn: string): string {
+  return urn.replace(/^(urn:pulumi:[^:]*::[^:]*::)pulumi:pulumi:Stack\$/, "$1");
+}
+
+/**
+ * The provider a custom resource runs under, by URN: the explicit one it was given, or the default provider the
+ * engine creates for its package (`default`, or `default_<version with underscores>` when the SDK names a version).
+ */
+function providerUrn(req: MonitorRequest, project: string, stack: string): string | null {
+  if (!req.getCustom() || req.getType().startsWith("pulumi:providers:")) return null;
+  const reference = req.getProvider();
+  if (reference !== "") return engineUrn(reference.slice(0, reference.lastIndexOf("::")));
+  const version = req.getVersion();
+  const name = version === "" ? "default" : `default_${version.replace(/[.-]/g, "_")}`;
+  return `urn:pulumi:${stack}::${project}::pulumi:providers:${req.getType().split(":")[0]}::${name}`;
 }
 
 /**
@@ -273,14 +306,15 @@ async function recordProgramRun(program: () => Promise<unknown>, options: Record
         const deserialized = pulumi.runtime.deserializeProperties(req.getObject() as never) as Record<string, unknown>;
         delete deserialized.__provider;
         const propertyDependencies = new Set<string>();
-        req.getPropertydependenciesMap().forEach((value) => value.getUrnsList().forEach((urn) => propertyDependencies.add(urn)));
-        const dependsOn = [...new Set(req.getDependenciesList())].sort();
+        req.getPropertydependenciesMap().forEach((value) => value.getUrnsList().forEach((urn) => propertyDependencies.add(engineUrn(urn))));
+        const dependsOn = [...new Set(req.getDependenciesList().map(engineUrn))].sort();
         const resourceOptions = optionsOf(req);
         resources.push({
-          urn: response.getUrn(),
+          urn: engineUrn(response.getUrn()),
           type: req.getType(),
           name: req.getName(),
-          parent: req.getParent() === "" ? null : req.getParent(),
+          parent: req.getParent() === "" ? null : engineUrn(req.getParent()),
+          provider: providerUrn(req, project, stack),
           dependsOn,
           explicitDependsOn: dependsOn.filter((urn) => !propertyDependencies.has(urn)),
           protect: resourceOptions.protect,
@@ -332,7 +366,10 @@ async function resolveOutputs(value: unknown): Promise<Record<string, unknown>> 
   return walkInputs(withUnknowns, "", [], "plain") as Record<string, unknown>;
 }
 
-/** `--json`: `{ resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs }] }`, sorted by URN. */
+/**
+ * `--json`: `{ resources: [{ urn, type, name, parent, provider, custom, dependsOn, protect, options, inputs }] }`,
+ * sorted by URN, URNs in the engine's form, `dependsOn` sorted.
+ */
 export function renderPreviewJson(resources: ResourceRecord[]): string {
   return stableJson({
     resources: resources.map((resource) => ({
@@ -340,6 +377,8 @@ export function renderPreviewJson(resources: ResourceRecord[]): string {
       type: resource.type,
       name: resource.name,
       parent: resource.parent,
+      provider: resource.provider,
+      custom: resource.custom,
       dependsOn: resource.dependsOn,
       protect: resource.protect,
       options: resource.options,

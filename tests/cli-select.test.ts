@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { planAuthentikObjects } from "../components/authentik/plan";
 import { loadPlan, type Plan } from "../manifest";
-import { SelectionError, engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, targetResources, targetUrn } from "../cli/select";
+import { SelectionError, engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, targetUrn, undeployedDependencies } from "../cli/select";
 import { checkSecrets } from "../components/secrets";
 import { exampleManifestData, writeManifest } from "./support/pulumi-mocks";
 
@@ -102,7 +102,11 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     const resources = offlinePreview("--only", "postgresql", "--with-dependents");
     const targeted = resources.filter((resource) => resource.targeted).map((resource) => resource.name).sort();
     const services = ["authentik", "guacamole", "homepage", "postgresql", "vaultwarden"];
-    const expected = new Set(services.flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]));
+    const expected = new Set([
+      ...services.flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]),
+      // What every host is built from: the managed CA and the template on the offline node.
+      "nixmox-ca", "nixmox-ca-root", "nixos-template-pve",
+    ]);
     const named = (prefix: string) => (names: string[]) => names.filter((name) => name.startsWith(prefix)).sort();
     assert.deepEqual(targeted.filter((name) => !name.startsWith("sso-") && !name.startsWith("secret-")), resources.map((resource) => resource.name).filter((name) => expected.has(name)).sort());
     assert.deepEqual(named("sso-")(targeted), named("sso-")(resources.map((resource) => resource.name)));
@@ -125,12 +129,44 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     }
   });
 
-  it("fails with exit 2 for --with-dependents without --only, and for --stack with --offline", () => {
+  it("fails with exit 2 for --with-dependents without --only, and for --backend with --offline", () => {
     const without = spawnSync(process.execPath, [cli, "preview", "--offline", "--with-dependents"], { encoding: "utf8" });
     assert.equal(without.status, 2);
     assert.equal(without.stderr, "nixmox: --with-dependencies and --with-dependents extend an --only selection; add --only NAME\n");
-    const stack = spawnSync(process.execPath, [cli, "preview", "--offline", "--stack", "homelab"], { encoding: "utf8" });
-    assert.equal(stack.status, 2);
-    assert.equal(stack.stderr, "nixmox: --offline uses no stack or backend (built-in fake settings); drop --stack/--backend, or drop --offline to preview the stack\n");
+    const backend = spawnSync(process.execPath, [cli, "preview", "--offline", "--backend", "local"], { encoding: "utf8" });
+    assert.equal(backend.status, 2);
+    assert.equal(backend.stderr, "nixmox: --offline uses no backend (built-in fake settings); drop --backend, or drop --offline to preview the stack\n");
+  });
+
+  it("names what the selection needs that is not deployed yet, along hard and SSO edges, with who needs it", async () => {
+    const plan = await loadPlan(example);
+    const health = (service: string) => `health:${service}`;
+    assert.deepEqual(undeployedDependencies(plan, ["dns"], new Set(), health), []);
+    assert.deepEqual(undeployedDependencies(plan, ["postgresql", "vaultwarden"], new Set(["health:dns"]), health), [
+      { service: "authentik", neededBy: ["vaultwarden"] },
+      { service: "caddy", neededBy: ["vaultwarden"] },
+    ]);
+    assert.deepEqual(undeployedDependencies(plan, ["vaultwarden"], new Set(["authentik", "caddy", "dns", "postgresql"].map(health)), health), []);
+  });
+
+  it("targets the outpost binding only when every application it binds is selected or deployed", async () => {
+    const plan = await loadPlan(example);
+    const sources = { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: plan.secrets };
+    const binding = (services: string[], deployed: (service: string) => boolean) => targetResources(services, { ...sources, deployed }).some((resource) => resource.name === "sso-authentik-outpost");
+    // homepage's forward-auth application is the one the example's binding lists.
+    assert.equal(binding(["authentik"], () => false), false);
+    assert.equal(binding(["authentik"], (service) => service === "homepage"), true);
+    assert.equal(binding(["authentik", "homepage"], () => false), true);
+    assert.equal(binding(["homepage"], () => false), true);
+  });
+
+  it("targets the managed CA always, and the template of each selected node only when it is downloaded", () => {
+    assert.deepEqual(sharedTargets(["pve2", "pve", "pve"], true).map((resource) => `${resource.qualifiedType}::${resource.name}`), [
+      "nixmox:index:ManagedCa::nixmox-ca",
+      "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:RootCa::nixmox-ca-root",
+      "proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve",
+      "proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve2",
+    ]);
+    assert.deepEqual(sharedTargets(["pve"], false).map((resource) => resource.name), ["nixmox-ca", "nixmox-ca-root"]);
   });
 });

@@ -315,6 +315,8 @@ describe("engine commands (Automation API)", function () {
           // Only hosts that receive secrets have a secrets step (the engine fails on a target it cannot find); the proxy
           // receives the managed CA.
           .flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "ssh", ...(service === "dns" ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
+          // What every host is built from (the stack sets no node here, so no template download is named).
+          .concat(["nixmox-ca", "nixmox-ca-root"])
           .sort(),
       );
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService::vaultwarden"));
@@ -325,7 +327,9 @@ describe("engine commands (Automation API)", function () {
 
     it("also targets the generated passwords the selected hosts receive, except those the stack sets", async () => {
       writeFileSync(path.join(projectDir, "Pulumi.homelab.yaml"), "config:\n  nixmox:secrets:\n    vaultwarden:\n      db_password:\n        secure: v1:AAAA\n");
-      const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", manifest: exampleManifest };
+      // What vaultwarden needs is deployed already: its dependencies' health gates are in the state.
+      const deployedGates = { version: 3, deployment: { resources: ["authentik", "caddy", "dns", "postgresql"].map((service) => ({ urn: `urn:pulumi:homelab::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:HealthCheck::${service}-health`, type: "pulumi-nodejs:dynamic/nixmox:HealthCheck" })) } };
+      const state: FakeState = { calls: [], stacks: ["homelab"], current: "homelab", manifest: exampleManifest, exported: deployedGates };
       const run = captureIo(state, { PULUMI_CONFIG_PASSPHRASE_FILE: "/run/secrets/pulumi" });
       assert.equal(await engineAction("preview", flags({ only: ["vaultwarden"] }), run.io), 0, run.stderr());
       const preview = state.calls.find((call) => call.args[0] === "preview")!.args;

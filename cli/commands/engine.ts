@@ -13,7 +13,7 @@ import { EngineError, type EngineOperation, type WorkspaceOptions } from "../eng
 import { projectRoot } from "../paths";
 import { ProgressTracker } from "../progress";
 import { action, exitCodes, manifestModule } from "../run";
-import { SelectionError, generatedSecretTargets, parseOnly, selectServices, targetResources, targetUrn } from "../select";
+import { SelectionError, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, targetUrn, undeployedDependencies } from "../select";
 
 /** The project directory (Pulumi.yaml) of this checkout. */
 export const projectDir = projectRoot;
@@ -101,11 +101,28 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       // The proxy also receives the managed CA's root and key (a secrets step the plan alone does not list).
       const { managedCaSecretPlans } = require("../../render/host-data") as typeof import("../../render/host-data");
       const project = (await workspace.projectSettings()).name;
+      const healthUrn = (service: string) => targetUrn(stack.name, project, { qualifiedType: "nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:HealthCheck", name: `${service}-health` });
+      // What exists matters to what a deploy may create: read the state for preview and up.
+      const creating = operation === "preview" || operation === "up";
+      const deployedUrns = creating ? new Set((await engine.stateResources(stack, workspace, envVars, onError)).map((resource) => resource.urn)) : null;
+      const deployed = (service: string) => deployedUrns === null || deployedUrns.has(healthUrn(service));
+      const defaultNode = await engine.stackConfigValue(stack, "nixmox:proxmoxNode");
+      const nodes = plan.services.filter((service) => selected!.includes(service.name)).flatMap((service) => service.node ?? defaultNode ?? []);
+      const templateDownloaded = !(await engine.stackConfigValue(stack, "nixmox:templateVolumeId"));
       const resources = [
-        ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }),
+        ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)], deployed }),
         ...generatedSecretTargets(stackSecretRows(plan, flags.projectDir, stack.name), selected),
+        ...sharedTargets(nodes, templateDownloaded),
       ];
       targets = resources.map((resource) => targetUrn(stack.name, project, resource));
+      if (deployedUrns !== null) {
+        const missing = undeployedDependencies(plan, selected, deployedUrns, healthUrn);
+        if (missing.length > 0) {
+          const list = missing.map((entry) => `${entry.service} (needed by ${entry.neededBy.join(", ")})`).join(", ");
+          io.stderr.write(`nixmox: --only ${selected.join(",")} needs ${list}, not deployed in stack "${stack.name}" yet: add --with-dependencies, or deploy ${missing.length === 1 ? "it" : "them"} first\n`);
+          return exitCodes.usage;
+        }
+      }
       io.stderr.write(`nixmox: ${operation} on stack "${stack.name}" for ${selected.join(", ")} (${targets.length} targets)\n`);
     }
     let unprotect: string[] = [];
@@ -241,7 +258,7 @@ class Reporter {
 /** The options every engine command shares. */
 export function engineOptions(command: Command): Command {
   return command
-    .option("--stack <name>", "Pulumi stack (default: the Pulumi CLI's selected stack)")
+    .option("--stack <name>", "Pulumi stack (default: the Pulumi CLI's selected stack; with preview --offline it only names the URNs)")
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--project-dir <dir>", "directory holding Pulumi.yaml", projectDir)
     .option("--only <names>", "act on these services only (NAME[,NAME]; repeatable), through Pulumi targets", (value: string, previous: string[] = []) => [...previous, value])

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { displayPath, exampleManifestPath } from "../paths";
 import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
-import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, targetResources, SelectionError } from "../select";
+import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, SelectionError } from "../select";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
@@ -20,7 +20,7 @@ export function register(program: Command): void {
     )
     .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${displayPath(exampleManifestPath)}); the engine reads nixmox:manifest`)
     .option("--offline", "run under mocks instead of the engine")
-    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
+    .option("--json", "with --offline: { resources: [{ urn, type, name, parent, provider, custom, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
   engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
     if (!options.offline) {
       if (manifest !== undefined) {
@@ -29,8 +29,8 @@ export function register(program: Command): void {
       }
       return engineAction("preview", options);
     }
-    if (options.stack !== undefined || options.backend !== undefined) {
-      process.stderr.write("nixmox: --offline uses no stack or backend (built-in fake settings); drop --stack/--backend, or drop --offline to preview the stack\n");
+    if (options.backend !== undefined) {
+      process.stderr.write("nixmox: --offline uses no backend (built-in fake settings); drop --backend, or drop --offline to preview the stack\n");
       return exitCodes.usage;
     }
     return offlinePreview(manifest ?? exampleManifestPath, options);
@@ -71,7 +71,9 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   const nixmoxProgram = require("../../index") as () => Promise<unknown>;
   let run;
   try {
-    run = await offline.recordProgram(nixmoxProgram, { config, secretKeys, preview: true, onRegister: progress.registered });
+    // --stack only names the URNs as the engine would for that stack (its config is not read: settings are fake).
+    const stack = options.stack?.split("/").pop();
+    run = await offline.recordProgram(nixmoxProgram, { config, secretKeys, preview: true, onRegister: progress.registered, ...(stack ? { stack } : {}) });
   } finally {
     progress.done();
   }
@@ -86,8 +88,11 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   const { checkSecrets } = require("../../components/secrets") as typeof import("../../components/secrets");
   const wanted = new Set(
     [
-      ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }),
+      // Offline is a first deploy: nothing is deployed yet.
+      ...targetResources(selected, { sso: planAuthentikObjects(plan), outposts: plan.outposts, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)], deployed: () => false }),
       ...generatedSecretTargets(checkSecrets(plan, {}), selected),
+      // The offline settings download the template to node "pve" (components/offline-preview.ts offlineStackConfig).
+      ...sharedTargets(plan.services.filter((service) => selected!.includes(service.name)).map((service) => service.node ?? config["nixmox:proxmoxNode"]), true),
     ].map((resource) => `${resource.qualifiedType}::${resource.name}`),
   );
   const targeted = new Set(run.resources.filter((resource) => wanted.has(`${engineQualifiedType(resource.urn)}::${resource.name}`)).map((resource) => resource.urn));
