@@ -2,6 +2,7 @@
  * Manifest → plan: pure functions, no Pulumi and no I/O. The plan is sorted and complete, so everything
  * downstream (render, components, CLI views) is deterministic for the same manifest.
  */
+import { planFirewall } from "./firewall";
 import { appOfRoute, kindSpecs } from "./kinds";
 import type {
   AuthClientPlan,
@@ -371,7 +372,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
 
   // Ports follow from what runs: the kind's own, each app's listen port, every route's upstream port on the upstream
   // host, the PostgreSQL port on the database host; the manifest's ports add anything else.
-  const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...kindSpecs[service.kind].tcpPorts])]));
+  const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...service.publicPorts, ...kindSpecs[service.kind].tcpPorts])]));
   for (const service of enabled) {
     const apps = kindSpecs[service.kind].apps;
     const routed = new Set(service.routes.map((route) => appOfRoute(service.kind, route.name)));
@@ -429,6 +430,9 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       tags: service.tags,
       ports: [...tcpPorts.get(service.name)!].filter((port) => port !== service.sshPort).sort((a, b) => a - b),
       udpPorts: [...kindSpecs[service.kind].udpPorts, ...(outposts.some((o) => o.type === "radius" && o.provider === service.name) ? [radiusOutpostPort] : [])].sort((a, b) => a - b),
+      publicPorts: service.publicPorts,
+      // Filled below, once every host's ports are known.
+      firewall: [],
       sshPort: service.sshPort,
       dependsOn: dependsOn.get(service.name) ?? [],
       ssoProviders: ssoProviders.get(service.name) ?? [],
@@ -441,10 +445,22 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     };
   });
 
+  const firewall = planFirewall({
+    services: services.map((service) => ({ ...service, declaredPorts: byName.get(service.name)!.ports })),
+    routes,
+    databases,
+    outposts,
+    edges,
+    outpostPorts: { ldap: ldapOutpostPort, radius: radiusOutpostPort },
+  });
+  for (const service of services) service.firewall = firewall.rules.get(service.name) ?? [];
+  warnings.push(...firewall.warnings);
+
   return {
     network: {
       domain: network.domain,
       dnsServer: network.dns_server,
+      fallbackDnsServers: [...new Set(network.fallback_dns_servers)].filter((server) => server !== network.dns_server),
       gateway: network.gateway,
       networkCidr: network.network_cidr,
       prefixLength: prefixLength(network.network_cidr),

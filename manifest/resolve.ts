@@ -2,6 +2,7 @@
  * The one resolve step: a schema-valid service plus the network → the service with every derived default applied.
  * Validation and planning both read services through this, so a default is decided in exactly one place.
  */
+import { appOfRoute, kindSpecs } from "./kinds";
 import { builtinKinds, type BuiltinKind, type RoutePlan, type ServiceKind } from "./plan-types";
 import type { Manifest, ProxyRoute, ServiceManifest } from "./schema";
 
@@ -13,6 +14,11 @@ export type ResolvedRoute = Omit<RoutePlan, "service" | "authProvider" | "forwar
   field: string;
   /** The route's own auth object (`interface.proxy.<name>.auth = { type; provider; … }`), or null: the service's applies. */
   ownAuth: AuthSettings | null;
+  /**
+   * Why `auth` is forward_auth although the manifest did not say so (routeAuth), for messages; null: as written.
+   * "no-login": the app has no login of its own; "no-oidc": the service's oidc was inherited by an app that cannot do OIDC.
+   */
+  authDefault: "no-login" | "no-oidc" | null;
 };
 
 /** One database a service asks for (`interface.db`, or an entry of `interface.dbs`), defaults applied. */
@@ -62,6 +68,8 @@ export interface ResolvedService {
   tags: string[];
   /** The ports the manifest lists (the plan adds the ones the kind and the routes need). */
   ports: number[];
+  /** The manifest's public_ports: open to every address. */
+  publicPorts: number[];
   sshPort: number;
   dependsOn: string[];
   nixosModules: string[];
@@ -107,14 +115,9 @@ export function resolveService(
   const authType = service.interface.auth?.type ?? null;
   const routes = namedRoutes.map(([routeName, field, route]): ResolvedRoute => {
     const own = typeof route.auth === "object" ? route.auth : null;
-    let auth: ResolvedRoute["auth"];
-    if (own) auth = own.type;
-    else if (route.auth === false || route.auth === "none") auth = null;
-    else if (route.auth === "oidc" || route.auth === "forward_auth") auth = route.auth;
-    else if (route.auth === true) auth = authType ?? "forward_auth";
-    else auth = authType ?? (route.authz ? "forward_auth" : null);
+    const { auth, authDefault } = own ? { auth: own.type, authDefault: null } : routeAuth(kind, routeName, route, authType);
     const tls = route.tls === true ? "internal" : route.tls === false ? "off" : route.tls;
-    return { name: routeName, field, domain: route.domain, path: route.path, upstream: route.upstream, tls, auth, extraConfig: route.extra_config, ownAuth: own };
+    return { name: routeName, field, domain: route.domain, path: route.path, upstream: route.upstream, tls, auth, extraConfig: route.extra_config, ownAuth: own, authDefault };
   });
 
   const oidcClients: ResolvedOidcClient[] = [];
@@ -180,6 +183,7 @@ export function resolveService(
     stateful: service.stateful ?? kind === "postgresql",
     tags: [...new Set(["nixmox", kind, ...service.tags])].sort(),
     ports: [...new Set(service.ports)].sort((a, b) => a - b),
+    publicPorts: [...new Set(service.public_ports)].sort((a, b) => a - b),
     sshPort: service.ssh.port,
     dependsOn: service.depends_on,
     nixosModules: service.nixos_modules.map((path) => path.replace(/^\.\//, "")),
@@ -195,6 +199,27 @@ export function resolveService(
 }
 
 type DbSettings = NonNullable<ServiceManifest["interface"]["db"]>;
+
+/**
+ * The auth of a route without an auth object of its own. `auth = false`/"none" and an explicit "oidc"/"forward_auth"
+ * are taken as written. Otherwise the route inherits the service's interface.auth type (forward_auth when only
+ * `authz` asks for a login), with two exceptions for the built-in app it serves (kinds.ts `login`):
+ * - an app that cannot be an OIDC client does not inherit "oidc", which would leave its route open: the service's SSO
+ *   reaches it as forward auth through the same provider;
+ * - an app with no login of its own (Prometheus, Alertmanager, Loki, Transmission's RPC) gets forward auth through the
+ *   manifest's authentik by default, so a route never opens it to everyone who reaches the proxy (review N3).
+ *   Validation refuses the route when there is no authentik to ask, naming both fixes.
+ */
+function routeAuth(kind: ServiceKind, routeName: string, route: ProxyRoute, serviceAuth: "oidc" | "forward_auth" | null): Pick<ResolvedRoute, "auth" | "authDefault"> {
+  if (route.auth === false || route.auth === "none") return { auth: null, authDefault: null };
+  if (route.auth === "oidc" || route.auth === "forward_auth") return { auth: route.auth, authDefault: null };
+  const app = appOfRoute(kind, routeName);
+  const login = app === null ? null : kindSpecs[kind].apps[app].login;
+  const inherited = route.auth === true ? serviceAuth ?? "forward_auth" : serviceAuth ?? (route.authz ? "forward_auth" : null);
+  if (inherited === "oidc" && login !== null && login !== "oidc") return { auth: "forward_auth", authDefault: "no-oidc" };
+  if (inherited === null && login === "none") return { auth: "forward_auth", authDefault: "no-login" };
+  return { auth: inherited, authDefault: null };
+}
 
 /** The names a manifest may use to point at a service: its ip, fqdn, service name and short host name. */
 export function addressesOf(service: ResolvedService): string[] {

@@ -34,11 +34,15 @@ export interface HostFacts {
   networkCidr: string;
   gateway: string;
   dnsServer: string;
+  /** Resolvers after dnsServer (manifest network.fallback_dns_servers). */
+  fallbackDnsServers: string[];
   interface: string;
   ports: number[];
   udpPorts: number[];
   /** Manifest network.firewall. */
   firewall: "nftables" | "proxmox";
+  /** Who may open each port (manifest/firewall.ts): from null is every address, else these sources only. */
+  firewallRules: Array<{ protocol: "tcp" | "udp"; port: number; from: string[] | null; reasons: string[] }>;
   sshPort: number;
   rootSshKeys: string[];
   stateVersion: string;
@@ -262,10 +266,12 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     networkCidr: plan.network.networkCidr,
     gateway: plan.network.gateway,
     dnsServer: plan.network.dnsServer,
+    fallbackDnsServers: [...plan.network.fallbackDnsServers],
     interface: containerInterface,
     ports: [...service.ports].sort((a, b) => a - b),
     udpPorts: [...service.udpPorts].sort((a, b) => a - b),
     firewall: plan.network.firewall,
+    firewallRules: service.firewall.map((rule) => ({ protocol: rule.protocol, port: rule.port, from: rule.from === null ? null : [...rule.from], reasons: [...rule.reasons] })),
     sshPort: service.sshPort,
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),

@@ -30,10 +30,10 @@ describe("cli: render --configs", function () {
     const out = path.join(dir, "out");
     const run = await nixmox(["render", "--out", out, "--configs"]);
     assert.equal(run.code, 0, run.stderr);
-    assert.match(run.stdout, /^caddy [0-9a-f]{64} configs: Caddyfile resolv\.conf$/m);
-    assert.match(run.stdout, /^dns [0-9a-f]{64} configs: resolv\.conf unbound\.conf$/m);
-    assert.match(run.stdout, /^postgresql [0-9a-f]{64} configs: pg_hba\.conf resolv\.conf setup\.sql$/m);
-    assert.deepEqual(readdirSync(path.join(out, "vaultwarden", "configs")), ["resolv.conf"]);
+    assert.match(run.stdout, /^caddy [0-9a-f]{64} configs: Caddyfile nftables\.conf resolv\.conf$/m);
+    assert.match(run.stdout, /^dns [0-9a-f]{64} configs: nftables\.conf resolv\.conf unbound\.conf$/m);
+    assert.match(run.stdout, /^postgresql [0-9a-f]{64} configs: nftables\.conf pg_hba\.conf resolv\.conf setup\.sql$/m);
+    assert.deepEqual(readdirSync(path.join(out, "vaultwarden", "configs")), ["nftables.conf", "resolv.conf"]);
     assert.match(readFileSync(path.join(out, "caddy", "configs", "Caddyfile"), "utf8"), /^vault\.nixmox\.lan \{$/m);
     assert.match(readFileSync(path.join(out, "dns", "configs", "unbound.conf"), "utf8"), /^  local-zone: "nixmox\.lan\." static$/m);
     assert.match(readFileSync(path.join(out, "postgresql", "configs", "pg_hba.conf"), "utf8"), /^host "vaultwarden" "vaultwarden" 192\.168\.99\.14\/32 scram-sha-256$/m);
