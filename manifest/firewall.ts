@@ -8,7 +8,7 @@
  * | a route (its upstream port) or a forward-auth outpost          | the proxy host(s)                         |
  * | a database (`interface.db.port` on the PostgreSQL host)        | that database's clients                   |
  * | Loki on a monitoring host (its push endpoint)                   | every host of the homelab                 |
- * | `ports` of a service that others list in `depends_on`          | those services                            |
+ * | `ports` of a service that others list in `depends_on`, used by nothing above | those services               |
  * | the kind's own (proxy 80/443, DNS, SMTP), the LDAP outpost, an authentik without a route, `public_ports` | every address |
  * | the RADIUS outpost (UDP)                                       | `network.outposts.radius.client_networks` |
  * | anything else (an app without a route, a `ports` entry nothing uses) | only the host itself (a plan warning says how to open it) |
@@ -100,10 +100,13 @@ export function planFirewall(input: FirewallInput): FirewallPlan {
       const lokiRoute = input.routes.find((route) => route.service === service.name && appOfRoute(service.kind, route.name) === "loki" && pointsHere(route.upstream));
       allow(lokiRoute ? hostPort(lokiRoute.upstream).port : kindSpecs.monitoring.apps.loki.port, everyHost, "Loki push (every homelab host)");
     }
+    // The manifest's own ports that nothing above explains are an API for the services that depend_on this one. A
+    // route's or a database's port stays with the proxy or the database's clients.
+    const apiPorts = service.declaredPorts.filter((port) => !tcp.has(port));
     for (const edge of input.edges) {
       if (edge.to !== service.name || !edge.reasons.includes("depends_on")) continue;
       const consumer = input.services.find((candidate) => candidate.name === edge.from);
-      if (consumer) for (const port of service.declaredPorts) allow(port, [consumer.ip], `depends_on (${consumer.name})`);
+      if (consumer) for (const port of apiPorts) allow(port, [consumer.ip], `depends_on (${consumer.name})`);
     }
 
     const list: FirewallRulePlan[] = [];

@@ -75,6 +75,8 @@ export interface CaddyRouteData {
   tls: RoutePlan["tls"];
   forwardAuthUpstream: string | null;
   extraConfig: string;
+  /** Paths the proxy answers 403 instead of proxying (Loki's push endpoints: only the homelab's hosts push, directly). */
+  blockedPaths: string[];
 }
 
 export interface CaddyData {
@@ -340,6 +342,20 @@ function caRootPem(pem: string): string {
   return normalized;
 }
 
+/**
+ * Loki's push endpoints (HTTP API docs: /loki/api/v1/push, the legacy /api/prom/push, OTLP /otlp/v1/logs), under the
+ * route's path (Loki's http_path_prefix, nixos/lib/monitoring.nix). Through the proxy nobody pushes, logged in or not:
+ * the homelab's hosts push to Loki directly, the only sources its firewall lets in besides the proxy (manifest/firewall.ts).
+ */
+export const lokiPushPaths = ["/loki/api/v1/push", "/api/prom/push", "/otlp/v1/logs"];
+
+function blockedPaths(plan: Plan, route: RoutePlan): string[] {
+  const owner = plan.services.find((candidate) => candidate.name === route.service);
+  if (owner?.kind !== "monitoring" || route.app !== "loki") return [];
+  const prefix = route.path.replace(/\*$/, "").replace(/\/$/, "");
+  return lokiPushPaths.map((pushPath) => `${prefix}${pushPath}`);
+}
+
 function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOptions): CaddyData {
   return {
     ca: options.caRootCertificate === undefined
@@ -358,6 +374,7 @@ function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOption
         tls: route.tls,
         forwardAuthUpstream: route.forwardAuthUpstream,
         extraConfig: route.extraConfig,
+        blockedPaths: blockedPaths(plan, route),
       }))
       .sort((a, b) => byString(a.domain, b.domain) || byString(a.path, b.path) || byString(a.service, b.service) || byString(a.name, b.name)),
   };

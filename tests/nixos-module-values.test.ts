@@ -128,7 +128,7 @@ describe("nixos modules: values computed from the rendered host data", function 
       assert.equal(firewall("vaultwarden").extraInputRules, "# route vault.nixmox.lan\nip saddr { 192.168.99.10 } tcp dport 8080 accept");
       assert.equal(
         firewall("postgresql").extraInputRules,
-        "# database authentik (authentik); database guacamole (guacamole); database vaultwarden (vaultwarden); depends_on (authentik); depends_on (guacamole); depends_on (vaultwarden)\nip saddr { 192.168.99.12, 192.168.99.14, 192.168.99.15 } tcp dport 5432 accept",
+        "# database authentik (authentik); database guacamole (guacamole); database vaultwarden (vaultwarden)\nip saddr { 192.168.99.12, 192.168.99.14, 192.168.99.15 } tcp dport 5432 accept",
       );
       assert.deepEqual(firewall("caddy").allowedTCPPorts, [80, 443]);
       assert.equal(firewall("caddy").extraInputRules, "");

@@ -18,8 +18,11 @@
 # loopback; Promtail ships the journal to the local Loki and opens no port. Grafana gets Prometheus, Loki and
 # Alertmanager as provisioned data sources.
 #
-# Not done here: alert rules and dashboards (none are generated); Prometheus, Alertmanager and Loki have no
-# login of their own, so a route in front of them needs forward_auth (the module warns when it has none).
+# Prometheus, Alertmanager and Loki have no login of their own: a route to one of them gets forward auth through the
+# manifest's authentik unless it sets auth = "none" (manifest/resolve.ts routeAuth; the module warns then), and the
+# firewall opens their ports to the proxy only (manifest/firewall.ts). Loki's port also answers every homelab host,
+# which push logs to it directly; the proxy refuses the push endpoints (render/host-data.ts lokiPushPaths).
+# Not done here: alert rules and dashboards (none are generated).
 # Promtail reached end of life upstream on 2026-03-02 (Grafana Alloy replaces it); nixpkgs 25.11 still ships it.
 #
 # Checked against NixOS 25.11: nixos/modules/services/monitoring/prometheus/default.nix (services.prometheus.
