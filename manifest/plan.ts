@@ -36,6 +36,9 @@ export const radiusOutpostPort = 1812;
 export const outpostTokenDir = "/var/lib/nixmox/outposts";
 export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
 
+/** The PostgreSQL role pgAdmin logs in as on its own PostgreSQL host (over loopback, with the secret pgadmin_db_password). */
+export const pgadminRole = "pgadmin";
+
 /** The oneshot unit on the PostgreSQL host that (re)sets role passwords from the secret files. */
 export const postgresPasswordsUnit = "nixmox-postgresql-passwords.service";
 
@@ -167,6 +170,9 @@ function planServiceSecrets(service: ResolvedService, serverOf: (host: string) =
     }
     if (service.builtinSecretNames.includes("pgadmin_password")) {
       secrets.push(secret(service.name, "pgadmin_password", service.name, { description: "password of pgAdmin's initial account", restartUnits: ["pgadmin.service"] }));
+    }
+    if (service.builtinSecretNames.includes("pgadmin_db_password")) {
+      secrets.push(secret(service.name, "pgadmin_db_password", service.name, { description: `password of pgAdmin's PostgreSQL role "${pgadminRole}"`, restartUnits: [postgresPasswordsUnit] }));
     }
     if (service.builtinSecretNames.includes("radius_shared_secret")) {
       secrets.push(secret(service.name, "radius_shared_secret", service.name, { description: "shared secret of the RADIUS outpost (network.outposts.radius)", restartUnits: [] }));

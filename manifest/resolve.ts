@@ -165,6 +165,8 @@ export function resolveService(
     ...(runsRadius ? ["radius_shared_secret"] : []),
     ...(kind === "nextcloud" ? ["admin_password"] : []),
     ...(runsPgadmin ? ["pgadmin_password"] : []),
+    // pgAdmin on a PostgreSQL host logs in to it as its own role (nixos/lib/postgresql.nix adminSetup).
+    ...(runsPgadmin && kind === "postgresql" ? ["pgadmin_db_password"] : []),
   ];
   return {
     name,

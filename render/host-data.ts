@@ -9,7 +9,7 @@
  * The JSON shape is the option tree `nixmox.*` declared by nixos/core.nix and nixos/services/<kind>.nix; the
  * host's flake assigns the parsed file to `config.nixmox`, so the NixOS module system type-checks every key.
  */
-import { ManifestError, ldapOutpostPort, outpostTokenDir, radiusOutpostPort, type Problem } from "../manifest";
+import { ManifestError, ldapOutpostPort, outpostTokenDir, pgadminRole, radiusOutpostPort, type Problem } from "../manifest";
 import { kindSpecs } from "../manifest/kinds";
 import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, SecretPlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
@@ -88,6 +88,8 @@ export interface CaddyData {
 export interface PostgresqlData {
   port: number;
   databases: Array<{ service: string; name: string; owner: string; clientIp: string; credential: string; passwordFile: string }>;
+  /** pgAdmin's own role on this host (it runs pgAdmin), logging in over loopback with a password; null: no pgAdmin. */
+  admin: { role: string; credential: string; passwordFile: string } | null;
 }
 
 export interface DatabaseData {
@@ -390,6 +392,9 @@ function planPostgresqlData(plan: Plan, service: ServicePlan): PostgresqlData {
   const port = ports[0] ?? 5432;
   return {
     port,
+    admin: runsPgadmin(plan, service)
+      ? { role: pgadminRole, credential: "pgadmin-db-password", passwordFile: secretPath(plan, service.name, service.name, "pgadmin_db_password") }
+      : null,
     // One entry per database; the additional databases of an entry share its owner and password.
     databases: databases
       .flatMap((db: DatabasePlan) =>

@@ -220,8 +220,28 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         OAUTH2_CONFIG: { _expr: oauth2 },
       });
       assert.deepEqual(result.unit, {
+        // Review N1: the OAuth2 client (requests, certifi) verifies against the system bundle with the managed CA.
+        environment: { REQUESTS_CA_BUNDLE: "/etc/ssl/certs/ca-certificates.crt", NIX_SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt" },
         serviceConfig: { LoadCredential: { _type: "if", condition: true, content: [`oidc_client_secret:${secretsDir}/postgresql/oidc_client_secret`] } },
         partOf: { _type: "if", condition: true, content: ["postgresql.service"] },
+      });
+    });
+
+    it("postgresql with pgAdmin: pgAdmin's role and the generated secret with its password (review N2)", () => {
+      const data = planHostData(plan, "postgresql");
+      assert.deepEqual(data.postgresql!.admin, { role: "pgadmin", credential: "pgadmin-db-password", passwordFile: `${secretsDir}/postgresql/pgadmin_db_password` });
+      assert.deepEqual(plan.secrets.find((entry) => entry.name === "pgadmin_db_password"), {
+        name: "pgadmin_db_password",
+        configService: "postgresql",
+        service: "postgresql",
+        path: `${secretsDir}/postgresql/pgadmin_db_password`,
+        owner: "root",
+        group: "root",
+        mode: "0400",
+        restartUnits: ["nixmox-postgresql-passwords.service"],
+        generated: true,
+        required: true,
+        description: 'password of pgAdmin\'s PostgreSQL role "pgadmin"',
       });
     });
 

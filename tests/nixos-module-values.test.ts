@@ -10,7 +10,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { exampleManifestData, nixEval, shippedNix } from "./golden/render-fixtures";
+import { loadManifestData } from "../manifest";
+import { exampleManifestData, exampleManifestDir, nixEval, shippedNix } from "./golden/render-fixtures";
 import { moveToSubnet, randomLoopbackSubnet, renderWithConfigs, type RenderedWithConfigs } from "./support/daemons";
 import { seedManifest } from "./support/manifests";
 
@@ -156,6 +157,22 @@ describe("nixos modules: values computed from the rendered host data", function 
       assert.doesNotMatch(rendered.configs.guacamole["nftables.conf"], /dport 4822/);
       const config = evalModule(rendered, "vaultwarden", "core.nix").networking.firewall;
       assert.deepEqual({ tcp: config.allowedTCPPorts, rules: config.extraInputRules }, { tcp: [8080], rules: "" });
+    });
+  });
+
+  describe("postgresql with pgAdmin (review N2)", () => {
+    it("gives the passwords unit pgAdmin's credential, writes the same pg_hba as configs/pg_hba.conf, and refuses an app owner named like pgAdmin's role", async () => {
+      const homelab = renderWithConfigs(await loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix")));
+      const config = evalModule(homelab, "postgresql", "services/postgresql.nix");
+      assert.deepEqual(failedAssertions(config), []);
+      assert.ok(config.systemd.services["nixmox-postgresql-passwords"].serviceConfig.LoadCredential.includes("pgadmin-db-password:/var/lib/nixmox/secrets/postgresql/pgadmin_db_password"));
+      assert.equal(config.services.postgresql.authentication, homelab.configs.postgresql["pg_hba.conf"]);
+      assert.match(config.services.postgresql.authentication, /^host all "pgadmin" 127\.0\.0\.1\/32 scram-sha-256$/m);
+      const raw = (await loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix"))) as Record<string, any>;
+      raw.services.vaultwarden.interface.db.owner = "pgadmin";
+      assert.deepEqual(failedAssertions(evalModule(renderWithConfigs(raw), "postgresql", "services/postgresql.nix")), [
+        'nixmox postgresql: service "postgresql" runs pgAdmin, whose role is "pgadmin", and a database request uses the same owner; give that database another owner (interface.db.owner).',
+      ]);
     });
   });
 
