@@ -34,6 +34,8 @@ export interface KindSpec {
   tcpPorts: number[];
   /** UDP ports the kind always opens (DNS, HTTP/3). */
   udpPorts: number[];
+  /** Health checks of the kind besides its units, run on the host (the plan adds them to every such service). */
+  healthCommands?: Array<{ name: string; phase: "startup" | "liveness"; command: string }>;
 }
 
 const app = (port: number, unit: string, callback: string | null, login: AppLogin = callback === null ? "own" : "oidc"): KindApp => ({
@@ -76,7 +78,18 @@ export const kindSpecs: Record<ServiceKind, KindSpec> = {
     tcpPorts: [],
     udpPorts: [],
   },
-  openbao: { units: ["openbao.service"], apps: { openbao: app(8200, "openbao.service", "/ui/vault/auth/oidc/oidc/callback") }, tcpPorts: [], udpPorts: [] },
+  openbao: {
+    units: ["openbao.service"],
+    apps: { openbao: app(8200, "openbao.service", "/ui/vault/auth/oidc/oidc/callback") },
+    tcpPorts: [],
+    udpPorts: [],
+    // nixos/lib/openbao.nix healthScript: serving = unsealed and active (a sealed OpenBao is unhealthy, the message
+    // gives the unseal command); the deploy waits only for the new listener, since a restart leaves OpenBao sealed.
+    healthCommands: [
+      { name: "openbao:listening", phase: "startup", command: "/run/current-system/sw/bin/nixmox-openbao-health listening" },
+      { name: "openbao:serving", phase: "liveness", command: "/run/current-system/sw/bin/nixmox-openbao-health serving" },
+    ],
+  },
   mail: { units: ["postfix.service"], apps: {}, tcpPorts: [25, 587], udpPorts: [] },
   pgadmin: { units: ["pgadmin.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
   custom: { units: [], apps: {}, tcpPorts: [], udpPorts: [] },

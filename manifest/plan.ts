@@ -72,6 +72,7 @@ function prefixLength(cidr: string): number {
 function planHealth(service: ResolvedService, defaults: HealthDefaults): HealthPlan {
   const health = service.health;
   const checks: HealthCheckSpec[] = kindSpecs[service.kind].units.map((unit) => ({ name: `systemd:${unit}`, phase: "both", kind: "systemd", unit }));
+  for (const check of kindSpecs[service.kind].healthCommands ?? []) checks.push({ ...check, kind: "command" });
   if (health?.startup) checks.push({ name: "startup", phase: "startup", kind: "command", command: health.startup });
   if (health?.liveness) checks.push({ name: "liveness", phase: "liveness", kind: "command", command: health.liveness });
   for (const check of health?.checks ?? []) {

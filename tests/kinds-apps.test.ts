@@ -7,6 +7,7 @@
 // also called with the seed's data through tests/support/nixos-stub.nix (nixpkgs' lib and packages stood in): that
 // proves their own wiring and assertion messages, not nixpkgs 25.11's option names or types (each module cites them).
 import assert from "node:assert/strict";
+import { createServer as createHttpServer } from "node:http";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -361,7 +362,8 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const result = evalModule("services/openbao.nix", data, "openbao", `{
         inherit failed;
         inherit (m.config.services.openbao) settings;
-        helper = let p = m.config.environment.systemPackages; in { inherit (p) condition; text = (builtins.head p.content).text; };
+        packages = map (p: p.text) m.config.environment.systemPackages;
+        listener = { inherit (m.config.systemd.services.nixmox-openbao-listener) restartTriggers after script; };
       }`) as Record<string, any>;
       assert.deepEqual(result.failed, []);
       assert.deepEqual(result.settings, {
@@ -371,11 +373,21 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         cluster_addr: "http://127.0.0.1:8201",
         storage: { raft: { path: "/var/lib/openbao", node_id: "openbao" } },
       });
-      assert.equal(result.helper.condition, true);
-      assert.equal(
-        result.helper.text,
+      assert.deepEqual(result.packages, [
+        nixEval(`${openbaoLib}.healthScript { curl = "/nix/store/stub-curl/bin/curl"; address = "10.40.0.20:8200"; }`),
         nixEval(`${openbaoLib}.oidcScript { bao = "/nix/store/stub-openbao/bin/bao"; address = "http://10.40.0.20:8200"; oidc = ${json(data.openbao!.oidc)}; secretFile = "${secretsDir}/openbao/oidc_client_secret"; }`),
-      );
+      ]);
+      // Review N5: a listener change restarts OpenBao although nixpkgs' unit has restartIfChanged = false.
+      assert.deepEqual(result.listener, {
+        restartTriggers: ["10.40.0.20:8200"],
+        after: ["openbao.service"],
+        script: nixEval(`${openbaoLib}.listenerRestartScript { systemctl = "/nix/store/stub-systemd/bin/systemctl"; listener = "10.40.0.20:8200"; stateFile = "/var/lib/nixmox/openbao/listener"; }`),
+      });
+      // The kind's health checks run the helper: the deploy waits for the listener, refresh and status for "serving".
+      assert.deepEqual(plan.services.find((service) => service.name === "openbao")!.health.checks.filter((check) => check.name.startsWith("openbao:")), [
+        { name: "openbao:listening", phase: "startup", kind: "command", command: "/run/current-system/sw/bin/nixmox-openbao-health listening" },
+        { name: "openbao:serving", phase: "liveness", kind: "command", command: "/run/current-system/sw/bin/nixmox-openbao-health serving" },
+      ]);
     });
 
     it("mail: Postfix for the homelab network on 25 and 587, and a human message when a port is closed", () => {
@@ -667,6 +679,58 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const again = run(true);
       assert.equal(again.result.status, 0, again.result.stderr);
       assert.ok(!calls(again.log).some((call) => call[1] === "auth" && call[2] === "enable"), "an enabled method is not enabled again");
+    });
+
+    it("health: passes only when /v1/sys/health says unsealed and active; sealed fails with the unseal command; the startup mode wants any answer (real sh and curl, a stand-in OpenBao)", async () => {
+      let status = 503;
+      const server = createHttpServer((req, res) => {
+        res.writeHead(req.url === "/v1/sys/health" ? status : 404);
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+      const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+      const health = nixEval(`${openbaoLib}.healthScript { curl = "curl"; address = "${address}"; }`) as string;
+      // Asynchronous: the stand-in answers from this process's event loop.
+      const probe = (mode: string) =>
+        new Promise<{ status: number | null; stdout: string }>((resolve) => {
+          const child = spawn("/bin/sh", ["-c", health, "nixmox-openbao-health", mode], { stdio: ["ignore", "pipe", "inherit"] });
+          let stdout = "";
+          child.stdout.on("data", (chunk) => (stdout += chunk));
+          child.on("close", (status) => resolve({ status, stdout }));
+        });
+      try {
+        const sealed = await probe("serving");
+        assert.equal(sealed.status, 1);
+        assert.equal(sealed.stdout, `OpenBao at ${address} is sealed, as after every restart: unseal it with \`BAO_ADDR=http://${address} bao operator unseal\`, once per unseal key up to the threshold\n`);
+        assert.deepEqual(await probe("listening"), { status: 0, stdout: `OpenBao answers at ${address} (HTTP 503)\n` });
+        status = 501;
+        assert.match((await probe("serving")).stdout, /is not initialised: run `BAO_ADDR=http:\/\/127\.0\.0\.1:\d+ bao operator init` once/);
+        status = 429;
+        assert.deepEqual(await probe("serving"), { status: 1, stdout: `OpenBao at ${address} is unsealed but a standby node, not the active one\n` });
+        status = 200;
+        assert.deepEqual(await probe("serving"), { status: 0, stdout: `OpenBao at ${address} is unsealed and active\n` });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+      assert.deepEqual(await probe("listening"), { status: 1, stdout: `OpenBao does not answer at ${address} (see: systemctl status openbao)\n` });
+    });
+
+    it("restarts OpenBao when the listener differs from the one it started with, and only then (real bash, a stand-in systemctl)", () => {
+      const state = path.join(dir, "state", "listener");
+      const systemctl = standIn(dir, "systemctl");
+      const log = path.join(dir, "systemctl-log");
+      const once = (listener: string) =>
+        runBash(nixEval(`${openbaoLib}.listenerRestartScript { systemctl = ${JSON.stringify(systemctl)}; listener = ${JSON.stringify(listener)}; stateFile = ${JSON.stringify(state)}; }`) as string, { LOG: log });
+      writeFileSync(log, "");
+      assert.equal(once("10.40.0.20:8200").status, 0);
+      assert.equal(readFileSync(state, "utf8"), "10.40.0.20:8200\n");
+      assert.equal(once("10.40.0.20:8200").status, 0);
+      assert.deepEqual(calls(log), [], "the first start and an unchanged listener restart nothing");
+      const moved = once("10.40.0.20:8300");
+      assert.equal(moved.status, 0);
+      assert.match(moved.stderr, /the listener changed to 10\.40\.0\.20:8300; restarting openbao\.service, which then starts sealed: unseal it/);
+      assert.deepEqual(calls(log), [["systemctl", "try-restart", "--no-block", "openbao.service"]]);
+      assert.equal(readFileSync(state, "utf8"), "10.40.0.20:8300\n");
     });
 
     it("refuses to run without BAO_TOKEN, saying what to set", () => {

@@ -43,6 +43,7 @@ in
     gawk = package "gawk" "awk";
     postgresql = package "postgresql" "psql";
     curl = package "curl" "curl";
+    systemd = package "systemd" "systemctl";
     transmission_4 = package "transmission-4" "transmission-daemon";
     authentik-outposts = {
       ldap = package "authentik-ldap-outpost" "ldap";
