@@ -18,7 +18,7 @@ import type {
   ServiceKind,
   ServicePlan,
 } from "./plan-types";
-import { authProviderOf, inferredEdges, resolveService, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { authProviderOf, inferredEdges, resolveService, restorableSecrets, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -171,6 +171,9 @@ function planServiceSecrets(service: ResolvedService, serverOf: (host: string) =
     }
     if (service.builtinSecretNames.includes("pgadmin_password")) {
       secrets.push(secret(service.name, "pgadmin_password", service.name, { description: "password of pgAdmin's initial account", restartUnits: ["pgadmin.service"] }));
+    }
+    for (const entry of restorableSecrets[service.kind] ?? []) {
+      secrets.push(secret(service.name, entry.name, service.name, { description: entry.description, restartUnits: units }));
     }
     if (service.builtinSecretNames.includes("pgadmin_db_password")) {
       secrets.push(secret(service.name, "pgadmin_db_password", service.name, { description: `password of pgAdmin's PostgreSQL role "${pgadminRole}"`, restartUnits: [postgresPasswordsUnit] }));

@@ -144,7 +144,8 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       assert.deepEqual(forgejo.oidc!.redirectUris, ["https://git.home.lab/user/oauth2/authentik/callback"]);
       // The module names its login source after oidc.provider; Forgejo's callback path carries that name.
       assert.equal(`${forgejo.publicUrl}${kindSpecs.forgejo.apps.forgejo.callback.replace("{provider}", forgejo.oidc!.provider)}`, forgejo.oidc!.redirectUris[0]);
-      assert.deepEqual(data.secrets, { db_password: db.passwordFile, oidc_client_secret: forgejo.oidc!.clientSecretFile });
+      // secret_key: Forgejo's SECRET_KEY, a stack secret so a restored database can be read (D2).
+      assert.deepEqual(data.secrets, { db_password: db.passwordFile, oidc_client_secret: forgejo.oidc!.clientSecretFile, secret_key: `${secretsDir}/forgejo/secret_key` });
 
       const server = planHostData(plan, "postgresql").postgresql!.databases.filter((entry) => entry.service === "forgejo");
       assert.deepEqual(server, [{ service: "forgejo", name: "forgejo", owner: "forgejo", clientIp: "10.40.0.21", credential: "forgejo-db_password", passwordFile: db.passwordFile }]);
@@ -274,6 +275,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const result = evalModule("services/forgejo.nix", data, "forgejo", `{
         inherit failed;
         inherit (m.config.services.forgejo) database settings;
+        secretKey = m.config.services.forgejo.secrets.security.SECRET_KEY;
         unit = m.config.systemd.services.forgejo;
         retry = { inherit (m.config.systemd.services.nixmox-forgejo-sso-retry) condition; unit = m.config.systemd.services.nixmox-forgejo-sso-retry.content.unitConfig; timer = m.config.systemd.timers.nixmox-forgejo-sso-retry.content; };
       }`) as Record<string, any>;
@@ -283,6 +285,17 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         condition: true,
         content: { type: "postgres", host: "10.40.0.11", port: 5432, name: "forgejo", user: "forgejo", passwordFile: `${secretsDir}/forgejo/db_password`, createDatabase: false },
       });
+      // D2: the stack secret replaces the key nixpkgs would generate into the state directory.
+      assert.deepEqual(result.secretKey, { _type: "if", condition: true, content: { _type: "override", priority: 50, content: `${secretsDir}/forgejo/secret_key` } });
+      assert.deepEqual(
+        plan.secrets.filter((entry) => ["secret_key", "grafana_secret_key", "grafana_admin_password"].includes(entry.name)).map((entry) => [entry.service, entry.name, entry.generated, entry.restartUnits]),
+        [
+          ["authentik", "secret_key", true, kindSpecs.authentik.units],
+          ["forgejo", "secret_key", true, ["forgejo.service"]],
+          ["monitoring", "grafana_admin_password", true, kindSpecs.monitoring.units],
+          ["monitoring", "grafana_secret_key", true, kindSpecs.monitoring.units],
+        ],
+      );
       assert.deepEqual(result.settings, {
         server: { HTTP_ADDR: "10.40.0.21", HTTP_PORT: 3000, SSH_DOMAIN: "forgejo.home.lab", SSH_PORT: 22, DOMAIN: "git.home.lab", ROOT_URL: "https://git.home.lab/" },
         session: { COOKIE_SECURE: true },

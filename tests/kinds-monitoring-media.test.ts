@@ -176,7 +176,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
         grafana = { inherit (m.config.services.grafana.settings.server) http_addr http_port root_url; inherit (m.config.services.grafana.settings.security) admin_password; };
         credentials = m.config.systemd.services.grafana.serviceConfig.LoadCredential;
         grafanaAfter = m.config.systemd.services.grafana.after;
-        secretsUnit = { inherit (m.config.systemd.services.nixmox-grafana-secrets) requiredBy before; };
+        generatesOnHost = m.config.systemd.services ? nixmox-grafana-secrets;
         loki = m.config.services.loki.configuration.server.http_listen_port;
         promtail = (builtins.head m.config.services.promtail.configuration.clients).url;
       }`);
@@ -187,13 +187,14 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
         alertmanager: { listenAddress: "10.40.0.18", port: 9093, extraFlags: ["--cluster.listen-address="] },
         grafana: { http_addr: "10.40.0.18", http_port: 3000, root_url: "https://grafana.home.lab/", admin_password: "$__file{/run/credentials/grafana.service/admin_password}" },
         credentials: [
-          "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
-          "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
+          `secret_key:${secrets}/monitoring/grafana_secret_key`,
+          `admin_password:${secrets}/monitoring/grafana_admin_password`,
           `db_password:${secrets}/monitoring/db_password`,
           `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
         ],
         grafanaAfter: ["network-online.target"],
-        secretsUnit: { requiredBy: ["grafana.service"], before: ["grafana.service"] },
+        // Nothing is generated on the host any more: both values are stack secrets (D2).
+        generatesOnHost: false,
         loki: 3100,
         promtail: "http://10.40.0.18:3100/loki/api/v1/push",
       });
@@ -369,10 +370,11 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     it("loads exactly the credentials Grafana's $__file{} references read, from the host's secret files", () => {
       const settings = JSON.stringify(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()} "authentik Admins"`));
       const referenced = [...settings.matchAll(/\$__file\{\/run\/credentials\/grafana\.service\/([a-z_]+)\}/g)].map((match) => match[1]).sort();
-      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} "/var/lib/nixmox/generated/grafana"`) as string[];
+      const stackSecrets = json(planHostData(plan, "monitoring").secrets);
+      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} ${stackSecrets}`) as string[];
       assert.deepEqual(loaded, [
-        "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
-        "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
+        `secret_key:${secrets}/monitoring/grafana_secret_key`,
+        `admin_password:${secrets}/monitoring/grafana_admin_password`,
         `db_password:${secrets}/monitoring/db_password`,
         `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
       ]);

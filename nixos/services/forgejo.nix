@@ -78,6 +78,10 @@ in
 
     services.forgejo = {
       enable = true;
+      # Forgejo encrypts two-factor secrets and stored credentials in its database with SECRET_KEY. nixpkgs generates
+      # it into the state directory at the first start (services.forgejo.secrets, no mkDefault, hence mkForce); the
+      # stack secret `secret_key` takes its place, so a restore of the database to a new container can read them (D2).
+      secrets.security.SECRET_KEY = lib.mkIf (config.nixmox.secrets ? secret_key) (lib.mkForce config.nixmox.secrets.secret_key);
       database = mkIf (db != null) {
         type = "postgres";
         host = db.host;
