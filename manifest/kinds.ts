@@ -35,7 +35,7 @@ export interface KindSpec {
   /** UDP ports the kind always opens (DNS, HTTP/3). */
   udpPorts: number[];
   /** Health checks of the kind besides its units, run on the host (the plan adds them to every such service). */
-  healthCommands?: Array<{ name: string; phase: "startup" | "liveness"; command: string }>;
+  healthCommands?: Array<{ name: string; phase: "startup" | "liveness" | "both"; command: string }>;
 }
 
 const app = (port: number, unit: string, callback: string | null, login: AppLogin = callback === null ? "own" : "oidc"): KindApp => ({
@@ -53,8 +53,22 @@ export const kindSpecs: Record<ServiceKind, KindSpec> = {
   authentik: { units: ["authentik.service", "authentik-worker.service"], apps: { authentik: app(9000, "authentik.service", null) }, tcpPorts: [], udpPorts: [] },
   vaultwarden: { units: ["vaultwarden.service"], apps: { vaultwarden: app(8222, "vaultwarden.service", "/identity/connect/oidc-signin") }, tcpPorts: [], udpPorts: [] },
   guacamole: { units: ["guacamole-server.service", "tomcat.service"], apps: { guacamole: app(8080, "tomcat.service", "/guacamole/") }, tcpPorts: [], udpPorts: [] },
-  forgejo: { units: ["forgejo.service"], apps: { forgejo: app(3000, "forgejo.service", "/user/oauth2/{provider}/callback") }, tcpPorts: [], udpPorts: [] },
-  nextcloud: { units: ["phpfpm-nextcloud.service", "nginx.service"], apps: { nextcloud: app(80, "nginx.service", "/apps/user_oidc/code") }, tcpPorts: [], udpPorts: [] },
+  forgejo: {
+    units: ["forgejo.service"],
+    apps: { forgejo: app(3000, "forgejo.service", "/user/oauth2/{provider}/callback") },
+    tcpPorts: [],
+    udpPorts: [],
+    // nixos/lib/forgejo.nix ssoCheckScript: a login reaches the SSO provider (passes until the provider knows the client).
+    healthCommands: [{ name: "forgejo:sso-login", phase: "both", command: "/run/current-system/sw/bin/nixmox-forgejo-sso-check" }],
+  },
+  nextcloud: {
+    units: ["phpfpm-nextcloud.service", "nginx.service"],
+    apps: { nextcloud: app(80, "nginx.service", "/apps/user_oidc/code") },
+    tcpPorts: [],
+    udpPorts: [],
+    // nixos/lib/nextcloud.nix ssoCheckScript: user_oidc has the provider (passes until the provider knows the client).
+    healthCommands: [{ name: "nextcloud:sso-login", phase: "both", command: "/run/current-system/sw/bin/nixmox-nextcloud-sso-check" }],
+  },
   monitoring: {
     units: ["prometheus.service", "grafana.service", "alertmanager.service", "loki.service", "promtail.service"],
     apps: {

@@ -311,7 +311,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         `${forgejoLib}.sourceScript { forgejo = "/nix/store/stub-forgejo/bin/forgejo"; awk = "/nix/store/stub-gawk/bin/awk"; psql = "/nix/store/stub-postgresql/bin/psql"; name = "authentik"; oidc = ${json(data.forgejo!.oidc)}; db = ${json(data.forgejo!.database)}; sqlFile = "/nix/store/stub-nixmox-forgejo-oidc-secret.sql"; dbCredential = "nixmox_db_password"; pendingFile = "/var/lib/forgejo/nixmox-oidc-source-pending"; }`,
       );
       assert.deepEqual(result.unit.content.preStart, { _type: "order", priority: 1500, content: preStart });
-      assert.deepEqual(result.retry, { condition: true, unit: { ConditionPathExists: "/var/lib/forgejo/nixmox-oidc-source-pending" }, timer: { wantedBy: ["timers.target"], timerConfig: { OnCalendar: "*:0/5" } } });
+      assert.deepEqual(result.retry, { condition: true, unit: { ConditionPathExists: "/var/lib/forgejo/nixmox-oidc-source-pending" }, timer: { wantedBy: ["timers.target"], timerConfig: { OnCalendar: "*:*:0/10" } } });
     });
 
     it("forgejo: fails with human messages for a closed port and a username claim Forgejo cannot use", () => {
@@ -352,6 +352,9 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       assert.deepEqual(result.oidc.content.serviceConfig, {
         Type: "oneshot",
         RemainAfterExit: true,
+        // Tried again when the upsert fails (the database not reachable yet); no Nextcloud restart is needed after it.
+        Restart: "on-failure",
+        RestartSec: "15s",
         User: "nextcloud",
         LoadCredential: [`oidc_client_secret:${secretsDir}/nextcloud/oidc_client_secret`, `dbpass:${secretsDir}/nextcloud/db_password`],
       });
@@ -499,6 +502,45 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       ]);
     });
 
+    it("the \"can log in\" check: passes until the provider knows the client, then only when Forgejo sends logins to its authorization endpoint (real sh and curl, stand-in HTTP servers)", async () => {
+      let discovery = 404;
+      let login: { status: number; location?: string } = { status: 404 };
+      const server = createHttpServer((req, res) => {
+        if (req.url === "/application/o/forgejo/.well-known/openid-configuration") res.writeHead(discovery);
+        else if (req.url === "/user/oauth2/authentik") res.writeHead(login.status, login.location ? { Location: login.location } : {});
+        else res.writeHead(500);
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+      const port = (server.address() as { port: number }).port;
+      const base = `http://127.0.0.1:${port}`;
+      const oidc = { ...planHostData(plan, "forgejo").forgejo!.oidc!, issuer: `${base}/application/o/forgejo/`, authorizationEndpoint: `${base}/application/o/authorize/` };
+      const script = nixEval(`${forgejoLib}.ssoCheckScript { curl = "curl"; listen = { address = "127.0.0.1"; port = ${port}; }; name = "authentik"; oidc = ${json(oidc)}; }`) as string;
+      const check = () =>
+        new Promise<{ status: number | null; stdout: string }>((resolve) => {
+          const child = spawn("/bin/sh", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+          let stdout = "";
+          child.stdout.on("data", (chunk) => (stdout += chunk));
+          child.on("close", (status) => resolve({ status, stdout }));
+        });
+      try {
+        const early = await check();
+        assert.equal(early.status, 0);
+        assert.match(early.stdout, /does not serve .*openid-configuration yet \(its application is created after this host's rebuild\)/);
+        discovery = 200;
+        const broken = await check();
+        assert.equal(broken.status, 1);
+        assert.match(broken.stdout, /does not send users to the SSO provider \(got: 404 \)/);
+        login = { status: 307, location: `${base}/application/o/authorize/?client_id=someone-else&state=x` };
+        assert.equal((await check()).status, 1, "another client's redirect is no login");
+        login = { status: 307, location: `${base}/application/o/authorize/?client_id=forgejo&redirect_uri=x&state=y` };
+        const works = await check();
+        assert.deepEqual(works, { status: 0, stdout: `nixmox forgejo: ${base}/user/oauth2/authentik sends users to ${base}/application/o/authorize/\n` });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+
     describe("the preStart fragment, run by bash against stand-ins", () => {
       let dir: string;
       let script: string;
@@ -615,6 +657,39 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
   });
 
   describe("lib/nextcloud.nix", () => {
+    it("the \"can log in\" check: passes until the provider knows the client, then only when user_oidc stored the provider (real sh and curl, a stand-in systemctl)", async () => {
+      let discovery = 404;
+      const server = createHttpServer((req, res) => {
+        res.writeHead(req.url === "/application/o/nextcloud/.well-known/openid-configuration" ? discovery : 500);
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const work = tempDir("nextcloud-sso");
+      const systemctl = standIn(work, "systemctl", '[ -n "$ACTIVE" ]');
+      const oidc = { ...planHostData(plan, "nextcloud").nextcloud!.oidc!, issuer: `${base}/application/o/nextcloud/` };
+      const script = nixEval(`${nextcloudLib}.ssoCheckScript { curl = "curl"; systemctl = ${JSON.stringify(systemctl)}; oidc = ${json(oidc)}; }`) as string;
+      const check = (active: boolean) =>
+        new Promise<{ status: number | null; stdout: string }>((resolve) => {
+          const child = spawn("/bin/sh", ["-c", script], { stdio: ["ignore", "pipe", "inherit"], env: { PATH: process.env.PATH, LOG: path.join(work, "log"), ACTIVE: active ? "1" : "" } });
+          let stdout = "";
+          child.stdout.on("data", (chunk) => (stdout += chunk));
+          child.on("close", (status) => resolve({ status, stdout }));
+        });
+      try {
+        assert.equal((await check(false)).status, 0, "before the provider has the application");
+        discovery = 200;
+        const missing = await check(false);
+        assert.equal(missing.status, 1);
+        assert.match(missing.stdout, /user_oidc has no provider yet: nextcloud-oidc-provider\.service is not active/);
+        assert.deepEqual(await check(true), { status: 0, stdout: "nixmox nextcloud: user_oidc has the provider authentik; logins go to https://auth.home.lab/application/o/authorize/\n" });
+        assert.deepEqual(calls(path.join(work, "log")).at(-1), ["systemctl", "is-active", "--quiet", "nextcloud-oidc-provider.service"]);
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+        rmSync(work, { recursive: true, force: true });
+      }
+    });
+
     it("runs occ user_oidc:provider with the seed's client and the secret's path, never the secret", () => {
       const oidc = planHostData(plan, "nextcloud").nextcloud!.oidc!;
       const dir = tempDir("nextcloud");
