@@ -36,6 +36,8 @@ export function renderPlanJson(plan: Plan): string {
       resources: service.resources,
       ports: service.ports,
       udpPorts: service.udpPorts,
+      publicPorts: service.publicPorts,
+      firewall: service.firewall,
       sshPort: service.sshPort,
       tags: service.tags,
       nixosModules: service.nixosModules,

@@ -85,7 +85,10 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
       // The DNS service cannot resolve through itself before its first rebuild has started Unbound, and that
       // rebuild downloads nixpkgs: it gets the upstream forwarders instead (review R9; NixOS later writes its
       // resolv.conf with its own Unbound first, nixos/lib/resolv.nix).
-      dns: { domain: plan.network.domain, servers: service.ip === plan.network.dnsServer ? [...plan.network.dns.forwarders] : [plan.network.dnsServer] },
+      dns: {
+        domain: plan.network.domain,
+        servers: service.ip === plan.network.dnsServer ? [...plan.network.dns.forwarders] : [plan.network.dnsServer, ...plan.network.fallbackDnsServers],
+      },
       userAccount: { keys: sortedKeys(manifestKeys, inputs.deployPublicKey) },
     },
     startOnBoot: service.onboot,

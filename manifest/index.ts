@@ -1,5 +1,5 @@
 export { defaultManifestPath, formatNixError, loadManifest, loadManifestData, loadPlan } from "./load";
-export { authentikOutpostPort, defaultBaseDn, ldapOutpostPort, outpostTokenDir, outpostUnit, planManifest, postgresPasswordsUnit, radiusOutpostPort, secretsDir } from "./plan";
+export { authentikOutpostPort, defaultBaseDn, ldapOutpostPort, outpostTokenDir, outpostUnit, pgadminRole, planManifest, postgresPasswordsUnit, radiusOutpostPort, secretsDir } from "./plan";
 export { appOfRoute, kindSpecs, type KindSpec } from "./kinds";
 export * from "./plan-types";
 export { ManifestError, formatProblem, type Problem } from "./problems";

@@ -15,7 +15,15 @@ export interface KindApp {
   unit: string;
   /** Path of the app's OIDC callback on its route's origin; `{provider}` is the SSO provider's service name. */
   callback: string;
+  /**
+   * How users log in to the app itself: "oidc" (it can be an OIDC client), "own" (its own accounts only) or "none"
+   * (no login at all: whoever reaches it uses it). A route to an app that cannot do OIDC never inherits the service's
+   * `auth: oidc`, and a route to an app without a login gets forward auth by default (resolve.ts routeAuth).
+   */
+  login: AppLogin;
 }
+
+export type AppLogin = "oidc" | "own" | "none";
 
 export interface KindSpec {
   /** systemd units that must be active (default health checks) and that a changed secret restarts. */
@@ -26,27 +34,48 @@ export interface KindSpec {
   tcpPorts: number[];
   /** UDP ports the kind always opens (DNS, HTTP/3). */
   udpPorts: number[];
+  /** Health checks of the kind besides its units, run on the host (the plan adds them to every such service). */
+  healthCommands?: Array<{ name: string; phase: "startup" | "liveness" | "both"; command: string }>;
 }
 
-const app = (port: number, unit: string, callback = "/"): KindApp => ({ port, unit, callback });
+const app = (port: number, unit: string, callback: string | null, login: AppLogin = callback === null ? "own" : "oidc"): KindApp => ({
+  port,
+  unit,
+  callback: callback ?? "/",
+  login,
+});
 
 export const kindSpecs: Record<ServiceKind, KindSpec> = {
   dns: { units: ["unbound.service"], apps: {}, tcpPorts: [53], udpPorts: [53] },
   caddy: { units: ["caddy.service"], apps: {}, tcpPorts: [80, 443], udpPorts: [443] },
   // The database port comes from its clients' interface.db.port (plan.ts); pgAdmin runs when the host has a route.
   postgresql: { units: ["postgresql.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
-  authentik: { units: ["authentik.service", "authentik-worker.service"], apps: { authentik: app(9000, "authentik.service") }, tcpPorts: [], udpPorts: [] },
+  authentik: { units: ["authentik.service", "authentik-worker.service"], apps: { authentik: app(9000, "authentik.service", null) }, tcpPorts: [], udpPorts: [] },
   vaultwarden: { units: ["vaultwarden.service"], apps: { vaultwarden: app(8222, "vaultwarden.service", "/identity/connect/oidc-signin") }, tcpPorts: [], udpPorts: [] },
   guacamole: { units: ["guacamole-server.service", "tomcat.service"], apps: { guacamole: app(8080, "tomcat.service", "/guacamole/") }, tcpPorts: [], udpPorts: [] },
-  forgejo: { units: ["forgejo.service"], apps: { forgejo: app(3000, "forgejo.service", "/user/oauth2/{provider}/callback") }, tcpPorts: [], udpPorts: [] },
-  nextcloud: { units: ["phpfpm-nextcloud.service", "nginx.service"], apps: { nextcloud: app(80, "nginx.service", "/apps/user_oidc/code") }, tcpPorts: [], udpPorts: [] },
+  forgejo: {
+    units: ["forgejo.service"],
+    apps: { forgejo: app(3000, "forgejo.service", "/user/oauth2/{provider}/callback") },
+    tcpPorts: [],
+    udpPorts: [],
+    // nixos/lib/forgejo.nix ssoCheckScript: a login reaches the SSO provider (passes until the provider knows the client).
+    healthCommands: [{ name: "forgejo:sso-login", phase: "both", command: "/run/current-system/sw/bin/nixmox-forgejo-sso-check" }],
+  },
+  nextcloud: {
+    units: ["phpfpm-nextcloud.service", "nginx.service"],
+    apps: { nextcloud: app(80, "nginx.service", "/apps/user_oidc/code") },
+    tcpPorts: [],
+    udpPorts: [],
+    // nixos/lib/nextcloud.nix ssoCheckScript: user_oidc has the provider (passes until the provider knows the client).
+    healthCommands: [{ name: "nextcloud:sso-login", phase: "both", command: "/run/current-system/sw/bin/nixmox-nextcloud-sso-check" }],
+  },
   monitoring: {
     units: ["prometheus.service", "grafana.service", "alertmanager.service", "loki.service", "promtail.service"],
     apps: {
-      prometheus: app(9090, "prometheus.service"),
+      prometheus: app(9090, "prometheus.service", null, "none"),
       grafana: app(3000, "grafana.service", "/login/generic_oauth"),
-      alertmanager: app(9093, "alertmanager.service"),
-      loki: app(3100, "loki.service"),
+      alertmanager: app(9093, "alertmanager.service", null, "none"),
+      loki: app(3100, "loki.service", null, "none"),
     },
     tcpPorts: [],
     udpPorts: [],
@@ -55,15 +84,26 @@ export const kindSpecs: Record<ServiceKind, KindSpec> = {
     units: ["jellyfin.service", "sonarr.service", "radarr.service", "prowlarr.service", "transmission.service"],
     apps: {
       jellyfin: app(8096, "jellyfin.service", "/sso/OID/redirect/{provider}"),
-      sonarr: app(8989, "sonarr.service"),
-      radarr: app(7878, "radarr.service"),
-      prowlarr: app(9696, "prowlarr.service"),
-      transmission: app(9091, "transmission.service"),
+      sonarr: app(8989, "sonarr.service", null),
+      radarr: app(7878, "radarr.service", null),
+      prowlarr: app(9696, "prowlarr.service", null),
+      transmission: app(9091, "transmission.service", null, "none"),
     },
     tcpPorts: [],
     udpPorts: [],
   },
-  openbao: { units: ["openbao.service"], apps: { openbao: app(8200, "openbao.service", "/ui/vault/auth/oidc/oidc/callback") }, tcpPorts: [], udpPorts: [] },
+  openbao: {
+    units: ["openbao.service"],
+    apps: { openbao: app(8200, "openbao.service", "/ui/vault/auth/oidc/oidc/callback") },
+    tcpPorts: [],
+    udpPorts: [],
+    // nixos/lib/openbao.nix healthScript: serving = unsealed and active (a sealed OpenBao is unhealthy, the message
+    // gives the unseal command); the deploy waits only for the new listener, since a restart leaves OpenBao sealed.
+    healthCommands: [
+      { name: "openbao:listening", phase: "startup", command: "/run/current-system/sw/bin/nixmox-openbao-health listening" },
+      { name: "openbao:serving", phase: "liveness", command: "/run/current-system/sw/bin/nixmox-openbao-health serving" },
+    ],
+  },
   mail: { units: ["postfix.service"], apps: {}, tcpPorts: [25, 587], udpPorts: [] },
   pgadmin: { units: ["pgadmin.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
   custom: { units: [], apps: {}, tcpPorts: [], udpPorts: [] },

@@ -196,6 +196,10 @@ export interface ServicePlan {
   ports: number[];
   /** UDP ports the firewall opens (the kind's: DNS, HTTP/3). */
   udpPorts: number[];
+  /** The manifest's public_ports: open to every address. */
+  publicPorts: number[];
+  /** Who may open each TCP and UDP port (firewall.ts): the proxy, a port's consumers, everyone, or nobody but the host. */
+  firewall: FirewallRulePlan[];
   sshPort: number;
   /** Services this one boots after (hard edges: declared and inferred), sorted. */
   dependsOn: string[];
@@ -212,9 +216,21 @@ export interface ServicePlan {
   secrets: SecretPlan[];
 }
 
+/** One port of a host and the sources its firewall accepts (manifest/firewall.ts). */
+export interface FirewallRulePlan {
+  protocol: "tcp" | "udp";
+  port: number;
+  /** null: every address; else the IPv4 addresses or CIDRs allowed, sorted (empty: only the host itself). */
+  from: string[] | null;
+  /** Why the port is open to them, e.g. "route vault.nixmox.lan", "database vaultwarden", "public_ports". */
+  reasons: string[];
+}
+
 export interface NetworkPlan {
   domain: string;
   dnsServer: string;
+  /** Resolvers asked when dnsServer does not answer (manifest network.fallback_dns_servers), in order. */
+  fallbackDnsServers: string[];
   gateway: string;
   networkCidr: string;
   prefixLength: number;

@@ -2,6 +2,7 @@
  * Manifest → plan: pure functions, no Pulumi and no I/O. The plan is sorted and complete, so everything
  * downstream (render, components, CLI views) is deterministic for the same manifest.
  */
+import { planFirewall } from "./firewall";
 import { appOfRoute, kindSpecs } from "./kinds";
 import type {
   AuthClientPlan,
@@ -17,7 +18,7 @@ import type {
   ServiceKind,
   ServicePlan,
 } from "./plan-types";
-import { authProviderOf, inferredEdges, resolveService, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { authProviderOf, inferredEdges, resolveService, restorableSecrets, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -34,6 +35,9 @@ export const radiusOutpostPort = 1812;
  * whose undeclared files it removes), and the unit of each outpost (nixos/services/authentik-outposts.nix). */
 export const outpostTokenDir = "/var/lib/nixmox/outposts";
 export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
+
+/** The PostgreSQL role pgAdmin logs in as on its own PostgreSQL host (over loopback, with the secret pgadmin_db_password). */
+export const pgadminRole = "pgadmin";
 
 /** The oneshot unit on the PostgreSQL host that (re)sets role passwords from the secret files. */
 export const postgresPasswordsUnit = "nixmox-postgresql-passwords.service";
@@ -68,6 +72,7 @@ function prefixLength(cidr: string): number {
 function planHealth(service: ResolvedService, defaults: HealthDefaults): HealthPlan {
   const health = service.health;
   const checks: HealthCheckSpec[] = kindSpecs[service.kind].units.map((unit) => ({ name: `systemd:${unit}`, phase: "both", kind: "systemd", unit }));
+  for (const check of kindSpecs[service.kind].healthCommands ?? []) checks.push({ ...check, kind: "command" });
   if (health?.startup) checks.push({ name: "startup", phase: "startup", kind: "command", command: health.startup });
   if (health?.liveness) checks.push({ name: "liveness", phase: "liveness", kind: "command", command: health.liveness });
   for (const check of health?.checks ?? []) {
@@ -166,6 +171,12 @@ function planServiceSecrets(service: ResolvedService, serverOf: (host: string) =
     }
     if (service.builtinSecretNames.includes("pgadmin_password")) {
       secrets.push(secret(service.name, "pgadmin_password", service.name, { description: "password of pgAdmin's initial account", restartUnits: ["pgadmin.service"] }));
+    }
+    for (const entry of restorableSecrets[service.kind] ?? []) {
+      secrets.push(secret(service.name, entry.name, service.name, { description: entry.description, restartUnits: units }));
+    }
+    if (service.builtinSecretNames.includes("pgadmin_db_password")) {
+      secrets.push(secret(service.name, "pgadmin_db_password", service.name, { description: `password of pgAdmin's PostgreSQL role "${pgadminRole}"`, restartUnits: [postgresPasswordsUnit] }));
     }
     if (service.builtinSecretNames.includes("radius_shared_secret")) {
       secrets.push(secret(service.name, "radius_shared_secret", service.name, { description: "shared secret of the RADIUS outpost (network.outposts.radius)", restartUnits: [] }));
@@ -371,7 +382,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
 
   // Ports follow from what runs: the kind's own, each app's listen port, every route's upstream port on the upstream
   // host, the PostgreSQL port on the database host; the manifest's ports add anything else.
-  const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...kindSpecs[service.kind].tcpPorts])]));
+  const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...service.publicPorts, ...kindSpecs[service.kind].tcpPorts])]));
   for (const service of enabled) {
     const apps = kindSpecs[service.kind].apps;
     const routed = new Set(service.routes.map((route) => appOfRoute(service.kind, route.name)));
@@ -429,6 +440,9 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       tags: service.tags,
       ports: [...tcpPorts.get(service.name)!].filter((port) => port !== service.sshPort).sort((a, b) => a - b),
       udpPorts: [...kindSpecs[service.kind].udpPorts, ...(outposts.some((o) => o.type === "radius" && o.provider === service.name) ? [radiusOutpostPort] : [])].sort((a, b) => a - b),
+      publicPorts: service.publicPorts,
+      // Filled below, once every host's ports are known.
+      firewall: [],
       sshPort: service.sshPort,
       dependsOn: dependsOn.get(service.name) ?? [],
       ssoProviders: ssoProviders.get(service.name) ?? [],
@@ -441,10 +455,22 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     };
   });
 
+  const firewall = planFirewall({
+    services: services.map((service) => ({ ...service, declaredPorts: byName.get(service.name)!.ports })),
+    routes,
+    databases,
+    outposts,
+    edges,
+    outpostPorts: { ldap: ldapOutpostPort, radius: radiusOutpostPort },
+  });
+  for (const service of services) service.firewall = firewall.rules.get(service.name) ?? [];
+  warnings.push(...firewall.warnings);
+
   return {
     network: {
       domain: network.domain,
       dnsServer: network.dns_server,
+      fallbackDnsServers: [...new Set(network.fallback_dns_servers)].filter((server) => server !== network.dns_server),
       gateway: network.gateway,
       networkCidr: network.network_cidr,
       prefixLength: prefixLength(network.network_cidr),

@@ -67,6 +67,14 @@ export const networkSchema = z
   .strictObject({
     domain: dnsName().describe("Domain of the homelab; short hostnames get it appended."),
     dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
+    fallback_dns_servers: z
+      .array(ipv4)
+      .max(2)
+      .default([])
+      .describe(
+        "NixMox extension: resolvers every container asks, in order, when dns_server does not answer (resolv.conf holds three in all), so a restart " +
+          "of the DNS container is no outage: a second service of kind dns (it answers the homelab's names too), or the gateway (outside names only). Default: none.",
+      ),
     gateway: ipv4.describe("Default gateway; must lie inside network_cidr."),
     network_cidr: cidr.describe("The containers' subnet; every service ip and the gateway must lie inside it."),
     vlan_tag: z
@@ -327,7 +335,20 @@ export const serviceSchema = z
     onboot: z.boolean().default(true).describe("Start the container when the Proxmox node boots."),
     start: z.boolean().default(true).describe("Start the container after creation."),
     depends_on: z.array(z.string()).default([]).describe("Services deployed (and healthy) before this one."),
-    ports: z.array(port).default([]).describe("TCP ports opened in the container's firewall (SSH is always open)."),
+    ports: z
+      .array(port)
+      .default([])
+      .describe(
+        "TCP ports the service listens on. The container's firewall opens each only to who uses it: a route's port to the proxy, a database's port " +
+          "to its clients, the others to the services that list this one in depends_on (SSH is always open). public_ports opens a port to the LAN.",
+      ),
+    public_ports: z
+      .array(port)
+      .default([])
+      .describe(
+        "NixMox extension: TCP ports open to every address (the LAN), such as an app's own port for clients that cannot go through the proxy. " +
+          "Default: none besides the kind's own (the proxy's 80/443, DNS, SMTP, the LDAP outpost).",
+      ),
     stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
     tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
     nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),

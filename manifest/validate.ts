@@ -588,9 +588,18 @@ const crossServiceRules: CrossServiceRule[] = [
         for (const route of service.routes) {
           if (route.ownAuth) problems.push(...providerProblems(context, subject, `${route.field}.auth.provider`, route.ownAuth.provider));
         }
-        const bare = service.routes.some((route) => route.auth === "forward_auth" && route.ownAuth === null);
-        if (bare && !service.auth && (context.authentiks.length > 1 || (context.authentiks.length === 0 && context.allParsed))) {
+        const noProvider = !service.auth && (context.authentiks.length > 1 || (context.authentiks.length === 0 && context.allParsed));
+        const bare = service.routes.filter((route) => route.auth === "forward_auth" && route.ownAuth === null);
+        if (noProvider && bare.some((route) => route.authDefault !== "no-login")) {
           problems.push({ subject, field: "interface.auth", message: 'is needed for forward_auth routes: set interface.auth.provider, or add exactly one enabled service of kind "authentik"' });
+        }
+        // Apps without a login of their own get forward auth by default (resolve.ts routeAuth): say why, and both ways out.
+        for (const route of noProvider ? bare.filter((candidate) => candidate.authDefault === "no-login") : []) {
+          problems.push({
+            subject,
+            field: `${route.field}.auth`,
+            message: `is not set, and the app behind this route has no login of its own, so NixMox protects it with forward auth, which needs exactly one enabled service of kind "authentik" (or interface.auth.provider); add one, or set auth = "none" to leave the app open to everyone who reaches the proxy`,
+          });
         }
         return problems;
       }),

@@ -33,6 +33,7 @@ let
   host = cfg.host;
   shell = import ./lib/shell.nix;
   resolv = import ./lib/resolv.nix;
+  firewallLib = import ./lib/firewall.nix;
   ipv4 = types.strMatching "(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})\\.(0|[1-9][0-9]{0,2})";
   dnsName = types.strMatching "[a-z0-9]([a-z0-9.-]*[a-z0-9])?";
 
@@ -78,12 +79,28 @@ in
       networkCidr = mkOption { type = types.str; description = "The containers' subnet."; };
       gateway = mkOption { type = ipv4; description = "Default gateway."; };
       dnsServer = mkOption { type = ipv4; description = "Resolver (manifest network.dns_server)."; };
+      fallbackDnsServers = mkOption { type = types.listOf ipv4; default = [ ]; description = "Resolvers asked when dnsServer does not answer (manifest network.fallback_dns_servers)."; };
       interface = mkOption {
         type = types.strMatching "[a-z0-9]+";
         default = "eth0";
         description = "Container NIC name; the Pulumi container names net0 like this.";
       };
-      ports = mkOption { type = types.listOf types.port; default = [ ]; description = "TCP ports opened in the firewall."; };
+      ports = mkOption { type = types.listOf types.port; default = [ ]; description = "TCP ports the host's services listen on (firewallRules says who reaches each)."; };
+      firewallRules = mkOption {
+        default = [ ];
+        description = "Who may open each port (manifest/firewall.ts): from = null is every address, a list only those sources, [ ] only this host.";
+        type = types.listOf (types.submodule {
+          options = {
+            protocol = mkOption { type = types.enum [ "tcp" "udp" ]; description = "Transport protocol."; };
+            port = mkOption { type = types.port; description = "Port on this host."; };
+            from = mkOption {
+              type = types.nullOr (types.listOf (types.strMatching "[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?"));
+              description = "Source IPv4 addresses or CIDRs; null: every address.";
+            };
+            reasons = mkOption { type = types.listOf (types.strMatching "[^\n]*"); default = [ ]; description = "Why the port is open (a comment in the rules)."; };
+          };
+        });
+      };
       firewall = mkOption {
         type = types.enum [ "nftables" "proxmox" ];
         default = "nftables";
@@ -204,12 +221,17 @@ in
       # The reverse-path filter adds nothing here: one interface, and Proxmox's bridge decides what reaches it.
       # network.firewall = "proxmox" turns it off inside and leaves filtering to the Proxmox firewall.
       nftables.enable = host.firewall == "nftables";
+      # The gate behind forward auth: a port is open to every address only when the manifest makes it public
+      # (public_ports, the kind's own such as the proxy's 443); a route's port only to the proxy, a database's only
+      # to its clients (manifest/firewall.ts, rules in ./lib/firewall.nix). So http://<app ip>:<port> does not
+      # bypass the proxy's login. `nixmox render --configs` writes the resulting table as configs/nftables.conf.
       firewall = {
         enable = host.firewall == "nftables";
         checkReversePath = false;
         logRefusedConnections = false;
-        allowedTCPPorts = host.ports;
-        allowedUDPPorts = host.udpPorts;
+        allowedTCPPorts = firewallLib.publicPorts "tcp" host;
+        allowedUDPPorts = firewallLib.publicPorts "udp" host;
+        extraInputRules = firewallLib.inputRules host;
       };
     };
 

@@ -1,6 +1,6 @@
 /**
  * `nixmox render --configs`: the daemon configuration files a host's NixOS modules will produce (Caddyfile,
- * unbound.conf, pg_hba.conf and the PostgreSQL setup script), for reading before a deploy and for the tests
+ * unbound.conf, pg_hba.conf and the PostgreSQL setup script, resolv.conf, the nftables firewall), for reading before a deploy and for the tests
  * that feed them to the real daemons.
  *
  * Nothing here knows a config format. Each file comes from the `configFiles` function of the host's own
@@ -16,12 +16,12 @@ import type { ServiceKind } from "../manifest/plan-types";
 import type { RenderedHost } from "./host";
 
 /** The shipped builders (paths under nixos/) whose `configFiles` give a host's files: the core module's
- * (every host) and its kind's daemon files. */
-export const configBuilders: Partial<Record<ServiceKind | "core", string>> = {
-  core: "lib/resolv.nix",
-  caddy: "lib/caddy.nix",
-  dns: "lib/dns.nix",
-  postgresql: "lib/postgresql.nix",
+ * (every host: resolv.conf, the nftables firewall) and its kind's daemon files. */
+export const configBuilders: Partial<Record<ServiceKind | "core", string[]>> = {
+  core: ["lib/resolv.nix", "lib/firewall.nix"],
+  caddy: ["lib/caddy.nix"],
+  dns: ["lib/dns.nix"],
+  postgresql: ["lib/postgresql.nix"],
 };
 
 /** File name → content; empty for kinds without a builder. */
@@ -36,7 +36,7 @@ function hostKind(host: RenderedHost): ServiceKind {
 
 /** Evaluates the host's builders on its host.json with nix-instantiate. */
 export function renderHostConfigs(host: RenderedHost): HostConfigs {
-  const builders = [configBuilders.core!, configBuilders[hostKind(host)]].filter((builder): builder is string => builder !== undefined);
+  const builders = [...configBuilders.core!, ...(configBuilders[hostKind(host)] ?? [])];
   const configs: HostConfigs = {};
   for (const builder of builders) Object.assign(configs, evaluateBuilder(host, builder));
   return Object.fromEntries(Object.keys(configs).sort().map((name) => [name, configs[name]]));

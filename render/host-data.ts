@@ -9,7 +9,7 @@
  * The JSON shape is the option tree `nixmox.*` declared by nixos/core.nix and nixos/services/<kind>.nix; the
  * host's flake assigns the parsed file to `config.nixmox`, so the NixOS module system type-checks every key.
  */
-import { ManifestError, ldapOutpostPort, outpostTokenDir, radiusOutpostPort, type Problem } from "../manifest";
+import { ManifestError, ldapOutpostPort, outpostTokenDir, pgadminRole, radiusOutpostPort, type Problem } from "../manifest";
 import { kindSpecs } from "../manifest/kinds";
 import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, SecretPlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
@@ -34,11 +34,15 @@ export interface HostFacts {
   networkCidr: string;
   gateway: string;
   dnsServer: string;
+  /** Resolvers after dnsServer (manifest network.fallback_dns_servers). */
+  fallbackDnsServers: string[];
   interface: string;
   ports: number[];
   udpPorts: number[];
   /** Manifest network.firewall. */
   firewall: "nftables" | "proxmox";
+  /** Who may open each port (manifest/firewall.ts): from null is every address, else these sources only. */
+  firewallRules: Array<{ protocol: "tcp" | "udp"; port: number; from: string[] | null; reasons: string[] }>;
   sshPort: number;
   rootSshKeys: string[];
   stateVersion: string;
@@ -71,6 +75,8 @@ export interface CaddyRouteData {
   tls: RoutePlan["tls"];
   forwardAuthUpstream: string | null;
   extraConfig: string;
+  /** Paths the proxy answers 403 instead of proxying (Loki's push endpoints: only the homelab's hosts push, directly). */
+  blockedPaths: string[];
 }
 
 export interface CaddyData {
@@ -82,6 +88,8 @@ export interface CaddyData {
 export interface PostgresqlData {
   port: number;
   databases: Array<{ service: string; name: string; owner: string; clientIp: string; credential: string; passwordFile: string }>;
+  /** pgAdmin's own role on this host (it runs pgAdmin), logging in over loopback with a password; null: no pgAdmin. */
+  admin: { role: string; credential: string; passwordFile: string } | null;
 }
 
 export interface DatabaseData {
@@ -262,10 +270,12 @@ function planHostFacts(plan: Plan, service: ServicePlan, options: HostDataOption
     networkCidr: plan.network.networkCidr,
     gateway: plan.network.gateway,
     dnsServer: plan.network.dnsServer,
+    fallbackDnsServers: [...plan.network.fallbackDnsServers],
     interface: containerInterface,
     ports: [...service.ports].sort((a, b) => a - b),
     udpPorts: [...service.udpPorts].sort((a, b) => a - b),
     firewall: plan.network.firewall,
+    firewallRules: service.firewall.map((rule) => ({ protocol: rule.protocol, port: rule.port, from: rule.from === null ? null : [...rule.from], reasons: [...rule.reasons] })),
     sshPort: service.sshPort,
     // Sorted: the order of authorized keys means nothing, and must not change the host.
     rootSshKeys: [...(plan.network.sshKeys.root ?? [])].sort(),
@@ -334,6 +344,20 @@ function caRootPem(pem: string): string {
   return normalized;
 }
 
+/**
+ * Loki's push endpoints (HTTP API docs: /loki/api/v1/push, the legacy /api/prom/push, OTLP /otlp/v1/logs), under the
+ * route's path (Loki's http_path_prefix, nixos/lib/monitoring.nix). Through the proxy nobody pushes, logged in or not:
+ * the homelab's hosts push to Loki directly, the only sources its firewall lets in besides the proxy (manifest/firewall.ts).
+ */
+export const lokiPushPaths = ["/loki/api/v1/push", "/api/prom/push", "/otlp/v1/logs"];
+
+function blockedPaths(plan: Plan, route: RoutePlan): string[] {
+  const owner = plan.services.find((candidate) => candidate.name === route.service);
+  if (owner?.kind !== "monitoring" || route.app !== "loki") return [];
+  const prefix = route.path.replace(/\*$/, "").replace(/\/$/, "");
+  return lokiPushPaths.map((pushPath) => `${prefix}${pushPath}`);
+}
+
 function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOptions): CaddyData {
   return {
     ca: options.caRootCertificate === undefined
@@ -352,6 +376,7 @@ function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOption
         tls: route.tls,
         forwardAuthUpstream: route.forwardAuthUpstream,
         extraConfig: route.extraConfig,
+        blockedPaths: blockedPaths(plan, route),
       }))
       .sort((a, b) => byString(a.domain, b.domain) || byString(a.path, b.path) || byString(a.service, b.service) || byString(a.name, b.name)),
   };
@@ -367,6 +392,9 @@ function planPostgresqlData(plan: Plan, service: ServicePlan): PostgresqlData {
   const port = ports[0] ?? 5432;
   return {
     port,
+    admin: runsPgadmin(plan, service)
+      ? { role: pgadminRole, credential: "pgadmin-db-password", passwordFile: secretPath(plan, service.name, service.name, "pgadmin_db_password") }
+      : null,
     // One entry per database; the additional databases of an entry share its owner and password.
     databases: databases
       .flatMap((db: DatabasePlan) =>

@@ -40,7 +40,7 @@ export interface RenderedHost {
 
 /** Shipped files per module (paths under nixos/), including the helpers each one imports. */
 export const shippedFiles: Record<ServiceKind | "core", string[]> = {
-  core: ["core.nix", "lib/resolv.nix", "lib/shell.nix"],
+  core: ["core.nix", "lib/firewall.nix", "lib/resolv.nix", "lib/shell.nix"],
   dns: ["services/dns.nix", "lib/dns.nix"],
   caddy: ["services/caddy.nix", "lib/caddy.nix"],
   postgresql: ["services/postgresql.nix", "lib/postgresql.nix", "lib/shell.nix"],

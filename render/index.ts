@@ -23,5 +23,6 @@ export {
 export { contentHash, hostModules, hostShippedFiles, renderAll, renderHost, shippedFiles, type RenderedHost, type RenderOptions, type RenderSources } from "./host";
 export { defaultNixpkgsPin, defaultStateVersion, resolveNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
 export { fileSources, shippedModulesDir } from "./sources";
+export { StandInCaError, standInCaCertificate, standInCaSubject } from "./stand-in-ca";
 export { stableJson } from "./stable-json";
 export { renderIndexFile, writeRenderedHosts } from "./write";

@@ -132,7 +132,20 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
       writeFileSync(path.join(dir, "credentials", "nixmox_ca_cert"), root.cert);
       writeFileSync(path.join(dir, "credentials", "nixmox_ca_key"), root.key, { mode: 0o600 });
     }
-    const rendered = renderWithConfigs(moveToSubnet(await exampleManifestData(), subnet), root ? { caRootCertificate: root.cert } : {});
+    const raw = moveToSubnet(await exampleManifestData(), subnet);
+    // A monitoring host whose routes set no auth, as the seed's do (review N3).
+    raw.services.monitoring = {
+      ip: `${subnet}.18`,
+      vmid: 918,
+      depends_on: ["caddy"],
+      interface: {
+        proxy: {
+          prometheus: { domain: "prometheus.nixmox.lan", upstream: `${subnet}.18:9090` },
+          loki: { domain: "loki.nixmox.lan", upstream: `${subnet}.18:3100` },
+        },
+      },
+    };
+    const rendered = renderWithConfigs(raw, root ? { caRootCertificate: root.cert } : {});
     const caddyfile = rendered.configs.caddy.Caddyfile;
     assert.equal(caddyfile.includes("pki {"), managedCa);
     writeFileSync(path.join(dir, "Caddyfile"), caddyfile);
@@ -231,5 +244,26 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
     const response = await get("home.nixmox.lan", "/outpost.goauthentik.io/callback?code=1");
     assert.equal(response.body, "authentik");
     assert.equal(seen.get("authentik")!.at(-1)!.path, "/outpost.goauthentik.io/callback?code=1");
+  });
+
+  it("protects a route to an app without a login (Prometheus, no auth in the manifest) with forward auth", async () => {
+    const before = seen.get("monitoring")?.length ?? 0;
+    const response = await get("prometheus.nixmox.lan", "/api/v1/query?query=up");
+    assert.equal(response.status, 302);
+    assert.match(String(response.headers.location), /^https:\/\/auth\.nixmox\.lan\/outpost\.goauthentik\.io\/start/);
+    assert.equal(seen.get("monitoring")?.length ?? 0, before);
+    assert.equal((await get("prometheus.nixmox.lan", "/api/v1/query?query=up", { Cookie: "authentik_session=valid" })).body, "monitoring");
+  });
+
+  it("refuses Loki's push endpoints through the proxy, even with a session, and proxies its queries", async () => {
+    const before = seen.get("monitoring")?.length ?? 0;
+    for (const pushPath of ["/loki/api/v1/push", "/api/prom/push", "/otlp/v1/logs"]) {
+      assert.equal((await get("loki.nixmox.lan", pushPath, { Cookie: "authentik_session=valid" })).status, 403, pushPath);
+    }
+    assert.equal((await get("loki.nixmox.lan", "/loki/api/v1/push")).status, 302, "without a session the login comes first");
+    assert.equal(seen.get("monitoring")?.length ?? 0, before);
+    const query = await get("loki.nixmox.lan", "/loki/api/v1/labels", { Cookie: "authentik_session=valid" });
+    assert.equal(query.body, "monitoring");
+    assert.equal(seen.get("monitoring")!.at(-1)!.path, "/loki/api/v1/labels");
   });
 });

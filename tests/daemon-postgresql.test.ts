@@ -32,8 +32,8 @@ interface Database {
 }
 
 const manifests = [
-  { label: "example manifest", from: "192.168.99.", load: async () => exampleManifestData() },
-  { label: "seed homelab (additional databases)", from: "10.40.0.", load: async () => loadManifestData(nodePath.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>> },
+  { label: "example manifest", from: "192.168.99.", pgadmin: false, load: async () => exampleManifestData() },
+  { label: "seed homelab (additional databases)", from: "10.40.0.", pgadmin: true, load: async () => loadManifestData(nodePath.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>> },
 ];
 
 for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generated pg_hba.conf and setup.sql (${manifest.label} on loopback)`, function () {
@@ -43,6 +43,7 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
   let port: number;
   let pgIp: string;
   let databases: Database[];
+  let admin: { role: string; credential: string } | null = null;
   let postgres: Daemon | undefined;
   let uid: number;
   let gid: number;
@@ -116,6 +117,13 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
     chmodSync(dir, 0o755);
     mkdirSync(path.join(dir, "credentials"), { mode: 0o700 });
     for (const [name, content] of Object.entries(rendered.configs.postgresql)) writeFileSync(path.join(dir, name), content);
+    admin = data.postgresql.admin;
+    if (admin) {
+      const password = `pw-pgadmin-'"\\$(id)-${Math.random().toString(36).slice(2)}`;
+      passwords.set(admin.credential, password);
+      writeFileSync(path.join(dir, "credentials", admin.credential), `${password}\n`, { mode: 0o400 });
+      chownSync(path.join(dir, "credentials", admin.credential), uid, gid);
+    }
     for (const db of databases) {
       // Characters that would break naive quoting in SQL or the shell.
       const password = `pw-${db.service}-'"\\$(id)-${Math.random().toString(36).slice(2)}`;
@@ -131,7 +139,8 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
     const [cmd, args] = asPostgres(path.join(pgBin, "postgres"), [
       "-D", path.join(dir, "data"),
       "-c", `hba_file=${path.join(dir, "pg_hba.conf")}`,
-      "-c", `listen_addresses=${pgIp}`,
+      // The host's address and loopback, as NixOS's enableTCPIP (listen_addresses = '*') gives on the host.
+      "-c", `listen_addresses=${pgIp},127.0.0.1`,
       "-c", `port=${port}`,
       "-c", `unix_socket_directories=${dir}`,
       "-c", "password_encryption=scram-sha-256",
@@ -148,7 +157,8 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it("renders one database per interface.db request of the manifest", () => {
+  it("renders one database per interface.db request of the manifest, and pgAdmin's role only where pgAdmin runs", () => {
+    assert.equal(admin !== null, manifest.pgadmin);
     if (manifest.label === "example manifest") assert.deepEqual(databases.map((db) => db.service).sort(), ["authentik", "guacamole", "vaultwarden"]);
     else assert.ok(databases.length >= 10 && new Set(databases.map((db) => db.owner)).size < databases.length, "several databases share an owner");
   });
@@ -238,6 +248,56 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
+  });
+
+  /** psql as `role` with `password`, over TCP to 127.0.0.1 (where pgAdmin on the host connects), from loopback. */
+  async function asRole(role: string, password: string, database: string, sql: string): Promise<{ ok: boolean; output: string }> {
+    try {
+      const { stdout } = await run("psql", ["--no-psqlrc", "-h", "127.0.0.1", "-p", String(port), "-U", role, "-d", database, "-At", "-c", sql], {
+        encoding: "utf8",
+        timeout: 30_000,
+        env: { ...process.env, PGPASSWORD: password, PGCONNECT_TIMEOUT: "10" },
+      });
+      return { ok: true, output: stdout.trim() };
+    } catch (error) {
+      return { ok: false, output: String((error as { stderr?: string }).stderr ?? error) };
+    }
+  }
+
+  if (manifest.pgadmin) it("gives pgAdmin's own role (the seed's PostgreSQL host runs pgAdmin) every database from loopback, with an admin tool's rights and no more (review N2)", async () => {
+    assert.ok(admin, "the host data names pgAdmin's role");
+    await runSetup();
+    const password = passwords.get(admin.credential)!;
+    // An app's data, written by its owner from its address.
+    const db = databases.find((candidate) => candidate.service === "vaultwarden")!;
+    const owner = await relayFrom(db.clientIp);
+    await run("psql", ["--no-psqlrc", "-h", "127.0.0.1", "-p", String(owner), "-U", db.owner, "-d", db.name, "-c", "CREATE TABLE IF NOT EXISTS pgadmin_probe (x int); INSERT INTO pgadmin_probe VALUES (7);"], {
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, PGPASSWORD: passwords.get(db.credential)! },
+    });
+    for (const database of ["postgres", ...databases.map((candidate) => candidate.name)]) {
+      assert.deepEqual(await asRole("pgadmin", password, database, "SELECT current_user || ' ' || host(inet_client_addr())"), { ok: true, output: "pgadmin 127.0.0.1" }, database);
+    }
+    assert.deepEqual(await asRole("pgadmin", password, db.name, "SELECT sum(x) FROM pgadmin_probe"), { ok: true, output: "7" }, "reads an app's data");
+    assert.deepEqual(await asRole("pgadmin", password, "postgres", "SELECT count(*) > 0 FROM pg_stat_activity WHERE usename IS NOT NULL AND query <> '<insufficient privilege>'"), { ok: true, output: "t" });
+    assert.deepEqual(await asRole("pgadmin", password, "postgres", "SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = 'pgadmin'"), { ok: true, output: "f|f|t" });
+    assert.match((await asRole("pgadmin", password, "postgres", "CREATE ROLE intruder")).output, /permission denied/);
+    assert.match((await asRole("pgadmin", password, "postgres", `ALTER ROLE "${db.owner}" PASSWORD 'x'`)).output, /permission denied/);
+    // Only from loopback, only with its password.
+    assert.match((await login(`${subnet}.200`, "pgadmin", "postgres", password)).output, /no pg_hba\.conf entry/);
+    assert.match((await login(pgIp, "pgadmin", "postgres", password)).output, /no pg_hba\.conf entry/);
+    assert.match((await asRole("pgadmin", "wrong", "postgres", "SELECT 1")).output, /password authentication failed/);
+    // No app role gains anything: not loopback, not pgAdmin's role, no membership.
+    for (const app of databases) {
+      const result = await asRole(app.owner, passwords.get(app.credential)!, app.name, "SELECT 1");
+      assert.equal(result.ok, false, `${app.owner} logged in from loopback`);
+      assert.match(result.output, /no pg_hba\.conf entry/);
+    }
+    const owners = [...new Set(databases.map((app) => `'${app.owner}'`))].join(", ");
+    assert.equal((await superuser(`SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member WHERE r.rolname IN (${owners})`)).trim(), "0", "an app role is a member of some role");
+    assert.equal((await superuser(`SELECT count(*) FROM pg_roles WHERE rolname IN (${owners}) AND (rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls)`)).trim(), "0");
+    assert.equal((await superuser("SELECT string_agg(g.rolname, ',' ORDER BY g.rolname) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member JOIN pg_roles g ON g.oid = m.roleid WHERE r.rolname = 'pgadmin'")).trim(), "pg_monitor,pg_read_all_data,pg_signal_backend,pg_write_all_data");
   });
 
   it("never writes a password to the server log", () => {

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
 import { promisify } from "node:util";
 import { createSocket, type Socket } from "node:dgram";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { loadManifestData } from "../manifest";
@@ -211,5 +211,102 @@ describe("daemon: unbound on port 53 in a private network namespace, with glibc 
       short: `${subnet}.10 caddy.nixmox.lan`,
       full: `${subnet}.10 vault.nixmox.lan`,
     });
+  });
+});
+
+// Review D3: a second resolver. The example homelab gets a second DNS service (dns2) and lists it in
+// network.fallback_dns_servers. Three network namespaces made by the test, joined by veth pairs and with no route
+// out: the two DNS hosts, each running the real unbound from its own rendered unbound.conf, and a client holding
+// vaultwarden's address, whose glibc reads vaultwarden's rendered resolv.conf (`ip netns exec` bind-mounts
+// /etc/netns/<name>/resolv.conf). Stopping the first unbound, or cutting its whole host off, leaves names resolving.
+// Needs root, iproute2, unbound and getent (libc-bin).
+describe("daemon: two unbounds in network namespaces, a client with the rendered resolv.conf (second resolver, review D3)", function () {
+  this.timeout(120_000);
+  const tag = `nxdns${process.pid % 1000}${Math.floor(Math.random() * 1000)}`;
+  const namespaces = { first: `${tag}-a`, second: `${tag}-b`, client: `${tag}-c` };
+  const daemons: Daemon[] = [];
+  let dir: string;
+  let rendered: ReturnType<typeof renderWithConfigs>;
+  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 });
+  const getent = async (name: string) => {
+    const started = Date.now();
+    try {
+      const { stdout } = await promisify(execFile)("ip", ["netns", "exec", namespaces.client, "getent", "hosts", name], { encoding: "utf8", timeout: 30_000 });
+      return { answer: stdout.trim().split(/\s+/)[0], seconds: (Date.now() - started) / 1000 };
+    } catch {
+      return { answer: "", seconds: (Date.now() - started) / 1000 };
+    }
+  };
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), "nixmox-dns-fallback-"));
+    const raw = await exampleManifestData();
+    raw.core_services.dns2 = { kind: "dns", ip: "192.168.99.23", vmid: 923, resources: { cores: 1, memory: 512, disk_gb: 4 } };
+    raw.network.fallback_dns_servers = ["192.168.99.23"];
+    rendered = renderWithConfigs(raw);
+    const client = rendered.data("vaultwarden").host.ip as string;
+    for (const ns of Object.values(namespaces)) {
+      ip("netns", "add", ns);
+      ip("-n", ns, "link", "set", "lo", "up");
+    }
+    for (const [side, service] of [["first", "dns"], ["second", "dns2"]] as const) {
+      const address = rendered.data(service).host.ip as string;
+      const here = `${tag}${side[0]}1`;
+      const there = `${tag}${side[0]}2`;
+      ip("link", "add", here, "type", "veth", "peer", "name", there);
+      ip("link", "set", here, "netns", namespaces[side]);
+      ip("link", "set", there, "netns", namespaces.client);
+      ip("-n", namespaces[side], "addr", "add", `${address}/32`, "dev", here);
+      ip("-n", namespaces.client, "addr", "add", `${client}/32`, "dev", there);
+      ip("-n", namespaces[side], "link", "set", here, "up");
+      ip("-n", namespaces.client, "link", "set", there, "up");
+      ip("-n", namespaces[side], "route", "add", `${client}/32`, "dev", here);
+      ip("-n", namespaces.client, "route", "add", `${address}/32`, "dev", there);
+      const serviceDir = path.join(dir, service);
+      mkdirSync(serviceDir);
+      writeFileSync(path.join(serviceDir, "unbound.conf"), rendered.configs[service]["unbound.conf"]);
+      writeTestConf(serviceDir);
+      const daemon = startDaemon("ip", ["netns", "exec", namespaces[side], "unbound", "-d", "-c", path.join(serviceDir, "test.conf")]);
+      daemons.push(daemon);
+      await waitFor(`${here} up`, () => (ip("-n", namespaces[side], "-o", "link", "show", here).toString().includes("state UP") ? true : undefined));
+    }
+    mkdirSync(`/etc/netns/${namespaces.client}`, { recursive: true });
+    writeFileSync(`/etc/netns/${namespaces.client}/resolv.conf`, rendered.configs.vaultwarden["resolv.conf"]);
+    await waitFor("both unbounds to answer", async () => ((await getent("caddy.nixmox.lan")).answer === "192.168.99.10" ? true : undefined), 30_000);
+  });
+
+  after(async () => {
+    for (const daemon of daemons) await daemon.stop();
+    for (const ns of Object.values(namespaces)) {
+      try {
+        ip("netns", "del", ns);
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(`/etc/netns/${namespaces.client}`, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("renders both resolvers into every other host's resolv.conf, each DNS host asking itself first", () => {
+    assert.equal(rendered.configs.vaultwarden["resolv.conf"], "# Generated by NixMox (nixos/lib/resolv.nix).\nsearch nixmox.lan\nnameserver 192.168.99.13\nnameserver 192.168.99.23\noptions edns0 timeout:2 attempts:2\n");
+    assert.match(rendered.configs.dns2["resolv.conf"], /^nameserver 127\.0\.0\.1\nnameserver 192\.168\.99\.13\nnameserver 192\.168\.99\.1\n/m);
+    assert.match(rendered.configs.dns["resolv.conf"], /^nameserver 127\.0\.0\.1\nnameserver 192\.168\.99\.23\nnameserver 192\.168\.99\.1\n/m);
+  });
+
+  it("still resolves the homelab's names when the first unbound is stopped, and when its whole host is cut off", async () => {
+    assert.equal((await getent("vault.nixmox.lan")).answer, "192.168.99.10");
+    await daemons[0].stop();
+    const stopped = await getent("vault.nixmox.lan");
+    assert.equal(stopped.answer, "192.168.99.10", "no answer with the first unbound stopped");
+    assert.equal((await getent("postgresql.nixmox.lan")).answer, "192.168.99.11");
+    // The first DNS host gone entirely (no ICMP answer either): glibc waits its timeout, then asks the second.
+    ip("-n", namespaces.first, "link", "set", `${tag}f1`, "down");
+    const gone = await getent("guacamole.nixmox.lan");
+    assert.equal(gone.answer, "192.168.99.15");
+    assert.ok(gone.seconds < 10, `took ${gone.seconds}s`);
+    // The control: with the first resolver alone (what a manifest without fallback_dns_servers renders), nothing resolves.
+    writeFileSync(`/etc/netns/${namespaces.client}/resolv.conf`, "search nixmox.lan\nnameserver 192.168.99.13\noptions edns0 timeout:1 attempts:1\n");
+    assert.equal((await getent("vault.nixmox.lan")).answer, "");
   });
 });

@@ -7,6 +7,7 @@
 // also called with the seed's data through tests/support/nixos-stub.nix (nixpkgs' lib and packages stood in): that
 // proves their own wiring and assertion messages, not nixpkgs 25.11's option names or types (each module cites them).
 import assert from "node:assert/strict";
+import { createServer as createHttpServer } from "node:http";
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -143,7 +144,8 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       assert.deepEqual(forgejo.oidc!.redirectUris, ["https://git.home.lab/user/oauth2/authentik/callback"]);
       // The module names its login source after oidc.provider; Forgejo's callback path carries that name.
       assert.equal(`${forgejo.publicUrl}${kindSpecs.forgejo.apps.forgejo.callback.replace("{provider}", forgejo.oidc!.provider)}`, forgejo.oidc!.redirectUris[0]);
-      assert.deepEqual(data.secrets, { db_password: db.passwordFile, oidc_client_secret: forgejo.oidc!.clientSecretFile });
+      // secret_key: Forgejo's SECRET_KEY, a stack secret so a restored database can be read (D2).
+      assert.deepEqual(data.secrets, { db_password: db.passwordFile, oidc_client_secret: forgejo.oidc!.clientSecretFile, secret_key: `${secretsDir}/forgejo/secret_key` });
 
       const server = planHostData(plan, "postgresql").postgresql!.databases.filter((entry) => entry.service === "forgejo");
       assert.deepEqual(server, [{ service: "forgejo", name: "forgejo", owner: "forgejo", clientIp: "10.40.0.21", credential: "forgejo-db_password", passwordFile: db.passwordFile }]);
@@ -220,8 +222,28 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         OAUTH2_CONFIG: { _expr: oauth2 },
       });
       assert.deepEqual(result.unit, {
+        // Review N1: the OAuth2 client (requests, certifi) verifies against the system bundle with the managed CA.
+        environment: { REQUESTS_CA_BUNDLE: "/etc/ssl/certs/ca-certificates.crt", NIX_SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt" },
         serviceConfig: { LoadCredential: { _type: "if", condition: true, content: [`oidc_client_secret:${secretsDir}/postgresql/oidc_client_secret`] } },
         partOf: { _type: "if", condition: true, content: ["postgresql.service"] },
+      });
+    });
+
+    it("postgresql with pgAdmin: pgAdmin's role and the generated secret with its password (review N2)", () => {
+      const data = planHostData(plan, "postgresql");
+      assert.deepEqual(data.postgresql!.admin, { role: "pgadmin", credential: "pgadmin-db-password", passwordFile: `${secretsDir}/postgresql/pgadmin_db_password` });
+      assert.deepEqual(plan.secrets.find((entry) => entry.name === "pgadmin_db_password"), {
+        name: "pgadmin_db_password",
+        configService: "postgresql",
+        service: "postgresql",
+        path: `${secretsDir}/postgresql/pgadmin_db_password`,
+        owner: "root",
+        group: "root",
+        mode: "0400",
+        restartUnits: ["nixmox-postgresql-passwords.service"],
+        generated: true,
+        required: true,
+        description: 'password of pgAdmin\'s PostgreSQL role "pgadmin"',
       });
     });
 
@@ -253,6 +275,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const result = evalModule("services/forgejo.nix", data, "forgejo", `{
         inherit failed;
         inherit (m.config.services.forgejo) database settings;
+        secretKey = m.config.services.forgejo.secrets.security.SECRET_KEY;
         unit = m.config.systemd.services.forgejo;
         retry = { inherit (m.config.systemd.services.nixmox-forgejo-sso-retry) condition; unit = m.config.systemd.services.nixmox-forgejo-sso-retry.content.unitConfig; timer = m.config.systemd.timers.nixmox-forgejo-sso-retry.content; };
       }`) as Record<string, any>;
@@ -262,6 +285,17 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         condition: true,
         content: { type: "postgres", host: "10.40.0.11", port: 5432, name: "forgejo", user: "forgejo", passwordFile: `${secretsDir}/forgejo/db_password`, createDatabase: false },
       });
+      // D2: the stack secret replaces the key nixpkgs would generate into the state directory.
+      assert.deepEqual(result.secretKey, { _type: "if", condition: true, content: { _type: "override", priority: 50, content: `${secretsDir}/forgejo/secret_key` } });
+      assert.deepEqual(
+        plan.secrets.filter((entry) => ["secret_key", "grafana_secret_key", "grafana_admin_password"].includes(entry.name)).map((entry) => [entry.service, entry.name, entry.generated, entry.restartUnits]),
+        [
+          ["authentik", "secret_key", true, kindSpecs.authentik.units],
+          ["forgejo", "secret_key", true, ["forgejo.service"]],
+          ["monitoring", "grafana_admin_password", true, kindSpecs.monitoring.units],
+          ["monitoring", "grafana_secret_key", true, kindSpecs.monitoring.units],
+        ],
+      );
       assert.deepEqual(result.settings, {
         server: { HTTP_ADDR: "10.40.0.21", HTTP_PORT: 3000, SSH_DOMAIN: "forgejo.home.lab", SSH_PORT: 22, DOMAIN: "git.home.lab", ROOT_URL: "https://git.home.lab/" },
         session: { COOKIE_SECURE: true },
@@ -277,7 +311,7 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         `${forgejoLib}.sourceScript { forgejo = "/nix/store/stub-forgejo/bin/forgejo"; awk = "/nix/store/stub-gawk/bin/awk"; psql = "/nix/store/stub-postgresql/bin/psql"; name = "authentik"; oidc = ${json(data.forgejo!.oidc)}; db = ${json(data.forgejo!.database)}; sqlFile = "/nix/store/stub-nixmox-forgejo-oidc-secret.sql"; dbCredential = "nixmox_db_password"; pendingFile = "/var/lib/forgejo/nixmox-oidc-source-pending"; }`,
       );
       assert.deepEqual(result.unit.content.preStart, { _type: "order", priority: 1500, content: preStart });
-      assert.deepEqual(result.retry, { condition: true, unit: { ConditionPathExists: "/var/lib/forgejo/nixmox-oidc-source-pending" }, timer: { wantedBy: ["timers.target"], timerConfig: { OnCalendar: "*:0/5" } } });
+      assert.deepEqual(result.retry, { condition: true, unit: { ConditionPathExists: "/var/lib/forgejo/nixmox-oidc-source-pending" }, timer: { wantedBy: ["timers.target"], timerConfig: { OnCalendar: "*:*:0/10" } } });
     });
 
     it("forgejo: fails with human messages for a closed port and a username claim Forgejo cannot use", () => {
@@ -318,6 +352,9 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       assert.deepEqual(result.oidc.content.serviceConfig, {
         Type: "oneshot",
         RemainAfterExit: true,
+        // Tried again when the upsert fails (the database not reachable yet); no Nextcloud restart is needed after it.
+        Restart: "on-failure",
+        RestartSec: "15s",
         User: "nextcloud",
         LoadCredential: [`oidc_client_secret:${secretsDir}/nextcloud/oidc_client_secret`, `dbpass:${secretsDir}/nextcloud/db_password`],
       });
@@ -341,7 +378,8 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const result = evalModule("services/openbao.nix", data, "openbao", `{
         inherit failed;
         inherit (m.config.services.openbao) settings;
-        helper = let p = m.config.environment.systemPackages; in { inherit (p) condition; text = (builtins.head p.content).text; };
+        packages = map (p: p.text) m.config.environment.systemPackages;
+        listener = { inherit (m.config.systemd.services.nixmox-openbao-listener) restartTriggers after script; };
       }`) as Record<string, any>;
       assert.deepEqual(result.failed, []);
       assert.deepEqual(result.settings, {
@@ -351,11 +389,21 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         cluster_addr: "http://127.0.0.1:8201",
         storage: { raft: { path: "/var/lib/openbao", node_id: "openbao" } },
       });
-      assert.equal(result.helper.condition, true);
-      assert.equal(
-        result.helper.text,
+      assert.deepEqual(result.packages, [
+        nixEval(`${openbaoLib}.healthScript { curl = "/nix/store/stub-curl/bin/curl"; address = "10.40.0.20:8200"; }`),
         nixEval(`${openbaoLib}.oidcScript { bao = "/nix/store/stub-openbao/bin/bao"; address = "http://10.40.0.20:8200"; oidc = ${json(data.openbao!.oidc)}; secretFile = "${secretsDir}/openbao/oidc_client_secret"; }`),
-      );
+      ]);
+      // Review N5: a listener change restarts OpenBao although nixpkgs' unit has restartIfChanged = false.
+      assert.deepEqual(result.listener, {
+        restartTriggers: ["10.40.0.20:8200"],
+        after: ["openbao.service"],
+        script: nixEval(`${openbaoLib}.listenerRestartScript { systemctl = "/nix/store/stub-systemd/bin/systemctl"; listener = "10.40.0.20:8200"; stateFile = "/var/lib/nixmox/openbao/listener"; }`),
+      });
+      // The kind's health checks run the helper: the deploy waits for the listener, refresh and status for "serving".
+      assert.deepEqual(plan.services.find((service) => service.name === "openbao")!.health.checks.filter((check) => check.name.startsWith("openbao:")), [
+        { name: "openbao:listening", phase: "startup", kind: "command", command: "/run/current-system/sw/bin/nixmox-openbao-health listening" },
+        { name: "openbao:serving", phase: "liveness", kind: "command", command: "/run/current-system/sw/bin/nixmox-openbao-health serving" },
+      ]);
     });
 
     it("mail: Postfix for the homelab network on 25 and 587, and a human message when a port is closed", () => {
@@ -452,6 +500,45 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
         "--scopes", "openid", "--scopes", "email", "--scopes", "profile",
         "--group-claim-name", "groups",
       ]);
+    });
+
+    it("the \"can log in\" check: passes until the provider knows the client, then only when Forgejo sends logins to its authorization endpoint (real sh and curl, stand-in HTTP servers)", async () => {
+      let discovery = 404;
+      let login: { status: number; location?: string } = { status: 404 };
+      const server = createHttpServer((req, res) => {
+        if (req.url === "/application/o/forgejo/.well-known/openid-configuration") res.writeHead(discovery);
+        else if (req.url === "/user/oauth2/authentik") res.writeHead(login.status, login.location ? { Location: login.location } : {});
+        else res.writeHead(500);
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+      const port = (server.address() as { port: number }).port;
+      const base = `http://127.0.0.1:${port}`;
+      const oidc = { ...planHostData(plan, "forgejo").forgejo!.oidc!, issuer: `${base}/application/o/forgejo/`, authorizationEndpoint: `${base}/application/o/authorize/` };
+      const script = nixEval(`${forgejoLib}.ssoCheckScript { curl = "curl"; listen = { address = "127.0.0.1"; port = ${port}; }; name = "authentik"; oidc = ${json(oidc)}; }`) as string;
+      const check = () =>
+        new Promise<{ status: number | null; stdout: string }>((resolve) => {
+          const child = spawn("/bin/sh", ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+          let stdout = "";
+          child.stdout.on("data", (chunk) => (stdout += chunk));
+          child.on("close", (status) => resolve({ status, stdout }));
+        });
+      try {
+        const early = await check();
+        assert.equal(early.status, 0);
+        assert.match(early.stdout, /does not serve .*openid-configuration yet \(its application is created after this host's rebuild\)/);
+        discovery = 200;
+        const broken = await check();
+        assert.equal(broken.status, 1);
+        assert.match(broken.stdout, /does not send users to the SSO provider \(got: 404 \)/);
+        login = { status: 307, location: `${base}/application/o/authorize/?client_id=someone-else&state=x` };
+        assert.equal((await check()).status, 1, "another client's redirect is no login");
+        login = { status: 307, location: `${base}/application/o/authorize/?client_id=forgejo&redirect_uri=x&state=y` };
+        const works = await check();
+        assert.deepEqual(works, { status: 0, stdout: `nixmox forgejo: ${base}/user/oauth2/authentik sends users to ${base}/application/o/authorize/\n` });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
     });
 
     describe("the preStart fragment, run by bash against stand-ins", () => {
@@ -570,6 +657,39 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
   });
 
   describe("lib/nextcloud.nix", () => {
+    it("the \"can log in\" check: passes until the provider knows the client, then only when user_oidc stored the provider (real sh and curl, a stand-in systemctl)", async () => {
+      let discovery = 404;
+      const server = createHttpServer((req, res) => {
+        res.writeHead(req.url === "/application/o/nextcloud/.well-known/openid-configuration" ? discovery : 500);
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const work = tempDir("nextcloud-sso");
+      const systemctl = standIn(work, "systemctl", '[ -n "$ACTIVE" ]');
+      const oidc = { ...planHostData(plan, "nextcloud").nextcloud!.oidc!, issuer: `${base}/application/o/nextcloud/` };
+      const script = nixEval(`${nextcloudLib}.ssoCheckScript { curl = "curl"; systemctl = ${JSON.stringify(systemctl)}; oidc = ${json(oidc)}; }`) as string;
+      const check = (active: boolean) =>
+        new Promise<{ status: number | null; stdout: string }>((resolve) => {
+          const child = spawn("/bin/sh", ["-c", script], { stdio: ["ignore", "pipe", "inherit"], env: { PATH: process.env.PATH, LOG: path.join(work, "log"), ACTIVE: active ? "1" : "" } });
+          let stdout = "";
+          child.stdout.on("data", (chunk) => (stdout += chunk));
+          child.on("close", (status) => resolve({ status, stdout }));
+        });
+      try {
+        assert.equal((await check(false)).status, 0, "before the provider has the application");
+        discovery = 200;
+        const missing = await check(false);
+        assert.equal(missing.status, 1);
+        assert.match(missing.stdout, /user_oidc has no provider yet: nextcloud-oidc-provider\.service is not active/);
+        assert.deepEqual(await check(true), { status: 0, stdout: "nixmox nextcloud: user_oidc has the provider authentik; logins go to https://auth.home.lab/application/o/authorize/\n" });
+        assert.deepEqual(calls(path.join(work, "log")).at(-1), ["systemctl", "is-active", "--quiet", "nextcloud-oidc-provider.service"]);
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+        rmSync(work, { recursive: true, force: true });
+      }
+    });
+
     it("runs occ user_oidc:provider with the seed's client and the secret's path, never the secret", () => {
       const oidc = planHostData(plan, "nextcloud").nextcloud!.oidc!;
       const dir = tempDir("nextcloud");
@@ -647,6 +767,58 @@ describe("kinds: pgadmin, forgejo, nextcloud, openbao, mail", function () {
       const again = run(true);
       assert.equal(again.result.status, 0, again.result.stderr);
       assert.ok(!calls(again.log).some((call) => call[1] === "auth" && call[2] === "enable"), "an enabled method is not enabled again");
+    });
+
+    it("health: passes only when /v1/sys/health says unsealed and active; sealed fails with the unseal command; the startup mode wants any answer (real sh and curl, a stand-in OpenBao)", async () => {
+      let status = 503;
+      const server = createHttpServer((req, res) => {
+        res.writeHead(req.url === "/v1/sys/health" ? status : 404);
+        res.end();
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+      const address = `127.0.0.1:${(server.address() as { port: number }).port}`;
+      const health = nixEval(`${openbaoLib}.healthScript { curl = "curl"; address = "${address}"; }`) as string;
+      // Asynchronous: the stand-in answers from this process's event loop.
+      const probe = (mode: string) =>
+        new Promise<{ status: number | null; stdout: string }>((resolve) => {
+          const child = spawn("/bin/sh", ["-c", health, "nixmox-openbao-health", mode], { stdio: ["ignore", "pipe", "inherit"] });
+          let stdout = "";
+          child.stdout.on("data", (chunk) => (stdout += chunk));
+          child.on("close", (status) => resolve({ status, stdout }));
+        });
+      try {
+        const sealed = await probe("serving");
+        assert.equal(sealed.status, 1);
+        assert.equal(sealed.stdout, `OpenBao at ${address} is sealed, as after every restart: unseal it with \`BAO_ADDR=http://${address} bao operator unseal\`, once per unseal key up to the threshold\n`);
+        assert.deepEqual(await probe("listening"), { status: 0, stdout: `OpenBao answers at ${address} (HTTP 503)\n` });
+        status = 501;
+        assert.match((await probe("serving")).stdout, /is not initialised: run `BAO_ADDR=http:\/\/127\.0\.0\.1:\d+ bao operator init` once/);
+        status = 429;
+        assert.deepEqual(await probe("serving"), { status: 1, stdout: `OpenBao at ${address} is unsealed but a standby node, not the active one\n` });
+        status = 200;
+        assert.deepEqual(await probe("serving"), { status: 0, stdout: `OpenBao at ${address} is unsealed and active\n` });
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+      assert.deepEqual(await probe("listening"), { status: 1, stdout: `OpenBao does not answer at ${address} (see: systemctl status openbao)\n` });
+    });
+
+    it("restarts OpenBao when the listener differs from the one it started with, and only then (real bash, a stand-in systemctl)", () => {
+      const state = path.join(dir, "state", "listener");
+      const systemctl = standIn(dir, "systemctl");
+      const log = path.join(dir, "systemctl-log");
+      const once = (listener: string) =>
+        runBash(nixEval(`${openbaoLib}.listenerRestartScript { systemctl = ${JSON.stringify(systemctl)}; listener = ${JSON.stringify(listener)}; stateFile = ${JSON.stringify(state)}; }`) as string, { LOG: log });
+      writeFileSync(log, "");
+      assert.equal(once("10.40.0.20:8200").status, 0);
+      assert.equal(readFileSync(state, "utf8"), "10.40.0.20:8200\n");
+      assert.equal(once("10.40.0.20:8200").status, 0);
+      assert.deepEqual(calls(log), [], "the first start and an unchanged listener restart nothing");
+      const moved = once("10.40.0.20:8300");
+      assert.equal(moved.status, 0);
+      assert.match(moved.stderr, /the listener changed to 10\.40\.0\.20:8300; restarting openbao\.service, which then starts sealed: unseal it/);
+      assert.deepEqual(calls(log), [["systemctl", "try-restart", "--no-block", "openbao.service"]]);
+      assert.equal(readFileSync(state, "utf8"), "10.40.0.20:8300\n");
     });
 
     it("refuses to run without BAO_TOKEN, saying what to set", () => {

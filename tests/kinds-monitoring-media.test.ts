@@ -138,8 +138,8 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     it("ships each module with the helper it imports, and the authentik flake imports the outposts module", () => {
       const sources = fileSources(plan.manifestDir);
       const nixosFiles = (service: string) => Object.keys(renderHost(plan, service, sources).files).filter((file) => file.startsWith("nixos/"));
-      assert.deepEqual(nixosFiles("monitoring"), ["nixos/core.nix", "nixos/lib/monitoring.nix", "nixos/lib/resolv.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/monitoring.nix"]);
-      assert.deepEqual(nixosFiles("media"), ["nixos/core.nix", "nixos/lib/media.nix", "nixos/lib/resolv.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/media.nix"]);
+      assert.deepEqual(nixosFiles("monitoring"), ["nixos/core.nix", "nixos/lib/firewall.nix", "nixos/lib/monitoring.nix", "nixos/lib/resolv.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/monitoring.nix"]);
+      assert.deepEqual(nixosFiles("media"), ["nixos/core.nix", "nixos/lib/firewall.nix", "nixos/lib/media.nix", "nixos/lib/resolv.nix", "nixos/lib/shell.nix", "nixos/services/app-options.nix", "nixos/services/media.nix"]);
       const authentik = renderHost(plan, "authentik", sources).files;
       assert.ok("nixos/services/authentik-outposts.nix" in authentik && "nixos/lib/authentik-outposts.nix" in authentik);
       assert.match(authentik["flake.nix"], /\.\/nixos\/services\/authentik\.nix\n {8}\.\/nixos\/services\/authentik-outposts\.nix\n/);
@@ -167,7 +167,7 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     const unprotected = (app: string) =>
       `nixmox monitoring: service "monitoring": ${app} has no login of its own and its route asks nobody first, so anyone who reaches the proxy can use it; set interface.proxy.${app}.auth = { type = "forward_auth"; provider = …; }.`;
 
-    it("monitoring: holds, warns about the routes without forward_auth, and wires every app to its listener", () => {
+    it("monitoring: holds, has no route left open (the seed's routes without auth get forward_auth), and wires every app to its listener", () => {
       const result = evalModule("services/monitoring.nix", planHostData(plan, "monitoring"), "monitoring", `{
         inherit failed;
         inherit (m.config) warnings;
@@ -176,27 +176,35 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
         grafana = { inherit (m.config.services.grafana.settings.server) http_addr http_port root_url; inherit (m.config.services.grafana.settings.security) admin_password; };
         credentials = m.config.systemd.services.grafana.serviceConfig.LoadCredential;
         grafanaAfter = m.config.systemd.services.grafana.after;
-        secretsUnit = { inherit (m.config.systemd.services.nixmox-grafana-secrets) requiredBy before; };
+        generatesOnHost = m.config.systemd.services ? nixmox-grafana-secrets;
         loki = m.config.services.loki.configuration.server.http_listen_port;
         promtail = (builtins.head m.config.services.promtail.configuration.clients).url;
       }`);
       assert.deepEqual(result, {
         failed: [],
-        warnings: [unprotected("alertmanager"), unprotected("loki"), unprotected("prometheus")],
+        warnings: [],
         prometheus: { listenAddress: "10.40.0.18", port: 9090, webExternalUrl: "https://prometheus.home.lab" },
         alertmanager: { listenAddress: "10.40.0.18", port: 9093, extraFlags: ["--cluster.listen-address="] },
         grafana: { http_addr: "10.40.0.18", http_port: 3000, root_url: "https://grafana.home.lab/", admin_password: "$__file{/run/credentials/grafana.service/admin_password}" },
         credentials: [
-          "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
-          "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
+          `secret_key:${secrets}/monitoring/grafana_secret_key`,
+          `admin_password:${secrets}/monitoring/grafana_admin_password`,
           `db_password:${secrets}/monitoring/db_password`,
           `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
         ],
         grafanaAfter: ["network-online.target"],
-        secretsUnit: { requiredBy: ["grafana.service"], before: ["grafana.service"] },
+        // Nothing is generated on the host any more: both values are stack secrets (D2).
+        generatesOnHost: false,
         loki: 3100,
         promtail: "http://10.40.0.18:3100/loki/api/v1/push",
       });
+    });
+
+    it("monitoring: warns about a route to an app without a login left open on purpose (auth = \"none\")", async () => {
+      const data = await seed();
+      data.services.monitoring.interface.proxy.loki.auth = "none";
+      const result = evalModule("services/monitoring.nix", planHostData(planOf(data), "monitoring"), "monitoring", "m.config.warnings");
+      assert.deepEqual(result, [unprotected("loki")]);
     });
 
     it("monitoring: fails with a human message for a closed route port and a missing Grafana callback", async () => {
@@ -323,8 +331,8 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
           count += 1;
         }
       }
-      // monitoring 6, media 6, authentik 7 (core, shell, authentik, app-options, outposts + its helper, flake).
-      assert.equal(count, 22);
+      // monitoring 7, media 7, authentik 8 (core, firewall, shell, authentik, app-options, outposts + its helper, flake).
+      assert.equal(count, 25);
     });
   });
 
@@ -362,10 +370,11 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
     it("loads exactly the credentials Grafana's $__file{} references read, from the host's secret files", () => {
       const settings = JSON.stringify(nixEval(`${monitoringLib}.grafanaSettings ${monitoring()} "authentik Admins"`));
       const referenced = [...settings.matchAll(/\$__file\{\/run\/credentials\/grafana\.service\/([a-z_]+)\}/g)].map((match) => match[1]).sort();
-      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} "/var/lib/nixmox/generated/grafana"`) as string[];
+      const stackSecrets = json(planHostData(plan, "monitoring").secrets);
+      const loaded = nixEval(`${monitoringLib}.grafanaCredentials ${monitoring()} ${stackSecrets}`) as string[];
       assert.deepEqual(loaded, [
-        "secret_key:/var/lib/nixmox/generated/grafana/secret_key",
-        "admin_password:/var/lib/nixmox/generated/grafana/admin_password",
+        `secret_key:${secrets}/monitoring/grafana_secret_key`,
+        `admin_password:${secrets}/monitoring/grafana_admin_password`,
         `db_password:${secrets}/monitoring/db_password`,
         `oidc_client_secret:${secrets}/monitoring/oidc_client_secret`,
       ]);
@@ -426,11 +435,11 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       assert.equal(loki.auth_enabled, false);
     });
 
-    it("names the apps without a login whose route has no forward_auth", async () => {
-      assert.deepEqual(nixEval(`${monitoringLib}.unprotectedApps ${monitoring()}`), ["alertmanager", "loki", "prometheus"]);
+    it("names the apps without a login whose route was left open on purpose (auth = \"none\"), and none of the seed's", async () => {
+      assert.deepEqual(nixEval(`${monitoringLib}.unprotectedApps ${monitoring()}`), []);
       const data = await seed();
-      for (const app of ["prometheus", "loki"]) data.services.monitoring.interface.proxy[app].auth = { type: "forward_auth", provider: "authentik" };
-      assert.deepEqual(nixEval(`${monitoringLib}.unprotectedApps ${json(planHostData(planOf(data), "monitoring").monitoring)}`), ["alertmanager"]);
+      for (const app of ["prometheus", "loki"]) data.services.monitoring.interface.proxy[app].auth = "none";
+      assert.deepEqual(nixEval(`${monitoringLib}.unprotectedApps ${json(planHostData(planOf(data), "monitoring").monitoring)}`), ["loki", "prometheus"]);
     });
 
     it("fails with the URL when a public URL is not http(s)", () => {

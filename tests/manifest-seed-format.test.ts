@@ -82,7 +82,11 @@ describe("manifest: the original NixMox format (manifest/examples/seed-homelab.n
     });
     assert.deepEqual(
       plan.authClients.filter((client) => client.type === "forward_auth").map((client) => client.type === "forward_auth" && [client.service, client.domains, client.upstream]),
-      [["media", ["prowlarr.home.lab", "radarr.home.lab", "sonarr.home.lab", "transmission.home.lab"], "10.40.0.12:9000"]],
+      [
+        ["media", ["prowlarr.home.lab", "radarr.home.lab", "sonarr.home.lab", "transmission.home.lab"], "10.40.0.12:9000"],
+        // The seed routes Prometheus, Alertmanager and Loki with no auth: apps without a login get forward auth (N3).
+        ["monitoring", ["alertmanager.home.lab", "loki.home.lab", "prometheus.home.lab"], "10.40.0.12:9000"],
+      ],
     );
     assert.match(plan.routes.find((route) => route.name === "jellyfin")!.extraConfig, /X-Frame-Options DENY/);
   });
@@ -193,6 +197,8 @@ describe("manifest: the original NixMox format (manifest/examples/seed-homelab.n
     const withCustom = planManifest(validateManifest(manifest, "test"), { manifestDir: "/" });
     assert.deepEqual(withCustom.warnings, [
       'service "wiki": has no health checks, so its deploy is gated on nothing; add interface.health (startup, liveness or checks) or secrets with restart_units',
+      'service "guacamole": port 4822 is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN',
+      'service "nextcloud": port 8080 is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN',
     ]);
     assert.deepEqual(withCustom.services.find((service) => service.name === "notes")!.health.checks.map((check) => check.name), ["systemd:notes.service"]);
   });

@@ -16,6 +16,24 @@ interface RuleCase {
 
 /** Each case mutates the valid `smallManifest()` and lists every problem line, in reporting order. */
 const ruleCases: RuleCase[] = [
+  // Apps without a login of their own behind a route (review N3): forward auth by default, refused without an authentik.
+  {
+    name: "fails when a route to an app without a login (Prometheus) would get forward auth but the manifest has no authentik, naming both fixes",
+    mutate: (m) => {
+      delete m.core_services.authentik;
+      delete m.services.app.interface.auth;
+      m.services.metrics = {
+        kind: "monitoring",
+        ip: "10.9.0.21",
+        vmid: 121,
+        interface: { proxy: { prometheus: { domain: "prometheus.lab.test", upstream: "10.9.0.21:9090" }, grafana: { domain: "grafana.lab.test", upstream: "10.9.0.21:3000" } } },
+      };
+    },
+    problems: [
+      'service "metrics": interface.proxy.prometheus.auth is not set, and the app behind this route has no login of its own, so NixMox protects it with forward auth, ' +
+        'which needs exactly one enabled service of kind "authentik" (or interface.auth.provider); add one, or set auth = "none" to leave the app open to everyone who reaches the proxy',
+    ],
+  },
   // Unknown fields and secrets.
   {
     name: "fails when a field is misspelt (depend_on), suggesting the known field",
@@ -979,5 +997,33 @@ describe("manifest validation: reporting", () => {
     assert.deepEqual(parsed.services.app.resources, { cores: 1, memory: 1024, swap: 512, disk_gb: 8 });
     assert.equal(parsed.network.vlan_tag, null);
     assert.deepEqual(parsed.services.app.interface.proxy, { domain: "web.lab.test", path: "/", upstream: "10.9.0.20:8080", tls: true, authz: false, extra_config: "" });
+  });
+});
+
+describe("validate: routes to apps without a login (review N3)", () => {
+  it("protects them with forward auth through the manifest's authentik, turns an inherited oidc into forward auth, and keeps an explicit auth = \"none\"", () => {
+    const manifest = smallManifest();
+    manifest.services.metrics = {
+      kind: "monitoring",
+      ip: "10.9.0.21",
+      vmid: 121,
+      interface: {
+        auth: { type: "oidc" },
+        proxy: {
+          prometheus: { domain: "prometheus.lab.test", upstream: "10.9.0.21:9090" },
+          grafana: { domain: "grafana.lab.test", upstream: "10.9.0.21:3000" },
+          loki: { domain: "loki.lab.test", upstream: "10.9.0.21:3100", auth: "none" },
+        },
+      },
+    };
+    const routes = planOf(manifest).routes.filter((route) => route.service === "metrics").map((route) => [route.name, route.auth, route.forwardAuthUpstream]);
+    assert.deepEqual(routes, [
+      ["grafana", "oidc", null],
+      ["loki", null, null],
+      ["prometheus", "forward_auth", "10.9.0.12:9000"],
+    ]);
+    delete (manifest.services.metrics.interface as Record<string, unknown>).auth;
+    const withoutServiceAuth = planOf(manifest).routes.filter((route) => route.service === "metrics").map((route) => [route.name, route.auth]);
+    assert.deepEqual(withoutServiceAuth, [["grafana", null], ["loki", null], ["prometheus", "forward_auth"]]);
   });
 });

@@ -10,7 +10,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { promisify } from "node:util";
-import { exampleManifestData, nixEval, shippedNix } from "./golden/render-fixtures";
+import { loadManifestData } from "../manifest";
+import { exampleManifestData, exampleManifestDir, nixEval, shippedNix } from "./golden/render-fixtures";
 import { moveToSubnet, randomLoopbackSubnet, renderWithConfigs, type RenderedWithConfigs } from "./support/daemons";
 import { seedManifest } from "./support/manifests";
 
@@ -111,13 +112,67 @@ describe("nixos modules: values computed from the rendered host data", function 
       assert.equal(inside.nftables.enable, true);
       assert.deepEqual(
         { enable: inside.firewall.enable, checkReversePath: inside.firewall.checkReversePath, logRefusedConnections: inside.firewall.logRefusedConnections, allowedTCPPorts: inside.firewall.allowedTCPPorts },
-        { enable: true, checkReversePath: false, logRefusedConnections: false, allowedTCPPorts: [5432] },
+        { enable: true, checkReversePath: false, logRefusedConnections: false, allowedTCPPorts: [] },
       );
       const raw = await exampleManifestData();
       raw.network.firewall = "proxmox";
       const outside = evalModule(renderWithConfigs(raw), "postgresql", "core.nix").networking;
       assert.equal(outside.nftables.enable, false);
       assert.equal(outside.firewall.enable, false);
+    });
+  });
+
+  describe("core (the gate behind forward auth)", () => {
+    it("opens a route's port to the proxy only, a database's to its clients, and only public ports to everyone; the same rules as configs/nftables.conf", () => {
+      const firewall = (service: string) => evalModule(example, service, "core.nix").networking.firewall;
+      assert.deepEqual(firewall("vaultwarden").allowedTCPPorts, []);
+      assert.equal(firewall("vaultwarden").extraInputRules, "# route vault.nixmox.lan\nip saddr { 192.168.99.10 } tcp dport 8080 accept");
+      assert.equal(
+        firewall("postgresql").extraInputRules,
+        "# database authentik (authentik); database guacamole (guacamole); database vaultwarden (vaultwarden)\nip saddr { 192.168.99.12, 192.168.99.14, 192.168.99.15 } tcp dport 5432 accept",
+      );
+      assert.deepEqual(firewall("caddy").allowedTCPPorts, [80, 443]);
+      assert.equal(firewall("caddy").extraInputRules, "");
+      assert.deepEqual({ tcp: firewall("dns").allowedTCPPorts, udp: firewall("dns").allowedUDPPorts }, { tcp: [53], udp: [53] });
+      for (const host of example.hosts) {
+        const config = firewall(host.service);
+        const table = example.configs[host.service]["nftables.conf"];
+        const publicTcp = [...config.allowedTCPPorts, 22].sort((a: number, b: number) => a - b).join(", ");
+        assert.ok(table.includes(`    tcp dport { ${publicTcp} } accept\n`), host.service);
+        for (const line of (config.extraInputRules as string).split("\n").filter(Boolean)) assert.ok(table.includes(`    ${line}\n`), `${host.service}: ${line}`);
+      }
+    });
+
+    it("opens a port to everyone with public_ports, to its dependents when they depend_on the service, and to nobody else when nothing uses it", async () => {
+      const raw = await exampleManifestData();
+      raw.services.guacamole.ports = [8280, 4822];
+      raw.services.vaultwarden.public_ports = [8080];
+      raw.services.homepage.ports = [8082, 3001];
+      raw.services.vaultwarden.depends_on = [...raw.services.vaultwarden.depends_on, "homepage"];
+      const rendered = renderWithConfigs(raw);
+      const rules = (service: string) => rendered.data(service).host.firewallRules;
+      assert.deepEqual(rules("vaultwarden"), [{ protocol: "tcp", port: 8080, from: null, reasons: ["public_ports", "route vault.nixmox.lan"] }]);
+      assert.deepEqual(rules("guacamole").find((rule: { port: number }) => rule.port === 4822), { protocol: "tcp", port: 4822, from: [], reasons: ["nothing uses it: only this host"] });
+      assert.deepEqual(rules("homepage").find((rule: { port: number }) => rule.port === 3001), { protocol: "tcp", port: 3001, from: ["192.168.99.14"], reasons: ["depends_on (vaultwarden)"] });
+      assert.doesNotMatch(rendered.configs.guacamole["nftables.conf"], /dport 4822/);
+      const config = evalModule(rendered, "vaultwarden", "core.nix").networking.firewall;
+      assert.deepEqual({ tcp: config.allowedTCPPorts, rules: config.extraInputRules }, { tcp: [8080], rules: "" });
+    });
+  });
+
+  describe("postgresql with pgAdmin (review N2)", () => {
+    it("gives the passwords unit pgAdmin's credential, writes the same pg_hba as configs/pg_hba.conf, and refuses an app owner named like pgAdmin's role", async () => {
+      const homelab = renderWithConfigs(await loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix")));
+      const config = evalModule(homelab, "postgresql", "services/postgresql.nix");
+      assert.deepEqual(failedAssertions(config), []);
+      assert.ok(config.systemd.services["nixmox-postgresql-passwords"].serviceConfig.LoadCredential.includes("pgadmin-db-password:/var/lib/nixmox/secrets/postgresql/pgadmin_db_password"));
+      assert.equal(config.services.postgresql.authentication, homelab.configs.postgresql["pg_hba.conf"]);
+      assert.match(config.services.postgresql.authentication, /^host all "pgadmin" 127\.0\.0\.1\/32 scram-sha-256$/m);
+      const raw = (await loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix"))) as Record<string, any>;
+      raw.services.vaultwarden.interface.db.owner = "pgadmin";
+      assert.deepEqual(failedAssertions(evalModule(renderWithConfigs(raw), "postgresql", "services/postgresql.nix")), [
+        'nixmox postgresql: service "postgresql" runs pgAdmin, whose role is "pgadmin", and a database request uses the same owner; give that database another owner (interface.db.owner).',
+      ]);
     });
   });
 

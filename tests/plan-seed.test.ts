@@ -261,6 +261,7 @@ describe("plan: the seed NixMox layout", () => {
     assert.deepEqual(plan.network, {
       domain: "nixmox.lan",
       dnsServer: "192.168.99.13",
+      fallbackDnsServers: [],
       gateway: "192.168.99.1",
       networkCidr: "192.168.99.0/24",
       prefixLength: 24,

@@ -94,6 +94,8 @@ describe("render: host content", function () {
     const pg = hostData(hosts, "postgresql").postgresql!;
     assert.deepEqual(pg, {
       port: 5432,
+      // The example's PostgreSQL host has no route, so it runs no pgAdmin and gives it no role.
+      admin: null,
       databases: [
         { service: "authentik", name: "authentik", owner: "authentik", clientIp: "192.168.99.12", credential: "authentik-db_password", passwordFile: "/var/lib/nixmox/secrets/authentik/db_password" },
         { service: "guacamole", name: "guacamole", owner: "guacamole", clientIp: "192.168.99.15", credential: "guacamole-db_password", passwordFile: "/var/lib/nixmox/secrets/guacamole/db_password" },

@@ -16,12 +16,12 @@ function parsePin(json: string | undefined): unknown {
   }
 }
 
-function evaluateConfigs(hosts: Parameters<typeof import("../../render").renderConfigs>[0]): ReturnType<typeof import("../../render").renderConfigs> {
-  const { ConfigEvaluationError, renderConfigs } = renderModule();
+function evaluateConfigs(render: () => Parameters<typeof import("../../render").renderConfigs>[0]): ReturnType<typeof import("../../render").renderConfigs> {
+  const { ConfigEvaluationError, StandInCaError, renderConfigs } = renderModule();
   try {
-    return renderConfigs(hosts);
+    return renderConfigs(render());
   } catch (error) {
-    if (error instanceof ConfigEvaluationError) throw new ManifestError("render --configs", [{ subject: "--configs", field: "", message: error.message }]);
+    if (error instanceof ConfigEvaluationError || error instanceof StandInCaError) throw new ManifestError("render --configs", [{ subject: "--configs", field: "", message: error.message }]);
     throw error;
   }
 }
@@ -32,21 +32,26 @@ export function register(program: Command): void {
     .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .requiredOption("--out <dir>", "output directory")
-    .option("--configs", "also write DIR/<service>/configs/: the daemon files the host's modules produce (Caddyfile, unbound.conf, pg_hba.conf, setup.sql), evaluated with nix-instantiate")
+    .option("--configs", "also write DIR/<service>/configs/: the daemon files the host's modules produce (Caddyfile, unbound.conf, pg_hba.conf, setup.sql, resolv.conf, nftables.conf), evaluated with nix-instantiate; the proxy's with a stand-in CA made by openssl for this run")
     .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11")
     .action(action(async (manifest: string, options: { out: string; nixpkgs?: string; configs?: boolean }) => {
-      const { fileSources, renderAll, resolveNixpkgsPin, writeRenderedHosts } = renderModule();
+      const { fileSources, renderAll, resolveNixpkgsPin, standInCaCertificate, standInCaSubject, writeRenderedHosts } = renderModule();
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
       const plan = await manifestModule().loadPlan(manifest);
       // The shipped modules of this checkout (nixos/), also when the CLI runs from dist/.
-      const hosts = renderAll(plan, fileSources(plan.manifestDir, path.join(projectRoot, "nixos")), { nixpkgs });
-      // Evaluated before anything is written, so a failure leaves the output directory as it was.
-      const configs = options.configs ? evaluateConfigs(hosts) : {};
+      const sources = fileSources(plan.manifestDir, path.join(projectRoot, "nixos"));
+      // The flakes render without a CA (no stack here), so their bytes and hashes are the same on every run.
+      const hosts = renderAll(plan, sources, { nixpkgs });
+      // The configs show what a deploy runs: the proxy signs with the stack's managed CA there, so here with a stand-in
+      // made for this run (render/stand-in-ca.ts). The configs name only its credential files, never its bytes, so
+      // they are the same on every run too. Evaluated before anything is written, so a failure leaves DIR as it was.
+      const configs = options.configs ? evaluateConfigs(() => renderAll(plan, sources, { nixpkgs, caRootCertificate: standInCaCertificate() })) : {};
       writeRenderedHosts(options.out, hosts, configs);
       const lines = hosts.map((host) => {
         const files = Object.keys(configs[host.service] ?? {});
         return `${host.service} ${host.contentHash}${files.length > 0 ? ` configs: ${files.join(" ")}` : ""}`;
       });
-      print([`rendered ${hosts.length} host${hosts.length === 1 ? "" : "s"} into ${path.resolve(options.out)}`, ...lines].join("\n"));
+      const standIn = options.configs ? [`configs rendered with a stand-in CA made for this run ("${standInCaSubject}"); a deploy uses the stack's managed CA`] : [];
+      print([`rendered ${hosts.length} host${hosts.length === 1 ? "" : "s"} into ${path.resolve(options.out)}`, ...lines, ...standIn].join("\n"));
     }));
 }

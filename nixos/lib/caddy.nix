@@ -79,10 +79,19 @@ rec {
     in
     sub "[ \t]+}" "\n}" (sub "\\{[ \t]+" "{\n" text);
 
-  # The body of one route: forward auth first (it must run before the proxy), then the user's directives,
-  # then the proxy itself.
+  # Paths of the route the proxy refuses with 403 (render/host-data.ts blockedPaths: Loki's push endpoints), as a
+  # matcher scoped to the route's handle block. `respond` sorts before `reverse_proxy` in Caddy's directive order
+  # (https://caddyserver.com/docs/caddyfile/directives#directive-order), so these requests never reach the upstream.
+  blockedBlock = route:
+    let paths = route.blockedPaths or [ ]; in
+    if paths == [ ] then ""
+    else "@${matcherName route}_blocked path ${concatStringsSep " " paths}\nrespond @${matcherName route}_blocked 403";
+
+  # The body of one route: forward auth first (it must run before the proxy), then the refused paths and the
+  # user's directives, then the proxy itself.
   routeBody = route: concatStringsSep "\n" (filter (s: s != "") [
     (if route.forwardAuthUpstream != null then forwardAuthBlock route.forwardAuthUpstream else "")
+    (blockedBlock route)
     (expandBlocks route.extraConfig)
     "reverse_proxy ${route.upstream}"
   ]);

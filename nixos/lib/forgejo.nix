@@ -36,6 +36,25 @@ rec {
     ""
   ];
 
+  # `nixmox-forgejo-sso-check`, the kind's health check (manifest/kinds.ts healthCommands): "can log in" means
+  # Forgejo answers its login start URL for the provider (/user/oauth2/<name>, routers/web/auth/oauth.go SignInOAuth)
+  # with a redirect to the provider's authorization endpoint for this client. Until the provider serves this client's
+  # discovery document, NixMox has not created its application yet (that happens after this host's rebuild), so the
+  # check passes saying so; from then on a Forgejo that cannot send users to the provider fails it.
+  ssoCheckScript = { curl, listen, name, oidc }:
+    let login = "http://${listen.address}:${toString listen.port}/user/oauth2/${name}"; in ''
+    if ! ${curl} --silent --fail --max-time 10 --output /dev/null ${shell.shellQuote (oidcLib.discoveryUrl oidc.issuer)}; then
+      echo ${shell.shellQuote "nixmox forgejo: the SSO provider does not serve ${oidcLib.discoveryUrl oidc.issuer} yet (its application is created after this host's rebuild); local accounts work"}
+      exit 0
+    fi
+    answer=$(${curl} --silent --max-time 10 --output /dev/null --write-out '%{http_code} %{redirect_url}' ${shell.shellQuote login}) || answer="000 "
+    case "$answer" in
+      3[0-9][0-9]\ ${shell.shellQuote oidc.authorizationEndpoint}*client_id=${shell.shellQuote oidc.clientId}*) echo ${shell.shellQuote "nixmox forgejo: ${login} sends users to ${oidc.authorizationEndpoint}"}; exit 0 ;;
+    esac
+    echo "nixmox forgejo: "${shell.shellQuote login}" does not send users to the SSO provider (got: $answer); see journalctl -u forgejo"
+    exit 1
+  '';
+
   # Shell fragment for forgejo.service's preStart (after the module's config generation and `forgejo migrate`,
   # before the web server reads its login sources): create the source or update it in place, then set its
   # secret with `psql`. Idempotent: run at every start. Never fatal: add-oauth/update-oauth fetch the discovery

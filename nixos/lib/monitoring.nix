@@ -71,7 +71,7 @@ rec {
         # The proxy forwards the path unchanged (Caddy `handle`, nixos/lib/caddy.nix).
         serve_from_sub_path = urlPath url != "";
       });
-      # Both generated on the host (nixos/services/monitoring.nix): no default admin/admin, no public key.
+      # Both stack secrets (nixos/services/monitoring.nix): no default admin/admin, no public key.
       security = {
         secret_key = fileRef "${credentials}/secret_key";
         admin_password = fileRef "${credentials}/admin_password";
@@ -112,10 +112,10 @@ rec {
       });
     });
 
-  # LoadCredential= entries of grafana.service: one per file grafanaSettings reads with $__file{}.
-  # `generatedDir` holds the two values generated on the host.
-  grafanaCredentials = cfg: generatedDir:
-    [ "secret_key:${generatedDir}/secret_key" "admin_password:${generatedDir}/admin_password" ]
+  # LoadCredential= entries of grafana.service: one per file grafanaSettings reads with $__file{}. `secrets` holds the
+  # paths of the stack secrets grafana_secret_key and grafana_admin_password (the host's `nixmox.secrets`).
+  grafanaCredentials = cfg: secrets:
+    [ "secret_key:${secrets.grafana_secret_key}" "admin_password:${secrets.grafana_admin_password}" ]
     ++ (if cfg.database == null then [ ] else [ "db_password:${cfg.database.passwordFile}" ])
     ++ (let oidc = cfg.apps.grafana.oidc; in
       if oidc == null || oidc.clientSecretFile == null then [ ] else [ "oidc_client_secret:${oidc.clientSecretFile}" ]);

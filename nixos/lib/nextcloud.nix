@@ -23,6 +23,24 @@ rec {
     "--mapping-groups=${oidc.groupsClaim}"
   ];
 
+  # `nixmox-nextcloud-sso-check`, the kind's health check (manifest/kinds.ts healthCommands). user_oidc keeps its
+  # providers in Nextcloud's database and reads them on every request (lib/Db/ProviderMapper.php; PHP-FPM keeps no
+  # state between requests), so a provider stored by the oneshot works for the next login without a restart. "Can
+  # log in" then means: the provider is stored (the oneshot succeeded) once the SSO provider serves this client's
+  # discovery document; before that, NixMox has not created the application yet and the check passes saying so.
+  ssoCheckScript = { curl, systemctl, oidc }: ''
+    if ! ${curl} --silent --fail --max-time 10 --output /dev/null ${shell.shellQuote (oidcLib.discoveryUrl oidc.issuer)}; then
+      echo ${shell.shellQuote "nixmox nextcloud: the SSO provider does not serve ${oidcLib.discoveryUrl oidc.issuer} yet (its application is created after this host's rebuild)"}
+      exit 0
+    fi
+    if ${systemctl} is-active --quiet nextcloud-oidc-provider.service; then
+      echo ${shell.shellQuote "nixmox nextcloud: user_oidc has the provider ${oidc.provider}; logins go to ${oidc.authorizationEndpoint}"}
+      exit 0
+    fi
+    echo "nixmox nextcloud: user_oidc has no provider yet: nextcloud-oidc-provider.service is not active (see journalctl -u nextcloud-oidc-provider)"
+    exit 1
+  '';
+
   # The command line: quoted arguments, plus the secret's path inside the unit's credential directory.
   providerCommand = { occ, oidc, credential }:
     concatStringsSep " " ([ occ ] ++ map shell.shellQuote (providerArgs oidc))

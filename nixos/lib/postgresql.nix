@@ -35,14 +35,48 @@ rec {
 
   hba = dbs: concatStringsSep "\n" (hbaLines dbs) + "\n";
 
+  # pgAdmin on this host (review N2): its own role logs in to any database, from loopback only and with its password,
+  # which is where pgAdmin connects from (a server entry host 127.0.0.1 or localhost). The line names the role, so no
+  # app role can use it, and app roles keep their one line each.
+  adminHbaLines = admin:
+    if admin == null then [ ]
+    else [
+      "host all ${quoteIdent admin.role} 127.0.0.1/32 scram-sha-256"
+      "host all ${quoteIdent admin.role} ::1/128 scram-sha-256"
+    ];
+
+  hbaWith = admin: dbs: concatStringsSep "\n" ([ (builtins.head (hbaLines dbs)) ] ++ adminHbaLines admin ++ builtins.tail (hbaLines dbs)) + "\n";
+
+  # The rights an admin tool needs without being the superuser: read and write every database's data, see and cancel
+  # sessions, read the settings (pg_monitor), create databases. It cannot create or change roles (CREATEROLE would let
+  # it take over the app roles) or the server; that stays with `sudo -u postgres psql` on the host. The predefined
+  # roles are granted only where the server has them (pg_read_all_data/pg_write_all_data came with PostgreSQL 14), so
+  # the script never fails on an older major version.
+  adminRoles = [ "pg_monitor" "pg_signal_backend" "pg_read_all_data" "pg_write_all_data" ];
+
+  adminSetup = admin:
+    if admin == null then [ ]
+    else [
+      "SELECT 'CREATE ROLE ${quoteIdent admin.role} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${admin.role}')\\gexec"
+      "ALTER ROLE ${quoteIdent admin.role} WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;"
+    ] ++ map (role: "SELECT 'GRANT ${role} TO ${quoteIdent admin.role}' WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = '${role}')\\gexec") adminRoles
+    ++ [
+      "\\set pw `cat \"$CREDENTIALS_DIRECTORY/${admin.credential}\"`"
+      "ALTER ROLE ${quoteIdent admin.role} WITH PASSWORD :'pw';"
+      "\\unset pw"
+    ];
+
   # psql script run as postgres at service start. The password never appears in the script, the Nix store
   # or a process argument: psql's \set with backquotes runs `cat` on the credential file and keeps the value
   # in psql's memory, and :'pw' sends it as a quoted literal over the socket. log_statement is turned off for
   # the session so ALTER ROLE … PASSWORD is never written to the server log.
-  setupScript = dbs: concatStringsSep "\n" ([
+  setupScript = setupScriptWith null;
+
+  # setupScript, plus pgAdmin's role when `admin` is not null (adminSetup).
+  setupScriptWith = admin: dbs: concatStringsSep "\n" ([
     "\\set ON_ERROR_STOP on"
     "SET log_statement TO 'none';"
-  ] ++ builtins.concatLists (map (db: [
+  ] ++ adminSetup admin ++ builtins.concatLists (map (db: [
     "SELECT 'CREATE ROLE ${quoteIdent db.owner} LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '${db.owner}')\\gexec"
     "SELECT 'CREATE DATABASE ${quoteIdent db.name} OWNER ${quoteIdent db.owner}' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '${db.name}')\\gexec"
     "ALTER DATABASE ${quoteIdent db.name} OWNER TO ${quoteIdent db.owner};"
@@ -55,7 +89,7 @@ rec {
   # services.postgresql.authentication (mkForce, nixos/services/postgresql.nix) writes; setup.sql is the script
   # the nixmox-postgresql-passwords unit runs with psql (credentials in $CREDENTIALS_DIRECTORY).
   configFiles = data: {
-    "pg_hba.conf" = hba data.postgresql.databases;
-    "setup.sql" = setupScript data.postgresql.databases;
+    "pg_hba.conf" = hbaWith (data.postgresql.admin or null) data.postgresql.databases;
+    "setup.sql" = setupScriptWith (data.postgresql.admin or null) data.postgresql.databases;
   };
 }

@@ -25,6 +25,11 @@ let
         description = "authentik outpost (host:port) asked before proxying; null: no forward auth.";
       };
       extraConfig = mkOption { type = types.lines; default = ""; description = "Caddyfile directives, passed through."; };
+      blockedPaths = mkOption {
+        type = types.listOf (types.strMatching "/[A-Za-z0-9._~/-]*");
+        default = [ ];
+        description = "Paths answered with 403 instead of proxied (Loki's push endpoints).";
+      };
     };
   };
 in

@@ -16,7 +16,11 @@
 # exists nor after the web server has loaded the sources.) The step is never fatal: the CLI fetches the provider's
 # discovery document, which fails until NixMox has created the provider's application (it does so after this
 # host's rebuild); Forgejo then starts without SSO (local accounts work) and logs why, and a timer
-# (nixmox-forgejo-sso-retry) restarts it once the discovery document answers. Known limit: if the UPDATE fails,
+# (nixmox-forgejo-sso-retry, every 10 s while a source is pending) restarts it once the discovery document answers.
+# A restart is what it takes: Forgejo registers its OAuth2 login sources with its OAuth2 library when it starts
+# (services/auth/source/oauth2 init, called from the web routes' setup), and a source written to the database by
+# another process (the CLI) is not seen by a running server. The kind's health check asks Forgejo itself whether a
+# login reaches the provider (../lib/forgejo.nix ssoCheckScript). Known limit: if the UPDATE fails,
 # PostgreSQL logs the statement, secret literal included, in the database host's journal (the postgresql module's
 # passwords share this limit).
 #
@@ -78,6 +82,10 @@ in
 
     services.forgejo = {
       enable = true;
+      # Forgejo encrypts two-factor secrets and stored credentials in its database with SECRET_KEY. nixpkgs generates
+      # it into the state directory at the first start (services.forgejo.secrets, no mkDefault, hence mkForce); the
+      # stack secret `secret_key` takes its place, so a restore of the database to a new container can read them (D2).
+      secrets.security.SECRET_KEY = lib.mkIf (config.nixmox.secrets ? secret_key) (lib.mkForce config.nixmox.secrets.secret_key);
       database = mkIf (db != null) {
         type = "postgres";
         host = db.host;
@@ -144,8 +152,17 @@ in
     };
     systemd.timers.nixmox-forgejo-sso-retry = mkIf (oidc != null && hasSecret && db != null) {
       wantedBy = [ "timers.target" ];
-      # Calendar-based: OnUnitActiveSec= would not re-arm after a run skipped by its condition.
-      timerConfig.OnCalendar = "*:0/5";
+      # Calendar-based: OnUnitActiveSec= would not re-arm after a run skipped by its condition. Every 10 s, so the
+      # deploy's health gate (which waits for the SSO application NixMox creates) sees logins work within its
+      # retries; a run costs a stat() while nothing is pending and one curl while it is.
+      timerConfig.OnCalendar = "*:*:0/10";
     };
+
+    # The kind's "can log in" health check (manifest/kinds.ts, ../lib/forgejo.nix ssoCheckScript).
+    environment.systemPackages = [
+      (pkgs.writeShellScriptBin "nixmox-forgejo-sso-check" (if oidc == null || !hasSecret then ''
+        echo "nixmox forgejo: no SSO client in the manifest; nothing to check"
+      '' else forgejoLib.ssoCheckScript { curl = "${pkgs.curl}/bin/curl"; listen = cfg.listen; name = sourceName; inherit oidc; }))
+    ];
   };
 }

@@ -20,8 +20,8 @@
 # TCP peer port; incoming UDP peers stay out).
 # Transmission's RPC IP allow-list is off (the proxy's address is not known here; the firewall decides who
 # reaches the port) and its Host-header guard allows the route's domain. Its RPC asks for no password (the
-# manifest has no secret for one), so whoever reaches port 9091 directly, past the proxy, controls it; the same
-# holds for every app port that ports opens to the network.
+# manifest has no secret for one): its route gets forward auth by default (manifest/resolve.ts routeAuth), and the
+# firewall lets only the proxy reach its port (manifest/firewall.ts), unless the manifest lists it in public_ports.
 #
 # Checked against NixOS 25.11: nixos/modules/services/misc/jellyfin.nix (services.jellyfin.enable; no port
 # option), nixos/modules/services/misc/servarr/{sonarr,radarr,prowlarr}.nix (services.<app>.{enable,settings,

@@ -19,7 +19,7 @@
 # phpfpm-nextcloud.service, nginx.service; the occ wrapper reads credentials from $CREDENTIALS_DIRECTORY and needs
 # `dbpass` there), nixos/modules/services/web-servers/nginx/vhost-options.nix (virtualHosts.<name>.listen.{addr,
 # port}) and nixpkgs' Nextcloud manual section "Installing Apps" (package.packages.apps.<app>, here user_oidc).
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 let
   inherit (lib) mkOption types mkIf optionalAttrs;
   cfg = config.nixmox.nextcloud;
@@ -97,6 +97,13 @@ in
       extraAppsEnable = true;
     };
 
+    # The kind's "can log in" health check (manifest/kinds.ts, ../lib/nextcloud.nix ssoCheckScript).
+    environment.systemPackages = [
+      (pkgs.writeShellScriptBin "nixmox-nextcloud-sso-check" (if !hasSecret || db == null then ''
+        echo "nixmox nextcloud: no SSO client in the manifest; nothing to check"
+      '' else ncLib.ssoCheckScript { curl = "${pkgs.curl}/bin/curl"; systemctl = "${pkgs.systemd}/bin/systemctl"; inherit oidc; }))
+    ];
+
     # Only this address and port; the module's vhost would otherwise listen on every address at port 80.
     services.nginx.virtualHosts.${hostName}.listen = [ { addr = cfg.listen.address; port = cfg.listen.port; } ];
 
@@ -107,9 +114,14 @@ in
       # Re-run whenever PHP-FPM restarts (a changed client secret restarts it), like the setup unit.
       partOf = [ "phpfpm-nextcloud.service" ];
       wantedBy = [ "multi-user.target" "phpfpm-nextcloud.service" ];
+      # No restart of Nextcloud is needed for the provider to take effect (../lib/nextcloud.nix ssoCheckScript);
+      # a failed upsert (the database not reachable yet) is tried again.
+      startLimitIntervalSec = 0;
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
+        Restart = "on-failure";
+        RestartSec = "15s";
         User = "nextcloud";
         # `dbpass`: the occ wrapper's config.php reads the database password from this credential id.
         LoadCredential = [ "oidc_client_secret:${oidc.clientSecretFile}" "dbpass:${db.passwordFile}" ];

@@ -1,6 +1,10 @@
 # NixMox openbao module: OpenBao on the manifest's address and port (plain HTTP; TLS ends at the reverse proxy),
 # with integrated (raft) storage under /var/lib/openbao and the web UI.
 #
+# Health: the kind's checks run `nixmox-openbao-health` (../lib/openbao.nix healthScript): refresh and status call
+# OpenBao healthy only when /v1/sys/health says unsealed and active, and a sealed one unhealthy with the unseal
+# command in the message; the deploy's startup gate asks only that the new listener answers (a restart seals it).
+#
 # What this module sets: the listener (address:port from the manifest, cluster traffic on 127.0.0.1 only, so no
 # other port is opened), api_addr (the public URL), storage and the UI.
 # What it cannot set: OIDC login is API-level configuration inside OpenBao (auth method, its config, a role), and
@@ -16,7 +20,6 @@
 # api_addr, cluster_addr, listener "tcp" {address, cluster_address, tls_disable}, storage "raft" {path, node_id}).
 { config, lib, pkgs, ... }:
 let
-  inherit (lib) mkIf;
   cfg = config.nixmox.openbao;
   host = config.nixmox.host;
   oidc = cfg.oidc;
@@ -24,6 +27,8 @@ let
   address = "${cfg.listen.address}:${toString cfg.listen.port}";
   # Raft's cluster port (the API port + 1 by convention), bound to loopback: a single node has no peers.
   clusterAddress = "127.0.0.1:${toString (cfg.listen.port + 1)}";
+  healthHelper = pkgs.writeShellScriptBin "nixmox-openbao-health" (baoLib.healthScript { curl = "${pkgs.curl}/bin/curl"; inherit address; });
+  listenerStateFile = "/var/lib/nixmox/openbao/listener";
   oidcHelper = pkgs.writeShellScriptBin "nixmox-openbao-oidc" (baoLib.oidcScript {
     bao = lib.getExe config.services.openbao.package;
     address = "http://${address}";
@@ -69,6 +74,22 @@ in
       };
     };
 
-    environment.systemPackages = mkIf (oidc != null && oidc.clientSecretFile != null) [ oidcHelper ];
+    # The kind's health checks run it (manifest/kinds.ts): serving = unsealed and active, else the unseal step.
+    environment.systemPackages = [ healthHelper ] ++ lib.optional (oidc != null && oidc.clientSecretFile != null) oidcHelper;
+
+    # A changed listener restarts OpenBao although nixpkgs' unit does not restart on changes (../lib/openbao.nix
+    # listenerRestartScript); any other settings change still waits for a restart by hand (`systemctl restart
+    # openbao`, then unseal), as nixpkgs intends.
+    systemd.services.nixmox-openbao-listener = {
+      description = "NixMox: restart OpenBao when its listener changed";
+      after = [ "openbao.service" ];
+      wantedBy = [ "multi-user.target" ];
+      restartTriggers = [ address ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+      };
+      script = baoLib.listenerRestartScript { systemctl = "${pkgs.systemd}/bin/systemctl"; listener = address; stateFile = listenerStateFile; };
+    };
   };
 }

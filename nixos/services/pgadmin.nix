@@ -14,6 +14,14 @@
 # as home.arpa; the homelab domain's last label is allowed through ALLOW_SPECIAL_EMAIL_DOMAINS, and deliverability
 # is not checked (a LAN domain has no MX).
 #
+# Its own PostgreSQL host: on a PostgreSQL host, pgAdmin logs in as the role "pgadmin" (../services/postgresql.nix,
+# ../lib/postgresql.nix adminSetup: every database's data, sessions and settings, no role or server changes), from
+# loopback only and with the password in the secret `pgadmin_db_password` (`nixmox secrets check` shows where it is;
+# generated when the stack sets none). Register the server once in pgAdmin: host 127.0.0.1, the PostgreSQL port,
+# maintenance database postgres, user pgadmin, that password. A password and not peer authentication over the
+# socket: every user pgAdmin lets in (OAUTH2_AUTO_CREATE_USER: anyone the SSO provider knows) runs as the same OS
+# user, so peer authentication would give each of them the role without a password.
+#
 # Checked against NixOS 25.11: nixos/modules/services/admin/pgadmin.nix (services.pgadmin.{enable,port,
 # initialEmail,initialPasswordFile,settings}; unit pgadmin.service, LoadCredential list) and pgAdmin's config.py
 # (DEFAULT_SERVER, AUTHENTICATION_SOURCES, OAUTH2_AUTO_CREATE_USER, OAUTH2_CONFIG;
@@ -26,6 +34,7 @@ let
   oidc = cfg.oidc;
   pgadminLib = import ../lib/pgadmin.nix;
   hasSecret = oidc != null && oidc.clientSecretFile != null;
+  caBundle = "/etc/ssl/certs/ca-certificates.crt";
 in
 {
   options.nixmox.pgadmin = (import ./app-options.nix lib) // {
@@ -88,6 +97,17 @@ in
     };
 
     systemd.services.pgadmin = {
+      # Review N1: pgAdmin's OAuth2 client (Authlib on `requests`) verifies https://auth.<domain> against certifi's
+      # bundle, which nixpkgs builds from the plain cacert, without the homelab's managed CA. Two variables point it
+      # at the system bundle that security.pki.certificates extends (nixos/modules/security/ca.nix writes it to
+      # /etc/ssl/certs/ca-certificates.crt): REQUESTS_CA_BUNDLE, which `requests` reads for every session that
+      # trusts the environment (requests/sessions.py merge_environment_settings; Authlib's OAuth2Session is one), and
+      # NIX_SSL_CERT_FILE, which nixpkgs' certifi returns from where() (pkgs/development/python-modules/certifi/
+      # env.patch, read at NixOS/nixpkgs 0403b85), for any other certifi user in the process.
+      environment = {
+        REQUESTS_CA_BUNDLE = caBundle;
+        NIX_SSL_CERT_FILE = caBundle;
+      };
       # Appended to the module's own list (initial_password); readable by the unit's user through
       # $CREDENTIALS_DIRECTORY, for pgadmin4 and for its preStart alike.
       serviceConfig.LoadCredential = mkIf hasSecret [ "oidc_client_secret:${oidc.clientSecretFile}" ];

@@ -27,6 +27,7 @@ in
     getExe = pkg: "${pkg}/bin/${pkg.meta.mainProgram}";
     mkIf = condition: content: { _type = "if"; inherit condition content; };
     mkAfter = content: { _type = "order"; priority = 1500; inherit content; };
+    mkForce = content: { _type = "override"; priority = 50; inherit content; };
     optionalAttrs = cond: attrs: if cond then attrs else { };
     removeSuffix = suffix: s:
       let n = builtins.stringLength s; k = builtins.stringLength suffix;
@@ -43,6 +44,7 @@ in
     gawk = package "gawk" "awk";
     postgresql = package "postgresql" "psql";
     curl = package "curl" "curl";
+    systemd = package "systemd" "systemctl";
     transmission_4 = package "transmission-4" "transmission-daemon";
     authentik-outposts = {
       ldap = package "authentik-ldap-outpost" "ldap";

@@ -1,0 +1,136 @@
+/**
+ * Who may open each port of a host: the gate behind forward auth. Pure, called by the plan.
+ *
+ * A port is open to exactly the hosts that use it, never to the whole LAN unless the manifest says so:
+ *
+ * | the port exists for                                           | open to                                   |
+ * |---------------------------------------------------------------|-------------------------------------------|
+ * | a route (its upstream port) or a forward-auth outpost          | the proxy host(s)                         |
+ * | a database (`interface.db.port` on the PostgreSQL host)        | that database's clients                   |
+ * | Loki on a monitoring host (its push endpoint)                   | every host of the homelab                 |
+ * | `ports` of a service that others list in `depends_on`, used by nothing above | those services               |
+ * | the kind's own (proxy 80/443, DNS, SMTP), the LDAP outpost, an authentik without a route, `public_ports` | every address |
+ * | the RADIUS outpost (UDP)                                       | `network.outposts.radius.client_networks` |
+ * | anything else (an app without a route, a `ports` entry nothing uses) | only the host itself (a plan warning says how to open it) |
+ *
+ * So `http://<app ip>:<port>` is no way around the proxy's forward auth, and an app without a login is reachable
+ * only through its route. The NixOS side renders these as nftables rules (nixos/lib/firewall.nix).
+ */
+import { appOfRoute, kindSpecs } from "./kinds";
+import type { DatabasePlan, EdgePlan, FirewallRulePlan, OutpostPlan, RoutePlan, ServiceKind } from "./plan-types";
+
+/** The outposts' ports on the authentik host (plan.ts ldapOutpostPort, TCP; radiusOutpostPort, UDP), passed in by the plan. */
+export interface OutpostPorts {
+  ldap: number;
+  radius: number;
+}
+
+export interface FirewallService {
+  name: string;
+  kind: ServiceKind;
+  ip: string;
+  fqdn: string;
+  hostName: string;
+  /** Every TCP port the host listens on (the plan's ports). */
+  ports: number[];
+  udpPorts: number[];
+  /** The manifest's own `ports`. */
+  declaredPorts: number[];
+  publicPorts: number[];
+}
+
+export interface FirewallInput {
+  services: FirewallService[];
+  routes: RoutePlan[];
+  databases: DatabasePlan[];
+  outposts: OutpostPlan[];
+  edges: EdgePlan[];
+  outpostPorts: OutpostPorts;
+}
+
+export interface FirewallPlan {
+  rules: Map<string, FirewallRulePlan[]>;
+  /** Ports nobody but their host can reach, with how to open them. */
+  warnings: string[];
+}
+
+const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+function hostPort(value: string): { host: string; port: number } {
+  const index = value.lastIndexOf(":");
+  return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
+}
+
+export function planFirewall(input: FirewallInput): FirewallPlan {
+  const byAddress = new Map<string, FirewallService>();
+  for (const keyOf of [(s: FirewallService) => s.name, (s: FirewallService) => s.ip, (s: FirewallService) => s.fqdn, (s: FirewallService) => s.hostName]) {
+    for (const service of input.services) if (!byAddress.has(keyOf(service))) byAddress.set(keyOf(service), service);
+  }
+  const proxies = input.services.filter((service) => service.kind === "caddy").map((service) => service.ip);
+  const everyHost = input.services.map((service) => service.ip);
+  const warnings: string[] = [];
+  const rules = new Map<string, FirewallRulePlan[]>();
+
+  for (const service of input.services) {
+    // port → sources (null: everyone) and reasons
+    const tcp = new Map<number, { from: Set<string> | null; reasons: Set<string> }>();
+    const allow = (port: number, from: string[] | null, reason: string) => {
+      if (!service.ports.includes(port)) return;
+      const entry = tcp.get(port) ?? { from: new Set<string>(), reasons: new Set<string>() };
+      if (from === null) entry.from = null;
+      else if (entry.from !== null) for (const address of from) if (address !== service.ip) entry.from.add(address);
+      entry.reasons.add(reason);
+      tcp.set(port, entry);
+    };
+    const pointsHere = (upstream: string) => byAddress.get(hostPort(upstream).host)?.name === service.name;
+
+    for (const port of kindSpecs[service.kind].tcpPorts) allow(port, null, `${service.kind} port`);
+    for (const port of service.publicPorts) allow(port, null, "public_ports");
+    if (input.outposts.some((outpost) => outpost.type === "ldap" && outpost.provider === service.name)) allow(input.outpostPorts.ldap, null, "LDAP outpost");
+    for (const route of input.routes) {
+      if (pointsHere(route.upstream)) allow(hostPort(route.upstream).port, proxies, `route ${route.domain}${route.path === "/" ? "" : route.path}`);
+      if (route.forwardAuthUpstream !== null && pointsHere(route.forwardAuthUpstream)) allow(hostPort(route.forwardAuthUpstream).port, proxies, "forward-auth outpost");
+    }
+    // Without a route, users' browsers log in at the authentik host itself (render/host-data.ts oidcEndpoints).
+    if (service.kind === "authentik" && !input.routes.some((route) => route.service === service.name)) {
+      allow(kindSpecs.authentik.apps.authentik.port, null, "authentik without a route (browsers log in here)");
+    }
+    for (const db of input.databases) if (db.server === service.name) allow(db.port, [db.clientIp], `database ${db.name} (${db.service})`);
+    if (service.kind === "monitoring") {
+      const lokiRoute = input.routes.find((route) => route.service === service.name && appOfRoute(service.kind, route.name) === "loki" && pointsHere(route.upstream));
+      allow(lokiRoute ? hostPort(lokiRoute.upstream).port : kindSpecs.monitoring.apps.loki.port, everyHost, "Loki push (every homelab host)");
+    }
+    // The manifest's own ports that nothing above explains are an API for the services that depend_on this one. A
+    // route's or a database's port stays with the proxy or the database's clients.
+    const apiPorts = service.declaredPorts.filter((port) => !tcp.has(port));
+    for (const edge of input.edges) {
+      if (edge.to !== service.name || !edge.reasons.includes("depends_on")) continue;
+      const consumer = input.services.find((candidate) => candidate.name === edge.from);
+      if (consumer) for (const port of apiPorts) allow(port, [consumer.ip], `depends_on (${consumer.name})`);
+    }
+
+    const list: FirewallRulePlan[] = [];
+    for (const port of service.ports) {
+      const entry = tcp.get(port);
+      if (!entry) {
+        warnings.push(
+          `service "${service.name}": port ${port} is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN`,
+        );
+        list.push({ protocol: "tcp", port, from: [], reasons: ["nothing uses it: only this host"] });
+        continue;
+      }
+      list.push({ protocol: "tcp", port, from: entry.from === null ? null : [...entry.from].sort(byString), reasons: [...entry.reasons].sort(byString) });
+    }
+    for (const port of service.udpPorts) {
+      const radius = input.outposts.find((outpost) => outpost.type === "radius" && outpost.provider === service.name);
+      if (radius?.type === "radius" && port === input.outpostPorts.radius) {
+        const everywhere = radius.clientNetworks.includes("0.0.0.0/0");
+        list.push({ protocol: "udp", port, from: everywhere ? null : [...radius.clientNetworks].sort(byString), reasons: ["RADIUS outpost"] });
+      } else {
+        list.push({ protocol: "udp", port, from: null, reasons: [`${service.kind} port`] });
+      }
+    }
+    rules.set(service.name, list.sort((a, b) => byString(a.protocol, b.protocol) || a.port - b.port));
+  }
+  return { rules, warnings };
+}
