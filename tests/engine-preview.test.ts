@@ -53,7 +53,9 @@ describe("the program in preview mode (a first deploy's preview)", function () {
       protect: true,
       deleteBeforeReplace: true,
       retainOnDelete: true,
-      ignoreChanges: ["disk.datastoreId", "initialization.userAccount", "operatingSystem"],
+      // In the order the program gives them, as the engine keeps them.
+      ignoreChanges: ["operatingSystem", "disk.datastoreId", "initialization.userAccount"],
+      replaceOnChanges: [],
       replaceWith: [],
       customTimeouts: null,
       additionalSecretOutputs: [],
@@ -61,7 +63,7 @@ describe("the program in preview mode (a first deploy's preview)", function () {
     for (const resource of run.resources.filter((candidate) => candidate.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
       assert.equal(resource.options.deleteBeforeReplace, true, resource.name);
     }
-    assert.deepEqual(resourceNamed(run, "dns-health").options.additionalSecretOutputs, ["maskValues", "privateKey"]);
+    assert.deepEqual(resourceNamed(run, "dns-health").options.additionalSecretOutputs, ["privateKey", "maskValues"]);
     // Deadlines are the commands' own inputs: a dynamic provider gets no customTimeouts from the engine.
     assert.deepEqual(Object.fromEntries(["dns-config", "postgresql-secrets", "dns-rebuild"].map((name) => [name, resourceNamed(run, name).plainInputs.timeoutSeconds])), { "dns-config": 600, "postgresql-secrets": 600, "dns-rebuild": 2700 });
     const rebuild = resourceNamed(run, "dns-rebuild");
@@ -94,7 +96,7 @@ describe("the program in preview mode (a first deploy's preview)", function () {
     const parsed = JSON.parse(result.stdout) as { resources: { name: string; options: Record<string, unknown>; inputs: Record<string, unknown> }[] };
     const health = parsed.resources.find((resource) => resource.name === "dns-health")!;
     assert.equal(health.inputs.hostKey, "[unknown]");
-    assert.deepEqual(Object.keys(health.options).sort(), ["additionalSecretOutputs", "customTimeouts", "deleteBeforeReplace", "ignoreChanges", "protect", "replaceWith", "retainOnDelete"]);
+    assert.deepEqual(Object.keys(health.options).sort(), ["additionalSecretOutputs", "customTimeouts", "deleteBeforeReplace", "ignoreChanges", "protect", "replaceOnChanges", "replaceWith", "retainOnDelete"]);
     assert.equal(parsed.resources.find((resource) => resource.name === "dns-container")!.options.deleteBeforeReplace, true);
   });
 });

@@ -72,7 +72,7 @@ describe("program under mocks: the example manifest", function () {
     });
     assert.deepEqual(container.dependsOn, [
       "urn:pulumi:offline::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:ContainerGuard::dns-guard",
-      "urn:pulumi:offline::nixmox::pulumi:pulumi:Stack$proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve",
+      "urn:pulumi:offline::nixmox::proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve",
     ]);
   });
 
@@ -227,7 +227,7 @@ describe("program under mocks: the example manifest", function () {
     const retained = run.resources.filter((resource) => resource.retainOnDelete).map((resource) => resource.name).sort();
     assert.deepEqual(retained, ["nixos-template-pve", "postgresql-container", "vaultwarden-container"]);
     for (const container of run.resources.filter((resource) => resource.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
-      assert.deepEqual(container.ignoreChanges, [...creationOnlyFields].sort(), container.name);
+      assert.deepEqual(container.ignoreChanges, [...creationOnlyFields], container.name);
     }
   });
 
@@ -253,7 +253,7 @@ describe("program under mocks: the example manifest", function () {
     const again = await runNixmoxProgram();
     assert.equal(renderPreviewJson(again.resources), renderPreviewJson(run.resources));
     const parsed = JSON.parse(renderPreviewJson(run.resources)) as { resources: Array<Record<string, unknown>> };
-    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["dependsOn", "inputs", "name", "options", "parent", "protect", "type", "urn"]);
+    assert.deepEqual(Object.keys(parsed.resources[0]).sort(), ["custom", "dependsOn", "inputs", "name", "options", "parent", "protect", "provider", "type", "urn"]);
   });
 });
 
@@ -396,7 +396,7 @@ describe("program under mocks: edits", function () {
   it("drops the creation-only guard for a service listed in nixmox:allowReplace", async () => {
     const run = await runNixmoxProgram(undefined, { "nixmox:allowReplace": '["caddy"]' });
     assert.deepEqual(resourceNamed(run, "caddy-container").ignoreChanges, []);
-    assert.deepEqual(resourceNamed(run, "dns-container").ignoreChanges, [...creationOnlyFields].sort());
+    assert.deepEqual(resourceNamed(run, "dns-container").ignoreChanges, [...creationOnlyFields]);
   });
 
   it("fails before registering any resource when a required, non-generatable secret is missing", async () => {
