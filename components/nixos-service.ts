@@ -121,7 +121,6 @@ export class NixosService extends pulumi.ComponentResource {
       privateKey,
       containerId: container.id,
       timeoutSeconds: args.sshTimeoutSeconds ?? 300,
-      rebootRevision,
       ...(pinnedHostKey === undefined ? {} : { pinnedHostKey }),
       ...(args.proxmoxApiToken === undefined || pinnedHostKey !== undefined ? {} : {
         firstContact: pulumi.output(args.proxmoxApiToken).apply((apiToken) => ({

@@ -503,6 +503,39 @@ describe("authentik dynamic providers against a local Authentik API", function (
       }
     });
 
+    it("records a new tunnel (a re-created authentik host, a rotated deploy key) with an update, and later calls take it (review B1)", async () => {
+      const reborn = await startSshd({ host: "127.0.0.13" });
+      try {
+        const created = await oidcAppProvider.create(oidcInputs({ tunnel: tunnelOf(sshd) }));
+        const olds = created.outs as AuthentikOidcAppOutputs;
+        assert.equal((await oidcAppProvider.diff!(created.id, olds, oidcInputs({ tunnel: tunnelOf(sshd) }))).changes, false);
+        // Same address, another host key (the container was re-created); then the same host with a rotated key.
+        assert.equal((await oidcAppProvider.diff!(created.id, olds, oidcInputs({ tunnel: tunnelOf(sshd, reborn.hostKey) }))).changes, true);
+        assert.equal((await oidcAppProvider.diff!(created.id, olds, oidcInputs({ tunnel: { ...tunnelOf(sshd), privateKey: reborn.clientPrivateKey } }))).changes, true);
+        const moved = await oidcAppProvider.update!(created.id, olds, oidcInputs({ tunnel: tunnelOf(reborn) }));
+        assert.deepEqual((moved.outs as AuthentikOidcAppOutputs).tunnel, tunnelOf(reborn));
+        // The old host is gone: refresh and delete must use the recorded new tunnel.
+        await sshd.kill();
+        const read = await oidcAppProvider.read!(created.id, moved.outs as AuthentikOidcAppOutputs);
+        assert.equal((read.props as AuthentikOidcAppOutputs).slug, "vaultwarden");
+        await oidcAppProvider.delete!(created.id, moved.outs as AuthentikOidcAppOutputs);
+        assert.equal(api.applications.size, 0);
+      } finally {
+        await reborn.stop();
+        sshd = await startSshd({ host: "127.0.0.11" });
+      }
+    });
+
+    it("compares the tunnel in every Authentik provider's diff (proxy app, outpost binding, outpost)", async () => {
+      const [a, b] = [tunnelOf(sshd), { ...tunnelOf(sshd), hostKey: closed.hostKey }];
+      const proxy = proxyInputs({ tunnel: a });
+      assert.equal((await proxyAppProvider.diff!("x", { ...proxy, providerPk: 1 } as never, { ...proxy, tunnel: b })).changes, true);
+      const binding = { url: api.url, token, tunnel: a, service: "authentik", outpostName: "authentik Embedded Outpost", providerPks: [1], authentikHost: null } as unknown as AuthentikOutpostBindingInputs;
+      assert.equal((await outpostBindingProvider.diff!("x", binding as never, { ...binding, tunnel: b })).changes, true);
+      const outpost = { url: api.url, token, tunnel: a, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.0.0.0/24"], sharedSecret: "s", authorizationFlow: "f", invalidationFlow: "g" } as unknown as AuthentikOutpostInputs;
+      assert.equal((await outpostProvider.diff!("x", outpost as never, { ...outpost, tunnel: b })).changes, true);
+    });
+
     it("fails, sending nothing, when the SSH server refuses forwarding or presents another host key; the key never shows", async () => {
       const refused = await rejection(oidcAppProvider.create(oidcInputs({ tunnel: tunnelOf(closed) })));
       assert.match(refused.message, /^service "vaultwarden": Authentik lookup of flow .*could not open a connection to 127\.0\.0\.1:\d+ through SSH/);

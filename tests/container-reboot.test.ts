@@ -1,5 +1,5 @@
-// Pure: the container plan's rebootRevision, and (under mocks) that the SSH wait and the health gate of the same
-// service receive it. Not proven here: that Proxmox reboots exactly on these edits (read from bpg's container.go).
+// Pure: the container plan's rebootRevision, and (under mocks) that the health gate of the same service receives it
+// and the host-key record does not (so a preview of such an edit keeps the host key known, review B3). Not proven here: that Proxmox reboots exactly on these edits (read from bpg's container.go).
 import { strict as assert } from "node:assert";
 import { planContainer } from "../components/container";
 import { resolveStackSettings } from "../components/stack-config";
@@ -36,11 +36,11 @@ describe("containers that Proxmox reboots to apply an edit", function () {
     assert.equal(revision({ ...dns, tags: [...dns.tags, "extra"] }), base, "tags");
   });
 
-  it("hands the same revision to the service's SSH wait and health gate", async () => {
+  it("hands the revision to the service's health gate, which waits for SSH after a reboot, and not to its host-key record", async () => {
     const run = await runNixmoxProgram();
-    const ssh = resourceNamed(run, "dns-ssh").inputs.rebootRevision;
-    assert.match(String(ssh), /^[0-9a-f]{16}$/);
-    assert.equal(resourceNamed(run, "dns-health").inputs.rebootRevision, ssh);
-    assert.notEqual(resourceNamed(run, "caddy-ssh").inputs.rebootRevision, ssh);
+    const revision = resourceNamed(run, "dns-health").inputs.rebootRevision;
+    assert.match(String(revision), /^[0-9a-f]{16}$/);
+    assert.notEqual(resourceNamed(run, "caddy-health").inputs.rebootRevision, revision);
+    assert.equal("rebootRevision" in resourceNamed(run, "dns-ssh").inputs, false);
   });
 });

@@ -363,7 +363,7 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
 
   describe("a preview's unknown inputs (the engine's sentinel string)", () => {
     const samples = (): Record<keyof typeof specs, Record<string, unknown>> => ({
-      sshHostKey: sshInputs(host, { rebootRevision: "r1" }),
+      sshHostKey: sshInputs(host),
       healthCheck: healthInputs({ rebootRevision: "r1", repair: { command: "true", stdin: "" }, confirm: { configHash: "0123456789abcdef" } }),
       oidcApp: { url: "http://127.0.0.1:9", token, service: "vaultwarden", slug: "vaultwarden", name: "vaultwarden", providerName: "nixmox-vaultwarden", clientId: "vaultwarden", clientType: "confidential", clientSecret: "s", redirectUris: ["https://a.lan/cb"], scopes: ["openid"], authorizationFlow: "f", invalidationFlow: "g", signingKey: null, launchUrl: null },
       proxyApp: { url: "http://127.0.0.1:9", token, service: "media", slug: "media", name: "media", providerName: "nixmox-media", externalHost: "https://media.lan", mode: "forward_single", cookieDomain: null, authorizationFlow: "f", invalidationFlow: "g", launchUrl: null },

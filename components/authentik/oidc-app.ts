@@ -100,6 +100,9 @@ export interface AuthentikOidcAppOutputs extends AuthentikOidcAppInputs {
 const managedFields = [
   "url",
   "token",
+  // The SSH path the calls take: a re-created authentik host (new host key) or a rotated deploy key is recorded by an
+  // update, or refresh, removal and destroy would keep using the stale one (pulumi-engine-2 review B1).
+  "tunnel",
   "service",
   "name",
   "providerName",

@@ -54,7 +54,8 @@ export interface AuthentikOutpostBindingOutputs extends AuthentikOutpostBindingI
   outpostPk: string;
 }
 
-const managedFields = ["url", "token", "service", "providerPks", "authentikHost"] as const satisfies readonly (keyof AuthentikOutpostBindingInputs)[];
+// `tunnel`: the SSH path the calls take, recorded when it changes (pulumi-engine-2 review B1).
+const managedFields = ["url", "token", "tunnel", "service", "providerPks", "authentikHost"] as const satisfies readonly (keyof AuthentikOutpostBindingInputs)[];
 
 const byNumber = (a: number, b: number) => a - b;
 

@@ -85,6 +85,9 @@ export interface AuthentikProxyAppOutputs extends AuthentikProxyAppInputs {
 const managedFields = [
   "url",
   "token",
+  // The SSH path the calls take: a re-created authentik host (new host key) or a rotated deploy key is recorded by an
+  // update, or refresh, removal and destroy would keep using the stale one (pulumi-engine-2 review B1).
+  "tunnel",
   "service",
   "name",
   "providerName",

@@ -12,6 +12,8 @@
  * - diff: re-runs (update) when the expected generation, the checks, the connection, the confirmation or the
  *   container's `rebootRevision` (Proxmox rebooted it to apply an edit) change, or when the last read found
  *   drift. Never replaces: there is nothing on the host to re-create.
+ * - update after such a reboot: first waits until SSH runs a command again (up to 300 s, the host key pinned),
+ *   then gates as above.
  * - update after a read found another generation: first re-runs the activation (`repair`, the rebuild's own
  *   command), so `pulumi refresh` + `pulumi up` repairs the drift; an unhealthy host is only checked again.
  * - delete: nothing to undo.
@@ -23,7 +25,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { HealthPlan } from "../../manifest/plan-types";
 import { renderConfirmCommand, parseActivationResult } from "../activation";
 import { checksForPhase, maskSecrets, openHostConnection, readHostFacts, runHealthChecks } from "./runner";
-import { connectSsh } from "../ssh/connection";
+import { connectSsh, waitForSsh } from "../ssh/connection";
 import { validateCheck } from "./probes";
 import { parseHostKey } from "../ssh/host-key";
 import { containsUnknown } from "../unknown";
@@ -150,6 +152,10 @@ function foundGenerationDrift(olds: HealthCheckOutputs | null): boolean {
 
 async function gate(inputs: HealthCheckInputs, olds: HealthCheckOutputs | null = null): Promise<HealthCheckOutputs> {
   let expectedGeneration = inputs.expectedGeneration;
+  // `?? ""`: state written before rebootRevision existed has none.
+  if (olds !== null && (olds.rebootRevision ?? "") !== inputs.rebootRevision) {
+    await waitForSsh({ service: inputs.service, host: inputs.host, port: inputs.port, user: inputs.username, privateKey: inputs.privateKey, pinnedHostKey: inputs.hostKey, timeoutSeconds: 300, intervalSeconds: 2 });
+  }
   if (inputs.repair !== null && foundGenerationDrift(olds)) {
     expectedGeneration = (await repairGenerationDrift({ ...inputs, repair: inputs.repair })) ?? expectedGeneration;
   }

@@ -266,6 +266,61 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
   };
 }
 
+export interface WaitForSshOptions {
+  /** Service name, for messages. */
+  service: string;
+  host: string;
+  port: number;
+  user: string;
+  privateKey: string;
+  /** The key the server must present; null to accept and report whatever it presents (first contact). */
+  pinnedHostKey: string | null;
+  timeoutSeconds: number;
+  intervalSeconds: number;
+}
+
+/**
+ * Runs `true` over SSH again and again until it exits 0 or `timeoutSeconds` pass; resolves with the presented host
+ * key. An open port is not enough (sshd is socket-activated on NixOS LXC, and a container that Proxmox just started or
+ * rebooted may still be bringing its network up, bpg #2261/#2349). A host presenting another key than the pinned one
+ * fails at once: it is not "not ready yet".
+ */
+export async function waitForSsh(options: WaitForSshOptions): Promise<{ hostKey: string; hostKeyFingerprint: string }> {
+  const deadline = Date.now() + options.timeoutSeconds * 1000;
+  let lastError = "no attempt made";
+  for (;;) {
+    const remainingMs = deadline - Date.now();
+    try {
+      const session = await connectSsh({
+        host: options.host,
+        port: options.port,
+        username: options.user,
+        privateKey: options.privateKey,
+        hostKeys: options.pinnedHostKey === null ? [] : [options.pinnedHostKey],
+        trustOnFirstUse: options.pinnedHostKey === null,
+        readyTimeoutMs: Math.max(1000, Math.min(10_000, remainingMs)),
+      });
+      try {
+        const result = await session.exec("true", { timeoutMs: Math.max(1000, Math.min(15_000, remainingMs)) });
+        if (result.code === 0) return { hostKey: session.hostKey, hostKeyFingerprint: session.hostKeyFingerprint };
+        lastError = result.timedOut ? "the command `true` timed out" : `the command \`true\` exited with ${result.code ?? result.signal ?? "no status"}`;
+      } finally {
+        session.close();
+      }
+    } catch (error) {
+      if (isHostKeyMismatch(error)) throw new Error(`service "${options.service}": ${error.message}`);
+      lastError = error instanceof Error ? error.message : String(error);
+    }
+    if (Date.now() + options.intervalSeconds * 1000 >= deadline) {
+      throw new Error(
+        `service "${options.service}": SSH on ${options.host}:${options.port} did not run a command within ${options.timeoutSeconds} s ` +
+          `(last error: ${lastError}); check that the container started and that the deploy key is in network.ssh_keys.root`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.intervalSeconds * 1000));
+  }
+}
+
 /**
  * Reads the host key a server presents without authenticating (first-contact recording, like ssh-keyscan).
  * Prefer getting the key out-of-band (e.g. `pct exec`); use this only on a network you trust.

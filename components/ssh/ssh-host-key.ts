@@ -14,8 +14,11 @@
  *   Re-created containers reuse IPs (TAPPaaS/TAPPaaS#112), which is why the recorded key belongs to one container id.
  * - diff: a new `containerId` (the container was re-created) replaces the resource, so a new key is recorded for
  *   the new container. A new host or port is the same container at another address: an update, checked with the
- *   pinned key (never a second first contact). Timing, a new `pinnedHostKey` and a new `rebootRevision` (Proxmox
- *   rebooted the container to apply an edit) are updates; `firstContact` (the API token) is read on create only.
+ *   pinned key (never a second first contact). Timing and a new `pinnedHostKey` are updates; `firstContact` (the
+ *   API token) is read on create only. A reboot that applies an edit (memory, IP, …) is not a change here: the
+ *   health gate waits for SSH again after one (components/health/health-check.ts), so this resource's `hostKey`
+ *   stays a known value in a preview of such an edit (the engine returns a dynamic resource's new inputs as its
+ *   outputs when previewing an update, which would leave the key unknown to every command; review B3).
  * - update: re-checks readiness with the *pinned* key, `pinnedHostKey` when set, else the recorded one (a host
  *   presenting another key fails here, loudly).
  * - read: returns the stored state; the pin never changes on refresh.
@@ -25,7 +28,7 @@
  * The private key is an input only, never an output.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectSsh, isHostKeyMismatch } from "./connection";
+import { waitForSsh } from "./connection";
 import { checkFirstContact, type FirstContactProxmox } from "./first-contact";
 
 export interface SshHostKeyArgs {
@@ -44,8 +47,6 @@ export interface SshHostKeyArgs {
   timeoutSeconds?: pulumi.Input<number>;
   /** Pause between attempts. @default 2 */
   intervalSeconds?: pulumi.Input<number>;
-  /** Changes when the container gets an edit Proxmox applies by rebooting it; an update then waits for SSH again. @default "" */
-  rebootRevision?: pulumi.Input<string>;
   /** Where to check that this stack just created the container, before its key is trusted on first use (secret: it holds the API token). */
   firstContact?: pulumi.Input<FirstContactProxmox>;
   /** The host key read out of band (`nixmox:hostKeys.<service>`): required of the server instead of first-use trust. @default "" */
@@ -61,7 +62,6 @@ export interface SshHostKeyInputs {
   containerId: string;
   timeoutSeconds: number;
   intervalSeconds: number;
-  rebootRevision: string;
   firstContact: FirstContactProxmox | null;
   pinnedHostKey: string;
 }
@@ -74,7 +74,6 @@ export interface SshHostKeyOutputs {
   containerId: string;
   timeoutSeconds: number;
   intervalSeconds: number;
-  rebootRevision: string;
   pinnedHostKey: string;
   /** `ssh-ed25519 AAAA…` as recorded on first contact. */
   hostKey: string;
@@ -82,46 +81,10 @@ export interface SshHostKeyOutputs {
 }
 
 const replaceKeys = ["containerId"] as const;
-const updateKeys = ["host", "port", "user", "timeoutSeconds", "intervalSeconds", "service", "rebootRevision", "pinnedHostKey"] as const;
+const updateKeys = ["host", "port", "user", "timeoutSeconds", "intervalSeconds", "service", "pinnedHostKey"] as const;
 
-/** Runs `true` over SSH until it exits 0 or the deadline passes; resolves with the presented host key. */
-async function waitForSsh(inputs: SshHostKeyInputs, pinnedHostKey: string | null): Promise<{ hostKey: string; hostKeyFingerprint: string }> {
-  const deadline = Date.now() + inputs.timeoutSeconds * 1000;
-  let lastError = "no attempt made";
-  for (;;) {
-    const remainingMs = deadline - Date.now();
-    try {
-      const session = await connectSsh({
-        host: inputs.host,
-        port: inputs.port,
-        username: inputs.user,
-        privateKey: inputs.privateKey,
-        hostKeys: pinnedHostKey === null ? [] : [pinnedHostKey],
-        trustOnFirstUse: pinnedHostKey === null,
-        readyTimeoutMs: Math.max(1000, Math.min(10_000, remainingMs)),
-      });
-      try {
-        const result = await session.exec("true", { timeoutMs: Math.max(1000, Math.min(15_000, remainingMs)) });
-        if (result.code === 0) return { hostKey: session.hostKey, hostKeyFingerprint: session.hostKeyFingerprint };
-        lastError = result.timedOut ? "the command `true` timed out" : `the command \`true\` exited with ${result.code ?? result.signal ?? "no status"}`;
-      } finally {
-        session.close();
-      }
-    } catch (error) {
-      // A host presenting another key than the pinned one is not "not ready yet": stop at once.
-      if (isHostKeyMismatch(error)) {
-        throw new Error(`service "${inputs.service}": ${error.message}`);
-      }
-      lastError = error instanceof Error ? error.message : String(error);
-    }
-    if (Date.now() + inputs.intervalSeconds * 1000 >= deadline) {
-      throw new Error(
-        `service "${inputs.service}": SSH on ${inputs.host}:${inputs.port} did not run a command within ${inputs.timeoutSeconds} s ` +
-          `(last error: ${lastError}); check that the container started and that the deploy key is in network.ssh_keys.root`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, inputs.intervalSeconds * 1000));
-  }
+function waitFor(inputs: SshHostKeyInputs, pinnedHostKey: string | null): Promise<{ hostKey: string; hostKeyFingerprint: string }> {
+  return waitForSsh({ service: inputs.service, host: inputs.host, port: inputs.port, user: inputs.user, privateKey: inputs.privateKey, pinnedHostKey, timeoutSeconds: inputs.timeoutSeconds, intervalSeconds: inputs.intervalSeconds });
 }
 
 function outputsOf(inputs: SshHostKeyInputs, key: { hostKey: string; hostKeyFingerprint: string }): SshHostKeyOutputs {
@@ -133,7 +96,6 @@ function outputsOf(inputs: SshHostKeyInputs, key: { hostKey: string; hostKeyFing
     containerId: inputs.containerId,
     timeoutSeconds: inputs.timeoutSeconds,
     intervalSeconds: inputs.intervalSeconds,
-    rebootRevision: inputs.rebootRevision,
     pinnedHostKey: inputs.pinnedHostKey,
     hostKey: key.hostKey,
     hostKeyFingerprint: key.hostKeyFingerprint,
@@ -151,7 +113,6 @@ function resolveInputs(raw: SshHostKeyInputs): SshHostKeyInputs {
     containerId: raw.containerId,
     timeoutSeconds: raw.timeoutSeconds ?? 300,
     intervalSeconds: raw.intervalSeconds ?? 2,
-    rebootRevision: raw.rebootRevision ?? "",
     firstContact: raw.firstContact ?? null,
     pinnedHostKey: raw.pinnedHostKey ?? "",
   };
@@ -162,13 +123,13 @@ export const sshHostKeyProvider = {
     const inputs = resolveInputs(raw);
     let key: { hostKey: string; hostKeyFingerprint: string };
     if (inputs.pinnedHostKey !== "") {
-      key = await waitForSsh(inputs, inputs.pinnedHostKey);
+      key = await waitFor(inputs, inputs.pinnedHostKey);
     } else {
       if (inputs.firstContact === null) {
         throw new Error(`service "${inputs.service}": no host key is pinned and no Proxmox API is given to check that this stack just created the container; pin its key with \`pulumi config set --path 'nixmox:hostKeys.${inputs.service}' 'ssh-ed25519 AAAA…'\``);
       }
       await checkFirstContact(inputs.service, inputs.firstContact);
-      key = await waitForSsh(inputs, null);
+      key = await waitFor(inputs, null);
     }
     return { id: `${inputs.host}:${inputs.port}/${inputs.containerId}`, outs: outputsOf(inputs, key) };
   },
@@ -176,14 +137,14 @@ export const sshHostKeyProvider = {
   async diff(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<pulumi.dynamic.DiffResult> {
     const news = resolveInputs(raw);
     const replaces = replaceKeys.filter((key) => olds[key] !== news[key]);
-    // `?? ""`: state written before rebootRevision or pinnedHostKey existed has none.
+    // `?? ""`: state written before pinnedHostKey existed has none.
     const changed = updateKeys.filter((key) => (olds[key] ?? "") !== news[key]);
     return { changes: replaces.length + changed.length > 0, replaces: [...replaces], deleteBeforeReplace: false };
   },
 
   async update(_id: string, olds: SshHostKeyOutputs, raw: SshHostKeyInputs): Promise<{ outs: SshHostKeyOutputs }> {
     const inputs = resolveInputs(raw);
-    const key = await waitForSsh(inputs, inputs.pinnedHostKey !== "" ? inputs.pinnedHostKey : olds.hostKey);
+    const key = await waitFor(inputs, inputs.pinnedHostKey !== "" ? inputs.pinnedHostKey : olds.hostKey);
     return { outs: outputsOf(inputs, key) };
   },
 
