@@ -26,7 +26,7 @@ async function nixmox() {
   const ca = new ManagedCa("nixmox-ca", {});
   const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
   const provider = createProxmoxProvider(settings, secrets);
-  const templates = createTemplates(plan, settings, provider);
+  const templates = createTemplates(plan, settings, secrets);
   const publicKey = deployPublicKey(secrets.sshPrivateKey);
   if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
   const deliveries = planDeliveries({ ...plan, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }, { ...secretValues, ...managedCaSecretValues(plan, ca) });

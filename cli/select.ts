@@ -195,14 +195,14 @@ export function undeployedDependencies(plan: Pick<Plan, "edges">, selected: stri
 /**
  * What every host is built from: the managed CA (components/managed-ca.ts: its component and root; every host's
  * rendered configuration carries the root) and, when the template is downloaded (not `nixmox:templateVolumeId`),
- * the download on each of `nodes` (components/proxmox.ts `nixos-template-<node>`). Targeting one that already exists
+ * the template on each of `nodes` (components/template.ts, `nixos-template-<node>`). Targeting one that already exists
  * and has no change is a no-op. The Proxmox provider needs no target: the engine targets providers implicitly.
  */
 export function sharedTargets(nodes: string[], templateDownloaded: boolean): TargetResource[] {
   return [
     { qualifiedType: "nixmox:index:ManagedCa", name: "nixmox-ca" },
     { qualifiedType: "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:RootCa", name: "nixmox-ca-root" },
-    ...(templateDownloaded ? [...new Set(nodes)].sort().map((node) => ({ qualifiedType: "proxmoxve:download/fileLegacy:FileLegacy", name: `nixos-template-${node}` })) : []),
+    ...(templateDownloaded ? [...new Set(nodes)].sort().map((node) => ({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:NodeTemplate", name: `nixos-template-${node}` })) : []),
   ];
 }
 

@@ -133,8 +133,8 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
     case "proxmoxve:index/containerLegacy:ContainerLegacy":
       // The bpg provider's id is the vmid; a re-created container keeps it (hence replaceWith in NixosService).
       return { id: String(inputs.vmId ?? id), state: { ...inputs } };
-    case "proxmoxve:download/fileLegacy:FileLegacy":
-      return { id: `${String(inputs.datastoreId)}:vztmpl/nixos-lxc-offline.tar.xz`, state: { ...inputs } };
+    case "pulumi-nodejs:dynamic/nixmox:NodeTemplate":
+      return { id: `${String(inputs.node)}/${String(inputs.datastore)}:vztmpl/${String(inputs.fileName)}`, state: { ...inputs, volumeId: `${String(inputs.datastore)}:vztmpl/${String(inputs.fileName)}`, adopted: false } };
     case "pulumi-nodejs:dynamic/nixmox:SshHostKey":
       return { id, state: { ...inputs, hostKey: fakeHostKey(args.name), hostKeyFingerprint: `SHA256:${fakeHex(args.name)}` } };
     case "pulumi-nodejs:dynamic/nixmox:HealthCheck":

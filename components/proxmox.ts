@@ -7,6 +7,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { Plan } from "../manifest/plan-types";
 import { serviceNode } from "./container";
 import type { StackSecrets, StackSettings } from "./stack-config";
+import { NodeTemplate } from "./template";
 
 export function createProxmoxProvider(settings: StackSettings, secrets: StackSecrets): proxmoxve.Provider {
   return new proxmoxve.Provider("proxmox", {
@@ -22,14 +23,10 @@ export function planNodes(plan: Plan, settings: StackSettings): string[] {
 }
 
 /**
- * `templateFileId` per node: a `download.FileLegacy` per node for a URL (`nixos-template-<node>`), or the
- * configured volume id as is. The download is `retainOnDelete`: other containers may still be created from it.
- * `overwriteUnmanaged` adopts a file of the same name left by an earlier `destroy` (retained) or by another stack
- * on the node, which bpg otherwise refuses ("created outside of Terraform", fwprovider/nodes/resource_download_file.go);
- * `overwrite: false` keeps it from re-downloading when the URL's content changes (a moving "latest" URL must not
- * replace the template under running containers).
+ * `templateFileId` per node: a `NodeTemplate` per node for a URL (`nixos-template-<node>`, components/template.ts:
+ * downloaded once, adopted when the file is already there, never deleted), or the configured volume id as is.
  */
-export function createTemplates(plan: Plan, settings: StackSettings, provider: proxmoxve.Provider): Record<string, pulumi.Input<string>> {
+export function createTemplates(plan: Plan, settings: StackSettings, secrets: Pick<StackSecrets, "proxmoxApiToken">): Record<string, pulumi.Input<string>> {
   const templates: Record<string, pulumi.Input<string>> = {};
   for (const node of planNodes(plan, settings)) {
     const source = settings.template;
@@ -38,17 +35,14 @@ export function createTemplates(plan: Plan, settings: StackSettings, provider: p
         templates[node] = source.volumeId;
         break;
       case "url":
-        templates[node] = new proxmoxve.download.FileLegacy(`nixos-template-${node}`, {
-          contentType: "vztmpl",
-          datastoreId: source.datastore,
-          nodeName: node,
+        templates[node] = new NodeTemplate(`nixos-template-${node}`, {
+          proxmox: pulumi.output(secrets.proxmoxApiToken).apply((apiToken) => ({ endpoint: settings.proxmoxEndpoint, apiToken, insecure: settings.proxmoxInsecure })),
+          node,
+          datastore: source.datastore,
           url: source.url,
           fileName: source.fileName,
-          checksum: source.sha256,
-          checksumAlgorithm: "sha256",
-          overwrite: false,
-          overwriteUnmanaged: true,
-        }, { provider, retainOnDelete: true }).id;
+          sha256: source.sha256,
+        }).volumeId;
         break;
       default: {
         const never: never = source;

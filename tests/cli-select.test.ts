@@ -164,8 +164,8 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     assert.deepEqual(sharedTargets(["pve2", "pve", "pve"], true).map((resource) => `${resource.qualifiedType}::${resource.name}`), [
       "nixmox:index:ManagedCa::nixmox-ca",
       "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:RootCa::nixmox-ca-root",
-      "proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve",
-      "proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve2",
+      "pulumi-nodejs:dynamic/nixmox:NodeTemplate::nixos-template-pve",
+      "pulumi-nodejs:dynamic/nixmox:NodeTemplate::nixos-template-pve2",
     ]);
     assert.deepEqual(sharedTargets(["pve"], false).map((resource) => resource.name), ["nixmox-ca", "nixmox-ca-root"]);
   });

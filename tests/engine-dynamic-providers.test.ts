@@ -28,6 +28,7 @@ const specs = {
   remoteCommand: "components/ssh/remote-command.ts#remoteCommandProvider",
   generatedSecret: "components/secrets/generated-secret.ts#generatedSecretProvider",
   rootCa: "components/managed-ca.ts#rootCaProvider",
+  nodeTemplate: "components/template.ts#nodeTemplateProvider",
 };
 const unknown = pulumi.runtime.unknownValue;
 const token = "ak-engine-token-7e21";
@@ -373,6 +374,7 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       remoteCommand: { service: "web", description: "config push", connection: { host: "127.0.0.1", port: 22, user: "root", privateKey: "k", hostKey: "h" }, command: "true", stdin: "x", timeoutSeconds: 5, connectTimeoutSeconds: 5, maskValues: [] },
       generatedSecret: { length: 48, alphabet: "ab" },
       rootCa: { commonName: "NixMox homelab root", validityHours: 48 },
+      nodeTemplate: { proxmox: { endpoint: "https://127.0.0.1:9/", apiToken: "a@pve!t=x", insecure: true }, node: "pve", datastore: "local", url: "https://example.invalid/t.tar.xz", fileName: "t.tar.xz", sha256: "ab".repeat(32), timeoutSeconds: 5 },
     });
 
     it("components/unknown.ts knows the SDK's sentinel, also nested", () => {
@@ -477,6 +479,59 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       assert.deepEqual(await ca.read(created.id, created.outs), { id: created.id, props: created.outs });
       assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 48 }), { changes: "none", replaces: [], deleteBeforeReplace: false });
       assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 72 }), { changes: "some", replaces: ["validityHours"], deleteBeforeReplace: false });
+    });
+  });
+
+  describe("NodeTemplate (the fake Proxmox API: the calls and their answers, not a real download)", () => {
+    const templateInputs = (extra: Record<string, unknown> = {}) => ({
+      proxmox: { endpoint: proxmox.endpoint, apiToken: proxmox.token, insecure: true },
+      node: "pve",
+      datastore: "local",
+      url: "https://hydra.example/nixos-lxc.tar.xz",
+      fileName: "nixos-25.11-lxc.tar.xz",
+      sha256: "c0ffee".repeat(10) + "abcd",
+      timeoutSeconds: 10,
+      ...extra,
+    });
+    beforeEach(() => {
+      proxmox.volumes.clear();
+      proxmox.downloads.length = 0;
+      proxmox.downloadFailure = undefined;
+    });
+
+    it("downloads a missing template with the pinned checksum, and adopts one already there without downloading (review A1)", async () => {
+      const template = provider("nodeTemplate");
+      const created = await template.create(templateInputs());
+      assert.deepEqual(proxmox.downloads, [{ node: "pve", storage: "local", form: { url: "https://hydra.example/nixos-lxc.tar.xz", content: "vztmpl", filename: "nixos-25.11-lxc.tar.xz", checksum: "c0ffee".repeat(10) + "abcd", "checksum-algorithm": "sha256" } }]);
+      assert.deepEqual([created.id, created.outs.volumeId, created.outs.adopted], ["pve/local:vztmpl/nixos-25.11-lxc.tar.xz", "local:vztmpl/nixos-25.11-lxc.tar.xz", false]);
+      // The state of this stack is gone (destroy retains the file; or another stack): the next create adopts it.
+      const again = await template.create(templateInputs());
+      assert.equal(proxmox.downloads.length, 1);
+      assert.deepEqual([again.outs.volumeId, again.outs.adopted], ["local:vztmpl/nixos-25.11-lxc.tar.xz", true]);
+      // Deleting never touches the file; a refresh keeps it while it is listed, and forgets it once it is gone.
+      await template.delete(again.id, again.outs);
+      assert.deepEqual(await template.read(again.id, again.outs), { id: again.id, props: again.outs });
+      proxmox.volumes.clear();
+      assert.deepEqual(await template.read(again.id, again.outs), { id: "", props: {} });
+    });
+
+    it("fails with the download task's exit status and log, naming the template and node", async () => {
+      proxmox.downloadFailure = "checksum mismatch: got 'deadbeef…'";
+      const error = await rejection(provider("nodeTemplate").create(templateInputs()));
+      assert.equal(error.message, `the template local:vztmpl/nixos-25.11-lxc.tar.xz on node pve: the download ended with "checksum mismatch: got 'deadbeef…'"; its log ends:\ndownloading …\nchecksum mismatch: got 'deadbeef…'\nTASK ERROR: checksum mismatch: got 'deadbeef…'`);
+      assert.equal(error.message.includes(proxmox.token), false);
+    });
+
+    it("replaces for another node, datastore or file, and only records a new URL or checksum for the same file", async () => {
+      const template = provider("nodeTemplate");
+      const created = await template.create(templateInputs());
+      assert.deepEqual(await template.diff(created.id, created.outs, templateInputs()), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await template.diff(created.id, created.outs, templateInputs({ fileName: "nixos-26.05-lxc.tar.xz" })), { changes: "some", replaces: ["fileName"], deleteBeforeReplace: false });
+      assert.deepEqual(await template.diff(created.id, created.outs, templateInputs({ node: "pve2" })), { changes: "some", replaces: ["node"], deleteBeforeReplace: false });
+      assert.deepEqual(await template.diff(created.id, created.outs, templateInputs({ url: "https://mirror.example/x.tar.xz" })), { changes: "some", replaces: [], deleteBeforeReplace: false });
+      const updated = await template.update(created.id, created.outs, templateInputs({ url: "https://mirror.example/x.tar.xz" }));
+      assert.equal(proxmox.downloads.length, 1, "no second download");
+      assert.equal(updated.outs.url, "https://mirror.example/x.tar.xz");
     });
   });
 });

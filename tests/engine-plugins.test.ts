@@ -86,16 +86,14 @@ describe("the proxmoxve plugin the real engine runs (bpg's provider through the 
     assert.deepEqual([...pluginTokens].filter((token) => !sdkTokens.has(token)).sort(), ["pulumi:providers:proxmoxve/terraformConfig"]);
   });
 
-  it("takes every input the SDK sends for the container, the template download and the provider, nested types included", () => {
+  it("takes every input the SDK sends for the container and the provider, nested types included", () => {
     const input = readFileSync(path.join(sdkDir, "types", "input.d.ts"), "utf8");
     const checked: Array<[string, string[] | null, string[]]> = [];
     const compare = (label: string, sdkProperties: string[] | null, pluginProperties: SchemaObject["inputProperties"]) => checked.push([label, sdkProperties, Object.keys(pluginProperties ?? {}).sort()]);
     const container = schema.resources["proxmoxve:index/containerLegacy:ContainerLegacy"];
-    const download = schema.resources["proxmoxve:download/fileLegacy:FileLegacy"];
     compare("ContainerLegacyArgs", interfaceProperties(readFileSync(path.join(sdkDir, "containerLegacy.d.ts"), "utf8"), "ContainerLegacyArgs"), container.inputProperties);
-    compare("download.FileLegacyArgs", interfaceProperties(readFileSync(path.join(sdkDir, "download", "fileLegacy.d.ts"), "utf8"), "FileLegacyArgs"), download.inputProperties);
     compare("ProviderArgs", interfaceProperties(readFileSync(path.join(sdkDir, "provider.d.ts"), "utf8"), "ProviderArgs"), schema.provider.inputProperties);
-    const types = new Set([...referencedTypes(schema, container.inputProperties), ...referencedTypes(schema, download.inputProperties), ...referencedTypes(schema, schema.provider.inputProperties)]);
+    const types = new Set([...referencedTypes(schema, container.inputProperties), ...referencedTypes(schema, schema.provider.inputProperties)]);
     assert.ok(types.size >= 15, [...types].join(", "));
     for (const token of [...types].sort()) {
       const name = token.split(":").pop()!;

@@ -30,7 +30,7 @@ describe("nixmox preview --offline", function () {
         "│  └─ pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
         "├─ nixmox:index:ManagedCa nixmox-ca",
         "│  └─ pulumi-nodejs:dynamic/nixmox:RootCa nixmox-ca-root  (protected)",
-        "├─ proxmoxve:download/fileLegacy:FileLegacy nixos-template-pve  (retained on delete)",
+        "├─ pulumi-nodejs:dynamic/nixmox:NodeTemplate nixos-template-pve",
         "└─ pulumi:providers:proxmoxve proxmox",
         "",
         "12 resources: 9 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",

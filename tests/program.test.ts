@@ -62,7 +62,7 @@ describe("program under mocks: the example manifest", function () {
       memory: { dedicated: 512, swap: 512 },
       networkInterfaces: [{ bridge: "vmbr0", name: "eth0", vlanId: 99 }],
       nodeName: "pve",
-      operatingSystem: { templateFileId: "local:vztmpl/nixos-lxc-offline.tar.xz", type: "nixos" },
+      operatingSystem: { templateFileId: "local:vztmpl/nixos-25.11-proxmox-lxc-x86_64-linux.tar.xz", type: "nixos" },
       startOnBoot: true,
       started: true,
       startup: { order: 1 },
@@ -72,7 +72,7 @@ describe("program under mocks: the example manifest", function () {
     });
     assert.deepEqual(container.dependsOn, [
       "urn:pulumi:offline::nixmox::nixmox:index:NixosService$pulumi-nodejs:dynamic/nixmox:ContainerGuard::dns-guard",
-      "urn:pulumi:offline::nixmox::proxmoxve:download/fileLegacy:FileLegacy::nixos-template-pve",
+      "urn:pulumi:offline::nixmox::pulumi-nodejs:dynamic/nixmox:NodeTemplate::nixos-template-pve",
     ]);
   });
 
@@ -126,7 +126,7 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(count("nixmox:index:ManagedCa"), 1);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:RootCa"), 1);
     assert.equal(count("pulumi:providers:proxmoxve"), 1);
-    assert.equal(count("proxmoxve:download/fileLegacy:FileLegacy"), 1);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:NodeTemplate"), 1);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:GeneratedSecret"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:ContainerGuard"), 7);
     assert.equal(run.resources.length, 70);
@@ -192,6 +192,7 @@ describe("program under mocks: the example manifest", function () {
       "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
       "pulumi-nodejs:dynamic/nixmox:GeneratedSecret",
       "pulumi-nodejs:dynamic/nixmox:HealthCheck",
+      "pulumi-nodejs:dynamic/nixmox:NodeTemplate",
       "pulumi-nodejs:dynamic/nixmox:RemoteCommand",
       "pulumi-nodejs:dynamic/nixmox:RootCa",
       "pulumi-nodejs:dynamic/nixmox:SshHostKey",
@@ -223,7 +224,7 @@ describe("program under mocks: the example manifest", function () {
     // The managed CA's root (and its key) too: replacing it would make every host and browser distrust the sites.
     assert.deepEqual(protectedNames, ["nixmox-ca-root", "postgresql-container", "vaultwarden-container"]);
     const retained = run.resources.filter((resource) => resource.retainOnDelete).map((resource) => resource.name).sort();
-    assert.deepEqual(retained, ["nixos-template-pve", "postgresql-container", "vaultwarden-container"]);
+    assert.deepEqual(retained, ["postgresql-container", "vaultwarden-container"]);
     for (const container of run.resources.filter((resource) => resource.type === "proxmoxve:index/containerLegacy:ContainerLegacy")) {
       assert.deepEqual(container.ignoreChanges, [...creationOnlyFields], container.name);
     }

@@ -81,6 +81,18 @@ describe("SshHostKey provider against a loopback sshd and a fake Proxmox task li
       assert.equal((await sshHostKeyProvider.create(inputs(host))).outs.hostKey, host.hostKey);
       proxmox.tasks = [creationTask("pve", 913, "nixmox@pve!deploy", 60, "unable to create CT 913 - disk full")];
       await assert.rejects(sshHostKeyProvider.create(inputs(host)), { message: refused("its creation task has not finished successfully (status unable to create CT 913 - disk full)") });
+      // A creation that ended with warnings succeeded (Tasks.pm normalises "WARNINGS: n" to a warning, not an error).
+      proxmox.tasks = [creationTask("pve", 913, "nixmox@pve!deploy", 60, "WARNINGS: 1")];
+      assert.equal((await sshHostKeyProvider.create(inputs(host))).outs.hostKey, host.hostKey);
+    });
+
+    it("reads a task still in the active list, whose user holds the token id, as the archived ones (review C1)", () => {
+      const { firstContactRefusal } = require("../components/ssh/first-contact") as typeof import("../components/ssh/first-contact");
+      const now = 1_800_000_000;
+      const identity = { user: "nixmox@pve", tokenid: "deploy" };
+      assert.equal(firstContactRefusal([{ type: "vzcreate", user: "nixmox@pve!deploy", status: "OK", starttime: now - 20, endtime: now - 10 }], identity, now, 900), null);
+      assert.equal(firstContactRefusal([{ type: "vzcreate", user: "nixmox@pve!deploy", status: "RUNNING", starttime: now - 20 }], identity, now, 900), "its creation task has not finished successfully (status RUNNING)");
+      assert.equal(firstContactRefusal([{ type: "vzcreate", user: "nixmox@pve!other", status: "OK", starttime: now - 20, endtime: now - 10 }], identity, now, 900), "it was created by nixmox@pve!other, not by this stack's API token (nixmox@pve!deploy)");
     });
 
     it("refuses when the Proxmox API cannot be checked: an untrusted certificate, a rejected token; the token never appears", async () => {

@@ -19,6 +19,8 @@
  * Node modules are required inside the functions, so the dynamic provider that imports this stays small.
  */
 
+import { proxmoxGet, taskSucceeded } from "../proxmox-api";
+
 export interface FirstContactProxmox {
   /** `https://<host>:8006/` (the stack's `nixmox:proxmoxEndpoint`). */
   endpoint: string;
@@ -61,9 +63,13 @@ export function tokenIdentity(apiToken: string): { user: string; tokenid: string
 export function firstContactRefusal(tasks: ProxmoxTask[], identity: { user: string; tokenid: string }, nowSeconds: number, windowSeconds: number): string | null {
   const task = tasks.find((entry) => entry.type === undefined || entry.type === "vzcreate");
   if (task === undefined) return "Proxmox has no creation task (vzcreate) for it: it was not created by this stack, or its task log was rotated";
-  const by = task.tokenid ? `${task.user ?? "?"}!${task.tokenid}` : task.user ?? "?";
-  if (task.user !== identity.user || task.tokenid !== identity.tokenid) return `it was created by ${by}, not by this stack's API token (${identity.user}!${identity.tokenid})`;
-  if (task.status !== "OK") return `its creation task has not finished successfully (status ${task.status ?? "running"})`;
+  // Archived tasks report a token's task as `user` + `tokenid`; the active list (a task not yet archived, e.g. when
+  // the container was not started) keeps `user@realm!tokenid` in `user` (Tasks.pm `$convert_token_task`, review C1).
+  const [user, tokenid] = task.tokenid ? [task.user, task.tokenid] : (task.user ?? "").includes("!") ? (task.user ?? "").split("!", 2) : [task.user, undefined];
+  const by = tokenid ? `${user ?? "?"}!${tokenid}` : user ?? "?";
+  if (user !== identity.user || tokenid !== identity.tokenid) return `it was created by ${by}, not by this stack's API token (${identity.user}!${identity.tokenid})`;
+  // Tasks.pm reports a finished task's exit status; "WARNINGS: n" is a success with warnings (review C1).
+  if (task.status === undefined || task.status === "RUNNING" || !taskSucceeded(task.status)) return `its creation task has not finished successfully (status ${task.status ?? "running"})`;
   const ended = task.endtime ?? task.starttime;
   if (typeof ended !== "number") return "its creation task has no time";
   const age = Math.round(nowSeconds - ended);
@@ -78,40 +84,6 @@ export function firstContactError(service: string, node: string, vmid: number, r
       `Read its key on the node with \`pct exec ${vmid} -- cat /etc/ssh/ssh_host_ed25519_key.pub\` and pin it with ` +
       `\`pulumi config set --path 'nixmox:hostKeys.${service}' 'ssh-ed25519 AAAA…'\``,
   );
-}
-
-/** GET `path` on the Proxmox API with the token; resolves with `data` or rejects naming the endpoint, never the token. */
-export async function proxmoxGet(options: { endpoint: string; apiToken: string; insecure: boolean; timeoutMs?: number }, path: string): Promise<unknown> {
-  const url = new URL(`api2/json/${path}`, options.endpoint.endsWith("/") ? options.endpoint : `${options.endpoint}/`);
-  const client = (url.protocol === "http:" ? require("node:http") : require("node:https")) as typeof import("node:https");
-  const shown = `${url.origin}${url.pathname}`;
-  return new Promise((resolve, reject) => {
-    const request = client.request(url, {
-      method: "GET",
-      headers: { Authorization: `PVEAPIToken=${options.apiToken}`, Accept: "application/json" },
-      rejectUnauthorized: !options.insecure,
-      timeout: options.timeoutMs ?? 15_000,
-    }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on("data", (chunk: Buffer) => chunks.push(chunk));
-      response.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8");
-        if (response.statusCode !== 200) {
-          reject(new Error(`the Proxmox API answered ${response.statusCode} ${response.statusMessage ?? ""} for GET ${shown}`.trimEnd()));
-          return;
-        }
-        try {
-          resolve((JSON.parse(body) as { data?: unknown }).data);
-        } catch {
-          reject(new Error(`the Proxmox API sent no JSON for GET ${shown}`));
-        }
-      });
-      response.on("error", (error: Error) => reject(new Error(`reading GET ${shown} failed: ${error.message}`)));
-    });
-    request.on("timeout", () => request.destroy(new Error(`no answer within ${(options.timeoutMs ?? 15_000) / 1000} s`)));
-    request.on("error", (error: NodeJS.ErrnoException) => reject(new Error(`cannot reach the Proxmox API for GET ${shown}: ${error.code ?? error.message}`)));
-    request.end();
-  });
 }
 
 /** Resolves when the container may be trusted on first use; rejects with `firstContactError` otherwise. */

@@ -1,12 +1,18 @@
 /**
- * A real HTTPS (or HTTP) server on 127.0.0.1 that answers the one Proxmox VE call NixMox makes itself:
- * `GET /api2/json/nodes/{node}/tasks` (pve-manager PVE/API2/Tasks.pm `node_tasks`), with its semantics:
+ * A real HTTPS (or HTTP) server on 127.0.0.1 that answers the Proxmox VE calls NixMox makes itself, with their
+ * semantics:
  * - `Authorization: PVEAPIToken=user@realm!tokenid=<secret>` or 401;
- * - filters `vmid`, `typefilter`, `limit` (default 50), newest first;
- * - a task run by an API token lists `user` (user@realm) and `tokenid` separately (`$convert_token_task`).
+ * - `GET /nodes/{node}/tasks` (pve-manager PVE/API2/Tasks.pm `node_tasks`): filters `vmid`, `typefilter`, `limit`
+ *   (default 50), newest first; a task run by an API token lists `user` (user@realm) and `tokenid` separately
+ *   (`$convert_token_task`);
+ * - `GET /nodes/{node}/storage/{storage}/content?content=vztmpl` (pve-storage Content.pm `index`): the `volumes`;
+ * - `POST /nodes/{node}/storage/{storage}/download-url` (pve-manager Storage/Status.pm `download_url`): records the
+ *   form, adds the volume unless `downloadFailure` is set, and answers a UPID whose task has already stopped;
+ * - `GET /nodes/{node}/tasks/{upid}/status` and `/log` of those tasks.
  * The TLS certificate is self-signed (openssl), so clients must either skip verification or fail.
  *
- * What it does not prove: the rest of Proxmox (permissions, the archive files, clock skew between the node and here).
+ * What it does not prove: the rest of Proxmox (permissions, the archive files, clock skew between the node and here),
+ * nor that a download fetches and verifies anything (the homelab twin, twin/, does that).
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -33,6 +39,12 @@ export interface FakeProxmoxApi {
   /** The token the server accepts. */
   token: string;
   tasks: FakeTask[];
+  /** Storage content, as `<node>/<volid>` (`pve/local:vztmpl/nixos.tar.xz`). */
+  volumes: Set<string>;
+  /** The forms of the download-url calls, with their node and storage. */
+  downloads: Array<{ node: string; storage: string; form: Record<string, string> }>;
+  /** When set, a download's task ends with this exit status (and the volume is not added). */
+  downloadFailure?: string;
   requests: { path: string; query: Record<string, string>; authorized: boolean }[];
   stop(): Promise<void>;
 }
@@ -50,8 +62,14 @@ function selfSignedCertificate(): { key: string; cert: string } {
 
 export async function startFakeProxmoxApi(options: { tls?: boolean; token?: string } = {}): Promise<FakeProxmoxApi> {
   const token = options.token ?? "nixmox@pve!deploy=00000000-1111-4222-8333-444444444444";
-  const api: FakeProxmoxApi = { endpoint: "", token, tasks: [], requests: [], stop: async () => undefined };
+  const api: FakeProxmoxApi = { endpoint: "", token, tasks: [], volumes: new Set(), downloads: [], requests: [], stop: async () => undefined };
+  const stopped = new Map<string, { exitstatus: string; log: string[] }>();
   const handler = (request: IncomingMessage, response: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    request.on("data", (chunk: Buffer) => chunks.push(chunk));
+    request.on("end", () => respond(request, response, new URLSearchParams(Buffer.concat(chunks).toString("utf8"))));
+  };
+  const respond = (request: IncomingMessage, response: ServerResponse, form: URLSearchParams) => {
     const url = new URL(request.url ?? "/", "http://localhost");
     const query = Object.fromEntries(url.searchParams.entries());
     const authorized = request.headers.authorization === `PVEAPIToken=${token}`;
@@ -61,6 +79,31 @@ export async function startFakeProxmoxApi(options: { tls?: boolean; token?: stri
       response.end(JSON.stringify(body));
     };
     if (!authorized) return send(401, { data: null });
+    const storage = /^\/api2\/json\/nodes\/([^/]+)\/storage\/([^/]+)\/(content|download-url)$/.exec(url.pathname);
+    if (storage && storage[3] === "content" && request.method === "GET") {
+      const [node, store] = [decodeURIComponent(storage[1]!), decodeURIComponent(storage[2]!)];
+      const data = [...api.volumes].filter((entry) => entry.startsWith(`${node}/${store}:`)).map((entry) => ({ volid: entry.slice(node.length + 1), content: "vztmpl", format: "tzst" }));
+      return send(200, { data });
+    }
+    if (storage && storage[3] === "download-url" && request.method === "POST") {
+      const [node, store] = [decodeURIComponent(storage[1]!), decodeURIComponent(storage[2]!)];
+      const fields = Object.fromEntries(form.entries());
+      api.downloads.push({ node, storage: store, form: fields });
+      const upid = `UPID:${node}:0000BEEF:00005678:${Math.floor(Date.now() / 1000).toString(16).toUpperCase()}:download:${fields.filename}:${token.split("=")[0]}:`;
+      if (api.downloadFailure) stopped.set(upid, { exitstatus: api.downloadFailure, log: ["downloading …", api.downloadFailure, `TASK ERROR: ${api.downloadFailure}`] });
+      else {
+        api.volumes.add(`${node}/${store}:vztmpl/${fields.filename}`);
+        stopped.set(upid, { exitstatus: "OK", log: ["downloading …", "download of '…' to '…' finished", "TASK OK"] });
+      }
+      return send(200, { data: upid });
+    }
+    const task = /^\/api2\/json\/nodes\/[^/]+\/tasks\/([^/]+)\/(status|log)$/.exec(url.pathname);
+    if (task && request.method === "GET") {
+      const known = stopped.get(decodeURIComponent(task[1]!));
+      if (!known) return send(404, { data: null });
+      if (task[2] === "status") return send(200, { data: { status: "stopped", exitstatus: known.exitstatus } });
+      return send(200, { data: known.log.map((text, index) => ({ n: index + 1, t: text })) });
+    }
     const match = /^\/api2\/json\/nodes\/([^/]+)\/tasks$/.exec(url.pathname);
     if (request.method !== "GET" || !match) return send(501, { data: null });
     const node = decodeURIComponent(match[1]!);
