@@ -61,6 +61,8 @@ export interface LoggedCall {
   path: string;
   status: number;
   authid: string | null;
+  /** The client's User-Agent (bpg's Go client sends `Go-http-client/1.1`). */
+  userAgent: string;
 }
 
 /** Path parameter formats (pve-common PVE/JSONSchema.pm standard options `pve-node`, `pve-vmid`, `pve-storage-id`). */
@@ -112,7 +114,7 @@ export class ApiServer {
     const url = new URL(request.url ?? "/", "https://twin");
     const method = request.method ?? "GET";
     const relative = url.pathname.replace(/^\/api2\/json/, "");
-    const logged: LoggedCall = { method, route: relative, path: relative, status: 0, authid: null };
+    const logged: LoggedCall = { method, route: relative, path: relative, status: 0, authid: null, userAgent: request.headers["user-agent"] ?? "" };
     this.calls.push(logged);
     try {
       if (!url.pathname.startsWith("/api2/json/")) throw new PveError(501, `Method '${method} ${url.pathname}' not implemented`);

@@ -60,7 +60,8 @@ export const startupFormat: PropertyFormat = { defaultKey: "order", keys: ["orde
 
 /**
  * Checks and normalizes the values Proxmox parses when it stores them (Config.pm `update_pct_config`,
- * `parse_lxc_network`): a NIC gets `type=veth` and a MAC address when it has none; property strings must parse.
+ * `parse_lxc_network`): a NIC is stored re-printed, with `type=veth` and a MAC address when it had none; other
+ * property strings (`features`, `startup`, mount points) must parse and are stored as given.
  * Returns the per-key errors.
  */
 export function normalizeConfig(values: ContainerConfig, newMac: () => string): Record<string, string> {
@@ -73,9 +74,9 @@ export function normalizeConfig(values: ContainerConfig, newMac: () => string): 
         nic.hwaddr ??= newMac();
         values[key] = printPropertyString(nic, netFormat);
       } else if (key === "features") {
-        values[key] = printPropertyString(parsePropertyString(String(value), featuresFormat), featuresFormat);
+        parsePropertyString(String(value), featuresFormat);
       } else if (key === "startup") {
-        values[key] = printPropertyString(parsePropertyString(String(value), startupFormat), startupFormat);
+        parsePropertyString(String(value), startupFormat);
       } else if (key === "rootfs" || /^mp\d+$/.test(key)) {
         parsePropertyString(String(value), rootfsFormat);
       }
