@@ -11,7 +11,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { buildTemplate, startTwin, type Twin } from "../twin";
-import { createTwinStack, readmeRolePrivileges, runInWorld, sshInWorld, sshKeyPair, twinPrefix, type TwinStack } from "./support/twin-engine";
+import { createTwinStack, hostKeyOf, readmeRolePrivileges, runInWorld, sshInWorld, sshKeyPair, twinPrefix, type TwinStack } from "./support/twin-engine";
 
 const fixture = path.join(__dirname, "fixtures", "twin-program");
 const templateUrl = "https://hydra.nixos.org/build/1/download/1/nixos-twin-lxc.tar.xz";
@@ -29,8 +29,7 @@ describe("the homelab twin under the real engine and bpg's provider", function (
 
   const node = () => twin.cluster.node("pve");
   const container = () => node().container(120);
-  /** The container's host key read on the node (`pct exec 120 -- cat /etc/ssh/ssh_host_ed25519_key.pub`). */
-  const hostKey = () => readFileSync(path.join(container().host.rootfs, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+  const hostKey = () => hostKeyOf(twin, 120);
 
   before(async function () {
     if (process.getuid?.() !== 0) throw new Error("the twin tests must run as root (network namespaces and mounts); CI runs them as root");
@@ -73,6 +72,7 @@ describe("the homelab twin under the real engine and bpg's provider", function (
 
   it("creates the template download and the container: the twin holds both, and the host answers SSH at its IP with a key made at its first start", async () => {
     await stack.pulumi(["up", "--yes", "--skip-preview", "--non-interactive"]);
+    await node().tasks.idle();
     const template = node().storage("local").list("vztmpl").map((volume) => volume.volid);
     assert.deepEqual(template, ["local:vztmpl/nixos-twin-lxc.tar.xz"]);
     const conf = container().conf;
@@ -87,8 +87,9 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     // Proxmox wrote the user_account keys into root's authorized_keys (LXC/Setup/Base.pm, a PVE block).
     assert.equal(readFileSync(path.join(container().host.rootfs, "root/.ssh/authorized_keys"), "utf8"), `# --- BEGIN PVE ---\n${key.publicKey}\n# --- END PVE ---\n`);
     // The template has no host key; the init made one at the first start.
+    const key120 = await hostKey();
     assert.match(container().host.initLog(), /generated the SSH host key/);
-    const ssh = await sshInWorld(twin, "192.168.99.20", key.privateKeyFile, hostKey(), "hostname; cat /etc/hostname; ip -4 -o addr show eth0; ip route show default; touch /usr/twin-probe 2>&1; ls /work 2>&1; true");
+    const ssh = await sshInWorld(twin, "192.168.99.20", key.privateKeyFile, key120, "hostname; cat /etc/hostname; ip -4 -o addr show eth0; ip route show default; touch /usr/twin-probe 2>&1; ls /work 2>&1; true");
     assert.equal(ssh.status, 0, ssh.stderr);
     const [hostname, etcHostname, address, route, readOnly, noWork] = ssh.stdout.trim().split("\n");
     assert.deepEqual([hostname, etcHostname], ["ct120", "ct120"]);
@@ -113,10 +114,11 @@ describe("the homelab twin under the real engine and bpg's provider", function (
   });
 
   it("applies a memory and IP edit: bpg updates the config and reboots the host, which keeps its key and answers at the new address only", async () => {
-    const keyBefore = hostKey();
+    const keyBefore = await hostKey();
     const first = twin.api.calls.length;
     await stack.configure({ "twin:memory": "768", "twin:address": "192.168.99.21/24" });
     await stack.pulumi(["up", "--yes", "--skip-preview", "--non-interactive"]);
+    await node().tasks.idle();
     const calls = twin.api.calls.slice(first).map((call) => `${call.method} ${call.route}`);
     assert.ok(calls.includes("PUT /nodes/{node}/lxc/{vmid}/config"), calls.join("\n"));
     assert.ok(calls.includes("POST /nodes/{node}/lxc/{vmid}/status/reboot"), calls.join("\n"));
@@ -125,7 +127,7 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     assert.equal(container().host.appliedMemoryMiB, 768);
     assert.equal(node().tasks.all().filter((task) => task.type === "vzreboot" && task.exitstatus === "OK").length, 1);
     assert.equal((container().host.initLog().match(/twin-init: starting/g) ?? []).length, 2, "the host was really restarted");
-    assert.equal(hostKey(), keyBefore, "a restart keeps the host key");
+    assert.equal(await hostKey(), keyBefore, "a restart keeps the host key");
     const moved = await sshInWorld(twin, "192.168.99.21", key.privateKeyFile, keyBefore, "ip -4 -o addr show eth0");
     assert.equal(moved.status, 0, moved.stderr);
     assert.match(moved.stdout, /inet 192\.168\.99\.21\/24/);

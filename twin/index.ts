@@ -47,6 +47,8 @@ export interface Twin {
   /** The API's self-signed certificate (PEM), and its file: `SSL_CERT_FILE` for Go clients, `ca` for Node. */
   certificate: string;
   certificateFile: string;
+  /** The API's Unix socket on this machine (what the world's forwarder relays to): for tests and tools outside it. */
+  socketPath: string;
   world: World;
   cluster: Cluster;
   api: ApiServer;
@@ -83,6 +85,7 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       endpoint: `https://${address}:${port}/`,
       certificate: tls.cert,
       certificateFile: tls.certFile,
+      socketPath,
       world,
       cluster,
       api,

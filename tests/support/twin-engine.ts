@@ -7,7 +7,7 @@
  * would block it and the engine would wait forever.
  */
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { Twin } from "../../twin";
@@ -131,6 +131,20 @@ export function sshInWorld(twin: Twin, address: string, privateKeyFile: string, 
   const knownHosts = path.join(path.dirname(privateKeyFile), `known_hosts-${address}`);
   writeFileSync(knownHosts, `${address} ${knownHost}\n`);
   return runInWorld(twin, ["ssh", "-F", "/dev/null", "-i", privateKeyFile, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`, "-o", "ConnectTimeout=5", `root@${address}`, command]);
+}
+
+/**
+ * The SSH host key of container `vmid` as read on the node (`pct exec <vmid> -- cat
+ * /etc/ssh/ssh_host_ed25519_key.pub`): `ssh-ed25519 AAAA…`. Waits up to 10 s for the init to make it (the start
+ * task ends when the init runs, before sshd is up, as on Proxmox).
+ */
+export async function hostKeyOf(twin: Twin, vmid: number, node = "pve"): Promise<string> {
+  const file = path.join(twin.cluster.node(node).container(vmid).host.rootfs, "etc/ssh/ssh_host_ed25519_key.pub");
+  for (let waited = 0; waited < 10_000; waited += 100) {
+    if (existsSync(file)) return readFileSync(file, "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`container ${vmid} has no SSH host key after 10 s`);
 }
 
 /** The privileges of the README's `pveum role add NixMox -privs "…"` line (the one list users grant). */

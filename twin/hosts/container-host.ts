@@ -57,6 +57,8 @@ const initScript = join(__dirname, "init.sh");
 
 export class ContainerHost {
   private runtime: ChildProcess | null = null;
+  /** Set from the first step of a start: Proxmox reads a container as running once lxc-start has begun. */
+  private starting = false;
   private exited: Promise<void> = Promise.resolve();
   private bootLog = "";
   /** The NICs as configured on the running host. */
@@ -76,7 +78,7 @@ export class ContainerHost {
   }
 
   get running(): boolean {
-    return this.runtime !== null && this.runtime.exitCode === null && this.runtime.signalCode === null;
+    return this.starting || (this.runtime !== null && this.runtime.exitCode === null && this.runtime.signalCode === null);
   }
 
   /** Boots the host; resolves when its init runs, rejects with the boot log when it cannot start. */
@@ -85,6 +87,15 @@ export class ContainerHost {
     for (const nic of spec.nics) {
       if (!this.world.bridge(nic.bridge)) throw new Error(`bridge '${nic.bridge}' does not exist`);
     }
+    this.starting = true;
+    try {
+      await this.startHost(spec);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async startHost(spec: HostSpec): Promise<void> {
     if (await netnsExists(this.netns)) await ip(null, ["netns", "del", this.netns]);
     await ip(null, ["netns", "add", this.netns]);
     try {

@@ -78,17 +78,15 @@ export class PveNode {
    * The vzcreate worker (pve-container src/PVE/API2/LXC.pm `create_vm` `$code`, under the config lock): allocates
    * the root disk, extracts the template into it (LXC/Create.pm `restore_archive`: "can't find file" when it is
    * missing), runs the setup's `post_create_hook` (root's SSH keys in a `# --- BEGIN PVE ---` block), sets the
-   * defaults and drops the `create` lock; on failure it removes what it made. With `start`, Proxmox then forks a
-   * `vzstart` task and ends at once; the twin's create waits for that task, so a client polling the create task never
-   * finds the container between the two.
+   * defaults and drops the `create` lock; on failure it removes what it made. With `start`, it forks a `vzstart`
+   * task and ends (`PVE::API2::LXC::Status->vm_start`). The start is under way (the container reads "running", as
+   * lxc-start's does) before the end of this task shows, so a client that polls the create task and then starts the
+   * container finds it running.
    */
   createWorker(container: Container, ostemplate: string, rootfsParam: string, sshKeys: string | undefined, start: boolean, authid: string) {
     return async (log: WorkerLog): Promise<void> => {
       await container.mutex.run(() => this.createContainerFiles(container, ostemplate, rootfsParam, sshKeys, log));
-      if (!start) return;
-      const upid = this.tasks.fork("vzstart", String(container.vmid), authid, (startLog) => container.mutex.run(() => this.start(container, startLog)));
-      const task = await this.tasks.wait(upid);
-      if (task.exitstatus !== "OK") log.warn(`starting CT ${container.vmid} failed: ${task.exitstatus}`);
+      if (start) this.tasks.fork("vzstart", String(container.vmid), authid, (startLog) => container.mutex.run(() => this.start(container, startLog)), true);
     };
   }
 

@@ -253,7 +253,8 @@ function listTasks(call: ApiCall): unknown[] {
     }
   }
   if (source !== "active") {
-    const archived = tasks.filter((entry) => entry.exitstatus !== undefined).sort((a, b) => (b.endtime! - a.endtime!) || (b.starttime - a.starttime));
+    // The archive is read backwards: the task that ended last comes first.
+    const archived = tasks.filter((entry) => entry.archived !== undefined).sort((a, b) => b.archived! - a.archived!);
     for (const task of archived) {
       if (!visible(task, task.exitstatus)) continue;
       const { user, tokenid } = splitTaskUser(task.user);

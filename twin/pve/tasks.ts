@@ -27,6 +27,8 @@ export interface TaskRecord {
   /** Set when the worker ended: `OK`, `WARNINGS: n` or the error message. */
   exitstatus?: string;
   endtime?: number;
+  /** Position in the node's task archive (`/var/log/pve/tasks/index` is appended to as tasks end). */
+  archived?: number;
 }
 
 export interface WorkerLog {
@@ -40,14 +42,18 @@ export type Worker = (log: WorkerLog) => Promise<void>;
 export class TaskList {
   private readonly tasks: TaskRecord[] = [];
   private nextPid = 0x1a2b0;
+  private archiveLength = 0;
   private readonly pstart = 0x00a1b2c3;
-  /** Workers still running, for `idle()` and `wait()`. */
+  /** Workers still running, for `idle()`. */
   private readonly running = new Map<string, Promise<void>>();
 
   constructor(readonly node: string) {}
 
-  /** Starts `worker` as task `type` on object `id`, returns its UPID. */
-  fork(type: string, id: string, authid: string, worker: Worker): string {
+  /**
+   * Starts `worker` as task `type` on object `id`, returns its UPID. An API call's worker starts after the call has
+   * answered; a worker forked by another worker (`nested`) starts at once, before its parent's end is visible.
+   */
+  fork(type: string, id: string, authid: string, worker: Worker, nested = false): string {
     const starttime = Math.floor(Date.now() / 1000);
     const pid = this.nextPid++;
     const upid = `UPID:${this.node}:${hex8(pid)}:${hex8(this.pstart)}:${hex8(starttime)}:${type}:${id}:${authid}:`;
@@ -62,8 +68,7 @@ export class TaskList {
       },
     };
     const done = (async () => {
-      // The worker starts after the API call has answered, as a forked worker does.
-      await new Promise((resolve) => setImmediate(resolve));
+      if (!nested) await new Promise((resolve) => setImmediate(resolve));
       try {
         await worker(log);
         task.exitstatus = warnings ? `WARNINGS: ${warnings}` : "OK";
@@ -74,6 +79,7 @@ export class TaskList {
         task.lines.push(`TASK ERROR: ${message}`);
       }
       task.endtime = Math.floor(Date.now() / 1000);
+      task.archived = this.archiveLength++;
     })();
     this.running.set(upid, done);
     void done.finally(() => this.running.delete(upid));
@@ -83,12 +89,6 @@ export class TaskList {
   /** Resolves when no worker runs. */
   async idle(): Promise<void> {
     while (this.running.size) await Promise.all([...this.running.values()]);
-  }
-
-  /** Resolves with the task when its worker has ended. */
-  async wait(upid: string): Promise<TaskRecord> {
-    await this.running.get(upid);
-    return this.find(upid);
   }
 
   find(upid: string): TaskRecord {
