@@ -24,6 +24,7 @@ describe("the homelab twin under the real engine and bpg's provider", function (
   let twin: Twin;
   let stack: TwinStack;
   let key: { privateKeyFile: string; publicKey: string };
+  let stackConfig: Record<string, string>;
   /** The README's role, and the same role without VM.Config.Memory. */
   const role = readmeRolePrivileges();
 
@@ -46,8 +47,7 @@ describe("the homelab twin under the real engine and bpg's provider", function (
       internet: { [templateUrl]: { path: template } },
     });
     key = sshKeyPair(work, "deploy");
-    stack = await createTwinStack(twin, fixture);
-    await stack.configure({
+    stackConfig = {
       "twin:node": "pve",
       "twin:endpoint": twin.endpoint,
       "twin:templateUrl": templateUrl,
@@ -61,7 +61,9 @@ describe("the homelab twin under the real engine and bpg's provider", function (
       "twin:gateway": "192.168.99.1",
       "twin:vlan": "99",
       "twin:sshPublicKey": key.publicKey,
-    }, { "twin:apiToken": `nixmox@pve!deploy=${deploySecret}` });
+    };
+    stack = await createTwinStack(twin, fixture);
+    await stack.configure(stackConfig, { "twin:apiToken": `nixmox@pve!deploy=${deploySecret}` });
   });
 
   after(async () => {
@@ -144,6 +146,30 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     assert.equal(container().conf.memory, 768);
     assert.ok(twin.api.calls.some((call) => call.status === 403 && call.method === "PUT" && call.authid === "limited@pve!deploy"));
     await stack.configure({ "twin:memory": "768" }, { "twin:apiToken": `nixmox@pve!deploy=${deploySecret}` });
+  });
+
+  it("a second stack asking for the same vmid: the twin refuses it, and bpg v0.112.0 takes its refused retry as done and adopts the other stack's container", async () => {
+    // bpg proxmox/nodes/containers/containers.go CreateContainer: a 5xx is retried, and on a retry an error with
+    // "already exists" counts as success (retry.WithAlreadyDoneCheck). NixMox must guard vmids itself.
+    const other = await createTwinStack(twin, fixture, "other");
+    try {
+      await other.configure({ ...stackConfig, "twin:hostname": "other", "twin:address": "192.168.99.40/24", "twin:memory": "256" }, { "twin:apiToken": `nixmox@pve!deploy=${deploySecret}` });
+      const first = twin.api.calls.length;
+      await other.pulumi(["up", "--yes", "--skip-preview", "--non-interactive"]);
+      const creates = twin.api.calls.slice(first).filter((call) => call.method === "POST" && call.route === "/nodes/{node}/lxc");
+      assert.deepEqual(creates.map((call) => call.status), [500, 500], "refused: CT 120 already exists on node 'pve'");
+      const outputs = JSON.parse((await other.pulumi(["stack", "output", "--json"])).stdout);
+      assert.deepEqual({ vmId: outputs.vmId, ipv4: outputs.ipv4 }, { vmId: 120, ipv4: { eth0: "192.168.99.21" } }, "the second stack's state holds the first stack's container");
+      assert.deepEqual([...node().containers.keys()], [120]);
+      // The template download of the second stack found the file with the right checksum and kept it
+      // (pve-common Tools.pm download_file_from_url: "OK, got correct file already"), so it did not fail (review A1).
+      const downloads = node().tasks.all().filter((task) => task.type === "download");
+      assert.deepEqual(downloads.map((task) => task.exitstatus), ["OK", "OK"]);
+      assert.match(downloads[1]!.lines.join("\n"), /OK, got correct file already, no need to download/);
+    } finally {
+      // Never destroy this stack: its state claims the first stack's container.
+      other.remove();
+    }
   });
 
   it("deletes the container on destroy: its host, network namespace and disk are gone; the retained template stays", async () => {
