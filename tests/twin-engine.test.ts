@@ -172,6 +172,25 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     }
   });
 
+  it("a container without a vmid gets the cluster's next free id (GET /cluster/nextid), and a destroy removes it", async () => {
+    const third = await createTwinStack(twin, fixture, "third");
+    try {
+      const { "twin:vmid": _vmid, ...withoutVmid } = stackConfig;
+      await third.configure({ ...withoutVmid, "twin:hostname": "third", "twin:address": "192.168.99.50/24" }, { "twin:apiToken": `nixmox@pve!deploy=${deploySecret}` });
+      const first = twin.api.calls.length;
+      await third.pulumi(["up", "--yes", "--skip-preview", "--non-interactive"]);
+      const outputs = JSON.parse((await third.pulumi(["stack", "output", "--json"])).stdout);
+      assert.ok(twin.api.calls.slice(first).some((call) => call.route === "/cluster/nextid" && call.status === 200));
+      assert.equal(outputs.vmId, 100, "the lowest free id");
+      assert.equal(node().container(100).conf.hostname, "third");
+      await node().tasks.idle();
+      await third.pulumi(["destroy", "--yes", "--skip-preview", "--non-interactive"]);
+      assert.deepEqual([...node().containers.keys()], [120]);
+    } finally {
+      third.remove();
+    }
+  });
+
   it("deletes the container on destroy: its host, network namespace and disk are gone; the retained template stays", async () => {
     const rootfs = container().host.rootfs;
     await stack.pulumi(["destroy", "--yes", "--skip-preview", "--non-interactive"]);
@@ -181,7 +200,7 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     assert.deepEqual(node().storage("local").list("vztmpl").map((volume) => volume.volid), ["local:vztmpl/nixos-twin-lxc.tar.xz"]);
     const namespaces = await runInWorld(twin, ["ip", "netns", "list"]);
     assert.doesNotMatch(namespaces.stdout, new RegExp(`^${twin.world.prefix}-ct120\\b`, "m"));
-    assert.deepEqual(node().tasks.all().filter((task) => task.type === "vzshutdown" || task.type === "vzdestroy").map((task) => `${task.type}:${task.exitstatus}`), ["vzshutdown:OK", "vzdestroy:OK"]);
+    assert.deepEqual(node().tasks.all().filter((task) => task.id === "120" && (task.type === "vzshutdown" || task.type === "vzdestroy")).map((task) => `${task.type}:${task.exitstatus}`), ["vzshutdown:OK", "vzdestroy:OK"]);
   });
 
   it("logging pass: bpg called only endpoints the twin implements (no 501), and exactly these", () => {
@@ -191,8 +210,10 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     const bpg = twin.api.calls.filter((call) => call.userAgent.startsWith("Go-http-client"));
     assert.deepEqual([...new Set(twin.api.calls.filter((call) => !bpg.includes(call)).map((call) => `${call.method} ${call.route}`))], ["GET /nodes/{node}/tasks"]);
     const routes = [...new Set(bpg.map((call) => `${call.method} ${call.route}`))].sort();
+    if (routes.includes("POST /nodes/{node}/lxc/{vmid}/status/start")) console.log(bpg.map((call) => `${call.method} ${call.path} ${call.status}`).join("\n"));
     assert.deepEqual(routes, [
       "DELETE /nodes/{node}/lxc/{vmid}",
+      "GET /cluster/nextid",
       "GET /nodes/{node}/lxc/{vmid}/config",
       "GET /nodes/{node}/lxc/{vmid}/interfaces",
       "GET /nodes/{node}/lxc/{vmid}/status/current",
