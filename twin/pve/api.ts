@@ -63,6 +63,8 @@ export interface LoggedCall {
   authid: string | null;
   /** The client's User-Agent (bpg's Go client sends `Go-http-client/1.1`). */
   userAgent: string;
+  /** The error message of a failed call. */
+  message?: string;
 }
 
 /** Path parameter formats (pve-common PVE/JSONSchema.pm standard options `pve-node`, `pve-vmid`, `pve-storage-id`). */
@@ -146,6 +148,7 @@ export class ApiServer {
       const failure = error instanceof PveError ? error : new PveError(500, (error as Error).message);
       logged.status = failure.status;
       const message = failure.message.replace(/\n+$/, "");
+      logged.message = message;
       send(response, failure.status, message.replace(/[\r\n]+/g, " "), { data: null, message: `${message}\n`, ...(failure.errors ? { errors: failure.errors } : {}) });
     }
   }
