@@ -16,7 +16,7 @@ const path = require("node:path");
 const root = path.resolve(__dirname, "..");
 const dist = path.join(root, "dist");
 /** Directories compiled into dist/ whose non-TypeScript files are read at run time. */
-const sourceDirs = ["manifest", "components", "render", "cli"];
+const sourceDirs = ["manifest", "components", "render", "cli", "twin"];
 /** Directories read as a whole, relative to a compiled module (render/sources.ts reads ../nixos). */
 const linkedDirs = ["nixos"];
 

@@ -1,0 +1,39 @@
+#!/bin/bash
+# boot.sh ROOTFS HOSTNAME: starts one twin container; the twin runs it as
+#   ip netns exec <container netns> setpriv --pdeathsig SIGKILL \
+#     unshare --mount --uts --ipc --pid --fork --kill-child=SIGTERM --propagation private bash boot.sh …
+# so it is process 1 of a new PID namespace, in new mount, UTS and IPC namespaces, inside the container's network
+# namespace. It assembles the container's root (its own filesystem, this machine's /usr read-only, fresh /proc,
+# /sys, /dev, /run) and becomes the container's init inside it with chroot. Nothing outside ROOTFS is writable from
+# the container: /usr is a read-only bind, /proc/sys and /sys are read-only, /dev holds only the harmless devices.
+# The twin waits for the line "twin-init: up" on standard output.
+set -euo pipefail
+root=$1 hostname=$2
+[ -d "$root/etc" ] || { echo "twin-boot: $root has no etc: not a container root filesystem" >&2; exit 1; }
+for dir in usr proc sys dev run tmp; do mkdir -p "$root/$dir"; done
+
+mount --bind /usr "$root/usr"
+mount -o remount,bind,ro,nosuid,nodev "$root/usr"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc"
+mount --bind "$root/proc/sys" "$root/proc/sys"
+mount -o remount,bind,ro "$root/proc/sys"
+if [ -e "$root/proc/sysrq-trigger" ]; then mount --bind /dev/null "$root/proc/sysrq-trigger"; fi
+mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys"
+mount -t tmpfs -o mode=0755,nosuid,size=65536k tmpfs "$root/dev"
+for device in null zero full random urandom tty; do
+  : > "$root/dev/$device"
+  mount --bind "/dev/$device" "$root/dev/$device"
+done
+mkdir -p "$root/dev/pts" "$root/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts "$root/dev/pts"
+ln -s pts/ptmx "$root/dev/ptmx"
+ln -s /proc/self/fd "$root/dev/fd"
+ln -s /proc/self/fd/0 "$root/dev/stdin"
+ln -s /proc/self/fd/1 "$root/dev/stdout"
+ln -s /proc/self/fd/2 "$root/dev/stderr"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
+# /run is a fresh tmpfs at every start, as on a booted NixOS: /run/current-system is made again by the init.
+mount -t tmpfs -o mode=0755,nosuid,nodev,size=262144k tmpfs "$root/run"
+
+hostname "$hostname"
+exec chroot "$root" /bin/bash /.twin/init
