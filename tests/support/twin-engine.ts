@@ -6,27 +6,17 @@
  * Engine runs are asynchronous on purpose: the twin's API answers from this very process, so a synchronous spawn
  * would block it and the engine would wait forever.
  */
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { Twin } from "../../twin";
+import { realEngineBin, repoDir } from "./real-engine";
 
-export const repoDir = path.resolve(__dirname, "..", "..");
+export { repoDir };
 
-let builtEngineBin: string | null = null;
-
-/** The folder holding `pulumi` and the plugins (the last line tools/engine/build.sh prints). */
-export function engineBin(): string {
-  if (builtEngineBin !== null) return builtEngineBin;
-  const result = spawnSync("bash", [path.join(repoDir, "tools", "engine", "build.sh")], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
-  const last = (result.stdout ?? "").trim().split("\n").pop() ?? "";
-  if (result.status !== 0 || !last.startsWith("/")) {
-    throw new Error(`the real Pulumi engine could not be built (tools/engine/build.sh exited ${result.status}); the twin tests need it:\n${result.stderr}`);
-  }
-  builtEngineBin = last;
-  return last;
-}
+/** The folder holding `pulumi` and the plugins (tests/support/real-engine.ts builds it when missing). */
+export const engineBin = realEngineBin;
 
 export interface EngineRun {
   status: number | null;

@@ -27,11 +27,12 @@ command -v go >/dev/null || { echo "tools/engine/build.sh: go is not on PATH (Go
 
 log() { printf '%s\n' "engine: $*" >&2; }
 
-# stamp NAME VERSION DIR…: a digest of what a binary is built from.
+# stamp NAME VERSION PATH…: a digest of what a binary is built from (paths relative to tools/engine, so a clone
+# elsewhere, or another worktree sharing NIXMOX_ENGINE_CACHE, computes the same stamp).
 stamp() {
   local name="$1" version="$2"; shift 2
-  { echo "$name $version $(go env GOVERSION)"; find "$@" -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 \
-      | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-64
+  { echo "$name $version $(go env GOVERSION)"; (cd "$engine_dir" && find "$@" -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 \
+      | sort -z | xargs -0 sha256sum); } | sha256sum | cut -c1-64
 }
 
 # fresh NAME STAMP: true when bin/NAME was built from exactly this stamp.
@@ -50,14 +51,14 @@ build() {
 total_started=$SECONDS
 
 # 1. The Pulumi CLI.
-digest="$(stamp pulumi "$pulumi_version" "$engine_dir/pulumi")"
+digest="$(stamp pulumi "$pulumi_version" pulumi)"
 if fresh pulumi "$digest"; then log "pulumi v$pulumi_version is up to date"; else
   build pulumi "$digest" "$engine_dir/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
     "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$pulumi_version"
 fi
 
 # 2. The language host.
-digest="$(stamp pulumi-language-nodejs "$pulumi_version" "$engine_dir/language-nodejs")"
+digest="$(stamp pulumi-language-nodejs "$pulumi_version" language-nodejs)"
 if fresh pulumi-language-nodejs "$digest"; then log "pulumi-language-nodejs is up to date"; else
   build pulumi-language-nodejs "$digest" "$engine_dir/language-nodejs" . "-X main.Version=$pulumi_version+nixmox"
 fi
@@ -77,7 +78,7 @@ proxmoxve="$engine_dir/proxmoxve"
 for generated in schema-embed.json bridge-metadata.json; do
   [ -s "$proxmoxve/mapping/$generated" ] || echo '{}' > "$proxmoxve/mapping/$generated"
 done
-digest="$(stamp pulumi-resource-proxmoxve "$proxmoxve_version" "$proxmoxve/mapping" "$proxmoxve/cmd" "$proxmoxve/version" "$proxmoxve/go.mod" "$proxmoxve/go.sum")"
+digest="$(stamp pulumi-resource-proxmoxve "$proxmoxve_version" proxmoxve/mapping proxmoxve/cmd proxmoxve/version proxmoxve/go.mod proxmoxve/go.sum)"
 # The stamp excludes the generated JSON (it is derived from the same sources).
 if fresh pulumi-resource-proxmoxve "$digest" && [ "$(cat "$proxmoxve/mapping/bridge-metadata.json")" != "{}" ]; then
   log "pulumi-resource-proxmoxve v$proxmoxve_version is up to date"
