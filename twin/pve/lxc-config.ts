@@ -87,6 +87,18 @@ export function normalizeConfig(values: ContainerConfig, newMac: () => string): 
   return errors;
 }
 
+/**
+ * A description as Proxmox reads it back: the config file keeps it as `#` comment lines (pve-container
+ * src/PVE/LXC/Config.pm `write_pct_config`: one `#<line>` per line of Perl's `split(/\n/)`, which drops trailing
+ * empty lines), and `parse_pct_config` appends "\n" to every line it reads, so "a\nb" comes back as "a\nb\n"
+ * (bpg's `description` StateFunc expects that newline).
+ */
+export function storedDescription(text: string): string {
+  const lines = text.split("\n");
+  while (lines.length > 0 && lines[lines.length - 1] === "") lines.pop();
+  return lines.map((line) => `${line}\n`).join("");
+}
+
 /** Form parameters → typed config values; unknown keys and bad values are 400s, all reported together. */
 export function configFromParameters(parameters: Record<string, string>, keys: string[]): ContainerConfig {
   const config: ContainerConfig = {};
@@ -99,7 +111,7 @@ export function configFromParameters(parameters: Record<string, string>, keys: s
     }
     const typed = typedValue(type, parameters[key]!);
     if ("error" in typed) errors[key] = typed.error;
-    else config[key] = typed.value;
+    else config[key] = key === "description" ? storedDescription(String(typed.value)) : typed.value;
   }
   if (Object.keys(errors).length) throw parameterError(errors);
   return config;
