@@ -149,6 +149,11 @@ rec {
   # Caddyfile is read (https://caddyserver.com/docs/caddyfile/concepts#environment-variables).
   caCredentials = { cert = "nixmox_ca_cert"; key = "nixmox_ca_key"; };
 
+  # The caddy unit's credentials, id → file (systemd.exec(5) LoadCredential=): the managed CA's root certificate and
+  # key, none with Caddy's own CA. nixos/services/caddy.nix hands exactly these over; the twin's stand-in does too.
+  credentialsWith = ca: if ca == null then { } else { ${caCredentials.cert} = ca.certFile; ${caCredentials.key} = ca.keyFile; };
+  credentials = data: credentialsWith (data.caddy.ca or null);
+
   # Global `pki` block (https://caddyserver.com/docs/caddyfile/options#pki): the CA signs with the given root;
   # Caddy makes and renews its intermediate itself.
   pkiBlock = concatStringsSep "\n" [

@@ -85,6 +85,13 @@ rec {
     "\\unset pw"
   ]) (sortDatabases dbs))) + "\n";
 
+  # The setup unit's credentials, id → file (systemd.exec(5) LoadCredential=): every owner's password and pgAdmin's.
+  # nixos/services/postgresql.nix hands exactly these over; the twin's stand-in does too.
+  credentialsWith = admin: dbs:
+    builtins.listToAttrs (map (db: { name = db.credential; value = db.passwordFile; }) dbs
+      ++ (if admin == null then [ ] else [ { name = admin.credential; value = admin.passwordFile; } ]));
+  credentials = data: credentialsWith (data.postgresql.admin or null) data.postgresql.databases;
+
   # `nixmox render --configs`: the daemon files of a PostgreSQL host, from its host.json. pg_hba.conf is what
   # services.postgresql.authentication (mkForce, nixos/services/postgresql.nix) writes; setup.sql is the script
   # the nixmox-postgresql-passwords unit runs with psql (credentials in $CREDENTIALS_DIRECTORY).

@@ -81,9 +81,7 @@ in
     };
 
     # The key stays root-only on disk; systemd hands the unit a private copy (systemd.exec(5), LoadCredential=).
-    systemd.services.caddy.serviceConfig.LoadCredential = lib.mkIf (cfg.ca != null) [
-      "${caddyLib.caCredentials.cert}:${cfg.ca.certFile}"
-      "${caddyLib.caCredentials.key}:${cfg.ca.keyFile}"
-    ];
+    systemd.services.caddy.serviceConfig.LoadCredential = lib.mkIf (cfg.ca != null)
+      (lib.mapAttrsToList (id: file: "${id}:${file}") (caddyLib.credentialsWith cfg.ca));
   };
 }

@@ -89,8 +89,7 @@ in
         RemainAfterExit = true;
         User = "postgres";
         Group = "postgres";
-        LoadCredential = map (db: "${shell.credentialId db.credential}:${db.passwordFile}") cfg.databases
-          ++ lib.optional (cfg.admin != null) "${shell.credentialId cfg.admin.credential}:${cfg.admin.passwordFile}";
+        LoadCredential = lib.mapAttrsToList (id: file: "${shell.credentialId id}:${file}") (pgLib.credentialsWith cfg.admin cfg.databases);
         ExecStart = "${config.services.postgresql.package}/bin/psql --no-psqlrc --port=${toString cfg.port} --dbname=postgres --file=${setupScript}";
       };
     };
