@@ -71,6 +71,8 @@ describe("the Proxmox VE API twin", function () {
         { authid: "nixmox@pve!noaudit", secret: auditless.split("=")[1]!, acl: [{ path: "/", privileges: role.filter((privilege) => privilege !== "Sys.Audit" && privilege !== "VM.Allocate") }] },
       ],
       internet: { [templateUrl]: { path: template } },
+      // The API and bpg only: bare hosts with sshd (the stand-in NixOS system is tests/twin-homelab*.test.ts's).
+      system: false,
     });
     twin.addFile("pve", "local", "vztmpl", "nixos-twin-lxc.tar.xz", template);
     key = sshKeyPair(work, "deploy");

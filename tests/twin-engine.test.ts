@@ -45,6 +45,8 @@ describe("the homelab twin under the real engine and bpg's provider", function (
         { authid: "limited@pve!deploy", secret: limitedSecret, acl: [{ path: "/", privileges: role.filter((privilege) => privilege !== "VM.Config.Memory") }] },
       ],
       internet: { [templateUrl]: { path: template } },
+      // The API and bpg only: bare hosts with sshd (the stand-in NixOS system is tests/twin-homelab*.test.ts's).
+      system: false,
     });
     key = sshKeyPair(work, "deploy");
     stackConfig = {

@@ -19,10 +19,14 @@ import { Cluster, type InternetFile, type NodeSpec } from "./pve/cluster";
 import { lxcRoutes } from "./pve/routes-lxc";
 import { nodeRoutes } from "./pve/routes-node";
 import type { ContentType } from "./pve/storage";
+import { HostSystem, type Knob } from "./system";
+import type { FakeAuthentik } from "./authentik/fake-api";
 
 export { buildTemplate } from "./hosts/template";
 export type { ApiToken, AclEntry } from "./pve/access";
 export type { InternetFile, NodeSpec } from "./pve/cluster";
+export type { Knob } from "./system";
+export type { FakeAuthentik } from "./authentik/fake-api";
 
 export interface TwinOptions {
   /** Names every network namespace the twin makes (`<prefix>-world`, `<prefix>-ct<vmid>`): unique per run. */
@@ -39,6 +43,11 @@ export interface TwinOptions {
   internet?: Record<string, InternetFile>;
   /** Where the API listens inside the world. @default { address: "127.0.0.1", port: 8006 } */
   api?: { address?: string; port?: number };
+  /**
+   * Whether containers get the stand-in NixOS system (twin/system: nixos-rebuild, systemctl, the hosts' daemons, the
+   * fake Authentik API), so NixMox's activation runs in them. @default true
+   */
+  system?: boolean;
 }
 
 export interface Twin {
@@ -54,6 +63,10 @@ export interface Twin {
   api: ApiServer;
   /** `argv` run inside the world (`ip netns exec <world> …`). */
   command(argv: string[]): string[];
+  /** The fake Authentik API of container `vmid` (twin/authentik), once that container has started. */
+  authentik(vmid: number): FakeAuthentik | undefined;
+  /** Makes the next `nixos-rebuild` in container `vmid` fail (twin/system/bin/nixos-rebuild, "Knobs"). */
+  failNext(vmid: number, knob: Knob, node?: string): void;
   /** Puts a file on a node's storage as Proxmox would list it (a template uploaded beforehand). */
   addFile(node: string, storage: string, content: ContentType, fileName: string, source: string): string;
   /** Stops every host, the API and the forwarder, removes every namespace and the state folder. */
@@ -67,14 +80,16 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
   const world = await World.create(options.prefix, (options.bridges ?? ["vmbr0"]).map((name) => ({ name })));
   let cluster: Cluster | null = null;
   let api: ApiServer | null = null;
+  const system = options.system === false ? null : new HostSystem(join(options.stateDir, "run"));
   const stop = async () => {
     await cluster?.stopAll().catch(() => undefined);
     await api?.close().catch(() => undefined);
+    await system?.close();
     await world.destroy();
     rmSync(options.stateDir, { recursive: true, force: true });
   };
   try {
-    cluster = new Cluster(world, options.nodes ?? [{ name: "pve" }], options.stateDir, options.internet ?? {});
+    cluster = new Cluster(world, options.nodes ?? [{ name: "pve" }], options.stateDir, options.internet ?? {}, system);
     const tls = selfSignedCertificate(options.stateDir, address);
     api = new ApiServer(cluster, new AccessControl(options.tokens), [...nodeRoutes(), ...lxcRoutes()], tls);
     const socketPath = join(options.stateDir, "api.sock");
@@ -90,6 +105,11 @@ export async function startTwin(options: TwinOptions): Promise<Twin> {
       cluster,
       api,
       command: (argv) => worldCommand(world.netns, argv),
+      authentik: (vmid) => system?.authentik(vmid),
+      failNext: (vmid, knob, node = "pve") => {
+        if (!system) throw new Error("twin: started with system: false, so no host runs nixos-rebuild");
+        system.failNext(twinCluster.node(node).container(vmid).host.rootfs, knob);
+      },
       addFile: (node, storage, content, fileName, source) => {
         const target = twinCluster.node(node).storage(storage);
         const path = content === "vztmpl" ? target.templatePath(fileName) : join(target.dir, content, fileName);

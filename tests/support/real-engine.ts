@@ -46,6 +46,13 @@ export function engineEnvironment(home: string, backend: string, extra: Record<s
   };
 }
 
+/** Writes `dir`/Pulumi.yaml: this repository's, whose `main` points at this repository's index.ts. */
+export function writeProjectFile(dir: string): void {
+  const pulumiYaml = readFileSync(path.join(repoDir, "Pulumi.yaml"), "utf8").replace(/^main: index\.ts$/m, `main: ${path.relative(dir, path.join(repoDir, "index.ts"))}`);
+  if (!/^main: \.\.\//m.test(pulumiYaml)) throw new Error("Pulumi.yaml has no `main: index.ts` line to point at the repository");
+  writeFileSync(path.join(dir, "Pulumi.yaml"), pulumiYaml);
+}
+
 export interface EngineProject {
   dir: string;
   stack: string;
@@ -67,9 +74,7 @@ export function createEngineProject(stack = "homelab", initStack = true): Engine
   const root = mkdtempSync(path.join(tmpdir(), "nixmox-engine-"));
   const dir = path.join(root, "project");
   for (const sub of ["project", "state", "home"]) mkdirSync(path.join(root, sub));
-  const pulumiYaml = readFileSync(path.join(repoDir, "Pulumi.yaml"), "utf8").replace(/^main: index\.ts$/m, `main: ${path.relative(dir, path.join(repoDir, "index.ts"))}`);
-  if (!/^main: \.\.\//m.test(pulumiYaml)) throw new Error("Pulumi.yaml has no `main: index.ts` line to point at the repository");
-  writeFileSync(path.join(dir, "Pulumi.yaml"), pulumiYaml);
+  writeProjectFile(dir);
   const env = engineEnvironment(path.join(root, "home"), `file://${path.join(root, "state")}`);
   const pulumi = (args: string[], options: { input?: string; allowFailure?: boolean } = {}) => {
     const result = spawnSync("pulumi", args, { cwd: dir, env, encoding: "utf8", input: options.input, maxBuffer: 256 * 1024 * 1024, timeout: 600_000 });

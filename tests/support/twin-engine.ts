@@ -11,6 +11,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { Twin } from "../../twin";
+import { readmeRolePrivileges as readmeRole } from "../../twin/homelab";
 import { realEngineBin, repoDir } from "./real-engine";
 
 export { repoDir };
@@ -139,9 +140,7 @@ export async function hostKeyOf(twin: Twin, vmid: number, node = "pve"): Promise
 
 /** The privileges of the README's `pveum role add NixMox -privs "…"` line (the one list users grant). */
 export function readmeRolePrivileges(): string[] {
-  const match = /pveum role add NixMox -privs "([^"]+)"/.exec(readFileSync(path.join(repoDir, "README.md"), "utf8"));
-  if (!match) throw new Error("README.md has no `pveum role add NixMox -privs \"…\"` line");
-  return match[1]!.split(/\s+/).filter(Boolean);
+  return readmeRole(repoDir);
 }
 
 /** A per-run prefix for the twin's network namespaces (`tw` + 6 hex digits). */

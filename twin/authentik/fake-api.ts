@@ -1,15 +1,19 @@
 /**
- * A real HTTP server on 127.0.0.1 (ephemeral port) that implements the slice of Authentik's REST API (v3) the
- * NixMox dynamic providers call, with Authentik's wire format: snake_case JSON, paginated lists, full objects with
- * the fields `@goauthentik/api`'s strict parsers require (pulumi-notes.md §3.2), 404 `{"detail":"Not found."}`,
- * 403 without the right `Authorization: Bearer` token, 400 on a duplicate provider name or application slug.
- * Deleting a provider unbinds it from outposts and applications, as Authentik's foreign keys do.
+ * A fake of Authentik's REST API (v3): a real HTTP server implementing the slice the NixMox dynamic providers call,
+ * with Authentik's wire format: snake_case JSON, paginated lists, full objects with the fields `@goauthentik/api`'s
+ * strict parsers require (pulumi-notes.md §3.2), 404 `{"detail":"Not found."}`, 403 without the right
+ * `Authorization: Bearer` token, 400 on a duplicate provider name or application slug. Deleting a provider unbinds it
+ * from outposts and applications, as Authentik's foreign keys do. `/-/health/ready/` and `/-/health/live/` answer 200
+ * without a token (authentik/root/monitoring.py `ReadyView`, `LiveView`).
  *
- * It records every request (method, path, query, authorization header, JSON body) so tests assert exact bodies.
+ * The twin runs one per authentik host, on a Unix socket its host relays to (twin/system/lib/listen.js), so NixMox
+ * reaches it through its SSH tunnel as in production; the provider tests run one on 127.0.0.1. It records every API
+ * request (method, path, query, authorization header, JSON body) so tests assert exact bodies.
+ *
+ * What it does not prove: Authentik's own behaviour beyond these objects (flows, policies, logins).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { AuthentikOidcAppInputs, AuthentikProxyAppInputs } from "../../components/authentik";
 
 export interface RecordedRequest {
   method: string;
@@ -111,7 +115,8 @@ export class FakeAuthentik {
   private server: Server | undefined;
   url = "";
 
-  constructor(readonly token: string) {
+  /** `token`: the API token it accepts (null: none yet; `handle` can be given the token of its caller instead). */
+  constructor(private readonly token: string | null) {
     this.outposts.set(embeddedOutpostPk, {
       pk: embeddedOutpostPk,
       name: "authentik Embedded Outpost",
@@ -125,10 +130,15 @@ export class FakeAuthentik {
     });
   }
 
-  async start(): Promise<void> {
+  /** Listens on 127.0.0.1 (an ephemeral port, `url`), or on the Unix socket `socketPath`. */
+  async start(socketPath?: string): Promise<void> {
     this.server = createServer((request, response) => void this.handle(request, response));
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      if (socketPath) this.server!.listen(socketPath, resolve);
+      else this.server!.listen(0, "127.0.0.1", resolve);
+    });
+    this.url = socketPath ? `unix:${socketPath}` : `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   async stop(): Promise<void> {
@@ -309,11 +319,20 @@ export class FakeAuthentik {
     }
   }
 
-  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  /**
+   * Answers one request. `token`: the token accepted for this request, when the caller knows it better than the
+   * constructor (the twin: the bootstrap token the authentik host read at its start).
+   */
+  async handle(request: IncomingMessage, response: ServerResponse, token: string | null = this.token): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");
     const parsed = new URL(request.url ?? "/", "http://fake");
+    if (parsed.pathname === "/-/health/ready/" || parsed.pathname === "/-/health/live/") {
+      response.writeHead(200);
+      response.end();
+      return;
+    }
     const record: RecordedRequest = {
       method: request.method ?? "GET",
       path: parsed.pathname,
@@ -333,7 +352,7 @@ export class FakeAuthentik {
       response.end(failure[1]);
       return;
     }
-    if (record.authorization !== `Bearer ${this.token}`) return send(403, { detail: "Authentication credentials were not provided." });
+    if (token === null || record.authorization !== `Bearer ${token}`) return send(403, { detail: "Authentication credentials were not provided." });
     try {
       const [status, body] = this.route(record);
       send(status, body);
@@ -465,48 +484,3 @@ export class FakeAuthentik {
     return [405, { detail: `Method "${method}" not allowed on ${path}.` }];
   }
 }
-
-export async function startFakeAuthentik(token: string): Promise<FakeAuthentik> {
-  const server = new FakeAuthentik(token);
-  await server.start();
-  return server;
-}
-
-/** Inputs of the vaultwarden OIDC client the provider tests create against this API. */
-export const oidcAppInputs = (url: string, token: string, overrides: Partial<AuthentikOidcAppInputs> = {}): AuthentikOidcAppInputs => ({
-  url,
-  token,
-  tunnel: null,
-  service: "vaultwarden",
-  slug: "vaultwarden",
-  name: "vaultwarden",
-  providerName: "nixmox-vaultwarden",
-  clientId: "vaultwarden",
-  clientType: "confidential",
-  clientSecret: "client-secret-9b2d7c41",
-  redirectUris: ["https://vault.nixmox.lan/identity/connect/oidc-signin"],
-  scopes: ["openid", "email", "profile"],
-  authorizationFlow: "default-provider-authorization-implicit-consent",
-  invalidationFlow: "default-provider-invalidation-flow",
-  signingKey: "authentik Self-signed Certificate",
-  launchUrl: "https://vault.nixmox.lan/",
-  ...overrides,
-});
-
-/** Inputs of the media forward-auth client the provider tests create against this API. */
-export const proxyAppInputs = (url: string, token: string, overrides: Partial<AuthentikProxyAppInputs> = {}): AuthentikProxyAppInputs => ({
-  url,
-  token,
-  tunnel: null,
-  service: "media",
-  slug: "media-jellyfin-nixmox-lan",
-  name: "media (jellyfin.nixmox.lan)",
-  providerName: "nixmox-media-jellyfin-nixmox-lan",
-  externalHost: "https://jellyfin.nixmox.lan",
-  mode: "forward_single",
-  cookieDomain: null,
-  authorizationFlow: "default-provider-authorization-implicit-consent",
-  invalidationFlow: "default-provider-invalidation-flow",
-  launchUrl: "https://jellyfin.nixmox.lan",
-  ...overrides,
-});

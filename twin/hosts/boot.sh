@@ -1,14 +1,16 @@
 #!/bin/bash
-# boot.sh ROOTFS HOSTNAME: starts one twin container; the twin runs it as
+# boot.sh ROOTFS HOSTNAME [NODE RUNDIR]: starts one twin container; the twin runs it as
 #   ip netns exec <container netns> setpriv --pdeathsig SIGKILL \
 #     unshare --mount --uts --ipc --pid --fork --kill-child=SIGTERM --propagation private bash boot.sh …
 # so it is process 1 of a new PID namespace, in new mount, UTS and IPC namespaces, inside the container's network
 # namespace. It assembles the container's root (its own filesystem, this machine's /usr read-only, fresh /proc,
 # /sys, /dev, /run) and becomes the container's init inside it with chroot. Nothing outside ROOTFS is writable from
 # the container: /usr is a read-only bind, /proc/sys and /sys are read-only, /dev holds only the harmless devices.
+# With the stand-in system (twin/system), NODE (this machine's node binary) is mounted read-only at /.twin/bin/node
+# and RUNDIR (a directory of the twin's) at /.twin/run.
 # The twin waits for the line "twin-init: up" on standard output.
 set -euo pipefail
-root=$1 hostname=$2
+root=$1 hostname=$2 node=${3:-} rundir=${4:-}
 [ -d "$root/etc" ] || { echo "twin-boot: $root has no etc: not a container root filesystem" >&2; exit 1; }
 for dir in usr proc sys dev run tmp; do mkdir -p "$root/$dir"; done
 
@@ -34,6 +36,17 @@ ln -s /proc/self/fd/2 "$root/dev/stderr"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$root/dev/shm"
 # /run is a fresh tmpfs at every start, as on a booted NixOS: /run/current-system is made again by the init.
 mount -t tmpfs -o mode=0755,nosuid,nodev,size=262144k tmpfs "$root/run"
+
+if [ -n "$node" ]; then
+  mkdir -p "$root/.twin/bin"
+  : > "$root/.twin/bin/node"
+  mount --bind "$node" "$root/.twin/bin/node"
+  mount -o remount,bind,ro "$root/.twin/bin/node"
+fi
+if [ -n "$rundir" ]; then
+  mkdir -p "$root/.twin/run"
+  mount --bind "$rundir" "$root/.twin/run"
+fi
 
 hostname "$hostname"
 exec chroot "$root" /bin/bash /.twin/init

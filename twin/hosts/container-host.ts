@@ -16,6 +16,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
+import type { HostSystem } from "../system";
 import { ip, netnsExists } from "./run";
 import { worldCommand, type World } from "./world";
 
@@ -71,6 +72,8 @@ export class ContainerHost {
     readonly vmid: number,
     /** The container's root filesystem (the extracted template plus what it wrote); set when its disk exists. */
     public rootfs: string,
+    /** The stand-in NixOS system put into the host before each start (twin/system); none: a bare host with sshd. */
+    private readonly system: HostSystem | null = null,
   ) {}
 
   get netns(): string {
@@ -103,7 +106,8 @@ export class ContainerHost {
       for (const nic of spec.nics) await this.plug(nic);
       this.nics = spec.nics.map((nic) => ({ ...nic }));
       this.prepareRoot(spec);
-      await this.boot(spec.hostname);
+      this.system?.install(this.rootfs);
+      await this.boot(spec.hostname, this.system ? { node: this.system.node, runDir: await this.system.runDir(this.vmid) } : null);
       this.appliedMemoryMiB = spec.memoryMiB;
     } catch (error) {
       await this.stop(5_000).catch(() => undefined);
@@ -199,9 +203,9 @@ export class ContainerHost {
     }
   }
 
-  private async boot(hostname: string): Promise<void> {
+  private async boot(hostname: string, mounts: { node: string; runDir: string } | null): Promise<void> {
     this.bootLog = "";
-    const argv = ["setpriv", "--pdeathsig", "SIGKILL", "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation", "private", "bash", bootScript, this.rootfs, hostname];
+    const argv = ["setpriv", "--pdeathsig", "SIGKILL", "unshare", "--mount", "--uts", "--ipc", "--pid", "--fork", "--kill-child=SIGTERM", "--propagation", "private", "bash", bootScript, this.rootfs, hostname, mounts?.node ?? "", mounts?.runDir ?? ""];
     const [command, ...args] = worldCommand(this.netns, argv);
     const runtime = spawn(command!, args, { stdio: ["ignore", "pipe", "pipe"] });
     this.runtime = runtime;

@@ -14,6 +14,8 @@ log() { printf '%s twin-init: %s\n' "$(date -u +%FT%TZ)" "$*"; }
 shutdown() {
   trap '' TERM INT
   log "shutting down"
+  # What `systemctl is-system-running` says while a host shuts down (the activation wrapper asks).
+  echo stopping > /run/twin-system-state 2>/dev/null
   kill -TERM -1 2>/dev/null
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     # Only this shell left? (The glob is expanded by bash itself: no process of its own is counted.)

@@ -7,6 +7,7 @@ import { randomBytes, createHash } from "node:crypto";
 import { chmodSync, createReadStream, existsSync, mkdirSync, renameSync, rmSync, writeFileSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ContainerHost, HostSpec, NicSpec } from "../hosts/container-host";
+import type { HostSystem } from "../system";
 import { run } from "../hosts/run";
 import type { World } from "../hosts/world";
 import { dieError, parameterError, PveError } from "./errors";
@@ -294,6 +295,8 @@ export class Cluster {
     stateDir: string,
     /** URL → file: the only "internet" the twin's nodes reach. */
     readonly internet: Record<string, InternetFile>,
+    /** The stand-in NixOS system every container gets (twin/system); null: bare hosts with sshd only. */
+    readonly system: HostSystem | null = null,
   ) {
     for (const spec of specs) this.nodes.set(spec.name, new PveNode(this, spec.name, spec.storages ?? defaultStorages, join(stateDir, "nodes", spec.name)));
   }

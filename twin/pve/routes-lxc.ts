@@ -269,7 +269,7 @@ function createContainer(call: ApiCall): string {
     conf: { ...config, ...(unprivileged ? { unprivileged: 1 } : {}), lock: "create" },
     pending: {},
     pendingDelete: new Set(),
-    host: new ContainerHost(cluster.world, id, ""),
+    host: new ContainerHost(cluster.world, id, "", cluster.system),
     mutex: new Mutex(),
   };
   node.containers.set(id, container);
