@@ -13,6 +13,7 @@
  * contents travel on stdin as `<base64 path> <base64 content>` lines, so no file text ever reaches a shell
  * word. Rendered files hold no secrets (secrets go to files under the secrets dir, components/secrets).
  */
+import { contentHash } from "../render/host";
 import { shellQuote } from "./ssh/quote";
 
 export interface ConfigPushPaths {
@@ -87,4 +88,29 @@ export function renderConfigPushCommand(service: string, contentHash: string, pa
     `echo "nixmox: config ${contentHash} installed ($count files)"`,
   ].join("\n");
   return `bash -c ${shellQuote(script)}`;
+}
+
+/**
+ * What a refresh checks on the host (RemoteCommand `check`): the files under `/etc/nixmox` are exactly the pushed
+ * ones. The command prints render/host.ts `contentHash` of the installed directory (every regular file as
+ * "<path>\0<byte length>\0<content>", in byte order of the paths), leaving out `state-version`, which the push carries
+ * over from the host's first install; `expect` is the same digest of the rendered files. A file edited, added or
+ * removed on the host is drift, which the next `up` repairs by pushing the configuration again.
+ */
+export function renderConfigCheck(service: string, files: Record<string, string>, paths: Partial<ConfigPushPaths> = {}): { command: string; expect: string; meaning: string } {
+  const resolved = { ...defaultConfigPushPaths, ...paths };
+  if (!absolutePathPattern.test(resolved.link)) throw new Error(`service "${service}": config push path link must be absolute, of [A-Za-z0-9._-] segments, got ${JSON.stringify(resolved.link)}`);
+  const { "state-version": _carried, ...compared } = files;
+  const script = [
+    "set -euo pipefail",
+    `cd ${shellQuote(`${resolved.link}/`)}`,
+    "find . -type f ! -path ./state-version -printf '%P\\0' | LC_ALL=C sort -z |",
+    "  while IFS= read -r -d '' file; do printf '%s\\0%s\\0' \"$file\" \"$(stat -c %s -- \"$file\")\"; cat -- \"$file\"; done |",
+    "  sha256sum | cut -c1-64",
+  ].join("\n");
+  return {
+    command: `bash -c ${shellQuote(script)}`,
+    expect: contentHash(compared),
+    meaning: `${resolved.link} on the host differs from the configuration NixMox pushed (a file was edited, added or removed there)`,
+  };
 }

@@ -4,7 +4,8 @@
  *
  *   `<name>-container`  ContainerLegacy (components/container.ts: data safety, ignoreChanges)
  *   `<name>-ssh`        SshHostKey: waits until SSH runs a command, records the host key
- *   `<name>-config`     RemoteCommand: the rendered flake directory → /etc/nixmox (atomic)
+ *   `<name>-config`     RemoteCommand: the rendered flake directory → /etc/nixmox (atomic); a refresh checks
+ *                       that the host still holds exactly those files, and the next up pushes them again if not
  *   `<name>-secrets`    RemoteCommand: secret files over stdin (only when the host has secrets)
  *   `<name>-rebuild`    RemoteCommand: the activation wrapper (nixos-rebuild switch, checks, rollback)
  *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for; after a
@@ -21,7 +22,7 @@ import * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
 import { firewallKernelModules, parseActivationResult, renderActivationCommand, renderActivationScript } from "./activation";
-import { renderConfigPayload, renderConfigPushCommand } from "./config-push";
+import { renderConfigCheck, renderConfigPayload, renderConfigPushCommand } from "./config-push";
 import { planContainer, serviceNode } from "./container";
 import { ContainerGuard } from "./container-guard";
 import { HealthCheck } from "./health/health-check";
@@ -224,6 +225,8 @@ export class NixosService extends pulumi.ComponentResource {
       command: host.apply((rendered) => renderConfigPushCommand(args.service.name, rendered.contentHash)),
       stdin: host.apply((rendered) => renderConfigPayload(args.service.name, rendered.files)),
       timeoutSeconds: pushTimeoutSeconds,
+      // A refresh checks that /etc/nixmox still holds exactly these files; a change there is pushed again.
+      check: host.apply((rendered) => renderConfigCheck(args.service.name, rendered.files)),
     }, { parent: this, replaceWith: [container] });
   }
 

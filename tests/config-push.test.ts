@@ -1,7 +1,8 @@
 import { strict as assert } from "node:assert";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkRelativePath, renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
+import { checkRelativePath, renderConfigCheck, renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
+import { contentHash } from "../render/host";
 import { connectSsh, type SshSession } from "../components/ssh";
 import { startSshd, type TestSshd } from "./support/sshd";
 
@@ -92,6 +93,25 @@ describe("config push", () => {
       // The same configuration pushed again (its directory replaced in place) keeps it too.
       assert.equal((await push(hashE, { "flake.nix": "E\n", "state-version": "26.05\n" })).code, 0);
       assert.equal(readFileSync(join(paths.link, "state-version"), "utf8"), "25.11\n");
+    });
+
+    it("its refresh check prints the content hash of exactly the pushed files (state-version aside), and another one once a file is edited, added or removed", async () => {
+      const files = { "flake.nix": "F\n", "host.json": "{\"a\":1}\n", "nixos/lib/x.nix": "{ }\n", "state-version": "26.05\n" };
+      const check = renderConfigCheck("dns", files, paths);
+      assert.equal(check.expect, contentHash({ "flake.nix": "F\n", "host.json": "{\"a\":1}\n", "nixos/lib/x.nix": "{ }\n" }));
+      assert.equal((await push("f".repeat(64), files)).code, 0);
+      const found = async () => (await session.exec(check.command)).stdout.trim();
+      assert.equal(await found(), check.expect, "the carried-over state-version (25.11) is not compared");
+      for (const [change, undo] of [
+        [() => writeFileSync(join(paths.link, "host.json"), "{\"a\":2}\n"), () => writeFileSync(join(paths.link, "host.json"), "{\"a\":1}\n")],
+        [() => writeFileSync(join(paths.link, "extra.nix"), ""), () => rmSync(join(paths.link, "extra.nix"))],
+        [() => rmSync(join(paths.link, "nixos/lib/x.nix")), () => writeFileSync(join(paths.link, "nixos/lib/x.nix"), "{ }\n")],
+      ] as const) {
+        change();
+        assert.notEqual(await found(), check.expect);
+        undo();
+        assert.equal(await found(), check.expect);
+      }
     });
   });
 });

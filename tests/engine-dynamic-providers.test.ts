@@ -448,6 +448,26 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       assert.equal(error.message, `service "web": the config push on ${host.host}:${host.port} exited with 3; its last output:\ntoken *** leaked\nfirst line`);
     });
 
+    it("with a check, a refresh records drift when the pushed file changed on the host, and the next diff and update push it again", async () => {
+      const command = provider("remoteCommand");
+      const file = join(host.dir, "pushed");
+      const check = { command: `sha256sum < ${file} | cut -c1-64`, expect: require("node:crypto").createHash("sha256").update("flake contents").digest("hex"), meaning: "the pushed file changed" };
+      const inputs = commandInputs(host, { check });
+      const created = await command.create(inputs);
+      assert.equal(created.outs.drift, null);
+      assert.deepEqual(await command.read(created.id, created.outs), { id: created.id, props: created.outs });
+      require("node:fs").writeFileSync(file, "edited on the host");
+      const refreshed = await command.read(created.id, created.outs);
+      assert.match(String(refreshed.props.drift), /^service "web": the pushed file changed \(the config push check on .* found [0-9a-f]{64}, not [0-9a-f]{64}\); the next up runs the config push again$/);
+      assert.equal((await command.diff(created.id, refreshed.props, inputs)).changes, "some");
+      const repaired = await command.update(created.id, refreshed.props, inputs);
+      assert.equal(pushed(), "flake contents");
+      assert.equal(repaired.outs.drift, null);
+      assert.equal((await command.diff(created.id, repaired.outs, inputs)).changes, "none");
+      const unreachable = { ...repaired.outs, connection: { ...(repaired.outs.connection as object), port: 1 } };
+      assert.deepEqual(await command.read(created.id, unreachable), { id: created.id, props: unreachable }, "an unreachable host is no drift of the push");
+    });
+
     it("refuses a host presenting another key at once, and kills a command that runs past its timeout", async () => {
       const command = provider("remoteCommand");
       const wrongKey = await rejection(command.create(commandInputs(host, { connection: { host: host.host, port: host.port, user: "root", privateKey: host.clientPrivateKey, hostKey: other.hostKey } })));

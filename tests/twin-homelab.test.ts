@@ -122,4 +122,175 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       assert.deepEqual(Object.keys(second.changes), ["same"]);
     });
   });
+  describe("scenario 2: edits run exactly the operations their preview showed", () => {
+    /** Applies an edit, previews it, deploys it; the up's steps must be the preview's, and there must be some. */
+    async function deployEdit(edit: () => void | Promise<void>): Promise<string[]> {
+      await edit();
+      homelab.writeManifest();
+      const planned = named(await homelab.preview());
+      const ran = await homelab.up();
+      assert.deepEqual(named(ran.steps), planned, "the up ran other operations than its preview showed");
+      assert.ok(planned.length > 0, "the edit changed nothing");
+      return planned;
+    }
+    const app = (name: string) => homelab.data.core_services[name] ?? homelab.data.services[name];
+
+    it("an app's memory: the container is updated and restarted, the gate runs again, nothing else", async () => {
+      const before = homelab.twin.cluster.node("pve").container(914).host.initLog().match(/twin-init: starting/g)!.length;
+      const steps = await deployEdit(() => {
+        app("vaultwarden").resources = { ...(app("vaultwarden").resources ?? {}), memory: 1536 };
+      });
+      assert.deepEqual(steps, ["update vaultwarden-container", "update vaultwarden-health"]);
+      const container = homelab.twin.cluster.node("pve").container(914);
+      assert.deepEqual([container.conf.memory, container.host.appliedMemoryMiB], [1536, 1536]);
+      assert.equal(container.host.initLog().match(/twin-init: starting/g)!.length, before + 1, "bpg rebooted the host to apply the memory");
+      const alive = await homelab.ssh("vaultwarden", "systemctl is-active vaultwarden.service twin-listen-8080.service");
+      assert.equal(alive.stdout.trim(), "active\nactive", "the host booted its generation's units again");
+    });
+
+    it("an IP: the container's NIC, the host's own config and the hosts that name it (DNS, proxy) are redeployed; the host answers at the new address only", async () => {
+      const steps = await deployEdit(() => {
+        app("homepage").ip = "192.168.99.26";
+        app("homepage").interface.proxy.upstream = "192.168.99.26:8082";
+      });
+      for (const expected of ["update homepage-container", "update homepage-config", "update homepage-rebuild", "update dns-config", "update dns-rebuild", "update caddy-config", "update caddy-rebuild"]) {
+        assert.ok(steps.includes(expected), `${expected} missing from ${steps.join(", ")}`);
+      }
+      assert.match(String(homelab.twin.cluster.node("pve").container(916).conf.net0), /,ip=192\.168\.99\.26\/24,/);
+      assert.equal((await homelab.ssh("homepage", "hostname")).stdout.trim(), "homepage");
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", "homepage.nixmox.lan"])).stdout.trim(), "192.168.99.26");
+      assert.match((await homelab.ssh("caddy", "cat /run/current-system/etc/Caddyfile")).stdout, /reverse_proxy 192\.168\.99\.26:8082/);
+      const old = await homelab.command(["bash", "-c", "exec 3<>/dev/tcp/192.168.99.16/22"], { allowFailure: true });
+      assert.notEqual(old.status, 0, "nothing answers at the old address");
+    });
+
+    it("a route domain: the proxy, DNS, the app and its SSO client follow; the new name is served through the proxy", async () => {
+      const steps = await deployEdit(() => {
+        app("vaultwarden").interface.proxy.domain = "vw.nixmox.lan";
+      });
+      for (const expected of ["update caddy-rebuild", "update dns-rebuild", "update vaultwarden-rebuild", "update sso-vaultwarden"]) {
+        assert.ok(steps.includes(expected), `${expected} missing from ${steps.join(", ")}`);
+      }
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", "vw.nixmox.lan"])).stdout.trim(), "192.168.99.10");
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", "vault.nixmox.lan"])).stdout.trim(), "");
+      const ca = path.join(homelab.work, "root-ca.pem");
+      const curl = await homelab.command(["curl", "-sS", "--cacert", ca, "--resolve", "vw.nixmox.lan:443:192.168.99.10", "https://vw.nixmox.lan/alive"]);
+      assert.match(curl.stdout, /^twin listener on port 8080: GET \/alive/);
+      const provider = [...homelab.twin.authentik(912)!.oauth2Providers.values()].find((entry) => entry.name === "nixmox-vaultwarden")!;
+      assert.ok(provider.redirect_uris.every((uri: { url: string }) => uri.url.startsWith("https://vw.nixmox.lan/")), JSON.stringify(provider.redirect_uris));
+    });
+
+    it("a secret: only the hosts that receive it get it, the consumers restart, and the database takes the new password", async () => {
+      const password = "twin-rotated-db-password-7a1f";
+      const steps = await deployEdit(() => homelab.configure({}, { "nixmox:secrets.vaultwarden.db_password": password }));
+      assert.ok(steps.includes("update vaultwarden-secrets") && steps.includes("update postgresql-secrets"), steps.join(", "));
+      assert.ok(!steps.some((step) => step.endsWith("-rebuild")), `no host is rebuilt for a secret: ${steps.join(", ")}`);
+      const login = (secret: string) => homelab.ssh("vaultwarden", `PGCONNECT_TIMEOUT=5 PGPASSWORD='${secret}' psql -h 192.168.99.11 -U vaultwarden -d vaultwarden -Atc 'select current_user'`);
+      assert.equal((await login(password)).stdout.trim(), "vaultwarden");
+      assert.equal(readFileSync(path.join(homelab.rootfs(914), "var/lib/nixmox/secrets/vaultwarden/db_password"), "utf8").trim(), password);
+    });
+
+    it("a new service: its container, host key, config, rebuild and gate are created after what it depends on; it is healthy", async () => {
+      writeFileSync(path.join(path.dirname(homelab.manifest), "modules", "whoami.nix"), "# Recorded by the twin, never built.\n{ ... }: { }\n");
+      const steps = await deployEdit(() => {
+        homelab.data.services.whoami = {
+          ip: "192.168.99.17", vmid: 917, depends_on: ["caddy"], nixos_modules: ["modules/whoami.nix"], ports: [8090],
+          interface: { proxy: { domain: "who.nixmox.lan", upstream: "192.168.99.17:8090" }, health: { checks: [{ type: "http", url: "http://192.168.99.17:8090/", from: "host" }] } },
+        };
+      });
+      for (const expected of ["create whoami", "create whoami-container", "create whoami-ssh", "create whoami-config", "create whoami-rebuild", "create whoami-health", "update caddy-rebuild", "update dns-rebuild"]) {
+        assert.ok(steps.includes(expected), `${expected} missing from ${steps.join(", ")}`);
+      }
+      assert.equal(homelab.twin.cluster.node("pve").container(917).host.running, true);
+      assert.equal((await homelab.outputs()).services.whoami.healthy, true);
+    });
+
+    it("a removed service: its container and resources are deleted and the proxy and DNS forget it", async () => {
+      const steps = await deployEdit(() => {
+        delete homelab.data.services.whoami;
+      });
+      for (const expected of ["delete whoami", "delete whoami-container", "delete whoami-health", "update caddy-rebuild", "update dns-rebuild"]) {
+        assert.ok(steps.includes(expected), `${expected} missing from ${steps.join(", ")}`);
+      }
+      assert.equal(homelab.twin.cluster.node("pve").containers.has(917), false);
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", "who.nixmox.lan"])).stdout.trim(), "");
+    });
+
+    it("a removed stateful service: protect refuses it and nothing changes, until it is unprotected; its container is then kept in Proxmox (retainOnDelete)", async () => {
+      await deployEdit(() => {
+        homelab.data.services.notes = { ip: "192.168.99.18", vmid: 918, depends_on: ["caddy"], nixos_modules: ["modules/whoami.nix"], ports: [8091], stateful: true };
+      });
+      delete homelab.data.services.notes;
+      homelab.writeManifest();
+      const refused = await homelab.up([], { allowFailure: true });
+      assert.notEqual(refused.run.status, 0);
+      assert.match(refused.run.stdout, /notes-container.*protected|protected.*notes-container/s);
+      assert.equal(homelab.twin.cluster.node("pve").container(918).host.running, true);
+      assert.ok((await homelab.resources()).some((resource) => resource.urn.endsWith("::notes-container")), "still in the state");
+      const urn = (await homelab.resources()).find((resource) => resource.urn.endsWith("::notes-container"))!.urn;
+      await homelab.pulumi(["state", "unprotect", "--yes", "--stack", homelab.stack, urn]);
+      const steps = await deployEdit(() => undefined);
+      assert.ok(steps.includes("delete notes-container"), steps.join(", "));
+      assert.ok(!(await homelab.resources()).some((resource) => resource.urn.includes("::notes")), "gone from the state");
+      assert.equal(homelab.twin.cluster.node("pve").containers.has(918), true, "retainOnDelete: the container and its data stay in Proxmox");
+    });
+  });
+
+  describe("scenario 3: drift that refresh finds and the next up repairs", () => {
+    const node = () => homelab.twin.cluster.node("pve");
+    const until = async (what: string, done: () => boolean) => {
+      for (let waited = 0; !done(); waited += 100) {
+        if (waited > 30_000) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const resource = async (name: string) => (await homelab.resources()).find((entry) => entry.urn.endsWith(`::${name}`));
+
+    it("a container stopped in the twin: refresh records it stopped and unhealthy; up starts it and gates it again", async () => {
+      await homelab.proxmox("POST", "/nodes/pve/lxc/915/status/stop");
+      await until("CT 915 to stop", () => !node().container(915).host.running);
+      const refreshed = await homelab.refresh();
+      assert.deepEqual(named(refreshed.steps), ["update guacamole-container", "update guacamole-health"]);
+      assert.equal((await resource("guacamole-container"))!.outputs.started, false);
+      assert.equal((await resource("guacamole-health"))!.outputs.healthy, false);
+      const repaired = await homelab.up();
+      assert.deepEqual(named(repaired.steps), ["update guacamole-container", "update guacamole-health"]);
+      assert.equal(node().container(915).host.running, true);
+      assert.equal((await homelab.ssh("guacamole", "systemctl is-active tomcat.service")).stdout.trim(), "active");
+      assert.equal((await resource("guacamole-health"))!.outputs.healthy, true);
+    });
+
+    it("a file changed on a host (and switched to by hand): refresh finds the changed configuration and the other generation; up pushes it again and returns the host to the deployed generation", async () => {
+      const deployed = (await resource("caddy-health"))!.outputs.expectedGeneration;
+      const tamper = await homelab.ssh("caddy", "sed -i 's/192.168.99.14:8080/192.168.99.14:9999/' /etc/nixmox/host.json && nixos-rebuild switch --flake /etc/nixmox#caddy >/dev/null 2>&1 && readlink -f /run/current-system && grep -c 9999 /run/current-system/etc/Caddyfile");
+      const [tampered, count] = tamper.stdout.trim().split("\n");
+      assert.notEqual(tampered, deployed, tamper.stderr);
+      assert.equal(count, "1");
+      const refreshed = await homelab.refresh();
+      assert.deepEqual(named(refreshed.steps), ["update caddy-config", "update caddy-health"]);
+      assert.match(String((await resource("caddy-config"))!.outputs.drift), /^service "caddy": \/etc\/nixmox on the host differs from the configuration NixMox pushed/);
+      assert.match(String((await resource("caddy-health"))!.outputs.drift), /runs another NixOS generation/);
+      const repaired = await homelab.up();
+      assert.deepEqual(named(repaired.steps), ["update caddy-config", "update caddy-health"]);
+      const after = await homelab.ssh("caddy", "readlink -f /run/current-system; grep -c 9999 /run/current-system/etc/Caddyfile || true");
+      assert.deepEqual(after.stdout.trim().split("\n"), [deployed, "0"]);
+      assert.equal((await resource("caddy-config"))!.outputs.drift, null);
+      assert.deepEqual(named((await homelab.refresh()).steps), [], "a second refresh finds nothing");
+    });
+
+    it("an SSO object deleted in the fake Authentik: refresh drops it from the state; up creates it again", async () => {
+      const authentik = homelab.twin.authentik(912)!;
+      const provider = [...authentik.oauth2Providers.values()].find((entry) => entry.name === "nixmox-guacamole")!;
+      const deleted = await homelab.authentikApi("DELETE", `/api/v3/providers/oauth2/${provider.pk}/`);
+      assert.equal(deleted.status, 204, deleted.body);
+      const refreshed = await homelab.refresh();
+      assert.deepEqual(named(refreshed.steps), ["delete sso-guacamole"]);
+      assert.equal(await resource("sso-guacamole"), undefined, "refresh found it gone");
+      const repaired = await homelab.up();
+      assert.deepEqual(named(repaired.steps), ["create sso-guacamole"]);
+      const recreated = [...authentik.oauth2Providers.values()].find((entry) => entry.name === "nixmox-guacamole");
+      assert.ok(recreated && recreated.pk !== provider.pk);
+      assert.equal(authentik.applications.get("guacamole")!.provider, recreated.pk, "the application points at the new provider");
+    });
+  });
 });

@@ -77,6 +77,8 @@ export interface TwinHomelab {
   deployKey: { privateKeyFile: string; publicKey: string };
   /** The manifest the stack deploys (absolute). */
   manifest: string;
+  /** The stack's Proxmox API token (`nixmox@pve!twin=<secret>`), holding README.md's role. */
+  apiToken: string;
   /** `pulumi ARGS` in the project folder, inside the world. */
   pulumi(args: string[], options?: RunOptions): Promise<EngineRun>;
   /** `argv` inside the world (an SSH client, a probe), from the project folder, with the engine's environment. */
@@ -230,6 +232,7 @@ export async function startTwinHomelab(options: TwinHomelabOptions): Promise<Twi
       pulumiRoot,
       deployKey,
       manifest,
+      apiToken: `${authid}=${tokenSecret}`,
       pulumi,
       command,
       configure,

@@ -15,8 +15,11 @@
  *   Nothing else re-runs it: a new address, deploy key or host key is where the *next* run connects, not a reason
  *   to run (a re-created container replaces this resource through `replaceWith` instead). So a preview never shows
  *   a run that `up` then skips (pulumi-engine-2 review B3).
- * - update: runs the command again with the new inputs.
- * - read: returns the state (a refresh never runs anything).
+ *   A `check` that found drift on the last refresh makes it run again too.
+ * - update: runs the command again with the new inputs (or the same ones, to repair what a refresh found changed).
+ * - read: returns the state, never runs the command. With a `check` (the config push: "is what I installed still
+ *   there?"), a refresh runs the check's command on the host and records `drift` when its output is not the expected
+ *   one; a host it cannot reach is the health check's finding, not drift of this command's effect.
  * - delete: nothing: the command's effect lives on the host, which goes away with its container or is overwritten
  *   by the next push.
  *
@@ -26,6 +29,17 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { connectSsh, isHostKeyMismatch, type SshSession } from "./connection";
+
+/**
+ * A read-only command whose output says whether the command's effect is still in place on the host: a refresh
+ * compares its trimmed standard output with `expect`.
+ */
+export interface RemoteCheck {
+  command: string;
+  expect: string;
+  /** What a mismatch means, for the drift message ("/etc/nixmox differs from the pushed configuration"). */
+  meaning: string;
+}
 
 /** How a command reaches its host: root over SSH with the deploy key, the host key pinned. */
 export interface SshTarget {
@@ -55,6 +69,8 @@ export interface RemoteCommandArgs {
   connectTimeoutSeconds?: pulumi.Input<number>;
   /** Values masked (as `***`) in the failure message. @default [] */
   maskValues?: pulumi.Input<pulumi.Input<string>[]>;
+  /** Checked on refresh; drift re-runs the command on the next up. @default none (a refresh reads nothing) */
+  check?: pulumi.Input<RemoteCheck>;
 }
 
 export interface RemoteCommandInputs {
@@ -66,6 +82,7 @@ export interface RemoteCommandInputs {
   timeoutSeconds: number;
   connectTimeoutSeconds: number;
   maskValues: string[];
+  check: RemoteCheck | null;
 }
 
 export interface RemoteCommandOutputs {
@@ -76,6 +93,10 @@ export interface RemoteCommandOutputs {
   /** The last 64 KiB of each stream of the last run. */
   stdout: string;
   stderr: string;
+  /** With a check: how a refresh reconnects (secret), and what it found changed on the host (null: nothing). */
+  check?: RemoteCheck | null;
+  connection?: SshTarget | null;
+  drift?: string | null;
 }
 
 /** The engine's unknown sentinel (components/unknown.ts), repeated so the serialized provider captures no module. */
@@ -91,6 +112,7 @@ function resolveInputs(raw: RemoteCommandInputs): RemoteCommandInputs {
     timeoutSeconds: raw.timeoutSeconds ?? 600,
     connectTimeoutSeconds: raw.connectTimeoutSeconds ?? 60,
     maskValues: raw.maskValues ?? [],
+    check: raw.check ?? null,
   };
 }
 
@@ -152,6 +174,7 @@ async function run(raw: RemoteCommandInputs): Promise<RemoteCommandOutputs> {
       stdinSha256: sha256(inputs.stdin),
       stdout: result.stdout,
       stderr: result.stderr,
+      ...(inputs.check ? { check: inputs.check, connection: inputs.connection, drift: null } : {}),
     };
   } finally {
     session.close();
@@ -171,19 +194,38 @@ export const remoteCommandProvider = {
     const stdinChanged = news.stdin === unknown || sha256(news.stdin) !== olds.stdinSha256;
     // Descriptions are for messages; a reworded one is recorded without running.
     const changed = commandChanged || stdinChanged || news.description !== olds.description;
-    return { changes: changed, replaces: [], deleteBeforeReplace: false };
+    const drifted = (olds.drift ?? null) !== null;
+    const checkChanged = JSON.stringify(news.check ?? null) !== JSON.stringify(olds.check ?? null);
+    return { changes: changed || drifted || checkChanged, replaces: [], deleteBeforeReplace: false };
   },
 
   async update(_id: string, olds: RemoteCommandOutputs, raw: RemoteCommandInputs): Promise<{ outs: RemoteCommandOutputs }> {
     const news = resolveInputs(raw);
-    if (news.command === olds.command && sha256(news.stdin) === olds.stdinSha256) {
-      return { outs: { ...olds, description: news.description } };
+    if (news.command === olds.command && sha256(news.stdin) === olds.stdinSha256 && (olds.drift ?? null) === null) {
+      return { outs: { ...olds, description: news.description, ...(news.check ? { check: news.check, connection: news.connection, drift: null } : {}) } };
     }
     return { outs: await run(raw) };
   },
 
   async read(id: string, props: RemoteCommandOutputs): Promise<pulumi.dynamic.ReadResult<RemoteCommandOutputs>> {
-    return { id, props };
+    if (!props?.check || !props.connection) return { id, props };
+    const { check, connection } = props;
+    let session: SshSession;
+    try {
+      session = await connectSsh({ host: connection.host, port: connection.port, username: connection.user ?? "root", privateKey: connection.privateKey, hostKeys: [connection.hostKey], readyTimeoutMs: 15_000 });
+    } catch {
+      return { id, props };
+    }
+    try {
+      const result = await session.exec(check.command, { timeoutMs: 60_000 });
+      if (result.code === null && (result.connectionLost || result.timedOut)) return { id, props };
+      const found = result.stdout.trim();
+      const drift = result.code === 0 && found === check.expect ? null
+        : `service "${props.service}": ${check.meaning} (the ${props.description} check on ${connection.host}:${connection.port} ${result.code === 0 ? `found ${found.slice(0, 80)}, not ${check.expect}` : `exited with ${result.code}`}); the next up runs the ${props.description} again`;
+      return { id, props: { ...props, drift } };
+    } finally {
+      session.close();
+    }
   },
 
   async delete(): Promise<void> {
@@ -198,6 +240,9 @@ export class RemoteCommand extends pulumi.dynamic.Resource {
   constructor(name: string, args: RemoteCommandArgs, opts?: pulumi.CustomResourceOptions) {
     const connection = pulumi.secret(args.connection);
     const maskValues = pulumi.secret(args.maskValues ?? []);
-    super(remoteCommandProvider, name, { stdout: undefined, stderr: undefined, stdinSha256: undefined, ...args, connection, maskValues }, opts, "nixmox", "RemoteCommand");
+    // With a check, `read` (refresh) reconnects with the stored outputs, so they keep the connection: secret.
+    const secretOutputs = args.check === undefined ? [] : ["connection"];
+    const options = secretOutputs.length === 0 ? opts : { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...secretOutputs] };
+    super(remoteCommandProvider, name, { stdout: undefined, stderr: undefined, stdinSha256: undefined, ...(args.check === undefined ? {} : { drift: undefined }), ...args, connection, maskValues }, options, "nixmox", "RemoteCommand");
   }
 }

@@ -4,8 +4,9 @@
  * the helpers the scenarios share: the engine's steps of a preview and of an up, SSH to a host with its pinned key,
  * the state, the stack outputs.
  */
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { request as httpsRequest } from "node:https";
 import * as path from "node:path";
 import { loadManifestData } from "../../manifest";
 import { startTwinHomelab, type EngineRun, type RunOptions, type TwinHomelab } from "../../twin/homelab";
@@ -39,6 +40,10 @@ export interface Homelab extends TwinHomelab {
   service(name: string): { ip: string; vmid: number };
   /** A container's root filesystem on the twin's disk. */
   rootfs(vmid: number): string;
+  /** One Proxmox API call with the stack's token (as `pct`/the web UI would make it); resolves with `data`. */
+  proxmox(method: "GET" | "POST" | "PUT" | "DELETE", apiPath: string, params?: Record<string, string>): Promise<unknown>;
+  /** One Authentik API call to the authentik host's fake, from the world, with its bootstrap token (as an admin would). */
+  authentikApi(method: string, apiPath: string): Promise<{ status: number; body: string }>;
 }
 
 /** Steps of `pulumi up --json`/`refresh --json` events: the ones that did something, "<op> <name>" with the type. */
@@ -67,9 +72,9 @@ export function sortSteps(steps: Step[]): Step[] {
   return [...steps].sort((a, b) => (a.urn === b.urn ? (a.op < b.op ? -1 : 1) : a.urn < b.urn ? -1 : 1));
 }
 
-/** "<op> <resource name>" lists, for readable assertions. */
+/** "<op> <resource name>" lists, sorted, for readable assertions. */
 export function named(steps: Step[]): string[] {
-  return steps.map((step) => `${step.op} ${step.urn.split("::").pop()}`);
+  return steps.map((step) => `${step.op} ${step.urn.split("::").pop()}`).sort();
 }
 
 /**
@@ -135,12 +140,43 @@ export async function startHomelab(options: { manifest?: string; stack?: string;
     },
     service,
     rootfs,
+    proxmox: (method, apiPath, params = {}) =>
+      new Promise((resolve, reject) => {
+        const form = new URLSearchParams(params).toString();
+        const query = method === "GET" || method === "DELETE" ? (form ? `?${form}` : "") : "";
+        const req = httpsRequest({
+          socketPath: homelab.twin.socketPath, path: `/api2/json${apiPath}${query}`, method, ca: homelab.twin.certificate, servername: "localhost",
+          headers: { Authorization: `PVEAPIToken=${homelab.apiToken}`, ...(query || method === "GET" || method === "DELETE" ? {} : { "Content-Type": "application/x-www-form-urlencoded" }) },
+        }, (response) => {
+          let text = "";
+          response.on("data", (chunk: Buffer) => (text += chunk.toString()));
+          response.on("end", () => (response.statusCode === 200 ? resolve(JSON.parse(text).data) : reject(new Error(`${method} ${apiPath}: ${response.statusCode} ${response.statusMessage} ${text}`))));
+        });
+        req.on("error", reject);
+        req.end(query ? undefined : form);
+      }),
+    authentikApi: async (method, apiPath) => {
+      // As an admin reaches it: through the proxy at its route's domain (the authentik host's firewall lets only the
+      // proxy reach its port), trusting the stack's root CA.
+      const services = allServices(data);
+      const name = Object.keys(services).find((candidate) => (services[candidate].kind ?? candidate) === "authentik")!;
+      const domain = String(services[name].interface.proxy.domain);
+      const proxy = service(Object.keys(services).find((candidate) => (services[candidate].kind ?? candidate) === "caddy")!);
+      const ca = path.join(work, "root-ca.pem");
+      const outputs = JSON.parse((await homelab.pulumi(["stack", "output", "--json", ...stackArgs])).stdout);
+      writeFileSync(ca, outputs.caRootCertificate);
+      const token = readFileSync(path.join(rootfs(service(name).vmid), "var/lib/nixmox/secrets", name, "bootstrap_token"), "utf8").trim();
+      // The token goes in a header file, never on a command line.
+      const headers = path.join(work, "authentik-headers");
+      writeFileSync(headers, `Authorization: Bearer ${token}\n`, { mode: 0o600 });
+      const run = await homelab.command(["curl", "-sS", "-X", method, "-H", `@${headers}`, "--cacert", ca, "--resolve", `${domain}:443:${proxy.ip}`, "-w", "\n%{http_code}", `https://${domain}${apiPath}`]);
+      const lines = run.stdout.split("\n");
+      return { status: Number(lines.pop()), body: lines.join("\n") };
+    },
   };
 }
 
-/** Copies `file` into the world-visible work folder (the world sees this machine's files: only the network differs). */
-export function copyInto(work: string, file: string): string {
-  const target = path.join(work, path.basename(file));
-  copyFileSync(file, target);
-  return target;
+/** Every service of the manifest data, core and others. */
+function allServices(data: Record<string, any>): Record<string, any> {
+  return { ...(data.core_services ?? {}), ...(data.services ?? {}) };
 }
