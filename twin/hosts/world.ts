@@ -43,8 +43,9 @@ export function worldCommand(netns: string, argv: string[]): string[] {
 
 export class World {
   private readonly forwarders: ChildProcess[] = [];
-  private readonly addresses = new Set<string>();
-  private readonly vlanBridges = new Set<string>();
+  /** What was made, or is being made (containers start concurrently: the second waits for the first's `ip`). */
+  private readonly addresses = new Map<string, Promise<void>>();
+  private readonly vlanBridges = new Map<string, Promise<void>>();
 
   private constructor(
     readonly prefix: string,
@@ -87,10 +88,14 @@ export class World {
     if (tag === undefined) return bridge;
     const device = `${bridge}v${tag}`;
     if (!this.vlanBridges.has(device)) {
-      await ip(this.netns, ["link", "add", device, "type", "bridge"]);
-      await ip(this.netns, ["link", "set", device, "up"]);
-      this.vlanBridges.add(device);
+      const made = (async () => {
+        await ip(this.netns, ["link", "add", device, "type", "bridge"]);
+        await ip(this.netns, ["link", "set", device, "up"]);
+      })();
+      this.vlanBridges.set(device, made);
+      made.catch(() => this.vlanBridges.delete(device));
     }
+    await this.vlanBridges.get(device);
     return device;
   }
 
@@ -101,9 +106,12 @@ export class World {
   async ensureRouterAddress(bridge: string, tag: number | undefined, cidr: string): Promise<void> {
     const device = await this.bridgeDevice(bridge, tag);
     const key = `${device} ${cidr}`;
-    if (this.addresses.has(key)) return;
-    await ip(this.netns, ["addr", "add", cidr, "dev", device]);
-    this.addresses.add(key);
+    if (!this.addresses.has(key)) {
+      const made = ip(this.netns, ["addr", "add", cidr, "dev", device]).then(() => undefined);
+      this.addresses.set(key, made);
+      made.catch(() => this.addresses.delete(key));
+    }
+    await this.addresses.get(key);
   }
 
   /** Relays `address:port` inside the world to a Unix socket; resolves when it listens. */
