@@ -324,6 +324,19 @@ describe("activation wrapper on a stub NixOS host", function () {
     assert.equal(parseActivationResult(late.stdout)?.reason, `no confirmation from the controller within 2s; rolled back to the previous generation ${gen1}`);
   });
 
+  it("tries again when the same configuration is activated after an unconfirmed rollback nobody heard about (the controller was killed)", async () => {
+    assert.equal(parseActivationResult((await activate({ confirmTimeoutSeconds: 1 })).stdout)?.status, "awaiting-confirmation");
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    assert.equal(readlinkSync(paths.currentSystem), gen1, "rolled back by itself");
+    const again = await activate({ confirmTimeoutSeconds: 15 });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /^nixmox-activate: the earlier activation of web with config 0123456789abcdef was rolled back because no controller confirmed it, and nobody was told; trying again$/m);
+    assert.equal(parseActivationResult(again.stdout)?.status, "awaiting-confirmation", "a new attempt, not the old result");
+    const confirmed = await exec(renderConfirmCommand({ service: "web", configHash: "0123456789abcdef", paths: options().paths }));
+    assert.equal(parseActivationResult(confirmed.stdout)?.status, "switched");
+    assert.equal(readlinkSync(paths.currentSystem), gen(3));
+  });
+
   it("keeps the generation when the controller confirms over a new connection", async () => {
     const result = await activate({ confirmTimeoutSeconds: 15 });
     assert.equal(parseActivationResult(result.stdout)?.status, "awaiting-confirmation");

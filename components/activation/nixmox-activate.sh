@@ -311,7 +311,7 @@ if [ "$mode" = unit ]; then
     log "waiting ${confirm_timeout}s for the controller to confirm"
     deadline=$((SECONDS + confirm_timeout))
     while [ -e "$attempt/canary" ] && [ "$SECONDS" -lt "$deadline" ]; do run_child sleep 0.2; done
-    if [ -e "$attempt/canary" ]; then rm -f "$attempt/canary"; rollback "no confirmation from the controller within ${confirm_timeout}s"; fi
+    if [ -e "$attempt/canary" ]; then rm -f "$attempt/canary"; : > "$attempt/unconfirmed"; rollback "no confirmation from the controller within ${confirm_timeout}s"; fi
     log "confirmed"
   fi
 
@@ -426,10 +426,17 @@ for other in "$service_dir"/attempts/*; do
   recover_abandoned "$other"
 done
 # This configuration's own abandoned attempt, rolled back and not yet reported (its run was lost with the SSH
-# session or the host): try again at once instead of reporting the dead attempt.
-if [ -e "$attempt/abandoned" ] && [ ! -e "$attempt/reported" ] && [ "$(result_status "$attempt/result")" = rolled-back ]; then
-  printf 'nixmox-activate: the earlier activation of %s with config %s ended without a result; it was rolled back, trying again\n' "$service" "$config_hash" >&2
-  : > "$attempt/reported"
+# session or the host): try again at once instead of reporting the dead attempt. The same for an attempt rolled back
+# because no controller confirmed it, with nobody to report that to: the controller that started it is gone (its
+# engine was killed, its connection lost for good), and this run is the next deploy of the same configuration.
+if [ ! -e "$attempt/reported" ] && [ "$(result_status "$attempt/result" 2>/dev/null)" = rolled-back ]; then
+  if [ -e "$attempt/abandoned" ]; then
+    printf 'nixmox-activate: the earlier activation of %s with config %s ended without a result; it was rolled back, trying again\n' "$service" "$config_hash" >&2
+    : > "$attempt/reported"
+  elif [ -e "$attempt/unconfirmed" ]; then
+    printf 'nixmox-activate: the earlier activation of %s with config %s was rolled back because no controller confirmed it, and nobody was told; trying again\n' "$service" "$config_hash" >&2
+    : > "$attempt/reported"
+  fi
 fi
 # Install copies that lost their run (a connection dropped while the wrapper was sent).
 find "$service_dir" -maxdepth 1 -name '.nixmox-activate.*' -mmin +60 -delete 2>/dev/null || true
