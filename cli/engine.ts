@@ -204,7 +204,7 @@ export async function runOnStack(stack: Stack, workspace: LocalWorkspace, envVar
   const onEvent = options.onEvent;
   const target = options.targets && options.targets.length > 0 ? { target: options.targets } : {};
   const common = { ...(onOutput ? { onOutput } : {}), onError, ...(onEvent ? { onEvent } : {}), ...target };
-  try {
+  const operate = async () => {
     switch (options.operation) {
       case "preview":
         await stack.preview({ ...common, diff: true });
@@ -226,6 +226,15 @@ export async function runOnStack(stack: Stack, workspace: LocalWorkspace, envVar
         const unreachable: never = options.operation;
         throw new Error(`unknown operation ${String(unreachable)}`);
       }
+    }
+  };
+  try {
+    if (options.operation === "preview") await operate();
+    else {
+      // What a killed deploy left (a stale lock, pending operations) is repaired first (cli/interrupted.ts).
+      const { stackRecoveryIo, withInterruptionRecovery } = require("./interrupted") as typeof import("./interrupted");
+      const io = stackRecoveryIo(stack, (args) => runCli(workspace, envVars, args, undefined, onError), (text) => options.onError(text));
+      await withInterruptionRecovery(io, stack.name, cliStderr, operate, () => stack.cancel());
     }
   } catch (error) {
     // Nothing on stderr and the output not shown (progress mode): the end of the CLI's output says what failed.

@@ -107,3 +107,33 @@ export async function waitForTask(options: ProxmoxApiOptions, upid: string, time
 export function taskSucceeded(exitstatus: string): boolean {
   return exitstatus === "OK" || /^WARNINGS: \d+$/.test(exitstatus);
 }
+
+/**
+ * Whether guest `vmid` exists anywhere on the cluster: `GET /cluster/nextid?vmid=N` (pve-manager PVE/API2/Cluster.pm
+ * `nextid`) answers N when it is free and fails with "VM N already exists" otherwise; it needs no privilege.
+ */
+export async function vmidInUse(options: ProxmoxApiOptions, vmid: number): Promise<boolean> {
+  try {
+    await proxmoxGet(options, `cluster/nextid?vmid=${encodeURIComponent(String(vmid))}`);
+    return false;
+  } catch (error) {
+    if (/already exists/.test((error as Error).message)) return true;
+    throw error;
+  }
+}
+
+/**
+ * Stops container `vmid` on `node` when it runs and destroys it (pve-container PVE/API2/LXC/Status.pm `vm_stop`, then
+ * PVE/API2/LXC.pm `destroy_vm`), waiting for both tasks; rejects with the failing task's status and log. Needs
+ * `VM.PowerMgmt` and `VM.Allocate` on the guest.
+ */
+export async function destroyContainer(options: ProxmoxApiOptions, node: string, vmid: number): Promise<void> {
+  const base = `nodes/${encodeURIComponent(node)}/lxc/${encodeURIComponent(String(vmid))}`;
+  const finish = async (what: string, upid: unknown) => {
+    const task = await waitForTask(options, String(upid), 300);
+    if (!taskSucceeded(task.exitstatus)) throw new Error(`${what} of container ${vmid} on node ${node} ended with "${task.exitstatus}": ${task.log.slice(-5).join(" | ")}`);
+  };
+  const status = (await proxmoxGet(options, `${base}/status/current`)) as { status?: string };
+  if (status.status === "running") await finish("the stop", await proxmoxRequest(options, "POST", `${base}/status/stop`, {}));
+  await finish("the destruction", await proxmoxRequest(options, "DELETE", base));
+}

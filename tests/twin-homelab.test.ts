@@ -7,10 +7,11 @@
 // What the twin does not prove: NixOS evaluation and builds, systemd's unit semantics, the Proxmox kernel (cgroups,
 // LXC id maps), Hydra downloads, a real Authentik (twin/README.md).
 import { strict as assert } from "node:assert";
-import { readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { loadPlan } from "../manifest";
-import { named, startHomelab, type Homelab } from "./support/twin-homelab";
+import { selectServices } from "../cli/select";
+import { named, startHomelab, stepsOfEvents, type Homelab } from "./support/twin-homelab";
 
 describe("the example homelab in the twin (real engine, NixMox's index.ts)", function () {
   this.timeout(900_000);
@@ -291,6 +292,192 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       const recreated = [...authentik.oauth2Providers.values()].find((entry) => entry.name === "nixmox-guacamole");
       assert.ok(recreated && recreated.pk !== provider.pk);
       assert.equal(authentik.applications.get("guacamole")!.provider, recreated.pk, "the application points at the new provider");
+    });
+  });
+
+  describe("scenario 5: failure and rollback", () => {
+    const generation = (name: string) => homelab.ssh(name, "readlink -f /run/current-system").then((run) => run.stdout.trim());
+    const deployedHash = (name: string) => /config_hash=(\S+)/.exec(readFileSync(path.join(homelab.rootfs(homelab.service(name).vmid), "var/lib/nixmox", name, "deployed"), "utf8"))![1];
+    let previous: Record<string, { generation: string; hash: string }>;
+    let failed: Awaited<ReturnType<Homelab["nixmox"]>>;
+
+    before(async () => {
+      previous = {};
+      for (const name of services) previous[name] = { generation: await generation(name), hash: deployedHash(name) };
+      // An edit every host's configuration has (another admin key), while postgresql's switch fails (its activation
+      // ends with a failed unit) and caddy's startup check fails (the twin leaves caddy.service out of the system).
+      homelab.data.network.ssh_keys.root = [...homelab.data.network.ssh_keys.root, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHR3aW4tc2NlbmFyaW8tNS1hZG1pbi1rZXktMDAwMDAw twin@scenario5"];
+      homelab.writeManifest();
+      homelab.twin.failNext(911, "activation");
+      homelab.twin.failNext(910, "check:systemd:caddy.service");
+      failed = await homelab.nixmox(["up", "--yes"], { allowFailure: true });
+    });
+
+    it("a switch that fails is rolled back: postgresql runs its previous generation, and the deploy fails", async () => {
+      assert.equal(failed.status, 1, failed.stdout);
+      assert.equal(await generation("postgresql"), previous.postgresql!.generation);
+      assert.equal(deployedHash("postgresql"), previous.postgresql!.hash);
+      assert.equal((await homelab.ssh("postgresql", "pg_isready -q -h 127.0.0.1 -p 5432 && echo ready")).stdout.trim(), "ready", "its daemons run again");
+    });
+
+    it("a startup check that fails is rolled back: caddy runs its previous generation and serves again", async () => {
+      assert.equal(await generation("caddy"), previous.caddy!.generation);
+      assert.equal((await homelab.ssh("caddy", "systemctl is-active caddy")).stdout.trim(), "active");
+    });
+
+    it("the dependents of the failed hosts are not deployed; the hosts that depend on neither are", async () => {
+      for (const name of ["authentik", "vaultwarden", "guacamole", "homepage"]) {
+        assert.equal(await generation(name), previous[name]!.generation, `${name} was activated`);
+        assert.equal(deployedHash(name), previous[name]!.hash, name);
+      }
+      assert.notEqual(await generation("dns"), previous.dns!.generation, "dns depends on neither and was deployed");
+    });
+
+    it("the summary names both failures: where, at which step, and why", () => {
+      const summary = failed.stdout.slice(failed.stdout.lastIndexOf("up: "));
+      assert.match(summary, /failed: postgresql \(192\.168\.99\.11\) at rebuild: .*failed units: twin-activation-knob\.service; rolled back to the previous generation/s);
+      // The wrapper probes caddy's startup checks in name order: "startup" (systemctl is-active --quiet caddy) comes first.
+      assert.match(summary, /failed: caddy \(192\.168\.99\.10\) at rebuild: .*startup check "startup" \(command\) failed after 3 probe\(s\).*rolled back to the previous generation/s);
+      assert.match(summary, /^up: 7 services: 1 ready, 2 failed, /, "dns deployed; the rest failed or waited");
+    });
+
+    it("the next up, the causes gone, deploys every host", async () => {
+      const next = await homelab.up();
+      assert.equal(next.run.status, 0);
+      for (const name of services) {
+        assert.notEqual(await generation(name), previous[name]!.generation, name);
+        const keys = await homelab.ssh(name, "cat /etc/ssh/authorized_keys.d/root");
+        assert.match(keys.stdout, /twin@scenario5/, name);
+      }
+    });
+  });
+
+  describe("scenario 6: --only X --with-dependents touches exactly those services", () => {
+    const generation = (name: string) => homelab.ssh(name, "readlink -f /run/current-system").then((run) => run.stdout.trim());
+
+    it("deploys caddy and what depends on it, and leaves every other host and resource as it was", async () => {
+      const plan = await loadPlan(homelab.manifest);
+      const selected = selectServices(plan, { only: ["caddy"], withDependencies: false, withDependents: true });
+      assert.deepEqual(selected, ["caddy", "guacamole", "homepage", "vaultwarden"]);
+      const previous: Record<string, string> = {};
+      for (const name of services) previous[name] = await generation(name);
+      // An edit of every host's configuration: without --only, all seven would be redeployed.
+      homelab.data.network.ssh_keys.root = [...homelab.data.network.ssh_keys.root, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHR3aW4tc2NlbmFyaW8tNi1hZG1pbi1rZXktMDAwMDAw twin@scenario6"];
+      homelab.writeManifest();
+      const run = await homelab.nixmox(["up", "--yes", "--json", "--only", "caddy", "--with-dependents"]);
+      const touched = stepsOfEvents(run.stdout).steps.map((step) => step.urn.split("::").pop()!);
+      const owner = (resource: string) => services.find((name) => resource === name || resource.startsWith(`${name}-`) || resource.startsWith(`sso-${name}`)) ?? resource;
+      assert.ok(touched.length > 0);
+      assert.deepEqual([...new Set(touched.map(owner))].sort(), selected, `touched: ${touched.join(", ")}`);
+      for (const name of services) {
+        const now = await generation(name);
+        if (selected.includes(name)) assert.notEqual(now, previous[name], `${name} was not redeployed`);
+        else assert.equal(now, previous[name], `${name} was redeployed`);
+      }
+      assert.doesNotMatch((await homelab.ssh("dns", "cat /etc/nixmox/host.json")).stdout, /twin@scenario6/, "not even the config of an unselected host was pushed");
+      const rest = await homelab.up();
+      assert.deepEqual([...new Set(rest.steps.map((step) => owner(step.urn.split("::").pop()!)))].sort(), ["authentik", "dns", "postgresql"], "a full up then deploys the rest");
+    });
+  });
+
+  describe("scenario 9: a network.domain edit", () => {
+    it("keeps the root CA, redeploys and restarts every host under the new domain, serves the new names with certificates from the same root, and moves the SSO clients", async () => {
+      const rootBefore = (await homelab.resources()).find((entry) => entry.urn.endsWith("::nixmox-ca-root"))!;
+      const rename = (value: unknown): unknown =>
+        typeof value === "string" ? value.split("nixmox.lan").join("lab.example")
+          : Array.isArray(value) ? value.map(rename)
+            : value !== null && typeof value === "object" ? Object.fromEntries(Object.entries(value).map(([key, entry]) => [key, rename(entry)])) : value;
+      Object.assign(homelab.data, rename(homelab.data));
+      homelab.writeManifest();
+      const planned = named(await homelab.preview());
+      assert.ok(!planned.some((step) => step.includes("nixmox-ca")), `the CA is left alone: ${planned.join(", ")}`);
+      for (const name of services) assert.ok(planned.includes(`update ${name}-container`) && planned.includes(`update ${name}-rebuild`), `${name}: ${planned.join(", ")}`);
+      const ran = await homelab.up();
+      assert.deepEqual(named(ran.steps), planned);
+      const rootAfter = (await homelab.resources()).find((entry) => entry.urn.endsWith("::nixmox-ca-root"))!;
+      assert.equal(rootAfter.outputs.certificatePem, rootBefore.outputs.certificatePem);
+      for (const name of services) {
+        const container = homelab.twin.cluster.node("pve").container(homelab.service(name).vmid);
+        assert.equal(container.conf.searchdomain, "lab.example", name);
+        assert.equal(container.host.initLog().match(/twin-init: starting/g)!.length >= 2, true, `${name} was restarted for its DNS settings`);
+      }
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", "guac.lab.example"])).stdout.trim(), "192.168.99.10");
+      // The old domain is no longer a local zone of the resolver (it would be forwarded upstream, which the twin has none of).
+      assert.equal((await homelab.ssh("dns", "grep -c nixmox.lan /run/current-system/etc/unbound.conf || true")).stdout.trim(), "0");
+      const ca = path.join(homelab.work, "root-ca.pem");
+      writeFileSync(ca, rootAfter.outputs.certificatePem);
+      const curl = await homelab.command(["curl", "-sS", "--cacert", ca, "--resolve", "guac.lab.example:443:192.168.99.10", "https://guac.lab.example/guacamole/"]);
+      assert.match(curl.stdout, /^twin listener on port 8280: GET \/guacamole\//, "caddy serves the new name with a certificate the same root signed");
+      const provider = [...homelab.twin.authentik(912)!.oauth2Providers.values()].find((entry) => entry.name === "nixmox-guacamole")!;
+      assert.deepEqual(provider.redirect_uris.map((uri: { url: string }) => uri.url), ["https://guac.lab.example/guacamole/"]);
+    });
+  });
+
+  describe("scenario 4: the engine killed (kill -9) in the middle of a deploy", () => {
+    it("the next nixmox up repairs what Pulumi leaves (a stale lock; pending operations: the half-made container is destroyed and made again, never adopted, never two) and converges; no host is left half-switched", async () => {
+      writeFileSync(path.join(path.dirname(homelab.manifest), "modules", "whoami.nix"), "# Recorded by the twin, never built.\n{ ... }: { }\n");
+      const domain = String(homelab.data.network.domain);
+      homelab.data.services.whoami2 = {
+        ip: "192.168.99.19", vmid: 919, depends_on: ["caddy"], nixos_modules: ["modules/whoami.nix"], ports: [8090],
+        interface: { proxy: { domain: `who2.${domain}`, upstream: "192.168.99.19:8090" } },
+      };
+      homelab.writeManifest();
+      // The DNS host's build takes 15 s and Proxmox takes 15 s to create the new container, so both are under way
+      // when the engine dies.
+      homelab.twin.failNext(913, "slow:15");
+      const node = homelab.twin.cluster.node("pve");
+      node.slowCreates.set(919, 15);
+      const dnsBefore = (await homelab.ssh("dns", "readlink -f /run/current-system")).stdout.trim();
+      const attempts = path.join(homelab.rootfs(913), "var/lib/nixmox/dns/attempts");
+      const started = Date.now();
+      const dnsSwitching = () => readdirSync(attempts).some((hash) => existsSync(path.join(attempts, hash, "previous")) && statSync(path.join(attempts, hash, "previous")).mtimeMs > started && !existsSync(path.join(attempts, hash, "result")));
+      let pid = 0;
+      const killer = setInterval(() => {
+        if (pid !== 0 && node.containers.has(919) && dnsSwitching()) {
+          clearInterval(killer);
+          process.kill(pid, "SIGKILL");
+        }
+      }, 20);
+      const killed = await homelab.up([], { allowFailure: true, detached: true, onSpawn: (child) => (pid = child) });
+      clearInterval(killer);
+      assert.equal(killed.run.signal, "SIGKILL");
+      // What else of the killed engine still runs (its plugins) dies with the machine it ran on.
+      await node.tasks.idle();
+      try {
+        process.kill(-pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+      const exported = JSON.parse((await homelab.pulumi(["stack", "export", "--stack", homelab.stack])).stdout).deployment;
+      const pending = (exported.pending_operations ?? []).map((op: { type: string; resource: { urn: string } }) => `${op.type} ${op.resource.urn.split("::").pop()}`).sort();
+      assert.ok(pending.includes("creating whoami2-container"), pending.join(", "));
+      assert.ok(pending.includes("updating dns-rebuild"), pending.join(", "));
+      const creates = homelab.twin.api.calls.filter((call) => call.method === "POST" && call.route === "/nodes/{node}/lxc").length;
+      const callsAtKill = homelab.twin.api.calls.length;
+
+      // On the DNS host the activation goes on without the engine: switched and waiting for a confirmation that only
+      // a controller can give; nobody half-switched it (its current system is the new one or the old one, whole).
+      const midway = (await homelab.ssh("dns", "readlink -f /run/current-system; readlink -f /nix/var/nix/profiles/system")).stdout.trim().split("\n");
+      assert.equal(midway[0], midway[1], "the running system is the profile's");
+
+      const next = await homelab.nixmox(["up", "--yes"], { allowFailure: true });
+      assert.equal(next.status, 0, `${next.stdout}\n${next.stderr}`);
+      assert.match(next.stderr, /removing its lock \(pulumi cancel\)/);
+      assert.match(next.stderr, /whoami2-container: Proxmox had container 919, half made by the interrupted deploy \(this stack's token created it\); it was destroyed and this deploy creates it again/);
+      const after = JSON.parse((await homelab.pulumi(["stack", "export", "--stack", homelab.stack])).stdout).deployment;
+      assert.deepEqual(after.pending_operations ?? [], []);
+      // The half-made container was destroyed before the new one was asked for: never two, and never an adoption
+      // (a create refused with "already exists", which bpg would take as done).
+      const calls919 = homelab.twin.api.calls.slice(callsAtKill).filter((call) => (call.method === "DELETE" && call.path.endsWith("/lxc/919")) || (call.method === "POST" && call.route === "/nodes/{node}/lxc")).map((call) => `${call.method} ${call.route} ${call.status}`);
+      assert.deepEqual(calls919, ["DELETE /nodes/{node}/lxc/{vmid} 200", "POST /nodes/{node}/lxc 200"]);
+      assert.ok(creates >= 1);
+      assert.ok(node.containers.has(919));
+      assert.equal((await homelab.outputs()).services.whoami2.healthy, true);
+      const dnsAfter = (await homelab.ssh("dns", "readlink -f /run/current-system; readlink -f /nix/var/nix/profiles/system")).stdout.trim().split("\n");
+      assert.notEqual(dnsAfter[0], dnsBefore, "the DNS host runs the new configuration");
+      assert.equal(dnsAfter[0], dnsAfter[1]);
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", `who2.${domain}`])).stdout.trim(), "192.168.99.10");
+      assert.deepEqual(named((await homelab.up()).steps), [], "converged: a second up changes nothing");
     });
   });
 });

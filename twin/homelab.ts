@@ -59,6 +59,8 @@ export interface RunOptions {
   allowFailure?: boolean;
   /** Called with the child once it runs (a test that kills the engine mid-run). */
   onSpawn?: (pid: number) => void;
+  /** Runs the child in a process group of its own (its pid is the group's), so its whole tree can be ended. */
+  detached?: boolean;
   onStdout?: (text: string) => void;
   onStderr?: (text: string) => void;
   env?: Record<string, string>;
@@ -101,7 +103,7 @@ export function runProcess(argv: string[], options: RunOptions & { cwd?: string;
   return new Promise((resolve, reject) => {
     const started = Date.now();
     const [command, ...args] = argv;
-    const child = spawn(command!, args, { cwd: options.cwd, env: options.env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(command!, args, { cwd: options.cwd, env: options.env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"], detached: options.detached ?? false });
     if (child.pid !== undefined) options.onSpawn?.(child.pid);
     let stdout = "";
     let stderr = "";

@@ -50,6 +50,8 @@ export class PveNode {
   readonly storages = new Map<string, Storage>();
   readonly containers = new Map<number, Container>();
   readonly tasks: TaskList;
+  /** Seconds the next creation of a vmid takes first (a test that interrupts the engine while a container is made). */
+  readonly slowCreates = new Map<number, number>();
 
   constructor(
     readonly cluster: Cluster,
@@ -94,6 +96,11 @@ export class PveNode {
   private async createContainerFiles(container: Container, ostemplate: string, rootfsParam: string, sshKeys: string | undefined, log: WorkerLog): Promise<void> {
     const { vmid } = container;
     let disk: { storage: Storage; volid: string } | null = null;
+    const delay = this.slowCreates.get(vmid);
+    if (delay !== undefined) {
+      this.slowCreates.delete(vmid);
+      await new Promise((resolve) => setTimeout(resolve, delay * 1000));
+    }
     try {
       const archive = this.templateFile(ostemplate);
       const { storage: storageId, sizeGiB } = newDiskRequest(rootfsParam);

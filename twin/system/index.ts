@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { FakeAuthentik } from "../authentik/fake-api";
 
 /** How a knob makes the next `nixos-rebuild` of a host fail (twin/system/bin/nixos-rebuild). */
-export type Knob = "switch" | "activation" | `check:${string}`;
+export type Knob = "switch" | "activation" | `check:${string}` | `slow:${number}`;
 
 const systemDir = __dirname;
 
@@ -108,8 +108,8 @@ export class HostSystem {
   failNext(rootfs: string, knob: Knob): void {
     const dir = join(rootfs, ".twin", "knobs");
     mkdirSync(dir, { recursive: true });
-    if (knob.startsWith("check:")) writeFileSync(join(dir, "check"), knob.slice("check:".length));
-    else writeFileSync(join(dir, knob), "");
+    const [name, value] = knob.includes(":") ? [knob.slice(0, knob.indexOf(":")), knob.slice(knob.indexOf(":") + 1)] : [knob, ""];
+    writeFileSync(join(dir, name), value);
   }
 
   async close(): Promise<void> {
