@@ -9,12 +9,20 @@
  * - check: compares the new inputs with the deployed ones; a changed vmid or node, or a smaller disk, is a check
  *   failure naming the service, the field, both values, what happens to the data and how to allow it. The first
  *   deploy (no old inputs) and unknown values (a preview) pass.
- * - create/update: record the inputs; diff: any change updates (never replaces); read: returns the state; delete:
- *   nothing to delete.
+ * - create (the service is new to this stack), and update to another vmid: ask Proxmox whether the vmid is free on
+ *   the cluster (`GET /cluster/nextid?vmid=N`, pve-manager PVE/API2/Cluster.pm `nextid`: "VM N already exists"). A
+ *   vmid in use belongs to a guest this stack does not manage (another stack's, a container a destroy retained, one
+ *   made by hand): creating the container would fail, and bpg (v0.112.0) even takes the guest over, because its create
+ *   retries a 5xx and counts "already exists" on the retry as done (proxmox/nodes/containers/containers.go,
+ *   `retry.WithAlreadyDoneCheck`); that stack's destroy would then delete the other guest. So the guard fails, naming
+ *   the service, the vmid, the node and the ways out. Then it records the inputs (not the API token).
+ * - diff: any change updates (never replaces); read: returns the state; delete: nothing to delete.
  *
- * The container depends on it, so the engine has run this check before it plans the container's replacement.
+ * The container depends on it, so the engine has run this check before it plans the container's replacement, and
+ * has created the guard (asking Proxmox) before it creates the container.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { vmidInUse, type ProxmoxApiOptions } from "./proxmox-api";
 import { containsUnknown } from "./unknown";
 
 export interface ContainerGuardArgs {
@@ -24,6 +32,8 @@ export interface ContainerGuardArgs {
   diskGiB: pulumi.Input<number>;
   /** The service is listed in `nixmox:allowReplace`: the edit may re-create the container. */
   allowReplace: pulumi.Input<boolean>;
+  /** The Proxmox API (token secret) the vmid is checked with before the container is created. @default no check */
+  proxmox?: pulumi.Input<ProxmoxApiOptions>;
 }
 
 export interface ContainerGuardInputs {
@@ -32,6 +42,33 @@ export interface ContainerGuardInputs {
   node: string;
   diskGiB: number;
   allowReplace: boolean;
+  proxmox?: ProxmoxApiOptions | null;
+}
+
+/** What the guard keeps in the state: its inputs without the API token. */
+export type ContainerGuardOutputs = Omit<ContainerGuardInputs, "proxmox">;
+
+/** The message of a vmid in use (exported for tests). */
+export function vmidInUseMessage(service: string, vmid: number, node: string): string {
+  return `service ${JSON.stringify(service)}: vmid ${vmid} is already used on the Proxmox cluster of node ${JSON.stringify(node)} by a guest this stack does not manage ` +
+    `(another stack's container, one a destroy retained, or one made by hand), so NixMox does not create the service's container: ` +
+    `its create would take that guest over, and this stack's destroy would then delete it. Give the service a free vmid in the manifest ` +
+    `(\`pvesh get /cluster/nextid\` prints one), or, if guest ${vmid} is a leftover, remove it on the node (\`pct destroy ${vmid}\`: a container a destroy retained keeps its data until then)`;
+}
+
+/** Fails when `vmid` is in use anywhere on the cluster (components/proxmox-api.ts `vmidInUse`). */
+export async function checkVmidFree(inputs: Pick<ContainerGuardInputs, "service" | "vmid" | "node"> & { proxmox: ProxmoxApiOptions }): Promise<void> {
+  let used: boolean;
+  try {
+    used = await vmidInUse(inputs.proxmox, inputs.vmid);
+  } catch (error) {
+    throw new Error(`service ${JSON.stringify(inputs.service)}: cannot check that vmid ${inputs.vmid} is free before creating its container: ${(error as Error).message}`);
+  }
+  if (used) throw new Error(vmidInUseMessage(inputs.service, inputs.vmid, inputs.node));
+}
+
+function outputsOf(inputs: ContainerGuardInputs): ContainerGuardOutputs {
+  return { service: inputs.service, vmid: inputs.vmid, node: inputs.node, diskGiB: inputs.diskGiB, allowReplace: inputs.allowReplace };
 }
 
 /** The problems an edit from `olds` to `news` has, as check failures (empty when it is safe or allowed). */
@@ -50,13 +87,14 @@ export function replacementProblems(olds: Partial<ContainerGuardInputs>, news: C
   return failures;
 }
 
-export const containerGuardProvider: pulumi.dynamic.ResourceProvider<ContainerGuardInputs, ContainerGuardInputs> = {
+export const containerGuardProvider: pulumi.dynamic.ResourceProvider<ContainerGuardInputs, ContainerGuardOutputs> = {
   async check(olds, news) {
     return { inputs: news, failures: replacementProblems(olds, news) };
   },
 
   async create(inputs) {
-    return { id: inputs.service, outs: { service: inputs.service, vmid: inputs.vmid, node: inputs.node, diskGiB: inputs.diskGiB, allowReplace: inputs.allowReplace } };
+    if (inputs.proxmox) await checkVmidFree({ ...inputs, proxmox: inputs.proxmox });
+    return { id: inputs.service, outs: outputsOf(inputs) };
   },
 
   async read(id, props) {
@@ -68,8 +106,10 @@ export const containerGuardProvider: pulumi.dynamic.ResourceProvider<ContainerGu
     return { changes: fields.some((field) => olds[field] !== news[field]), replaces: [] };
   },
 
-  async update(_id, _olds, news) {
-    return { outs: { service: news.service, vmid: news.vmid, node: news.node, diskGiB: news.diskGiB, allowReplace: news.allowReplace } };
+  async update(_id, olds, news) {
+    // Another vmid (allowed by allowReplace) is a new container: it must be free. The same vmid is this stack's own.
+    if (news.proxmox && news.vmid !== olds.vmid) await checkVmidFree({ ...news, proxmox: news.proxmox });
+    return { outs: outputsOf(news) };
   },
 
   async delete() {
@@ -80,6 +120,6 @@ export const containerGuardProvider: pulumi.dynamic.ResourceProvider<ContainerGu
 /** The replacement guard of one container (type `pulumi-nodejs:dynamic/nixmox:ContainerGuard`). */
 export class ContainerGuard extends pulumi.dynamic.Resource {
   constructor(name: string, args: ContainerGuardArgs, opts?: pulumi.CustomResourceOptions) {
-    super(containerGuardProvider, name, { ...args }, opts, "nixmox", "ContainerGuard");
+    super(containerGuardProvider, name, { ...args, ...(args.proxmox === undefined ? {} : { proxmox: pulumi.secret(args.proxmox) }) }, opts, "nixmox", "ContainerGuard");
   }
 }

@@ -206,6 +206,10 @@ export class NixosService extends pulumi.ComponentResource {
       node: serviceNode(args.service, args.settings),
       diskGiB: args.service.resources.diskGiB,
       allowReplace: args.settings.allowReplace.includes(args.service.name),
+      // Before the container is created: its vmid must be free on the cluster (another stack's would be adopted).
+      ...(args.proxmoxApiToken === undefined ? {} : {
+        proxmox: pulumi.output(args.proxmoxApiToken).apply((apiToken) => ({ endpoint: args.settings.proxmoxEndpoint, apiToken, insecure: args.settings.proxmoxInsecure })),
+      }),
     }, { parent: this });
     const container = new proxmoxve.ContainerLegacy(`${name}-container`, planned.args, { parent: this, dependsOn: [guard], ...planned.options });
     return { container, rebootRevision: planned.rebootRevision };

@@ -12,6 +12,7 @@ import * as path from "node:path";
 import { loadPlan } from "../manifest";
 import { selectServices } from "../cli/select";
 import { named, startHomelab, stepsOfEvents, type Homelab } from "./support/twin-homelab";
+import { sshKeyPair } from "./support/twin-engine";
 
 describe("the example homelab in the twin (real engine, NixMox's index.ts)", function () {
   this.timeout(900_000);
@@ -478,6 +479,117 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       assert.equal(dnsAfter[0], dnsAfter[1]);
       assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", `who2.${domain}`])).stdout.trim(), "192.168.99.10");
       assert.deepEqual(named((await homelab.up()).steps), [], "converged: a second up changes nothing");
+    });
+  });
+
+  describe("scenario 8: the deploy key rotated (review B1)", () => {
+    let rotated: { privateKeyFile: string; publicKey: string };
+
+    it("a rotated deploy key reaches every host, and the Authentik objects record the new tunnel", async () => {
+      rotated = sshKeyPair(homelab.work, "deploy-rotated");
+      // As README.md's rotation goes: the new key is listed in the manifest first, deployed with the old key …
+      homelab.data.network.ssh_keys.root = [...homelab.data.network.ssh_keys.root, rotated.publicKey];
+      homelab.writeManifest();
+      await homelab.up();
+      // … then the stack's key is the new one.
+      await homelab.configure({}, { "nixmox:sshPrivateKey": readFileSync(rotated.privateKeyFile, "utf8") });
+      const planned = named(await homelab.preview());
+      for (const object of ["sso-vaultwarden", "sso-guacamole", "sso-homepage-home-lab-example", "sso-authentik-outpost"]) {
+        assert.ok(planned.includes(`update ${object}`), `${object} must record the new tunnel: ${planned.join(", ")}`);
+      }
+      const ran = await homelab.up();
+      assert.deepEqual(named(ran.steps), planned);
+      const oldKey = await homelab.command(["ssh", "-F", "/dev/null", "-i", homelab.deployKey.privateKeyFile, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "root@192.168.99.12", "true"], { allowFailure: true });
+      assert.notEqual(oldKey.status, 0, "the old deploy key no longer opens the authentik host");
+    });
+
+    it("refresh still reads the SSO objects (through the tunnel with the new key)", async () => {
+      const refreshed = await homelab.refresh();
+      assert.equal(refreshed.run.status, 0);
+      assert.deepEqual(named(refreshed.steps).filter((step) => step.includes("sso-")), []);
+    });
+
+    it("removing an SSO client deletes its Authentik objects through the new tunnel", async () => {
+      delete homelab.data.services.guacamole.interface.auth;
+      homelab.writeManifest();
+      const ran = await homelab.up();
+      assert.ok(named(ran.steps).includes("delete sso-guacamole"), named(ran.steps).join(", "));
+      const authentik = homelab.twin.authentik(912)!;
+      assert.equal([...authentik.oauth2Providers.values()].some((provider) => provider.name === "nixmox-guacamole"), false);
+      assert.equal(authentik.applications.has("guacamole"), false);
+    });
+  });
+
+  describe("scenario 7: destroy, then up; a second stack on the same node", () => {
+    const node = () => homelab.twin.cluster.node("pve");
+
+    it("destroy stops at the protected (stateful) containers and names them; with --remove-protected it removes the rest and every SSO object, and Proxmox keeps the stateful containers (retainOnDelete)", async () => {
+      const stopped = await homelab.nixmox(["destroy", "--yes"], { allowFailure: true });
+      assert.equal(stopped.status, 2);
+      assert.match(stopped.stderr, /destroy stops at 2 protected resources:\n  - postgresql-container \(ContainerLegacy, vmid 911\): stateful[^\n]*\n  - vaultwarden-container \(ContainerLegacy, vmid 914\): stateful/);
+      const destroyed = await homelab.nixmox(["destroy", "--yes", "--remove-protected"], { allowFailure: true });
+      assert.equal(destroyed.status, 0, `${destroyed.stdout}\n${destroyed.stderr}`);
+      assert.deepEqual(await homelab.resources(), []);
+      assert.deepEqual([...node().containers.keys()].sort(), [911, 914, 918], "the stateful containers stay in Proxmox (and notes' from scenario 2)");
+      assert.equal(node().containers.has(912), false, "the authentik host is gone");
+      // Its objects live on, as in Authentik's database; the destroy deleted NixMox's through the tunnel first.
+      const authentik = homelab.twin.authentik(912)!;
+      assert.deepEqual([authentik.oauth2Providers.size, authentik.proxyProviders.size, authentik.applications.size], [0, 0, 0]);
+      assert.ok(authentik.requests.some((request) => request.method === "DELETE"), "deleted through the API");
+    });
+
+    it("up refuses to create a container over a vmid the stack does not manage, naming the service, the vmid, the node and the fix; with the leftovers removed it deploys again and adopts the template it left", async () => {
+      const downloads = node().tasks.all().filter((task) => task.type === "download").length;
+      const refused = await homelab.up([], { allowFailure: true });
+      assert.notEqual(refused.run.status, 0);
+      for (const [service, vmid] of [["postgresql", 911], ["vaultwarden", 914]] as const) {
+        assert.ok(refused.run.stdout.includes(`service \\"${service}\\": vmid ${vmid} is already used on the Proxmox cluster of node \\"pve\\" by a guest this stack does not manage`), `${service}: ${refused.run.stdout.slice(-3000)}`);
+        assert.ok(refused.run.stdout.includes(`pct destroy ${vmid}`));
+      }
+      assert.equal(node().container(911).conf.hostname, "postgresql", "the guest was not taken over");
+      for (const vmid of [911, 914, 918]) {
+        await homelab.proxmox("POST", `/nodes/pve/lxc/${vmid}/status/stop`);
+        await node().tasks.idle();
+        await homelab.proxmox("DELETE", `/nodes/pve/lxc/${vmid}`);
+        await node().tasks.idle();
+      }
+      const again = await homelab.up();
+      assert.equal(again.run.status, 0);
+      const outputs = await homelab.outputs();
+      for (const name of services) assert.equal(outputs.services[name].healthy, true, name);
+      const template = (await homelab.resources()).find((entry) => entry.urn.endsWith("::nixos-template-pve"))!;
+      assert.equal(template.outputs.adopted, true, "the template the destroy left on the node is adopted (review A1)");
+      assert.equal(node().tasks.all().filter((task) => task.type === "download").length, downloads, "nothing downloaded again");
+    });
+
+    it("a second stack on the same node: a vmid the first stack uses is refused (and its container left alone), distinct ones deploy beside it", async () => {
+      const second = structuredClone({
+        network: { domain: "second.lab", dns_server: "192.168.98.13", gateway: "192.168.98.1", network_cidr: "192.168.98.0/24", vlan_tag: 98, ssh_keys: homelab.data.network.ssh_keys },
+        core_services: {
+          dns: { ip: "192.168.98.13", vmid: 913, resources: { cores: 1, memory: 512, disk_gb: 4 }, ports: [53], interface: { health: { checks: [{ type: "tcp", port: 53 }] } } },
+          caddy: { ip: "192.168.98.10", vmid: 940, ports: [80, 443], interface: { health: { startup: "systemctl is-active --quiet caddy" } } },
+        },
+        services: {
+          homepage: { ip: "192.168.98.16", vmid: 941, depends_on: ["caddy"], nixos_modules: ["modules/homepage.nix"], ports: [8082], interface: { proxy: { domain: "home.second.lab", upstream: "192.168.98.16:8082" } } },
+        },
+      });
+      const file = path.join(path.dirname(homelab.manifest), "second.json");
+      writeFileSync(file, JSON.stringify(second));
+      await homelab.initStack("second", file);
+      const firstDns = { ...node().container(913).conf };
+      const refused = await homelab.pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "--stack", "second"], { allowFailure: true });
+      assert.notEqual(refused.status, 0);
+      assert.match(refused.stdout, /service "dns": vmid 913 is already used on the Proxmox cluster of node "pve" by a guest this stack does not manage/);
+      assert.deepEqual(node().container(913).conf, firstDns, "the first stack's DNS container is untouched");
+      second.core_services.dns.vmid = 942;
+      writeFileSync(file, JSON.stringify(second));
+      const deployed = await homelab.pulumi(["up", "--yes", "--skip-preview", "--non-interactive", "--stack", "second"]);
+      assert.equal(deployed.status, 0);
+      for (const vmid of [940, 941, 942]) assert.equal(node().container(vmid).host.running, true, String(vmid));
+      assert.equal((await homelab.command(["dig", "+short", "@192.168.98.13", "home.second.lab"])).stdout.trim(), "192.168.98.10");
+      assert.deepEqual(named((await homelab.up()).steps), [], "the first stack sees no change");
+      await homelab.pulumi(["destroy", "--yes", "--skip-preview", "--non-interactive", "--stack", "second"]);
+      assert.equal(node().container(913).host.running, true, "destroying the second stack leaves the first's containers");
     });
   });
 });

@@ -86,7 +86,9 @@ export interface TwinHomelab {
   /** `argv` inside the world (an SSH client, a probe), from the project folder, with the engine's environment. */
   command(argv: string[], options?: RunOptions): Promise<EngineRun>;
   /** `pulumi config set` of plain values and secrets (`--path` for keys with dots after the namespace). */
-  configure(values: Record<string, string>, secrets?: Record<string, string>): Promise<void>;
+  configure(values: Record<string, string>, secrets?: Record<string, string>, stack?: string): Promise<void>;
+  /** Another stack of the same project on the same twin, configured like the first one, deploying `manifest`. */
+  initStack(stack: string, manifest: string): Promise<void>;
   /** Stops the twin (every host, every namespace); the state folder stays unless `remove`. */
   stop(options?: { remove?: boolean }): Promise<void>;
 }
@@ -200,31 +202,33 @@ export async function startTwinHomelab(options: TwinHomelabOptions): Promise<Twi
 
     const command = (argv: string[], runOptions: RunOptions = {}) => runProcess(twin.command(argv), { ...runOptions, cwd: projectDir, env: { ...env, ...(runOptions.env ?? {}) } });
     const pulumi = (args: string[], runOptions: RunOptions = {}) => command([pulumiBinary, ...args], runOptions);
-    const configure = async (values: Record<string, string>, secrets: Record<string, string> = {}) => {
+    const configure = async (values: Record<string, string>, secrets: Record<string, string> = {}, onStack = stack) => {
       const set = (key: string, value: string, secret: boolean) =>
-        pulumi(["config", "set", "--stack", stack, secret ? "--secret" : "--plaintext", ...(key.split(":")[1]!.includes(".") ? ["--path"] : []), key], { input: value });
+        pulumi(["config", "set", "--stack", onStack, secret ? "--secret" : "--plaintext", ...(key.split(":")[1]!.includes(".") ? ["--path"] : []), key], { input: value });
       for (const [key, value] of Object.entries(values)) await set(key, value, false);
       for (const [key, value] of Object.entries(secrets)) await set(key, value, true);
     };
-
-    const stacks = await pulumi(["stack", "ls", "--json"]);
-    if (!(JSON.parse(stacks.stdout) as Array<{ name: string }>).some((entry) => entry.name === stack)) {
-      await pulumi(["stack", "init", stack, "--non-interactive"]);
-    }
-    await configure({
-      "nixmox:manifest": manifest,
-      "nixmox:proxmoxEndpoint": twin.endpoint,
-      "nixmox:proxmoxNode": "pve",
-      "nixmox:templateUrl": twinTemplate.url,
-      "nixmox:templateFileName": twinTemplate.fileName,
-      "nixmox:templateSha256": templateSha256,
-      // The deploy key is the twin's own, which the user's manifest cannot list in network.ssh_keys.root.
-      "nixmox:deployKeyCheck": "false",
-      ...(options.config ?? {}),
-    }, {
-      "nixmox:proxmoxApiToken": `${authid}=${tokenSecret}`,
-      "nixmox:sshPrivateKey": readFileSync(privateKeyFile, "utf8"),
-    });
+    const initStack = async (name: string, stackManifest: string) => {
+      const stacks = await pulumi(["stack", "ls", "--json"]);
+      if (!(JSON.parse(stacks.stdout) as Array<{ name: string }>).some((entry) => entry.name === name)) {
+        await pulumi(["stack", "init", name, "--non-interactive"]);
+      }
+      await configure({
+        "nixmox:manifest": path.resolve(stackManifest),
+        "nixmox:proxmoxEndpoint": twin.endpoint,
+        "nixmox:proxmoxNode": "pve",
+        "nixmox:templateUrl": twinTemplate.url,
+        "nixmox:templateFileName": twinTemplate.fileName,
+        "nixmox:templateSha256": templateSha256,
+        // The deploy key is the twin's own, which the user's manifest cannot list in network.ssh_keys.root.
+        "nixmox:deployKeyCheck": "false",
+        ...(options.config ?? {}),
+      }, {
+        "nixmox:proxmoxApiToken": `${authid}=${tokenSecret}`,
+        "nixmox:sshPrivateKey": readFileSync(privateKeyFile, "utf8"),
+      }, name);
+    };
+    await initStack(stack, manifest);
 
     return {
       twin,
@@ -238,6 +242,7 @@ export async function startTwinHomelab(options: TwinHomelabOptions): Promise<Twi
       pulumi,
       command,
       configure,
+      initStack,
       stop: async (stopOptions = {}) => {
         await twin.stop();
         if (stopOptions.remove) await run("rm", ["-rf", "--", stateDir]);
