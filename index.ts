@@ -8,7 +8,7 @@ import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key"
 import { requireReplaceWithSupport } from "./components/engine-requirements";
 import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
-import { ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
+import { caPermittedDomains, ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
 import { resolveSecretValues } from "./components/secrets";
 import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
 import { loadPlan } from "./manifest";
@@ -22,8 +22,9 @@ async function nixmox() {
   checkSettingsAgainstPlan(settings, plan.services.map((service) => service.name));
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);
-  // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).
-  const ca = new ManagedCa("nixmox-ca", {});
+  // The homelab's root CA, constrained to its names: every host trusts it, and the proxy signs its internal-TLS sites
+  // with its intermediate (reviews R3, security-2 N2).
+  const ca = new ManagedCa("nixmox-ca", { permittedDomains: caPermittedDomains(plan), allowRootReplacement: settings.rotateRootCa });
   const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
   const provider = createProxmoxProvider(settings, secrets);
   const templates = createTemplates(plan, settings, secrets);

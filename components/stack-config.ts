@@ -64,6 +64,11 @@ export interface StackSettings {
   /** Warn when the deploy key is not in the manifest's `network.ssh_keys.root`. @default true */
   deployKeyCheck: boolean;
   /**
+   * Replace the homelab's root CA when it must change (a `network.domain` edit changes the names it may vouch for);
+   * otherwise that change stops the deploy with the steps (components/managed-ca.ts). @default false
+   */
+  rotateRootCa: boolean;
+  /**
    * Host keys read out of band, per service (`nixmox:hostKeys.<service>`, `ssh-ed25519 AAAA…`): the server must
    * present that key; it is never trusted on first use. @default {}
    */
@@ -96,6 +101,7 @@ export const plainKeys = [
   "confirmTimeoutSeconds",
   "allowReplace",
   "deployKeyCheck",
+  "rotateRootCa",
   "firstContactWindowSeconds",
 ] as const;
 export type PlainKey = (typeof plainKeys)[number];
@@ -138,6 +144,8 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
 
   const deployKeyCheckText = text("deployKeyCheck", "true");
   if (deployKeyCheckText !== "true" && deployKeyCheckText !== "false") problem("deployKeyCheck", `must be true or false, got ${describeValue(deployKeyCheckText)}`);
+  const rotateRootCaText = text("rotateRootCa", "false");
+  if (rotateRootCaText !== "true" && rotateRootCaText !== "false") problem("rotateRootCa", `must be true or false, got ${describeValue(rotateRootCaText)}`);
 
   const confirmText = text("confirmTimeoutSeconds", "60");
   const confirmTimeoutSeconds = Number(confirmText);
@@ -229,6 +237,7 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     confirmTimeoutSeconds,
     allowReplace,
     deployKeyCheck: deployKeyCheckText === "true",
+    rotateRootCa: rotateRootCaText === "true",
     hostKeys,
     firstContactWindowSeconds: Number(windowText),
   };

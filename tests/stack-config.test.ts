@@ -21,6 +21,7 @@ describe("stack config", () => {
       confirmTimeoutSeconds: 60,
       allowReplace: [],
       deployKeyCheck: true,
+      rotateRootCa: false,
       hostKeys: {},
       firstContactWindowSeconds: 900,
     });
