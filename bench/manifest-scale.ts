@@ -1,8 +1,8 @@
 /**
- * Manifest scale benchmark: generated manifests of 10, 100, 1,000 and 5,000 services, as .json and .nix, each
- * loaded, validated and planned in a fresh child process (so its peak RSS is its own). Prints time per phase,
- * peak RSS and the growth between sizes. Target on a 2-core machine: 1,000 services under 1 s in-process, and
- * growth no worse than n·log n.
+ * Manifest scale benchmark: generated manifests of 10, 100, 1,000, 5,000 and 10,000 services, as .json and .nix,
+ * each loaded, validated and planned in a fresh child process (so its peak RSS is its own). Prints time per phase,
+ * peak RSS and the growth between sizes. Target on a 2-core machine: validate + plan of 10,000 services under 1 s,
+ * growing linearly (×2 when the size doubles).
  *
  *   npx tsx bench/manifest-scale.ts            # every size and format
  *   npx tsx bench/manifest-scale.ts 1000 json  # one case
@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { performance } from "node:perf_hooks";
 import { loadManifestData, planManifest, validateManifest, type ManifestInput } from "../manifest";
 
-export const benchSizes = [10, 100, 1000, 5000];
+export const benchSizes = [10, 100, 1000, 5000, 10000];
 export const benchFormats = ["json", "nix"] as const;
 export type BenchFormat = (typeof benchFormats)[number];
 
@@ -155,12 +155,15 @@ function printTable(results: Measurement[]): void {
       const nLogN = (large.services * Math.log2(large.services)) / (small.services * Math.log2(small.services));
       console.log(
         `  ${format} ${small.services} → ${large.services}: ×${fixed(large.services / small.services, 0)} services, ` +
-          `validate+plan ×${fixed(work(large) / work(small))}, total ×${fixed(large.totalMs / small.totalMs)} (n·log n would be ×${fixed(nLogN)})`,
+          `validate+plan ×${fixed(work(large) / work(small))}, total ×${fixed(large.totalMs / small.totalMs)} ` +
+          `(linear would be ×${fixed(large.services / small.services, 0)}, n·log n ×${fixed(nLogN)})`,
       );
     }
   }
-  const thousand = results.find((r) => r.services === 1000 && r.format === "json");
-  if (thousand) console.log(`\n1,000 services (.json), load + validate + plan: ${fixed(thousand.totalMs)} ms (target < 1000 ms)`);
+  const largest = results.find((r) => r.services === 10000 && r.format === "json");
+  if (largest) {
+    console.log(`\n10,000 services (.json), validate + plan: ${fixed(largest.validateMs + largest.planMs)} ms (target < 1000 ms); with load: ${fixed(largest.totalMs)} ms`);
+  }
 }
 
 async function main(argv: string[]): Promise<void> {

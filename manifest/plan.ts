@@ -231,8 +231,9 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   const enabled = all.filter((service) => service.enable);
   const byName = new Map(enabled.map((service) => [service.name, service]));
 
+  const byAddress = servicesByAddress(enabled);
   const edgeMap = new Map<string, EdgePlan>();
-  for (const edge of inferredEdges(enabled, network.dns_server)) {
+  for (const edge of inferredEdges(enabled, network.dns_server, byAddress)) {
     const key = `${edge.from}\0${edge.to}`;
     const existing = edgeMap.get(key);
     if (existing) {
@@ -254,7 +255,6 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   const waves: string[][] = Array.from({ length: waveCount }, () => []);
   for (const name of names) waves[wave.get(name)!].push(name);
 
-  const byAddress = servicesByAddress(enabled);
   const proxy = enabled.find((service) => service.kind === "caddy");
   const authentiks = enabled.filter((service) => service.kind === "authentik").map((service) => service.name);
   const serverOf = (host: string) => byAddress.get(host)?.name;
@@ -313,6 +313,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     )
     .sort((a, b) => byString(a.server, b.server) || byString(a.name, b.name));
 
+  const routesByService = new Map<string, RoutePlan[]>();
+  for (const route of routes) pushTo(routesByService, route.service, route);
   const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
   const authClients: AuthClientPlan[] = [];
   for (const service of enabled) {
@@ -346,8 +348,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     }
     // One forward-auth client per provider and outpost; its domains are the routes that ask it.
     const forward = new Map<string, { provider: string; upstream: string; domains: Set<string> }>();
-    for (const route of routes) {
-      if (route.service !== service.name || route.auth !== "forward_auth" || route.authProvider === null) continue;
+    for (const route of routesByService.get(service.name) ?? []) {
+      if (route.auth !== "forward_auth" || route.authProvider === null) continue;
       const key = `${route.authProvider}\0${route.forwardAuthUpstream}`;
       const entry = forward.get(key) ?? { provider: route.authProvider, upstream: route.forwardAuthUpstream!, domains: new Set<string>() };
       entry.domains.add(route.domain);

@@ -63,13 +63,18 @@ function editDistance(a: string, b: string): number {
   return previous[b.length];
 }
 
-/** The closest candidate within a third of the word's length (at least 2 edits), else undefined. */
+/**
+ * The closest candidate within a third of the word's length (at least 2 edits), else undefined; of equally close
+ * ones, the first in sort order. Linear in the candidates (no sort): a manifest of 10,000 services with many typos
+ * asks this once per typo. A candidate whose length alone differs by too much is skipped before the edit distance.
+ */
 export function closest(word: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(word.length / 3)) + 1;
-  for (const candidate of [...candidates].sort()) {
+  for (const candidate of candidates) {
+    if (Math.abs(candidate.length - word.length) > bestDistance) continue;
     const distance = editDistance(word, candidate);
-    if (distance < bestDistance) {
+    if (distance < bestDistance || (distance === bestDistance && best !== undefined && candidate < best)) {
       best = candidate;
       bestDistance = distance;
     }

@@ -237,8 +237,7 @@ export function authProviderOf(named: string | undefined, authentiks: string[]):
  * it rebuilds, so it must be up first). Soft: the auth provider of the service and of each route, a forward-auth
  * upstream.
  */
-export function inferredEdges(services: ResolvedService[], dnsServer: string | undefined): Edge[] {
-  const byAddress = servicesByAddress(services);
+export function inferredEdges(services: ResolvedService[], dnsServer: string | undefined, byAddress = servicesByAddress(services)): Edge[] {
   const authentiks = services.filter((service) => service.kind === "authentik").map((service) => service.name);
   const edges: Edge[] = [];
   const dnsService = dnsServer === undefined ? undefined : services.find((service) => service.ip === dnsServer);

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { kindSpecs } from "./kinds";
 import { builtinKinds } from "./plan-types";
-import { authentikOutpostPort } from "./plan";
+import { authentikOutpostPort, pushTo } from "./plan";
 import { addressesOf, authProviderOf, inferredEdges, resolveService, servicesByAddress, type Edge, type ResolvedService } from "./resolve";
 import { closest, didYouMean, type Problem } from "./problems";
 import { valueAt } from "./schema-issues";
@@ -149,23 +149,27 @@ const crossServiceRules: CrossServiceRule[] = [
   { name: "uniqueHostname", check: ({ services }) => uniqueAcross(services, "hostname", (service) => service.fqdn) },
   {
     name: "hostnameIsNotAnAddressOrAnotherService",
+    // Linear: the lookups are maps built once (a service's twins are found by key, not by scanning every service).
     check: ({ services }) => {
       const names = new Map(services.flatMap((service) => [[service.name, service.name], [service.ip, service.name]] as Array<[string, string]>));
+      const fqdnCount = new Map<string, number>();
+      for (const service of services) fqdnCount.set(service.fqdn, (fqdnCount.get(service.fqdn) ?? 0) + 1);
+      const byShortName = new Map<string, ResolvedService[]>();
+      for (const service of services) pushTo(byShortName, service.hostName, service);
       return services.flatMap((service): Problem[] => {
         const subject = subjectOfService(service.name);
         if (/^[0-9]+(\.[0-9]+){3}$/.test(service.hostName) || /^[0-9.]+$/.test(service.fqdn)) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} looks like an IPv4 address; use a name such as "${service.name}"` }];
         }
         // Another service's full hostname is reported by uniqueHostname already.
-        const sameFqdn = services.some((candidate) => candidate !== service && candidate.fqdn === service.fqdn);
-        if (sameFqdn) return [];
+        if (fqdnCount.get(service.fqdn)! > 1) return [];
         const other = names.get(service.hostName);
         if (other !== undefined && other !== service.name) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }];
         }
         // Two services with one short name: blame the one whose short name is not its own service name.
-        const shortTwin = services.find(
-          (candidate) => candidate !== service && candidate.hostName === service.hostName && (candidate.hostName === candidate.name || (service.hostName !== service.name && candidate.name < service.name)),
+        const shortTwin = byShortName.get(service.hostName)!.find(
+          (candidate) => candidate !== service && (candidate.hostName === candidate.name || (service.hostName !== service.name && candidate.name < service.name)),
         );
         if (shortTwin) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} has the short name ${JSON.stringify(service.hostName)} of service "${shortTwin.name}" (${shortTwin.fqdn}), so references to it would be ambiguous; choose another hostname` }];
@@ -630,10 +634,14 @@ const crossServiceRules: CrossServiceRule[] = [
   },
 ];
 
-export function crossServiceProblems(raw: unknown): Problem[] {
+/**
+ * Runs every rule. `parsed` is the whole manifest's schema result when it passed: its entries are used as they are;
+ * otherwise each entry is parsed on its own (leniently), so the valid ones still take part.
+ */
+export function crossServiceProblems(raw: unknown, parsed?: Manifest): Problem[] {
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) return [];
   const root = raw as Record<string, unknown>;
-  const networkResult = parseLeniently(networkSchema, root.network);
+  const networkResult = parsed ? { success: true as const, data: parsed.network } : parseLeniently(networkSchema, root.network);
   const network = networkResult.success ? networkResult.data : undefined;
   const problems: Problem[] = [];
 
@@ -650,9 +658,10 @@ export function crossServiceProblems(raw: unknown): Problem[] {
       // zod's record skips a "__proto__" key without an issue (it would replace the output's prototype), so the
       // service would vanish from the plan silently; JSON.parse does create such a key.
       if (name === "__proto__") problems.push({ subject: subjectOfService(name), field: "", message: `has an invalid name: must be a service name (a-z, 0-9 and inner '-'), got "${name}"` });
-      const parsed = parseLeniently(serviceSchema, (entries as Record<string, unknown>)[name]);
-      const service = parsed.success && network ? resolveService(name, group, parsed.data, network) : undefined;
-      const enabled = parsed.success ? parsed.data.enable : (entries as Record<string, { enable?: unknown }>)[name]?.enable !== false;
+      const fromWhole = parsed && Object.hasOwn(parsed[group], name) ? parsed[group][name] : undefined;
+      const entry = fromWhole ? { success: true as const, data: fromWhole } : parseLeniently(serviceSchema, (entries as Record<string, unknown>)[name]);
+      const service = entry.success && network ? resolveService(name, group, entry.data, network) : undefined;
+      const enabled = entry.success ? entry.data.enable : (entries as Record<string, { enable?: unknown }>)[name]?.enable !== false;
       candidates.push({ name, group, service, enabled });
     }
   }
@@ -678,7 +687,10 @@ export function crossServiceProblems(raw: unknown): Problem[] {
 /** The names of the cross-service rules, in the order they report (for tests and docs). */
 export const crossServiceRuleNames = crossServiceRules.map((rule) => rule.name);
 
-/** The first cycle of hard edges found (as its edges, in order), or undefined. */
+/**
+ * The first cycle of hard edges found (as its edges, in order), or undefined. An iterative depth-first search, so a
+ * dependency chain of any length (10,000 services in a row) never exhausts the call stack.
+ */
 function findCycle(enabled: ResolvedService[], dnsServer: string | undefined): Edge[] | undefined {
   const names = new Set(enabled.map((service) => service.name));
   const adjacency = new Map<string, Edge[]>();
@@ -690,25 +702,32 @@ function findCycle(enabled: ResolvedService[], dnsServer: string | undefined): E
   }
   for (const list of adjacency.values()) list.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
   const state = new Map<string, "open" | "done">();
-  const stack: Edge[] = [];
-  const visit = (name: string): Edge[] | undefined => {
-    state.set(name, "open");
-    for (const edge of adjacency.get(name) ?? []) {
-      stack.push(edge);
-      if (state.get(edge.to) === "open") return stack.slice(stack.findIndex((entry) => entry.from === edge.to));
-      if (!state.has(edge.to)) {
-        const found = visit(edge.to);
-        if (found) return found;
+  for (const root of [...names].sort()) {
+    if (state.has(root)) continue;
+    // Each frame: a node and the index of its next edge; `path` holds the edges from the root to the top frame.
+    const frames: Array<{ name: string; next: number }> = [{ name: root, next: 0 }];
+    const path: Edge[] = [];
+    state.set(root, "open");
+    while (frames.length > 0) {
+      const frame = frames[frames.length - 1];
+      const edge = (adjacency.get(frame.name) ?? [])[frame.next];
+      if (edge === undefined) {
+        state.set(frame.name, "done");
+        frames.pop();
+        path.pop();
+        continue;
       }
-      stack.pop();
-    }
-    state.set(name, "done");
-    return undefined;
-  };
-  for (const name of [...names].sort()) {
-    if (!state.has(name)) {
-      const found = visit(name);
-      if (found) return found;
+      frame.next += 1;
+      if (state.get(edge.to) === "open") {
+        // edge.to is on the current path (an ancestor): the cycle starts at the path's edge leaving it.
+        const walk = [...path, edge];
+        return walk.slice(walk.findIndex((entry) => entry.from === edge.to));
+      }
+      if (!state.has(edge.to)) {
+        state.set(edge.to, "open");
+        path.push(edge);
+        frames.push({ name: edge.to, next: 0 });
+      }
     }
   }
   return undefined;

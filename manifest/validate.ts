@@ -15,7 +15,7 @@ export function validateManifest(raw: unknown, source: string): Manifest {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, [], raw));
   }
-  problems.push(...crossServiceProblems(raw));
+  problems.push(...crossServiceProblems(raw, parsed.success ? parsed.data : undefined));
   if (problems.length > 0 || !parsed.success) throw new ManifestError(source, dedupe(problems));
   return parsed.data;
 }

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { generateManifest, writeManifest } from "../bench/manifest-scale";
 import { renderPlanJson } from "../cli/views";
 import { loadPlan } from "../manifest";
-import { planOf } from "./support/manifests";
+import { planOf, problemsOf } from "./support/manifests";
 
 describe("manifest scale benchmark inputs", function () {
   this.timeout(60_000);
@@ -45,5 +45,40 @@ describe("manifest scale benchmark inputs", function () {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("manifest validation at scale: no rule depends on the call stack or scans every service per service", function () {
+  this.timeout(60_000);
+
+  /** `count` apps in one chain: app-00001 ← app-00002 ← … (each depends on the previous one). */
+  const chain = (count: number, closeTheLoop: boolean) => {
+    const manifest = generateManifest(4) as { services: Record<string, unknown>; [key: string]: unknown };
+    const name = (index: number) => `app-${String(index).padStart(5, "0")}`;
+    const ipOf = (index: number) => `10.20.${1 + Math.floor(index / 200)}.${10 + (index % 200)}`;
+    for (let index = 1; index <= count; index += 1) {
+      manifest.services[name(index)] = {
+        kind: "custom",
+        ip: ipOf(index),
+        vmid: 2000 + index,
+        nixos_modules: ["modules/app.nix"],
+        depends_on: [index > 1 ? name(index - 1) : closeTheLoop ? name(count) : "caddy"],
+        interface: { health: { checks: [{ type: "tcp", port: 8080 }] } },
+      };
+    }
+    return manifest;
+  };
+
+  it("plans a dependency chain 10,000 services long into 10,000 waves of apps", () => {
+    const plan = planOf(chain(10_000, false));
+    assert.equal(plan.services.length, 10_004);
+    assert.deepEqual(plan.waves.slice(-2), [["app-09999"], ["app-10000"]]);
+  });
+
+  it("fails with the cycle when a chain of 10,000 services closes on itself", () => {
+    const problems = problemsOf(chain(10_000, true));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0], /^service "app-00001": depends_on forms a dependency cycle: app-00001 → app-10000 \(depends_on\), app-10000 → app-09999 \(depends_on\), /);
+    assert.match(problems[0], /app-00002 → app-00001 \(depends_on\); remove one of: app-00001's depends_on "app-10000", /);
   });
 });
