@@ -53,6 +53,7 @@ export function renderPlanJson(plan: Plan): string {
     secrets: plan.secrets,
     phases: plan.phases,
     rollback: plan.rollback,
+    notes: plan.notes,
     warnings: plan.warnings,
   });
 }
@@ -79,7 +80,7 @@ export function renderPlanText(plan: Plan): string {
     for (const name of wave) {
       const service = byName.get(name)!;
       const r = service.resources;
-      lines.push(`  ${service.name} [${service.kind}] ct ${service.vmid}${service.node ? ` on ${service.node}` : ""}  ${service.ip}/${service.prefixLength}  ${service.fqdn}`);
+      lines.push(`  ${service.name} [${service.kind}] ct ${service.vmid ?? "(assigned at first deploy)"}${service.node ? ` on ${service.node}` : ""}  ${service.ip}/${service.prefixLength}  ${service.fqdn}`);
       lines.push(`    ${r.cores} core${r.cores === 1 ? "" : "s"}, ${r.memoryMiB} MiB, ${r.diskGiB} GiB${service.stateful ? ", stateful (protected)" : ""}`);
       if (service.dependsOn.length > 0) lines.push(`    after: ${service.dependsOn.join(", ")}`);
       if (service.ssoProviders.length > 0) lines.push(`    sso: ${service.ssoProviders.join(", ")} (does not order the deploy)`);
@@ -105,6 +106,7 @@ export function renderPlanText(plan: Plan): string {
     }
   }
   if (!plan.rollback) lines.push("", "Rollback is off (enable_rollback = false): a failed activation stays on the new generation.");
+  if (plan.notes.length > 0) lines.push("", "Notes:", ...plan.notes.map((note) => `  - ${note}`));
   if (plan.warnings.length > 0) lines.push("", "Warnings:", ...plan.warnings.map((warning) => `  - ${warning}`));
   return `${lines.join("\n")}\n`;
 }

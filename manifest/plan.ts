@@ -17,7 +17,8 @@ import type {
   ServiceKind,
   ServicePlan,
 } from "./plan-types";
-import { authProviderOf, inferredEdges, resolveService, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { planAdvice } from "./advice";
+import { authProviderOf, inferredEdges, resolveDomain, resolveService, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -222,7 +223,10 @@ function hostPort(value: string): { host: string; port: number } {
 
 /** Plans a validated manifest. `manifestDir` resolves relative NixOS module paths. */
 export function planManifest(manifest: Manifest, options: { manifestDir: string }): Plan {
-  const network = manifest.network;
+  const hostnames = (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
+  const domain = resolveDomain(manifest.network.domain, hostnames);
+  if ("problem" in domain) throw new Error(`network.domain ${domain.problem} (validate the manifest before planning it)`);
+  const network: ResolvedNetwork = { ...manifest.network, domain: domain.domain };
   const all: ResolvedService[] = [];
   for (const group of ["core_services", "services"] as const) {
     for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
@@ -397,17 +401,11 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     retries: manifest.retry_attempts ?? 3,
     startPeriodSeconds: manifest.health_check_timeout ?? 0,
   };
-  const warnings: string[] = [];
   const secrets = planSecrets(enabled, serverOf);
   const secretsByHost = new Map<string, SecretPlan[]>();
   for (const entry of secrets) pushTo(secretsByHost, entry.service, entry);
   const services: ServicePlan[] = enabled.map((service) => {
     const health = planHealth(service, healthDefaults);
-    if (health.checks.length === 0) {
-      warnings.push(
-        `service "${service.name}": has no health checks, so its deploy is gated on nothing; add interface.health (startup, liveness or checks) or secrets with restart_units`,
-      );
-    }
     return {
       name: service.name,
       kind: service.kind,
@@ -443,6 +441,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     };
   });
 
+  const { notes, warnings } = planAdvice({ manifest, network, domainDerivedFrom: domain.derivedFrom, enabled, planned: services, serverOf });
+
   return {
     network: {
       domain: network.domain,
@@ -474,6 +474,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     secrets,
     phases,
     rollback: manifest.enable_rollback,
+    notes,
     warnings,
     manifestDir: options.manifestDir,
   };

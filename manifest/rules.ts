@@ -7,10 +7,10 @@ import { z } from "zod";
 import { kindSpecs } from "./kinds";
 import { builtinKinds } from "./plan-types";
 import { authentikOutpostPort, pushTo } from "./plan";
-import { addressesOf, authProviderOf, inferredEdges, resolveService, servicesByAddress, type Edge, type ResolvedService } from "./resolve";
-import { closest, didYouMean, type Problem } from "./problems";
-import { valueAt } from "./schema-issues";
-import { networkSchema, serviceSchema, type Manifest } from "./schema";
+import { addressesOf, authProviderOf, inferredEdges, resolveDomain, resolveService, servicesByAddress, type Edge, type ResolvedNetwork, type ResolvedService } from "./resolve";
+import { closest, didYouMean, formatPath, type Problem } from "./problems";
+import { secretHint, secretLikeKey, valueAt } from "./schema-issues";
+import { isDnsName, networkSchema, serviceSchema, type Manifest } from "./schema";
 
 const serviceGroups = ["core_services", "services"] as const;
 
@@ -24,7 +24,8 @@ export interface Candidate {
 /** What every rule reads: the services that passed the schema (resolved), the network, and lookups. */
 export interface RuleContext {
   root: Record<string, unknown>;
-  network: Manifest["network"] | undefined;
+  /** The network with its domain decided; undefined when it failed the schema or no domain could be derived. */
+  network: ResolvedNetwork | undefined;
   candidates: Candidate[];
   byName: Map<string, Candidate>;
   allNames: string[];
@@ -78,11 +79,13 @@ function parseLeniently<T extends z.ZodType>(schema: T, value: unknown): ReturnT
 }
 
 /** The problems of a value that must be unique across services: the first service by name keeps it. */
-function uniqueAcross(services: ResolvedService[], field: string, valueOf: (service: ResolvedService) => string | number, what = field): Problem[] {
+function uniqueAcross(services: ResolvedService[], field: string, valueOf: (service: ResolvedService) => string | number | null, what = field): Problem[] {
   const problems: Problem[] = [];
   const owners = new Map<string | number, string>();
   for (const service of services) {
     const value = valueOf(service);
+    // null: nothing to collide (a vmid Proxmox assigns).
+    if (value === null) continue;
     const owner = owners.get(value);
     if (owner !== undefined) problems.push({ subject: subjectOfService(service.name), field, message: `${JSON.stringify(value)} is already the ${what} of service "${owner}"` });
     else owners.set(value, service.name);
@@ -110,9 +113,6 @@ const reservedServiceNames = ["secrets", "outposts"];
 
 /** Kinds whose module refuses to start without a database (authentik.nix, forgejo.nix, nextcloud.nix). */
 const kindsNeedingDatabase: string[] = ["authentik", "forgejo", "nextcloud"];
-
-/** The *arr apps of the media kind that keep their data in PostgreSQL (nixos/lib/media.nix). */
-const arrApps = ["prowlarr", "radarr", "sonarr"];
 
 /** True when the kind's app sends a client secret, so its OIDC client cannot be public. */
 function confidentialOnly(kind: string, hasRoutes: boolean, route: string | null): boolean {
@@ -507,21 +507,6 @@ const crossServiceRules: CrossServiceRule[] = [
         .map(({ service, client }) => ({ subject: subjectOfService(service.name), field: `${client.field}.oidc.username_claim`, message: `must be preferred_username, sub or email: Forgejo takes user names only from those claims, got ${JSON.stringify(client.settings.username_claim)}` })),
   },
   {
-    name: "mediaDatabasesBelongToArrApps",
-    // nixos/services/media.nix: Sonarr, Radarr and Prowlarr each use a main and a log database.
-    check: ({ enabled }) =>
-      enabled
-        .filter((service) => service.kind === "media")
-        .flatMap((service) =>
-          service.databases.flatMap((db): Problem[] => {
-            const subject = subjectOfService(service.name);
-            if (!arrApps.includes(db.key)) return [{ subject, field: db.field, message: `belongs to no app that uses PostgreSQL here; name the entry after one of ${arrApps.join(", ")}` }];
-            if (db.additional.length === 0) return [{ subject, field: `${db.field}.additionaldbs`, message: `is required: ${db.key} also needs a log database, e.g. [ "${db.key}-log" ]` }];
-            return [];
-          }),
-        ),
-  },
-  {
     name: "jellyfinListensOnItsPort",
     check: ({ enabled }) =>
       enabled
@@ -616,6 +601,24 @@ const crossServiceRules: CrossServiceRule[] = [
     },
   },
   {
+    name: "terraformBlockHoldsNoSecret",
+    // interface.terraform is accepted as written (older manifests passed anything to their Terraform modules), so
+    // the schema's unknown-field check never sees a secret in it: a plain-text secret is still the one thing refused.
+    check: ({ root }) =>
+      serviceGroups.flatMap((group) => {
+        const entries = root[group];
+        if (!entries || typeof entries !== "object" || Array.isArray(entries)) return [];
+        return Object.keys(entries).sort().flatMap((name) => {
+          const path: PropertyKey[] = [group, name, "interface", "terraform"];
+          return secretKeysIn(valueAt(root, path), path).map((at) => ({
+            subject: subjectOfService(name),
+            field: formatPath(at.slice(2)),
+            message: secretHint(at, String(at[at.length - 1])),
+          }));
+        });
+      }),
+  },
+  {
     name: "noDependencyCycle",
     // Hard edges only: an SSO relation never orders hosts, so it cannot close a cycle (plan.ts).
     check: ({ enabled, network }) => {
@@ -642,8 +645,10 @@ export function crossServiceProblems(raw: unknown, parsed?: Manifest): Problem[]
   if (!raw || typeof raw !== "object" || Array.isArray(raw)) return [];
   const root = raw as Record<string, unknown>;
   const networkResult = parsed ? { success: true as const, data: parsed.network } : parseLeniently(networkSchema, root.network);
-  const network = networkResult.success ? networkResult.data : undefined;
   const problems: Problem[] = [];
+  const domain = resolveDomain(networkResult.success ? networkResult.data.domain : undefined, rawHostnames(root));
+  if ("problem" in domain && networkResult.success) problems.push({ subject: "network", field: "domain", message: domain.problem });
+  const network: ResolvedNetwork | undefined = networkResult.success && "domain" in domain ? { ...networkResult.data, domain: domain.domain } : undefined;
 
   // Parse each service on its own, so the services that are valid still take part in the cross checks.
   const candidates: Candidate[] = [];
@@ -682,6 +687,29 @@ export function crossServiceProblems(raw: unknown, parsed?: Manifest): Problem[]
   };
   for (const rule of crossServiceRules) problems.push(...rule.check(context));
   return problems;
+}
+
+/** Paths of the keys under `value` that name a secret and hold a value (not an empty string or null). */
+function secretKeysIn(value: unknown, path: PropertyKey[]): PropertyKey[][] {
+  if (!value || typeof value !== "object") return [];
+  return Object.keys(value).sort().flatMap((key) => {
+    const inner = (value as Record<string, unknown>)[key];
+    const at = [...path, Array.isArray(value) ? Number(key) : key];
+    if (secretLikeKey.test(key) && inner !== null && inner !== "" && typeof inner !== "object") return [at];
+    return secretKeysIn(inner, at);
+  });
+}
+
+/** Every service's `hostname` that is a DNS name, whether or not the rest of its entry passed the schema. */
+function rawHostnames(root: Record<string, unknown>): string[] {
+  return serviceGroups.flatMap((group) => {
+    const entries = root[group];
+    if (!entries || typeof entries !== "object" || Array.isArray(entries)) return [];
+    return Object.values(entries as Record<string, unknown>).flatMap((entry) => {
+      const hostname = entry && typeof entry === "object" ? (entry as { hostname?: unknown }).hostname : undefined;
+      return typeof hostname === "string" && isDnsName(hostname) ? [hostname] : [];
+    });
+  });
 }
 
 /** The names of the cross-service rules, in the order they report (for tests and docs). */

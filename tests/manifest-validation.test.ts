@@ -124,11 +124,20 @@ const ruleCases: RuleCase[] = [
     problems: ['service "app": ip is required'],
   },
   {
-    name: "fails when the network has no domain",
+    name: "fails when the network has no domain and no service has a full hostname to derive it from",
     mutate: (m) => {
       delete m.network.domain;
     },
-    problems: ["network: domain is required"],
+    problems: ['network: domain is required: no service has a full hostname (such as "dns.home.lab") to derive it from; set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"'],
+  },
+  {
+    name: "fails when the network has no domain and the full hostnames share no suffix, naming them",
+    mutate: (m) => {
+      delete m.network.domain;
+      m.core_services.caddy.hostname = "caddy.lab.test";
+      m.services.app.hostname = "app.other.example";
+    },
+    problems: ['network: domain is required: the services\' hostnames share no domain suffix ("app.other.example", "caddy.lab.test") to derive it from; set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"'],
   },
   {
     name: "fails when the manifest has no network",
@@ -798,19 +807,6 @@ const ruleCases: RuleCase[] = [
       m.services.app.interface.auth = { type: "oidc", oidc: { username_claim: "nickname" } };
     },
     problems: ['service "app": interface.auth.oidc.username_claim must be preferred_username, sub or email: Forgejo takes user names only from those claims, got "nickname"'],
-  },
-  {
-    name: "fails when a media database belongs to no *arr app or lacks its log database",
-    mutate: (m) => {
-      m.services.app.kind = "media";
-      delete m.services.app.interface.auth;
-      delete m.services.app.interface.db;
-      m.services.app.interface.dbs = { sonarr: { host: "postgresql" }, lidarr: { host: "postgresql", additionaldbs: ["lidarr-log"] } };
-    },
-    problems: [
-      'service "app": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr',
-      'service "app": interface.dbs.sonarr.additionaldbs is required: sonarr also needs a log database, e.g. [ "sonarr-log" ]',
-    ],
   },
   {
     name: "fails when Jellyfin's route sends to another port than Jellyfin's own",

@@ -12,6 +12,7 @@ export function register(program: Command): void {
       const routes = plan.routes.length;
       print(`${manifest}: valid: ${plan.services.length} enabled service${plan.services.length === 1 ? "" : "s"}` +
         `${plan.disabled.length > 0 ? `, ${plan.disabled.length} disabled` : ""}, ${plan.waves.length} waves, ${routes} route${routes === 1 ? "" : "s"}`);
+      for (const note of plan.notes) print(`  note: ${note}`);
       for (const warning of plan.warnings) print(`  warning: ${warning}`);
     }));
 }
