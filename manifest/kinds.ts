@@ -43,6 +43,9 @@ export interface KindSpec {
   udpPorts: number[];
 }
 
+/** Where PostgreSQL listens when no client's interface.db.port says otherwise (and the default of that field). */
+export const postgresqlDefaultPort = 5432;
+
 const app = (port: number, unit: string, callback = "/"): KindApp => ({ port, unit, callback });
 const none: DatabaseUse = { by: "none" };
 const single = (...apps: string[]): DatabaseUse => ({ by: "single", apps });

@@ -2,7 +2,7 @@
  * Manifest → plan: pure functions, no Pulumi and no I/O. The plan is sorted and complete, so everything
  * downstream (render, components, CLI views) is deterministic for the same manifest.
  */
-import { appOfRoute, kindSpecs } from "./kinds";
+import { appOfRoute, kindSpecs, postgresqlDefaultPort } from "./kinds";
 import type {
   AuthClientPlan,
   DatabasePlan,
@@ -390,6 +390,10 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     if (target && target.kind !== "caddy") tcpPorts.get(target.name)!.add(port);
   }
   for (const db of databases) tcpPorts.get(db.server)!.add(db.port);
+  // A PostgreSQL host that no database names still listens on the default port (render/host-data.ts): open it, so a
+  // service whose kind became postgresql gets its port whatever ports it listed before (security review N5).
+  const serving = new Set(databases.map((db) => db.server));
+  for (const service of enabled) if (service.kind === "postgresql" && !serving.has(service.name)) tcpPorts.get(service.name)!.add(postgresqlDefaultPort);
   for (const outpost of outposts) if (outpost.type === "ldap") tcpPorts.get(outpost.provider)!.add(ldapOutpostPort);
 
   const phases = Object.keys(manifest.deployment_phases)

@@ -121,6 +121,9 @@ function confidentialOnly(kind: string, hasRoutes: boolean, route: string | null
   return sendsSecret && route === null;
 }
 
+/** The databases every PostgreSQL cluster has (nixos/lib/postgresql.nix systemDatabases); never an application's. */
+export const systemDatabases = ["postgres", "template0", "template1"];
+
 /** PostgreSQL roles that exist already or have a special meaning in pg_hba.conf; never an application's owner. */
 const reservedRoles = ["postgres", "all", "replication", "sameuser", "samerole", "samegroup", "public", "pg_database_owner"];
 
@@ -415,6 +418,25 @@ const crossServiceRules: CrossServiceRule[] = [
         service.databases
           .filter((db) => reservedRoles.includes(db.owner) || db.owner.startsWith("pg_"))
           .map((db) => ({ subject: subjectOfService(service.name), field: `${db.field}.owner`, message: `${JSON.stringify(db.owner)} is a reserved PostgreSQL role; name the owner after the app, e.g. ${JSON.stringify(db.key === "db" ? service.name.replace(/-/g, "_") : db.key)}` })),
+      ),
+  },
+  {
+    name: "databaseNameIsNotReserved",
+    // Security review N1: an application owning `postgres` owns the superuser's setup connection (escalation to
+    // superuser on PostgreSQL 15), one owning `template1` puts its code into every database created after it.
+    check: ({ enabled }) =>
+      enabled.flatMap((service) =>
+        service.databases.flatMap((db) =>
+          [db.name, ...db.additional].flatMap((name, index): Problem[] =>
+            systemDatabases.includes(name)
+              ? [{
+                  subject: subjectOfService(service.name),
+                  field: index === 0 ? `${db.field}.name` : `${db.field}.additionaldbs[${index - 1}]`,
+                  message: `${JSON.stringify(name)} is one of PostgreSQL's own databases (${systemDatabases.join(", ")}), which no application may own; name it after the app, e.g. ${JSON.stringify(db.key === "db" ? service.name : db.key)}`,
+                }]
+              : [],
+          ),
+        ),
       ),
   },
   {

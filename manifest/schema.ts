@@ -8,6 +8,7 @@
  * `plan.ts` and documented here.
  */
 import { z } from "zod";
+import { postgresqlDefaultPort } from "./kinds";
 import { builtinKinds } from "./plan-types";
 
 /** A DNS label: letters, digits and inner hyphens (RFC 1123). */
@@ -265,7 +266,7 @@ export const dbSchema = z
     host: z.string().min(1).describe("The PostgreSQL service: its ip, hostname or name."),
     name: pgName.optional().describe("Database name. Omitted: the service name (for interface.dbs: the entry's name)."),
     owner: pgName.optional().describe("Owner role. Omitted: the database name."),
-    port: port.default(5432),
+    port: port.default(postgresqlDefaultPort),
     additionaldbs: z.array(pgName).default([]).describe('More databases owned by the same role, such as "sonarr-log".'),
   })
   .describe("A database this service needs; NixMox creates it and its owner on the PostgreSQL host.");

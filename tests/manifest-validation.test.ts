@@ -673,6 +673,19 @@ const ruleCases: RuleCase[] = [
     ],
   },
   {
+    name: "fails when a database, main or additional, is one of PostgreSQL's own (postgres, template0, template1)",
+    mutate: (m) => {
+      m.services.app.interface.db = { host: "postgresql", name: "postgres", owner: "app" };
+      m.services.app.interface.dbs = { stats: { host: "postgresql", additionaldbs: ["template1", "stats-log"] } };
+      m.core_services.authentik.interface.db.name = "template0";
+    },
+    problems: [
+      'service "authentik": interface.db.name "template0" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "authentik"',
+      'service "app": interface.db.name "postgres" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "app"',
+      'service "app": interface.dbs.stats.additionaldbs[0] "template1" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "stats"',
+    ],
+  },
+  {
     name: "fails when two services claim the same database or role, additional databases included",
     mutate: (m) => {
       m.services.app.interface.db = { host: "postgresql", name: "shared", owner: "app", additionaldbs: ["authentik"] };
