@@ -9,6 +9,7 @@ import * as path from "node:path";
 import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
 import type { Plan } from "./plan-types";
+import { boundedData, tooDeep } from "./bounds";
 import { ManifestError, type Problem } from "./problems";
 import type { Manifest } from "./schema";
 import { validateManifest } from "./validate";
@@ -116,20 +117,41 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
   });
 }
 
+function boundedDepth(file: string, data: unknown): unknown {
+  return boundedData(displayPath(file), data);
+}
+
 function parseYaml(file: string, text: string): unknown {
   // Loaded here, not at the top: only .yaml manifests need the parser, and every CLI start would pay for it.
   const { LineCounter, parseDocument } = require("yaml") as typeof Yaml;
   // Without prettyErrors, yaml leaves `linePos` unset; a LineCounter turns the error offset into line:col.
   const lineCounter = new LineCounter();
+  const problem = (message: string): Problem => ({ subject: "manifest", field: "", message });
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
   if (document.errors.length > 0) {
-    throw new ManifestError(displayPath(file), document.errors.map((error) => {
+    // Nesting too deep for the parser ends in one error per level it unwinds: one line says it.
+    const overflow = document.errors.find((error) => /Maximum call stack/.test(error.message));
+    throw new ManifestError(displayPath(file), (overflow ? [overflow] : document.errors).map((error) => {
       const position = error.linePos?.[0] ?? lineCounter.linePos(error.pos[0]);
       const where = position ? `${displayPath(file)}:${position.line}:${position.col}: ` : "";
-      return { subject: "manifest", field: "", message: `YAML syntax error: ${where}${error.message.split("\n")[0]}` };
+      const message = /Maximum call stack/.test(error.message) ? tooDeep : error.message.split("\n")[0];
+      return problem(`YAML syntax error: ${where}${message}`);
     }));
   }
-  return document.toJS();
+  // Aliases are resolved here, after parsing: yaml throws for an alias without its anchor, and for an alias bomb
+  // (a few lines that expand to billions of nodes) once the aliases exceed its limit (security review L9).
+  try {
+    return document.toJS({ maxAliasCount: 100_000 });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (/Unresolved alias/.test(message)) {
+      throw new ManifestError(displayPath(file), [problem(`YAML: ${message.replace(/\.$/, "")}; define the anchor (&name) before any alias (*name) that uses it`)]);
+    }
+    if (/Excessive alias count/.test(message)) {
+      throw new ManifestError(displayPath(file), [problem("YAML: its aliases (*name) expand to too many copies (an alias bomb?); it was not expanded. A manifest reuses an anchor a few thousand times at most")]);
+    }
+    throw new ManifestError(displayPath(file), [problem(`YAML: ${message}`)]);
+  }
 }
 
 function parseJson(file: string, text: string): unknown {
@@ -150,12 +172,12 @@ export async function loadManifestData(file: string, options: NixEvaluationOptio
   const extension = path.extname(absolute).toLowerCase();
   switch (extension) {
     case ".nix":
-      return JSON.parse(await evaluateNix(absolute, options));
+      return boundedDepth(absolute, JSON.parse(await evaluateNix(absolute, options)));
     case ".json":
-      return parseJson(absolute, readFileSync(absolute, "utf8"));
+      return boundedDepth(absolute, parseJson(absolute, readFileSync(absolute, "utf8")));
     case ".yaml":
     case ".yml":
-      return parseYaml(absolute, readFileSync(absolute, "utf8"));
+      return boundedDepth(absolute, parseYaml(absolute, readFileSync(absolute, "utf8")));
     default:
       throw new ManifestError(displayPath(absolute), [{ subject: "manifest", field: "", message: `unknown manifest format "${extension}"; use .nix, .json, .yaml or .yml` }]);
   }

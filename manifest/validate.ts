@@ -3,6 +3,7 @@
  * the named cross-service rules of `rules.ts` check the whole. Every problem is collected before anything is
  * reported (see `ManifestError`).
  */
+import { boundedData } from "./bounds";
 import { ManifestError, type Problem } from "./problems";
 import { crossServiceProblems } from "./rules";
 import { issueProblems } from "./schema-issues";
@@ -10,6 +11,8 @@ import { manifestSchema, type Manifest } from "./schema";
 
 /** Parses and validates a raw manifest (the output of the loader); throws `ManifestError` with every problem. */
 export function validateManifest(raw: unknown, source: string): Manifest {
+  // Data from elsewhere than the loader (the program's callers, tests) gets the loader's bound too.
+  boundedData(source, raw);
   const problems: Problem[] = [];
   const parsed = manifestSchema.safeParse(raw);
   if (!parsed.success) {

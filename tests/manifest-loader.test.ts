@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import { renderPlanJson } from "../cli/views";
-import { ManifestError, defaultManifestPath, formatProblem, loadManifest, loadManifestData, loadPlan } from "../manifest";
+import { ManifestError, defaultManifestPath, formatProblem, loadManifest, loadManifestData, loadPlan, validateManifest } from "../manifest";
 import { planOf, seedManifest, seedModuleFiles, smallManifest } from "./support/manifests";
 
 /** Renders plain JSON data as a Nix expression (attribute names quoted, `${` escaped), to write test manifests. */
@@ -267,6 +267,53 @@ describe("manifest loader", function () {
       assert.deepEqual((await rejection(loadManifestData(missing))).problems.map(formatProblem), ["manifest: file not found; give the path of a .nix, .json or .yaml manifest"]);
       const toml = file("manifest.toml", "[network]\n");
       assert.deepEqual((await rejection(loadManifestData(toml))).problems.map(formatProblem), ['manifest: unknown manifest format ".toml"; use .nix, .json, .yaml or .yml']);
+    });
+
+    describe("robustness (security review L9): a clear problem, never \"unexpected\"", () => {
+      const deep = "[".repeat(200_000) + "]".repeat(200_000);
+      const tooDeep = "manifest: is nested more than 64 levels deep, far beyond any manifest (about 10 levels); is this the right file?";
+
+      it("fails on JSON nested 200,000 levels deep, and so does validateManifest given such data", async () => {
+        assert.deepEqual((await rejection(loadManifestData(file("deep.json", deep)))).problems.map(formatProblem), [tooDeep]);
+        let nested: unknown = {};
+        for (let level = 0; level < 200_000; level += 1) nested = { network: nested };
+        assert.throws(() => validateManifest(nested, "deep"), (error: unknown) => error instanceof ManifestError && formatProblem(error.problems[0]) === tooDeep);
+      });
+
+      it("fails on YAML nested 200,000 levels deep, naming the place", async () => {
+        const manifest = file("deep.yaml", deep);
+        const problems = (await rejection(loadManifestData(manifest))).problems.map(formatProblem);
+        assert.equal(problems.length, 1);
+        assert.match(problems[0], new RegExp(`^manifest: YAML syntax error: ${manifest.replace(/[.]/g, "\\.")}:1:\\d+: is nested more than 64 levels deep`));
+      });
+
+      it("fails on a YAML alias bomb without expanding it", async () => {
+        const levels = ["a: &a [x, x, x, x, x, x, x, x, x]"];
+        for (let index = 1; index < 10; index += 1) {
+          const [name, previous] = [String.fromCharCode(97 + index), String.fromCharCode(96 + index)];
+          levels.push(`${name}: &${name} [${Array(9).fill(`*${previous}`).join(", ")}]`);
+        }
+        const started = Date.now();
+        const error = await rejection(loadManifestData(file("bomb.yaml", `${levels.join("\n")}\n`)));
+        assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+        assert.deepEqual(error.problems.map(formatProblem), [
+          "manifest: YAML: its aliases (*name) expand to too many copies (an alias bomb?); it was not expanded. A manifest reuses an anchor a few thousand times at most",
+        ]);
+      });
+
+      it("fails on a YAML alias whose anchor is never set, naming it", async () => {
+        const error = await rejection(loadManifestData(file("alias.yaml", "network: *shared\n")));
+        assert.deepEqual(error.problems.map(formatProblem), [
+          "manifest: YAML: Unresolved alias (the anchor must be set before the alias): shared; define the anchor (&name) before any alias (*name) that uses it",
+        ]);
+      });
+
+      it("loads YAML that uses one anchor 5,000 times, as a large manifest's services might", async () => {
+        const text = `health: &health { checks: [ { type: tcp, port: 8080 } ] }\nservices:\n${Array.from({ length: 5000 }, (_, index) => `  app${index}: { health: *health }\n`).join("")}`;
+        const data = (await loadManifestData(file("anchors.yaml", text))) as { services: Record<string, { health: unknown }> };
+        assert.equal(Object.keys(data.services).length, 5000);
+        assert.deepEqual(data.services.app4999.health, { checks: [{ type: "tcp", port: 8080 }] });
+      });
     });
 
     it("fails validation with the file as the error's source", async () => {
