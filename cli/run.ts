@@ -1,6 +1,8 @@
 /**
  * Shared plumbing for commands: how a manifest problem or an unexpected failure reaches the user.
  */
+import type { Command } from "commander";
+import * as path from "node:path";
 // problems.ts imports nothing: the error type without the manifest code (zod, yaml) behind it.
 import { ManifestError } from "../manifest/problems";
 
@@ -36,4 +38,22 @@ export function print(text: string): void {
 /** The manifest code (loader, zod schema, planner), loaded by the commands that read a manifest. */
 export function manifestModule(): typeof import("../manifest") {
   return require("../manifest") as typeof import("../manifest");
+}
+
+/**
+ * `--allow-path DIR`, repeatable: a directory a `.nix` manifest may read on purpose, besides the files its git
+ * repository tracks (or its own directory outside one). `pulumi up` reads the same from `nixmox:manifestAllowPaths`.
+ */
+export function allowPathOption(command: Command): Command {
+  return command.option(
+    "--allow-path <dir>",
+    "a directory a .nix manifest may also read (repeatable; the stack's nixmox:manifestAllowPaths for the engine)",
+    (value: string, previous: string[]) => [...previous, value],
+    [] as string[],
+  );
+}
+
+/** The loader's options from the flags of `allowPathOption`. */
+export function loadOptions(flags: { allowPath?: string[] }): { allowPaths: string[] } {
+  return { allowPaths: (flags.allowPath ?? []).map((dir) => path.resolve(dir)) };
 }

@@ -10,6 +10,7 @@ import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
 import type { Plan } from "./plan-types";
 import { boundedData, tooDeep } from "./bounds";
+import { evaluationBoundary } from "./eval-boundary";
 import { ManifestError, type Problem } from "./problems";
 import type { Manifest } from "./schema";
 import { validateManifest } from "./validate";
@@ -37,6 +38,11 @@ export interface NixEvaluationOptions {
   timeoutSeconds?: number;
   /** Address-space limit of the evaluator (`ulimit -v`); Nix then fails with "out of memory". @default 4096 */
   memoryMiB?: number;
+  /**
+   * Directories a `.nix` manifest may read besides its boundary (eval-boundary.ts), on purpose: the CLI's
+   * `--allow-path DIR`, the stack's `nixmox:manifestAllowPaths`. @default []
+   */
+  allowPaths?: string[];
 }
 
 /**
@@ -44,9 +50,10 @@ export interface NixEvaluationOptions {
  * - a clean environment: under `pulumi up` the parent's holds PULUMI_CONFIG (the decrypted stack config) and
  *   tokens; the evaluator gets only PATH and an empty HOME/NIX_PATH, and restricted mode makes
  *   `builtins.getEnv` return "" anyway (nix src/libexpr/primops.cc, prim_getEnv);
- * - `restrict-eval` with the manifest's directory (and NixMox's shipped `manifest/`) as the only search path
- *   entries: every file it reads or imports, after following symlinks, must be inside them, and fetchers are
- *   refused (empty allowed-uris);
+ * - `restrict-eval` with the evaluation boundary (eval-boundary.ts: the files git tracks in the manifest's
+ *   repository, as a flake sees them, else the manifest's directory; NixMox's shipped `manifest/`; directories
+ *   allowed on purpose) as the only search path entries: every file it reads or imports, after following
+ *   symlinks, must be inside them, and fetchers are refused (empty allowed-uris);
  *   import-from-derivation is off (nix.conf(5): restrict-eval, allow-import-from-derivation);
  * - a timeout that works: Nix defers SIGTERM to its interrupt checks, which a tight loop never reaches, so the
  *   timer sends SIGKILL; `ulimit -t` also caps the CPU time, so the kernel stops an evaluator whose caller died;
@@ -55,14 +62,13 @@ export interface NixEvaluationOptions {
 function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<string> {
   const timeoutSeconds = options.timeoutSeconds ?? 120;
   const real = realpathSync(file);
-  const directory = path.dirname(real);
+  // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
+  const boundary = evaluationBoundary(real, realpathSync(path.dirname(defaultManifestPath)), options.allowPaths);
   const args = [
     "--readonly-mode", "--eval", "--strict", "--json",
     "--option", "restrict-eval", "true",
     "--option", "allow-import-from-derivation", "false",
-    "-I", directory,
-    // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
-    "-I", realpathSync(path.dirname(defaultManifestPath)),
+    ...boundary.paths.flatMap((entry) => ["-I", entry]),
     "--argstr", "file", real, "--expr", nixExpression,
   ];
   // The CPU cap sits a little above the wall-clock timeout, so the timer (with its clear message) acts first.
@@ -111,7 +117,7 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
         return reject(new ManifestError(displayPath(file), [problem(`Nix evaluation of ${displayPath(file)} ran out of memory (the limit is ${memoryMiB} MiB)`)]));
       }
       const message = formatNixError(stderr);
-      const hint = /forbidden in restricted mode/.test(message) ? ` (a .nix manifest may read only files inside its own directory, ${displayPath(directory) || "."})` : "";
+      const hint = /forbidden in restricted mode/.test(message) ? ` (a .nix manifest may read only ${boundary.description})` : "";
       reject(new ManifestError(displayPath(file), [problem(`Nix evaluation failed: ${message}${hint}`)]));
     });
   });
@@ -223,9 +229,9 @@ function missingModuleProblems(manifest: Manifest, manifestDir: string): Problem
 }
 
 /** Loads and validates a manifest file. */
-export async function loadManifest(file: string = defaultManifestPath): Promise<{ manifest: Manifest; manifestDir: string }> {
+export async function loadManifest(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<{ manifest: Manifest; manifestDir: string }> {
   const absolute = path.resolve(file);
-  const manifest = validateManifest(await loadManifestData(absolute), displayPath(absolute));
+  const manifest = validateManifest(await loadManifestData(absolute, options), displayPath(absolute));
   const manifestDir = path.dirname(absolute);
   const problems = missingModuleProblems(manifest, manifestDir);
   if (problems.length > 0) throw new ManifestError(displayPath(absolute), problems);
@@ -233,7 +239,7 @@ export async function loadManifest(file: string = defaultManifestPath): Promise<
 }
 
 /** Loads, validates and plans a manifest file. */
-export async function loadPlan(file: string = defaultManifestPath): Promise<Plan> {
-  const { manifest, manifestDir } = await loadManifest(file);
+export async function loadPlan(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<Plan> {
+  const { manifest, manifestDir } = await loadManifest(file, options);
   return planManifest(manifest, { manifestDir });
 }

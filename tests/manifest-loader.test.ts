@@ -1,5 +1,6 @@
 // Real processes, no mocks: .nix manifests go through the installed nix-instantiate; .json and .yaml through the parsers.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -174,6 +175,62 @@ describe("manifest loader", function () {
           }
         });
         assert.deepEqual(survivors, []);
+      });
+    });
+
+    describe("in a git repository: the files git tracks, the boundary a flake has", () => {
+      const git = (...args: string[]) => execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      const setUp = () => {
+        git("init", "-q");
+        file(".gitignore", "secrets.nix\nstate/\n");
+        file("lib/common.nix", '{ domain = "lab.test"; }\n');
+        file("lib/helpers/ip.nix", 'n: "10.9.0.${toString n}"\n');
+        file("secrets.nix", '{ token = "canary-ignored"; }\n');
+        file("state/cache.nix", '{ token = "canary-state"; }\n');
+        file("notes/draft.nix", '{ token = "canary-untracked"; }\n');
+        git("add", ".gitignore", "lib", "notes");
+        git("rm", "-q", "--cached", "notes/draft.nix");
+      };
+      const readable = (expression: string) => file("hosts/prod.nix", `${expression}\n`);
+      const boundary = () => `the files git tracks in its repository ${realpathSync(dir)}, as a flake does (git add a file to let it be read)`;
+
+      it("imports tracked files anywhere in the repository, such as ../lib, while the manifest itself is not yet added", async () => {
+        setUp();
+        const manifest = readable('let common = import ../lib/common.nix; ip = import ../lib/helpers/ip.nix; in { inherit (common) domain; dns = ip 13; }');
+        assert.deepEqual(await loadManifestData(manifest), { domain: "lab.test", dns: "10.9.0.13" });
+      });
+
+      it("fails to read an ignored, an untracked or a .git file of the repository, and anything outside it, saying what may be read", async () => {
+        setUp();
+        const cases: Array<[string, string]> = [
+          ["import ../secrets.nix", "secrets.nix"],
+          ["import ../state/cache.nix", "state/cache.nix"],
+          ["import ../notes/draft.nix", "notes/draft.nix"],
+          ["builtins.readFile ../.git/HEAD", ".git/HEAD"],
+        ];
+        for (const [expression, target] of cases) {
+          const error = await rejection(loadManifestData(readable(`{ x = ${expression}; }`)));
+          assert.deepEqual(error.problems.map(formatProblem), [
+            `manifest: Nix evaluation failed: access to absolute path '${path.join(realpathSync(dir), target)}' is forbidden in restricted mode (a .nix manifest may read only ${boundary()})`,
+          ], expression);
+        }
+        const outside = await rejection(loadManifestData(readable("{ x = builtins.readFile /etc/hostname; }")));
+        assert.match(formatProblem(outside.problems[0]), /access to absolute path '\/etc\/hostname' is forbidden in restricted mode \(a \.nix manifest may read only the files git tracks/);
+      });
+
+      it("reads a directory named with allowPaths (--allow-path, nixmox:manifestAllowPaths) on purpose, and says so when something else is refused", async () => {
+        setUp();
+        const shared = mkdtempSync(path.join(tmpdir(), "nixmox-shared-"));
+        try {
+          writeFileSync(path.join(shared, "keys.nix"), '[ "ssh-ed25519 AAAA shared" ]\n');
+          const manifest = readable(`{ keys = import ${path.join(shared, "keys.nix")}; local = import ../state/cache.nix; }`);
+          const error = await rejection(loadManifestData(manifest, { allowPaths: [shared] }));
+          assert.match(formatProblem(error.problems[0]), new RegExp(`cache\\.nix' is forbidden .*, or the directories given with --allow-path / nixmox:manifestAllowPaths \\(${realpathSync(shared)}\\)\\)$`));
+          const ok = readable(`{ keys = import ${path.join(shared, "keys.nix")}; local = import ../state/cache.nix; }`);
+          assert.deepEqual(await loadManifestData(ok, { allowPaths: [shared, path.join(dir, "state")] }), { keys: ["ssh-ed25519 AAAA shared"], local: { token: "canary-state" } });
+        } finally {
+          rmSync(shared, { recursive: true, force: true });
+        }
       });
     });
 
