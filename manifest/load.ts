@@ -8,8 +8,10 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
+import { isSingleRoute } from "./resolve";
 import type { Plan } from "./plan-types";
 import { boundedData, tooDeep } from "./bounds";
+import { checkExtraConfig } from "./caddy-check";
 import { evaluationBoundary } from "./eval-boundary";
 import { ManifestError, type Problem } from "./problems";
 import type { Manifest } from "./schema";
@@ -238,8 +240,21 @@ export async function loadManifest(file: string = defaultManifestPath, options: 
   return { manifest, manifestDir };
 }
 
-/** Loads, validates and plans a manifest file. */
+/**
+ * Loads, validates and plans a manifest file; every route's extra_config then goes through the real Caddy where it
+ * is installed (caddy-check.ts): a refusal is a manifest problem, a check that could not run a note of the plan.
+ */
 export async function loadPlan(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<Plan> {
-  const { manifest, manifestDir } = await loadManifest(file, options);
-  return planManifest(manifest, { manifestDir });
+  const absolute = path.resolve(file);
+  const { manifest, manifestDir } = await loadManifest(absolute, options);
+  const plan = planManifest(manifest, { manifestDir });
+  const routeField = (service: string, route: string) => {
+    const group = Object.hasOwn(manifest.core_services, service) ? manifest.core_services : manifest.services;
+    const proxy = group[service]?.interface.proxy;
+    return proxy && isSingleRoute(proxy) ? "interface.proxy" : `interface.proxy.${route}`;
+  };
+  const check = await checkExtraConfig(plan.routes.map((route) => ({ service: route.service, field: routeField(route.service, route.name), extraConfig: route.extraConfig })));
+  if (check.problems.length > 0) throw new ManifestError(displayPath(absolute), check.problems);
+  if (check.skipped !== null) plan.notes.push(`manifest: ${check.skipped}`);
+  return plan;
 }
