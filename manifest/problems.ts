@@ -14,7 +14,22 @@ export interface Problem {
 
 export function formatProblem(problem: Problem): string {
   const field = problem.field ? `${problem.field} ` : "";
-  return `${problem.subject}: ${field}${problem.message}`;
+  return terminalText(`${problem.subject}: ${field}${problem.message}`, { newlines: false });
+}
+
+/**
+ * Text for a terminal with every control character visible instead of obeyed (security review L7): C0 controls
+ * (ESC sequences, a carriage return that overwrites the line), DEL, the C1 controls and Unicode's line separators
+ * and bidirectional overrides, which can hide or reorder what is shown, become `\x1b` or `\u202e`. Tabs stay; newlines
+ * stay unless `newlines` is false (a value that should be one line). Escaping twice gives the same text.
+ */
+export function terminalText(text: string, options: { newlines?: boolean } = {}): string {
+  const keepNewlines = options.newlines ?? true;
+  return text.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (char) => {
+    if (char === "\n" && keepNewlines) return char;
+    const code = char.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
 }
 
 /** Thrown by the loader and the validator; its message lists every problem, one per line. */
@@ -25,7 +40,7 @@ export class ManifestError extends Error {
   constructor(source: string, problems: Problem[]) {
     const lines = problems.map((problem) => `  - ${formatProblem(problem)}`);
     const count = problems.length === 1 ? "1 problem" : `${problems.length} problems`;
-    super(`${source}: ${count}\n${lines.join("\n")}`);
+    super(`${terminalText(source, { newlines: false })}: ${count}\n${lines.join("\n")}`);
     this.name = "ManifestError";
     this.problems = problems;
     this.source = source;
