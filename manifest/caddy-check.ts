@@ -83,6 +83,17 @@ async function adapts(caddy: string, text: string, dir: string, name: string): P
   return runCaddy(caddy, ["adapt", "--config", file, "--adapter", "caddyfile", "--validate"], dir);
 }
 
+/** A whole Caddyfile through `caddy adapt --validate`: null when Caddy takes it, else Caddy's reason. */
+export async function caddyRefusal(text: string, caddy = process.env.NIXMOX_CADDY ?? "caddy"): Promise<string | null> {
+  const dir = mkdtempSync(path.join(tmpdir(), "nixmox-caddy-check-"));
+  try {
+    const run = await adapts(caddy, text, dir, "Caddyfile");
+    return run.ok ? null : caddyReason(run.message);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Checks every route's extra_config with the real Caddy; never throws. */
 export async function checkExtraConfig(routes: ExtraConfigRoute[], caddy = process.env.NIXMOX_CADDY ?? "caddy"): Promise<ExtraConfigCheck> {
   const withConfig = routes.filter((route) => route.extraConfig.trim() !== "");

@@ -18,7 +18,7 @@ import type {
   ServicePlan,
 } from "./plan-types";
 import { planAdvice } from "./advice";
-import { authProviderOf, inferredEdges, resolveDomain, resolveService, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { addressesOf, authProviderOf, inferredEdges, resolveDomain, resolveService, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -380,9 +380,13 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...kindSpecs[service.kind].tcpPorts])]));
   for (const service of enabled) {
     const apps = kindSpecs[service.kind].apps;
-    const routed = new Set(service.routes.map((route) => appOfRoute(service.kind, route.name)));
-    // Apps with a route listen on its port (below); pgAdmin runs only when its host has a route.
-    for (const [appName, app] of Object.entries(apps)) if (!routed.has(appName) && service.kind !== "postgresql") tcpPorts.get(service.name)!.add(app.port);
+    // An app listens on the port of its route when that route's upstream is this host (opened below, with every
+    // route's upstream port), else on its default port (render/host-data.ts appListenPort): a route to another host
+    // moves nothing here. pgAdmin runs on a PostgreSQL host only when the host has a route.
+    const addresses = addressesOf(service);
+    const ownRouted = new Set(service.routes.filter((route) => addresses.includes(hostPort(route.upstream).host)).map((route) => appOfRoute(service.kind, route.name)));
+    const runsApps = service.kind !== "postgresql" || service.routes.length > 0;
+    for (const [appName, app] of Object.entries(apps)) if (!ownRouted.has(appName) && runsApps) tcpPorts.get(service.name)!.add(app.port);
   }
   for (const route of routes) {
     const { host, port } = hostPort(route.upstream);

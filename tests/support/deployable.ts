@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { renderActivationCommand } from "../../components/activation";
 import { planAuthentikObjects } from "../../components/authentik";
@@ -20,6 +21,18 @@ export const renderSources: RenderSources = {
   shipped: (relative) => readFileSync(path.join(__dirname, "..", "..", "nixos", relative), "utf8"),
   manifest: () => "{ }\n",
 };
+
+/** Evaluates an expression with the real nix-instantiate, from a file: many hosts' data exceed an argument's 128 KiB. */
+function evalJson(expression: string): unknown {
+  const dir = mkdtempSync(path.join(tmpdir(), "nixmox-deployable-"));
+  try {
+    writeFileSync(path.join(dir, "check.nix"), expression);
+    const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", path.join(dir, "check.nix")], { encoding: "utf8", timeout: 300_000, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 256 * 1024 * 1024 });
+    return JSON.parse(out);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 const lib = (name: string) => `(import ${path.join(__dirname, "..", "..", "nixos", "lib", `${name}.nix`)})`;
 
@@ -61,8 +74,7 @@ export function moduleAssertionFailures(hosts: Array<{ service: string; files: R
       ++ (if builtins.elem k [ "authentik" "forgejo" "nextcloud" ] && d.\${k}.database == null then [ "${host.service}: no database" ] else [ ])
       ++ (if d ? \${k} && d.\${k} ? listen && d.\${k}.listen.port != 0 && !(inPorts d.\${k}.listen.port) then [ "${host.service}: its listen port is not open" ] else [ ])))`;
   });
-  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "--expr", `builtins.concatLists [ ${checks.join(" ")} ]`], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
-  return JSON.parse(out) as string[];
+  return evalJson(`builtins.concatLists [ ${checks.join(" ")} ]`) as string[];
 }
 
 /**
@@ -73,6 +85,11 @@ export function moduleAssertionFailures(hosts: Array<{ service: string; files: R
 export function checkDeployable(plan: Plan): void {
   const hosts = renderAll(plan, renderSources);
   assert.deepEqual(moduleAssertionFailures(hosts), [], "a shipped module would refuse this host at rebuild time");
+  checkDeployBuilders(plan, hosts);
+}
+
+/** Every deploy-time builder for the rendered hosts of a plan: Authentik objects, activation, health checks, pushes. */
+export function checkDeployBuilders(plan: Plan, hosts: Array<{ service: string; files: Record<string, string>; contentHash: string }>): void {
   planAuthentikObjects(plan);
   for (const service of plan.services) {
     const host = hosts.find((candidate) => candidate.service === service.name)!;
@@ -88,3 +105,9 @@ export function checkDeployable(plan: Plan): void {
   }
 }
 
+
+/** The Caddyfile of each proxy host.json, as its own builder (nixos/lib/caddy.nix configFiles) writes it, in one evaluation. */
+export function caddyfilesOf(hostJsons: string[]): string[] {
+  const items = hostJsons.map((text) => `(${lib("caddy")}.configFiles (builtins.fromJSON ${JSON.stringify(text)})).Caddyfile`);
+  return evalJson(`[ ${items.join(" ")} ]`) as string[];
+}
