@@ -22,13 +22,26 @@ export const tooDeep = `is nested more than ${maxManifestDepth} levels deep, far
 export function dataShape(value: unknown, limits = { depth: maxManifestDepth, values: maxManifestValues }): { depth: number; values: number } {
   let depth = 0;
   let values = 0;
-  const stack: Array<[unknown, number]> = [[value, 0]];
-  while (stack.length > 0 && depth <= limits.depth && values <= limits.values) {
-    const [item, parentDepth] = stack.pop()!;
-    values += 1;
-    if (item === null || typeof item !== "object") continue;
-    depth = Math.max(depth, parentDepth + 1);
-    for (const child of Object.values(item)) stack.push([child, parentDepth + 1]);
+  // Two parallel stacks (objects and their depth), so the walk allocates nothing per value; only objects are pushed.
+  const items: object[] = [];
+  const depths: number[] = [];
+  if (value !== null && typeof value === "object") {
+    items.push(value);
+    depths.push(1);
+  }
+  values += 1;
+  while (items.length > 0 && depth <= limits.depth && values <= limits.values) {
+    const item = items.pop() as Record<string, unknown>;
+    const level = depths.pop()!;
+    if (level > depth) depth = level;
+    for (const key in item) {
+      values += 1;
+      const child = item[key];
+      if (child !== null && typeof child === "object") {
+        items.push(child);
+        depths.push(level + 1);
+      }
+    }
   }
   return { depth, values };
 }

@@ -8,14 +8,14 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
-import { isSingleRoute } from "./resolve";
+import { isSingleRoute, type ResolvedService } from "./resolve";
 import type { Plan } from "./plan-types";
 import { boundedData, tooDeep } from "./bounds";
 import { checkExtraConfig } from "./caddy-check";
 import { evaluationBoundary } from "./eval-boundary";
 import { ManifestError, type Problem } from "./problems";
 import type { Manifest } from "./schema";
-import { validateManifest } from "./validate";
+import { checkManifest } from "./validate";
 
 /** The example manifest shipped with NixMox, used when no path is given. */
 export const defaultManifestPath = path.join(__dirname, "service-manifest.nix");
@@ -232,12 +232,18 @@ function missingModuleProblems(manifest: Manifest, manifestDir: string): Problem
 
 /** Loads and validates a manifest file. */
 export async function loadManifest(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<{ manifest: Manifest; manifestDir: string }> {
+  const { manifest, manifestDir } = await loadChecked(file, options);
+  return { manifest, manifestDir };
+}
+
+/** `loadManifest`, with the services validation resolved (for `planManifest`'s `resolved`). */
+async function loadChecked(file: string, options: NixEvaluationOptions): Promise<{ manifest: Manifest; manifestDir: string; resolved: ResolvedService[] }> {
   const absolute = path.resolve(file);
-  const manifest = validateManifest(await loadManifestData(absolute, options), displayPath(absolute));
+  const { manifest, resolved } = checkManifest(await loadManifestData(absolute, options), displayPath(absolute));
   const manifestDir = path.dirname(absolute);
   const problems = missingModuleProblems(manifest, manifestDir);
   if (problems.length > 0) throw new ManifestError(displayPath(absolute), problems);
-  return { manifest, manifestDir };
+  return { manifest, manifestDir, resolved };
 }
 
 /**
@@ -246,8 +252,8 @@ export async function loadManifest(file: string = defaultManifestPath, options: 
  */
 export async function loadPlan(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<Plan> {
   const absolute = path.resolve(file);
-  const { manifest, manifestDir } = await loadManifest(absolute, options);
-  const plan = planManifest(manifest, { manifestDir });
+  const { manifest, manifestDir, resolved } = await loadChecked(absolute, options);
+  const plan = planManifest(manifest, { manifestDir, resolved });
   const routeField = (service: string, route: string) => {
     const group = Object.hasOwn(manifest.core_services, service) ? manifest.core_services : manifest.services;
     const proxy = group[service]?.interface.proxy;

@@ -221,15 +221,20 @@ function hostPort(value: string): { host: string; port: number } {
   return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
 }
 
-/** Plans a validated manifest. `manifestDir` resolves relative NixOS module paths. */
-export function planManifest(manifest: Manifest, options: { manifestDir: string }): Plan {
+/**
+ * Plans a validated manifest. `manifestDir` resolves relative NixOS module paths; `resolved` are the services
+ * validation resolved from this very manifest (`checkManifest`), which the plan then does not resolve again.
+ */
+export function planManifest(manifest: Manifest, options: { manifestDir: string; resolved?: ResolvedService[] }): Plan {
   const hostnames = (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
   const domain = resolveDomain(manifest.network.domain, hostnames);
   if ("problem" in domain) throw new Error(`network.domain ${domain.problem} (validate the manifest before planning it)`);
   const network: ResolvedNetwork = { ...manifest.network, domain: domain.domain };
-  const all: ResolvedService[] = [];
-  for (const group of ["core_services", "services"] as const) {
-    for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
+  const all: ResolvedService[] = options.resolved ? [...options.resolved] : [];
+  if (!options.resolved) {
+    for (const group of ["core_services", "services"] as const) {
+      for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
+    }
   }
   all.sort((a, b) => byString(a.name, b.name));
   const enabled = all.filter((service) => service.enable);

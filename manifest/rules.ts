@@ -664,7 +664,12 @@ const crossServiceRules: CrossServiceRule[] = [
  * otherwise each entry is parsed on its own (leniently), so the valid ones still take part.
  */
 export function crossServiceProblems(raw: unknown, parsed?: Manifest): Problem[] {
-  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return [];
+  return crossServiceCheck(raw, parsed).problems;
+}
+
+/** `crossServiceProblems`, plus every service that passed the schema, resolved (the plan can reuse them). */
+export function crossServiceCheck(raw: unknown, parsed?: Manifest): { problems: Problem[]; services: ResolvedService[] } {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return { problems: [], services: [] };
   const root = raw as Record<string, unknown>;
   const networkResult = parsed ? { success: true as const, data: parsed.network } : parseLeniently(networkSchema, root.network);
   const problems: Problem[] = [];
@@ -708,7 +713,7 @@ export function crossServiceProblems(raw: unknown, parsed?: Manifest): Problem[]
     authentiks: enabled.filter((service) => service.kind === "authentik").map((service) => service.name),
   };
   for (const rule of crossServiceRules) problems.push(...rule.check(context));
-  return problems;
+  return { problems, services };
 }
 
 /** Paths of the keys under `value` that name a secret and hold a value (not an empty string or null). */

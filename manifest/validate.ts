@@ -5,12 +5,21 @@
  */
 import { boundedData } from "./bounds";
 import { ManifestError, type Problem } from "./problems";
-import { crossServiceProblems } from "./rules";
+import type { ResolvedService } from "./resolve";
+import { crossServiceCheck } from "./rules";
 import { issueProblems } from "./schema-issues";
 import { manifestSchema, type Manifest } from "./schema";
 
 /** Parses and validates a raw manifest (the output of the loader); throws `ManifestError` with every problem. */
 export function validateManifest(raw: unknown, source: string): Manifest {
+  return checkManifest(raw, source).manifest;
+}
+
+/**
+ * `validateManifest`, also handing over the services the rules resolved, so that `planManifest` (given them as
+ * `resolved`) does not resolve every service a second time: the loader's path, linear at 10,000 services.
+ */
+export function checkManifest(raw: unknown, source: string): { manifest: Manifest; resolved: ResolvedService[] } {
   // Data from elsewhere than the loader (the program's callers, tests) gets the loader's bound too.
   boundedData(source, raw);
   const problems: Problem[] = [];
@@ -18,9 +27,10 @@ export function validateManifest(raw: unknown, source: string): Manifest {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, [], raw));
   }
-  problems.push(...crossServiceProblems(raw, parsed.success ? parsed.data : undefined));
+  const cross = crossServiceCheck(raw, parsed.success ? parsed.data : undefined);
+  problems.push(...cross.problems);
   if (problems.length > 0 || !parsed.success) throw new ManifestError(source, dedupe(problems));
-  return parsed.data;
+  return { manifest: parsed.data, resolved: cross.services };
 }
 
 function dedupe(problems: Problem[]): Problem[] {

@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { generateManifest, writeManifest } from "../bench/manifest-scale";
 import { renderPlanJson } from "../cli/views";
-import { loadPlan } from "../manifest";
+import { loadManifestData, loadPlan, planManifest } from "../manifest";
+import { checkManifest } from "../manifest/validate";
 import { planOf, problemsOf } from "./support/manifests";
 
 describe("manifest scale benchmark inputs", function () {
@@ -30,6 +31,17 @@ describe("manifest scale benchmark inputs", function () {
     assert.equal(plan.services.length, 1000);
     assert.equal(plan.waves.length, 12);
     assert.equal(plan.dnsRecords.length, 2 * 1000 - 3);
+  });
+
+  it("plans identically from the services validation resolved (the loader's path) and on its own", async () => {
+    const manifests = [
+      generateManifest(300),
+      ...(await Promise.all(["service-manifest.nix", "examples/seed-homelab.nix", "examples/older-homelab.nix"].map((file) => loadManifestData(path.join(__dirname, "..", "manifest", file))))),
+    ];
+    for (const raw of manifests) {
+      const { manifest, resolved } = checkManifest(raw, "scale");
+      assert.equal(renderPlanJson(planManifest(manifest, { manifestDir: "/srv", resolved })), renderPlanJson(planManifest(manifest, { manifestDir: "/srv" })));
+    }
   });
 
   it("fails when asked for fewer than the 4 core services", () => {
