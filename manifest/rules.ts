@@ -643,8 +643,8 @@ const crossServiceRules: CrossServiceRule[] = [
   {
     name: "noDependencyCycle",
     // Hard edges only: an SSO relation never orders hosts, so it cannot close a cycle (plan.ts).
-    check: ({ enabled, network }) => {
-      const cycle = findCycle(enabled, network?.dns_server);
+    check: ({ enabled, network, byAddress }) => {
+      const cycle = findCycle(enabled, network?.dns_server, byAddress);
       if (!cycle) return [];
       const first = cycle[0];
       const steps = cycle.map((edge) => `${edge.from} → ${edge.to} (${edge.reason})`);
@@ -746,10 +746,11 @@ export const crossServiceRuleNames = crossServiceRules.map((rule) => rule.name);
  * The first cycle of hard edges found (as its edges, in order), or undefined. An iterative depth-first search, so a
  * dependency chain of any length (10,000 services in a row) never exhausts the call stack.
  */
-function findCycle(enabled: ResolvedService[], dnsServer: string | undefined): Edge[] | undefined {
+function findCycle(enabled: ResolvedService[], dnsServer: string | undefined, byAddress: Map<string, ResolvedService>): Edge[] | undefined {
   const names = new Set(enabled.map((service) => service.name));
   const adjacency = new Map<string, Edge[]>();
-  for (const edge of inferredEdges(enabled, dnsServer)) {
+  // The context's address map (disabled services too): an edge to a disabled one is dropped below anyway.
+  for (const edge of inferredEdges(enabled, dnsServer, byAddress)) {
     if (!edge.hard || !names.has(edge.to)) continue;
     const list = adjacency.get(edge.from) ?? [];
     if (!list.some((existing) => existing.to === edge.to)) list.push(edge);
