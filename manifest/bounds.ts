@@ -46,14 +46,19 @@ export function dataShape(value: unknown, limits = { depth: maxManifestDepth, va
   return { depth, values };
 }
 
+/** Data the loader has just bounded, so that validating it does not walk it a second time. */
+const bounded = new WeakSet<object>();
+
 /** The data, or a ManifestError when it nests too deeply or holds too much to validate. */
 export function boundedData(source: string, data: unknown): unknown {
+  if (data !== null && typeof data === "object" && bounded.has(data)) return data;
   const shape = dataShape(data);
   const problem = (message: string): Problem => ({ subject: "manifest", field: "", message });
   if (shape.depth > maxManifestDepth) throw new ManifestError(source, [problem(tooDeep)]);
   if (shape.values > maxManifestValues) {
     throw new ManifestError(source, [problem(`holds more than ${maxManifestValues.toLocaleString("en")} values (counting each use of a YAML alias), far beyond any manifest; is this the right file?`)]);
   }
+  if (data !== null && typeof data === "object") bounded.add(data);
   return data;
 }
 

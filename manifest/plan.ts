@@ -241,18 +241,23 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string;
   const byName = new Map(enabled.map((service) => [service.name, service]));
 
   const byAddress = servicesByAddress(enabled);
-  const edgeMap = new Map<string, EdgePlan>();
+  // from → to → edge: nested maps, so no "from\0to" key string is built per edge.
+  const edgeMap = new Map<string, Map<string, EdgePlan>>();
+  const edgeList: EdgePlan[] = [];
   for (const edge of inferredEdges(enabled, network.dns_server, byAddress)) {
-    const key = `${edge.from}\0${edge.to}`;
-    const existing = edgeMap.get(key);
+    let targets = edgeMap.get(edge.from);
+    if (!targets) edgeMap.set(edge.from, (targets = new Map()));
+    const existing = targets.get(edge.to);
     if (existing) {
       if (!existing.reasons.includes(edge.reason)) existing.reasons.push(edge.reason);
       existing.hard ||= edge.hard;
     } else {
-      edgeMap.set(key, { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard });
+      const created = { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard };
+      targets.set(edge.to, created);
+      edgeList.push(created);
     }
   }
-  const edges = [...edgeMap.values()]
+  const edges = edgeList
     .map((edge) => ({ ...edge, reasons: [...edge.reasons].sort() }))
     .sort((a, b) => byString(a.from, b.from) || byString(a.to, b.to));
   const dependsOn = new Map<string, string[]>();
