@@ -226,7 +226,7 @@ function hostPort(value: string): { host: string; port: number } {
  * validation resolved from this very manifest (`checkManifest`), which the plan then does not resolve again.
  */
 export function planManifest(manifest: Manifest, options: { manifestDir: string; resolved?: ResolvedService[] }): Plan {
-  const hostnames = (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
+  const hostnames = () => (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
   const domain = resolveDomain(manifest.network.domain, hostnames);
   if ("problem" in domain) throw new Error(`network.domain ${domain.problem} (validate the manifest before planning it)`);
   const network: ResolvedNetwork = { ...manifest.network, domain: domain.domain };

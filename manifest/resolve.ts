@@ -16,10 +16,11 @@ export type DomainResolution = { domain: string; derivedFrom: string[] | null } 
  * `network.domain` when the manifest sets it; otherwise the suffix that every full hostname (one with a dot) shares
  * after its first label: dns.nixmox.lan and vault.nixmox.lan give "nixmox.lan" (older NixMox manifests had no
  * network.domain and named every host in full). No full hostname, or no shared suffix, is a problem naming the fix.
+ * `hostnames` is called only when the domain has to be derived.
  */
-export function resolveDomain(domain: string | undefined, hostnames: Iterable<string>): DomainResolution {
+export function resolveDomain(domain: string | undefined, hostnames: () => Iterable<string>): DomainResolution {
   if (domain !== undefined) return { domain, derivedFrom: null };
-  const qualified = [...new Set([...hostnames].filter((name) => name.includes(".")))].sort();
+  const qualified = [...new Set([...hostnames()].filter((name) => name.includes(".")))].sort();
   const fix = 'set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"';
   if (qualified.length === 0) {
     return { problem: `is required: no service has a full hostname (such as "dns.home.lab") to derive it from; ${fix}` };

@@ -673,7 +673,7 @@ export function crossServiceCheck(raw: unknown, parsed?: Manifest): { problems: 
   const root = raw as Record<string, unknown>;
   const networkResult = parsed ? { success: true as const, data: parsed.network } : parseLeniently(networkSchema, root.network);
   const problems: Problem[] = [];
-  const domain = resolveDomain(networkResult.success ? networkResult.data.domain : undefined, rawHostnames(root));
+  const domain = resolveDomain(networkResult.success ? networkResult.data.domain : undefined, () => rawHostnames(root));
   if ("problem" in domain && networkResult.success) problems.push({ subject: "network", field: "domain", message: domain.problem });
   const network: ResolvedNetwork | undefined = networkResult.success && "domain" in domain ? { ...networkResult.data, domain: domain.domain } : undefined;
 
