@@ -34,9 +34,16 @@ interface AdviceEntry {
 
 const serviceGroups = ["core_services", "services"] as const;
 
-/** Every service entry of the manifest (enabled or not), sorted by name. */
-function allEntries(manifest: Manifest): Array<[string, Manifest["services"][string]]> {
-  return serviceGroups.flatMap((group) => Object.entries(manifest[group])).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+/** The service entries (enabled or not) that carry an interface.terraform block, sorted by name. */
+function withTerraform(manifest: Manifest): Array<[string, NonNullable<Manifest["services"][string]["interface"]["terraform"]>]> {
+  const found: Array<[string, NonNullable<Manifest["services"][string]["interface"]["terraform"]>]> = [];
+  for (const group of serviceGroups) {
+    for (const name in manifest[group]) {
+      const block = manifest[group][name].interface.terraform;
+      if (block !== undefined) found.push([name, block]);
+    }
+  }
+  return found.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
 const list = (names: string[], max = 5) => `${names.slice(0, max).join(", ")}${names.length > max ? `, … (${names.length} in all)` : ""}`;
@@ -58,7 +65,7 @@ const adviceEntries: AdviceEntry[] = [
     name: "terraformBlocksAreIgnored",
     // One note per manifest, not per service: older NixMox manifests carry the block on every service.
     check: ({ manifest }) => {
-      const withBlock = allEntries(manifest).filter(([, service]) => service.interface.terraform !== undefined).map(([name]) => name);
+      const withBlock = withTerraform(manifest).map(([name]) => name);
       if (withBlock.length === 0) return {};
       return {
         notes: [
@@ -71,8 +78,8 @@ const adviceEntries: AdviceEntry[] = [
   {
     name: "terraformVariablesAgreeWithNetwork",
     check: ({ manifest, network }) => ({
-      warnings: allEntries(manifest).flatMap(([name, service]) => {
-        const variables = service.interface.terraform?.variables ?? {};
+      warnings: withTerraform(manifest).flatMap(([name, block]) => {
+        const variables = block.variables ?? {};
         const compared: Array<[string, string]> = [["domain", network.domain], ["network_cidr", network.network_cidr]];
         return compared
           .filter(([key, value]) => variables[key] !== undefined && variables[key] !== value)
@@ -88,6 +95,7 @@ const adviceEntries: AdviceEntry[] = [
     // Created anyway (role, password, pg_hba line), so a module of the author's own can use it: not an error.
     check: ({ enabled, serverOf }) => ({
       warnings: enabled.flatMap((service) => {
+        if (service.databases.length === 0 || service.kind === "custom") return [];
         const keys = service.databases.map((db) => db.key);
         return service.databases
           .filter((db) => databaseUsers(service.kind, db.key, keys).length === 0)
