@@ -18,7 +18,7 @@ async function nixmox() {
   // Before anything else: an engine without replaceWith would fail at every service's children.
   await requireReplaceWithSupport();
   const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
-  const plan = await loadPlan(settings.manifestPath);
+  const plan = await loadPlan(settings.manifestPath, { allowPaths: settings.manifestAllowPaths });
   checkSettingsAgainstPlan(settings, plan.services.map((service) => service.name));
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);

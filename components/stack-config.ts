@@ -46,6 +46,8 @@ export const defaultTemplate = {
 export interface StackSettings {
   /** Absolute path of the manifest. @default `<project>/manifest/service-manifest.nix` */
   manifestPath: string;
+  /** Absolute directories a `.nix` manifest may read besides its git repository's tracked files. @default [] */
+  manifestAllowPaths: string[];
   proxmoxEndpoint: string;
   /** Skip TLS verification of the Proxmox API. @default false */
   proxmoxInsecure: boolean;
@@ -86,6 +88,7 @@ export interface StackSecrets {
 /** The plain (non-secret) keys this module reads. */
 export const plainKeys = [
   "manifest",
+  "manifestAllowPaths",
   "proxmoxEndpoint",
   "proxmoxInsecure",
   "proxmoxNode",
@@ -202,6 +205,16 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     problem("allowReplace", `must be a list of service names, e.g. \`pulumi config set --path 'nixmox:allowReplace[0]' caddy\`, got ${describeValue(allowText)}`);
   }
 
+  let manifestAllowPaths: string[] = [];
+  const allowPathsText = text("manifestAllowPaths", "[]");
+  try {
+    const parsed: unknown = JSON.parse(allowPathsText);
+    if (!Array.isArray(parsed) || parsed.some((entry) => typeof entry !== "string" || entry === "")) throw new Error("not a list of paths");
+    manifestAllowPaths = [...new Set((parsed as string[]).map((entry) => path.resolve(baseDir, entry)))].sort();
+  } catch {
+    problem("manifestAllowPaths", `must be a list of directories, e.g. \`pulumi config set --path 'nixmox:manifestAllowPaths[0]' ../shared\`, got ${describeValue(allowPathsText)}`);
+  }
+
   const windowText = text("firstContactWindowSeconds", String(defaultFirstContactWindowSeconds));
   if (!/^\d{1,6}$/.test(windowText) || Number(windowText) < 60) {
     problem("firstContactWindowSeconds", `must be a whole number of seconds, at least 60 (a new container's key is trusted on first use only this long after its creation), got ${describeValue(windowText)}`);
@@ -227,6 +240,7 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
   if (problems.length > 0) throw new ManifestError("stack config", problems);
   return {
     manifestPath: path.resolve(baseDir, text("manifest", "manifest/service-manifest.nix")),
+    manifestAllowPaths,
     proxmoxEndpoint: endpoint,
     proxmoxInsecure: insecureText === "true",
     proxmoxNode: node,

@@ -10,7 +10,7 @@
  * host's flake assigns the parsed file to `config.nixmox`, so the NixOS module system type-checks every key.
  */
 import { ManifestError, ldapOutpostPort, outpostTokenDir, pgadminRole, radiusOutpostPort, type Problem } from "../manifest";
-import { kindSpecs } from "../manifest/kinds";
+import { kindSpecs, postgresqlDefaultPort } from "../manifest/kinds";
 import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, SecretPlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
 
@@ -398,7 +398,7 @@ function planPostgresqlData(plan: Plan, service: ServicePlan): PostgresqlData {
     const users = databases.map((db) => `${db.service}: ${db.port}`).join(", ");
     fail(service.name, "", `its clients ask for different ports (${users}); one PostgreSQL listens on one port, make interface.db.port agree`);
   }
-  const port = ports[0] ?? 5432;
+  const port = ports[0] ?? postgresqlDefaultPort;
   return {
     port,
     admin: runsPgadmin(plan, service)
@@ -481,9 +481,12 @@ function planAppData(plan: Plan, service: ServicePlan, kind: AppKind): AppData {
   }
   const mainApp = Object.keys(apps).find((app) => routes.some((route) => route.app === app)) ?? Object.keys(apps)[0];
   const mainRoute = routes.find((route) => route.app === mainApp) ?? routes[0];
+  // A custom app listens where its own routes send: a route of this service whose upstream is another host says
+  // nothing about this host's port (security review N3).
+  const listenRoute = routes.find((route) => pointsAt(service, route));
   const mainListen = mainApp
     ? apps[mainApp].listen
-    : { address: service.ip, port: mainRoute ? splitHostPort(mainRoute.upstream).port : 0 };
+    : { address: service.ip, port: listenRoute ? splitHostPort(listenRoute.upstream).port : 0 };
   return {
     listen: mainListen,
     publicUrl: mainRoute ? routeUrl(mainRoute) : null,

@@ -37,6 +37,7 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
     ["example manifest", async () => exampleManifestData()],
     ["seed layout", async () => seedManifest()],
     ["seed homelab with the new kinds", async () => loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix"))],
+    ["older homelab (no domain, no vmids)", async () => loadManifestData(path.join(exampleManifestDir, "examples", "older-homelab.nix"))],
   ] as const) {
     it(`caddy validate accepts the ${label}'s Caddyfile`, async () => {
       const rendered = renderWithConfigs(await load());

@@ -53,6 +53,14 @@ describe("nixmox preview --offline", function () {
     assert.equal(lines[lines.length - 1], "71 resources: 62 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
+  it("previews the older homelab (no vmids, no domain, terraform blocks) and exits 0", () => {
+    const result = nixmox("preview", "--offline", "manifest/examples/older-homelab.nix");
+    assert.equal(result.status, 0, result.stderr);
+    const lines = result.stdout.trimEnd().split("\n");
+    assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy media-container  (waits for nixos-template-pve)"), result.stdout);
+    assert.equal(lines[lines.length - 1], "80 resources: 71 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+  });
+
   it("prints JSON with secrets as \"[secret]\"", () => {
     const result = nixmox("preview", "--offline", "--json");
     assert.equal(result.status, 0, result.stderr);

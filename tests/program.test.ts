@@ -279,6 +279,24 @@ describe("program under mocks: the seed-format homelab (manifest/examples/seed-h
   });
 });
 
+describe("program under mocks: the older homelab (manifest/examples/older-homelab.nix)", function () {
+  this.timeout(90_000);
+
+  it("creates containers without vmId; the id Proxmox assigns (the mock's stand-in) reaches the first contact and the stack output", async () => {
+    const run = await runNixmoxProgram(path.join(__dirname, "..", "manifest", "examples", "older-homelab.nix"));
+    const components = run.resources.filter((resource) => resource.type === "nixmox:index:NixosService").map((resource) => resource.name).sort();
+    assert.deepEqual(components, ["authentik", "caddy", "dns", "media", "monitoring", "postgresql", "vaultwarden"]);
+    const container = resourceNamed(run, "media-container");
+    assert.ok(!("vmId" in container.inputs));
+    const assigned = (run.outputs.services as Record<string, { vmid: number }>).media.vmid;
+    assert.ok(Number.isInteger(assigned) && assigned >= 100, String(assigned));
+    assert.equal((resourceNamed(run, "media-ssh").plainInputs.firstContact as { vmid: number }).vmid, assigned);
+    assert.equal(resourceNamed(run, "media-guard").inputs.vmid, null);
+    // The database no built-in app uses is still delivered to both hosts.
+    assert.ok(resourceNamed(run, "secret-media-jellyfin_db_password"));
+  });
+});
+
 describe("program under mocks: edits", function () {
   this.timeout(90_000);
 
