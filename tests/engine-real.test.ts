@@ -10,6 +10,7 @@ import { checkSecrets, readStackFileSecretStates } from "../components/secrets";
 import { loadPlan } from "../manifest";
 import { managedCaSecretPlans } from "../render/host-data";
 import { generatedSecretTargets, selectServices, sharedTargets, targetResources, targetUrn } from "../cli/select";
+import { exampleManifestData, writeManifest } from "./support/pulumi-mocks";
 import { createEngineProject, oldPulumiCliBin, parsePreview, readPlanGoals, realEngineBin, repoDir, startRecordingEndpoint, type EngineProject, type EngineState } from "./support/real-engine";
 
 const examples = {
@@ -162,6 +163,27 @@ describe("the real Pulumi engine runs index.ts", function () {
       assert.equal(ops.get("urn:pulumi:homelab::nixmox::nixmox:index:NixosService$proxmoxve:index/containerLegacy:ContainerLegacy::dns-container"), "create");
       const plain = parsePreview(project.pulumi(["preview", "--json", "--show-sames", "--stack", "homelab"]).stdout);
       assert.deepEqual(plain.steps.filter((step) => stateful.includes(step.urn)).map((step) => step.op), ["same", "same", "same"]);
+    });
+
+    it("a network.domain edit, previewed on that state: the root's check refuses it with the steps; with nixmox:rotateRootCa the root and its intermediate are replaced", async () => {
+      const data = await exampleManifestData();
+      const edited = writeManifest({ ...data, network: { ...(data.network as Record<string, unknown>), domain: "home.arpa" } });
+      try {
+        project.pulumi(["config", "set", "--stack", "homelab", "nixmox:manifest", edited.path]);
+        const refused = project.pulumi(["preview", "--json", "--stack", "homelab"], { allowFailure: true });
+        assert.notEqual(refused.status, 0);
+        const errors = (parsePreview(refused.stdout).diagnostics ?? []).filter((diagnostic) => diagnostic.severity === "error").map((diagnostic) => diagnostic.message);
+        assert.ok(errors.some((message) => /the homelab's root CA may vouch only for nixmox\.lan; the manifest now needs home\.arpa, .*nixmox:rotateRootCa true/.test(message)), errors.join("\n"));
+        project.pulumi(["config", "set", "--stack", "homelab", "nixmox:rotateRootCa", "true"]);
+        const rotated = parsePreview(project.pulumi(["preview", "--json", "--stack", "homelab"]).stdout);
+        const opOf = (name: string) => rotated.steps.filter((step) => step.urn.endsWith(`::${name}`)).map((step) => step.op);
+        assert.deepEqual(opOf("nixmox-ca-root"), ["replace"]);
+        assert.deepEqual(opOf("nixmox-ca-intermediate"), ["create"]);
+      } finally {
+        project.pulumi(["config", "set", "--stack", "homelab", "nixmox:manifest", manifest]);
+        project.pulumi(["config", "rm", "--stack", "homelab", "nixmox:rotateRootCa"]);
+        edited.remove();
+      }
     });
   });
 
