@@ -9,9 +9,9 @@ import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { exitCodes } from "./run";
-import { projectRoot } from "./paths";
+import { packageRoot } from "./paths";
 
-const version = (JSON.parse(readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
+const version = (JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
 
 const program = new Command("nixmox")
   .description("One manifest, one Pulumi program: NixOS LXC services on Proxmox VE.")

@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync }
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as Yaml from "yaml";
+import { packageFile } from "./package-root";
 import { planManifest } from "./plan";
 import type { Plan } from "./plan-types";
 import { ManifestError, type Problem } from "./problems";
@@ -14,7 +15,7 @@ import type { Manifest } from "./schema";
 import { validateManifest } from "./validate";
 
 /** The example manifest shipped with NixMox, used when no path is given. */
-export const defaultManifestPath = path.join(__dirname, "service-manifest.nix");
+export const defaultManifestPath = packageFile("manifest", "service-manifest.nix");
 
 /** Evaluates the file; a manifest that is a function (e.g. `{ lib ? null }: { … }`) is called with its defaults. */
 const nixExpression = "{ file }: let manifest = import file; in if builtins.isFunction manifest then manifest { } else manifest";
@@ -61,6 +62,7 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
     "--option", "allow-import-from-derivation", "false",
     "-I", directory,
     // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
+    // The sources' manifest/ (packageFile), also when the CLI runs compiled from dist/ (newcomer-2 #3).
     "-I", realpathSync(path.dirname(defaultManifestPath)),
     "--argstr", "file", real, "--expr", nixExpression,
   ];

@@ -5,18 +5,16 @@
  *
  * Exit codes: 0 done, 1 the engine failed, 2 bad usage (missing --yes, an unknown service, no stack, no CLI).
  */
-import * as path from "node:path";
 import type { Command } from "commander";
 import type { EngineEvent } from "@pulumi/pulumi/automation/events";
 import type { Plan } from "../../manifest/plan-types";
 import { EngineError, type EngineOperation, type WorkspaceOptions } from "../engine";
-import { projectRoot } from "../paths";
 import { ProgressTracker } from "../progress";
+import { projectDir } from "../paths";
 import { action, exitCodes, manifestModule } from "../run";
+import { ManifestChoiceError, manifestForStack } from "../stack-manifest";
 import { SelectionError, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, targetUrn, undeployedDependencies } from "../select";
 
-/** The project directory (Pulumi.yaml) of this checkout. */
-export const projectDir = projectRoot;
 
 export interface EngineFlags {
   stack?: string;
@@ -26,6 +24,8 @@ export interface EngineFlags {
   only?: string[];
   withDependencies?: boolean;
   withDependents?: boolean;
+  /** The manifest argument: it must be the stack's nixmox:manifest. */
+  manifest?: string;
   json?: boolean;
   keepProtected?: boolean;
   removeProtected?: boolean;
@@ -41,11 +41,9 @@ export interface EngineIo {
 
 const processIo: EngineIo = { stdout: process.stdout, stderr: process.stderr };
 
-/** The manifest the stack deploys: its `nixmox:manifest`, else Pulumi.yaml's default, relative to the project. */
 async function stackPlan(stack: import("@pulumi/pulumi/automation").Stack, projectDir: string): Promise<Plan> {
-  const { stackConfigValue } = require("../engine") as typeof import("../engine");
-  const configured = (await stackConfigValue(stack, "nixmox:manifest")) ?? "manifest/service-manifest.nix";
-  return manifestModule().loadPlan(path.resolve(projectDir, configured));
+  const { stackManifestPath } = require("../engine") as typeof import("../engine");
+  return manifestModule().loadPlan(await stackManifestPath(stack, projectDir));
 }
 
 /**
@@ -91,6 +89,8 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
   try {
     const { workspace, envVars } = await engine.openWorkspace(options);
     const stack = await engine.selectExistingStack(workspace, options);
+    // A manifest argument must be the one the stack deploys (newcomer-2 #1).
+    if (flags.manifest !== undefined) manifestForStack(flags.manifest, stack.name, await engine.stackManifestPath(stack, flags.projectDir));
     let plan: Plan | null = null;
     let selected: string[] | null = null;
     let targets: string[] = [];
@@ -163,7 +163,7 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       io.stderr.write(`nixmox: ${error.message}\n`);
       return error.exitCode;
     }
-    if (error instanceof SelectionError) {
+    if (error instanceof SelectionError || error instanceof ManifestChoiceError) {
       io.stderr.write(`nixmox: ${error.message}\n`);
       return exitCodes.usage;
     }
@@ -255,6 +255,9 @@ class Reporter {
   }
 }
 
+/** The manifest argument of a command that acts on a stack. */
+export const stackManifestArgumentHelp = "optional: the stack's nixmox:manifest, which the command reads anyway (another file is an error)";
+
 /** The options every engine command shares. */
 export function engineOptions(command: Command): Command {
   return command
@@ -274,7 +277,7 @@ const descriptions: Record<Exclude<EngineOperation, "preview">, string> = {
 
 export function register(program: Command): void {
   for (const operation of ["up", "refresh", "destroy"] as const) {
-    const command = engineOptions(program.command(operation).description(descriptions[operation]))
+    const command = engineOptions(program.command(operation).description(descriptions[operation]).argument("[manifest]", stackManifestArgumentHelp))
       .option("--yes", "confirm that the operation may change the homelab")
       .option("--json", "stream the engine's events as JSON lines instead of the progress lines");
     if (operation === "destroy") {
@@ -282,6 +285,6 @@ export function register(program: Command): void {
         .option("--keep-protected", "destroy everything except protected (stateful) containers, which stay as they are")
         .option("--remove-protected", "unprotect protected (stateful) containers and delete them too; their data is lost");
     }
-    command.action(action(async (flags: EngineFlags) => engineAction(operation, flags)));
+    command.action(action(async (manifest: string | undefined, flags: EngineFlags) => engineAction(operation, { ...flags, ...(manifest !== undefined ? { manifest } : {}) })));
   }
 }

@@ -1,9 +1,10 @@
 import type { Command } from "commander";
 import * as path from "node:path";
-import { displayPath, exampleManifestPath } from "../paths";
+import { existsSync } from "node:fs";
 import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
 import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, SelectionError } from "../select";
+import { manifestForStack, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
@@ -18,22 +19,21 @@ export function register(program: Command): void {
         "Proxmox settings and a throwaway key (no Proxmox, no Pulumi CLI, no stack config) and prints the exact resource " +
         "tree; without it, the Pulumi engine previews the stack (Automation API; needs the Pulumi CLI).",
     )
-    .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${displayPath(exampleManifestPath)}); the engine reads nixmox:manifest`)
+    .argument("[manifest]", "the stack's nixmox:manifest (another file is an error); with --offline any manifest file (.nix, .json, .yaml), default the stack's when its Pulumi.<stack>.yaml exists, else the project's")
     .option("--offline", "run under mocks instead of the engine")
     .option("--json", "with --offline: { resources: [{ urn, type, name, parent, provider, custom, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
   engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
-    if (!options.offline) {
-      if (manifest !== undefined) {
-        process.stderr.write("nixmox: a manifest argument goes with --offline; the engine preview reads nixmox:manifest from the stack config\n");
-        return exitCodes.usage;
-      }
-      return engineAction("preview", options);
-    }
+    if (!options.offline) return engineAction("preview", { ...options, ...(manifest !== undefined ? { manifest } : {}) });
     if (options.backend !== undefined) {
       process.stderr.write("nixmox: --offline uses no backend (built-in fake settings); drop --backend, or drop --offline to preview the stack\n");
       return exitCodes.usage;
     }
-    return offlinePreview(manifest ?? exampleManifestPath, options);
+    // --stack names the URNs; a stack that has a config file also gives its manifest (one manifest everywhere).
+    const stack = options.stack;
+    const manifestPath = stack !== undefined && existsSync(stackFile(options.projectDir, stack))
+      ? manifestForStack(manifest, stack, stackManifest(options.projectDir, stack))
+      : manifest ?? projectDefaultManifest(options.projectDir);
+    return offlinePreview(manifestPath, options);
   }));
 }
 
