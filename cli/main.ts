@@ -34,6 +34,7 @@ const commandFiles: Record<string, string> = {
   refresh: "./commands/engine",
   destroy: "./commands/engine",
   stack: "./commands/stack",
+  init: "./commands/init",
 };
 // A known command registers alone (its own --help still works); anything else (no command, --help, a typo that
 // needs "did you mean") registers them all.

@@ -47,7 +47,7 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
   const pulumiSdk = (modules: string[]) => modules.filter((file) => file.startsWith("node_modules/@pulumi/"));
 
   it("builds the program, its type declarations and the CLI into dist/, and no data file or link: the compiled code reads them from the package folder", () => {
-    for (const file of ["dist/cli/main.js", "dist/index.js", "dist/manifest/load.js", "dist/components/nixos-service.js"]) assert.ok(existsSync(path.join(root, file)), file);
+    for (const file of ["dist/cli/main.js", "dist/index.js", "dist/program.js", "dist/program.d.ts", "dist/manifest/load.js", "dist/components/nixos-service.js"]) assert.ok(existsSync(path.join(root, file)), file);
     const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? walk(path.join(dir, entry.name)) : [path.join(dir, entry.name)]));
     const other = walk(path.join(root, "dist")).filter((file) => lstatSync(file).isSymbolicLink() || !/\.(js|d\.ts)$|\/\.(tsbuildinfo|built)$/.test(file));
     assert.deepEqual(other.map((file) => path.relative(root, file)), []);
