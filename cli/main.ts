@@ -11,6 +11,15 @@ import * as path from "node:path";
 import { exitCodes } from "./run";
 import { packageRoot } from "./paths";
 
+// `nixmox schema | head`: a reader that closes the pipe early ends the command quietly, with the exit code it had
+// so far, instead of an unhandled EPIPE error and its stack trace (newcomer-2 #8).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    process.exit(typeof process.exitCode === "number" ? process.exitCode : exitCodes.ok);
+  });
+}
+
 const version = (JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
 
 const program = new Command("nixmox")

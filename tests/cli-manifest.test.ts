@@ -1,6 +1,6 @@
 // Real processes, no mocks: `node bin/nixmox.js validate|plan|graph|schema` run as a user runs them.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -175,5 +175,35 @@ describe("cli: validate, plan, graph, schema", function () {
       run.stdout === committed,
       "manifest/manifest.schema.json is out of date with manifest/schema.ts; regenerate it with `npx nixmox schema --out manifest/manifest.schema.json`",
     );
+  });
+});
+
+describe("cli: a reader that closes the pipe early (newcomer-2 #8)", function () {
+  this.timeout(120_000);
+
+  /** `nixmox ARGS | head -1` in bash, with NixMox's own exit status (PIPESTATUS) and stderr. */
+  function piped(args: string[]): { status: number; stdout: string; stderr: string } {
+    const command = `"$0" "$1" "\${@:2}" 2>"$ERRORS" | head -1; echo "status=\${PIPESTATUS[0]}"`;
+    const errors = path.join(mkdtempSync(path.join(tmpdir(), "nixmox-pipe-")), "stderr");
+    const result = spawnSync("bash", ["-c", command, process.execPath, path.join(root, "bin/nixmox.js"), ...args], { cwd: root, encoding: "utf8", env: { ...process.env, ERRORS: errors }, timeout: 60_000 });
+    const lines = result.stdout.trimEnd().split("\n");
+    const stderr = readFileSync(errors, "utf8");
+    rmSync(path.dirname(errors), { recursive: true, force: true });
+    return { status: Number(lines.pop()!.replace("status=", "")), stdout: lines.join("\n"), stderr };
+  }
+
+  for (const args of [["schema"], ["preview", "--offline", "--json", exampleRelative], ["plan", "--json", exampleRelative]]) {
+    it(`ends \`nixmox ${args.join(" ")} | head -1\` quietly with exit 0, no EPIPE stack trace`, () => {
+      const result = piped(args);
+      assert.equal(result.stdout, "{");
+      assert.equal(result.stderr, "");
+      assert.equal(result.status, 0);
+    });
+  }
+
+  it("keeps a failure's exit code and message when the reader goes away", () => {
+    const result = piped(["plan", "--json", "/nonexistent/homelab.json"]);
+    assert.equal(result.status, 1);
+    assert.equal(result.stderr, "/nonexistent/homelab.json: 1 problem\n  - manifest: file not found; give the path of a .nix, .json or .yaml manifest\n");
   });
 });
