@@ -44,6 +44,9 @@ const commandFiles: Record<string, string> = {
   destroy: "./commands/engine",
   stack: "./commands/stack",
   init: "./commands/init",
+  logs: "./commands/remote",
+  ssh: "./commands/remote",
+  exec: "./commands/remote",
 };
 // A known command registers alone (its own --help still works); anything else (no command, --help, a typo that
 // needs "did you mean") registers them all.

@@ -13,6 +13,7 @@ import { ProgressTracker } from "../progress";
 import { projectDir } from "../paths";
 import { action, exitCodes, manifestModule } from "../run";
 import { ManifestChoiceError, manifestForStack } from "../stack-manifest";
+import { expandTags } from "../tags";
 import { SelectionError, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, targetUrn, undeployedDependencies } from "../select";
 
 
@@ -96,7 +97,7 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
     let targets: string[] = [];
     if (only.length > 0) {
       plan = await stackPlan(stack, flags.projectDir);
-      selected = selectServices(plan, { only, withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
+      selected = selectServices(plan, { only: expandTags(plan, only), withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
       const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
       // The proxy also receives the managed CA's root and key (a secrets step the plan alone does not list).
       const { managedCaSecretPlans } = require("../../render/host-data") as typeof import("../../render/host-data");
@@ -264,7 +265,7 @@ export function engineOptions(command: Command): Command {
     .option("--stack <name>", "Pulumi stack (default: the Pulumi CLI's selected stack; with preview --offline it only names the URNs)")
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--project-dir <dir>", "directory holding Pulumi.yaml", projectDir)
-    .option("--only <names>", "act on these services only (NAME[,NAME]; repeatable), through Pulumi targets", (value: string, previous: string[] = []) => [...previous, value])
+    .option("--only <names>", "act on these services only (NAME[,NAME|@TAG]; repeatable; @TAG: the services with that manifest tag or kind), through Pulumi targets", (value: string, previous: string[] = []) => [...previous, value])
     .option("--with-dependencies", "with --only: also the services they depend on")
     .option("--with-dependents", "with --only: also the services that depend on them");
 }

@@ -5,6 +5,7 @@ import { ttyStatusLine } from "../progress";
 import { action, exitCodes, manifestModule, print } from "../run";
 import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, SelectionError } from "../select";
 import { manifestForStack, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
+import { expandTags } from "../tags";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
@@ -47,7 +48,7 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   const plan = await manifestModule().loadPlan(manifestPath);
   let selected: string[] | null = null;
   try {
-    if (only.length > 0) selected = selectServices(plan, { only, withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
+    if (only.length > 0) selected = selectServices(plan, { only: expandTags(plan, only), withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
   } catch (error) {
     if (!(error instanceof SelectionError)) throw error;
     process.stderr.write(`nixmox: ${error.message}\n`);
