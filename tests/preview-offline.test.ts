@@ -97,6 +97,17 @@ describe("nixmox preview --offline", function () {
     assert.equal(result.stderr, "nixmox: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/); `nixmox preview --offline` needs none\n");
   });
 
+  it("accepts @TAG in --only (a manifest tag or a kind, as colmena's @tag), and names the tags there are for an unknown one", () => {
+    const byTag = nixmox("preview", "--offline", "--only", "@vaultwarden,@dns", "manifest/service-manifest.nix");
+    const byName = nixmox("preview", "--offline", "--only", "dns,vaultwarden", "manifest/service-manifest.nix");
+    assert.equal(byTag.status, 0, byTag.stderr);
+    assert.equal(byTag.stdout, byName.stdout);
+    assert.match(byTag.stdout, /\n--only dns,vaultwarden: \d+ of \d+ resources are targeted/);
+    const unknown = nixmox("preview", "--offline", "--only", "@nope", "manifest/service-manifest.nix");
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /^nixmox: --only: no enabled service has tag "nope" \(a tag is one of a service's manifest tags, or its kind\); tags: @authentik, @caddy, /);
+  });
+
   it("takes the stack's manifest from its Pulumi.<stack>.yaml with --stack, and refuses another manifest argument showing both paths, exit 2", () => {
     const project = mkdtempSync(path.join(tmpdir(), "nixmox-preview-stack-"));
     try {
