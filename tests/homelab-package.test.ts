@@ -75,7 +75,7 @@ describe("a homelab of its own: nixmox init, NixMox installed from npm pack", fu
     assert.ok(!files.some((file) => file.startsWith("tests/")), "no tests in the package");
   });
 
-  it("runs validate, plan, graph, render and preview --offline from the homelab folder on its own manifest", () => {
+  it("runs validate, plan, graph (also as SVG), render and preview --offline from the homelab folder on its own manifest", () => {
     const validate = nixmox(["validate"]);
     assert.equal(validate.status, 0, validate.stderr);
     assert.equal(validate.stdout, "service-manifest.nix: valid: 4 enabled services, 3 waves, 1 route\n");
@@ -85,6 +85,9 @@ describe("a homelab of its own: nixmox init, NixMox installed from npm pack", fu
     const graph = nixmox(["graph", "--format", "dot"]);
     assert.equal(graph.status, 0, graph.stderr);
     assert.match(graph.stdout, /"vaultwarden" -> "postgresql"/);
+    const svg = nixmox(["graph", "--format", "svg"]);
+    assert.equal(svg.status, 0, svg.stderr);
+    assert.match(svg.stdout, /^<\?xml [^\n]*\n[\s\S]*<title>vaultwarden&#45;&gt;postgresql<\/title>[\s\S]*<\/svg>\n$/);
     const render = nixmox(["render", "--out", path.join(root, "out")]);
     assert.equal(render.status, 0, render.stderr);
     assert.ok(existsSync(path.join(root, "out", "vaultwarden", "flake.nix")));

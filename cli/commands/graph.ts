@@ -7,10 +7,16 @@ import { renderGraph, type GraphFormat } from "../views";
 export function register(program: Command): void {
   const command = program
     .command("graph")
-    .description("Print the dependency graph, each edge labelled with its reason.")
+    .description("Print the dependency graph, each edge labelled with its reason; --format svg draws the plan: hosts by wave with their routes and databases, hard edges solid, SSO edges dashed.")
     .argument("[manifest]", manifestArgumentHelp)
-    .addOption(new Option("--format <format>", "graph language").choices(["mermaid", "dot"]).default("mermaid"));
-  stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { format: GraphFormat }) => {
-    print(renderGraph(await manifestModule().loadPlan(offlineManifest(argument, options)), options.format));
+    .addOption(new Option("--format <format>", "mermaid or dot text, or an SVG picture (Graphviz in WebAssembly, no system Graphviz needed)").choices(["mermaid", "dot", "svg"]).default("mermaid"));
+  stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { format: GraphFormat | "svg" }) => {
+    const plan = await manifestModule().loadPlan(offlineManifest(argument, options));
+    if (options.format === "svg") {
+      const { renderGraphSvg } = require("../graph-svg") as typeof import("../graph-svg");
+      print(await renderGraphSvg(plan));
+      return;
+    }
+    print(renderGraph(plan, options.format));
   }));
 }
