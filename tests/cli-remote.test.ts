@@ -151,6 +151,25 @@ describe("nixmox logs, ssh, exec and status on a stack's hosts", function () {
     assert.doesNotMatch(terminal, /not a tty/);
   });
 
+  it("carries a backup out of one host and into another through ssh, byte for byte (docs/backup-restore.md)", () => {
+    // The hosts share this machine's file system: each host's own folder stands for its /var/lib/<service>.
+    const source = path.join(hosts[0].dir, "data");
+    mkdirSync(path.join(source, "attachments"), { recursive: true });
+    const binary = Buffer.from(Array.from({ length: 65_536 }, (_, index) => (index * 7919) % 256));
+    writeFileSync(path.join(source, "attachments", "blob.bin"), binary);
+    writeFileSync(path.join(source, "db.sqlite3"), "rows\n");
+    const backup = spawnSync(process.execPath, [bin, "ssh", "alpha", "--", "tar", "-C", source, "-c", "."], { cwd: project, env, timeout: 120_000 });
+    assert.equal(backup.status, 0, String(backup.stderr));
+    assert.ok(backup.stdout.length > binary.length);
+    const target = path.join(hosts[1].dir, "restored");
+    const restore = spawnSync(process.execPath, [bin, "ssh", "beta", "--", "mkdir", "-p", target, "&&", "tar", "-C", target, "-x"], { cwd: project, env, input: backup.stdout, timeout: 120_000 });
+    assert.equal(restore.status, 0, String(restore.stderr));
+    assert.ok(readFileSync(path.join(target, "attachments", "blob.bin")).equals(binary));
+    assert.equal(readFileSync(path.join(target, "db.sqlite3"), "utf8"), "rows\n");
+    const failed = spawnSync(process.execPath, [bin, "ssh", "beta", "--", "tar", "-C", path.join(root, "missing"), "-x"], { cwd: project, env, input: backup.stdout, timeout: 120_000 });
+    assert.equal(failed.status, 2, "tar's own exit code");
+  });
+
   it("logs prints the host's journal with the units, --since and --lines quoted through the remote shell, which the real journalctl accepts", () => {
     const result = nixmox(["logs", "beta", "-u", "caddy.service", "-u", "nixmox-activate@x.service", "--since", "10 min ago", "-n", "20"]);
     assert.equal(result.status, 0, result.stderr);

@@ -12,7 +12,10 @@ const root = path.resolve(__dirname, "..");
 const bin = path.join(root, "bin", "nixmox.js");
 const docs = ["README.md", ...readdirSync(path.join(root, "docs")).filter((file) => file.endsWith(".md")).map((file) => path.join("docs", file))];
 
-/** The `npx nixmox …` lines of a Markdown file's sh code blocks, without their trailing comments. */
+/**
+ * The `npx nixmox …` commands of a Markdown file's sh code blocks: each part of a `&&` chain on its own, without the
+ * line's trailing comment or an output redirection (`> homelab.svg`).
+ */
 function documentedCommands(markdown: string): string[] {
   const commands: string[] = [];
   let inShell = false;
@@ -22,8 +25,10 @@ function documentedCommands(markdown: string): string[] {
       continue;
     }
     if (!inShell) continue;
-    const command = line.replace(/\s+#.*$/, "").trim();
-    if (command.startsWith("npx nixmox ")) commands.push(command);
+    for (const part of line.replace(/\s+#.*$/, "").split("&&")) {
+      const command = part.replace(/\s+>\s*\S+$/, "").trim();
+      if (command.startsWith("npx nixmox ")) commands.push(command);
+    }
   }
   return commands;
 }
@@ -59,6 +64,18 @@ describe("docs: every example runs through the compiled CLI", function () {
     assert.ok(all.includes("npx nixmox validate docs/examples/custom-app.nix"), all.join("\n"));
     assert.ok(all.includes("npx nixmox render docs/examples/custom-app.nix --out out"), all.join("\n"));
     assert.ok(all.filter(offlineExample).length >= 8, all.filter(offlineExample).join("\n"));
+  });
+
+  it(".ci/run runs exactly the README's two Quick start commands, and the first installs only nix-bin", () => {
+    const readme = readFileSync(path.join(root, "README.md"), "utf8");
+    const quickStart = readme.slice(readme.indexOf("## Quick start"), readme.indexOf("## Your own homelab"));
+    const block = quickStart.slice(quickStart.indexOf("```sh\n") + 6, quickStart.indexOf("\n```", quickStart.indexOf("```sh\n")));
+    const commands = (text: string) => text.split("\n").filter((line) => line.trim() !== "" && !line.startsWith("#"));
+    const ci = commands(readFileSync(path.join(root, ".ci", "run"), "utf8")).filter((line) => line !== "set -euo pipefail" && line !== 'cd "$(dirname "$0")/.."');
+    assert.deepEqual(ci, commands(block));
+    assert.equal(ci.length, 2);
+    assert.match(ci[0], /^apt-get update && apt-get install -y nix-bin && npm ci && npx nixmox preview --offline$/);
+    assert.match(ci[1], /^bash tools\/test-deps\.sh && npm test$/);
   });
 
   for (const file of docs) {
