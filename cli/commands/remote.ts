@@ -48,6 +48,17 @@ async function access(command: string, flags: RemoteFlags): Promise<HostAccess |
   }
 }
 
+/** The stack's access and the named service, or a usage error's exit code (already reported). */
+async function serviceAccess(command: string, name: string, flags: RemoteFlags): Promise<{ hosts: HostAccess; service: ServicePlan } | number> {
+  const hosts = await access(command, flags);
+  if (typeof hosts === "number") return hosts;
+  try {
+    return { hosts, service: serviceNamed(hosts.plan, name) };
+  } catch (error) {
+    return usage(command, (error as Error).message);
+  }
+}
+
 /** An SSH session to the service's host with the pinned key, or why there is none. */
 async function connect(service: ServicePlan, hosts: HostAccess): Promise<import("../../components/ssh/connection").SshSession> {
   const { connectSsh } = require("../../components/ssh/connection") as typeof import("../../components/ssh/connection");
@@ -99,14 +110,8 @@ function registerLogs(program: Command): void {
     if (bad !== undefined) return usage("logs", `--unit must be a systemd unit name such as caddy.service, got ${JSON.stringify(bad)}`);
     if (flags.since !== undefined && !sincePattern.test(flags.since)) return usage("logs", `--since must be a time journalctl reads (letters, digits, spaces, ':', '.', '+', '-'), got ${JSON.stringify(flags.since)}`);
     if (flags.lines !== undefined && !/^[1-9][0-9]{0,6}$/.test(flags.lines)) return usage("logs", `--lines must be a positive number, got ${JSON.stringify(flags.lines)}`);
-    const hosts = await access("logs", flags);
-    if (typeof hosts === "number") return hosts;
-    let service: ServicePlan;
-    try {
-      service = serviceNamed(hosts.plan, name);
-    } catch (error) {
-      return usage("logs", (error as Error).message);
-    }
+    const target = await serviceAccess("logs", name, flags);
+    if (typeof target === "number") return target;
     const { shellCommand } = require("../../components/ssh/quote") as typeof import("../../components/ssh/quote");
     const lines = flags.lines ?? (flags.since === undefined ? "100" : undefined);
     const command = shellCommand([
@@ -116,7 +121,7 @@ function registerLogs(program: Command): void {
       ...(flags.since !== undefined ? ["--since", flags.since] : []),
       ...(lines !== undefined ? ["--lines", lines] : []),
     ]);
-    return runOne("logs", service, hosts, command, { stdin: false });
+    return runOne("logs", target.service, target.hosts, command, { stdin: false });
   }));
 }
 
@@ -174,16 +179,10 @@ function registerSsh(program: Command): void {
       .argument("<service>", "the service whose host to reach")
       .argument("[command...]", "a command to run instead of a shell (after --; its words are joined into one command line, as ssh does)"),
   ).action(action(async (name: string, words: string[], flags: RemoteFlags) => {
-    const hosts = await access("ssh", flags);
-    if (typeof hosts === "number") return hosts;
-    let service: ServicePlan;
-    try {
-      service = serviceNamed(hosts.plan, name);
-    } catch (error) {
-      return usage("ssh", (error as Error).message);
-    }
+    const target = await serviceAccess("ssh", name, flags);
+    if (typeof target === "number") return target;
     const command = words.length > 0 ? words.join(" ") : null;
-    return runOne("ssh", service, hosts, command, { stdin: !process.stdin.isTTY, pty: command === null });
+    return runOne("ssh", target.service, target.hosts, command, { stdin: !process.stdin.isTTY, pty: command === null });
   }));
 }
 
