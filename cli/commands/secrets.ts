@@ -10,10 +10,11 @@
  * values into the config secrets of the stack the engine commands use (the Pulumi CLI's selected stack and
  * backend, cli/engine.ts); prints what went where, never a value.
  */
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { displayPath, projectDir } from "../paths";
 import { action, exitCodes, manifestModule, print } from "../run";
-import { manifestForStack, projectDefaultManifest, stackManifest } from "../stack-manifest";
+import { manifestForStack, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
 
 /** The secrets code (SOPS, age, stack files) is loaded by these commands only. */
 const secretsModule = () => require("../../components/secrets") as typeof import("../../components/secrets");
@@ -93,14 +94,15 @@ export function register(program: Command): void {
     .option("--identity <file>", "age identity file (default: $SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt)")
     .option("--stack <name>", "stack to write to (default: the Pulumi CLI's selected stack)")
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
-    .option("--manifest <file>", "manifest that says which secrets are needed (default: the --stack's nixmox:manifest, else the project's)")
+    .option("--manifest <file>", "manifest that says which secrets are needed (default: the nixmox:manifest of --stack's Pulumi.<stack>.yaml, else the project's)")
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
     .option("--dry-run", "show what would be imported without writing (needs no Pulumi CLI; the real run does)")
     .action(
       action(async (file: string, options: ImportOptions) => {
         const { decryptSopsFile, formatImportPlan, planImport } = secretsModule();
-        // With --stack, the stack's manifest (--manifest must be that file); else --manifest or the project's.
-        const manifest = options.stack !== undefined ? manifestForStack(options.manifest, options.stack, stackManifest(options.projectDir, options.stack)) : options.manifest ?? projectDefaultManifest(options.projectDir);
+        // With --stack and its stack file, the stack's manifest (--manifest must be that file); else --manifest or the project's.
+        const stack = options.stack;
+        const manifest = stack !== undefined && existsSync(stackFile(options.projectDir, stack)) ? manifestForStack(options.manifest, stack, stackManifest(options.projectDir, stack)) : options.manifest ?? projectDefaultManifest(options.projectDir);
         const plan = await manifestModule().loadPlan(manifest);
         const loaded = await inputs(async () => ({
           plan,
