@@ -10,7 +10,7 @@ import { checkDeployKey, deployPublicKey } from "./components/deploy-key";
 import { requireReplaceWithSupport } from "./components/engine-requirements";
 import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
-import { ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
+import { caPermittedDomains, ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
 import { SecretConfigError, SecretsMissingError, resolveSecretValues } from "./components/secrets";
 import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
 import { ManifestError, loadPlan } from "./manifest";
@@ -35,14 +35,15 @@ async function deploy() {
   await requireReplaceWithSupport();
   // A relative nixmox:manifest is relative to the project folder (Pulumi.yaml), also when NixMox is a dependency.
   const { settings, secrets, deployKey } = readStackSettings(new pulumi.Config("nixmox"), pulumi.runtime.getRootDirectory() || process.cwd());
-  const plan = await loadPlan(settings.manifestPath);
+  const plan = await loadPlan(settings.manifestPath, { allowPaths: settings.manifestAllowPaths });
   checkSettingsAgainstPlan(settings, plan.services.map((service) => service.name));
   // `up` stops here, before any resource, on a deploy key the hosts' NixOS configuration would not list.
   checkDeployKey(deployKey, plan.network.sshKeys.root ?? [], { enforce: settings.deployKeyCheck, deploying: !pulumi.runtime.isDryRun() });
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);
-  // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).
-  const ca = new ManagedCa("nixmox-ca", {});
+  // The homelab's root CA, constrained to its names: every host trusts it, and the proxy signs its internal-TLS sites
+  // with its intermediate (reviews R3, security-2 N2).
+  const ca = new ManagedCa("nixmox-ca", { permittedDomains: caPermittedDomains(plan), allowRootReplacement: settings.rotateRootCa });
   const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
   const provider = createProxmoxProvider(settings, secrets);
   const templates = createTemplates(plan, settings, secrets);

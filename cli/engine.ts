@@ -296,6 +296,16 @@ export async function stackManifestPath(stack: Stack, projectDir: string): Promi
   return configured ? path.resolve(projectDir, configured) : projectDefaultManifest(projectDir);
 }
 
+/** The directories the stack's `.nix` manifest may also read, as the program gets them (components/stack-config.ts); a malformed value is the program's to report. */
+export async function stackAllowPaths(stack: Stack, projectDir: string): Promise<string[]> {
+  try {
+    const parsed: unknown = JSON.parse((await stackConfigValue(stack, "nixmox:manifestAllowPaths")) ?? "[]");
+    return Array.isArray(parsed) ? parsed.filter((entry): entry is string => typeof entry === "string").map((entry) => path.resolve(projectDir, entry)) : [];
+  } catch {
+    return [];
+  }
+}
+
 /** A stack output's value (`pulumi stack output --show-secrets`), or undefined when the stack has no such output. */
 export async function stackOutputValue(stack: Stack, name: string, onError: (text: string) => void): Promise<unknown> {
   try {

@@ -24,6 +24,8 @@ export interface HostAccessFlags {
   identity?: string;
   /** A known_hosts file. @default the stack's knownHosts output */
   knownHosts?: string;
+  /** `--allow-path`: directories a `.nix` manifest may also read (with a stack, its nixmox:manifestAllowPaths too). */
+  allowPath?: string[];
 }
 
 export interface HostAccess {
@@ -71,6 +73,8 @@ export async function openHostAccess(manifestArgument: string | undefined, flags
   const engine = require("./engine") as typeof import("./engine");
   let stack: import("@pulumi/pulumi/automation").Stack | null = null;
   let manifest: string;
+  const { loadOptions } = require("./run") as typeof import("./run");
+  const allowPaths = loadOptions(flags).allowPaths;
   if (stackless) {
     manifest = manifestArgument;
   } else {
@@ -83,9 +87,10 @@ export async function openHostAccess(manifestArgument: string | undefined, flags
     const { workspace } = await engine.openWorkspace(options);
     stack = await engine.selectExistingStack(workspace, options);
     manifest = manifestForStack(manifestArgument, stack.name, await engine.stackManifestPath(stack, flags.projectDir));
+    allowPaths.push(...(await engine.stackAllowPaths(stack, flags.projectDir)));
   }
   // The manifest first: an invalid one is reported as in validate, before any key is read.
-  const plan = await manifestModule().loadPlan(manifest);
+  const plan = await manifestModule().loadPlan(manifest, { allowPaths });
 
   let privateKey = identity === undefined ? undefined : readFileOrFail(identity, "identity file");
   if (privateKey === undefined && stack !== null) {

@@ -12,6 +12,7 @@ import { existsSync, readFileSync, realpathSync } from "node:fs";
 import * as path from "node:path";
 import { shellQuote } from "../components/ssh/quote";
 import { displayPath, exampleManifestPath } from "./paths";
+import { allowPathOption, loadOptions } from "./run";
 
 /** A manifest argument that is not the stack's manifest, or a stack file that cannot be read: a usage error. */
 export class ManifestChoiceError extends Error {
@@ -76,17 +77,34 @@ export function manifestForStack(argument: string | undefined, stack: string, ma
   );
 }
 
+/**
+ * The directories a stack's `.nix` manifest may also read (`nixmox:manifestAllowPaths` in its Pulumi.<stack>.yaml: a
+ * list, or the JSON text of one), relative to the project; a malformed value is the program's to report.
+ */
+export function stackFileAllowPaths(projectDir: string, stack: string): string[] {
+  let value = configOf(stackFile(projectDir, stack))?.["nixmox:manifestAllowPaths"];
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return [];
+    }
+  }
+  return Array.isArray(value) ? value.filter((entry): entry is string => typeof entry === "string" && entry !== "").map((entry) => path.resolve(projectDir, entry)) : [];
+}
+
 /** The flags of a command that reads a manifest and may act on a stack. */
 export interface ManifestFlags {
   stack?: string;
   projectDir: string;
+  allowPath?: string[];
 }
 
-/** Adds `--stack` and `--project-dir` to a command that reads a manifest without the engine. */
+/** Adds `--stack`, `--project-dir` and `--allow-path` to a command that reads a manifest without the engine. */
 export function stackManifestOptions(command: import("commander").Command, projectDir: string): import("commander").Command {
-  return command
-    .option("--stack <name>", "read this stack's nixmox:manifest (from its Pulumi.<name>.yaml; no Pulumi CLI needed)")
-    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir);
+  return allowPathOption(command
+    .option("--stack <name>", "read this stack's nixmox:manifest and nixmox:manifestAllowPaths (from its Pulumi.<name>.yaml; no Pulumi CLI needed)")
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir));
 }
 
 /** The manifest argument's help text: what is read without one. */
@@ -96,4 +114,10 @@ export const manifestArgumentHelp = "manifest file (.nix, .json, .yaml); default
 export function offlineManifest(argument: string | undefined, flags: ManifestFlags): string {
   if (flags.stack !== undefined) return manifestForStack(argument, flags.stack, stackManifest(flags.projectDir, flags.stack));
   return argument ?? projectDefaultManifest(flags.projectDir);
+}
+
+/** The loader's options: the `--allow-path` directories, and with `--stack` the stack's `nixmox:manifestAllowPaths`. */
+export function offlineLoadOptions(flags: ManifestFlags): { allowPaths: string[] } {
+  const stackPaths = flags.stack !== undefined ? stackFileAllowPaths(flags.projectDir, flags.stack) : [];
+  return { allowPaths: [...new Set([...loadOptions(flags).allowPaths, ...stackPaths])] };
 }

@@ -43,8 +43,8 @@ export interface EngineIo {
 const processIo: EngineIo = { stdout: process.stdout, stderr: process.stderr };
 
 async function stackPlan(stack: import("@pulumi/pulumi/automation").Stack, projectDir: string): Promise<Plan> {
-  const { stackManifestPath } = require("../engine") as typeof import("../engine");
-  return manifestModule().loadPlan(await stackManifestPath(stack, projectDir));
+  const { stackAllowPaths, stackManifestPath } = require("../engine") as typeof import("../engine");
+  return manifestModule().loadPlan(await stackManifestPath(stack, projectDir), { allowPaths: await stackAllowPaths(stack, projectDir) });
 }
 
 /**
@@ -177,7 +177,7 @@ export function protectedMessage(resources: Array<{ urn: string; type: string; n
   const lines = resources.map((resource) => {
     const service = plan?.services.find((candidate) => resource.name === `${candidate.name}-container`);
     const why = service?.stateful ? `stateful: service "${service.name}" keeps its data in the container` : "protected in the state";
-    return `  - ${resource.name} (${resource.type.split(":").pop()}${service ? `, vmid ${service.vmid}` : ""}): ${why}`;
+    return `  - ${resource.name} (${resource.type.split(":").pop()}${service?.vmid != null ? `, vmid ${service.vmid}` : ""}): ${why}`;
   });
   return [
     `nixmox: destroy stops at ${resources.length} protected resource${resources.length === 1 ? "" : "s"}:`,

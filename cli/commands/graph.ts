@@ -1,7 +1,7 @@
 import { Option, type Command } from "commander";
 import { projectDir } from "../paths";
 import { action, manifestModule, print } from "../run";
-import { manifestArgumentHelp, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
+import { manifestArgumentHelp, offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
 import { renderGraph, type GraphFormat } from "../views";
 
 export function register(program: Command): void {
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .argument("[manifest]", manifestArgumentHelp)
     .addOption(new Option("--format <format>", "mermaid or dot text, or an SVG picture (Graphviz in WebAssembly, no system Graphviz needed)").choices(["mermaid", "dot", "svg"]).default("mermaid"));
   stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { format: GraphFormat | "svg" }) => {
-    const plan = await manifestModule().loadPlan(offlineManifest(argument, options));
+    const plan = await manifestModule().loadPlan(offlineManifest(argument, options), offlineLoadOptions(options));
     if (options.format === "svg") {
       const { renderGraphSvg } = require("../graph-svg") as typeof import("../graph-svg");
       print(await renderGraphSvg(plan));

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { projectDir } from "../paths";
 import { action, manifestModule, print } from "../run";
-import { manifestArgumentHelp, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
+import { manifestArgumentHelp, offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
 import { renderPlanJson, renderPlanText } from "../views";
 
 export function register(program: Command): void {
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .argument("[manifest]", manifestArgumentHelp)
     .option("--json", "machine-readable JSON (byte-identical for the same manifest)");
   stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { json?: boolean }) => {
-    const plan = await manifestModule().loadPlan(offlineManifest(argument, options));
+    const plan = await manifestModule().loadPlan(offlineManifest(argument, options), offlineLoadOptions(options));
     print(options.json ? renderPlanJson(plan) : renderPlanText(plan));
   }));
 }

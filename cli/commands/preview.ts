@@ -2,14 +2,15 @@ import type { Command } from "commander";
 import * as path from "node:path";
 import { existsSync } from "node:fs";
 import { ttyStatusLine } from "../progress";
-import { action, exitCodes, manifestModule, print } from "../run";
+import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
 import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, SelectionError } from "../select";
-import { manifestForStack, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
+import { manifestForStack, offlineLoadOptions, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
 import { expandTags } from "../tags";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
   offline?: boolean;
+  allowPath?: string[];
 }
 
 export function register(program: Command): void {
@@ -23,8 +24,14 @@ export function register(program: Command): void {
     .argument("[manifest]", "the stack's nixmox:manifest (another file is an error); with --offline any manifest file (.nix, .json, .yaml), default the stack's when its Pulumi.<stack>.yaml exists, else the project's")
     .option("--offline", "run under mocks instead of the engine")
     .option("--json", "with --offline: { resources: [{ urn, type, name, parent, provider, custom, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
-  engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
-    if (!options.offline) return engineAction("preview", { ...options, ...(manifest !== undefined ? { manifest } : {}) });
+  allowPathOption(engineOptions(command)).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
+    if (!options.offline) {
+      if ((options.allowPath ?? []).length > 0) {
+        process.stderr.write("nixmox: --allow-path goes with --offline; the engine preview reads nixmox:manifestAllowPaths from the stack config\n");
+        return exitCodes.usage;
+      }
+      return engineAction("preview", { ...options, ...(manifest !== undefined ? { manifest } : {}) });
+    }
     if (options.backend !== undefined) {
       process.stderr.write("nixmox: --offline uses no backend (built-in fake settings); drop --backend, or drop --offline to preview the stack\n");
       return exitCodes.usage;
@@ -45,7 +52,10 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     return exitCodes.usage;
   }
   // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
-  const plan = await manifestModule().loadPlan(manifestPath);
+  // With a stack that has a config file, its nixmox:manifestAllowPaths too, as for its manifest.
+  const fromStack = options.stack !== undefined && existsSync(stackFile(options.projectDir, options.stack));
+  const { allowPaths } = fromStack ? offlineLoadOptions(options) : loadOptions(options);
+  const plan = await manifestModule().loadPlan(manifestPath, { allowPaths });
   let selected: string[] | null = null;
   try {
     if (only.length > 0) selected = selectServices(plan, { only: expandTags(plan, only), withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
@@ -57,7 +67,10 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   // The Pulumi SDK and the program load here, for this command only.
   const offline = require("../../components/offline-preview") as typeof import("../../components/offline-preview");
   const placeholders = offline.offlineSecretPlaceholders(plan);
-  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), placeholders);
+  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), {
+    ...placeholders,
+    ...(allowPaths.length > 0 ? { "nixmox:manifestAllowPaths": JSON.stringify(allowPaths) } : {}),
+  });
   // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
   secretKeys.push(...Object.keys(placeholders));
   // On a terminal, a one-line counter of registered resources while the program runs under mocks.

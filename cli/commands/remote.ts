@@ -15,7 +15,7 @@ import type { Command } from "commander";
 import type { ServicePlan } from "../../manifest/plan-types";
 import { hostAccessFailure, openHostAccess, serviceNamed, type HostAccess, type HostAccessFlags } from "../hosts";
 import { projectDir } from "../paths";
-import { action, exitCodes } from "../run";
+import { action, allowPathOption, exitCodes } from "../run";
 
 interface RemoteFlags extends HostAccessFlags {
   manifest?: string;
@@ -23,7 +23,7 @@ interface RemoteFlags extends HostAccessFlags {
 
 /** The options every remote command shares: where the stack, the manifest and the keys come from. */
 function hostOptions(command: Command): Command {
-  return command
+  return allowPathOption(command)
     .option("--stack <name>", "the stack whose hosts these are (default: the Pulumi CLI's selected stack)")
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)

@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { ManifestError } from "../../manifest/problems";
 import { projectDir } from "../paths";
 import { action, manifestModule, print } from "../run";
-import { manifestArgumentHelp, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
+import { manifestArgumentHelp, offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
 
 /** The renderer, loaded by this command only. */
 const renderModule = () => require("../../render") as typeof import("../../render");
@@ -38,7 +38,7 @@ export function register(program: Command): void {
   stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { out: string; nixpkgs?: string; configs?: boolean }) => {
       const { fileSources, renderAll, resolveNixpkgsPin, standInCaCertificate, standInCaSubject, writeRenderedHosts } = renderModule();
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
-      const plan = await manifestModule().loadPlan(offlineManifest(argument, options));
+      const plan = await manifestModule().loadPlan(offlineManifest(argument, options), offlineLoadOptions(options));
       // NixMox's shipped modules (nixos/ of its package folder), also when the CLI runs from dist/.
       const sources = fileSources(plan.manifestDir);
       // The flakes render without a CA (no stack here), so their bytes and hashes are the same on every run.

@@ -13,8 +13,8 @@
 import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { displayPath, projectDir } from "../paths";
-import { action, exitCodes, manifestModule, print } from "../run";
-import { manifestForStack, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
+import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
+import { manifestForStack, offlineLoadOptions, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
 
 /** The secrets code (SOPS, age, stack files) is loaded by these commands only. */
 const secretsModule = () => require("../../components/secrets") as typeof import("../../components/secrets");
@@ -22,6 +22,7 @@ const secretsModule = () => require("../../components/secrets") as typeof import
 interface CheckOptions {
   stack?: string;
   projectDir: string;
+  allowPath?: string[];
 }
 
 interface ImportOptions {
@@ -31,6 +32,7 @@ interface ImportOptions {
   identity?: string;
   manifest?: string;
   dryRun?: boolean;
+  allowPath?: string[];
 }
 
 /** Stack file and SOPS problems exit 2 here (an invalid manifest exits 1 through `action`, as everywhere). */
@@ -51,12 +53,12 @@ const failed = (value: unknown): value is { failed: true } => typeof value === "
 export function register(program: Command): void {
   const secrets = program.command("secrets").description("Secrets in the Pulumi stack config: check what is set, import from SOPS.");
 
-  secrets
+  allowPathOption(secrets
     .command("check")
     .description("List every secret the manifest needs: set, generated or missing (with the command that sets it).")
     .argument("[manifest]", "optional: the stack's nixmox:manifest, which is checked anyway (another file is an error)")
     .option("--stack <name>", "stack whose Pulumi.<name>.yaml is read (default: the Pulumi CLI's selected stack)")
-    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir))
     .action(
       action(async (argument: string | undefined, options: CheckOptions) => {
         const { checkSecrets, checkStackKeys, formatSecretCheck, readStackFileKeyStates, readStackFileSecretStates } = secretsModule();
@@ -78,7 +80,7 @@ export function register(program: Command): void {
         if (failed(loaded)) return exitCodes.usage;
         const manifest = manifestForStack(argument, stack, stackManifest(options.projectDir, stack));
         // An invalid manifest exits 1 (through `action`), as in validate, plan and status.
-        const plan = await manifestModule().loadPlan(manifest);
+        const plan = await manifestModule().loadPlan(manifest, offlineLoadOptions({ ...options, stack }));
         // The stack's own secrets first (every deploy needs them), then the manifest's.
         const rows = [...checkStackKeys(loaded.keys, { stack }), ...checkSecrets(plan, loaded.states, { stack })];
         print(`stack ${stack}, manifest ${displayPath(manifest)}:`);
@@ -87,7 +89,7 @@ export function register(program: Command): void {
       }),
     );
 
-  secrets
+  allowPathOption(secrets
     .command("import")
     .description("Copy the values of a SOPS/age-encrypted YAML file into the stack's config secrets.")
     .argument("<sops-file>", "SOPS file, e.g. secrets/default.yaml")
@@ -96,14 +98,15 @@ export function register(program: Command): void {
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--manifest <file>", "manifest that says which secrets are needed (default: the nixmox:manifest of --stack's Pulumi.<stack>.yaml, else the project's)")
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
-    .option("--dry-run", "show what would be imported without writing (needs no Pulumi CLI; the real run does)")
+    .option("--dry-run", "show what would be imported without writing (needs no Pulumi CLI; the real run does)"))
     .action(
       action(async (file: string, options: ImportOptions) => {
         const { decryptSopsFile, formatImportPlan, planImport } = secretsModule();
         // With --stack and its stack file, the stack's manifest (--manifest must be that file); else --manifest or the project's.
         const stack = options.stack;
-        const manifest = stack !== undefined && existsSync(stackFile(options.projectDir, stack)) ? manifestForStack(options.manifest, stack, stackManifest(options.projectDir, stack)) : options.manifest ?? projectDefaultManifest(options.projectDir);
-        const plan = await manifestModule().loadPlan(manifest);
+        const fromStack = stack !== undefined && existsSync(stackFile(options.projectDir, stack));
+        const manifest = fromStack ? manifestForStack(options.manifest, stack, stackManifest(options.projectDir, stack)) : options.manifest ?? projectDefaultManifest(options.projectDir);
+        const plan = await manifestModule().loadPlan(manifest, fromStack ? offlineLoadOptions({ ...options, stack }) : loadOptions(options));
         const loaded = await inputs(async () => ({
           plan,
           leaves: await decryptSopsFile(file, options.identity === undefined ? {} : { identityFile: options.identity }),

@@ -11,7 +11,7 @@ import type { ServicePlan } from "../../manifest/plan-types";
 import { hostAccessFailure, openHostAccess, type HostAccessFlags } from "../hosts";
 import { projectDir } from "../paths";
 import { ttyStatusLine } from "../progress";
-import { action, exitCodes, print } from "../run";
+import { action, allowPathOption, exitCodes, print } from "../run";
 
 export interface StatusRow {
   service: string;
@@ -106,7 +106,7 @@ export function renderStatusTable(rows: StatusRow[]): string {
 }
 
 export function register(program: Command): void {
-  program
+  allowPathOption(program
     .command("status")
     .description("Run every enabled service's liveness checks over SSH and print a table. Exit 1 when any service is unhealthy.")
     .argument("[manifest]", "optional: the stack's nixmox:manifest (another file is an error); with --identity and without --stack, the manifest to check without a stack")
@@ -116,7 +116,7 @@ export function register(program: Command): void {
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY, else the stack's nixmox:sshPrivateKey)")
     .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: the stack's knownHosts output; without a stack, .nixmox/known_hosts in the project)")
-    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
+    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system"))
     .action(
       action(async (manifest: string | undefined, flags: HostAccessFlags & { json?: boolean; currentSystem: string }) => {
         if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) return usage(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
