@@ -11,23 +11,30 @@ import { requireReplaceWithSupport } from "./components/engine-requirements";
 import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
 import { caPermittedDomains, ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
-import { SecretConfigError, SecretsMissingError, resolveSecretValues } from "./components/secrets";
+import { resolveSecretValues } from "./components/secrets";
 import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
-import { ManifestError, loadPlan } from "./manifest";
+import { loadPlan } from "./manifest";
 import { fileSources } from "./render";
 
-/**
- * The program: returns the stack outputs (`services`, `knownHosts`, `caRootCertificate`). A problem the user fixes
- * (the manifest, the stack config, a missing secret, the deploy key) reaches them as its message alone: a
- * `pulumi.RunError`, which the SDK prints without a stack trace, keeping the error's name.
- */
+/** The program: returns the stack outputs (`services`, `knownHosts`, `caRootCertificate`). */
 export async function nixmox() {
   try {
     return await deploy();
   } catch (error) {
-    if (error instanceof ManifestError || error instanceof SecretsMissingError || error instanceof SecretConfigError) throw Object.assign(new pulumi.RunError(error.message), { name: error.name });
-    throw error;
+    throw userFacing(error);
   }
+}
+
+/**
+ * A failure before any resource (stack config, manifest, secrets, the deploy key, engine version) is the user's to
+ * fix: as a `pulumi.RunError` the SDK prints its message alone, without the stack trace it prints for an unhandled
+ * error (@pulumi/pulumi errors.js RunError). The error keeps its name, which the offline preview and the tests read.
+ */
+function userFacing(error: unknown): unknown {
+  if (!(error instanceof Error) || pulumi.RunError.isInstance(error as unknown)) return error;
+  const failure = new pulumi.RunError((error as Error).message);
+  failure.name = (error as Error).name;
+  return failure;
 }
 
 async function deploy() {
