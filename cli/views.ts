@@ -148,3 +148,38 @@ export function renderGraph(plan: Plan, format: GraphFormat): string {
     }
   }
 }
+
+/** A DOT string literal: quoted, with `\` and `"` escaped; `lines` are left-justified (DOT's `\l`). */
+function dotLabel(lines: string[]): string {
+  return `"${lines.map((line) => `${line.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}\\l`).join("")}"`;
+}
+
+/**
+ * The plan as a picture (`nixmox graph --format svg`): hosts grouped by wave, each with its address, route domains
+ * and databases; hard edges solid and SSO edges dashed, each labelled with its reasons. Deterministic DOT.
+ */
+export function renderGraphPicture(plan: Plan): string {
+  const quote = (text: string) => JSON.stringify(text);
+  const lines = [
+    "digraph nixmox {",
+    "  rankdir=LR;",
+    '  node [shape=box, style="rounded", fontname="Helvetica", fontsize=11];',
+    '  edge [fontname="Helvetica", fontsize=9];',
+  ];
+  plan.waves.forEach((wave, index) => {
+    lines.push(`  subgraph cluster_wave_${index} {`, `    label=${quote(`wave ${index}`)};`, '    style="dashed";');
+    for (const name of [...wave].sort()) {
+      const service = plan.services.find((candidate) => candidate.name === name)!;
+      const routes = plan.routes.filter((route) => route.service === name).map((route) => `route ${route.domain}${route.path === "/" ? "" : route.path}`);
+      const databases = plan.databases.filter((database) => database.server === name).map((database) => `db ${database.name} (for ${database.service})`);
+      const used = plan.databases.filter((database) => database.service === name).map((database) => `uses db ${database.name} on ${database.server}`);
+      lines.push(`    ${quote(name)} [label=${dotLabel([`${name} (${service.kind})`, `${service.ip}`, ...routes.sort(), ...databases.sort(), ...used.sort()])}];`);
+    }
+    lines.push("  }");
+  });
+  for (const edge of plan.edges) {
+    lines.push(`  ${quote(edge.from)} -> ${quote(edge.to)} [label=${quote(edge.reasons.join("; "))}${edge.hard ? "" : ", style=dashed"}];`);
+  }
+  lines.push("}");
+  return `${lines.join("\n")}\n`;
+}

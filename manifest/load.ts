@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync }
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as Yaml from "yaml";
+import { packageFile } from "./package-root";
 import { planManifest } from "./plan";
 import { isSingleRoute, type ResolvedService } from "./resolve";
 import type { Plan } from "./plan-types";
@@ -18,7 +19,7 @@ import type { Manifest } from "./schema";
 import { checkManifest } from "./validate";
 
 /** The example manifest shipped with NixMox, used when no path is given. */
-export const defaultManifestPath = path.join(__dirname, "service-manifest.nix");
+export const defaultManifestPath = packageFile("manifest", "service-manifest.nix");
 
 /** Evaluates the file; a manifest that is a function (e.g. `{ lib ? null }: { … }`) is called with its defaults. */
 const nixExpression = "{ file }: let manifest = import file; in if builtins.isFunction manifest then manifest { } else manifest";
@@ -65,6 +66,7 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
   const timeoutSeconds = options.timeoutSeconds ?? 120;
   const real = realpathSync(file);
   // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
+  // NixMox's shipped manifest/ of the sources (packageFile), also when the CLI runs compiled from dist/ (newcomer-2 #3).
   const boundary = evaluationBoundary(real, realpathSync(path.dirname(defaultManifestPath)), options.allowPaths);
   const args = [
     "--readonly-mode", "--eval", "--strict", "--json",

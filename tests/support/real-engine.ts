@@ -106,6 +106,9 @@ export function createEngineProject(stack = "homelab", initStack = true): Engine
       set("nixmox:templateSha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
       set("nixmox:proxmoxApiToken", "nixmox@pve!deploy=00000000-0000-0000-0000-000000000000", true);
       set("nixmox:sshPrivateKey", readFileSync(deployKey, "utf8"), true);
+      // These stacks deploy the example manifests (their placeholder admin key, a throwaway deploy key they do not
+      // list): the override of up's refusal. The refusal itself: tests/homelab-package.test.ts, tests/deploy-key.test.ts.
+      set("nixmox:deployKeyCheck", "false");
       for (const [key, value] of Object.entries(settings.extra ?? {})) set(key, value);
       for (const [service, values] of Object.entries(settings.secrets ?? {})) {
         for (const [name, value] of Object.entries(values)) set(`nixmox:secrets.${service}.${name}`, value, true, true);
