@@ -34,7 +34,7 @@ describe("tools/test-deps.sh: the tests' packages, no daemon left enabled", () =
 
   const run = (installed: string[], extra: Record<string, string> = {}) =>
     spawnSync("bash", [script], { encoding: "utf8", env: { PATH: `${bin}:/usr/bin:/bin`, INSTALLED: installed.join(" "), NIXMOX_POLICY_RC_D: policy, ...extra } });
-  const all = ["openssh-server", "age", "postgresql", "python3", "caddy", "unbound", "bind9-dnsutils", "openssl", "iproute2", "nftables"];
+  const all = ["openssh-server", "openssh-client", "age", "postgresql", "python3", "caddy", "unbound", "bind9-dnsutils", "openssl", "iproute2", "nftables", "util-linux", "xz-utils"];
 
   it("installs only the missing packages with service starts refused, then disables the units those packages enable", () => {
     const result = run(all.filter((name) => name !== "caddy" && name !== "unbound"));
@@ -66,6 +66,6 @@ describe("tools/test-deps.sh: the tests' packages, no daemon left enabled", () =
   it("says to run it as root when a package is missing, exit 2", () => {
     const result = run([], { FAKE_UID: "1000" });
     assert.equal(result.status, 2);
-    assert.match(result.stderr, /^test-deps: run as root \(sudo bash tools\/test-deps\.sh\) to install: openssh-server age postgresql /);
+    assert.match(result.stderr, /^test-deps: run as root \(sudo bash tools\/test-deps\.sh\) to install: openssh-server openssh-client age postgresql /);
   });
 });

@@ -12,12 +12,14 @@
 #   bind9-dnsutils   dig, against that unbound
 #   openssl          a throwaway root CA for Caddy's pki block; the recording HTTPS endpoint of the engine tests
 #   iproute2, nftables   `ip` and `nft` inside the network namespaces the tests create (util-linux's unshare)
+#   openssh-client, util-linux, xz-utils   the homelab twin's hosts (twin/: ssh-keygen, unshare and setpriv, the
+#                    template archive)
 #
 # Packages already installed are left as they are. For those it installs, starts are refused during the install
 # (a policy-rc.d, unless one exists) and their units are disabled afterwards, whatever the init system.
 set -euo pipefail
 
-packages=(openssh-server age postgresql python3 caddy unbound bind9-dnsutils openssl iproute2 nftables)
+packages=(openssh-server openssh-client age postgresql python3 caddy unbound bind9-dnsutils openssl iproute2 nftables util-linux xz-utils)
 # The system units each package's postinst enables.
 declare -A units=(
   [openssh-server]="ssh.service"
