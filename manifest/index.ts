@@ -1,4 +1,5 @@
-export { defaultManifestPath, formatNixError, loadManifest, loadManifestData, loadPlan } from "./load";
+export { defaultManifestPath, loadManifest, loadManifestData, loadPlan } from "./load";
+export { formatNixError } from "./nix-process";
 export { authentikOutpostPort, defaultBaseDn, ldapOutpostPort, outpostTokenDir, outpostUnit, pgadminRole, planManifest, postgresPasswordsUnit, radiusOutpostPort, secretsDir } from "./plan";
 export { appOfRoute, kindSpecs, type KindSpec } from "./kinds";
 export * from "./plan-types";

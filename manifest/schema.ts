@@ -321,7 +321,7 @@ export const secretDeclarationSchema = z
   })
   .describe("A secret the service consumes; the value lives in the Pulumi stack config, never in the manifest.");
 
-const modulePath = z
+export const modulePathSchema = z
   .string()
   .regex(/^(\.\/)?([A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.nix$/, {
     message: 'must be a relative path to a .nix file inside the manifest\'s directory, such as "modules/grafana.nix"',
@@ -368,7 +368,7 @@ export const serviceSchema = z
       ),
     stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
     tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
-    nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),
+    nixos_modules: z.array(modulePathSchema).default([]).describe("NixMox extension: NixOS module files this host imports."),
     state_version: z
       .string()
       .regex(/^[0-9]{2}\.[0-9]{2}$/, { message: 'must be a NixOS release such as "25.11"' })
