@@ -80,7 +80,10 @@ export function moduleClosure(modules: string[], read: (relative: string) => str
         problems.push({ module: current, literal, message: `names ${literal}, which is outside the manifest's directory; the host's flake only holds files inside it` });
         continue;
       }
-      if (target === ".") continue;
+      // The module's own directory or one above it (`./.`, `../.`): a base for a path built at evaluation time
+      // (`./. + "/x.nix"`), not a file to carry; the manifest's directory is "." itself.
+      const directory = path.posix.dirname(current);
+      if (target === "." || directory === target || directory.startsWith(`${target}/`)) continue;
       try {
         if (read(target) !== null) queue.push(target);
         else if (read(`${target}/default.nix`) !== null) queue.push(`${target}/default.nix`);

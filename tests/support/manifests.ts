@@ -194,6 +194,56 @@ export function seedManifest(): RawManifest {
 export const seedModuleFiles = ["modules/homeassistant.nix", "modules/mail.nix", "modules/media.nix", "modules/monitoring.nix", "modules/nextcloud.nix", "modules/openbao.nix"];
 
 /**
+ * A homelab as a newcomer writes one (shared/reviews/newcomer-2.md): dns, caddy, postgresql and authentik under
+ * home.arpa on 10.42.0.0/24, and mealie, a custom app with a module of its own (`modules/mealie.nix`, which imports
+ * `./mealie-tuning.nix`: `customAppModules`), a database, an OIDC client and an http health check.
+ */
+export function customAppHomelab(): RawManifest {
+  return {
+    network: { domain: "home.arpa", dns_server: "10.42.0.2", gateway: "10.42.0.1", network_cidr: "10.42.0.0/24", ssh_keys: { root: [seedAdminKey] } },
+    core_services: {
+      dns: { ip: "10.42.0.2", vmid: 200 },
+      caddy: { ip: "10.42.0.3", vmid: 201 },
+      postgresql: { ip: "10.42.0.4", vmid: 202 },
+      authentik: { ip: "10.42.0.5", vmid: 203, interface: { db: { host: "postgresql" }, proxy: { domain: "sso.home.arpa", upstream: "10.42.0.5:9000" } } },
+    },
+    services: {
+      mealie: {
+        kind: "custom",
+        ip: "10.42.0.20",
+        vmid: 220,
+        nixos_modules: ["modules/mealie.nix"],
+        interface: {
+          proxy: { domain: "recipes.home.arpa", upstream: "10.42.0.20:9925" },
+          db: { host: "postgresql" },
+          auth: { type: "oidc", oidc: { redirect_uris: ["https://recipes.home.arpa/login"] } },
+          health: { checks: [{ type: "http", url: "http://10.42.0.20:9925/api/app/about" }] },
+        },
+      },
+    },
+  };
+}
+
+/** The module files of `customAppHomelab`, by path relative to the manifest. */
+export function customAppModules(): Record<string, string> {
+  return {
+    "modules/mealie.nix": [
+      "{ config, lib, pkgs, ... }:",
+      "let cfg = config.nixmox.custom; in {",
+      "  imports = [ ./mealie-tuning.nix ];",
+      "  services.mealie = {",
+      "    enable = true;",
+      "    listenAddress = cfg.listen.address;",
+      "    port = cfg.listen.port;",
+      "  };",
+      "}",
+      "",
+    ].join("\n"),
+    "modules/mealie-tuning.nix": '{ ... }: { systemd.services.mealie.serviceConfig.MemoryMax = "1G"; }\n',
+  };
+}
+
+/**
  * A small valid manifest for single-rule tests: caddy, postgresql, authentik and one app with a route, a
  * database and OIDC, on 10.9.0.0/24 (data only: nothing connects to it).
  */
