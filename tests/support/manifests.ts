@@ -138,7 +138,7 @@ export function seedManifest(): RawManifest {
         nixos_modules: ["modules/monitoring.nix"],
         ports: [3000, 9090],
         interface: {
-          auth: { type: "oidc", provider: "authentik", oidc: { client_id: "monitoring-oidc" } },
+          auth: { type: "oidc", provider: "authentik", oidc: { client_id: "monitoring-oidc", redirect_uris: ["https://grafana.nixmox.lan/login/generic_oauth"] } },
           proxy: {
             grafana: { domain: "grafana.nixmox.lan", upstream: `${ip(18)}:3000` },
             prometheus: { domain: "prometheus.nixmox.lan", upstream: `${ip(18)}:9090`, auth: "forward_auth" },
@@ -154,7 +154,8 @@ export function seedManifest(): RawManifest {
         nixos_modules: ["./modules/homeassistant.nix"],
         ports: [8123],
         interface: {
-          proxy: { domain: "ha.nixmox.lan", upstream: `${ip(21)}:8123`, tls: "acme", extra_config: "header { -Server }" },
+          // ACME needs a name in the public DNS (manifest/rules.ts acmeNameIsPublic).
+          proxy: { domain: "ha.nixmox.net", upstream: `${ip(21)}:8123`, tls: "acme", extra_config: "header { -Server }" },
           health: { checks: [{ type: "http", url: `http://${ip(21)}:8123/`, expect_status: 200, from: "host" }], start_period: 60 },
         },
       },
@@ -181,7 +182,7 @@ export function seedManifest(): RawManifest {
         nixos_modules: ["modules/mail.nix"],
         ports: [25, 587, 465, 993],
         interface: {
-          auth: { type: "oidc", provider: "authentik" },
+          auth: { type: "oidc", provider: "authentik", oidc: { redirect_uris: ["https://mail.nixmox.lan/index.php/login/oauth"] } },
           proxy: { domain: "mail.nixmox.lan", upstream: `${ip(19)}:8080` },
         },
       },
