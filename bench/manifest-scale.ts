@@ -47,7 +47,7 @@ export function generateManifest(count: number): ManifestInput {
       interface: {
         proxy: { domain: `${name(index)}.apps.bench.test`, upstream: `${ip}:8080`, authz: index % 5 === 0 },
         ...(index % 3 === 0 ? { db: { host: "postgresql" } } : {}),
-        ...(index % 7 === 0 ? { auth: { type: "oidc" as const } } : {}),
+        ...(index % 7 === 0 ? { auth: { type: "oidc" as const, oidc: { redirect_uris: [`https://${name(index)}.apps.bench.test/oauth2/callback`] } } } : {}),
         health: { checks: [{ type: "tcp" as const, port: 8080 }] },
       },
     };

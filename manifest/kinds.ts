@@ -53,6 +53,9 @@ export interface KindSpec {
   healthCommands?: Array<{ name: string; phase: "startup" | "liveness" | "both"; command: string }>;
 }
 
+/** The unit of each Authentik outpost on its authentik host (nixos/services/authentik-outposts.nix). */
+export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
+
 /** Where PostgreSQL listens when no client's interface.db.port says otherwise (and the default of that field). */
 export const postgresqlDefaultPort = 5432;
 

@@ -19,7 +19,7 @@ import type {
   ServicePlan,
 } from "./plan-types";
 import { planAdvice } from "./advice";
-import { addressesOf, authProviderOf, inferredEdges, resolveDomain, resolveService, restorableSecrets, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, restorableSecrets, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -33,9 +33,8 @@ export const ldapOutpostPort = 3389;
 export const radiusOutpostPort = 1812;
 
 /** Root-only directory on the authentik host holding the outposts' API tokens (outside the secrets push's directory,
- * whose undeclared files it removes), and the unit of each outpost (nixos/services/authentik-outposts.nix). */
+ * whose undeclared files it removes). */
 export const outpostTokenDir = "/var/lib/nixmox/outposts";
-export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
 
 /** The PostgreSQL role pgAdmin logs in as on its own PostgreSQL host (over loopback, with the secret pgadmin_db_password). */
 export const pgadminRole = "pgadmin";
@@ -346,11 +345,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string;
     for (const client of service.oidcClients) {
       const provider = authProviderOf(client.provider, authentiks);
       if (!provider) continue;
-      // The service's client logs in on its oidc routes that have no client of their own; a route's client on that route.
-      const clientRoutes = client.route === null
-        ? service.routes.filter((route) => route.auth === "oidc" && route.ownAuth === null)
-        : service.routes.filter((route) => route.name === client.route);
-      const routesForUris = clientRoutes.length > 0 ? clientRoutes : client.route === null ? service.routes : [];
+      const routesForUris = redirectRoutes(service, client);
       const redirectUris = client.settings.redirect_uris ?? [
         ...new Set(routesForUris.map((route) => defaultRedirectUri(service.kind, route, origin(route), provider))),
       ];

@@ -2,6 +2,7 @@
  * Manifest problems: every check reports into one list, so a user sees every mistake at once.
  * Format: `service "vaultwarden": interface.proxy.upstream must be "host:port", got "192.168.99.14"`.
  */
+import * as path from "node:path";
 
 export interface Problem {
   /** `service "<name>"`, `network`, or `manifest`. */
@@ -10,6 +11,12 @@ export interface Problem {
   field: string;
   /** What is wrong, and the fix where it is obvious. */
   message: string;
+}
+
+/** A file's path as messages show it: relative to the working directory when inside it, else absolute. */
+export function displayPath(file: string): string {
+  const relative = path.relative(process.cwd(), file);
+  return relative.startsWith("..") ? file : relative;
 }
 
 export function formatProblem(problem: Problem): string {

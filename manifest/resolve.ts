@@ -279,6 +279,16 @@ function routeAuth(kind: ServiceKind, routeName: string, route: ProxyRoute, serv
   return { auth: inherited, authDefault: null };
 }
 
+/**
+ * The routes an OIDC client's default redirect URIs (and its launch URL) come from: the service's client logs in on
+ * its oidc routes that have no client of their own, else on every route of the service; a route's client on that route.
+ */
+export function redirectRoutes(service: ResolvedService, client: ResolvedOidcClient): ResolvedRoute[] {
+  if (client.route !== null) return service.routes.filter((route) => route.name === client.route);
+  const own = service.routes.filter((route) => route.auth === "oidc" && route.ownAuth === null);
+  return own.length > 0 ? own : service.routes;
+}
+
 /** The names a manifest may use to point at a service: its ip, fqdn, service name and short host name. */
 export function addressesOf(service: ResolvedService): string[] {
   return [service.ip, service.fqdn, service.name, service.hostName];

@@ -4,10 +4,10 @@
  * resolved, and lookups over them) and returns its problems; `validate.ts` runs them after the schema pass.
  */
 import { z } from "zod";
-import { kindSpecs } from "./kinds";
+import { appOfRoute, kindSpecs } from "./kinds";
 import { builtinKinds } from "./plan-types";
 import { authentikOutpostPort, pushTo } from "./plan";
-import { addressesOf, authProviderOf, inferredEdges, resolveDomain, resolveService, servicesByAddress, type Edge, type ResolvedNetwork, type ResolvedService } from "./resolve";
+import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, servicesByAddress, type Edge, type ResolvedNetwork, type ResolvedService } from "./resolve";
 import { closest, didYouMean, formatPath, type Problem } from "./problems";
 import { secretHint, secretLikeKey, valueAt } from "./schema-issues";
 import { isDnsName, networkSchema, serviceSchema, type Manifest } from "./schema";
@@ -126,6 +126,44 @@ export const systemDatabases = ["postgres", "template0", "template1"];
 
 /** PostgreSQL roles that exist already or have a special meaning in pg_hba.conf; never an application's owner. */
 const reservedRoles = ["postgres", "all", "replication", "sameuser", "samerole", "samegroup", "public", "pg_database_owner"];
+
+/**
+ * Name suffixes no public CA issues certificates for, with why. An ACME order for such a name is refused (Let's
+ * Encrypt: "Domain name does not end with a valid public suffix (TLD)"), and the CA/Browser Forum Baseline
+ * Requirements forbid certificates for names outside the public DNS ("Internal Names", since 2015). Caddy does not
+ * even ask for .local, .internal and .home.arpa: it signs them with its own CA, which no device trusts
+ * (caddyserver/certmagic certificates.go SubjectIsInternal). Where the list comes from:
+ * - the IANA Special-Use Domain Names registry, https://www.iana.org/assignments/special-use-domain-names/
+ *   (RFC 6761, RFC 2606, RFC 6762, RFC 8375, RFC 9476);
+ * - .internal, reserved from delegation for private use by the ICANN Board on 29 July 2024 (SAC113);
+ * - .home, .corp and .mail, which the ICANN Board decided on 4 February 2018 not to delegate (name collisions);
+ * - .lan and .localdomain, the usual home-router suffixes, which are not in the root zone
+ *   (https://data.iana.org/TLD/tlds-alpha-by-domain.txt) nor reserved, so no CA can validate them today.
+ */
+export const privateNameSuffixes: ReadonlyArray<readonly [suffix: string, why: string]> = [
+  ["home.arpa", "is reserved for home networks (RFC 8375)"],
+  ["example.com", "is reserved for documentation (RFC 2606)"],
+  ["example.net", "is reserved for documentation (RFC 2606)"],
+  ["example.org", "is reserved for documentation (RFC 2606)"],
+  ["local", "is reserved for multicast DNS (RFC 6762)"],
+  ["localhost", "is special-use (RFC 6761)"],
+  ["test", "is special-use (RFC 6761)"],
+  ["invalid", "is special-use (RFC 6761)"],
+  ["example", "is special-use (RFC 6761)"],
+  ["alt", "is special-use (RFC 9476)"],
+  ["internal", "is reserved for private networks by ICANN (2024) and never delegated"],
+  ["home", "is a name ICANN decided not to delegate (2018)"],
+  ["corp", "is a name ICANN decided not to delegate (2018)"],
+  ["mail", "is a name ICANN decided not to delegate (2018)"],
+  ["lan", "is not a top-level domain of the public DNS"],
+  ["localdomain", "is not a top-level domain of the public DNS"],
+];
+
+/** The suffix of `domain` that no public CA issues for, with why; undefined for a name that may be public. */
+export function privateNameSuffix(domain: string): { suffix: string; why: string } | undefined {
+  const found = privateNameSuffixes.find(([suffix]) => domain === suffix || domain.endsWith(`.${suffix}`));
+  return found && { suffix: found[0], why: found[1] };
+}
 
 const crossServiceRules: CrossServiceRule[] = [
   {
@@ -402,6 +440,50 @@ const crossServiceRules: CrossServiceRule[] = [
         service.oidcClients
           .filter((client) => client.settings.redirect_uris === undefined && client.route === null && service.routes.length === 0)
           .map((client) => ({ subject: subjectOfService(service.name), field: `${client.field}.oidc.redirect_uris`, message: "is required when the service has no interface.proxy route to derive it from" })),
+      ),
+  },
+  {
+    name: "customAppOidcClientNamesItsRedirectUris",
+    // An error, not a warning: without redirect_uris, a client whose app NixMox does not know (a custom service, or a
+    // route no built-in app is named after) gets the route's root URL as its only redirect URI (plan.ts
+    // defaultRedirectUri). The provider accepts no other, and apps send users back to a callback path of their own
+    // (/oauth2/callback, /auth/oidc/callback, …), so the login would fail after the deploy. An app whose callback is
+    // the root writes it out: one line, and the manifest then says it.
+    check: ({ enabled }) =>
+      enabled.flatMap((service) =>
+        service.oidcClients
+          .filter((client) => client.settings.redirect_uris === undefined)
+          .flatMap((client): Problem[] => {
+            const unknown = redirectRoutes(service, client).filter((route) => appOfRoute(service.kind, route.name) === null);
+            if (unknown.length === 0) return [];
+            const roots = unknown.map((route) => `${route.tls === "off" ? "http" : "https"}://${route.domain}/`);
+            const app = service.kind === "custom" ? `"${service.name}" is a custom app` : `route "${unknown[0].name}" serves no built-in ${service.kind} app`;
+            return [{
+              subject: subjectOfService(service.name),
+              field: `${client.field}.oidc.redirect_uris`,
+              message: `is required: ${app}, so NixMox does not know where it sends users back after login. Without this list it would allow only ` +
+                `${roots.map((root) => JSON.stringify(root)).join(", ")}, and the SSO provider refuses any other callback; list the app's, e.g. redirect_uris = [ "${roots[0]}<its callback path>" ]`,
+            }];
+          }),
+      ),
+  },
+  {
+    name: "acmeNameIsPublic",
+    // An error, not a warning: no public CA issues for these names (privateNameSuffixes), so a route with tls = "acme"
+    // never gets a trusted certificate; Caddy retries the order without end, or signs with its own CA, trusted by nobody.
+    check: ({ enabled }) =>
+      enabled.flatMap((service) =>
+        service.routes.flatMap((route): Problem[] => {
+          const found = route.tls === "acme" ? privateNameSuffix(route.domain) : undefined;
+          return found
+            ? [{
+                subject: subjectOfService(service.name),
+                field: `${route.field}.tls`,
+                message: `is "acme", but no public CA issues certificates for ${JSON.stringify(route.domain)}: ".${found.suffix}" ${found.why}; ` +
+                  'use tls = "internal" (NixMox\'s own CA, which your devices can be set to trust), or a public domain that points at your proxy',
+              }]
+            : [];
+        }),
       ),
   },
   {

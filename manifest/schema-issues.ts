@@ -19,6 +19,15 @@ export function secretHint(path: ReadonlyArray<PropertyKey>, key: string): strin
       "`pulumi config set --secret --path 'nixmox:secrets.<authentik service>.radius_shared_secret' <value>`";
   }
   const service = (head === "core_services" || head === "services") && name !== undefined ? String(name) : "<service>";
+  // interface.db.password (or interface.dbs.<entry>.password): the database's password is a secret NixMox declares and
+  // generates itself (resolve.ts passwordSecret), so the fix is to delete the line, not to declare a new secret.
+  const inDb = service !== "<service>" && path[2] === "interface" && ((path.length === 4 && path[3] === "db") || (path.length === 5 && path[3] === "dbs"));
+  if (inDb) {
+    const builtin = path.length === 4 ? "db_password" : `${String(path[4])}_db_password`;
+    return `looks like a secret, and needs no field: NixMox generates the password of this database's owner itself, the secret "${builtin}", ` +
+      "and delivers it to the host as a file. Delete this line; to choose the password, set that secret in the stack from a file or stdin: " +
+      `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${builtin}' < FILE\``;
+  }
   const secretName = service === "<service>" ? "<name>" : key;
   return "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value with " +
     `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${secretName}' <value>\``;

@@ -149,7 +149,7 @@ export const networkSchema = z
 const tlsSchema = z
   .union([z.boolean(), z.enum(["internal", "acme", "off"])])
   .default(true)
-  .describe('TLS for the route: true or "internal" (Caddy\'s internal CA, the default), "acme", false or "off".');
+  .describe('TLS for the route: true or "internal" (Caddy\'s internal CA, the default), "acme" (a public CA: only for a name in the public DNS, not .lan, .home.arpa, .internal, .local), false or "off".');
 
 /** Caddyfile directives must keep braces balanced so they cannot close the site block they are pasted into. */
 function bracesBalanced(text: string): boolean {
@@ -180,7 +180,7 @@ export const authSchema = z
         redirect_uris: z
           .array(httpUrl("must be an http(s) URL without spaces or quotes"))
           .optional()
-          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the client's route domains (for a custom app: the route's root URL, so set it)."),
+          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the client's route domains; required for a custom app, whose callback NixMox cannot know."),
         scopes: z.array(z.string().regex(/^[a-z_:.-]+$/)).default(["openid", "email", "profile"]),
         username_claim: z.string().regex(/^[a-z_]+$/).default("preferred_username"),
         groups_claim: z.string().regex(/^[a-z_]+$/).default("groups"),
@@ -321,7 +321,7 @@ export const secretDeclarationSchema = z
   })
   .describe("A secret the service consumes; the value lives in the Pulumi stack config, never in the manifest.");
 
-const modulePath = z
+export const modulePathSchema = z
   .string()
   .regex(/^(\.\/)?([A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.nix$/, {
     message: 'must be a relative path to a .nix file inside the manifest\'s directory, such as "modules/grafana.nix"',
@@ -368,7 +368,8 @@ export const serviceSchema = z
       ),
     stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
     tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
-    nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),
+    nixos_modules: z.array(modulePathSchema).default([])
+      .describe("NixMox extension: NixOS module files this host imports. `validate` parses each, and the files it names by relative path, with nix-instantiate --parse."),
     state_version: z
       .string()
       .regex(/^[0-9]{2}\.[0-9]{2}$/, { message: 'must be a NixOS release such as "25.11"' })

@@ -1,11 +1,12 @@
 // Real processes, no mocks: `node bin/nixmox.js validate|plan|graph|schema` run as a user runs them.
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { loadManifestData, loadPlan } from "../manifest";
-import { shuffleKeys, smallManifest } from "./support/manifests";
+import { stringify } from "yaml";
+import { customAppHomelab, customAppModules, shuffleKeys, smallManifest } from "./support/manifests";
 
 const root = path.resolve(__dirname, "..");
 const exampleRelative = "manifest/service-manifest.nix";
@@ -105,6 +106,39 @@ describe("cli: validate, plan, graph, schema", function () {
     assert.equal(run.code, 1);
     assert.equal(run.stderr, `${file}: 1 problem\n  - manifest: Nix evaluation failed: ${file}:1:28: syntax error, unexpected '}', expecting ';'\n`);
     assert.doesNotMatch(run.stderr, stackTraceLine);
+  });
+
+  it("fails validate and render through the compiled CLI with a custom module's syntax error (file:line:col) and its missing import, without a stack trace", async () => {
+    // The compiled CLI in dist/, as users run it (npm test builds it first; NIXMOX_FROM_SOURCE would run the sources).
+    assert.ok(existsSync(path.join(root, "dist", "manifest", "module-check.js")), "dist/ is not built: run `node bin/build.js` (npm test does)");
+    const env = { ...process.env };
+    delete env.NIXMOX_FROM_SOURCE;
+    const compiled = (...args: string[]) => new Promise<Run>((resolve, reject) => {
+      execFile(process.execPath, [path.join(root, "bin/nixmox.js"), ...args], { cwd: root, env, timeout: 60_000 }, (error, stdout, stderr) => {
+        if (error && typeof error.code !== "number") return reject(error);
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+      });
+    });
+    const home = mkdtempSync(path.join(dir, "homelab-"));
+    mkdirSync(path.join(home, "modules"));
+    // customAppModules' mealie.nix with its ';' after `enable = true` lost, and without the mealie-tuning.nix it imports.
+    const module = customAppModules()["modules/mealie.nix"].replace("enable = true;", "enable = true");
+    writeFileSync(path.join(home, "modules", "mealie.nix"), module);
+    const file = path.join(home, "homelab.yaml");
+    writeFileSync(file, stringify(customAppHomelab()));
+    const expected = [
+      `${file}: 2 problems`,
+      '  - service "mealie": nixos_modules[0] "modules/mealie.nix" names ./mealie-tuning.nix, which does not exist (relative to modules/mealie.nix)',
+      `  - service "mealie": nixos_modules[0] "modules/mealie.nix" is not valid Nix (nix-instantiate --parse): ${home}/modules/mealie.nix:6:19: syntax error, unexpected '=', expecting ';'`,
+      "",
+    ].join("\n");
+    const validate = await compiled("validate", file);
+    assert.deepEqual(validate, { code: 1, stdout: "", stderr: expected });
+    const out = path.join(home, "out");
+    const render = await compiled("render", file, "--out", out);
+    assert.deepEqual(render, { code: 1, stdout: "", stderr: expected });
+    assert.equal(existsSync(out), false);
+    assert.doesNotMatch(validate.stderr + render.stderr, stackTraceLine);
   });
 
   it("fails with exit 2 and a usage message on an unknown graph format", async () => {

@@ -68,11 +68,15 @@ const ruleCases: RuleCase[] = [
     problems: [`service "app": password ${secretHint("app", "password")}`],
   },
   {
-    name: "fails when a database block holds a password, pointing at pulumi config set --secret",
+    name: "fails when a database block holds a password, naming the db_password secret NixMox generates instead",
     mutate: (m) => {
       m.services.app.interface.db.password = "hunter2";
     },
-    problems: [`service "app": interface.db.password ${secretHint("app", "password")}`],
+    problems: [
+      'service "app": interface.db.password looks like a secret, and needs no field: NixMox generates the password of this database\'s owner itself, the secret "db_password", ' +
+        "and delivers it to the host as a file. Delete this line; to choose the password, set that secret in the stack from a file or stdin: " +
+        "`pulumi config set --secret --path 'nixmox:secrets.app.db_password' < FILE`",
+    ],
   },
   {
     name: "fails when the network holds an API token, pointing at pulumi config set --secret",
@@ -551,6 +555,9 @@ const ruleCases: RuleCase[] = [
     },
     problems: [
       'service "app": interface.proxy.web.tls is "internal" but another route of "web.lab.test" (service "app") is "acme"; one domain is one Caddy site, give its routes the same tls',
+      // .test is special-use: no CA issues for it either (acmeNameIsPublic).
+      'service "app": interface.proxy.api.tls is "acme", but no public CA issues certificates for "web.lab.test": ".test" is special-use (RFC 6761); ' +
+        'use tls = "internal" (NixMox\'s own CA, which your devices can be set to trust), or a public domain that points at your proxy',
     ],
   },
   {
@@ -597,7 +604,12 @@ const ruleCases: RuleCase[] = [
     mutate: (m) => {
       m.services.app.kind = "custom";
     },
-    problems: ['service "app": nixos_modules is required: "app" has no built-in module; list the NixOS module files that configure it'],
+    problems: [
+      // Its OIDC client is a custom app's now, whose callback NixMox does not know (customAppOidcClientNamesItsRedirectUris).
+      'service "app": interface.auth.oidc.redirect_uris is required: "app" is a custom app, so NixMox does not know where it sends users back after login. ' +
+        'Without this list it would allow only "https://web.lab.test/", and the SSO provider refuses any other callback; list the app\'s, e.g. redirect_uris = [ "https://web.lab.test/<its callback path>" ]',
+      'service "app": nixos_modules is required: "app" has no built-in module; list the NixOS module files that configure it',
+    ],
   },
   {
     name: "fails when a misspelt built-in service becomes custom without modules, suggesting the kind",
