@@ -106,6 +106,8 @@ export const kindSpecs: Record<ServiceKind, KindSpec> = {
   },
   mail: { units: ["postfix.service"], apps: {}, tcpPorts: [25, 587], udpPorts: [] },
   pgadmin: { units: ["pgadmin.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
+  // Builds every other host's system (components/build) and serves nothing: only its Nix daemon must run.
+  builder: { units: ["nix-daemon.service"], apps: {}, tcpPorts: [], udpPorts: [] },
   custom: { units: [], apps: {}, tcpPorts: [], udpPorts: [] },
 };
 

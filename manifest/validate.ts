@@ -9,6 +9,7 @@ import { authentikOutpostPort } from "./plan";
 import { addressesOf, authProviderOf, inferredEdges, resolveService, servicesByAddress, type Edge, type ResolvedService } from "./resolve";
 import { ManifestError, closest, describeValue, didYouMean, formatPath, type Problem } from "./problems";
 import { manifestSchema, networkSchema, serviceSchema, type Manifest } from "./schema";
+import { buildPlacementProblems } from "./build-plan";
 
 const serviceGroups = ["core_services", "services"] as const;
 
@@ -41,7 +42,7 @@ export function validateManifest(raw: unknown, source: string): Manifest {
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(...issueProblems(issue, [], raw));
   }
-  problems.push(...crossServiceProblems(raw));
+  problems.push(...crossServiceProblems(raw), ...buildPlacementProblems(raw));
   if (problems.length > 0 || !parsed.success) throw new ManifestError(source, dedupe(problems));
   return parsed.data;
 }

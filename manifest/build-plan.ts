@@ -1,0 +1,112 @@
+/**
+ * Where each host's NixOS system is built (issue 18, docs/building.md), from the manifest's `build` section and its
+ * services. Pure: no I/O, the same manifest gives the same placement on any machine, so a preview on a laptop and
+ * an `up` in CI build the same way.
+ *
+ * - `build.on = "auto"` (the default): on the builder when the manifest has a service of kind `builder`, else on each
+ *   host (`target`, what nixos-rebuild on the host did before). "controller" is chosen by name only: whether this
+ *   machine can build x86_64-linux is a fact of the machine, checked when the program starts
+ *   (components/build/controller.ts), never a silent switch of where a homelab builds.
+ * - The builder service itself, and the services in `build.on_target`, build on their own host.
+ * - A host that builds itself needs the memory of a NixOS evaluation: a warning names every such host below
+ *   `evaluationMemoryMiB` of memory + swap (nixpkgs#85148: nixos-rebuild fails at 512 MB; nix#2664: killed by the
+ *   OOM killer at 1 GB).
+ *
+ * `buildPlacementProblems` is the manifest rule (validate.ts runs it with the others): `build.builder` names a
+ * builder service, `on = "builder"` has one to use, several builders need `build.builder`, and `on_target` names
+ * services of the manifest.
+ */
+import type { Problem } from "./problems";
+import { didYouMean } from "./problems";
+import { buildSchema, type Manifest } from "./schema";
+import { builtinKinds, type BuildPlan, type BuildPlace, type ServicePlan } from "./plan-types";
+
+/** Memory (RAM + swap, MiB) below which a host that evaluates NixOS itself gets a warning. */
+export const evaluationMemoryMiB = 2048;
+
+/** The services of kind builder (named "builder" or with `kind = "builder"`), sorted, enabled ones only. */
+function builderNames(services: Array<{ name: string; kind: string; enable?: boolean }>): string[] {
+  return services.filter((service) => service.kind === "builder" && service.enable !== false).map((service) => service.name).sort();
+}
+
+export function planBuild(manifest: Pick<Manifest, "build">, services: ServicePlan[]): { build: BuildPlan; warnings: string[] } {
+  const requested = manifest.build.on;
+  const builders = builderNames(services);
+  const builder = manifest.build.builder ?? (builders.length === 1 ? builders[0] : null);
+  const mode: BuildPlace = requested === "auto" ? (builder !== null ? "builder" : "target") : requested;
+  const onTarget = new Set(manifest.build.on_target);
+  const hosts: Record<string, BuildPlace> = {};
+  for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    hosts[service.name] = service.kind === "builder" || onTarget.has(service.name) ? "target" : mode;
+  }
+  const elsewhere = Object.values(hosts).filter((place) => place !== "target").length;
+  const why =
+    requested === "auto"
+      ? builder !== null
+        ? `the manifest has the builder service "${builder}"; set build.on to choose`
+        : 'no service of kind builder in the manifest; add one, or set build.on = "controller" to build on the machine that runs Pulumi'
+      : `build.on = "${requested}"`;
+  const where = mode === "builder" ? `on the builder "${builder}"` : mode === "controller" ? "on the machine that runs Pulumi (the controller)" : "on each host itself (nixos-rebuild on the host)";
+  const exceptions = Object.keys(hosts).filter((name) => hosts[name] === "target" && mode !== "target");
+  const message =
+    `builds: ${where} (${why})` +
+    (exceptions.length > 0 ? `; ${exceptions.join(", ")} build${exceptions.length === 1 ? "s" : ""} on ${exceptions.length === 1 ? "its own host" : "their own hosts"}` : "") +
+    (elsewhere > 0 ? `; ${elsewhere} host${elsewhere === 1 ? "" : "s"} only receive${elsewhere === 1 ? "s" : ""} a signed closure and switch${elsewhere === 1 ? "es" : ""} to it` : "");
+  const small = services
+    .filter((service) => hosts[service.name] === "target" && service.resources.memoryMiB + service.resources.swapMiB < evaluationMemoryMiB)
+    .map((service) => `${service.name} (${service.resources.memoryMiB} MiB + ${service.resources.swapMiB} MiB swap)`);
+  const warnings =
+    small.length === 0
+      ? []
+      : [
+          `builds on the host itself with less memory than a NixOS evaluation needs (${evaluationMemoryMiB} MiB of memory + swap; nixpkgs#85148, nix#2664): ` +
+            `${small.join(", ")}; add a service of kind builder, set build.on = "controller", or give ${small.length === 1 ? "it" : "them"} more memory`,
+        ];
+  return {
+    build: { requested, mode, builder: mode === "builder" ? builder : null, hosts, message },
+    warnings,
+  };
+}
+
+/** The `build` rule: every problem of the build section, against the raw manifest (run with the other rules). */
+export function buildPlacementProblems(raw: unknown): Problem[] {
+  if (raw === null || typeof raw !== "object") return [];
+  const root = raw as Record<string, unknown>;
+  const parsed = buildSchema.safeParse(root.build);
+  if (!parsed.success) return []; // the schema pass reports it
+  const build = parsed.data;
+  const services: Array<{ name: string; kind: string; enable: boolean }> = [];
+  for (const group of ["core_services", "services"] as const) {
+    const entries = root[group];
+    if (entries === null || typeof entries !== "object") continue;
+    for (const [name, value] of Object.entries(entries as Record<string, unknown>)) {
+      const entry = (value ?? {}) as Record<string, unknown>;
+      const kind = typeof entry.kind === "string" ? entry.kind : (builtinKinds as readonly string[]).includes(name) ? name : "custom";
+      services.push({ name, kind, enable: entry.enable !== false });
+    }
+  }
+  const names = services.map((service) => service.name).sort();
+  const builders = builderNames(services);
+  const problems: Problem[] = [];
+  const problem = (field: string, message: string) => problems.push({ subject: "manifest", field: `build.${field}`, message });
+  if (build.builder !== undefined) {
+    const named = services.find((service) => service.name === build.builder);
+    if (!named) problem("builder", `names no service of the manifest${didYouMean(build.builder, names)}; name a service of kind builder`);
+    else if (named.kind !== "builder") problem("builder", `names "${build.builder}", a service of kind ${named.kind}; name a service of kind builder (kind = "builder")`);
+    else if (!named.enable) problem("builder", `names "${build.builder}", which is disabled; enable it or build elsewhere`);
+  } else if (builders.length > 1 && (build.on === "auto" || build.on === "builder")) {
+    problem("builder", `is not set and the manifest has several builder services (${builders.join(", ")}); name the one that builds`);
+  }
+  if (build.on === "builder" && builders.length === 0) {
+    problem("on", 'is "builder" but the manifest has no service of kind builder; add one (a container with the memory and disk for NixOS builds), or choose "controller" or "target"');
+  }
+  build.on_target.forEach((name, index) => {
+    if (!names.includes(name)) problem(`on_target[${index}]`, `names no service of the manifest${didYouMean(name, names)}`);
+  });
+  return problems;
+}
+
+/** The manifest's caches (network.substituters, network.trusted_public_keys) as the plan carries them. */
+export function planCaches(network: Pick<Manifest["network"], "substituters" | "trusted_public_keys">): { substituters: string[]; trustedPublicKeys: string[] } {
+  return { substituters: [...new Set(network.substituters)], trustedPublicKeys: [...new Set(network.trusted_public_keys)] };
+}
