@@ -35,6 +35,19 @@ export function planBuild(manifest: Pick<Manifest, "build">, services: ServicePl
   const builder = manifest.build.builder ?? (builders.length === 1 ? builders[0] : null);
   const mode: BuildPlace = requested === "auto" ? (builder !== null ? "builder" : "target") : requested;
   const onTarget = new Set(manifest.build.on_target);
+  // What the builder boots after (its hard dependencies, transitively) cannot wait for the builder: built on target.
+  const byName = new Map(services.map((service) => [service.name, service]));
+  const needed = new Set<string>();
+  const visit = (name: string) => {
+    for (const dependency of byName.get(name)?.dependsOn ?? []) {
+      if (!needed.has(dependency)) {
+        needed.add(dependency);
+        visit(dependency);
+      }
+    }
+  };
+  if (mode === "builder" && builder !== null) visit(builder);
+  for (const name of needed) onTarget.add(name);
   const hosts: Record<string, BuildPlace> = {};
   for (const service of [...services].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     hosts[service.name] = service.kind === "builder" || onTarget.has(service.name) ? "target" : mode;

@@ -306,7 +306,8 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
     for (const [field, upstream] of upstreams) {
       if (upstream) add(byAddress.get(upstream.split(":")[0])?.name, `${field} points at it`, false);
     }
-    if (dnsService) add(dnsService.name, `resolves names through ${dnsService.name} (network.dns_server)`, true);
+    // A builder deploys before every host it builds (the DNS service too): it also asks the upstream forwarders.
+    if (dnsService && service.kind !== "builder") add(dnsService.name, `resolves names through ${dnsService.name} (network.dns_server)`, true);
   }
   return edges;
 }

@@ -189,6 +189,8 @@ export interface HostData {
 export interface BuilderData {
   /** Builds at once (nix.settings.max-jobs): the builder's cores. */
   maxJobs: number;
+  /** Upstream resolvers the builder asks after the manifest's: it deploys before the DNS service. */
+  forwarders: string[];
 }
 
 export interface NixData {
@@ -573,7 +575,7 @@ export function planHostData(plan: Plan, name: string, options: HostDataOptions 
       data[kind] = planAppData(plan, service, kind);
       break;
     case "builder":
-      data.builder = { maxJobs: service.resources.cores };
+      data.builder = { maxJobs: service.resources.cores, forwarders: [...plan.network.dns.forwarders] };
       break;
     default: {
       const unreachable: never = kind;

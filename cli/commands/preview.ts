@@ -55,6 +55,8 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   }
   // The Pulumi SDK and the program load here, for this command only.
   const offline = require("../../components/offline-preview") as typeof import("../../components/offline-preview");
+  // Where each host builds (issue 18): the engine's preview prints it as an info line; here it goes to stderr.
+  process.stderr.write(`nixmox: ${plan.build.message}\n`);
   const placeholders = offline.offlineSecretPlaceholders(plan);
   const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), placeholders);
   // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).

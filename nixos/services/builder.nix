@@ -13,6 +13,7 @@ in
 {
   options.nixmox.builder = {
     maxJobs = lib.mkOption { type = lib.types.ints.positive; description = "Builds at once: the container's cores."; };
+    forwarders = lib.mkOption { type = lib.types.listOf lib.types.str; default = [ ]; description = "Upstream resolvers after the manifest's (nixos/lib/resolv.nix): the builder deploys before the DNS service."; };
   };
 
   config = {
