@@ -8,7 +8,7 @@ import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key"
 import { requireReplaceWithSupport } from "./components/engine-requirements";
 import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
 import { createProxmoxProvider, createTemplates } from "./components/proxmox";
-import { ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
+import { caPermittedDomains, ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
 import { resolveSecretValues } from "./components/secrets";
 import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
 import { createBuildSigningKey, controllerSlots, renderOptionsWithKey } from "./components/build";
@@ -19,12 +19,13 @@ async function nixmox() {
   // Before anything else: an engine without replaceWith would fail at every service's children.
   await requireReplaceWithSupport();
   const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
-  const plan = await loadPlan(settings.manifestPath);
+  const plan = await loadPlan(settings.manifestPath, { allowPaths: settings.manifestAllowPaths });
   checkSettingsAgainstPlan(settings, plan.services.map((service) => service.name));
   // First, before any resource exists: a missing required secret stops the deploy with the full list.
   const secretValues = resolveSecretValues(plan);
-  // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).
-  const ca = new ManagedCa("nixmox-ca", {});
+  // The homelab's root CA, constrained to its names: every host trusts it, and the proxy signs its internal-TLS sites
+  // with its intermediate (reviews R3, security-2 N2).
+  const ca = new ManagedCa("nixmox-ca", { permittedDomains: caPermittedDomains(plan), allowRootReplacement: settings.rotateRootCa });
   // Where each host's system is built (manifest build): said once; a host built elsewhere trusts the stack's key.
   const signingKey = createBuildSigningKey(plan, new pulumi.Config("nixmox"));
   const hosts = renderWithCa(plan, fileSources(plan.manifestDir), renderOptionsWithKey({ nixpkgs: settings.nixpkgs }, signingKey), ca.rootCertificatePem);

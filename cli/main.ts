@@ -8,6 +8,7 @@
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import { terminalText } from "../manifest/problems";
 import { exitCodes } from "./run";
 import { projectRoot } from "./paths";
 
@@ -42,6 +43,6 @@ const files = requested !== undefined && Object.hasOwn(commandFiles, requested) 
 for (const file of files) (require(file) as { register(program: Command): void }).register(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  process.stderr.write(`nixmox: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`nixmox: ${terminalText(error instanceof Error ? error.message : String(error))}\n`);
   process.exit(exitCodes.usage);
 });

@@ -8,7 +8,8 @@
  *
  * - check: compares the new inputs with the deployed ones; a changed vmid or node, or a smaller disk, is a check
  *   failure naming the service, the field, both values, what happens to the data and how to allow it. The first
- *   deploy (no old inputs) and unknown values (a preview) pass.
+ *   deploy (no old inputs) and unknown values (a preview) pass. A vmid is null when Proxmox assigns it: removing
+ *   the manifest's vmid passes, giving one to a container Proxmox numbered fails (the guard cannot see that id).
  * - create/update: record the inputs; diff: any change updates (never replaces); read: returns the state; delete:
  *   nothing to delete.
  *
@@ -19,7 +20,8 @@ import { containsUnknown } from "./unknown";
 
 export interface ContainerGuardArgs {
   service: pulumi.Input<string>;
-  vmid: pulumi.Input<number>;
+  /** The manifest's vmid; null when Proxmox assigns it. */
+  vmid: pulumi.Input<number | null>;
   node: pulumi.Input<string>;
   diskGiB: pulumi.Input<number>;
   /** The service is listed in `nixmox:allowReplace`: the edit may re-create the container. */
@@ -28,7 +30,7 @@ export interface ContainerGuardArgs {
 
 export interface ContainerGuardInputs {
   service: string;
-  vmid: number;
+  vmid: number | null;
   node: string;
   diskGiB: number;
   allowReplace: boolean;
@@ -42,7 +44,16 @@ export function replacementProblems(olds: Partial<ContainerGuardInputs>, news: C
   const consequence = "re-creates its container: the old container and every file on its disk are deleted, and a new, empty container takes its place";
   const allow = `if that is what you want (move or back up the data first), run \`pulumi config set --path 'nixmox:allowReplace[0]' ${news.service}\` for this deploy`;
   const changed = (field: keyof ContainerGuardInputs) => !containsUnknown(news[field]) && !containsUnknown(olds[field]) && olds[field] !== news[field];
-  if (changed("vmid")) failures.push({ property: "vmid", reason: `${service}: vmid ${olds.vmid} → ${news.vmid} ${consequence}; ${allow}` });
+  // A vmid is compared when both are the manifest's. Removing it keeps the container (the provider keeps the id in its
+  // state); giving one to a container Proxmox numbered cannot be checked here, so it needs allowReplace like a move.
+  if (changed("vmid") && olds.vmid !== null && news.vmid !== null) failures.push({ property: "vmid", reason: `${service}: vmid ${olds.vmid} → ${news.vmid} ${consequence}; ${allow}` });
+  if (changed("vmid") && olds.vmid === null && typeof news.vmid === "number") {
+    failures.push({
+      property: "vmid",
+      reason: `${service}: vmid ${news.vmid} is new, and Proxmox assigned this container's id at its first deploy (\`pulumi stack output services\` shows it): ` +
+        `unless ${news.vmid} is that id, this ${consequence}; remove vmid again to keep the container, or ${allow}`,
+    });
+  }
   if (changed("node")) failures.push({ property: "node", reason: `${service}: node ${JSON.stringify(olds.node)} → ${JSON.stringify(news.node)} ${consequence}; ${allow}` });
   if (changed("diskGiB") && Number(news.diskGiB) < Number(olds.diskGiB)) {
     failures.push({ property: "diskGiB", reason: `${service}: resources.disk_gb ${olds.diskGiB} → ${news.diskGiB}: Proxmox cannot shrink a disk, so this ${consequence}; keep ${olds.diskGiB} or more, or ${allow}` });

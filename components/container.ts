@@ -63,7 +63,8 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
   const manifestKeys = plan.network.sshKeys.root ?? [];
   const args: proxmoxve.ContainerLegacyArgs = {
     nodeName: serviceNode(service, settings),
-    vmId: service.vmid,
+    // No manifest vmid: Proxmox assigns the next free one at creation and the state keeps it.
+    ...(service.vmid === null ? {} : { vmId: service.vmid }),
     description: `NixMox service "${service.name}" (managed by Pulumi; edit the manifest, not this container)`,
     tags: containerTags(service),
     unprivileged: true,

@@ -154,12 +154,13 @@ export class NixosService extends pulumi.ComponentResource {
       timeoutSeconds: args.sshTimeoutSeconds ?? 300,
       ...(pinnedHostKey === undefined ? {} : { pinnedHostKey }),
       ...(args.proxmoxApiToken === undefined || pinnedHostKey !== undefined ? {} : {
-        firstContact: pulumi.output(args.proxmoxApiToken).apply((apiToken) => ({
+        // A service without a manifest vmid: the one Proxmox assigned when it created the container.
+        firstContact: pulumi.all([args.proxmoxApiToken, service.vmid ?? container.vmId]).apply(([apiToken, vmid]) => ({
           endpoint: args.settings.proxmoxEndpoint,
           apiToken,
           insecure: args.settings.proxmoxInsecure,
           node: serviceNode(service, args.settings),
-          vmid: service.vmid,
+          vmid,
           windowSeconds: args.settings.firstContactWindowSeconds,
         })),
       }),
@@ -211,7 +212,7 @@ export class NixosService extends pulumi.ComponentResource {
       repair: activation,
     }, { parent: this, dependsOn: healthDependsOn(rebuild, args.ssoGate), replaceWith: [container] });
 
-    this.vmid = pulumi.output(service.vmid);
+    this.vmid = service.vmid === null ? container.vmId : pulumi.output(service.vmid);
     this.ip = pulumi.output(service.ip);
     this.hostname = pulumi.output(service.fqdn);
     this.generation = generation;

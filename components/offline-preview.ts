@@ -137,8 +137,12 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
   const id = `${args.name}-id`;
   switch (args.type) {
     case "proxmoxve:index/containerLegacy:ContainerLegacy":
+    {
       // The bpg provider's id is the vmid; a re-created container keeps it (hence replaceWith in NixosService).
-      return { id: String(inputs.vmId ?? id), state: { ...inputs } };
+      // Without one Proxmox assigns the next free id; the stand-in is a fixed number per resource name.
+      const vmId = inputs.vmId ?? 100_000 + (parseInt(fakeHex(args.name, 8), 16) % 900_000);
+      return { id: String(vmId), state: { ...inputs, vmId } };
+    }
     case "pulumi-nodejs:dynamic/nixmox:NodeTemplate":
       return { id: `${String(inputs.node)}/${String(inputs.datastore)}:vztmpl/${String(inputs.fileName)}`, state: { ...inputs, volumeId: `${String(inputs.datastore)}:vztmpl/${String(inputs.fileName)}`, adopted: false } };
     case "pulumi-nodejs:dynamic/nixmox:SshHostKey":

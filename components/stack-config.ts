@@ -46,6 +46,8 @@ export const defaultTemplate = {
 export interface StackSettings {
   /** Absolute path of the manifest. @default `<project>/manifest/service-manifest.nix` */
   manifestPath: string;
+  /** Absolute directories a `.nix` manifest may read besides its git repository's tracked files. @default [] */
+  manifestAllowPaths: string[];
   proxmoxEndpoint: string;
   /** Skip TLS verification of the Proxmox API. @default false */
   proxmoxInsecure: boolean;
@@ -64,6 +66,11 @@ export interface StackSettings {
   /** Warn when the deploy key is not in the manifest's `network.ssh_keys.root`. @default true */
   deployKeyCheck: boolean;
   /**
+   * Replace the homelab's root CA when it must change (a `network.domain` edit changes the names it may vouch for);
+   * otherwise that change stops the deploy with the steps (components/managed-ca.ts). @default false
+   */
+  rotateRootCa: boolean;
+  /**
    * Host keys read out of band, per service (`nixmox:hostKeys.<service>`, `ssh-ed25519 AAAA…`): the server must
    * present that key; it is never trusted on first use. @default {}
    */
@@ -81,6 +88,7 @@ export interface StackSecrets {
 /** The plain (non-secret) keys this module reads. */
 export const plainKeys = [
   "manifest",
+  "manifestAllowPaths",
   "proxmoxEndpoint",
   "proxmoxInsecure",
   "proxmoxNode",
@@ -96,6 +104,7 @@ export const plainKeys = [
   "confirmTimeoutSeconds",
   "allowReplace",
   "deployKeyCheck",
+  "rotateRootCa",
   "firstContactWindowSeconds",
 ] as const;
 export type PlainKey = (typeof plainKeys)[number];
@@ -138,6 +147,8 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
 
   const deployKeyCheckText = text("deployKeyCheck", "true");
   if (deployKeyCheckText !== "true" && deployKeyCheckText !== "false") problem("deployKeyCheck", `must be true or false, got ${describeValue(deployKeyCheckText)}`);
+  const rotateRootCaText = text("rotateRootCa", "false");
+  if (rotateRootCaText !== "true" && rotateRootCaText !== "false") problem("rotateRootCa", `must be true or false, got ${describeValue(rotateRootCaText)}`);
 
   const confirmText = text("confirmTimeoutSeconds", "60");
   const confirmTimeoutSeconds = Number(confirmText);
@@ -194,6 +205,16 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     problem("allowReplace", `must be a list of service names, e.g. \`pulumi config set --path 'nixmox:allowReplace[0]' caddy\`, got ${describeValue(allowText)}`);
   }
 
+  let manifestAllowPaths: string[] = [];
+  const allowPathsText = text("manifestAllowPaths", "[]");
+  try {
+    const parsed: unknown = JSON.parse(allowPathsText);
+    if (!Array.isArray(parsed) || parsed.some((entry) => typeof entry !== "string" || entry === "")) throw new Error("not a list of paths");
+    manifestAllowPaths = [...new Set((parsed as string[]).map((entry) => path.resolve(baseDir, entry)))].sort();
+  } catch {
+    problem("manifestAllowPaths", `must be a list of directories, e.g. \`pulumi config set --path 'nixmox:manifestAllowPaths[0]' ../shared\`, got ${describeValue(allowPathsText)}`);
+  }
+
   const windowText = text("firstContactWindowSeconds", String(defaultFirstContactWindowSeconds));
   if (!/^\d{1,6}$/.test(windowText) || Number(windowText) < 60) {
     problem("firstContactWindowSeconds", `must be a whole number of seconds, at least 60 (a new container's key is trusted on first use only this long after its creation), got ${describeValue(windowText)}`);
@@ -219,6 +240,7 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
   if (problems.length > 0) throw new ManifestError("stack config", problems);
   return {
     manifestPath: path.resolve(baseDir, text("manifest", "manifest/service-manifest.nix")),
+    manifestAllowPaths,
     proxmoxEndpoint: endpoint,
     proxmoxInsecure: insecureText === "true",
     proxmoxNode: node,
@@ -229,6 +251,7 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     confirmTimeoutSeconds,
     allowReplace,
     deployKeyCheck: deployKeyCheckText === "true",
+    rotateRootCa: rotateRootCaText === "true",
     hostKeys,
     firstContactWindowSeconds: Number(windowText),
   };

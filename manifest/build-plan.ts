@@ -12,20 +12,16 @@
  *   `evaluationMemoryMiB` of memory + swap (nixpkgs#85148: nixos-rebuild fails at 512 MB; nix#2664: killed by the
  *   OOM killer at 1 GB).
  *
- * `buildPlacementProblems` is the manifest rule (validate.ts runs it with the others): `build.builder` names a
- * builder service, `on = "builder"` has one to use, several builders need `build.builder`, and `on_target` names
- * services of the manifest.
+ * The manifest rule of the build section is `buildPlacementProblems` (build-rule.ts, registered in rules.ts).
  */
-import type { Problem } from "./problems";
-import { didYouMean } from "./problems";
-import { buildSchema, type Manifest } from "./schema";
-import { builtinKinds, type BuildPlan, type BuildPlace, type ServicePlan } from "./plan-types";
+import type { Manifest } from "./schema";
+import type { BuildPlan, BuildPlace, ServicePlan } from "./plan-types";
 
 /** Memory (RAM + swap, MiB) below which a host that evaluates NixOS itself gets a warning. */
 export const evaluationMemoryMiB = 2048;
 
 /** The services of kind builder (named "builder" or with `kind = "builder"`), sorted, enabled ones only. */
-function builderNames(services: Array<{ name: string; kind: string; enable?: boolean }>): string[] {
+export function builderNames(services: Array<{ name: string; kind: string; enable?: boolean }>): string[] {
   return services.filter((service) => service.kind === "builder" && service.enable !== false).map((service) => service.name).sort();
 }
 
@@ -79,44 +75,6 @@ export function planBuild(manifest: Pick<Manifest, "build">, services: ServicePl
     build: { requested, mode, builder: mode === "builder" ? builder : null, hosts, message },
     warnings,
   };
-}
-
-/** The `build` rule: every problem of the build section, against the raw manifest (run with the other rules). */
-export function buildPlacementProblems(raw: unknown): Problem[] {
-  if (raw === null || typeof raw !== "object") return [];
-  const root = raw as Record<string, unknown>;
-  const parsed = buildSchema.safeParse(root.build);
-  if (!parsed.success) return []; // the schema pass reports it
-  const build = parsed.data;
-  const services: Array<{ name: string; kind: string; enable: boolean }> = [];
-  for (const group of ["core_services", "services"] as const) {
-    const entries = root[group];
-    if (entries === null || typeof entries !== "object") continue;
-    for (const [name, value] of Object.entries(entries as Record<string, unknown>)) {
-      const entry = (value ?? {}) as Record<string, unknown>;
-      const kind = typeof entry.kind === "string" ? entry.kind : (builtinKinds as readonly string[]).includes(name) ? name : "custom";
-      services.push({ name, kind, enable: entry.enable !== false });
-    }
-  }
-  const names = services.map((service) => service.name).sort();
-  const builders = builderNames(services);
-  const problems: Problem[] = [];
-  const problem = (field: string, message: string) => problems.push({ subject: "manifest", field: `build.${field}`, message });
-  if (build.builder !== undefined) {
-    const named = services.find((service) => service.name === build.builder);
-    if (!named) problem("builder", `names no service of the manifest${didYouMean(build.builder, names)}; name a service of kind builder`);
-    else if (named.kind !== "builder") problem("builder", `names "${build.builder}", a service of kind ${named.kind}; name a service of kind builder (kind = "builder")`);
-    else if (!named.enable) problem("builder", `names "${build.builder}", which is disabled; enable it or build elsewhere`);
-  } else if (builders.length > 1 && (build.on === "auto" || build.on === "builder")) {
-    problem("builder", `is not set and the manifest has several builder services (${builders.join(", ")}); name the one that builds`);
-  }
-  if (build.on === "builder" && builders.length === 0) {
-    problem("on", 'is "builder" but the manifest has no service of kind builder; add one (a container with the memory and disk for NixOS builds), or choose "controller" or "target"');
-  }
-  build.on_target.forEach((name, index) => {
-    if (!names.includes(name)) problem(`on_target[${index}]`, `names no service of the manifest${didYouMean(name, names)}`);
-  });
-  return problems;
 }
 
 /** The manifest's caches (network.substituters, network.trusted_public_keys) as the plan carries them. */

@@ -8,10 +8,14 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type * as Yaml from "yaml";
 import { planManifest } from "./plan";
+import { isSingleRoute, type ResolvedService } from "./resolve";
 import type { Plan } from "./plan-types";
+import { boundedData, tooDeep } from "./bounds";
+import { checkExtraConfig } from "./caddy-check";
+import { evaluationBoundary } from "./eval-boundary";
 import { ManifestError, type Problem } from "./problems";
 import type { Manifest } from "./schema";
-import { validateManifest } from "./validate";
+import { checkManifest } from "./validate";
 
 /** The example manifest shipped with NixMox, used when no path is given. */
 export const defaultManifestPath = path.join(__dirname, "service-manifest.nix");
@@ -36,6 +40,11 @@ export interface NixEvaluationOptions {
   timeoutSeconds?: number;
   /** Address-space limit of the evaluator (`ulimit -v`); Nix then fails with "out of memory". @default 4096 */
   memoryMiB?: number;
+  /**
+   * Directories a `.nix` manifest may read besides its boundary (eval-boundary.ts), on purpose: the CLI's
+   * `--allow-path DIR`, the stack's `nixmox:manifestAllowPaths`. @default []
+   */
+  allowPaths?: string[];
 }
 
 /**
@@ -43,9 +52,10 @@ export interface NixEvaluationOptions {
  * - a clean environment: under `pulumi up` the parent's holds PULUMI_CONFIG (the decrypted stack config) and
  *   tokens; the evaluator gets only PATH and an empty HOME/NIX_PATH, and restricted mode makes
  *   `builtins.getEnv` return "" anyway (nix src/libexpr/primops.cc, prim_getEnv);
- * - `restrict-eval` with the manifest's directory (and NixMox's shipped `manifest/`) as the only search path
- *   entries: every file it reads or imports, after following symlinks, must be inside them, and fetchers are
- *   refused (empty allowed-uris);
+ * - `restrict-eval` with the evaluation boundary (eval-boundary.ts: the files git tracks in the manifest's
+ *   repository, as a flake sees them, else the manifest's directory; NixMox's shipped `manifest/`; directories
+ *   allowed on purpose) as the only search path entries: every file it reads or imports, after following
+ *   symlinks, must be inside them, and fetchers are refused (empty allowed-uris);
  *   import-from-derivation is off (nix.conf(5): restrict-eval, allow-import-from-derivation);
  * - a timeout that works: Nix defers SIGTERM to its interrupt checks, which a tight loop never reaches, so the
  *   timer sends SIGKILL; `ulimit -t` also caps the CPU time, so the kernel stops an evaluator whose caller died;
@@ -54,14 +64,13 @@ export interface NixEvaluationOptions {
 function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<string> {
   const timeoutSeconds = options.timeoutSeconds ?? 120;
   const real = realpathSync(file);
-  const directory = path.dirname(real);
+  // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
+  const boundary = evaluationBoundary(real, realpathSync(path.dirname(defaultManifestPath)), options.allowPaths);
   const args = [
     "--readonly-mode", "--eval", "--strict", "--json",
     "--option", "restrict-eval", "true",
     "--option", "allow-import-from-derivation", "false",
-    "-I", directory,
-    // NixMox's own shipped manifests (public, no secrets) may be imported and extended, as docs/examples does.
-    "-I", realpathSync(path.dirname(defaultManifestPath)),
+    ...boundary.paths.flatMap((entry) => ["-I", entry]),
     "--argstr", "file", real, "--expr", nixExpression,
   ];
   // The CPU cap sits a little above the wall-clock timeout, so the timer (with its clear message) acts first.
@@ -110,10 +119,14 @@ function evaluateNix(file: string, options: NixEvaluationOptions = {}): Promise<
         return reject(new ManifestError(displayPath(file), [problem(`Nix evaluation of ${displayPath(file)} ran out of memory (the limit is ${memoryMiB} MiB)`)]));
       }
       const message = formatNixError(stderr);
-      const hint = /forbidden in restricted mode/.test(message) ? ` (a .nix manifest may read only files inside its own directory, ${displayPath(directory) || "."})` : "";
+      const hint = /forbidden in restricted mode/.test(message) ? ` (a .nix manifest may read only ${boundary.description})` : "";
       reject(new ManifestError(displayPath(file), [problem(`Nix evaluation failed: ${message}${hint}`)]));
     });
   });
+}
+
+function boundedDepth(file: string, data: unknown): unknown {
+  return boundedData(displayPath(file), data);
 }
 
 function parseYaml(file: string, text: string): unknown {
@@ -121,15 +134,32 @@ function parseYaml(file: string, text: string): unknown {
   const { LineCounter, parseDocument } = require("yaml") as typeof Yaml;
   // Without prettyErrors, yaml leaves `linePos` unset; a LineCounter turns the error offset into line:col.
   const lineCounter = new LineCounter();
+  const problem = (message: string): Problem => ({ subject: "manifest", field: "", message });
   const document = parseDocument(text, { uniqueKeys: true, prettyErrors: false, lineCounter });
   if (document.errors.length > 0) {
-    throw new ManifestError(displayPath(file), document.errors.map((error) => {
+    // Nesting too deep for the parser ends in one error per level it unwinds: one line says it.
+    const overflow = document.errors.find((error) => /Maximum call stack/.test(error.message));
+    throw new ManifestError(displayPath(file), (overflow ? [overflow] : document.errors).map((error) => {
       const position = error.linePos?.[0] ?? lineCounter.linePos(error.pos[0]);
       const where = position ? `${displayPath(file)}:${position.line}:${position.col}: ` : "";
-      return { subject: "manifest", field: "", message: `YAML syntax error: ${where}${error.message.split("\n")[0]}` };
+      const message = /Maximum call stack/.test(error.message) ? tooDeep : error.message.split("\n")[0];
+      return problem(`YAML syntax error: ${where}${message}`);
     }));
   }
-  return document.toJS();
+  // Aliases are resolved here, after parsing: yaml throws for an alias without its anchor, and for an alias bomb
+  // (a few lines that expand to billions of nodes) once the aliases exceed its limit (security review L9).
+  try {
+    return document.toJS({ maxAliasCount: 100_000 });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    if (/Unresolved alias/.test(message)) {
+      throw new ManifestError(displayPath(file), [problem(`YAML: ${message.replace(/\.$/, "")}; define the anchor (&name) before any alias (*name) that uses it`)]);
+    }
+    if (/Excessive alias count/.test(message)) {
+      throw new ManifestError(displayPath(file), [problem("YAML: its aliases (*name) expand to too many copies (an alias bomb?); it was not expanded. A manifest reuses an anchor a few thousand times at most")]);
+    }
+    throw new ManifestError(displayPath(file), [problem(`YAML: ${message}`)]);
+  }
 }
 
 function parseJson(file: string, text: string): unknown {
@@ -150,12 +180,12 @@ export async function loadManifestData(file: string, options: NixEvaluationOptio
   const extension = path.extname(absolute).toLowerCase();
   switch (extension) {
     case ".nix":
-      return JSON.parse(await evaluateNix(absolute, options));
+      return boundedDepth(absolute, JSON.parse(await evaluateNix(absolute, options)));
     case ".json":
-      return parseJson(absolute, readFileSync(absolute, "utf8"));
+      return boundedDepth(absolute, parseJson(absolute, readFileSync(absolute, "utf8")));
     case ".yaml":
     case ".yml":
-      return parseYaml(absolute, readFileSync(absolute, "utf8"));
+      return boundedDepth(absolute, parseYaml(absolute, readFileSync(absolute, "utf8")));
     default:
       throw new ManifestError(displayPath(absolute), [{ subject: "manifest", field: "", message: `unknown manifest format "${extension}"; use .nix, .json, .yaml or .yml` }]);
   }
@@ -201,17 +231,36 @@ function missingModuleProblems(manifest: Manifest, manifestDir: string): Problem
 }
 
 /** Loads and validates a manifest file. */
-export async function loadManifest(file: string = defaultManifestPath): Promise<{ manifest: Manifest; manifestDir: string }> {
-  const absolute = path.resolve(file);
-  const manifest = validateManifest(await loadManifestData(absolute), displayPath(absolute));
-  const manifestDir = path.dirname(absolute);
-  const problems = missingModuleProblems(manifest, manifestDir);
-  if (problems.length > 0) throw new ManifestError(displayPath(absolute), problems);
+export async function loadManifest(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<{ manifest: Manifest; manifestDir: string }> {
+  const { manifest, manifestDir } = await loadChecked(file, options);
   return { manifest, manifestDir };
 }
 
-/** Loads, validates and plans a manifest file. */
-export async function loadPlan(file: string = defaultManifestPath): Promise<Plan> {
-  const { manifest, manifestDir } = await loadManifest(file);
-  return planManifest(manifest, { manifestDir });
+/** `loadManifest`, with the services validation resolved (for `planManifest`'s `resolved`). */
+async function loadChecked(file: string, options: NixEvaluationOptions): Promise<{ manifest: Manifest; manifestDir: string; resolved: ResolvedService[] }> {
+  const absolute = path.resolve(file);
+  const { manifest, resolved } = checkManifest(await loadManifestData(absolute, options), displayPath(absolute));
+  const manifestDir = path.dirname(absolute);
+  const problems = missingModuleProblems(manifest, manifestDir);
+  if (problems.length > 0) throw new ManifestError(displayPath(absolute), problems);
+  return { manifest, manifestDir, resolved };
+}
+
+/**
+ * Loads, validates and plans a manifest file; every route's extra_config then goes through the real Caddy where it
+ * is installed (caddy-check.ts): a refusal is a manifest problem, a check that could not run a note of the plan.
+ */
+export async function loadPlan(file: string = defaultManifestPath, options: NixEvaluationOptions = {}): Promise<Plan> {
+  const absolute = path.resolve(file);
+  const { manifest, manifestDir, resolved } = await loadChecked(absolute, options);
+  const plan = planManifest(manifest, { manifestDir, resolved });
+  const routeField = (service: string, route: string) => {
+    const group = Object.hasOwn(manifest.core_services, service) ? manifest.core_services : manifest.services;
+    const proxy = group[service]?.interface.proxy;
+    return proxy && isSingleRoute(proxy) ? "interface.proxy" : `interface.proxy.${route}`;
+  };
+  const check = await checkExtraConfig(plan.routes.map((route) => ({ service: route.service, field: routeField(route.service, route.name), extraConfig: route.extraConfig })));
+  if (check.problems.length > 0) throw new ManifestError(displayPath(absolute), check.problems);
+  if (check.skipped !== null) plan.notes.push(`manifest: ${check.skipped}`);
+  return plan;
 }

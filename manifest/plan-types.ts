@@ -178,7 +178,8 @@ export interface ServicePlan {
   kind: ServiceKind;
   /** Whether it came from `core_services` or `services`. */
   group: "core_services" | "services";
-  vmid: number;
+  /** Proxmox container id from the manifest; null: Proxmox assigns one at the first deploy and the stack keeps it. */
+  vmid: number | null;
   ip: string;
   /** Prefix length of `network.network_cidr`. */
   prefixLength: number;
@@ -285,7 +286,9 @@ export interface Plan {
   phases: PhasePlan[];
   /** manifest enable_rollback: roll a failed activation back to the previous generation. */
   rollback: boolean;
-  /** Things that are valid but probably not what the author meant (shown by validate and plan). */
+  /** What NixMox decided for the author: a derived domain, a default log database, an ignored block (manifest/advice.ts). */
+  notes: string[];
+  /** Things that are valid but probably not what the author meant (shown by validate and plan; manifest/advice.ts). */
   warnings: string[];
   /** Directory of the manifest file, to resolve relative module paths (not part of rendered output). */
   manifestDir: string;

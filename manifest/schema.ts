@@ -8,11 +8,9 @@
  * `plan.ts` and documented here.
  */
 import { z } from "zod";
+import { postgresqlDefaultPort } from "./kinds";
 import { builtinKinds } from "./plan-types";
-
-/** Nix's own defaults (nix.conf(5) substituters, trusted-public-keys): what a host uses when the manifest sets none. */
-export const defaultSubstituters = ["https://cache.nixos.org"] as const;
-export const defaultTrustedPublicKeys = ["cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY="] as const;
+import { defaultSubstituters, defaultTrustedPublicKeys } from "./nix-defaults";
 
 /** A DNS label: letters, digits and inner hyphens (RFC 1123). */
 const dnsLabelPattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -69,7 +67,12 @@ const sshPublicKey = z
 
 export const networkSchema = z
   .strictObject({
-    domain: dnsName().describe("Domain of the homelab; short hostnames get it appended."),
+    domain: dnsName()
+      .optional()
+      .describe(
+        "Domain of the homelab; short hostnames get it appended. Omitted: the suffix the services' full hostnames share " +
+          '(dns.home.lab and vault.home.lab give "home.lab"; `validate` says so); without one it must be set.',
+      ),
     dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
     fallback_dns_servers: z
       .array(ipv4)
@@ -306,7 +309,7 @@ export const dbSchema = z
     host: z.string().min(1).describe("The PostgreSQL service: its ip, hostname or name."),
     name: pgName.optional().describe("Database name. Omitted: the service name (for interface.dbs: the entry's name)."),
     owner: pgName.optional().describe("Owner role. Omitted: the database name."),
-    port: port.default(5432),
+    port: port.default(postgresqlDefaultPort),
     additionaldbs: z.array(pgName).default([]).describe('More databases owned by the same role, such as "sonarr-log".'),
   })
   .describe("A database this service needs; NixMox creates it and its owner on the PostgreSQL host.");
@@ -324,6 +327,16 @@ export const interfaceSchema = z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a database entry name (a-z, 0-9, _ and -)" }), dbSchema)
       .optional()
       .describe("Several databases, by name (one role and password each); may be combined with db."),
+    terraform: z
+      .looseObject({
+        modules: z.array(z.string()).optional(),
+        variables: z.record(z.string(), z.unknown()).optional(),
+      })
+      .optional()
+      .describe(
+        "Accepted from the original NixMox and ignored: its containers were created by per-service Terraform modules, NixMox's Pulumi " +
+          "program creates them now. `validate` notes it once, and warns where variables.domain or variables.network_cidr disagree with network.",
+      ),
   })
   .describe("What the service offers and needs.");
 
@@ -358,7 +371,8 @@ export const serviceSchema = z
       .describe("NixMox extension: which built-in NixOS module runs it. Omitted: the service name when it is built in, else custom."),
     ip: ipv4.describe("Static IPv4 address inside network_cidr."),
     hostname: dnsName().optional().describe("Host name; a short name gets network.domain appended. Omitted: <name>.<domain>."),
-    vmid: z.number().int().min(100).max(999999999).describe("Proxmox container id."),
+    vmid: z.number().int().min(100).max(999999999).optional()
+      .describe("Proxmox container id, unique in the manifest. Omitted: Proxmox assigns the next free id when it creates the container, and the stack keeps it (`plan` shows \"assigned at first deploy\")."),
     version: z.string().regex(/^[A-Za-z0-9._+-]*$/).optional().describe("Informational version, shown in tags and status."),
     node: z.string().regex(dnsLabelPattern, { message: "must be a Proxmox node name" }).optional()
       .describe("NixMox extension: Proxmox node. Omitted: the stack's nixmox:proxmoxNode."),

@@ -44,6 +44,36 @@ describe("cli: validate, plan, graph, schema", function () {
     assert.deepEqual(run, { code: 0, stdout: `${exampleRelative}: valid: 7 enabled services, 4 waves, 4 routes\n${exampleBuildWarning}`, stderr: "" });
   });
 
+  it("validate and plan the older homelab (manifest/examples/older-homelab.nix) with its notes, its warning and no vmids", async () => {
+    const older = "manifest/examples/older-homelab.nix";
+    const validate = await nixmox("validate", older);
+    assert.equal(validate.code, 0, validate.stderr);
+    const lines = validate.stdout.trimEnd().split("\n");
+    assert.equal(lines[0], `${older}: valid: 7 enabled services, 4 waves, 9 routes`);
+    assert.equal(lines.filter((line) => line.startsWith("  note: ")).length, 5);
+    assert.deepEqual(lines.filter((line) => line.startsWith("  warning: ")).map((line) => line.slice(0, 70)), ['  warning: service "media": interface.dbs.jellyfin is used by no built', "  warning: builds on the host itself with less memory than a NixOS eva"]);
+    const plan = await nixmox("plan", older);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.ok(plan.stdout.includes("  vaultwarden [vaultwarden] ct (assigned at first deploy)  10.77.0.14/24  vaultwarden.homelab.lan\n"), plan.stdout);
+  });
+
+  it("validate --allow-path DIR lets a .nix manifest import from DIR, which it may not read otherwise", async () => {
+    const shared = mkdtempSync(path.join(tmpdir(), "nixmox-cli-shared-"));
+    try {
+      writeFileSync(path.join(shared, "network.nix"), `${JSON.stringify(JSON.stringify(smallManifest().network))}\n`);
+      const manifest = smallManifest();
+      const file = path.join(dir, "shared.nix");
+      writeFileSync(file, `let network = builtins.fromJSON (import ${path.join(shared, "network.nix")}); in builtins.fromJSON ''${JSON.stringify({ ...manifest, network: "@" })}'' // { inherit network; }\n`);
+      const refused = await nixmox("validate", file);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, new RegExp(`access to absolute path '${shared}/network\\.nix' is forbidden in restricted mode \\(a \\.nix manifest may read only files inside its own directory, `));
+      const allowed = await nixmox("validate", file, "--allow-path", shared);
+      assert.deepEqual([allowed.code, allowed.stderr], [0, ""]);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+    }
+  });
+
   it("fails validate with exit 1 and every problem, without a stack trace", async () => {
     const manifest = smallManifest();
     manifest.services.app.depend_on = ["caddy"];

@@ -1,17 +1,11 @@
 // Pure property tests, no mocks: random mutations of a valid manifest give a plan or a ManifestError, never another exception.
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { renderGraph, renderPlanJson, renderPlanText } from "../cli/views";
-import { renderActivationCommand } from "../components/activation";
-import { planAuthentikObjects } from "../components/authentik";
-import { renderConfigPayload, renderConfigPushCommand } from "../components/config-push";
-import { validateCheck } from "../components/health/probes";
-import { deliveryCommand, deliveryPayload } from "../components/secrets/delivery";
 import { ManifestError, formatProblem, loadManifestData, type Plan } from "../manifest";
-import { renderAll, type RenderSources } from "../render";
+import { renderAll } from "../render";
+import { checkDeployable, moduleAssertionFailures, renderSources } from "./support/deployable";
 import { deepClone, planOf, seedManifest, smallManifest, type RawManifest } from "./support/manifests";
 
 type Path = Array<string | number>;
@@ -151,68 +145,6 @@ function checkOutcome(outcome: Plan | ManifestError): void {
   assert.equal(waveOf.size, outcome.services.length);
   for (const service of outcome.services) {
     for (const dependency of service.dependsOn) assert.ok(waveOf.get(dependency)! < service.wave, `${service.name} after ${dependency}`);
-  }
-}
-
-/** Shipped modules from nixos/; any manifest module is an empty module (the test is about NixMox's own code). */
-const renderSources: RenderSources = {
-  shipped: (relative) => readFileSync(path.join(__dirname, "..", "nixos", relative), "utf8"),
-  manifest: () => "{ }\n",
-};
-
-const lib = (name: string) => `(import ${path.join(__dirname, "..", "nixos", "lib", `${name}.nix`)})`;
-
-/**
- * The checks the shipped modules assert at rebuild time, run by the real nix-instantiate through the same Nix
- * builders the modules call, over every rendered host.json of a plan: every message a module would stop on.
- */
-function moduleAssertionFailures(hosts: Array<{ service: string; files: Record<string, string> }>): string[] {
-  const checks = hosts.map((host) => {
-    const data = `(builtins.fromJSON ${JSON.stringify(host.files["host.json"])})`;
-    return `(let d = ${data}; h = d.host; k = h.kind; inPorts = p: builtins.elem p h.ports; in
-      builtins.filter (m: m != null) ([
-        (if builtins.elem h.sshPort h.ports then "${host.service}: ports list the SSH port" else null)
-      ] ++ (if k == "caddy" then [
-        (if ${lib("caddy")}.conflictingTls d.caddy.routes != [ ] then "${host.service}: routes of one domain disagree on tls" else null)
-        (if ${lib("caddy")}.conflictingOutposts d.caddy.routes != [ ] then "${host.service}: forward-auth routes of one domain use different outposts" else null)
-        (if !(inPorts 443) && !(builtins.all (r: r.tls == "off") d.caddy.routes) then "${host.service}: 443 not open" else null)
-      ] else if k == "dns" then [
-        (if ${lib("dns")}.invalidRecords d.dns.records != [ ] then "${host.service}: invalid DNS records" else null)
-        (if ${lib("dns")}.conflictingNames d.dns.records != [ ] then "${host.service}: a name with two addresses" else null)
-        (if !(inPorts 53) then "${host.service}: 53 not open" else null)
-      ] else if k == "postgresql" then [
-        (if ${lib("postgresql")}.invalidDatabases d.postgresql.databases != [ ] then "${host.service}: invalid database requests" else null)
-        (if !(inPorts d.postgresql.port) then "${host.service}: the PostgreSQL port is not open" else null)
-      ] else if k == "media" then [
-        (if ${lib("media")}.unknownDatabases d.media != [ ] || ${lib("media")}.missingLogDatabases d.media != [ ] then "${host.service}: media databases" else null)
-      ] else if k == "monitoring" then [
-        (if ${lib("monitoring")}.grafanaCallbackMissing d.monitoring then "${host.service}: Grafana's callback is no redirect URI" else null)
-      ] else [ ]) ++ (if d ? \${k} && d.\${k} ? listen && d.\${k}.listen.port != 0 && !(inPorts d.\${k}.listen.port) then [ "${host.service}: its listen port is not open" ] else [ ])))`;
-  });
-  const out = execFileSync("nix-instantiate", ["--eval", "--strict", "--json", "--expr", `builtins.concatLists [ ${checks.join(" ")} ]`], { encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
-  return JSON.parse(out) as string[];
-}
-
-/**
- * What validation accepts must go all the way: render every host, pass the shipped modules' own checks (through the
- * real Nix builders) and run every deploy-time builder (activation, health-check validation, secrets and config
- * pushes, Authentik objects). A failure here is a rule missing from validate.ts (security review L2).
- */
-function checkDeployable(plan: Plan): void {
-  const hosts = renderAll(plan, renderSources);
-  assert.deepEqual(moduleAssertionFailures(hosts), [], "a shipped module would refuse this host at rebuild time");
-  planAuthentikObjects(plan);
-  for (const service of plan.services) {
-    const host = hosts.find((candidate) => candidate.service === service.name)!;
-    renderActivationCommand({ service: service.name, configHash: host.contentHash, checks: service.health.checks, timing: service.health, rollback: plan.rollback });
-    for (const check of service.health.checks) validateCheck(service.name, check);
-    renderConfigPushCommand(service.name, host.contentHash);
-    renderConfigPayload(service.name, host.files);
-    const secrets = plan.secrets.filter((secret) => secret.service === service.name);
-    if (secrets.length > 0) {
-      deliveryCommand(secrets, plan.secretsDir);
-      deliveryPayload(secrets, Object.fromEntries(secrets.map((secret) => [`${secret.configService}/${secret.name}`, "value"])), plan.secretsDir);
-    }
   }
 }
 

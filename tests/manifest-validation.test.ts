@@ -142,11 +142,20 @@ const ruleCases: RuleCase[] = [
     problems: ['service "app": ip is required'],
   },
   {
-    name: "fails when the network has no domain",
+    name: "fails when the network has no domain and no service has a full hostname to derive it from",
     mutate: (m) => {
       delete m.network.domain;
     },
-    problems: ["network: domain is required"],
+    problems: ['network: domain is required: no service has a full hostname (such as "dns.home.lab") to derive it from; set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"'],
+  },
+  {
+    name: "fails when the network has no domain and the full hostnames share no suffix, naming them",
+    mutate: (m) => {
+      delete m.network.domain;
+      m.core_services.caddy.hostname = "caddy.lab.test";
+      m.services.app.hostname = "app.other.example";
+    },
+    problems: ['network: domain is required: the services\' hostnames share no domain suffix ("app.other.example", "caddy.lab.test") to derive it from; set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"'],
   },
   {
     name: "fails when the manifest has no network",
@@ -682,6 +691,19 @@ const ruleCases: RuleCase[] = [
     ],
   },
   {
+    name: "fails when a database, main or additional, is one of PostgreSQL's own (postgres, template0, template1)",
+    mutate: (m) => {
+      m.services.app.interface.db = { host: "postgresql", name: "postgres", owner: "app" };
+      m.services.app.interface.dbs = { stats: { host: "postgresql", additionaldbs: ["template1", "stats-log"] } };
+      m.core_services.authentik.interface.db.name = "template0";
+    },
+    problems: [
+      'service "authentik": interface.db.name "template0" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "authentik"',
+      'service "app": interface.db.name "postgres" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "app"',
+      'service "app": interface.dbs.stats.additionaldbs[0] "template1" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "stats"',
+    ],
+  },
+  {
     name: "fails when two services claim the same database or role, additional databases included",
     mutate: (m) => {
       m.services.app.interface.db = { host: "postgresql", name: "shared", owner: "app", additionaldbs: ["authentik"] };
@@ -816,19 +838,6 @@ const ruleCases: RuleCase[] = [
       m.services.app.interface.auth = { type: "oidc", oidc: { username_claim: "nickname" } };
     },
     problems: ['service "app": interface.auth.oidc.username_claim must be preferred_username, sub or email: Forgejo takes user names only from those claims, got "nickname"'],
-  },
-  {
-    name: "fails when a media database belongs to no *arr app or lacks its log database",
-    mutate: (m) => {
-      m.services.app.kind = "media";
-      delete m.services.app.interface.auth;
-      delete m.services.app.interface.db;
-      m.services.app.interface.dbs = { sonarr: { host: "postgresql" }, lidarr: { host: "postgresql", additionaldbs: ["lidarr-log"] } };
-    },
-    problems: [
-      'service "app": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr',
-      'service "app": interface.dbs.sonarr.additionaldbs is required: sonarr also needs a log database, e.g. [ "sonarr-log" ]',
-    ],
   },
   {
     name: "fails when Jellyfin's route sends to another port than Jellyfin's own",

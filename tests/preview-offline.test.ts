@@ -29,11 +29,12 @@ describe("nixmox preview --offline", function () {
         "│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand dns-rebuild  (waits for nixmox-ca-root)",
         "│  └─ pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
         "├─ nixmox:index:ManagedCa nixmox-ca",
+        "│  ├─ pulumi-nodejs:dynamic/nixmox:IntermediateCa nixmox-ca-intermediate",
         "│  └─ pulumi-nodejs:dynamic/nixmox:RootCa nixmox-ca-root  (protected)",
         "├─ pulumi-nodejs:dynamic/nixmox:NodeTemplate nixos-template-pve",
         "└─ pulumi:providers:proxmoxve proxmox",
         "",
-        "12 resources: 9 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",
+        "13 resources: 10 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",
         "",
       ].join("\n"));
     } finally {
@@ -50,14 +51,22 @@ describe("nixmox preview --offline", function () {
     assert.equal(lines[0], "pulumi:pulumi:Stack nixmox-offline");
     assert.ok(lines.includes("│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand guacamole-rebuild  (waits for nixmox-ca-root, authentik-health, caddy-health, dns-health, postgresql-health, secret-guacamole-db_password)"), result.stdout);
     assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy postgresql-container  (protected; retained on delete; waits for nixos-template-pve)"), result.stdout);
-    assert.equal(lines[lines.length - 1], "70 resources: 61 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+    assert.equal(lines[lines.length - 1], "71 resources: 62 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+  });
+
+  it("previews the older homelab (no vmids, no domain, terraform blocks) and exits 0", () => {
+    const result = nixmox("preview", "--offline", "manifest/examples/older-homelab.nix");
+    assert.equal(result.status, 0, result.stderr);
+    const lines = result.stdout.trimEnd().split("\n");
+    assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy media-container  (waits for nixos-template-pve)"), result.stdout);
+    assert.equal(lines[lines.length - 1], "80 resources: 71 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
   it("prints JSON with secrets as \"[secret]\"", () => {
     const result = nixmox("preview", "--offline", "--json");
     assert.equal(result.status, 0, result.stderr);
     const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown>; parent: string | null }> };
-    assert.equal(parsed.resources.length, 70);
+    assert.equal(parsed.resources.length, 71);
     const provider = parsed.resources.find((resource) => resource.name === "proxmox");
     assert.deepEqual(provider?.inputs, { apiToken: "[secret]", endpoint: "https://pve.offline.invalid:8006/", insecure: "false" });
     assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");

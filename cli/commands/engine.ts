@@ -45,7 +45,15 @@ const processIo: EngineIo = { stdout: process.stdout, stderr: process.stderr };
 async function stackPlan(stack: import("@pulumi/pulumi/automation").Stack, projectDir: string): Promise<Plan> {
   const { stackConfigValue } = require("../engine") as typeof import("../engine");
   const configured = (await stackConfigValue(stack, "nixmox:manifest")) ?? "manifest/service-manifest.nix";
-  return manifestModule().loadPlan(path.resolve(projectDir, configured));
+  // The same extra directories the program gets (components/stack-config.ts); a malformed value is the program's to report.
+  let allowPaths: string[] = [];
+  try {
+    const parsed: unknown = JSON.parse((await stackConfigValue(stack, "nixmox:manifestAllowPaths")) ?? "[]");
+    if (Array.isArray(parsed)) allowPaths = parsed.filter((entry): entry is string => typeof entry === "string").map((entry) => path.resolve(projectDir, entry));
+  } catch {
+    allowPaths = [];
+  }
+  return manifestModule().loadPlan(path.resolve(projectDir, configured), { allowPaths });
 }
 
 /**
@@ -176,7 +184,7 @@ export function protectedMessage(resources: Array<{ urn: string; type: string; n
   const lines = resources.map((resource) => {
     const service = plan?.services.find((candidate) => resource.name === `${candidate.name}-container`);
     const why = service?.stateful ? `stateful: service "${service.name}" keeps its data in the container` : "protected in the state";
-    return `  - ${resource.name} (${resource.type.split(":").pop()}${service ? `, vmid ${service.vmid}` : ""}): ${why}`;
+    return `  - ${resource.name} (${resource.type.split(":").pop()}${service?.vmid != null ? `, vmid ${service.vmid}` : ""}): ${why}`;
   });
   return [
     `nixmox: destroy stops at ${resources.length} protected resource${resources.length === 1 ? "" : "s"}:`,

@@ -2,12 +2,13 @@ import type { Command } from "commander";
 import * as path from "node:path";
 import { displayPath, exampleManifestPath } from "../paths";
 import { ttyStatusLine } from "../progress";
-import { action, exitCodes, manifestModule, print } from "../run";
+import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
 import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, SelectionError } from "../select";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
   offline?: boolean;
+  allowPath?: string[];
 }
 
 export function register(program: Command): void {
@@ -21,8 +22,12 @@ export function register(program: Command): void {
     .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${displayPath(exampleManifestPath)}); the engine reads nixmox:manifest`)
     .option("--offline", "run under mocks instead of the engine")
     .option("--json", "with --offline: { resources: [{ urn, type, name, parent, provider, custom, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
-  engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
+  allowPathOption(engineOptions(command)).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
     if (!options.offline) {
+      if ((options.allowPath ?? []).length > 0) {
+        process.stderr.write("nixmox: --allow-path goes with --offline; the engine preview reads nixmox:manifestAllowPaths from the stack config\n");
+        return exitCodes.usage;
+      }
       if (manifest !== undefined) {
         process.stderr.write("nixmox: a manifest argument goes with --offline; the engine preview reads nixmox:manifest from the stack config\n");
         return exitCodes.usage;
@@ -44,7 +49,8 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     return exitCodes.usage;
   }
   // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
-  const plan = await manifestModule().loadPlan(manifestPath);
+  const { allowPaths } = loadOptions(options);
+  const plan = await manifestModule().loadPlan(manifestPath, { allowPaths });
   let selected: string[] | null = null;
   try {
     if (only.length > 0) selected = selectServices(plan, { only, withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
@@ -58,7 +64,10 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   // Where each host builds (issue 18): the engine's preview prints it as an info line; here it goes to stderr.
   process.stderr.write(`nixmox: ${plan.build.message}\n`);
   const placeholders = offline.offlineSecretPlaceholders(plan);
-  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), placeholders);
+  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), {
+    ...placeholders,
+    ...(allowPaths.length > 0 ? { "nixmox:manifestAllowPaths": JSON.stringify(allowPaths) } : {}),
+  });
   // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
   secretKeys.push(...Object.keys(placeholders));
   // On a terminal, a one-line counter of registered resources while the program runs under mocks.

@@ -10,7 +10,7 @@
  */
 import type { Command } from "commander";
 import { displayPath, exampleManifestPath, projectRoot } from "../paths";
-import { action, exitCodes, manifestModule, print } from "../run";
+import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
 
 /** The secrets code (SOPS, age, stack files) is loaded by these commands only. */
 const secretsModule = () => require("../../components/secrets") as typeof import("../../components/secrets");
@@ -18,6 +18,7 @@ const secretsModule = () => require("../../components/secrets") as typeof import
 interface CheckOptions {
   stack: string;
   projectDir: string;
+  allowPath?: string[];
 }
 
 interface ImportOptions {
@@ -27,6 +28,7 @@ interface ImportOptions {
   identity?: string;
   manifest: string;
   dryRun?: boolean;
+  allowPath?: string[];
 }
 
 /** Stack file and SOPS problems exit 2 here (an invalid manifest exits 1 through `action`, as everywhere). */
@@ -47,17 +49,17 @@ const failed = (value: unknown): value is { failed: true } => typeof value === "
 export function register(program: Command): void {
   const secrets = program.command("secrets").description("Secrets in the Pulumi stack config: check what is set, import from SOPS.");
 
-  secrets
+  allowPathOption(secrets
     .command("check")
     .description("List every secret the manifest needs: set, generated or missing (with the command that sets it).")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--stack <name>", "stack whose Pulumi.<name>.yaml is read", "dev")
-    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectRoot)
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectRoot))
     .action(
       action(async (manifest: string, options: CheckOptions) => {
         const { checkSecrets, checkStackKeys, formatSecretCheck, readStackFileKeyStates, readStackFileSecretStates } = secretsModule();
         // An invalid manifest exits 1 (through `action`), as in validate, plan and status; exit 2 is for the stack file.
-        const plan = await manifestModule().loadPlan(manifest);
+        const plan = await manifestModule().loadPlan(manifest, loadOptions(options));
         const loaded = await inputs(async () => ({
           plan,
           states: readStackFileSecretStates(options.projectDir, options.stack),
@@ -72,7 +74,7 @@ export function register(program: Command): void {
       }),
     );
 
-  secrets
+  allowPathOption(secrets
     .command("import")
     .description("Copy the values of a SOPS/age-encrypted YAML file into the stack's config secrets.")
     .argument("<sops-file>", "SOPS file, e.g. secrets/default.yaml")
@@ -81,11 +83,11 @@ export function register(program: Command): void {
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--manifest <file>", "manifest that says which secrets are needed", displayPath(exampleManifestPath))
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectRoot)
-    .option("--dry-run", "show what would be imported without writing (needs no Pulumi CLI; the real run does)")
+    .option("--dry-run", "show what would be imported without writing (needs no Pulumi CLI; the real run does)"))
     .action(
       action(async (file: string, options: ImportOptions) => {
         const { decryptSopsFile, formatImportPlan, planImport } = secretsModule();
-        const plan = await manifestModule().loadPlan(options.manifest);
+        const plan = await manifestModule().loadPlan(options.manifest, loadOptions(options));
         const loaded = await inputs(async () => ({
           plan,
           leaves: await decryptSopsFile(file, options.identity === undefined ? {} : { identityFile: options.identity }),

@@ -12,7 +12,7 @@ import type { ServicePlan } from "../../manifest/plan-types";
 import { ManifestError } from "../../manifest/problems";
 import { displayPath, exampleManifestPath, projectRoot } from "../paths";
 import { ttyStatusLine } from "../progress";
-import { action, exitCodes, manifestModule, print } from "../run";
+import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
 
 export interface StatusRow {
   service: string;
@@ -120,22 +120,22 @@ class UsageError extends Error {}
 const defaultKnownHosts = join(projectRoot, ".nixmox", "known_hosts");
 
 export function register(program: Command): void {
-  program
+  allowPathOption(program
     .command("status")
     .description("Run every enabled service's liveness checks over SSH and print a table. Exit 1 when any service is unhealthy.")
     .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
     .option("--json", "print JSON instead of a table")
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
     .option("--known-hosts <file>", `known_hosts file with the pinned host keys (default: ${displayPath(defaultKnownHosts)}, where the README's \`pulumi stack output knownHosts\` writes them)`)
-    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
+    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system"))
     .action(
-      action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string }) => {
+      action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string; allowPath?: string[] }) => {
         try {
           const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
           if (!identity) throw new UsageError("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)");
           const privateKey = readFileOrUsage(identity, "identity file");
           const { formatHostKey, lookupKnownHost, readKnownHostsFile } = require("../../components/ssh/host-key") as typeof import("../../components/ssh/host-key");
-          const plan = await manifestModule().loadPlan(manifest);
+          const plan = await manifestModule().loadPlan(manifest, loadOptions(flags));
           const knownHostsFile = flags.knownHosts ?? defaultKnownHosts;
           if (!existsSync(knownHostsFile)) {
             const shown = displayPath(knownHostsFile);

@@ -6,6 +6,7 @@
  */
 import type { Plan, SecretPlan } from "../../manifest/plan-types";
 import { configPath, secretKey } from "./delivery";
+import { terminalText } from "../../manifest/problems";
 
 /**
  * How a key under `nixmox:secrets` is stored: `secret` (encrypted, `secure:` in the stack file) or `plaintext`
@@ -114,7 +115,8 @@ export function formatSecretCheck(rows: SecretCheckRow[]): string {
   const table = [["SECRET", "STATUS", "HOSTS", "DESCRIPTION"]];
   for (const row of rows) {
     const status = row.status === "missing" && !row.required ? "missing (optional)" : row.status;
-    table.push([row.label, status, row.hosts.join(","), row.description]);
+    // The description comes from the manifest: one line, its control characters shown, not obeyed (review L7).
+    table.push([row.label, status, row.hosts.join(","), terminalText(row.description, { newlines: false })]);
   }
   const widths = table[0].map((_, column) => Math.max(...table.map((line) => line[column].length)));
   const lines = table.map((line) => line.map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths[column]))).join("  ").trimEnd());

@@ -39,13 +39,15 @@ in
     ca = mkOption {
       default = null;
       description = ''
-        The managed CA (`tls = "internal"` routes): files on this host holding its root certificate and key,
-        handed to Caddy with LoadCredential= and used through the global pki block. null: Caddy's own CA.
+        The managed CA (`tls = "internal"` routes): files on this host holding its root certificate and its
+        intermediate's certificate and key, handed to Caddy with LoadCredential= and used through the global pki
+        block (Caddy signs with the intermediate). null: Caddy's own CA.
       '';
       type = types.nullOr (types.submodule {
         options = {
           certFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Root certificate (PEM)."; };
-          keyFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Root private key (PEM)."; };
+          intermediateCertFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Intermediate certificate (PEM), signed by the root."; };
+          intermediateKeyFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Intermediate private key (PEM)."; };
         };
       });
     };
@@ -83,7 +85,8 @@ in
     # The key stays root-only on disk; systemd hands the unit a private copy (systemd.exec(5), LoadCredential=).
     systemd.services.caddy.serviceConfig.LoadCredential = lib.mkIf (cfg.ca != null) [
       "${caddyLib.caCredentials.cert}:${cfg.ca.certFile}"
-      "${caddyLib.caCredentials.key}:${cfg.ca.keyFile}"
+      "${caddyLib.caCredentials.intermediateCert}:${cfg.ca.intermediateCertFile}"
+      "${caddyLib.caCredentials.intermediateKey}:${cfg.ca.intermediateKeyFile}"
     ];
   };
 }
