@@ -23,6 +23,10 @@ export interface StatusRow {
   failedUnits: string[];
   /** Why unhealthy (failing checks, or the connection error); "" when healthy. */
   lastOutput: string;
+  /** The system NixMox last built (or deployed) for the host, from `--systems`; null when not known. */
+  lastBuild: string | null;
+  /** Whether the host runs its last build; null when either is not known. */
+  matchesLastBuild: boolean | null;
 }
 
 export interface StatusOptions {
@@ -36,19 +40,23 @@ export interface StatusOptions {
   maskValues?: string[];
   /** Called as each service's row is known (progress). */
   onResult?: (row: StatusRow) => void;
+  /** Per service, the system it should run (`pulumi stack output systems --json`). @default {} */
+  lastBuilds?: Record<string, string>;
 }
 
 /** Checks every service concurrently, one SSH connection each; rows sorted by service name. */
 export async function collectStatus(services: ServicePlan[], options: StatusOptions): Promise<StatusRow[]> {
   const rows = await Promise.all(services.map(async (service) => {
-    const row = await statusOf(service, options);
+    const lastBuild = options.lastBuilds?.[service.name] || null;
+    const checked = await statusOf(service, options);
+    const row: StatusRow = { ...checked, lastBuild, matchesLastBuild: lastBuild === null || checked.generation === null ? null : checked.generation === lastBuild };
     options.onResult?.(row);
     return row;
   }));
   return rows.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
 }
 
-async function statusOf(service: ServicePlan, options: StatusOptions): Promise<StatusRow> {
+async function statusOf(service: ServicePlan, options: StatusOptions): Promise<Omit<StatusRow, "lastBuild" | "matchesLastBuild">> {
   // The SSH client (ssh2) loads with the first host, not with the CLI.
   const { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } = require("../../components/health/runner") as typeof import("../../components/health/runner");
   const base = { service: service.name, host: service.ip, port: service.sshPort };
@@ -87,13 +95,19 @@ export function describeFailures(failures: Array<{ name: string; output: string 
   return [...byOutput].map(([output, names]) => `${names.join(", ")}: ${output}`).join("; ");
 }
 
-/** A fixed-width table: service, healthy, generation (store path name), failed units, last output (one line). */
-export function renderStatusTable(rows: StatusRow[]): string {
-  const header = ["SERVICE", "HEALTHY", "GENERATION", "FAILED UNITS", "LAST OUTPUT"];
+/**
+ * A fixed-width table: service, healthy, generation (store path name), with `withLastBuild` whether it is the last
+ * build, failed units, last output (one line).
+ */
+export function renderStatusTable(rows: StatusRow[], withLastBuild = false): string {
+  const header = ["SERVICE", "HEALTHY", "GENERATION", ...(withLastBuild ? ["LAST BUILD"] : []), "FAILED UNITS", "LAST OUTPUT"];
+  const lastBuild = (row: StatusRow) =>
+    row.lastBuild === null ? "-" : row.matchesLastBuild === null ? `? (${basename(row.lastBuild)})` : row.matchesLastBuild ? "runs it" : `differs: ${basename(row.lastBuild)}`;
   const cells = rows.map((row) => [
     row.service,
     row.healthy ? "yes" : "no",
     row.generation ? basename(row.generation) : "-",
+    ...(withLastBuild ? [lastBuild(row)] : []),
     row.failedUnits.length > 0 ? row.failedUnits.join(",") : "-",
     row.lastOutput === "" ? "-" : row.lastOutput.replace(/\s*\n\s*/g, " | "),
   ]);
@@ -118,6 +132,24 @@ class UsageError extends Error {}
 
 /** In the project directory, which .gitignore covers (`/.nixmox/`), whatever manifest is checked. */
 const defaultKnownHosts = join(projectRoot, ".nixmox", "known_hosts");
+const defaultSystems = join(projectRoot, ".nixmox", "systems.json");
+
+/** `--systems FILE` (or the default file when it exists): service → store path; undefined without one. */
+function readLastBuilds(file: string | undefined): Record<string, string> | undefined {
+  if (file === undefined && !existsSync(defaultSystems)) return undefined;
+  const path = file ?? defaultSystems;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileOrUsage(path, "systems file"));
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`${path} is not JSON; write it with \`pulumi stack output systems --json > ${displayPath(defaultSystems)}\``);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed) || Object.values(parsed).some((value) => typeof value !== "string")) {
+    throw new UsageError(`${path} must map service names to store paths, as \`pulumi stack output systems --json\` prints them`);
+  }
+  return parsed as Record<string, string>;
+}
 
 export function register(program: Command): void {
   allowPathOption(program
@@ -127,9 +159,10 @@ export function register(program: Command): void {
     .option("--json", "print JSON instead of a table")
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY)")
     .option("--known-hosts <file>", `known_hosts file with the pinned host keys (default: ${displayPath(defaultKnownHosts)}, where the README's \`pulumi stack output knownHosts\` writes them)`)
-    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system"))
+    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
+    .option("--systems <file>", `JSON of the system each host should run, to say whether it runs its last build (default: ${displayPath(defaultSystems)} when it exists, where \`pulumi stack output systems --json\` writes it)`))
     .action(
-      action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string; allowPath?: string[] }) => {
+      action(async (manifest: string, flags: { json?: boolean; identity?: string; knownHosts?: string; currentSystem: string; allowPath?: string[]; systems?: string }) => {
         try {
           const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
           if (!identity) throw new UsageError("no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)");
@@ -148,6 +181,7 @@ export function register(program: Command): void {
             throw new UsageError((error as Error).message);
           }
           if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) throw new UsageError(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
+          const lastBuilds = readLastBuilds(flags.systems);
           // On a terminal, which hosts have answered so far (unreachable hosts take up to the SSH timeout).
           const line = ttyStatusLine(process.stderr);
           const done: string[] = [];
@@ -159,10 +193,11 @@ export function register(program: Command): void {
             },
             privateKey,
             currentSystemPath: flags.currentSystem,
+            ...(lastBuilds ? { lastBuilds } : {}),
             hostKeysFor: (host, port) => lookupKnownHost(entries, host, port).map(formatHostKey),
           });
           line.done();
-          print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
+          print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows, lastBuilds !== undefined));
           return rows.every((row) => row.healthy) ? 0 : 1;
         } catch (error) {
           if (error instanceof UsageError) {
