@@ -16,6 +16,7 @@ import { generateNixSigningKey, parseCopyResult, trustedKeys } from "../componen
 import { connectSsh } from "../components/ssh";
 import type { SshTarget } from "../components/ssh/remote-command";
 import { defaultStubBinDir, fakeNixosPaths, seedFakeNixos, startSshd, type TestSshd } from "./support/sshd";
+import { serializeProviders, startDynamicProviderHost } from "./support/dynamic-provider-host";
 import { standInSystemFiles, testNixConf } from "./support/standin-system";
 
 const hasNix = (() => {
@@ -254,6 +255,34 @@ const hostJson = (service: string, revision: number) => `${JSON.stringify({ host
     const again = await closureCopyProvider.create(copyInputs("db", db, bigPath));
     assert.ok(again.outs.copiedBytes > 400 * 1024 * 1024);
     assert.ok(await valid(db, bigPath));
+  });
+
+  it("runs the same as the engine runs it: the signing key, the build and the copy serialized and hosted by the SDK's dynamic-provider plugin", async () => {
+    const specs = {
+      key: "components/build/signing-key.ts#buildSigningKeyProvider",
+      build: "components/build/host-build.ts#hostBuildProvider",
+      copy: "components/build/closure-copy.ts#closureCopyProvider",
+    };
+    const [serialized, engine] = await Promise.all([serializeProviders(Object.values(specs)), startDynamicProviderHost()]);
+    try {
+      const hosted = (name: keyof typeof specs) => engine.provider(serialized[specs[name]].text, name);
+      const signing = await hosted("key").create({ name: "nixmox-hosted-1", given: "" });
+      assert.match(String(signing.outs.publicKey), /^nixmox-hosted-1:[A-Za-z0-9+/]{43}=$/);
+      assert.deepEqual(await hosted("key").diff(signing.id, signing.outs, { name: "nixmox-hosted-1", given: "" }), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      const given = generateNixSigningKey("mine-1");
+      const mine = await hosted("key").create({ name: "nixmox-hosted-1", given: given.secretKey });
+      assert.equal(mine.outs.publicKey, given.publicKey);
+      const inputs = buildInputs("db", db, standInSystemFiles("db", hostJson("db", 42)), { signingPublicKey: String(signing.outs.publicKey), signingSecretKey: String(signing.outs.secretKey) });
+      const built = await hosted("build").create(inputs as unknown as Record<string, unknown>);
+      const storePath = String(built.outs.storePath);
+      assert.match(storePath, /-nixos-system-db-standin$/);
+      assert.equal((await hosted("build").diff(built.id, built.outs, inputs as unknown as Record<string, unknown>)).changes, "none");
+      const copied = await hosted("copy").create({ ...copyInputs("db", db, storePath), trustedPublicKeys: trustedKeys("db", caches, String(signing.outs.publicKey)) } as unknown as Record<string, unknown>);
+      assert.ok(Number(copied.outs.copiedPaths) >= 1);
+      assert.ok(await valid(db, storePath));
+    } finally {
+      await engine.stop();
+    }
   });
 
   it("builds on the controller and copies from it with the deploy key's agent on a private socket", async () => {

@@ -16,7 +16,10 @@
  * the activation, which waits for this resource, never runs: the host stays on its old system.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { formatKnownHostsLine, parseHostKey } from "../ssh/host-key";
 import type { SshTarget } from "../ssh/remote-command";
+import { parseCopyResult, renderCopyCommand } from "./nix-commands";
+import { describeRunFailure, runAt } from "./run";
 
 export interface ClosureCopyArgs {
   service: pulumi.Input<string>;
@@ -71,9 +74,6 @@ function resolveInputs(raw: ClosureCopyInputs): ClosureCopyInputs {
 
 async function copy(raw: ClosureCopyInputs): Promise<ClosureCopyOutputs> {
   const inputs = resolveInputs(raw);
-  const { renderCopyCommand, parseCopyResult } = require("./nix-commands") as typeof import("./nix-commands");
-  const { formatKnownHostsLine, parseHostKey } = require("../ssh/host-key") as typeof import("../ssh/host-key");
-  const { runAt, describeRunFailure } = require("./run") as typeof import("./run");
   if (inputs.buildOn === "builder" && inputs.builder === null) throw new Error(`service "${inputs.service}": copies from the builder, but no builder connection was given`);
   const location = inputs.buildOn === "builder" ? { kind: "builder" as const, service: inputs.builderName, connection: inputs.builder as SshTarget } : { kind: "controller" as const };
   const command = renderCopyCommand({

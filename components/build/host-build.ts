@@ -14,11 +14,16 @@
  * - update: builds again; read: returns the state (a refresh builds nothing); delete: nothing (the builder's store
  *   collects what no host uses).
  *
- * The signing key is an input only (secret); the state keeps its public half.
+ * The signing key is an input only (secret); the state keeps its public half. Local modules are imported at the top
+ * (the SDK serializes what a provider captures, STYLE.md §15); Node's own are required inside.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { renderConfigPayload } from "../config-push";
+import { connectSsh } from "../ssh/connection";
+import { shellQuote } from "../ssh/quote";
 import type { SshTarget } from "../ssh/remote-command";
-import type { NixCaches } from "./nix-commands";
+import { parseBuildResult, renderBuildCommand, renderBuildPayload, type NixCaches } from "./nix-commands";
+import { describeRunFailure, runAt } from "./run";
 
 export interface HostBuildArgs {
   service: pulumi.Input<string>;
@@ -95,8 +100,6 @@ function resolveInputs(raw: HostBuildInputs): HostBuildInputs {
 
 /** The host's installed state-version ("25.11"), or null when it has none yet. */
 async function installedStateVersion(inputs: HostBuildInputs): Promise<string | null> {
-  const { connectSsh } = require("../ssh/connection") as typeof import("../ssh/connection");
-  const { shellQuote } = require("../ssh/quote") as typeof import("../ssh/quote");
   const session = await connectSsh({
     host: inputs.host.host,
     port: inputs.host.port,
@@ -127,9 +130,6 @@ function controllerWorkDir(): string {
 
 async function build(raw: HostBuildInputs): Promise<HostBuildOutputs> {
   const inputs = resolveInputs(raw);
-  const { renderBuildCommand, renderBuildPayload, parseBuildResult } = require("./nix-commands") as typeof import("./nix-commands");
-  const { renderConfigPayload } = require("../config-push") as typeof import("../config-push");
-  const { runAt, describeRunFailure } = require("./run") as typeof import("./run");
   if (inputs.buildOn === "builder" && inputs.builder === null) throw new Error(`service "${inputs.service}": builds on the builder, but no builder connection was given`);
   const location = inputs.buildOn === "builder" ? { kind: "builder" as const, service: inputs.builderName, connection: inputs.builder as SshTarget } : { kind: "controller" as const };
   const installed = await installedStateVersion(inputs);

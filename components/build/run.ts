@@ -1,9 +1,12 @@
 /**
  * Where a build or copy command runs: on the builder service over the pinned SSH connection (ssh2, the deploy key,
  * the builder's recorded host key), or here, on the machine that runs Pulumi (`bash -c`). Both return the same
- * outcome, so the providers do not care which. Node modules are required inside (the providers are serialized).
+ * outcome, so the providers do not care which. Node's modules are required inside, local ones imported at the top (the
+ * providers that use this are serialized, STYLE.md §15).
  */
+import { connectSsh } from "../ssh/connection";
 import type { SshTarget } from "../ssh/remote-command";
+import { deployKeyAgent, listenDeployKeyAgent } from "./agent";
 
 /** Where a host's system is built: the manifest's builder service, or the controller. */
 export type BuildLocation = { kind: "builder"; service: string; connection: SshTarget } | { kind: "controller" };
@@ -29,8 +32,6 @@ const maxChars = 65_536;
 /** Runs `command` (a bash command line) on the builder or here; never rejects for a non-zero exit. */
 export async function runAt(location: BuildLocation, command: string, options: RunOptions): Promise<RunOutcome> {
   if (location.kind === "builder") {
-    const { connectSsh } = require("../ssh/connection") as typeof import("../ssh/connection");
-    const { deployKeyAgent } = require("./agent") as typeof import("./agent");
     const deadline = Date.now() + 60_000;
     for (;;) {
       try {
@@ -57,7 +58,6 @@ export async function runAt(location: BuildLocation, command: string, options: R
     }
   }
   const { spawn } = require("node:child_process") as typeof import("node:child_process");
-  const { listenDeployKeyAgent } = require("./agent") as typeof import("./agent");
   const agent = options.agentKey === undefined ? undefined : await listenDeployKeyAgent(options.agentKey);
   try {
     return await new Promise<RunOutcome>((resolve) => {

@@ -16,6 +16,7 @@
  * `secretKey` is always a secret output; `publicKey` is public.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { generateNixSigningKey } from "./nix-commands";
 
 export interface BuildSigningKeyArgs {
   /** The key's name, shown in nix.conf and `nix path-info --sigs`. */
@@ -59,7 +60,6 @@ export const buildSigningKeyProvider = {
     if (given !== "") {
       pair = { secretKey: given, publicKey: nixPublicKeyOf(given) };
     } else {
-      const { generateNixSigningKey } = require("./nix-commands") as typeof import("./nix-commands");
       pair = generateNixSigningKey(raw.name);
     }
     return { id: raw.name, outs: { name: raw.name, givenSha256: sha256(given), ...pair } };
