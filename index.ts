@@ -49,4 +49,22 @@ async function nixmox() {
   return { ...exportServices(plan, services), caRootCertificate: ca.rootCertificatePem };
 }
 
-export = nixmox;
+/**
+ * A failure before any resource (stack config, manifest, secrets, engine version) is the user's to fix: as a
+ * `pulumi.RunError` the SDK prints its message alone, without the stack trace it prints for an unhandled error
+ * (@pulumi/pulumi errors.js RunError). The error keeps its name, which the offline preview and the tests read.
+ */
+function userFacing(error: unknown): unknown {
+  if (!(error instanceof Error) || pulumi.RunError.isInstance(error as unknown)) return error;
+  const failure = new pulumi.RunError((error as Error).message);
+  failure.name = (error as Error).name;
+  return failure;
+}
+
+export = async function program() {
+  try {
+    return await nixmox();
+  } catch (error) {
+    throw userFacing(error);
+  }
+};

@@ -58,7 +58,7 @@ describe("nixmox preview --offline", function () {
     assert.equal(result.status, 0, result.stderr);
     const lines = result.stdout.trimEnd().split("\n");
     assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy media-container  (waits for nixos-template-pve)"), result.stdout);
-    assert.equal(lines[lines.length - 1], "80 resources: 71 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+    assert.equal(lines[lines.length - 1], "83 resources: 74 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
   it("prints JSON with secrets as \"[secret]\"", () => {

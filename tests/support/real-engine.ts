@@ -28,6 +28,14 @@ export function realEngineBin(): string {
   return engineBin;
 }
 
+/** The folder holding the Pulumi CLI 3.206.0, the release before NixMox's minimum (`build.sh old-cli`). */
+export function oldPulumiCliBin(): string {
+  const result = spawnSync("bash", [path.join(repoDir, "tools", "engine", "build.sh"), "old-cli"], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  const last = (result.stdout ?? "").trim().split("\n").pop() ?? "";
+  if (result.status !== 0 || !last.startsWith("/")) throw new Error(`the older Pulumi CLI could not be built (tools/engine/build.sh old-cli exited ${result.status}):\n${result.stderr}`);
+  return last;
+}
+
 /** The environment every engine run gets: our binaries and Node 22 first on PATH, no network for plugins. */
 export function engineEnvironment(home: string, backend: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const { PULUMI_BACKEND_URL: _backend, PULUMI_CONFIG_PASSPHRASE_FILE: _file, ...inherited } = process.env;
