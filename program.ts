@@ -13,6 +13,7 @@ import { createProxmoxProvider, createTemplates } from "./components/proxmox";
 import { caPermittedDomains, ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
 import { resolveSecretValues } from "./components/secrets";
 import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
+import { createBuildSigningKey, controllerSlots, renderOptionsWithKey } from "./components/build";
 import { loadPlan } from "./manifest";
 import { fileSources } from "./render";
 
@@ -51,14 +52,19 @@ async function deploy() {
   // The homelab's root CA, constrained to its names: every host trusts it, and the proxy signs its internal-TLS sites
   // with its intermediate (reviews R3, security-2 N2).
   const ca = new ManagedCa("nixmox-ca", { permittedDomains: caPermittedDomains(plan), allowRootReplacement: settings.rotateRootCa });
-  const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
+  // Where each host's system is built (manifest build): said once; a host built elsewhere trusts the stack's key.
+  const signingKey = createBuildSigningKey(plan, new pulumi.Config("nixmox"));
+  const hosts = renderWithCa(plan, fileSources(plan.manifestDir), renderOptionsWithKey({ nixpkgs: settings.nixpkgs }, signingKey), ca.rootCertificatePem);
   const provider = createProxmoxProvider(settings, secrets);
   const templates = createTemplates(plan, settings, secrets);
   const publicKey = deployPublicKey(secrets.sshPrivateKey);
   const deliveries = planDeliveries({ ...plan, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }, { ...secretValues, ...managedCaSecretValues(plan, ca) });
   // SSO clients' health gates wait for their own Authentik objects, which are created after every service.
   const ssoGates = createSsoGates(plan);
-  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries, ssoGates: ssoGates.gates });
+  const services = createServices({
+    plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries, ssoGates: ssoGates.gates,
+    ...(signingKey ? { signingKey, controllerSlots: controllerSlots() } : {}),
+  });
   try {
     ssoGates.open(createSso(plan, secretValues, services));
   } catch (error) {

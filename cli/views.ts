@@ -55,6 +55,8 @@ export function renderPlanJson(plan: Plan): string {
     secrets: plan.secrets,
     phases: plan.phases,
     rollback: plan.rollback,
+    build: plan.build,
+    nixCaches: plan.nixCaches,
     notes: plan.notes,
     warnings: plan.warnings,
   });
@@ -72,6 +74,7 @@ export function renderPlanText(plan: Plan): string {
   const enabled = plan.services.length;
   lines.push(`Plan for ${plan.network.domain}: ${enabled} service${enabled === 1 ? "" : "s"} in ${plan.waves.length} wave${plan.waves.length === 1 ? "" : "s"}` +
     (plan.disabled.length > 0 ? ` (disabled: ${plan.disabled.join(", ")})` : ""));
+  lines.push(`${plan.build.message[0].toUpperCase()}${plan.build.message.slice(1)}`);
   const byName = new Map(plan.services.map((service) => [service.name, service]));
   // Grouped once: a plan of 10,000 services is printed in linear time.
   const routesOf = groupBy(plan.routes, (route) => route.service);
@@ -84,6 +87,7 @@ export function renderPlanText(plan: Plan): string {
       const r = service.resources;
       lines.push(`  ${service.name} [${service.kind}] ct ${service.vmid ?? "(assigned at first deploy)"}${service.node ? ` on ${service.node}` : ""}  ${service.ip}/${service.prefixLength}  ${service.fqdn}`);
       lines.push(`    ${r.cores} core${r.cores === 1 ? "" : "s"}, ${r.memoryMiB} MiB, ${r.diskGiB} GiB${service.stateful ? ", stateful (protected)" : ""}`);
+      lines.push(`    builds ${describeBuildPlace(plan, service.name)}`);
       if (service.dependsOn.length > 0) lines.push(`    after: ${service.dependsOn.join(", ")}`);
       if (service.ssoProviders.length > 0) lines.push(`    sso: ${service.ssoProviders.join(", ")} (does not order the deploy)`);
       for (const route of routesOf.get(name) ?? []) {
@@ -111,6 +115,23 @@ export function renderPlanText(plan: Plan): string {
   if (plan.notes.length > 0) lines.push("", "Notes:", ...plan.notes.map((note) => `  - ${note}`));
   if (plan.warnings.length > 0) lines.push("", "Warnings:", ...plan.warnings.map((warning) => `  - ${warning}`));
   return `${lines.join("\n")}\n`;
+}
+
+/** "on the builder "builder"", "on the controller", "on its own host". */
+export function describeBuildPlace(plan: Plan, service: string): string {
+  const place = plan.build.hosts[service];
+  switch (place) {
+    case "builder":
+      return `on the builder "${plan.build.builder}" (receives a signed closure)`;
+    case "controller":
+      return "on the controller (receives a signed closure)";
+    case "target":
+      return "on its own host (nixos-rebuild)";
+    default: {
+      const unreachable: never = place;
+      throw new Error(`unknown build place ${String(unreachable)}`);
+    }
+  }
 }
 
 export type GraphFormat = "mermaid" | "dot";

@@ -88,7 +88,13 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
       // resolv.conf with its own Unbound first, nixos/lib/resolv.nix).
       dns: {
         domain: plan.network.domain,
-        servers: service.ip === plan.network.dnsServer ? [...plan.network.dns.forwarders] : [plan.network.dnsServer, ...plan.network.fallbackDnsServers],
+        // A builder deploys before everything, the DNS service included (components/build): it asks the upstream
+        // forwarders after the manifest's resolvers.
+        servers: service.ip === plan.network.dnsServer
+          ? [...plan.network.dns.forwarders]
+          : service.kind === "builder"
+            ? [...new Set([plan.network.dnsServer, ...plan.network.fallbackDnsServers, ...plan.network.dns.forwarders])].slice(0, 3)
+            : [plan.network.dnsServer, ...plan.network.fallbackDnsServers],
       },
       userAccount: { keys: sortedKeys(manifestKeys, inputs.deployPublicKey) },
     },

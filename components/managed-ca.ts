@@ -319,8 +319,8 @@ export class ManagedCa extends pulumi.ComponentResource {
  * Every enabled host rendered with the managed root (each host trusts it; the proxy signs with its intermediate), one
  * output per service. Under the offline mocks the root is undefined and the hosts render as without a managed CA.
  */
-export function renderWithCa(plan: Plan, sources: RenderSources, options: RenderOptions, rootCertificatePem: pulumi.Output<string>): Record<string, pulumi.Output<RenderedHost>> {
-  const rendered = rootCertificatePem.apply((pem) => renderAll(plan, sources, { ...options, ...(pem ? { caRootCertificate: pem } : {}) }));
+export function renderWithCa(plan: Plan, sources: RenderSources, options: pulumi.Input<RenderOptions>, rootCertificatePem: pulumi.Output<string>): Record<string, pulumi.Output<RenderedHost>> {
+  const rendered = pulumi.all([rootCertificatePem, options]).apply(([pem, resolved]) => renderAll(plan, sources, { ...(resolved as RenderOptions), ...(pem ? { caRootCertificate: pem } : {}) }));
   return Object.fromEntries(plan.services.map((service) => [service.name, rendered.apply((hosts) => hosts.find((host) => host.service === service.name)!)]));
 }
 

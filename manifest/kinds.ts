@@ -134,6 +134,10 @@ export const kindSpecs: Record<ServiceKind, KindSpec> = {
   },
   mail: { databases: none, units: ["postfix.service"], apps: {}, tcpPorts: [25, 587], udpPorts: [] },
   pgadmin: { databases: none, units: ["pgadmin.service"], apps: { pgadmin: app(5050, "pgadmin.service", "/oauth2/authorize") }, tcpPorts: [], udpPorts: [] },
+  // Builds every other host's system (components/build) and serves nothing: only its Nix daemon must answer. NixOS
+  // starts nix-daemon.service on demand (nix-daemon.socket, nixos/modules/services/system/nix-daemon.nix), so the
+  // socket is what is always active.
+  builder: { databases: none, units: ["nix-daemon.socket"], apps: {}, tcpPorts: [], udpPorts: [] },
   custom: { databases: { by: "modules" }, units: [], apps: {}, tcpPorts: [], udpPorts: [] },
 };
 

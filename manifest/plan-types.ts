@@ -19,6 +19,7 @@ export const builtinKinds = [
   "openbao",
   "mail",
   "pgadmin",
+  "builder",
 ] as const;
 export type BuiltinKind = (typeof builtinKinds)[number];
 export type ServiceKind = BuiltinKind | "custom";
@@ -243,8 +244,29 @@ export interface NetworkPlan {
   firewall: "nftables" | "proxmox";
 }
 
+/** Where a host's system is built: on the builder service, on the controller, or on the host itself. */
+export type BuildPlace = "builder" | "controller" | "target";
+
+/** Where builds happen (manifest `build`, build-plan.ts). */
+export interface BuildPlan {
+  /** What the manifest asked (`build.on`). */
+  requested: "auto" | BuildPlace;
+  /** Where hosts build unless they build on their own: "auto" resolved from the manifest. */
+  mode: BuildPlace;
+  /** The builder service, when mode is "builder". */
+  builder: string | null;
+  /** Per enabled service, where its system is built. */
+  hosts: Record<string, BuildPlace>;
+  /** One line saying which was chosen and why (printed by plan, preview and up). */
+  message: string;
+}
+
 export interface Plan {
   network: NetworkPlan;
+  /** Where each host's system is built. */
+  build: BuildPlan;
+  /** The binary caches and keys of every build and host (manifest network.substituters, trusted_public_keys). */
+  nixCaches: { substituters: string[]; trustedPublicKeys: string[] };
   /** Directory on every host holding secret files (root-only, outside the Nix store). */
   secretsDir: string;
   /** Enabled services, sorted by name. */

@@ -2,6 +2,7 @@
  * Manifest → plan: pure functions, no Pulumi and no I/O. The plan is sorted and complete, so everything
  * downstream (render, components, CLI views) is deterministic for the same manifest.
  */
+import { planBuild, planCaches } from "./build-plan";
 import { planFirewall } from "./firewall";
 import { appOfRoute, kindSpecs, postgresqlDefaultPort } from "./kinds";
 import type {
@@ -479,6 +480,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string;
   });
   for (const service of services) service.firewall = firewall.rules.get(service.name) ?? [];
   warnings.push(...firewall.warnings);
+  const build = planBuild(manifest, services);
+  warnings.push(...build.warnings);
 
   return {
     network: {
@@ -497,6 +500,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string;
       },
       firewall: network.firewall,
     },
+    build: build.build,
+    nixCaches: planCaches(network),
     secretsDir,
     services,
     disabled: all.filter((service) => !service.enable).map((service) => service.name),

@@ -359,7 +359,8 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
     for (const [field, upstream] of upstreams) {
       if (upstream) add(byAddress.get(upstream.split(":")[0])?.name, `${field} points at it`, false);
     }
-    if (dnsService) add(dnsService.name, dnsReason, true);
+    // A builder deploys before every host it builds (the DNS service too): it also asks the upstream forwarders.
+    if (dnsService && service.kind !== "builder") add(dnsService.name, dnsReason, true);
   }
   return edges;
 }

@@ -3,6 +3,7 @@
  * entry, and a reader finds it by its name. Each rule reads the `RuleContext` (the services that passed the schema,
  * resolved, and lookups over them) and returns its problems; `validate.ts` runs them after the schema pass.
  */
+import { buildPlacementProblems } from "./build-rule";
 import { z } from "zod";
 import { appOfRoute, kindSpecs } from "./kinds";
 import { builtinKinds } from "./plan-types";
@@ -166,6 +167,8 @@ export function privateNameSuffix(domain: string): { suffix: string; why: string
 }
 
 const crossServiceRules: CrossServiceRule[] = [
+  // Where hosts' systems are built (issue 18): manifest/build-plan.ts, checked on the raw manifest.
+  { name: "buildPlacement", check: ({ root }) => buildPlacementProblems(root) },
   {
     name: "gatewayInsideNetwork",
     check: ({ network }) =>

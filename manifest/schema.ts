@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { postgresqlDefaultPort } from "./kinds";
 import { builtinKinds } from "./plan-types";
+import { defaultSubstituters, defaultTrustedPublicKeys } from "./nix-defaults";
 
 /** A DNS label: letters, digits and inner hyphens (RFC 1123). */
 const dnsLabelPattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -143,8 +144,42 @@ export const networkSchema = z
       })
       .default({})
       .describe("Authentik outposts besides the embedded one (the original NixMox `network.outposts`)."),
+    substituters: z
+      .array(z.string().regex(/^(https?|s3|ssh|ssh-ng|file):\/\/[A-Za-z0-9._~:/?#@!$&*+,;=%-]+$/, { message: "must be a Nix binary cache URL such as https://cache.example.lan" }))
+      .default([...defaultSubstituters])
+      .describe(
+        "NixMox extension: the binary caches every build uses, in order, on the builder (or the controller) and on every host (nix.settings.substituters): " +
+          'a cache of your own (on the builder, or anywhere) and/or the public one. Default: ["https://cache.nixos.org"]. List the keys they sign with in trusted_public_keys.',
+      ),
+    trusted_public_keys: z
+      .array(z.string().regex(/^[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}$/, { message: 'must be a Nix public key "name:base64" (nix-store --generate-binary-cache-key prints one)' }))
+      .default([...defaultTrustedPublicKeys])
+      .describe(
+        "NixMox extension: the keys whose signatures the builds and hosts accept for substituted paths (nix.settings.trusted-public-keys), besides the stack's own " +
+          "signing key for systems built once and copied. Default: cache.nixos.org's key.",
+      ),
   })
   .describe("Network facts shared by every container.");
+
+/** Where hosts' systems are built (issue 18: build once, copy closures). */
+export const buildSchema = z
+  .strictObject({
+    on: z
+      .enum(["auto", "builder", "controller", "target"])
+      .default("auto")
+      .describe(
+        '"builder": on the manifest\'s service of kind builder, which deploys first; "controller": on the machine that runs Pulumi (its Nix must build ' +
+          'x86_64-linux with flakes); "target": every host builds itself, as nixos-rebuild on the host (each needs the memory of a NixOS evaluation). ' +
+          '"auto" (default): the builder when the manifest has one, else "target". Hosts built elsewhere only receive their signed closure and switch to it.',
+      ),
+    builder: z.string().optional().describe("The service that builds. Omitted: the manifest's only service of kind builder."),
+    on_target: z
+      .array(z.string())
+      .default([])
+      .describe("Services that build on their own host whatever `on` says (the builder service itself always does)."),
+  })
+  .prefault({})
+  .describe("NixMox extension: where hosts' NixOS systems are built (docs/building.md).");
 
 const tlsSchema = z
   .union([z.boolean(), z.enum(["internal", "acme", "off"])])
@@ -405,6 +440,7 @@ export const manifestSchema = z
       .describe("Default start_period of every service's health checks, in seconds: how long a service may take to become healthy. Omitted: 0."),
     retry_attempts: z.number().int().min(1).max(10_000).optional().describe("Default retries of every service's health checks. Omitted: 3."),
     retry_delay: positiveSeconds.optional().describe("Default interval of every service's health checks, in seconds. Omitted: 10."),
+    build: buildSchema,
     enable_rollback: z
       .boolean()
       .default(true)

@@ -11,6 +11,7 @@
  */
 import { ManifestError, ldapOutpostPort, outpostTokenDir, pgadminRole, radiusOutpostPort, type Problem } from "../manifest";
 import { kindSpecs, postgresqlDefaultPort } from "../manifest/kinds";
+import { defaultSubstituters, defaultTrustedPublicKeys } from "../manifest/nix-defaults";
 import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, SecretPlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
 
@@ -173,8 +174,28 @@ export interface HostData {
   mail?: AppData;
   pgadmin?: AppData;
   custom?: AppData;
+  /** A builder's settings (components/build builds the other hosts' systems on it). */
+  builder?: BuilderData;
   /** The authentik host's outposts besides the embedded one (manifest network.outposts). */
   outposts?: OutpostsData;
+  /**
+   * The binary caches and keys the host's Nix uses (nix.settings.substituters, trusted-public-keys): the manifest's,
+   * and first the stack's signing key when systems are built once and copied. Omitted: Nix's defaults (the manifest
+   * sets none and every host builds itself).
+   */
+  nix?: NixData;
+}
+
+export interface BuilderData {
+  /** Builds at once (nix.settings.max-jobs): the builder's cores. */
+  maxJobs: number;
+  /** Upstream resolvers the builder asks after the manifest's: it deploys before the DNS service. */
+  forwarders: string[];
+}
+
+export interface NixData {
+  substituters: string[];
+  trustedPublicKeys: string[];
 }
 
 export interface OutpostsData {
@@ -192,6 +213,11 @@ export interface HostDataOptions {
    * @default defaultStateVersion (the default nixpkgs pin's release)
    */
   stateVersion?: string;
+  /**
+   * The public half of the stack's signing key (`name:base64`) when some host's system is built elsewhere and copied
+   * (components/build): every host trusts it. Omitted: no host trusts a NixMox key.
+   */
+  buildSigningPublicKey?: string;
   /**
    * The managed CA's root certificate (PEM) for `tls = "internal"` routes. Every host trusts it, and the proxy
    * host signs with its intermediate (delivered there as the proxy service's secrets `ca_intermediate_cert` and
@@ -560,10 +586,26 @@ export function planHostData(plan: Plan, name: string, options: HostDataOptions 
     case "custom":
       data[kind] = planAppData(plan, service, kind);
       break;
+    case "builder":
+      data.builder = { maxJobs: service.resources.cores, forwarders: [...plan.network.dns.forwarders] };
+      break;
     default: {
       const unreachable: never = kind;
       throw new Error(`unknown service kind ${String(unreachable)}`);
     }
   }
+  const nix = planNixData(plan, options);
+  if (nix) data.nix = nix;
   return data;
+}
+
+/** The host's caches and keys, or undefined when they are Nix's defaults and no NixOS-built closure is copied. */
+export function planNixData(plan: Plan, options: HostDataOptions = {}): NixData | undefined {
+  const { substituters, trustedPublicKeys } = plan.nixCaches;
+  const isDefault = (list: string[], defaults: readonly string[]) => list.length === defaults.length && list.every((entry, index) => entry === defaults[index]);
+  if (options.buildSigningPublicKey === undefined && isDefault(substituters, defaultSubstituters) && isDefault(trustedPublicKeys, defaultTrustedPublicKeys)) return undefined;
+  return {
+    substituters: [...substituters],
+    trustedPublicKeys: [...new Set([...(options.buildSigningPublicKey === undefined ? [] : [options.buildSigningPublicKey]), ...trustedPublicKeys])],
+  };
 }

@@ -54,6 +54,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   openbao: ["services/openbao.nix", "services/app-options.nix", "lib/openbao.nix"],
   mail: ["services/mail.nix", "services/app-options.nix"],
   pgadmin: ["services/pgadmin.nix", "services/app-options.nix", "lib/pgadmin.nix", "lib/oidc.nix"],
+  builder: ["services/builder.nix"],
   custom: ["services/custom.nix", "services/app-options.nix"],
 };
 

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { exampleBuildWarning } from "./support/manifests";
 
 const root = path.resolve(__dirname, "..");
 const bin = path.join(root, "bin", "nixmox.js");
@@ -57,7 +58,7 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
   it("runs the built JavaScript without tsx, and validate never loads the Pulumi SDK", () => {
     const result = run(["validate", example]);
     assert.equal(result.status, 0, result.stderr);
-    assert.equal(result.stdout, `${example}: valid: 7 enabled services, 4 waves, 4 routes\n`);
+    assert.equal(result.stdout, `${example}: valid: 7 enabled services, 4 waves, 4 routes\n${exampleBuildWarning}`);
     assert.ok(result.modules.includes("dist/cli/main.js"));
     assert.ok(!result.modules.some((file) => file.startsWith("cli/") || file.endsWith(".ts")), "no TypeScript source is loaded");
     assert.deepEqual(result.modules.filter((file) => file.includes("node_modules/tsx/")), []);

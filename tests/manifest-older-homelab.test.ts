@@ -6,7 +6,7 @@ import path from "node:path";
 import { renderPlanJson, renderPlanText } from "../cli/views";
 import { loadManifestData, loadPlan, type Plan } from "../manifest";
 import { planHostData } from "../render";
-import { deepClone, planOf, problemsOf, smallManifest, type RawManifest } from "./support/manifests";
+import { deepClone, planOf, problemsOf, smallManifest, smallManifestBuildWarning, type RawManifest } from "./support/manifests";
 
 const olderExample = path.join(__dirname, "..", "manifest", "examples", "older-homelab.nix");
 
@@ -34,6 +34,8 @@ describe("manifest: an older NixMox homelab (manifest/examples/older-homelab.nix
       'service "media": interface.dbs.jellyfin is used by no built-in app on this host (on a media host PostgreSQL is used by prowlarr, radarr, sonarr, each through interface.dbs.<app>); ' +
         'NixMox still creates database "jellyfin" and role "jellyfin" on "postgresql" for a module of your own (nixos_modules)',
       'service "monitoring": port 9093 is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN',
+      // No builder: every host builds itself (issue 18).
+      'builds on the host itself with less memory than a NixOS evaluation needs (2048 MiB of memory + swap; nixpkgs#85148, nix#2664): dns (1024 MiB + 512 MiB swap), monitoring (1024 MiB + 512 MiB swap), vaultwarden (1024 MiB + 512 MiB swap); add a service of kind builder, set build.on = "controller", or give them more memory',
     ]);
   });
 
@@ -107,6 +109,7 @@ describe("manifest: the false refusals of issue 19, one at a time", () => {
     assert.deepEqual(plan.warnings, [
       'service "app": interface.terraform.variables.domain is "old.lab" but network.domain is "lab.test"; the block is ignored and network.domain applies (fix whichever is wrong)',
       'service "caddy": interface.terraform.variables.network_cidr is "10.8.0.0/24" but network.network_cidr is "10.9.0.0/24"; the block is ignored and network.network_cidr applies (fix whichever is wrong)',
+      smallManifestBuildWarning,
     ]);
   });
 
@@ -130,6 +133,7 @@ describe("manifest: the false refusals of issue 19, one at a time", () => {
     assert.deepEqual(plan.warnings.filter((warning) => !warning.includes("is open to no other host")), [
       'service "app": interface.db is used by no built-in app on this host (on a media host PostgreSQL is used by prowlarr, radarr, sonarr, each through interface.dbs.<app>); ' +
         'NixMox still creates database "app" and role "app" on "postgresql" for a module of your own (nixos_modules)',
+      smallManifestBuildWarning,
     ]);
   });
 
@@ -143,6 +147,7 @@ describe("manifest: the false refusals of issue 19, one at a time", () => {
         'NixMox still creates database "attachments" and role "attachments" on "postgresql" for a module of your own (nixos_modules)',
       'service "caddy": interface.db is used by no built-in app on this host (no built-in app of kind "caddy" uses PostgreSQL); ' +
         'NixMox still creates database "caddy" and role "caddy" on "postgresql" for a module of your own (nixos_modules)',
+      smallManifestBuildWarning,
     ]);
   });
 

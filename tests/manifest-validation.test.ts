@@ -128,7 +128,7 @@ const ruleCases: RuleCase[] = [
     },
     problems: [
       'service "app": kind must be one of "dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole", "forgejo", "nextcloud", ' +
-        '"monitoring", "media", "openbao", "mail", "pgadmin", "custom", got "nginx"',
+        '"monitoring", "media", "openbao", "mail", "pgadmin", "builder", "custom", got "nginx"',
     ],
   },
   {

@@ -88,6 +88,7 @@ describe("nix: shipped modules and rendered files", function () {
       "services/app-options.nix",
       "services/authentik-outposts.nix",
       "services/authentik.nix",
+      "services/builder.nix",
       "services/caddy.nix",
       "services/custom.nix",
       "services/dns.nix",

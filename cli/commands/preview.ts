@@ -66,6 +66,9 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   }
   // The Pulumi SDK and the program load here, for this command only.
   const offline = require("../../components/offline-preview") as typeof import("../../components/offline-preview");
+  // Where each host builds (issue 18): the engine's preview prints it as an info line; here it goes to a terminal's
+  // stderr (piped output stays the tree or the JSON alone; `nixmox plan` says it too, and the tree lists the builds).
+  if (process.stderr.isTTY) process.stderr.write(`nixmox: ${plan.build.message}\n`);
   const placeholders = offline.offlineSecretPlaceholders(plan);
   const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), {
     ...placeholders,

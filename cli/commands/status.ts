@@ -5,11 +5,12 @@
  * Exit 0 all healthy, 1 any unhealthy or unreachable or an invalid manifest (as in validate), 2 bad input (key,
  * known_hosts, --current-system). On a terminal, stderr shows which hosts have answered while it runs.
  */
-import { basename } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import type { Command } from "commander";
 import type { ServicePlan } from "../../manifest/plan-types";
 import { hostAccessFailure, openHostAccess, type HostAccessFlags } from "../hosts";
-import { projectDir } from "../paths";
+import { displayPath, projectDir } from "../paths";
 import { ttyStatusLine } from "../progress";
 import { action, allowPathOption, exitCodes, print } from "../run";
 
@@ -22,6 +23,10 @@ export interface StatusRow {
   failedUnits: string[];
   /** Why unhealthy (failing checks, or the connection error); "" when healthy. */
   lastOutput: string;
+  /** The system NixMox last built (or deployed) for the host, from `--systems`; null when not known. */
+  lastBuild: string | null;
+  /** Whether the host runs its last build; null when either is not known. */
+  matchesLastBuild: boolean | null;
 }
 
 export interface StatusOptions {
@@ -35,19 +40,23 @@ export interface StatusOptions {
   maskValues?: string[];
   /** Called as each service's row is known (progress). */
   onResult?: (row: StatusRow) => void;
+  /** Per service, the system it should run (`pulumi stack output systems --json`). @default {} */
+  lastBuilds?: Record<string, string>;
 }
 
 /** Checks every service concurrently, one SSH connection each; rows sorted by service name. */
 export async function collectStatus(services: ServicePlan[], options: StatusOptions): Promise<StatusRow[]> {
   const rows = await Promise.all(services.map(async (service) => {
-    const row = await statusOf(service, options);
+    const lastBuild = options.lastBuilds?.[service.name] || null;
+    const checked = await statusOf(service, options);
+    const row: StatusRow = { ...checked, lastBuild, matchesLastBuild: lastBuild === null || checked.generation === null ? null : checked.generation === lastBuild };
     options.onResult?.(row);
     return row;
   }));
   return rows.sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0));
 }
 
-async function statusOf(service: ServicePlan, options: StatusOptions): Promise<StatusRow> {
+async function statusOf(service: ServicePlan, options: StatusOptions): Promise<Omit<StatusRow, "lastBuild" | "matchesLastBuild">> {
   // The SSH client (ssh2) loads with the first host, not with the CLI.
   const { checksForPhase, openHostConnection, readHostFacts, runHealthChecks } = require("../../components/health/runner") as typeof import("../../components/health/runner");
   const base = { service: service.name, host: service.ip, port: service.sshPort };
@@ -86,13 +95,19 @@ export function describeFailures(failures: Array<{ name: string; output: string 
   return [...byOutput].map(([output, names]) => `${names.join(", ")}: ${output}`).join("; ");
 }
 
-/** A fixed-width table: service, healthy, generation (store path name), failed units, last output (one line). */
-export function renderStatusTable(rows: StatusRow[]): string {
-  const header = ["SERVICE", "HEALTHY", "GENERATION", "FAILED UNITS", "LAST OUTPUT"];
+/**
+ * A fixed-width table: service, healthy, generation (store path name), with `withLastBuild` whether it is the last
+ * build, failed units, last output (one line).
+ */
+export function renderStatusTable(rows: StatusRow[], withLastBuild = false): string {
+  const header = ["SERVICE", "HEALTHY", "GENERATION", ...(withLastBuild ? ["LAST BUILD"] : []), "FAILED UNITS", "LAST OUTPUT"];
+  const lastBuild = (row: StatusRow) =>
+    row.lastBuild === null ? "-" : row.matchesLastBuild === null ? `? (${basename(row.lastBuild)})` : row.matchesLastBuild ? "runs it" : `differs: ${basename(row.lastBuild)}`;
   const cells = rows.map((row) => [
     row.service,
     row.healthy ? "yes" : "no",
     row.generation ? basename(row.generation) : "-",
+    ...(withLastBuild ? [lastBuild(row)] : []),
     row.failedUnits.length > 0 ? row.failedUnits.join(",") : "-",
     row.lastOutput === "" ? "-" : row.lastOutput.replace(/\s*\n\s*/g, " | "),
   ]);
@@ -105,6 +120,36 @@ export function renderStatusTable(rows: StatusRow[]): string {
   return [line(header), ...cells.map(line)].join("\n");
 }
 
+/** The project's own file with the system each host should run (`pulumi stack output systems --json > …`). */
+const defaultSystems = join(projectDir, ".nixmox", "systems.json");
+
+/**
+ * `--systems FILE` (or the project's .nixmox/systems.json when it exists): service → store path, what
+ * `pulumi stack output systems --json` prints; undefined without one. A bad file is a usage error (exit 2).
+ */
+function readLastBuilds(file: string | undefined): Record<string, string> | undefined {
+  if (file === undefined && !existsSync(defaultSystems)) return undefined;
+  const path = file ?? defaultSystems;
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new SystemsFileError(`cannot read the systems file ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new SystemsFileError(`${path} is not JSON; write it with \`pulumi stack output systems --json > ${displayPath(defaultSystems)}\``);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed) || Object.values(parsed).some((value) => typeof value !== "string")) {
+    throw new SystemsFileError(`${path} must map service names to store paths, as \`pulumi stack output systems --json\` prints them`);
+  }
+  return parsed as Record<string, string>;
+}
+
+class SystemsFileError extends Error {}
+
 export function register(program: Command): void {
   allowPathOption(program
     .command("status")
@@ -116,9 +161,10 @@ export function register(program: Command): void {
     .option("--project-dir <dir>", "directory holding Pulumi.yaml and the stack files", projectDir)
     .option("--identity <file>", "SSH private key for root on the hosts (default: $NIXMOX_SSH_IDENTITY, else the stack's nixmox:sshPrivateKey)")
     .option("--known-hosts <file>", "known_hosts file with the pinned host keys (default: the stack's knownHosts output; without a stack, .nixmox/known_hosts in the project)")
-    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system"))
+    .option("--current-system <path>", "the running system's link on the hosts", "/run/current-system")
+    .option("--systems <file>", `JSON of the system each host should run, to say whether it runs its last build (default: ${displayPath(defaultSystems)} when it exists, where \`pulumi stack output systems --json\` writes it)`))
     .action(
-      action(async (manifest: string | undefined, flags: HostAccessFlags & { json?: boolean; currentSystem: string }) => {
+      action(async (manifest: string | undefined, flags: HostAccessFlags & { json?: boolean; currentSystem: string; systems?: string }) => {
         if (!/^\/[A-Za-z0-9/._-]*$/.test(flags.currentSystem)) return usage(`--current-system must be an absolute path, got ${JSON.stringify(flags.currentSystem)}`);
         const identity = flags.identity ?? process.env.NIXMOX_SSH_IDENTITY;
         if (manifest !== undefined && flags.stack === undefined && !identity) {
@@ -133,6 +179,13 @@ export function register(program: Command): void {
           return usage(message);
         }
         const { plan } = access;
+        let lastBuilds: Record<string, string> | undefined;
+        try {
+          lastBuilds = readLastBuilds(flags.systems);
+        } catch (error) {
+          if (error instanceof SystemsFileError) return usage(error.message);
+          throw error;
+        }
         // On a terminal, which hosts have answered so far (unreachable hosts take up to the SSH timeout).
         const line = ttyStatusLine(process.stderr);
         const done: string[] = [];
@@ -145,9 +198,10 @@ export function register(program: Command): void {
           privateKey: access.privateKey,
           currentSystemPath: flags.currentSystem,
           hostKeysFor: access.hostKeysFor,
+          ...(lastBuilds ? { lastBuilds } : {}),
         });
         line.done();
-        print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows));
+        print(flags.json ? JSON.stringify(rows, null, 2) : renderStatusTable(rows, lastBuilds !== undefined));
         return rows.every((row) => row.healthy) ? 0 : 1;
       }),
     );

@@ -35,6 +35,11 @@ export interface SshConnectOptions {
   readyTimeoutMs?: number;
   /** SSH keepalive; a dead peer is detected after about 3 intervals. @default 5000 */
   keepaliveIntervalMs?: number;
+  /**
+   * An agent to forward to the server's commands (`SSH_AUTH_SOCK` there), e.g. the deploy key's own
+   * (components/build/agent.ts), so a builder can `nix copy` to a host without holding the key. @default none
+   */
+  forwardAgent?: import("ssh2").BaseAgent;
 }
 
 export interface ExecResult {
@@ -141,6 +146,10 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     },
   };
   if (pinned.length > 0) config.algorithms = { serverHostKey: hostKeyAlgorithms(pinned) as never };
+  if (options.forwardAgent) {
+    config.agent = options.forwardAgent;
+    config.agentForward = true;
+  }
 
   // No forward references between these closures: Pulumi's function serializer (dynamic providers) rejects them.
   // Every way out settles: "ready", "error", a "close" before ready (ssh2 emits only "close" when the peer hangs

@@ -329,3 +329,13 @@ export function manifestErrorOf(raw: unknown, source = "test-manifest"): Manifes
 export function problemsOf(raw: unknown): string[] {
   return manifestErrorOf(raw).problems.map(formatProblem);
 }
+
+/** The example homelab has no builder: `validate` warns about the hosts too small to evaluate NixOS (issue 18). */
+export const exampleBuildWarning =
+  "  warning: builds on the host itself with less memory than a NixOS evaluation needs (2048 MiB of memory + swap; nixpkgs#85148, nix#2664): " +
+  "caddy (1024 MiB + 512 MiB swap), dns (512 MiB + 512 MiB swap), guacamole (1024 MiB + 512 MiB swap), homepage (1024 MiB + 512 MiB swap), " +
+  'vaultwarden (1024 MiB + 512 MiB swap); add a service of kind builder, set build.on = "controller", or give them more memory\n';
+
+/** What `smallManifest()` warns about its hosts, which build themselves (issue 18). */
+export const smallManifestBuildWarning =
+  'builds on the host itself with less memory than a NixOS evaluation needs (2048 MiB of memory + swap; nixpkgs#85148, nix#2664): app (1024 MiB + 512 MiB swap), authentik (1024 MiB + 512 MiB swap), caddy (1024 MiB + 512 MiB swap), postgresql (1024 MiB + 512 MiB swap); add a service of kind builder, set build.on = "controller", or give them more memory';
