@@ -258,7 +258,8 @@ describe("the real Pulumi engine runs index.ts", function () {
       const preview = spawnSync("pulumi", ["preview", "--stack", "homelab", "--json"], { cwd: project.dir, env, encoding: "utf8", timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
       assert.notEqual(preview.status, 0);
       const result = JSON.parse(preview.stdout) as { steps?: Array<{ urn: string }>; diagnostics?: Array<{ message: string; severity: string }> };
-      assert.deepEqual((result.steps ?? []).map((step) => step.urn.split("::").pop()), ["nixmox-homelab"], "only the stack itself");
+      // Nothing of NixMox's is registered; the stack's own step shows or not, as the failing program races the engine.
+      assert.deepEqual((result.steps ?? []).filter((step) => !step.urn.endsWith("::nixmox-homelab")).map((step) => step.urn), [], "nothing but the stack itself");
       const errors = (result.diagnostics ?? []).filter((diagnostic) => diagnostic.severity === "error").map((diagnostic) => diagnostic.message.trim());
       assert.deepEqual(errors, ["error: NixMox needs the Pulumi CLI 3.207.0 or newer (the replaceWith resource option, pulumi/pulumi#20693); the CLI running this program does not support it: update it: https://www.pulumi.com/docs/install/"]);
     });
