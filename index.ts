@@ -1,45 +1,7 @@
 /**
- * The NixMox Pulumi program (`pulumi preview` / `pulumi up` run this file; `nixmox preview --offline` runs it
- * under mocks): stack config → manifest → plan → rendered hosts → one NixosService per enabled service →
- * stack outputs. Each stage is a named function; nothing here creates resources at import time.
+ * This repository's Pulumi program (Pulumi.yaml `main`): NixMox's program, exactly as a homelab project made by
+ * `nixmox init` exports it from the package (`import { nixmox } from "nixmox"`). The pipeline is program.ts.
  */
-import * as pulumi from "@pulumi/pulumi";
-import { deployPublicKey, warnWhenNotAuthorized } from "./components/deploy-key";
-import { requireReplaceWithSupport } from "./components/engine-requirements";
-import { createServices, createSso, createSsoGates, exportServices, planDeliveries } from "./components/homelab";
-import { createProxmoxProvider, createTemplates } from "./components/proxmox";
-import { ManagedCa, managedCaSecretPlans, managedCaSecretValues, renderWithCa } from "./components/managed-ca";
-import { resolveSecretValues } from "./components/secrets";
-import { checkSettingsAgainstPlan, readStackSettings } from "./components/stack-config";
-import { loadPlan } from "./manifest";
-import { fileSources } from "./render";
-
-async function nixmox() {
-  // Before anything else: an engine without replaceWith would fail at every service's children.
-  await requireReplaceWithSupport();
-  const { settings, secrets } = readStackSettings(new pulumi.Config("nixmox"));
-  const plan = await loadPlan(settings.manifestPath);
-  checkSettingsAgainstPlan(settings, plan.services.map((service) => service.name));
-  // First, before any resource exists: a missing required secret stops the deploy with the full list.
-  const secretValues = resolveSecretValues(plan);
-  // The homelab's root CA: every host trusts it and the proxy signs its internal-TLS sites with it (review R3).
-  const ca = new ManagedCa("nixmox-ca", {});
-  const hosts = renderWithCa(plan, fileSources(plan.manifestDir), { nixpkgs: settings.nixpkgs }, ca.rootCertificatePem);
-  const provider = createProxmoxProvider(settings, secrets);
-  const templates = createTemplates(plan, settings, secrets);
-  const publicKey = deployPublicKey(secrets.sshPrivateKey);
-  if (settings.deployKeyCheck) warnWhenNotAuthorized(publicKey, plan.network.sshKeys.root ?? []);
-  const deliveries = planDeliveries({ ...plan, secrets: [...plan.secrets, ...managedCaSecretPlans(plan)] }, { ...secretValues, ...managedCaSecretValues(plan, ca) });
-  // SSO clients' health gates wait for their own Authentik objects, which are created after every service.
-  const ssoGates = createSsoGates(plan);
-  const services = createServices({ plan, hosts, settings, secrets, templates, provider, deployPublicKey: publicKey, deliveries, ssoGates: ssoGates.gates });
-  try {
-    ssoGates.open(createSso(plan, secretValues, services));
-  } catch (error) {
-    ssoGates.open(null);
-    throw error;
-  }
-  return { ...exportServices(plan, services), caRootCertificate: ca.rootCertificatePem };
-}
+import { nixmox } from "./program";
 
 export = nixmox;

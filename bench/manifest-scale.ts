@@ -1,8 +1,8 @@
 /**
- * Manifest scale benchmark: generated manifests of 10, 100, 1,000 and 5,000 services, as .json and .nix, each
- * loaded, validated and planned in a fresh child process (so its peak RSS is its own). Prints time per phase,
- * peak RSS and the growth between sizes. Target on a 2-core machine: 1,000 services under 1 s in-process, and
- * growth no worse than n·log n.
+ * Manifest scale benchmark: generated manifests of 10, 100, 1,000, 5,000 and 10,000 services, as .json and .nix,
+ * each loaded, validated and planned in a fresh child process (so its peak RSS is its own). Prints time per phase,
+ * peak RSS and the growth between sizes. Target on a 2-core machine: validate + plan of 10,000 services under 1 s,
+ * growing linearly (×2 when the size doubles).
  *
  *   npx tsx bench/manifest-scale.ts            # every size and format
  *   npx tsx bench/manifest-scale.ts 1000 json  # one case
@@ -11,12 +11,14 @@
  */
 import { fork } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { performance } from "node:perf_hooks";
-import { loadManifestData, planManifest, validateManifest, type ManifestInput } from "../manifest";
+import { loadManifestData, planManifest, type ManifestInput } from "../manifest";
+import { checkManifest } from "../manifest/validate";
 
-export const benchSizes = [10, 100, 1000, 5000];
+export const benchSizes = [10, 100, 1000, 5000, 10000];
 export const benchFormats = ["json", "nix"] as const;
 export type BenchFormat = (typeof benchFormats)[number];
 
@@ -45,7 +47,7 @@ export function generateManifest(count: number): ManifestInput {
       interface: {
         proxy: { domain: `${name(index)}.apps.bench.test`, upstream: `${ip}:8080`, authz: index % 5 === 0 },
         ...(index % 3 === 0 ? { db: { host: "postgresql" } } : {}),
-        ...(index % 7 === 0 ? { auth: { type: "oidc" as const } } : {}),
+        ...(index % 7 === 0 ? { auth: { type: "oidc" as const, oidc: { redirect_uris: [`https://${name(index)}.apps.bench.test/oauth2/callback`] } } } : {}),
         health: { checks: [{ type: "tcp" as const, port: 8080 }] },
       },
     };
@@ -91,19 +93,24 @@ interface Measurement {
   validateMs: number;
   planMs: number;
   totalMs: number;
+  /** CPU time of validate + plan (user + system, this process): what the work costs when other processes share the cores. */
+  workCpuMs: number;
   peakRssMiB: number;
   waves: number;
 }
 
+/** The loader's own path (loadPlan): parse, validate (the rules resolve every service once), plan from those. */
 async function measureOnce(file: string): Promise<Omit<Measurement, "services" | "format" | "peakRssMiB">> {
   const t0 = performance.now();
   const raw = await loadManifestData(file);
   const t1 = performance.now();
-  const manifest = validateManifest(raw, file);
+  const cpu = process.cpuUsage();
+  const { manifest, resolved } = checkManifest(raw, file);
   const t2 = performance.now();
-  const plan = planManifest(manifest, { manifestDir: path.dirname(file) });
+  const plan = planManifest(manifest, { manifestDir: path.dirname(file), resolved });
   const t3 = performance.now();
-  return { loadMs: t1 - t0, validateMs: t2 - t1, planMs: t3 - t2, totalMs: t3 - t0, waves: plan.waves.length };
+  const used = process.cpuUsage(cpu);
+  return { loadMs: t1 - t0, validateMs: t2 - t1, planMs: t3 - t2, totalMs: t3 - t0, workCpuMs: (used.user + used.system) / 1000, waves: plan.waves.length };
 }
 
 /** One case in this process: a warm-up on a small manifest, then the median of 3 runs. */
@@ -136,9 +143,9 @@ function runChild(count: number, format: BenchFormat): Promise<Measurement> {
 const fixed = (value: number, digits = 1) => value.toFixed(digits);
 
 function printTable(results: Measurement[]): void {
-  const header = ["services", "format", "load ms", "validate ms", "plan ms", "total ms", "peak RSS MiB", "ms/service", "waves"];
+  const header = ["services", "format", "load ms", "validate ms", "plan ms", "total ms", "v+p cpu ms", "peak RSS MiB", "ms/service", "waves"];
   const rows = results.map((r) => [
-    String(r.services), r.format, fixed(r.loadMs), fixed(r.validateMs), fixed(r.planMs), fixed(r.totalMs), fixed(r.peakRssMiB), fixed(r.totalMs / r.services, 3), String(r.waves),
+    String(r.services), r.format, fixed(r.loadMs), fixed(r.validateMs), fixed(r.planMs), fixed(r.totalMs), fixed(r.workCpuMs), fixed(r.peakRssMiB), fixed(r.totalMs / r.services, 3), String(r.waves),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
   const line = (cells: string[]) => cells.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join("  ");
@@ -155,12 +162,18 @@ function printTable(results: Measurement[]): void {
       const nLogN = (large.services * Math.log2(large.services)) / (small.services * Math.log2(small.services));
       console.log(
         `  ${format} ${small.services} → ${large.services}: ×${fixed(large.services / small.services, 0)} services, ` +
-          `validate+plan ×${fixed(work(large) / work(small))}, total ×${fixed(large.totalMs / small.totalMs)} (n·log n would be ×${fixed(nLogN)})`,
+          `validate+plan ×${fixed(work(large) / work(small))}, total ×${fixed(large.totalMs / small.totalMs)} ` +
+          `(linear would be ×${fixed(large.services / small.services, 0)}, n·log n ×${fixed(nLogN)})`,
       );
     }
   }
-  const thousand = results.find((r) => r.services === 1000 && r.format === "json");
-  if (thousand) console.log(`\n1,000 services (.json), load + validate + plan: ${fixed(thousand.totalMs)} ms (target < 1000 ms)`);
+  const largest = results.find((r) => r.services === 10000 && r.format === "json");
+  if (largest) {
+    console.log(
+      `\n10,000 services (.json), validate + plan: ${fixed(largest.validateMs + largest.planMs)} ms (target < 1000 ms), ${fixed(largest.workCpuMs)} ms of CPU; ` +
+        `with load: ${fixed(largest.totalMs)} ms. Load average now: ${os.loadavg()[0].toFixed(1)} on ${os.cpus().length} cores (other processes slow the wall-clock figures).`,
+    );
+  }
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 "use strict";
 // The CLI runs as plain JavaScript from dist/, which `npm ci` builds (the `prepare` script runs bin/build.js).
-// NIXMOX_FROM_SOURCE=1 runs the TypeScript sources through tsx instead: for development and the tests, which
-// must never see a stale build.
+// NIXMOX_FROM_SOURCE=1 runs the TypeScript sources through tsx instead, for development (the tests run the build,
+// rebuilt when stale: tests/support/compiled-cli.js).
 const path = require("node:path");
 
 if (process.env.NIXMOX_FROM_SOURCE === "1") {

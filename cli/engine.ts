@@ -146,19 +146,7 @@ export async function openWorkspace(
  */
 export async function selectExistingStack(workspace: LocalWorkspace, options: WorkspaceOptions): Promise<Stack> {
   const { Stack } = require("@pulumi/pulumi/automation") as typeof import("@pulumi/pulumi/automation");
-  let name = options.stack;
-  if (name === undefined) {
-    let current;
-    try {
-      current = await workspace.stack();
-    } catch (error) {
-      throw engineFailure(error, "listing the stacks (`pulumi stack ls`)", { streamed: false, onError: options.onError, hint: "check `pulumi whoami` and the backend login" });
-    }
-    if (current === undefined) {
-      throw new EngineError("no stack is selected: pass --stack NAME, select one with `pulumi stack select NAME`, or create one with `nixmox stack init NAME`", 2);
-    }
-    name = current.name;
-  }
+  const name = options.stack ?? (await selectedStack(workspace, options));
   checkPassphrase(options, name);
   try {
     return await Stack.select(name, workspace);
@@ -184,6 +172,38 @@ export function checkPassphrase(options: Pick<WorkspaceOptions, "projectDir" | "
       "(or PULUMI_CONFIG_PASSPHRASE) to it",
     2,
   );
+}
+
+/**
+ * The stack a command acts on: `--stack`, else the Pulumi CLI's selected stack (asked of the CLI, which keeps it per
+ * project and backend). Checks nothing else: for commands that read the stack's files or outputs themselves.
+ */
+export async function stackName(options: WorkspaceOptions): Promise<string> {
+  if (options.stack !== undefined) return options.stack;
+  let workspace: LocalWorkspace;
+  try {
+    ({ workspace } = await openWorkspace(options));
+  } catch (error) {
+    if (error instanceof EngineError && error.message === missingCliMessage) {
+      throw new EngineError("the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/), so the selected stack is unknown: pass --stack NAME", 2);
+    }
+    throw error;
+  }
+  return selectedStack(workspace, options);
+}
+
+/** The Pulumi CLI's selected stack in the workspace's project and backend; none is an error saying what to do. */
+async function selectedStack(workspace: LocalWorkspace, options: Pick<WorkspaceOptions, "onError">): Promise<string> {
+  let current;
+  try {
+    current = await workspace.stack();
+  } catch (error) {
+    throw engineFailure(error, "listing the stacks (`pulumi stack ls`)", { streamed: false, onError: options.onError, hint: "check `pulumi whoami` and the backend login" });
+  }
+  if (current === undefined) {
+    throw new EngineError("no stack is selected: pass --stack NAME, select one with `pulumi stack select NAME`, or create one with `nixmox stack init NAME`", 2);
+  }
+  return current.name;
 }
 
 /** Runs one engine operation on the stack; resolves when it succeeded, throws `EngineError` otherwise. */
@@ -276,6 +296,32 @@ export async function stateResources(stack: Stack, workspace: LocalWorkspace, en
 /** The resources of the stack's state that are protected. */
 export async function protectedResources(stack: Stack, workspace: LocalWorkspace, envVars: Record<string, string>, onError: (text: string) => void): Promise<Array<{ urn: string; type: string; name: string }>> {
   return (await stateResources(stack, workspace, envVars, onError)).filter((resource) => resource.protect).map(({ urn, type, name }) => ({ urn, type, name }));
+}
+
+/** The manifest the stack deploys: its `nixmox:manifest` as the CLI reads it, else Pulumi.yaml's default, relative to the project. */
+export async function stackManifestPath(stack: Stack, projectDir: string): Promise<string> {
+  const configured = await stackConfigValue(stack, "nixmox:manifest");
+  const { projectDefaultManifest } = require("./stack-manifest") as typeof import("./stack-manifest");
+  return configured ? path.resolve(projectDir, configured) : projectDefaultManifest(projectDir);
+}
+
+/** The directories the stack's `.nix` manifest may also read, as the program gets them (components/stack-config.ts); a malformed value is the program's to report. */
+export async function stackAllowPaths(stack: Stack, projectDir: string): Promise<string[]> {
+  try {
+    const parsed: unknown = JSON.parse((await stackConfigValue(stack, "nixmox:manifestAllowPaths")) ?? "[]");
+    return Array.isArray(parsed) ? parsed.filter((entry): entry is string => typeof entry === "string").map((entry) => path.resolve(projectDir, entry)) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** A stack output's value (`pulumi stack output --show-secrets`), or undefined when the stack has no such output. */
+export async function stackOutputValue(stack: Stack, name: string, onError: (text: string) => void): Promise<unknown> {
+  try {
+    return (await stack.outputs())[name]?.value;
+  } catch (error) {
+    throw engineFailure(error, `reading the outputs of stack "${stack.name}"`, { streamed: false, onError });
+  }
 }
 
 /** A stack config value (`pulumi config get`), or undefined when the stack does not set it. */

@@ -8,10 +8,20 @@
 import { Command } from "commander";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import { terminalText } from "../manifest/problems";
 import { exitCodes } from "./run";
-import { projectRoot } from "./paths";
+import { packageRoot } from "./paths";
 
-const version = (JSON.parse(readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
+// `nixmox schema | head`: a reader that closes the pipe early ends the command quietly, with the exit code it had
+// so far, instead of an unhandled EPIPE error and its stack trace (newcomer-2 #8).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+    process.exit(typeof process.exitCode === "number" ? process.exitCode : exitCodes.ok);
+  });
+}
+
+const version = (JSON.parse(readFileSync(path.join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
 
 const program = new Command("nixmox")
   .description("One manifest, one Pulumi program: NixOS LXC services on Proxmox VE.")
@@ -34,6 +44,10 @@ const commandFiles: Record<string, string> = {
   refresh: "./commands/engine",
   destroy: "./commands/engine",
   stack: "./commands/stack",
+  init: "./commands/init",
+  logs: "./commands/remote",
+  ssh: "./commands/remote",
+  exec: "./commands/remote",
 };
 // A known command registers alone (its own --help still works); anything else (no command, --help, a typo that
 // needs "did you mean") registers them all.
@@ -42,6 +56,6 @@ const files = requested !== undefined && Object.hasOwn(commandFiles, requested) 
 for (const file of files) (require(file) as { register(program: Command): void }).register(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  process.stderr.write(`nixmox: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(`nixmox: ${terminalText(error instanceof Error ? error.message : String(error))}\n`);
   process.exit(exitCodes.usage);
 });

@@ -193,8 +193,8 @@ export function undeployedDependencies(plan: Pick<Plan, "edges">, selected: stri
 }
 
 /**
- * What every host is built from: the managed CA (components/managed-ca.ts: its component and root; every host's
- * rendered configuration carries the root) and, when the template is downloaded (not `nixmox:templateVolumeId`),
+ * What every host is built from: the managed CA (components/managed-ca.ts: its component, root and intermediate;
+ * every host's rendered configuration carries the root, the proxy signs with the intermediate) and, when the template is downloaded (not `nixmox:templateVolumeId`),
  * the template on each of `nodes` (components/template.ts, `nixos-template-<node>`). Targeting one that already exists
  * and has no change is a no-op. The Proxmox provider needs no target: the engine targets providers implicitly.
  */
@@ -202,6 +202,7 @@ export function sharedTargets(nodes: string[], templateDownloaded: boolean): Tar
   return [
     { qualifiedType: "nixmox:index:ManagedCa", name: "nixmox-ca" },
     { qualifiedType: "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:RootCa", name: "nixmox-ca-root" },
+    { qualifiedType: "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:IntermediateCa", name: "nixmox-ca-intermediate" },
     ...(templateDownloaded ? [...new Set(nodes)].sort().map((node) => ({ qualifiedType: "pulumi-nodejs:dynamic/nixmox:NodeTemplate", name: `nixos-template-${node}` })) : []),
   ];
 }

@@ -8,14 +8,16 @@
  *
  * - check: compares the new inputs with the deployed ones; a changed vmid or node, or a smaller disk, is a check
  *   failure naming the service, the field, both values, what happens to the data and how to allow it. The first
- *   deploy (no old inputs) and unknown values (a preview) pass.
+ *   deploy (no old inputs) and unknown values (a preview) pass. A vmid is null when Proxmox assigns it: removing
+ *   the manifest's vmid passes, giving one to a container Proxmox numbered fails (the guard cannot see that id).
  * - create (the service is new to this stack), and update to another vmid: ask Proxmox whether the vmid is free on
  *   the cluster (`GET /cluster/nextid?vmid=N`, pve-manager PVE/API2/Cluster.pm `nextid`: "VM N already exists"). A
  *   vmid in use belongs to a guest this stack does not manage (another stack's, a container a destroy retained, one
  *   made by hand): creating the container would fail, and bpg (v0.112.0) even takes the guest over, because its create
  *   retries a 5xx and counts "already exists" on the retry as done (proxmox/nodes/containers/containers.go,
  *   `retry.WithAlreadyDoneCheck`); that stack's destroy would then delete the other guest. So the guard fails, naming
- *   the service, the vmid, the node and the ways out. Then it records the inputs (not the API token).
+ *   the service, the vmid, the node and the ways out. A vmid Proxmox assigns (null) needs no check. Then it records
+ *   the inputs (not the API token).
  * - diff: any change updates (never replaces); read: returns the state; delete: nothing to delete.
  *
  * The container depends on it, so the engine has run this check before it plans the container's replacement, and
@@ -27,7 +29,8 @@ import { containsUnknown } from "./unknown";
 
 export interface ContainerGuardArgs {
   service: pulumi.Input<string>;
-  vmid: pulumi.Input<number>;
+  /** The manifest's vmid; null when Proxmox assigns it. */
+  vmid: pulumi.Input<number | null>;
   node: pulumi.Input<string>;
   diskGiB: pulumi.Input<number>;
   /** The service is listed in `nixmox:allowReplace`: the edit may re-create the container. */
@@ -38,7 +41,7 @@ export interface ContainerGuardArgs {
 
 export interface ContainerGuardInputs {
   service: string;
-  vmid: number;
+  vmid: number | null;
   node: string;
   diskGiB: number;
   allowReplace: boolean;
@@ -58,6 +61,7 @@ export function vmidInUseMessage(service: string, vmid: number, node: string): s
 
 /** Fails when `vmid` is in use anywhere on the cluster (components/proxmox-api.ts `vmidInUse`). */
 export async function checkVmidFree(inputs: Pick<ContainerGuardInputs, "service" | "vmid" | "node"> & { proxmox: ProxmoxApiOptions }): Promise<void> {
+  if (inputs.vmid === null) return;
   let used: boolean;
   try {
     used = await vmidInUse(inputs.proxmox, inputs.vmid);
@@ -79,7 +83,16 @@ export function replacementProblems(olds: Partial<ContainerGuardInputs>, news: C
   const consequence = "re-creates its container: the old container and every file on its disk are deleted, and a new, empty container takes its place";
   const allow = `if that is what you want (move or back up the data first), run \`pulumi config set --path 'nixmox:allowReplace[0]' ${news.service}\` for this deploy`;
   const changed = (field: keyof ContainerGuardInputs) => !containsUnknown(news[field]) && !containsUnknown(olds[field]) && olds[field] !== news[field];
-  if (changed("vmid")) failures.push({ property: "vmid", reason: `${service}: vmid ${olds.vmid} → ${news.vmid} ${consequence}; ${allow}` });
+  // A vmid is compared when both are the manifest's. Removing it keeps the container (the provider keeps the id in its
+  // state); giving one to a container Proxmox numbered cannot be checked here, so it needs allowReplace like a move.
+  if (changed("vmid") && olds.vmid !== null && news.vmid !== null) failures.push({ property: "vmid", reason: `${service}: vmid ${olds.vmid} → ${news.vmid} ${consequence}; ${allow}` });
+  if (changed("vmid") && olds.vmid === null && typeof news.vmid === "number") {
+    failures.push({
+      property: "vmid",
+      reason: `${service}: vmid ${news.vmid} is new, and Proxmox assigned this container's id at its first deploy (\`pulumi stack output services\` shows it): ` +
+        `unless ${news.vmid} is that id, this ${consequence}; remove vmid again to keep the container, or ${allow}`,
+    });
+  }
   if (changed("node")) failures.push({ property: "node", reason: `${service}: node ${JSON.stringify(olds.node)} → ${JSON.stringify(news.node)} ${consequence}; ${allow}` });
   if (changed("diskGiB") && Number(news.diskGiB) < Number(olds.diskGiB)) {
     failures.push({ property: "diskGiB", reason: `${service}: resources.disk_gb ${olds.diskGiB} → ${news.diskGiB}: Proxmox cannot shrink a disk, so this ${consequence}; keep ${olds.diskGiB} or more, or ${allow}` });

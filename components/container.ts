@@ -63,7 +63,8 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
   const manifestKeys = plan.network.sshKeys.root ?? [];
   const args: proxmoxve.ContainerLegacyArgs = {
     nodeName: serviceNode(service, settings),
-    vmId: service.vmid,
+    // No manifest vmid: Proxmox assigns the next free one at creation and the state keeps it.
+    ...(service.vmid === null ? {} : { vmId: service.vmid }),
     description: `NixMox service "${service.name}" (managed by Pulumi; edit the manifest, not this container)`,
     tags: containerTags(service),
     unprivileged: true,
@@ -87,7 +88,13 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
       // resolv.conf with its own Unbound first, nixos/lib/resolv.nix).
       dns: {
         domain: plan.network.domain,
-        servers: service.ip === plan.network.dnsServer ? [...plan.network.dns.forwarders] : [plan.network.dnsServer, ...plan.network.fallbackDnsServers],
+        // A builder deploys before everything, the DNS service included (components/build): it asks the upstream
+        // forwarders after the manifest's resolvers.
+        servers: service.ip === plan.network.dnsServer
+          ? [...plan.network.dns.forwarders]
+          : service.kind === "builder"
+            ? [...new Set([plan.network.dnsServer, ...plan.network.fallbackDnsServers, ...plan.network.dns.forwarders])].slice(0, 3)
+            : [plan.network.dnsServer, ...plan.network.fallbackDnsServers],
       },
       userAccount: { keys: sortedKeys(manifestKeys, inputs.deployPublicKey) },
     },

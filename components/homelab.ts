@@ -10,7 +10,7 @@ import type { Plan } from "../manifest/plan-types";
 import { AuthentikOutpost, createSsoResources, planAuthentikObjects, type AuthentikTunnel, type SsoResources } from "./authentik";
 import { renderOutpostTokenCommand } from "./outpost-token";
 import { serviceNode } from "./container";
-import { NixosService, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
+import { NixosService, type HostBuildPlacement, type HostSecretsDelivery, type RenderedHostFiles } from "./nixos-service";
 import { deliveryCommand, hostSecretPayload, hostSecrets, secretKey } from "./secrets";
 import { formatKnownHostsLine, parseHostKey } from "./ssh";
 import { RemoteCommand } from "./ssh/remote-command";
@@ -172,15 +172,60 @@ export interface CreateServicesArgs {
   deliveries?: Record<string, HostSecretsDelivery>;
   /** Per SSO client whose health gate waits for its own SSO objects (createSsoGates). @default {} */
   ssoGates?: Record<string, Promise<pulumi.Resource[]>>;
+  /**
+   * The stack's signing key, when some host's system is built once and copied (plan.build, components/build).
+   * @default none: every host must build itself
+   */
+  signingKey?: { publicKey: pulumi.Output<string>; secretKey: pulumi.Output<string> };
+  /** Builds at once on the controller (build.on = "controller"). @default 1 */
+  controllerSlots?: number;
+}
+
+/**
+ * The order services are created in: what the builder boots after and the builder first (they build on their own
+ * hosts), then every other service by wave, so a host that builds on the builder finds it created.
+ */
+export function creationOrder(plan: Plan): string[] {
+  const inWaves = plan.waves.flatMap((wave) => [...wave].sort());
+  const builder = plan.build.mode === "builder" ? plan.build.builder : null;
+  if (builder === null) return inWaves;
+  const first = new Set<string>([builder]);
+  const byName = new Map(plan.services.map((service) => [service.name, service]));
+  const visit = (name: string) => {
+    for (const dependency of byName.get(name)?.dependsOn ?? []) {
+      if (!first.has(dependency)) {
+        first.add(dependency);
+        visit(dependency);
+      }
+    }
+  };
+  visit(builder);
+  return [...inWaves.filter((name) => first.has(name)), ...inWaves.filter((name) => !first.has(name))];
+}
+
+/** Where `name`'s system is built, as NixosService takes it; undefined when it builds on its own host. */
+function buildPlacement(args: CreateServicesArgs, name: string, created: Record<string, NixosService>): HostBuildPlacement | undefined {
+  const { plan } = args;
+  const place = plan.build.hosts[name];
+  if (place === undefined || place === "target") return undefined;
+  if (!args.signingKey) throw new Error(`service "${name}": builds ${place === "builder" ? "on the builder" : "on the controller"}, but no signing key was given (index.ts creates it)`);
+  const common = { caches: plan.nixCaches, signingPublicKey: args.signingKey.publicKey, signingSecretKey: args.signingKey.secretKey };
+  if (place === "controller") return { buildOn: "controller", builderName: "", slots: args.controllerSlots ?? 1, ...common };
+  const builderName = plan.build.builder!;
+  const builder = created[builderName];
+  if (!builder) throw new Error(`service "${name}": builds on "${builderName}", which is not created before it (creationOrder)`);
+  const cores = plan.services.find((service) => service.name === builderName)!.resources.cores;
+  return { buildOn: "builder", builderName, builder: builder.connection, builderReady: builder.health, slots: cores, ...common };
 }
 
 export function createServices(args: CreateServicesArgs): Record<string, NixosService> {
   const { plan, settings } = args;
   const created: Record<string, NixosService> = {};
-  for (const wave of plan.waves) {
-    for (const name of [...wave].sort()) {
+  {
+    for (const name of creationOrder(plan)) {
       const service = plan.services.find((candidate) => candidate.name === name);
       if (!service) continue;
+      const build = buildPlacement(args, name, created);
       const host = args.hosts[name];
       if (!host) throw new Error(`service "${name}": no rendered configuration (render/ produced none for it)`);
       const delivery = args.deliveries?.[name];
@@ -200,6 +245,7 @@ export function createServices(args: CreateServicesArgs): Record<string, NixosSe
         }),
         ...(delivery ? { secrets: delivery } : {}),
         ...(args.ssoGates?.[name] ? { ssoGate: args.ssoGates[name] } : {}),
+        ...(build ? { build } : {}),
       }, { providers: [args.provider] });
     }
   }
@@ -215,18 +261,22 @@ export interface ServiceOutputs {
 }
 
 /**
- * Stack outputs: `services.<name>.{vmid, ip, hostname, generation, healthy}`, names sorted, and `knownHosts`: the
+ * Stack outputs: `services.<name>.{vmid, ip, hostname, generation, healthy}`, names sorted, `knownHosts`: the
  * recorded host keys as known_hosts lines, for `pulumi stack output knownHosts > .nixmox/known_hosts` (what
- * `nixmox status` reads by default).
+ * `nixmox status` reads by default), and `systems`: per host the system it should run (the last build, or what the
+ * host built itself), for `pulumi stack output systems --json > .nixmox/systems.json` (`nixmox status` compares).
  */
-export function exportServices(plan: Plan, services: Record<string, NixosService>): { services: Record<string, ServiceOutputs>; knownHosts: pulumi.Output<string> } {
+export function exportServices(plan: Plan, services: Record<string, NixosService>): { services: Record<string, ServiceOutputs>; knownHosts: pulumi.Output<string>; systems: Record<string, pulumi.Output<string>> } {
   const outputs: Record<string, ServiceOutputs> = {};
+  const systems: Record<string, pulumi.Output<string>> = {};
   const lines: pulumi.Output<string>[] = [];
   for (const name of Object.keys(services).sort()) {
     const service = services[name];
     const planned = plan.services.find((candidate) => candidate.name === name)!;
     outputs[name] = { vmid: service.vmid, ip: service.ip, hostname: service.hostname, generation: service.generation, healthy: service.healthy };
     lines.push(service.hostKey.apply((key) => formatKnownHostsLine(planned.ip, planned.sshPort, parseHostKey(key))));
+    // What the host should run: the system NixMox last built for it, or (building on the host) what it deployed.
+    systems[name] = pulumi.all([service.builtSystem, service.generation]).apply(([built, generation]) => built || generation);
   }
-  return { services: outputs, knownHosts: pulumi.all(lines).apply((all) => all.map((line) => `${line}\n`).join("")) };
+  return { services: outputs, knownHosts: pulumi.all(lines).apply((all) => all.map((line) => `${line}\n`).join("")), systems };
 }

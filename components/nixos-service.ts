@@ -7,7 +7,11 @@
  *   `<name>-config`     RemoteCommand: the rendered flake directory → /etc/nixmox (atomic); a refresh checks
  *                       that the host still holds exactly those files, and the next up pushes them again if not
  *   `<name>-secrets`    RemoteCommand: secret files over stdin (only when the host has secrets)
- *   `<name>-rebuild`    RemoteCommand: the activation wrapper (nixos-rebuild switch, checks, rollback)
+ *   `<name>-build`      HostBuild: the host's system built once on the builder or the controller and signed
+ *                       (only when it does not build itself: components/build, issue 18)
+ *   `<name>-copy`       ClosureCopy: that closure, `nix copy`-ed to the host (only with `<name>-build`)
+ *   `<name>-rebuild`    RemoteCommand: the activation wrapper (nixos-rebuild switch, or a switch to the copied
+ *                       system; checks, rollback)
  *   `<name>-health`     HealthCheck: the startup gate (and confirmation) that dependents wait for; after a
  *                       refresh found another generation, it re-runs the rebuild's activation (drift repair)
  *
@@ -29,6 +33,9 @@ import { HealthCheck } from "./health/health-check";
 import { RemoteCommand, type SshTarget } from "./ssh/remote-command";
 import { SshHostKey } from "./ssh/ssh-host-key";
 import type { StackSettings } from "./stack-config";
+import { ClosureCopy } from "./build/closure-copy";
+import { HostBuild } from "./build/host-build";
+import { trustedKeys, type NixCaches } from "./build/nix-commands";
 
 /** One host's rendered flake directory (render/host.ts `RenderedHost`). */
 export interface RenderedHostFiles {
@@ -44,6 +51,23 @@ export interface HostSecretsDelivery {
   payload: pulumi.Input<string>;
   /** The same values one by one (secret): masked in health-check messages and outputs. @default [] */
   maskValues?: pulumi.Input<string>[];
+}
+
+/** Where a host's system is built when not on the host itself (components/build). */
+export interface HostBuildPlacement {
+  buildOn: "builder" | "controller";
+  /** The builder service ("" on the controller). */
+  builderName: string;
+  /** How commands reach the builder (secret); required on a builder. */
+  builder?: pulumi.Output<SshTarget>;
+  /** The builder's health gate: builds wait for it. */
+  builderReady?: pulumi.Resource;
+  /** Builds at once where it builds (the builder's cores). */
+  slots: number;
+  caches: NixCaches;
+  signingPublicKey: pulumi.Input<string>;
+  /** The stack's signing key (secret). */
+  signingSecretKey: pulumi.Input<string>;
 }
 
 export interface NixosServiceArgs {
@@ -68,6 +92,11 @@ export interface NixosServiceArgs {
   ssoGate?: Promise<pulumi.Resource[]>;
   /** The host's secrets push. @default none: no `<name>-secrets` child */
   secrets?: HostSecretsDelivery;
+  /**
+   * Build once, copy closures: this host's system is built on the builder or the controller, copied to the host
+   * and switched to; the host evaluates nothing. @default none: nixos-rebuild on the host (build.on = "target")
+   */
+  build?: HostBuildPlacement;
   /** Give up waiting for SSH on a new container after this long. @default 300 */
   sshTimeoutSeconds?: number;
   /**
@@ -107,6 +136,8 @@ export class NixosService extends pulumi.ComponentResource {
   declare public readonly rebuild: pulumi.CustomResource;
   /** How commands reach this host: root over SSH with the deploy key and the pinned host key (secret). */
   declare public readonly connection: pulumi.Output<SshTarget>;
+  /** The system NixMox last built for this host ("" when the host builds itself). */
+  declare public readonly builtSystem: pulumi.Output<string>;
 
   constructor(name: string, args: NixosServiceArgs, opts?: pulumi.ComponentResourceOptions) {
     super("nixmox:index:NixosService", name, {}, opts);
@@ -124,12 +155,13 @@ export class NixosService extends pulumi.ComponentResource {
       timeoutSeconds: args.sshTimeoutSeconds ?? 300,
       ...(pinnedHostKey === undefined ? {} : { pinnedHostKey }),
       ...(args.proxmoxApiToken === undefined || pinnedHostKey !== undefined ? {} : {
-        firstContact: pulumi.output(args.proxmoxApiToken).apply((apiToken) => ({
+        // A service without a manifest vmid: the one Proxmox assigned when it created the container.
+        firstContact: pulumi.all([args.proxmoxApiToken, service.vmid ?? container.vmId]).apply(([apiToken, vmid]) => ({
           endpoint: args.settings.proxmoxEndpoint,
           apiToken,
           insecure: args.settings.proxmoxInsecure,
           node: serviceNode(service, args.settings),
-          vmid: service.vmid,
+          vmid,
           windowSeconds: args.settings.firstContactWindowSeconds,
         })),
       }),
@@ -144,6 +176,8 @@ export class NixosService extends pulumi.ComponentResource {
     const host = pulumi.output(args.host);
     const config = this.createConfigPush(name, args, host, connection, container);
     const secrets = args.secrets ? this.createSecretsPush(name, service.name, args.secrets, connection, container) : undefined;
+    const copy = args.build ? this.createBuildAndCopy(name, service.name, args.build, host, connection, container, config) : undefined;
+    const copied = copy ? { system: copy.storePath, trustedPublicKeys: pulumi.output(args.build!.signingPublicKey).apply((key) => trustedKeys(service.name, args.build!.caches, key)) } : undefined;
     const activationOptions = {
       service: service.name,
       checks: service.health.checks,
@@ -155,11 +189,12 @@ export class NixosService extends pulumi.ComponentResource {
     };
     // The wrapper's stdin carries the deploy public key: after a switch root's home-directory authorized_keys keeps
     // only that key, so keys removed from network.ssh_keys.root stop working (security review M7).
-    const activation = pulumi.all([args.deployPublicKey, host]).apply(([deployPublicKey, rendered]) => ({
-      command: renderActivationCommand({ ...activationOptions, configHash: rendered.contentHash }).command,
+    // A copied system: the wrapper switches to that store path (--system) after checking its signatures.
+    const activation = pulumi.all([args.deployPublicKey, host, copied?.system ?? "", copied?.trustedPublicKeys ?? []]).apply(([deployPublicKey, rendered, system, keys]) => ({
+      command: renderActivationCommand({ ...activationOptions, configHash: rendered.contentHash, ...(copied ? { system, trustedPublicKeys: keys } : {}) }).command,
       stdin: renderActivationScript({ ...activationOptions, configHash: rendered.contentHash, deployPublicKey }),
     }));
-    const rebuild = this.createRebuild(name, service.name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...args.dependencies], args.secrets?.maskValues ?? []);
+    const rebuild = this.createRebuild(name, service.name, activation, connection, container, [config, ...(secrets ? [secrets] : []), ...(copy ? [copy] : []), ...args.dependencies], args.secrets?.maskValues ?? []);
     // The rebuild's stdout is a secret output (its result may quote masked check output); the generation parsed
     // from it is a store path, public again.
     const generation = pulumi.unsecret(rebuild.stdout.apply((stdout) => parseActivationResult(stdout ?? "")?.generation ?? ""));
@@ -178,7 +213,7 @@ export class NixosService extends pulumi.ComponentResource {
       repair: activation,
     }, { parent: this, dependsOn: healthDependsOn(rebuild, args.ssoGate), replaceWith: [container] });
 
-    this.vmid = pulumi.output(service.vmid);
+    this.vmid = service.vmid === null ? container.vmId : pulumi.output(service.vmid);
     this.ip = pulumi.output(service.ip);
     this.hostname = pulumi.output(service.fqdn);
     this.generation = generation;
@@ -188,6 +223,7 @@ export class NixosService extends pulumi.ComponentResource {
     this.health = health;
     this.rebuild = rebuild;
     this.connection = connection;
+    this.builtSystem = copy ? copy.storePath : pulumi.output("");
     this.registerOutputs({ vmid: this.vmid, ip: this.ip, hostname: this.hostname, generation: this.generation, healthy: this.healthy, ready: this.ready, hostKey: this.hostKey });
   }
 
@@ -232,6 +268,44 @@ export class NixosService extends pulumi.ComponentResource {
       // A refresh checks that /etc/nixmox still holds exactly these files; a change there is pushed again.
       check: host.apply((rendered) => renderConfigCheck(args.service.name, rendered.files)),
     }, { parent: this, replaceWith: [container] });
+  }
+
+  /**
+   * `<name>-build` (after the config push, which keeps the host's state-version, and the builder's health gate) and
+   * `<name>-copy` (replaced with the container, so a new container receives the closure). The build is not: the
+   * same system serves a re-created host.
+   */
+  private createBuildAndCopy(
+    name: string,
+    service: string,
+    placement: HostBuildPlacement,
+    host: pulumi.Output<RenderedHostFiles>,
+    connection: pulumi.Output<SshTarget>,
+    container: pulumi.Resource,
+    config: pulumi.Resource,
+  ): ClosureCopy {
+    const where = {
+      service,
+      buildOn: placement.buildOn,
+      builderName: placement.builderName,
+      ...(placement.builder === undefined ? {} : { builder: placement.builder }),
+    };
+    const build = new HostBuild(`${name}-build`, {
+      ...where,
+      slots: placement.slots,
+      host: connection,
+      files: host.apply((rendered) => rendered.files),
+      contentHash: host.apply((rendered) => rendered.contentHash),
+      caches: placement.caches,
+      signingPublicKey: placement.signingPublicKey,
+      signingSecretKey: placement.signingSecretKey,
+    }, { parent: this, dependsOn: [config, ...(placement.builderReady ? [placement.builderReady] : [])] });
+    return new ClosureCopy(`${name}-copy`, {
+      ...where,
+      host: connection,
+      storePath: build.storePath,
+      trustedPublicKeys: pulumi.output(placement.signingPublicKey).apply((key) => trustedKeys(service, placement.caches, key)),
+    }, { parent: this, dependsOn: [build], replaceWith: [container] });
   }
 
   private createSecretsPush(name: string, service: string, secrets: HostSecretsDelivery, connection: pulumi.Output<SshTarget>, container: pulumi.Resource): RemoteCommand {

@@ -119,6 +119,12 @@ function walkInputs(value: unknown, path: string, secretPaths: string[], mode: "
 
 const fakeHex = (text: string, length = 32) => createHash("sha256").update(text).digest("hex").slice(0, length);
 
+/** 32 characters of Nix's base-32 alphabet (no e, o, t, u), deterministic: a stand-in store path hash. */
+function fakeStoreHash(text: string): string {
+  const alphabet = "0123456789abcdfghijklmnpqrsvwxyz";
+  return [...createHash("sha256").update(text).digest().subarray(0, 32)].map((byte) => alphabet[byte % 32]).join("");
+}
+
 /** A stand-in host key per resource name: a syntactically valid ed25519 public key, deterministic. */
 export function fakeHostKey(name: string): string {
   const blob = Buffer.concat([lengthPrefixed(Buffer.from("ssh-ed25519")), lengthPrefixed(createHash("sha256").update(`host-key:${name}`).digest())]);
@@ -131,8 +137,12 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
   const id = `${args.name}-id`;
   switch (args.type) {
     case "proxmoxve:index/containerLegacy:ContainerLegacy":
+    {
       // The bpg provider's id is the vmid; a re-created container keeps it (hence replaceWith in NixosService).
-      return { id: String(inputs.vmId ?? id), state: { ...inputs } };
+      // Without one Proxmox assigns the next free id; the stand-in is a fixed number per resource name.
+      const vmId = inputs.vmId ?? 100_000 + (parseInt(fakeHex(args.name, 8), 16) % 900_000);
+      return { id: String(vmId), state: { ...inputs, vmId } };
+    }
     case "pulumi-nodejs:dynamic/nixmox:NodeTemplate":
       return { id: `${String(inputs.node)}/${String(inputs.datastore)}:vztmpl/${String(inputs.fileName)}`, state: { ...inputs, volumeId: `${String(inputs.datastore)}:vztmpl/${String(inputs.fileName)}`, adopted: false } };
     case "pulumi-nodejs:dynamic/nixmox:SshHostKey":
@@ -145,6 +155,15 @@ export function mockOutputs(args: pulumi.runtime.MockResourceArgs): { id: string
       return { id, state: { ...inputs, providerPk: parseInt(fakeHex(args.name, 6), 16) } };
     case "pulumi-nodejs:dynamic/nixmox:GeneratedSecret":
       return { id, state: { ...inputs, value: `offline-${fakeHex(args.name, 24)}` } };
+    case "pulumi-nodejs:dynamic/nixmox:BuildSigningKey": {
+      // A syntactically valid Nix key pair (name:base64 of 64 and 32 bytes), deterministic, signing nothing.
+      const half = createHash("sha256").update(`signing-key:${args.name}`).digest();
+      return { id, state: { ...inputs, publicKey: `${String(inputs.name)}:${half.toString("base64")}`, secretKey: `${String(inputs.name)}:${Buffer.concat([half, half]).toString("base64")}`, givenSha256: "" } };
+    }
+    case "pulumi-nodejs:dynamic/nixmox:HostBuild":
+      return { id, state: { ...inputs, storePath: `/nix/store/${fakeStoreHash(`${args.name}:${String(inputs.contentHash)}`)}-nixos-system-${String(inputs.service)}` } };
+    case "pulumi-nodejs:dynamic/nixmox:ClosureCopy":
+      return { id, state: { ...inputs, copiedPaths: 0, copiedBytes: 0 } };
     case "pulumi-nodejs:dynamic/nixmox:RemoteCommand": {
       const service = args.name.replace(/-[a-z]+$/, "");
       const stdout = args.name.endsWith("-rebuild")

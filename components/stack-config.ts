@@ -8,14 +8,18 @@
 import * as path from "node:path";
 import type * as pulumi from "@pulumi/pulumi";
 import { ManifestError, type Problem } from "../manifest";
+import { packageRoot } from "../manifest/package-root";
 import { describeValue } from "../manifest/problems";
 import { defaultStateVersion, resolveNixpkgsPin, type NixpkgsPin } from "../render";
 import { publicKeyOf } from "./deploy-key";
 import { formatHostKey, parseHostKey } from "./ssh/host-key";
 import { defaultFirstContactWindowSeconds } from "./ssh/first-contact";
 
-/** The directory holding Pulumi.yaml (this file lives in `<project>/components`). */
-export const projectDir = path.resolve(__dirname, "..");
+/**
+ * NixMox's own project folder, the default base of a relative `nixmox:manifest` for callers that name none; the
+ * program passes the folder of the Pulumi.yaml it runs for (a homelab project's, when NixMox is its dependency).
+ */
+export const projectDir = packageRoot;
 
 /** Where the NixOS LXC template comes from: downloaded from a URL, or a volume that already exists. */
 export type TemplateSource =
@@ -46,6 +50,8 @@ export const defaultTemplate = {
 export interface StackSettings {
   /** Absolute path of the manifest. @default `<project>/manifest/service-manifest.nix` */
   manifestPath: string;
+  /** Absolute directories a `.nix` manifest may read besides its git repository's tracked files. @default [] */
+  manifestAllowPaths: string[];
   proxmoxEndpoint: string;
   /** Skip TLS verification of the Proxmox API. @default false */
   proxmoxInsecure: boolean;
@@ -61,8 +67,13 @@ export interface StackSettings {
   confirmTimeoutSeconds: number;
   /** Services whose containers may be replaced to apply template/datastore/first-boot-key changes. @default [] */
   allowReplace: string[];
-  /** Warn when the deploy key is not in the manifest's `network.ssh_keys.root`. @default true */
+  /** `up` refuses a deploy key missing from `network.ssh_keys.root`, or an example's placeholder key there (false: the override). @default true */
   deployKeyCheck: boolean;
+  /**
+   * Replace the homelab's root CA when it must change (a `network.domain` edit changes the names it may vouch for);
+   * otherwise that change stops the deploy with the steps (components/managed-ca.ts). @default false
+   */
+  rotateRootCa: boolean;
   /**
    * Host keys read out of band, per service (`nixmox:hostKeys.<service>`, `ssh-ed25519 AAAA…`): the server must
    * present that key; it is never trusted on first use. @default {}
@@ -81,6 +92,7 @@ export interface StackSecrets {
 /** The plain (non-secret) keys this module reads. */
 export const plainKeys = [
   "manifest",
+  "manifestAllowPaths",
   "proxmoxEndpoint",
   "proxmoxInsecure",
   "proxmoxNode",
@@ -96,6 +108,7 @@ export const plainKeys = [
   "confirmTimeoutSeconds",
   "allowReplace",
   "deployKeyCheck",
+  "rotateRootCa",
   "firstContactWindowSeconds",
 ] as const;
 export type PlainKey = (typeof plainKeys)[number];
@@ -138,6 +151,8 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
 
   const deployKeyCheckText = text("deployKeyCheck", "true");
   if (deployKeyCheckText !== "true" && deployKeyCheckText !== "false") problem("deployKeyCheck", `must be true or false, got ${describeValue(deployKeyCheckText)}`);
+  const rotateRootCaText = text("rotateRootCa", "false");
+  if (rotateRootCaText !== "true" && rotateRootCaText !== "false") problem("rotateRootCa", `must be true or false, got ${describeValue(rotateRootCaText)}`);
 
   const confirmText = text("confirmTimeoutSeconds", "60");
   const confirmTimeoutSeconds = Number(confirmText);
@@ -194,6 +209,16 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     problem("allowReplace", `must be a list of service names, e.g. \`pulumi config set --path 'nixmox:allowReplace[0]' caddy\`, got ${describeValue(allowText)}`);
   }
 
+  let manifestAllowPaths: string[] = [];
+  const allowPathsText = text("manifestAllowPaths", "[]");
+  try {
+    const parsed: unknown = JSON.parse(allowPathsText);
+    if (!Array.isArray(parsed) || parsed.some((entry) => typeof entry !== "string" || entry === "")) throw new Error("not a list of paths");
+    manifestAllowPaths = [...new Set((parsed as string[]).map((entry) => path.resolve(baseDir, entry)))].sort();
+  } catch {
+    problem("manifestAllowPaths", `must be a list of directories, e.g. \`pulumi config set --path 'nixmox:manifestAllowPaths[0]' ../shared\`, got ${describeValue(allowPathsText)}`);
+  }
+
   const windowText = text("firstContactWindowSeconds", String(defaultFirstContactWindowSeconds));
   if (!/^\d{1,6}$/.test(windowText) || Number(windowText) < 60) {
     problem("firstContactWindowSeconds", `must be a whole number of seconds, at least 60 (a new container's key is trusted on first use only this long after its creation), got ${describeValue(windowText)}`);
@@ -219,6 +244,7 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
   if (problems.length > 0) throw new ManifestError("stack config", problems);
   return {
     manifestPath: path.resolve(baseDir, text("manifest", "manifest/service-manifest.nix")),
+    manifestAllowPaths,
     proxmoxEndpoint: endpoint,
     proxmoxInsecure: insecureText === "true",
     proxmoxNode: node,
@@ -229,13 +255,14 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
     confirmTimeoutSeconds,
     allowReplace,
     deployKeyCheck: deployKeyCheckText === "true",
+    rotateRootCa: rotateRootCaText === "true",
     hostKeys,
     firstContactWindowSeconds: Number(windowText),
   };
 }
 
 /** Reads the stack's `nixmox:*` config: validated plain settings plus the secrets as secret Outputs. */
-export function readStackSettings(config: pulumi.Config, baseDir: string = projectDir): { settings: StackSettings; secrets: StackSecrets } {
+export function readStackSettings(config: pulumi.Config, baseDir: string = projectDir): { settings: StackSettings; secrets: StackSecrets; deployKey: string } {
   const raw: Partial<Record<PlainKey, string>> = {};
   for (const key of plainKeys) {
     const value = config.get(key);
@@ -245,7 +272,7 @@ export function readStackSettings(config: pulumi.Config, baseDir: string = proje
   const sshPrivateKey = config.getSecret("sshPrivateKey");
   const problems: Problem[] = [];
   if (apiToken === undefined) {
-    problems.push({ subject: "nixmox:proxmoxApiToken", field: "", message: "is not set; run `pulumi config set --secret nixmox:proxmoxApiToken 'user@realm!token=<uuid>'`" });
+    problems.push({ subject: "nixmox:proxmoxApiToken", field: "", message: "is not set; run `pulumi config set --secret nixmox:proxmoxApiToken < token.txt` (the token 'user@realm!name=<uuid>' read from a file, not typed on the command line)" });
   }
   if (sshPrivateKey === undefined) {
     problems.push({ subject: "nixmox:sshPrivateKey", field: "", message: "is not set; run `pulumi config set --secret nixmox:sshPrivateKey < ~/.ssh/nixmox_ed25519` (its public half must be in network.ssh_keys.root)" });
@@ -253,9 +280,10 @@ export function readStackSettings(config: pulumi.Config, baseDir: string = proje
   // Checked here, from the plain text and once: a bad key found later, inside an Output, would reject in every
   // resource that uses it (about 1,600 unhandled rejections for the example) instead of one message.
   const privateKeyText = sshPrivateKey === undefined ? undefined : config.get("sshPrivateKey");
+  let deployKey = "";
   if (privateKeyText !== undefined) {
     try {
-      publicKeyOf(privateKeyText);
+      deployKey = publicKeyOf(privateKeyText);
     } catch (error) {
       problems.push({ subject: "nixmox:sshPrivateKey", field: "", message: (error as Error).message.replace(/^nixmox:sshPrivateKey /, "") });
     }
@@ -268,7 +296,7 @@ export function readStackSettings(config: pulumi.Config, baseDir: string = proje
     problems.unshift(...error.problems);
   }
   if (problems.length > 0 || settings === undefined) throw new ManifestError("stack config", problems);
-  return { settings, secrets: { proxmoxApiToken: apiToken as pulumi.Output<string>, sshPrivateKey: sshPrivateKey as pulumi.Output<string> } };
+  return { settings, secrets: { proxmoxApiToken: apiToken as pulumi.Output<string>, sshPrivateKey: sshPrivateKey as pulumi.Output<string> }, deployKey };
 }
 
 /** Stack config that names services must name services of the plan: a typo in `nixmox:hostKeys` would pin nothing. */

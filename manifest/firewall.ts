@@ -56,6 +56,12 @@ export interface FirewallPlan {
 
 const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
 function hostPort(value: string): { host: string; port: number } {
   const index = value.lastIndexOf(":");
   return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
@@ -70,6 +76,29 @@ export function planFirewall(input: FirewallInput): FirewallPlan {
   const everyHost = input.services.map((service) => service.ip);
   const warnings: string[] = [];
   const rules = new Map<string, FirewallRulePlan[]>();
+  // Indexes, so the plan stays linear in the number of services (bench/manifest-scale.ts).
+  const servicesByName = new Map(input.services.map((service) => [service.name, service]));
+  const targetOf = (upstream: string) => byAddress.get(hostPort(upstream).host)?.name;
+  const routesTo = new Map<string, Array<{ port: number; reason: string }>>();
+  const routedServices = new Set<string>();
+  const lokiRoutes = new Map<string, FirewallInput["routes"][number]>();
+  for (const route of input.routes) {
+    routedServices.add(route.service);
+    const target = targetOf(route.upstream);
+    if (target !== undefined) pushTo(routesTo, target, { port: hostPort(route.upstream).port, reason: `route ${route.domain}${route.path === "/" ? "" : route.path}` });
+    if (route.forwardAuthUpstream !== null) {
+      const outpost = targetOf(route.forwardAuthUpstream);
+      if (outpost !== undefined) pushTo(routesTo, outpost, { port: hostPort(route.forwardAuthUpstream).port, reason: "forward-auth outpost" });
+    }
+    const owner = servicesByName.get(route.service);
+    if (owner?.kind === "monitoring" && target === owner.name && appOfRoute(owner.kind, route.name) === "loki" && !lokiRoutes.has(owner.name)) lokiRoutes.set(owner.name, route);
+  }
+  const databasesOn = new Map<string, FirewallInput["databases"]>();
+  for (const db of input.databases) pushTo(databasesOn, db.server, db);
+  const consumersOf = new Map<string, string[]>();
+  for (const edge of input.edges) if (edge.reasons.includes("depends_on")) pushTo(consumersOf, edge.to, edge.from);
+  const outpostsOf = new Map<string, FirewallInput["outposts"]>();
+  for (const outpost of input.outposts) pushTo(outpostsOf, outpost.provider, outpost);
 
   for (const service of input.services) {
     // port → sources (null: everyone) and reasons
@@ -82,30 +111,26 @@ export function planFirewall(input: FirewallInput): FirewallPlan {
       entry.reasons.add(reason);
       tcp.set(port, entry);
     };
-    const pointsHere = (upstream: string) => byAddress.get(hostPort(upstream).host)?.name === service.name;
+    const outposts = outpostsOf.get(service.name) ?? [];
 
     for (const port of kindSpecs[service.kind].tcpPorts) allow(port, null, `${service.kind} port`);
     for (const port of service.publicPorts) allow(port, null, "public_ports");
-    if (input.outposts.some((outpost) => outpost.type === "ldap" && outpost.provider === service.name)) allow(input.outpostPorts.ldap, null, "LDAP outpost");
-    for (const route of input.routes) {
-      if (pointsHere(route.upstream)) allow(hostPort(route.upstream).port, proxies, `route ${route.domain}${route.path === "/" ? "" : route.path}`);
-      if (route.forwardAuthUpstream !== null && pointsHere(route.forwardAuthUpstream)) allow(hostPort(route.forwardAuthUpstream).port, proxies, "forward-auth outpost");
-    }
+    if (outposts.some((outpost) => outpost.type === "ldap")) allow(input.outpostPorts.ldap, null, "LDAP outpost");
+    for (const routed of routesTo.get(service.name) ?? []) allow(routed.port, proxies, routed.reason);
     // Without a route, users' browsers log in at the authentik host itself (render/host-data.ts oidcEndpoints).
-    if (service.kind === "authentik" && !input.routes.some((route) => route.service === service.name)) {
+    if (service.kind === "authentik" && !routedServices.has(service.name)) {
       allow(kindSpecs.authentik.apps.authentik.port, null, "authentik without a route (browsers log in here)");
     }
-    for (const db of input.databases) if (db.server === service.name) allow(db.port, [db.clientIp], `database ${db.name} (${db.service})`);
+    for (const db of databasesOn.get(service.name) ?? []) allow(db.port, [db.clientIp], `database ${db.name} (${db.service})`);
     if (service.kind === "monitoring") {
-      const lokiRoute = input.routes.find((route) => route.service === service.name && appOfRoute(service.kind, route.name) === "loki" && pointsHere(route.upstream));
+      const lokiRoute = lokiRoutes.get(service.name);
       allow(lokiRoute ? hostPort(lokiRoute.upstream).port : kindSpecs.monitoring.apps.loki.port, everyHost, "Loki push (every homelab host)");
     }
     // The manifest's own ports that nothing above explains are an API for the services that depend_on this one. A
     // route's or a database's port stays with the proxy or the database's clients.
     const apiPorts = service.declaredPorts.filter((port) => !tcp.has(port));
-    for (const edge of input.edges) {
-      if (edge.to !== service.name || !edge.reasons.includes("depends_on")) continue;
-      const consumer = input.services.find((candidate) => candidate.name === edge.from);
+    for (const name of consumersOf.get(service.name) ?? []) {
+      const consumer = servicesByName.get(name);
       if (consumer) for (const port of apiPorts) allow(port, [consumer.ip], `depends_on (${consumer.name})`);
     }
 
@@ -122,7 +147,7 @@ export function planFirewall(input: FirewallInput): FirewallPlan {
       list.push({ protocol: "tcp", port, from: entry.from === null ? null : [...entry.from].sort(byString), reasons: [...entry.reasons].sort(byString) });
     }
     for (const port of service.udpPorts) {
-      const radius = input.outposts.find((outpost) => outpost.type === "radius" && outpost.provider === service.name);
+      const radius = outposts.find((outpost) => outpost.type === "radius");
       if (radius?.type === "radius" && port === input.outpostPorts.radius) {
         const everywhere = radius.clientNetworks.includes("0.0.0.0/0");
         list.push({ protocol: "udp", port, from: everywhere ? null : [...radius.clientNetworks].sort(byString), reasons: ["RADIUS outpost"] });

@@ -19,6 +19,7 @@ export const builtinKinds = [
   "openbao",
   "mail",
   "pgadmin",
+  "builder",
 ] as const;
 export type BuiltinKind = (typeof builtinKinds)[number];
 export type ServiceKind = BuiltinKind | "custom";
@@ -177,7 +178,8 @@ export interface ServicePlan {
   kind: ServiceKind;
   /** Whether it came from `core_services` or `services`. */
   group: "core_services" | "services";
-  vmid: number;
+  /** Proxmox container id from the manifest; null: Proxmox assigns one at the first deploy and the stack keeps it. */
+  vmid: number | null;
   ip: string;
   /** Prefix length of `network.network_cidr`. */
   prefixLength: number;
@@ -242,8 +244,29 @@ export interface NetworkPlan {
   firewall: "nftables" | "proxmox";
 }
 
+/** Where a host's system is built: on the builder service, on the controller, or on the host itself. */
+export type BuildPlace = "builder" | "controller" | "target";
+
+/** Where builds happen (manifest `build`, build-plan.ts). */
+export interface BuildPlan {
+  /** What the manifest asked (`build.on`). */
+  requested: "auto" | BuildPlace;
+  /** Where hosts build unless they build on their own: "auto" resolved from the manifest. */
+  mode: BuildPlace;
+  /** The builder service, when mode is "builder". */
+  builder: string | null;
+  /** Per enabled service, where its system is built. */
+  hosts: Record<string, BuildPlace>;
+  /** One line saying which was chosen and why (printed by plan, preview and up). */
+  message: string;
+}
+
 export interface Plan {
   network: NetworkPlan;
+  /** Where each host's system is built. */
+  build: BuildPlan;
+  /** The binary caches and keys of every build and host (manifest network.substituters, trusted_public_keys). */
+  nixCaches: { substituters: string[]; trustedPublicKeys: string[] };
   /** Directory on every host holding secret files (root-only, outside the Nix store). */
   secretsDir: string;
   /** Enabled services, sorted by name. */
@@ -263,7 +286,9 @@ export interface Plan {
   phases: PhasePlan[];
   /** manifest enable_rollback: roll a failed activation back to the previous generation. */
   rollback: boolean;
-  /** Things that are valid but probably not what the author meant (shown by validate and plan). */
+  /** What NixMox decided for the author: a derived domain, a default log database, an ignored block (manifest/advice.ts). */
+  notes: string[];
+  /** Things that are valid but probably not what the author meant (shown by validate and plan; manifest/advice.ts). */
   warnings: string[];
   /** Directory of the manifest file, to resolve relative module paths (not part of rendered output). */
   manifestDir: string;

@@ -2,8 +2,9 @@
  * Manifest → plan: pure functions, no Pulumi and no I/O. The plan is sorted and complete, so everything
  * downstream (render, components, CLI views) is deterministic for the same manifest.
  */
+import { planBuild, planCaches } from "./build-plan";
 import { planFirewall } from "./firewall";
-import { appOfRoute, kindSpecs } from "./kinds";
+import { appOfRoute, kindSpecs, postgresqlDefaultPort } from "./kinds";
 import type {
   AuthClientPlan,
   DatabasePlan,
@@ -18,7 +19,8 @@ import type {
   ServiceKind,
   ServicePlan,
 } from "./plan-types";
-import { authProviderOf, inferredEdges, resolveService, restorableSecrets, servicesByAddress, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { planAdvice } from "./advice";
+import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, restorableSecrets, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -32,9 +34,8 @@ export const ldapOutpostPort = 3389;
 export const radiusOutpostPort = 1812;
 
 /** Root-only directory on the authentik host holding the outposts' API tokens (outside the secrets push's directory,
- * whose undeclared files it removes), and the unit of each outpost (nixos/services/authentik-outposts.nix). */
+ * whose undeclared files it removes). */
 export const outpostTokenDir = "/var/lib/nixmox/outposts";
-export const outpostUnit = (type: "ldap" | "radius") => `authentik-${type}.service`;
 
 /** The PostgreSQL role pgAdmin logs in as on its own PostgreSQL host (over loopback, with the secret pgadmin_db_password). */
 export const pgadminRole = "pgadmin";
@@ -231,29 +232,43 @@ function hostPort(value: string): { host: string; port: number } {
   return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
 }
 
-/** Plans a validated manifest. `manifestDir` resolves relative NixOS module paths. */
-export function planManifest(manifest: Manifest, options: { manifestDir: string }): Plan {
-  const network = manifest.network;
-  const all: ResolvedService[] = [];
-  for (const group of ["core_services", "services"] as const) {
-    for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
+/**
+ * Plans a validated manifest. `manifestDir` resolves relative NixOS module paths; `resolved` are the services
+ * validation resolved from this very manifest (`checkManifest`), which the plan then does not resolve again.
+ */
+export function planManifest(manifest: Manifest, options: { manifestDir: string; resolved?: ResolvedService[] }): Plan {
+  const hostnames = () => (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
+  const domain = resolveDomain(manifest.network.domain, hostnames);
+  if ("problem" in domain) throw new Error(`network.domain ${domain.problem} (validate the manifest before planning it)`);
+  const network: ResolvedNetwork = { ...manifest.network, domain: domain.domain };
+  const all: ResolvedService[] = options.resolved ? [...options.resolved] : [];
+  if (!options.resolved) {
+    for (const group of ["core_services", "services"] as const) {
+      for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
+    }
   }
   all.sort((a, b) => byString(a.name, b.name));
   const enabled = all.filter((service) => service.enable);
   const byName = new Map(enabled.map((service) => [service.name, service]));
 
-  const edgeMap = new Map<string, EdgePlan>();
-  for (const edge of inferredEdges(enabled, network.dns_server)) {
-    const key = `${edge.from}\0${edge.to}`;
-    const existing = edgeMap.get(key);
+  const byAddress = servicesByAddress(enabled);
+  // from → to → edge: nested maps, so no "from\0to" key string is built per edge.
+  const edgeMap = new Map<string, Map<string, EdgePlan>>();
+  const edgeList: EdgePlan[] = [];
+  for (const edge of inferredEdges(enabled, network.dns_server, byAddress)) {
+    let targets = edgeMap.get(edge.from);
+    if (!targets) edgeMap.set(edge.from, (targets = new Map()));
+    const existing = targets.get(edge.to);
     if (existing) {
       if (!existing.reasons.includes(edge.reason)) existing.reasons.push(edge.reason);
       existing.hard ||= edge.hard;
     } else {
-      edgeMap.set(key, { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard });
+      const created = { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard };
+      targets.set(edge.to, created);
+      edgeList.push(created);
     }
   }
-  const edges = [...edgeMap.values()]
+  const edges = edgeList
     .map((edge) => ({ ...edge, reasons: [...edge.reasons].sort() }))
     .sort((a, b) => byString(a.from, b.from) || byString(a.to, b.to));
   const dependsOn = new Map<string, string[]>();
@@ -265,7 +280,6 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   const waves: string[][] = Array.from({ length: waveCount }, () => []);
   for (const name of names) waves[wave.get(name)!].push(name);
 
-  const byAddress = servicesByAddress(enabled);
   const proxy = enabled.find((service) => service.kind === "caddy");
   const authentiks = enabled.filter((service) => service.kind === "authentik").map((service) => service.name);
   const serverOf = (host: string) => byAddress.get(host)?.name;
@@ -324,17 +338,15 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     )
     .sort((a, b) => byString(a.server, b.server) || byString(a.name, b.name));
 
+  const routesByService = new Map<string, RoutePlan[]>();
+  for (const route of routes) pushTo(routesByService, route.service, route);
   const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
   const authClients: AuthClientPlan[] = [];
   for (const service of enabled) {
     for (const client of service.oidcClients) {
       const provider = authProviderOf(client.provider, authentiks);
       if (!provider) continue;
-      // The service's client logs in on its oidc routes that have no client of their own; a route's client on that route.
-      const clientRoutes = client.route === null
-        ? service.routes.filter((route) => route.auth === "oidc" && route.ownAuth === null)
-        : service.routes.filter((route) => route.name === client.route);
-      const routesForUris = clientRoutes.length > 0 ? clientRoutes : client.route === null ? service.routes : [];
+      const routesForUris = redirectRoutes(service, client);
       const redirectUris = client.settings.redirect_uris ?? [
         ...new Set(routesForUris.map((route) => defaultRedirectUri(service.kind, route, origin(route), provider))),
       ];
@@ -357,8 +369,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     }
     // One forward-auth client per provider and outpost; its domains are the routes that ask it.
     const forward = new Map<string, { provider: string; upstream: string; domains: Set<string> }>();
-    for (const route of routes) {
-      if (route.service !== service.name || route.auth !== "forward_auth" || route.authProvider === null) continue;
+    for (const route of routesByService.get(service.name) ?? []) {
+      if (route.auth !== "forward_auth" || route.authProvider === null) continue;
       const key = `${route.authProvider}\0${route.forwardAuthUpstream}`;
       const entry = forward.get(key) ?? { provider: route.authProvider, upstream: route.forwardAuthUpstream!, domains: new Set<string>() };
       entry.domains.add(route.domain);
@@ -385,9 +397,13 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...service.publicPorts, ...kindSpecs[service.kind].tcpPorts])]));
   for (const service of enabled) {
     const apps = kindSpecs[service.kind].apps;
-    const routed = new Set(service.routes.map((route) => appOfRoute(service.kind, route.name)));
-    // Apps with a route listen on its port (below); pgAdmin runs only when its host has a route.
-    for (const [appName, app] of Object.entries(apps)) if (!routed.has(appName) && service.kind !== "postgresql") tcpPorts.get(service.name)!.add(app.port);
+    // An app listens on the port of its route when that route's upstream is this host (opened below, with every
+    // route's upstream port), else on its default port (render/host-data.ts appListenPort): a route to another host
+    // moves nothing here. pgAdmin runs on a PostgreSQL host only when the host has a route.
+    const addresses = addressesOf(service);
+    const ownRouted = new Set(service.routes.filter((route) => addresses.includes(hostPort(route.upstream).host)).map((route) => appOfRoute(service.kind, route.name)));
+    const runsApps = service.kind !== "postgresql" || service.routes.length > 0;
+    for (const [appName, app] of Object.entries(apps)) if (!ownRouted.has(appName) && runsApps) tcpPorts.get(service.name)!.add(app.port);
   }
   for (const route of routes) {
     const { host, port } = hostPort(route.upstream);
@@ -395,6 +411,10 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     if (target && target.kind !== "caddy") tcpPorts.get(target.name)!.add(port);
   }
   for (const db of databases) tcpPorts.get(db.server)!.add(db.port);
+  // A PostgreSQL host that no database names still listens on the default port (render/host-data.ts): open it, so a
+  // service whose kind became postgresql gets its port whatever ports it listed before (security review N5).
+  const serving = new Set(databases.map((db) => db.server));
+  for (const service of enabled) if (service.kind === "postgresql" && !serving.has(service.name)) tcpPorts.get(service.name)!.add(postgresqlDefaultPort);
   for (const outpost of outposts) if (outpost.type === "ldap") tcpPorts.get(outpost.provider)!.add(ldapOutpostPort);
 
   const phases = Object.keys(manifest.deployment_phases)
@@ -406,17 +426,11 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     retries: manifest.retry_attempts ?? 3,
     startPeriodSeconds: manifest.health_check_timeout ?? 0,
   };
-  const warnings: string[] = [];
   const secrets = planSecrets(enabled, serverOf);
   const secretsByHost = new Map<string, SecretPlan[]>();
   for (const entry of secrets) pushTo(secretsByHost, entry.service, entry);
   const services: ServicePlan[] = enabled.map((service) => {
     const health = planHealth(service, healthDefaults);
-    if (health.checks.length === 0) {
-      warnings.push(
-        `service "${service.name}": has no health checks, so its deploy is gated on nothing; add interface.health (startup, liveness or checks) or secrets with restart_units`,
-      );
-    }
     return {
       name: service.name,
       kind: service.kind,
@@ -455,6 +469,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     };
   });
 
+  const { notes, warnings } = planAdvice({ manifest, network, domainDerivedFrom: domain.derivedFrom, enabled, planned: services, serverOf });
   const firewall = planFirewall({
     services: services.map((service) => ({ ...service, declaredPorts: byName.get(service.name)!.ports })),
     routes,
@@ -465,6 +480,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
   });
   for (const service of services) service.firewall = firewall.rules.get(service.name) ?? [];
   warnings.push(...firewall.warnings);
+  const build = planBuild(manifest, services);
+  warnings.push(...build.warnings);
 
   return {
     network: {
@@ -483,6 +500,8 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
       },
       firewall: network.firewall,
     },
+    build: build.build,
+    nixCaches: planCaches(network),
     secretsDir,
     services,
     disabled: all.filter((service) => !service.enable).map((service) => service.name),
@@ -498,6 +517,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string 
     secrets,
     phases,
     rollback: manifest.enable_rollback,
+    notes,
     warnings,
     manifestDir: options.manifestDir,
   };

@@ -6,6 +6,39 @@ import { appOfRoute, kindSpecs } from "./kinds";
 import { builtinKinds, type BuiltinKind, type RoutePlan, type ServiceKind } from "./plan-types";
 import type { Manifest, ProxyRoute, ServiceManifest } from "./schema";
 
+/** The manifest's network with its domain decided (given, or derived by `resolveDomain`). */
+export type ResolvedNetwork = Manifest["network"] & { domain: string };
+
+/** The homelab's domain: `network.domain`, else derived from the services' full hostnames; or why it cannot be. */
+export type DomainResolution = { domain: string; derivedFrom: string[] | null } | { problem: string };
+
+/**
+ * `network.domain` when the manifest sets it; otherwise the suffix that every full hostname (one with a dot) shares
+ * after its first label: dns.nixmox.lan and vault.nixmox.lan give "nixmox.lan" (older NixMox manifests had no
+ * network.domain and named every host in full). No full hostname, or no shared suffix, is a problem naming the fix.
+ * `hostnames` is called only when the domain has to be derived.
+ */
+export function resolveDomain(domain: string | undefined, hostnames: () => Iterable<string>): DomainResolution {
+  if (domain !== undefined) return { domain, derivedFrom: null };
+  const qualified = [...new Set([...hostnames()].filter((name) => name.includes(".")))].sort();
+  const fix = 'set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"';
+  if (qualified.length === 0) {
+    return { problem: `is required: no service has a full hostname (such as "dns.home.lab") to derive it from; ${fix}` };
+  }
+  let suffix = qualified[0].split(".").slice(1);
+  for (const name of qualified) {
+    const labels = name.split(".").slice(1);
+    let shared = 0;
+    while (shared < suffix.length && shared < labels.length && suffix[suffix.length - 1 - shared] === labels[labels.length - 1 - shared]) shared += 1;
+    suffix = suffix.slice(suffix.length - shared);
+  }
+  if (suffix.length === 0) {
+    const examples = qualified.slice(0, 3).map((name) => JSON.stringify(name)).join(", ");
+    return { problem: `is required: the services' hostnames share no domain suffix (${examples}${qualified.length > 3 ? ", …" : ""}) to derive it from; ${fix}` };
+  }
+  return { domain: suffix.join("."), derivedFrom: qualified };
+}
+
 type AuthSettings = NonNullable<ServiceManifest["interface"]["auth"]>;
 
 /** A route as the plan lists it, before the owning service and the auth provider are attached. */
@@ -33,6 +66,8 @@ export interface ResolvedDatabase {
   owner: string;
   /** More databases owned by the same role. */
   additional: string[];
+  /** True when `additional` is the default log database of an *arr app (the manifest lists none). */
+  additionalDefaulted: boolean;
   /** The secret holding the owner's password: `db_password`, or `<key>_db_password` for an `interface.dbs` entry. */
   passwordSecret: string;
 }
@@ -58,7 +93,8 @@ export interface ResolvedService {
   ip: string;
   hostName: string;
   fqdn: string;
-  vmid: number;
+  /** The manifest's vmid; null: Proxmox assigns one at the first deploy. */
+  vmid: number | null;
   version: string | null;
   node: string | null;
   resources: ServiceManifest["resources"];
@@ -101,7 +137,7 @@ export function resolveService(
   name: string,
   group: "core_services" | "services",
   service: ServiceManifest,
-  network: Manifest["network"],
+  network: ResolvedNetwork,
 ): ResolvedService {
   const kind: ServiceKind = service.kind ?? (isBuiltin(name) ? name : "custom");
   const hostname = service.hostname ?? name;
@@ -145,9 +181,13 @@ export function resolveService(
   }
 
   const databases: ResolvedDatabase[] = [];
+  const databaseUse = kindSpecs[kind].databases;
   const addDatabase = (key: string, field: string, db: DbSettings, defaultName: string, passwordSecret: string) => {
     const dbName = db.name ?? defaultName;
-    databases.push({ key, field, host: db.host, port: db.port, name: dbName, owner: db.owner ?? dbName, additional: [...db.additionaldbs], passwordSecret });
+    // An *arr app keeps its logs in a second database; older manifests name only the main one: "<name>-log".
+    const logDefault = databaseUse.by === "by-entry" && databaseUse.logDatabase.includes(key) && db.additionaldbs.length === 0;
+    const additional = logDefault ? [`${dbName}-log`] : [...db.additionaldbs];
+    databases.push({ key, field, host: db.host, port: db.port, name: dbName, owner: db.owner ?? dbName, additional, additionalDefaulted: logDefault, passwordSecret });
   };
   if (service.interface.db) addDatabase("db", "interface.db", service.interface.db, name, "db_password");
   for (const key of Object.keys(service.interface.dbs ?? {}).sort()) {
@@ -178,7 +218,7 @@ export function resolveService(
     ip: service.ip,
     hostName: fqdn.split(".")[0],
     fqdn,
-    vmid: service.vmid,
+    vmid: service.vmid ?? null,
     version: service.version ?? null,
     node: service.node ?? null,
     resources: service.resources,
@@ -239,6 +279,16 @@ function routeAuth(kind: ServiceKind, routeName: string, route: ProxyRoute, serv
   return { auth: inherited, authDefault: null };
 }
 
+/**
+ * The routes an OIDC client's default redirect URIs (and its launch URL) come from: the service's client logs in on
+ * its oidc routes that have no client of their own, else on every route of the service; a route's client on that route.
+ */
+export function redirectRoutes(service: ResolvedService, client: ResolvedOidcClient): ResolvedRoute[] {
+  if (client.route !== null) return service.routes.filter((route) => route.name === client.route);
+  const own = service.routes.filter((route) => route.auth === "oidc" && route.ownAuth === null);
+  return own.length > 0 ? own : service.routes;
+}
+
 /** The names a manifest may use to point at a service: its ip, fqdn, service name and short host name. */
 export function addressesOf(service: ResolvedService): string[] {
   return [service.ip, service.fqdn, service.name, service.hostName];
@@ -251,7 +301,9 @@ export function addressesOf(service: ResolvedService): string[] {
  */
 export function servicesByAddress(services: ResolvedService[]): Map<string, ResolvedService> {
   const byAddress = new Map<string, ResolvedService>();
-  const byName = [...services].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  // The plan passes its services sorted already; sorting again would be the costliest step at 10,000 services.
+  const sorted = services.every((service, index) => index === 0 || services[index - 1].name < service.name);
+  const byName = sorted ? services : [...services].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const kinds: Array<(service: ResolvedService) => string> = [(s) => s.name, (s) => s.ip, (s) => s.fqdn, (s) => s.hostName];
   for (const keyOf of kinds) for (const service of byName) if (!byAddress.has(keyOf(service))) byAddress.set(keyOf(service), service);
   return byAddress;
@@ -280,11 +332,12 @@ export function authProviderOf(named: string | undefined, authentiks: string[]):
  * it rebuilds, so it must be up first). Soft: the auth provider of the service and of each route, a forward-auth
  * upstream.
  */
-export function inferredEdges(services: ResolvedService[], dnsServer: string | undefined): Edge[] {
-  const byAddress = servicesByAddress(services);
+export function inferredEdges(services: ResolvedService[], dnsServer: string | undefined, byAddress = servicesByAddress(services)): Edge[] {
   const authentiks = services.filter((service) => service.kind === "authentik").map((service) => service.name);
   const edges: Edge[] = [];
   const dnsService = dnsServer === undefined ? undefined : services.find((service) => service.ip === dnsServer);
+  // One reason string for every service's DNS edge (10,000 services would otherwise build 10,000 equal strings).
+  const dnsReason = dnsService ? `resolves names through ${dnsService.name} (network.dns_server)` : "";
   for (const service of services) {
     const add = (to: string | undefined, reason: string, hard: boolean) => {
       if (to !== undefined && to !== service.name) edges.push({ from: service.name, to, reason, hard });
@@ -306,7 +359,8 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
     for (const [field, upstream] of upstreams) {
       if (upstream) add(byAddress.get(upstream.split(":")[0])?.name, `${field} points at it`, false);
     }
-    if (dnsService) add(dnsService.name, `resolves names through ${dnsService.name} (network.dns_server)`, true);
+    // A builder deploys before every host it builds (the DNS service too): it also asks the upstream forwarders.
+    if (dnsService && service.kind !== "builder") add(dnsService.name, dnsReason, true);
   }
   return edges;
 }

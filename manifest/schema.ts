@@ -8,7 +8,9 @@
  * `plan.ts` and documented here.
  */
 import { z } from "zod";
+import { postgresqlDefaultPort } from "./kinds";
 import { builtinKinds } from "./plan-types";
+import { defaultSubstituters, defaultTrustedPublicKeys } from "./nix-defaults";
 
 /** A DNS label: letters, digits and inner hyphens (RFC 1123). */
 const dnsLabelPattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -65,7 +67,12 @@ const sshPublicKey = z
 
 export const networkSchema = z
   .strictObject({
-    domain: dnsName().describe("Domain of the homelab; short hostnames get it appended."),
+    domain: dnsName()
+      .optional()
+      .describe(
+        "Domain of the homelab; short hostnames get it appended. Omitted: the suffix the services' full hostnames share " +
+          '(dns.home.lab and vault.home.lab give "home.lab"; `validate` says so); without one it must be set.',
+      ),
     dns_server: ipv4.describe("Resolver every container uses. When it is a service's IP, that service deploys first."),
     fallback_dns_servers: z
       .array(ipv4)
@@ -137,13 +144,47 @@ export const networkSchema = z
       })
       .default({})
       .describe("Authentik outposts besides the embedded one (the original NixMox `network.outposts`)."),
+    substituters: z
+      .array(z.string().regex(/^(https?|s3|ssh|ssh-ng|file):\/\/[A-Za-z0-9._~:/?#@!$&*+,;=%-]+$/, { message: "must be a Nix binary cache URL such as https://cache.example.lan" }))
+      .default([...defaultSubstituters])
+      .describe(
+        "NixMox extension: the binary caches every build uses, in order, on the builder (or the controller) and on every host (nix.settings.substituters): " +
+          'a cache of your own (on the builder, or anywhere) and/or the public one. Default: ["https://cache.nixos.org"]. List the keys they sign with in trusted_public_keys.',
+      ),
+    trusted_public_keys: z
+      .array(z.string().regex(/^[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}$/, { message: 'must be a Nix public key "name:base64" (nix-store --generate-binary-cache-key prints one)' }))
+      .default([...defaultTrustedPublicKeys])
+      .describe(
+        "NixMox extension: the keys whose signatures the builds and hosts accept for substituted paths (nix.settings.trusted-public-keys), besides the stack's own " +
+          "signing key for systems built once and copied. Default: cache.nixos.org's key.",
+      ),
   })
   .describe("Network facts shared by every container.");
+
+/** Where hosts' systems are built (issue 18: build once, copy closures). */
+export const buildSchema = z
+  .strictObject({
+    on: z
+      .enum(["auto", "builder", "controller", "target"])
+      .default("auto")
+      .describe(
+        '"builder": on the manifest\'s service of kind builder, which deploys first; "controller": on the machine that runs Pulumi (its Nix must build ' +
+          'x86_64-linux with flakes); "target": every host builds itself, as nixos-rebuild on the host (each needs the memory of a NixOS evaluation). ' +
+          '"auto" (default): the builder when the manifest has one, else "target". Hosts built elsewhere only receive their signed closure and switch to it.',
+      ),
+    builder: z.string().optional().describe("The service that builds. Omitted: the manifest's only service of kind builder."),
+    on_target: z
+      .array(z.string())
+      .default([])
+      .describe("Services that build on their own host whatever `on` says (the builder service itself always does)."),
+  })
+  .prefault({})
+  .describe("NixMox extension: where hosts' NixOS systems are built (docs/building.md).");
 
 const tlsSchema = z
   .union([z.boolean(), z.enum(["internal", "acme", "off"])])
   .default(true)
-  .describe('TLS for the route: true or "internal" (Caddy\'s internal CA, the default), "acme", false or "off".');
+  .describe('TLS for the route: true or "internal" (Caddy\'s internal CA, the default), "acme" (a public CA: only for a name in the public DNS, not .lan, .home.arpa, .internal, .local), false or "off".');
 
 /** Caddyfile directives must keep braces balanced so they cannot close the site block they are pasted into. */
 function bracesBalanced(text: string): boolean {
@@ -174,7 +215,7 @@ export const authSchema = z
         redirect_uris: z
           .array(httpUrl("must be an http(s) URL without spaces or quotes"))
           .optional()
-          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the client's route domains (for a custom app: the route's root URL, so set it)."),
+          .describe("Allowed redirect URIs. Omitted: the built-in module's callback on each of the client's route domains; required for a custom app, whose callback NixMox cannot know."),
         scopes: z.array(z.string().regex(/^[a-z_:.-]+$/)).default(["openid", "email", "profile"]),
         username_claim: z.string().regex(/^[a-z_]+$/).default("preferred_username"),
         groups_claim: z.string().regex(/^[a-z_]+$/).default("groups"),
@@ -268,7 +309,7 @@ export const dbSchema = z
     host: z.string().min(1).describe("The PostgreSQL service: its ip, hostname or name."),
     name: pgName.optional().describe("Database name. Omitted: the service name (for interface.dbs: the entry's name)."),
     owner: pgName.optional().describe("Owner role. Omitted: the database name."),
-    port: port.default(5432),
+    port: port.default(postgresqlDefaultPort),
     additionaldbs: z.array(pgName).default([]).describe('More databases owned by the same role, such as "sonarr-log".'),
   })
   .describe("A database this service needs; NixMox creates it and its owner on the PostgreSQL host.");
@@ -286,6 +327,16 @@ export const interfaceSchema = z
       .record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a database entry name (a-z, 0-9, _ and -)" }), dbSchema)
       .optional()
       .describe("Several databases, by name (one role and password each); may be combined with db."),
+    terraform: z
+      .looseObject({
+        modules: z.array(z.string()).optional(),
+        variables: z.record(z.string(), z.unknown()).optional(),
+      })
+      .optional()
+      .describe(
+        "Accepted from the original NixMox and ignored: its containers were created by per-service Terraform modules, NixMox's Pulumi " +
+          "program creates them now. `validate` notes it once, and warns where variables.domain or variables.network_cidr disagree with network.",
+      ),
   })
   .describe("What the service offers and needs.");
 
@@ -305,7 +356,7 @@ export const secretDeclarationSchema = z
   })
   .describe("A secret the service consumes; the value lives in the Pulumi stack config, never in the manifest.");
 
-const modulePath = z
+export const modulePathSchema = z
   .string()
   .regex(/^(\.\/)?([A-Za-z0-9_-][A-Za-z0-9._-]*\/)*[A-Za-z0-9_-][A-Za-z0-9._-]*\.nix$/, {
     message: 'must be a relative path to a .nix file inside the manifest\'s directory, such as "modules/grafana.nix"',
@@ -320,7 +371,8 @@ export const serviceSchema = z
       .describe("NixMox extension: which built-in NixOS module runs it. Omitted: the service name when it is built in, else custom."),
     ip: ipv4.describe("Static IPv4 address inside network_cidr."),
     hostname: dnsName().optional().describe("Host name; a short name gets network.domain appended. Omitted: <name>.<domain>."),
-    vmid: z.number().int().min(100).max(999999999).describe("Proxmox container id."),
+    vmid: z.number().int().min(100).max(999999999).optional()
+      .describe("Proxmox container id, unique in the manifest. Omitted: Proxmox assigns the next free id when it creates the container, and the stack keeps it (`plan` shows \"assigned at first deploy\")."),
     version: z.string().regex(/^[A-Za-z0-9._+-]*$/).optional().describe("Informational version, shown in tags and status."),
     node: z.string().regex(dnsLabelPattern, { message: "must be a Proxmox node name" }).optional()
       .describe("NixMox extension: Proxmox node. Omitted: the stack's nixmox:proxmoxNode."),
@@ -351,7 +403,8 @@ export const serviceSchema = z
       ),
     stateful: z.boolean().optional().describe("NixMox extension: protect the container from deletion. Omitted: true for postgresql."),
     tags: z.array(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, { message: "must be a lower-case Proxmox tag" })).default([]),
-    nixos_modules: z.array(modulePath).default([]).describe("NixMox extension: NixOS module files this host imports."),
+    nixos_modules: z.array(modulePathSchema).default([])
+      .describe("NixMox extension: NixOS module files this host imports. `validate` parses each, and the files it names by relative path, with nix-instantiate --parse."),
     state_version: z
       .string()
       .regex(/^[0-9]{2}\.[0-9]{2}$/, { message: 'must be a NixOS release such as "25.11"' })
@@ -387,6 +440,7 @@ export const manifestSchema = z
       .describe("Default start_period of every service's health checks, in seconds: how long a service may take to become healthy. Omitted: 0."),
     retry_attempts: z.number().int().min(1).max(10_000).optional().describe("Default retries of every service's health checks. Omitted: 3."),
     retry_delay: positiveSeconds.optional().describe("Default interval of every service's health checks, in seconds. Omitted: 10."),
+    build: buildSchema,
     enable_rollback: z
       .boolean()
       .default(true)

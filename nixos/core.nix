@@ -69,7 +69,7 @@ in
     host = {
       name = mkOption { type = types.str; description = "Service name from the manifest."; };
       kind = mkOption {
-        type = types.enum [ "dns" "caddy" "postgresql" "authentik" "vaultwarden" "guacamole" "forgejo" "nextcloud" "monitoring" "media" "openbao" "mail" "pgadmin" "custom" ];
+        type = types.enum [ "dns" "caddy" "postgresql" "authentik" "vaultwarden" "guacamole" "forgejo" "nextcloud" "monitoring" "media" "openbao" "mail" "pgadmin" "builder" "custom" ];
         description = "Built-in module the host runs, or custom (the manifest's own NixOS modules).";
       };
       hostName = mkOption { type = types.strMatching "[a-z0-9]([a-z0-9-]*[a-z0-9])?"; description = "Short host name."; };
@@ -130,6 +130,20 @@ in
         default = "/var/lib/nixmox/secrets";
         description = "Root-only directory holding this host's secret files.";
       };
+    };
+
+    nix = mkOption {
+      default = null;
+      description = ''
+        The binary caches and signing keys of the host's Nix (manifest network.substituters and trusted_public_keys,
+        and first the stack's key when systems are built once and copied, components/build). null: Nix's defaults.
+      '';
+      type = types.nullOr (types.submodule {
+        options = {
+          substituters = mkOption { type = types.listOf types.str; description = "nix.settings.substituters, in order."; };
+          trustedPublicKeys = mkOption { type = types.listOf (types.strMatching "[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}"); description = "nix.settings.trusted-public-keys."; };
+        };
+      });
     };
 
     secrets = mkOption {
@@ -279,6 +293,11 @@ in
       # The Nix sandbox needs kernel namespaces an unprivileged LXC does not always grant
       # (tfc/nspawn-nixos#5, NixOS/nix#2649); NixMox builds on the host itself, so it is turned off here.
       sandbox = false;
+      # Nothing unsigned enters the store (the NixOS default, pinned: systems copied by NixMox are signed).
+      require-sigs = true;
+    } // lib.optionalAttrs ((cfg.nix or null) != null) {
+      substituters = cfg.nix.substituters;
+      trusted-public-keys = cfg.nix.trustedPublicKeys;
     };
 
     # Building the NixOS manual on every rebuild costs minutes and RAM in a small container.

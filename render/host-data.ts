@@ -10,7 +10,8 @@
  * host's flake assigns the parsed file to `config.nixmox`, so the NixOS module system type-checks every key.
  */
 import { ManifestError, ldapOutpostPort, outpostTokenDir, pgadminRole, radiusOutpostPort, type Problem } from "../manifest";
-import { kindSpecs } from "../manifest/kinds";
+import { kindSpecs, postgresqlDefaultPort } from "../manifest/kinds";
+import { defaultSubstituters, defaultTrustedPublicKeys } from "../manifest/nix-defaults";
 import type { AuthClientPlan, DatabasePlan, Plan, RoutePlan, SecretPlan, ServiceKind, ServicePlan } from "../manifest/plan-types";
 import { defaultStateVersion } from "./nixpkgs-pin";
 
@@ -82,7 +83,7 @@ export interface CaddyRouteData {
 export interface CaddyData {
   routes: CaddyRouteData[];
   /** The managed CA's root certificate and key on the proxy host (secret files); null: Caddy's own CA. */
-  ca: { certFile: string; keyFile: string } | null;
+  ca: { certFile: string; intermediateCertFile: string; intermediateKeyFile: string } | null;
 }
 
 export interface PostgresqlData {
@@ -173,8 +174,28 @@ export interface HostData {
   mail?: AppData;
   pgadmin?: AppData;
   custom?: AppData;
+  /** A builder's settings (components/build builds the other hosts' systems on it). */
+  builder?: BuilderData;
   /** The authentik host's outposts besides the embedded one (manifest network.outposts). */
   outposts?: OutpostsData;
+  /**
+   * The binary caches and keys the host's Nix uses (nix.settings.substituters, trusted-public-keys): the manifest's,
+   * and first the stack's signing key when systems are built once and copied. Omitted: Nix's defaults (the manifest
+   * sets none and every host builds itself).
+   */
+  nix?: NixData;
+}
+
+export interface BuilderData {
+  /** Builds at once (nix.settings.max-jobs): the builder's cores. */
+  maxJobs: number;
+  /** Upstream resolvers the builder asks after the manifest's: it deploys before the DNS service. */
+  forwarders: string[];
+}
+
+export interface NixData {
+  substituters: string[];
+  trustedPublicKeys: string[];
 }
 
 export interface OutpostsData {
@@ -193,9 +214,15 @@ export interface HostDataOptions {
    */
   stateVersion?: string;
   /**
+   * The public half of the stack's signing key (`name:base64`) when some host's system is built elsewhere and copied
+   * (components/build): every host trusts it. Omitted: no host trusts a NixMox key.
+   */
+  buildSigningPublicKey?: string;
+  /**
    * The managed CA's root certificate (PEM) for `tls = "internal"` routes. Every host trusts it, and the proxy
-   * host signs with it (its key is delivered there as the proxy service's secret `ca_root_key`, the certificate
-   * as `ca_root_cert`). Omitted: Caddy's own internal CA, trusted by no other host.
+   * host signs with its intermediate (delivered there as the proxy service's secrets `ca_intermediate_cert` and
+   * `ca_intermediate_key`, the root as `ca_root_cert`; the root's key never leaves the stack). Omitted: Caddy's own
+   * internal CA, trusted by no other host.
    */
   caRootCertificate?: string;
   /** nixpkgs.hostPlatform. @default "x86_64-linux" */
@@ -309,10 +336,13 @@ function planDnsData(plan: Plan): DnsData {
   };
 }
 
-/** The managed CA's secrets on the proxy host: the root certificate and its key. */
-export const managedCaSecrets = { cert: "ca_root_cert", key: "ca_root_key" } as const;
+/**
+ * The managed CA's secrets on the proxy host: the root certificate (the top of the chain Caddy builds) and the
+ * intermediate's certificate and key, which sign the sites. The root's key stays in the stack (components/managed-ca.ts).
+ */
+export const managedCaSecrets = { cert: "ca_root_cert", intermediateCert: "ca_intermediate_cert", intermediateKey: "ca_intermediate_key" } as const;
 
-/** The root certificate and key, as secret files of the proxy host (render/host-data.ts `managedCaSecrets`). */
+/** The root certificate and the intermediate, as secret files of the proxy host (`managedCaSecrets`). */
 export function managedCaSecretPlans(plan: Plan): SecretPlan[] {
   const proxy = plan.services.find((service) => service.kind === "caddy");
   if (!proxy) return [];
@@ -329,7 +359,11 @@ export function managedCaSecretPlans(plan: Plan): SecretPlan[] {
     required: true,
     description,
   });
-  return [file(managedCaSecrets.cert, "the managed CA's root certificate"), file(managedCaSecrets.key, "the managed CA's root key")];
+  return [
+    file(managedCaSecrets.cert, "the managed CA's root certificate"),
+    file(managedCaSecrets.intermediateCert, "the managed CA's intermediate certificate"),
+    file(managedCaSecrets.intermediateKey, "the managed CA's intermediate key"),
+  ];
 }
 
 
@@ -364,7 +398,8 @@ function planCaddyData(plan: Plan, service: ServicePlan, options: HostDataOption
       ? null
       : {
           certFile: secretPath(plan, service.name, service.name, managedCaSecrets.cert),
-          keyFile: secretPath(plan, service.name, service.name, managedCaSecrets.key),
+          intermediateCertFile: secretPath(plan, service.name, service.name, managedCaSecrets.intermediateCert),
+          intermediateKeyFile: secretPath(plan, service.name, service.name, managedCaSecrets.intermediateKey),
         },
     routes: plan.routes
       .map((route) => ({
@@ -389,7 +424,7 @@ function planPostgresqlData(plan: Plan, service: ServicePlan): PostgresqlData {
     const users = databases.map((db) => `${db.service}: ${db.port}`).join(", ");
     fail(service.name, "", `its clients ask for different ports (${users}); one PostgreSQL listens on one port, make interface.db.port agree`);
   }
-  const port = ports[0] ?? 5432;
+  const port = ports[0] ?? postgresqlDefaultPort;
   return {
     port,
     admin: runsPgadmin(plan, service)
@@ -472,9 +507,12 @@ function planAppData(plan: Plan, service: ServicePlan, kind: AppKind): AppData {
   }
   const mainApp = Object.keys(apps).find((app) => routes.some((route) => route.app === app)) ?? Object.keys(apps)[0];
   const mainRoute = routes.find((route) => route.app === mainApp) ?? routes[0];
+  // A custom app listens where its own routes send: a route of this service whose upstream is another host says
+  // nothing about this host's port (security review N3).
+  const listenRoute = routes.find((route) => pointsAt(service, route));
   const mainListen = mainApp
     ? apps[mainApp].listen
-    : { address: service.ip, port: mainRoute ? splitHostPort(mainRoute.upstream).port : 0 };
+    : { address: service.ip, port: listenRoute ? splitHostPort(listenRoute.upstream).port : 0 };
   return {
     listen: mainListen,
     publicUrl: mainRoute ? routeUrl(mainRoute) : null,
@@ -548,10 +586,26 @@ export function planHostData(plan: Plan, name: string, options: HostDataOptions 
     case "custom":
       data[kind] = planAppData(plan, service, kind);
       break;
+    case "builder":
+      data.builder = { maxJobs: service.resources.cores, forwarders: [...plan.network.dns.forwarders] };
+      break;
     default: {
       const unreachable: never = kind;
       throw new Error(`unknown service kind ${String(unreachable)}`);
     }
   }
+  const nix = planNixData(plan, options);
+  if (nix) data.nix = nix;
   return data;
+}
+
+/** The host's caches and keys, or undefined when they are Nix's defaults and no NixOS-built closure is copied. */
+export function planNixData(plan: Plan, options: HostDataOptions = {}): NixData | undefined {
+  const { substituters, trustedPublicKeys } = plan.nixCaches;
+  const isDefault = (list: string[], defaults: readonly string[]) => list.length === defaults.length && list.every((entry, index) => entry === defaults[index]);
+  if (options.buildSigningPublicKey === undefined && isDefault(substituters, defaultSubstituters) && isDefault(trustedPublicKeys, defaultTrustedPublicKeys)) return undefined;
+  return {
+    substituters: [...substituters],
+    trustedPublicKeys: [...new Set([...(options.buildSigningPublicKey === undefined ? [] : [options.buildSigningPublicKey]), ...trustedPublicKeys])],
+  };
 }

@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { ManifestError } from "../manifest";
 import type { Plan, ServiceKind } from "../manifest/plan-types";
 import { renderFlakeLock, renderFlakeNix } from "./flake";
-import { moduleClosure } from "./module-files";
+import { moduleClosure } from "../manifest/module-files";
 import { findService, planHostData, type HostData, type HostDataOptions } from "./host-data";
 import { defaultNixpkgsPin, type NixpkgsPin } from "./nixpkgs-pin";
 import { stableJson } from "./stable-json";
@@ -54,6 +54,7 @@ export const shippedFiles: Record<ServiceKind | "core", string[]> = {
   openbao: ["services/openbao.nix", "services/app-options.nix", "lib/openbao.nix"],
   mail: ["services/mail.nix", "services/app-options.nix"],
   pgadmin: ["services/pgadmin.nix", "services/app-options.nix", "lib/pgadmin.nix", "lib/oidc.nix"],
+  builder: ["services/builder.nix"],
   custom: ["services/custom.nix", "services/app-options.nix"],
 };
 

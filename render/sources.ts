@@ -5,10 +5,11 @@
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { resolveManifestFile } from "../manifest/load";
+import { packageFile } from "../manifest/package-root";
 import type { RenderSources } from "./host";
 
-/** This package's nixos/ directory. */
-export const shippedModulesDir = path.join(__dirname, "..", "nixos");
+/** This package's nixos/ directory (the sources', also when running compiled from dist/). */
+export const shippedModulesDir = packageFile("nixos");
 
 export function fileSources(manifestDir: string, modulesDir: string = shippedModulesDir): RenderSources {
   return {

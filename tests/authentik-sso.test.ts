@@ -32,7 +32,7 @@ const seedObjects: AuthentikObjectPlan[] = [
   },
   {
     kind: "oidc-app", role: "monitoring", service: "monitoring", ...common, slug: "monitoring", name: "monitoring", providerName: "nixmox-monitoring",
-    clientId: "monitoring-oidc", clientType: "confidential", clientSecret: "oidc_client_secret", redirectUris: ["https://grafana.nixmox.lan/"],
+    clientId: "monitoring-oidc", clientType: "confidential", clientSecret: "oidc_client_secret", redirectUris: ["https://grafana.nixmox.lan/login/generic_oauth"],
     scopes: ["openid", "email", "profile"], launchUrl: "https://grafana.nixmox.lan/",
   },
   {

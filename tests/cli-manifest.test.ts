@@ -1,11 +1,12 @@
 // Real processes, no mocks: `node bin/nixmox.js validate|plan|graph|schema` run as a user runs them.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { loadManifestData } from "../manifest";
-import { shuffleKeys, smallManifest } from "./support/manifests";
+import { loadManifestData, loadPlan } from "../manifest";
+import { stringify } from "yaml";
+import { customAppHomelab, customAppModules, exampleBuildWarning, shuffleKeys, smallManifest } from "./support/manifests";
 
 const root = path.resolve(__dirname, "..");
 const exampleRelative = "manifest/service-manifest.nix";
@@ -41,7 +42,39 @@ describe("cli: validate, plan, graph, schema", function () {
 
   it("validate exits 0 on the example with its summary", async () => {
     const run = await nixmox("validate", exampleRelative);
-    assert.deepEqual(run, { code: 0, stdout: `${exampleRelative}: valid: 7 enabled services, 4 waves, 4 routes\n`, stderr: "" });
+    assert.deepEqual(run, { code: 0, stdout: `${exampleRelative}: valid: 7 enabled services, 4 waves, 4 routes\n${exampleBuildWarning}`, stderr: "" });
+  });
+
+  it("validate and plan the older homelab (manifest/examples/older-homelab.nix) with its notes, its warning and no vmids", async () => {
+    const older = "manifest/examples/older-homelab.nix";
+    const validate = await nixmox("validate", older);
+    assert.equal(validate.code, 0, validate.stderr);
+    const lines = validate.stdout.trimEnd().split("\n");
+    assert.equal(lines[0], `${older}: valid: 7 enabled services, 4 waves, 9 routes`);
+    assert.equal(lines.filter((line) => line.startsWith("  note: ")).length, 5);
+    // Jellyfin's unused database (issue 19), Alertmanager's port that nothing reaches (the firewall of issue 20), and the
+    // hosts that build themselves with too little memory (issue 18).
+    assert.deepEqual(lines.filter((line) => line.startsWith("  warning: ")).map((line) => line.slice(0, 70)), ['  warning: service "media": interface.dbs.jellyfin is used by no built', '  warning: service "monitoring": port 9093 is open to no other host (n', "  warning: builds on the host itself with less memory than a NixOS eva"]);
+    const plan = await nixmox("plan", older);
+    assert.equal(plan.code, 0, plan.stderr);
+    assert.ok(plan.stdout.includes("  vaultwarden [vaultwarden] ct (assigned at first deploy)  10.77.0.14/24  vaultwarden.homelab.lan\n"), plan.stdout);
+  });
+
+  it("validate --allow-path DIR lets a .nix manifest import from DIR, which it may not read otherwise", async () => {
+    const shared = mkdtempSync(path.join(tmpdir(), "nixmox-cli-shared-"));
+    try {
+      writeFileSync(path.join(shared, "network.nix"), `${JSON.stringify(JSON.stringify(smallManifest().network))}\n`);
+      const manifest = smallManifest();
+      const file = path.join(dir, "shared.nix");
+      writeFileSync(file, `let network = builtins.fromJSON (import ${path.join(shared, "network.nix")}); in builtins.fromJSON ''${JSON.stringify({ ...manifest, network: "@" })}'' // { inherit network; }\n`);
+      const refused = await nixmox("validate", file);
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, new RegExp(`access to absolute path '${shared}/network\\.nix' is forbidden in restricted mode \\(a \\.nix manifest may read only files inside its own directory, `));
+      const allowed = await nixmox("validate", file, "--allow-path", shared);
+      assert.deepEqual([allowed.code, allowed.stderr], [0, ""]);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+    }
   });
 
   it("fails validate with exit 1 and every problem, without a stack trace", async () => {
@@ -76,10 +109,43 @@ describe("cli: validate, plan, graph, schema", function () {
     assert.doesNotMatch(run.stderr, stackTraceLine);
   });
 
+  it("fails validate and render through the compiled CLI with a custom module's syntax error (file:line:col) and its missing import, without a stack trace", async () => {
+    // The compiled CLI in dist/, as users run it (npm test builds it first; NIXMOX_FROM_SOURCE would run the sources).
+    assert.ok(existsSync(path.join(root, "dist", "manifest", "module-check.js")), "dist/ is not built: run `node bin/build.js` (npm test does)");
+    const env = { ...process.env };
+    delete env.NIXMOX_FROM_SOURCE;
+    const compiled = (...args: string[]) => new Promise<Run>((resolve, reject) => {
+      execFile(process.execPath, [path.join(root, "bin/nixmox.js"), ...args], { cwd: root, env, timeout: 60_000 }, (error, stdout, stderr) => {
+        if (error && typeof error.code !== "number") return reject(error);
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr });
+      });
+    });
+    const home = mkdtempSync(path.join(dir, "homelab-"));
+    mkdirSync(path.join(home, "modules"));
+    // customAppModules' mealie.nix with its ';' after `enable = true` lost, and without the mealie-tuning.nix it imports.
+    const module = customAppModules()["modules/mealie.nix"].replace("enable = true;", "enable = true");
+    writeFileSync(path.join(home, "modules", "mealie.nix"), module);
+    const file = path.join(home, "homelab.yaml");
+    writeFileSync(file, stringify(customAppHomelab()));
+    const expected = [
+      `${file}: 2 problems`,
+      '  - service "mealie": nixos_modules[0] "modules/mealie.nix" names ./mealie-tuning.nix, which does not exist (relative to modules/mealie.nix)',
+      `  - service "mealie": nixos_modules[0] "modules/mealie.nix" is not valid Nix (nix-instantiate --parse): ${home}/modules/mealie.nix:6:19: syntax error, unexpected '=', expecting ';'`,
+      "",
+    ].join("\n");
+    const validate = await compiled("validate", file);
+    assert.deepEqual(validate, { code: 1, stdout: "", stderr: expected });
+    const out = path.join(home, "out");
+    const render = await compiled("render", file, "--out", out);
+    assert.deepEqual(render, { code: 1, stdout: "", stderr: expected });
+    assert.equal(existsSync(out), false);
+    assert.doesNotMatch(validate.stderr + render.stderr, stackTraceLine);
+  });
+
   it("fails with exit 2 and a usage message on an unknown graph format", async () => {
-    const run = await nixmox("graph", "--format", "svg", exampleRelative);
+    const run = await nixmox("graph", "--format", "png", exampleRelative);
     assert.equal(run.code, 2);
-    assert.match(run.stderr, /^error: option '--format <format>' argument 'svg' is invalid\. Allowed choices are mermaid, dot\.\n/);
+    assert.match(run.stderr, /^error: option '--format <format>' argument 'png' is invalid\. Allowed choices are mermaid, dot, svg\.\n/);
     assert.doesNotMatch(run.stderr, stackTraceLine);
   });
 
@@ -176,4 +242,86 @@ describe("cli: validate, plan, graph, schema", function () {
       "manifest/manifest.schema.json is out of date with manifest/schema.ts; regenerate it with `npx nixmox schema --out manifest/manifest.schema.json`",
     );
   });
+});
+
+describe("cli: a reader that closes the pipe early (newcomer-2 #8)", function () {
+  this.timeout(120_000);
+
+  /** `nixmox ARGS | head -1` in bash, with NixMox's own exit status (PIPESTATUS) and stderr. */
+  function piped(args: string[]): { status: number; stdout: string; stderr: string } {
+    const command = `"$0" "$1" "\${@:2}" 2>"$ERRORS" | head -1; echo "status=\${PIPESTATUS[0]}"`;
+    const errors = path.join(mkdtempSync(path.join(tmpdir(), "nixmox-pipe-")), "stderr");
+    const result = spawnSync("bash", ["-c", command, process.execPath, path.join(root, "bin/nixmox.js"), ...args], { cwd: root, encoding: "utf8", env: { ...process.env, ERRORS: errors }, timeout: 60_000 });
+    const lines = result.stdout.trimEnd().split("\n");
+    const stderr = readFileSync(errors, "utf8");
+    rmSync(path.dirname(errors), { recursive: true, force: true });
+    return { status: Number(lines.pop()!.replace("status=", "")), stdout: lines.join("\n"), stderr };
+  }
+
+  for (const args of [["schema"], ["preview", "--offline", "--json", exampleRelative], ["plan", "--json", exampleRelative]]) {
+    it(`ends \`nixmox ${args.join(" ")} | head -1\` quietly with exit 0, no EPIPE stack trace`, () => {
+      const result = piped(args);
+      assert.equal(result.stdout, "{");
+      assert.equal(result.stderr, "");
+      assert.equal(result.status, 0);
+    });
+  }
+
+  it("keeps a failure's exit code and message when the reader goes away", () => {
+    const result = piped(["plan", "--json", "/nonexistent/homelab.json"]);
+    assert.equal(result.status, 1);
+    assert.equal(result.stderr, "/nonexistent/homelab.json: 1 problem\n  - manifest: file not found; give the path of a .nix, .json or .yaml manifest\n");
+  });
+});
+
+describe("cli: graph --format svg, drawn by Graphviz in WebAssembly", function () {
+  this.timeout(120_000);
+
+  /** The SVG read by Python's XML parser (a real parser, not ours): its clusters, nodes and edges with their texts. */
+  function parseSvg(svg: string): { clusters: Array<{ title: string; texts: string[] }>; nodes: Array<{ title: string; texts: string[] }>; edges: Array<{ title: string; dashed: boolean; texts: string[] }> } {
+    const script = [
+      "import json, sys, xml.etree.ElementTree as ET",
+      "ns = {'s': 'http://www.w3.org/2000/svg'}",
+      "root = ET.fromstring(sys.stdin.read())",
+      "out = {'clusters': [], 'nodes': [], 'edges': []}",
+      "for g in root.iter('{http://www.w3.org/2000/svg}g'):",
+      "    kind = g.get('class')",
+      "    if kind not in ('cluster', 'node', 'edge'): continue",
+      "    item = {'title': g.find('s:title', ns).text, 'texts': [t.text for t in g.findall('s:text', ns)]}",
+      "    if kind == 'edge': item['dashed'] = g.find('s:path', ns).get('stroke-dasharray') is not None",
+      "    out[kind + 's'].append(item)",
+      "print(json.dumps(out))",
+    ].join("\n");
+    const result = spawnSync("python3", ["-c", script], { input: svg, encoding: "utf8" });
+    assert.equal(result.status, 0, result.stderr);
+    return JSON.parse(result.stdout);
+  }
+
+  for (const manifest of [exampleRelative, "manifest/examples/seed-homelab.nix"]) {
+    it(`draws ${manifest}: it parses as XML, every host in its wave with its routes and databases, every edge, SSO edges dashed`, async () => {
+      const run = await nixmox("graph", "--format", "svg", manifest);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stderr, "");
+      const svg = parseSvg(run.stdout);
+      const plan = await loadPlan(path.join(root, manifest));
+      assert.deepEqual(svg.nodes.map((node) => node.title).sort(), plan.services.map((service) => service.name).sort());
+      assert.deepEqual(svg.clusters.map((cluster) => [cluster.title, cluster.texts]), plan.waves.map((_, index) => [`cluster_wave_${index}`, [`wave ${index}`]]));
+      for (const service of plan.services) {
+        const node = svg.nodes.find((candidate) => candidate.title === service.name)!;
+        assert.equal(node.texts[0], `${service.name} (${service.kind})`);
+        assert.equal(node.texts[1], service.ip);
+        for (const route of plan.routes.filter((candidate) => candidate.service === service.name)) assert.ok(node.texts.some((text) => text.startsWith(`route ${route.domain}`)), `${service.name}: ${route.domain}`);
+        for (const database of plan.databases.filter((candidate) => candidate.server === service.name)) assert.ok(node.texts.includes(`db ${database.name} (for ${database.service})`), `${service.name}: ${database.name}`);
+      }
+      assert.deepEqual(
+        svg.edges.map((edge) => [edge.title, edge.dashed]).sort(),
+        plan.edges.map((edge) => [`${edge.from}->${edge.to}`, !edge.hard]).sort(),
+      );
+      assert.ok(plan.edges.some((edge) => !edge.hard) && plan.edges.some((edge) => edge.hard), "the manifest has both kinds of edge");
+      for (const edge of plan.edges) {
+        const drawn = svg.edges.find((candidate) => candidate.title === `${edge.from}->${edge.to}`)!;
+        assert.equal(drawn.texts.join(" "), edge.reasons.join("; "));
+      }
+    });
+  }
 });

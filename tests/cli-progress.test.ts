@@ -110,6 +110,8 @@ describe("cli progress", () => {
       const total = /^(\d+) resources:/m.exec(readFileSync(path.join(dir, "tree.txt"), "utf8"))![1];
       assert.ok(terminal.includes(`\r\u001b[Kregistering resources: ${total} (`), terminal.slice(-400));
       assert.match(terminal, /\r\u001b\[K$/m);
+      // Where the hosts build (issue 18), as the engine's preview says it in an info line.
+      assert.ok(terminal.includes("nixmox: builds: on each host itself (nixos-rebuild on the host)"), terminal.slice(0, 400));
       const piped = spawnSync(process.execPath, [path.join(root, "bin", "nixmox.js"), "preview", "--offline"], { encoding: "utf8", timeout: 100_000 });
       assert.equal(piped.status, 0);
       assert.equal(piped.stderr, "");

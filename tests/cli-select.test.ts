@@ -105,7 +105,7 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     const expected = new Set([
       ...services.flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "secrets", "ssh"].map((phase) => `${service}-${phase}`)]),
       // What every host is built from: the managed CA and the template on the offline node.
-      "nixmox-ca", "nixmox-ca-root", "nixos-template-pve",
+      "nixmox-ca", "nixmox-ca-intermediate", "nixmox-ca-root", "nixos-template-pve",
     ]);
     const named = (prefix: string) => (names: string[]) => names.filter((name) => name.startsWith(prefix)).sort();
     assert.deepEqual(targeted.filter((name) => !name.startsWith("sso-") && !name.startsWith("secret-")), resources.map((resource) => resource.name).filter((name) => expected.has(name)).sort());
@@ -164,9 +164,10 @@ describe("cli: --only, --with-dependencies, --with-dependents", function () {
     assert.deepEqual(sharedTargets(["pve2", "pve", "pve"], true).map((resource) => `${resource.qualifiedType}::${resource.name}`), [
       "nixmox:index:ManagedCa::nixmox-ca",
       "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:RootCa::nixmox-ca-root",
+      "nixmox:index:ManagedCa$pulumi-nodejs:dynamic/nixmox:IntermediateCa::nixmox-ca-intermediate",
       "pulumi-nodejs:dynamic/nixmox:NodeTemplate::nixos-template-pve",
       "pulumi-nodejs:dynamic/nixmox:NodeTemplate::nixos-template-pve2",
     ]);
-    assert.deepEqual(sharedTargets(["pve"], false).map((resource) => resource.name), ["nixmox-ca", "nixmox-ca-root"]);
+    assert.deepEqual(sharedTargets(["pve"], false).map((resource) => resource.name), ["nixmox-ca", "nixmox-ca-root", "nixmox-ca-intermediate"]);
   });
 });

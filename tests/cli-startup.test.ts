@@ -3,9 +3,10 @@
 // child's own require.cache at exit. No timing is asserted here: bench/cli-startup.ts measures it.
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
+import { exampleBuildWarning } from "./support/manifests";
 
 const root = path.resolve(__dirname, "..");
 const bin = path.join(root, "bin", "nixmox.js");
@@ -46,18 +47,18 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
 
   const pulumiSdk = (modules: string[]) => modules.filter((file) => file.startsWith("node_modules/@pulumi/"));
 
-  it("builds the program and the CLI into dist/, with links to the data files the compiled code reads", () => {
-    for (const file of ["dist/cli/main.js", "dist/index.js", "dist/manifest/load.js", "dist/components/nixos-service.js"]) assert.ok(existsSync(path.join(root, file)), file);
-    for (const link of ["dist/nixos", "dist/manifest/service-manifest.nix", "dist/components/activation/nixmox-activate.sh", "dist/components/secrets/deliver-secrets.sh"]) {
-      assert.ok(lstatSync(path.join(root, link)).isSymbolicLink(), `${link} is a link to the source`);
-    }
+  it("builds the program, its type declarations and the CLI into dist/, and no data file or link: the compiled code reads them from the package folder", () => {
+    for (const file of ["dist/cli/main.js", "dist/index.js", "dist/program.js", "dist/program.d.ts", "dist/manifest/load.js", "dist/components/nixos-service.js"]) assert.ok(existsSync(path.join(root, file)), file);
+    const walk = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((entry) => (entry.isDirectory() ? walk(path.join(dir, entry.name)) : [path.join(dir, entry.name)]));
+    const other = walk(path.join(root, "dist")).filter((file) => lstatSync(file).isSymbolicLink() || !/\.(js|d\.ts)$|\/\.(tsbuildinfo|built)$/.test(file));
+    assert.deepEqual(other.map((file) => path.relative(root, file)), []);
     assert.ok(readFileSync(path.join(root, ".gitignore"), "utf8").split("\n").includes("/dist/"), "dist/ is gitignored");
   });
 
   it("runs the built JavaScript without tsx, and validate never loads the Pulumi SDK", () => {
     const result = run(["validate", example]);
     assert.equal(result.status, 0, result.stderr);
-    assert.equal(result.stdout, `${example}: valid: 7 enabled services, 4 waves, 4 routes\n`);
+    assert.equal(result.stdout, `${example}: valid: 7 enabled services, 4 waves, 4 routes\n${exampleBuildWarning}`);
     assert.ok(result.modules.includes("dist/cli/main.js"));
     assert.ok(!result.modules.some((file) => file.startsWith("cli/") || file.endsWith(".ts")), "no TypeScript source is loaded");
     assert.deepEqual(result.modules.filter((file) => file.includes("node_modules/tsx/")), []);
@@ -108,13 +109,18 @@ describe("cli start-up: compiled once, loading only what a command needs", funct
 
   it("fails on a missing manifest in at most 3 lines on stderr, exit 1", () => {
     const missing = "/nonexistent/homelab.yaml";
+    // A stack "t" whose nixmox:manifest is the missing file: secrets check reads the stack's manifest.
+    const project = path.join(dir, "project");
+    spawnSync("mkdir", ["-p", project]);
+    writeFileSync(path.join(project, "Pulumi.yaml"), "name: t\nruntime: nodejs\n");
+    writeFileSync(path.join(project, "Pulumi.t.yaml"), `config:\n  nixmox:manifest: ${missing}\n`);
     const commands: Record<string, string[]> = {
       validate: ["validate", missing],
       plan: ["plan", missing],
       graph: ["graph", missing],
       render: ["render", missing, "--out", dir],
       status: ["status", missing, "--identity", recorder, "--known-hosts", recorder],
-      "secrets check": ["secrets", "check", missing],
+      "secrets check": ["secrets", "check", missing, "--stack", "t", "--project-dir", project],
       "secrets import": ["secrets", "import", recorder, "--manifest", missing],
       "preview --offline": ["preview", "--offline", missing],
     };

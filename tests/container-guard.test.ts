@@ -30,6 +30,24 @@ describe("container guard: a re-created container is refused at preview unless a
     assert.deepEqual(replacementProblems(deployed, { ...deployed, vmid: unknownValue as unknown as number }), []);
   });
 
+  it("passes a service whose vmid Proxmox assigns (null), and the removal of a manifest vmid (the provider keeps the id)", () => {
+    const assigned = { ...deployed, vmid: null };
+    assert.deepEqual(replacementProblems({}, assigned), []);
+    assert.deepEqual(replacementProblems(assigned, { ...assigned }), []);
+    assert.deepEqual(replacementProblems(deployed, assigned), []);
+  });
+
+  it("fails a vmid given to a container Proxmox numbered, which it cannot compare, unless allowed", () => {
+    const assigned = { ...deployed, vmid: null };
+    assert.deepEqual(replacementProblems(assigned, { ...deployed, vmid: 950 }), [{
+      property: "vmid",
+      reason: "service \"postgresql\": vmid 950 is new, and Proxmox assigned this container's id at its first deploy (`pulumi stack output services` shows it): unless 950 is that id, " +
+        "this re-creates its container: the old container and every file on its disk are deleted, and a new, empty container takes its place; remove vmid again to keep the container, " +
+        "or if that is what you want (move or back up the data first), run `pulumi config set --path 'nixmox:allowReplace[0]' postgresql` for this deploy",
+    }]);
+    assert.deepEqual(replacementProblems(assigned, { ...deployed, vmid: 950, allowReplace: true }), []);
+  });
+
   it("updates in place and never replaces itself", async () => {
     assert.deepEqual(await containerGuardProvider.diff!("postgresql", deployed, { ...deployed, diskGiB: 40 }), { changes: true, replaces: [] });
     assert.deepEqual(await containerGuardProvider.diff!("postgresql", deployed, { ...deployed }), { changes: false, replaces: [] });

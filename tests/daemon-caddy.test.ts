@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
+import { connect as tlsConnect } from "node:tls";
 import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -36,6 +37,7 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
     ["example manifest", async () => exampleManifestData()],
     ["seed layout", async () => seedManifest()],
     ["seed homelab with the new kinds", async () => loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix"))],
+    ["older homelab (no domain, no vmids)", async () => loadManifestData(path.join(exampleManifestDir, "examples", "older-homelab.nix"))],
   ] as const) {
     it(`caddy validate accepts the ${label}'s Caddyfile`, async () => {
       const rendered = renderWithConfigs(await load());
@@ -55,17 +57,6 @@ describe("daemon: caddy validates the generated Caddyfile", function () {
     });
   }
 });
-
-/** A throwaway root CA (openssl), standing in for the managed CA NixMox creates (components/managed-ca.ts). */
-function makeRootCa(dir: string): { cert: string; key: string } {
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", path.join(dir, "root.key"), "-out", path.join(dir, "root.crt"), "-days", "30",
-    "-subj", "/CN=NixMox test root",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-  ], { stdio: "ignore", timeout: 30_000 });
-  return { cert: readFileSync(path.join(dir, "root.crt"), "utf8"), key: readFileSync(path.join(dir, "root.key"), "utf8") };
-}
 
 for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the generated site blocks (example manifest on loopback, ${managedCa ? "managed CA" : "Caddy's own CA"})`, function () {
   this.timeout(120_000);
@@ -119,7 +110,7 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
     });
   }
 
-  let root: { cert: string; key: string } | undefined;
+  let root: { cert: string } | undefined;
   /** caddy's environment; with the managed CA, $CREDENTIALS_DIRECTORY holds its root as systemd's LoadCredential= would. */
   const env = () => ({ ...caddyEnv(dir), ...(managedCa ? { CREDENTIALS_DIRECTORY: path.join(dir, "credentials") } : {}) });
 
@@ -128,9 +119,15 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
     mkdirSync(path.join(dir, "data"));
     mkdirSync(path.join(dir, "credentials"), { mode: 0o700 });
     if (managedCa) {
-      root = makeRootCa(dir);
-      writeFileSync(path.join(dir, "credentials", "nixmox_ca_cert"), root.cert);
-      writeFileSync(path.join(dir, "credentials", "nixmox_ca_key"), root.key, { mode: 0o600 });
+      // NixMox's own CA (components/managed-ca.ts), constrained to the example's domain: the root and the
+      // intermediate reach the proxy as their credentials; the root's key does not.
+      const { createIntermediateCa, createRootCa } = require("../components/managed-ca") as typeof import("../components/managed-ca");
+      const made = await createRootCa({ commonName: "NixMox test root", validityHours: 720, permittedDomains: ["nixmox.lan"] });
+      const intermediate = await createIntermediateCa({ commonName: "NixMox test intermediate", validityHours: 720, permittedDomains: ["nixmox.lan"], rootCertificatePem: made.certificatePem, rootKeyPem: made.privateKeyPem, renewBeforeDays: 30 });
+      root = { cert: made.certificatePem };
+      writeFileSync(path.join(dir, "credentials", "nixmox_ca_cert"), made.certificatePem);
+      writeFileSync(path.join(dir, "credentials", "nixmox_ca_intermediate_cert"), intermediate.certificatePem);
+      writeFileSync(path.join(dir, "credentials", "nixmox_ca_intermediate_key"), intermediate.privateKeyPem, { mode: 0o600 });
     }
     const raw = moveToSubnet(await exampleManifestData(), subnet);
     // A monitoring host whose routes set no auth, as the seed's do (review N3).
@@ -142,6 +139,8 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
         proxy: {
           prometheus: { domain: "prometheus.nixmox.lan", upstream: `${subnet}.18:9090` },
           loki: { domain: "loki.nixmox.lan", upstream: `${subnet}.18:3100` },
+          // Outside the homelab's domain: the managed CA's name constraints must make it untrusted.
+          grafana: { domain: "grafana.example.org", upstream: `${subnet}.18:3000` },
         },
       },
     };
@@ -196,6 +195,20 @@ for (const managedCa of [false, true]) describe(`daemon: a live caddy runs the g
       assert.ok((await get(domain, "/")).status > 0, domain);
     }
     if (managedCa) assert.throws(() => readFileSync(path.join(dir, "data", "caddy", "pki", "authorities", "local", "root.crt")));
+  });
+
+  if (managedCa) it("serves a chain up to the managed root through its intermediate, and a site outside the homelab's domain is refused by the client (name constraints)", async () => {
+    const chain = await new Promise<string[]>((resolve, reject) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port: httpsPort, servername: "vault.nixmox.lan", ca }, () => {
+        const names: string[] = [];
+        for (let certificate = socket.getPeerCertificate(true); certificate && !names.includes(certificate.fingerprint256); certificate = certificate.issuerCertificate) names.push(certificate.fingerprint256, String(certificate.subject.CN ?? "(no CN)"));
+        socket.end();
+        resolve(names.filter((_, index) => index % 2 === 1));
+      });
+      socket.on("error", reject);
+    });
+    assert.deepEqual(chain.slice(1), ["NixMox test intermediate", "NixMox test root"]);
+    await assert.rejects(get("grafana.example.org", "/"), (error: NodeJS.ErrnoException) => error.code === "ERR_TLS_CERT_ALTNAME_INVALID" || /permitted subtree violation|PERMITTED_VIOLATION/i.test(`${error.code} ${error.message}`));
   });
 
   it("sends a route's requests to its upstream with the path and query intact", async () => {

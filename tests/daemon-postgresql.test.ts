@@ -13,6 +13,8 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import * as nodePath from "node:path";
 import { loadManifestData } from "../manifest";
+import { systemDatabases } from "../manifest/rules";
+import { problemsOf } from "./support/manifests";
 import { exampleManifestData, exampleManifestDir, nixEval } from "./golden/render-fixtures";
 import { freePort, moveToSubnet, randomLoopbackSubnet, renderWithConfigs, startDaemon, waitFor, type Daemon } from "./support/daemons";
 
@@ -32,8 +34,9 @@ interface Database {
 }
 
 const manifests = [
-  { label: "example manifest", from: "192.168.99.", pgadmin: false, load: async () => exampleManifestData() },
-  { label: "seed homelab (additional databases)", from: "10.40.0.", pgadmin: true, load: async () => loadManifestData(nodePath.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>> },
+  { label: "example manifest", from: "192.168.99.", pgadmin: false, guacamole: true, load: async () => exampleManifestData() },
+  { label: "seed homelab (additional databases)", from: "10.40.0.", pgadmin: true, guacamole: true, load: async () => loadManifestData(nodePath.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>> },
+  { label: "older homelab (default log databases, one no app uses)", from: "10.77.0.", pgadmin: false, guacamole: false, load: async () => loadManifestData(nodePath.join(exampleManifestDir, "examples", "older-homelab.nix")) as Promise<Record<string, any>> },
 ];
 
 for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generated pg_hba.conf and setup.sql (${manifest.label} on loopback)`, function () {
@@ -160,6 +163,9 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
   it("renders one database per interface.db request of the manifest, and pgAdmin's role only where pgAdmin runs", () => {
     assert.equal(admin !== null, manifest.pgadmin);
     if (manifest.label === "example manifest") assert.deepEqual(databases.map((db) => db.service).sort(), ["authentik", "guacamole", "vaultwarden"]);
+    else if (manifest.guacamole === false) {
+      assert.deepEqual(databases.map((db) => db.name), ["authentik", "jellyfin", "monitoring", "prowlarr", "prowlarr-log", "radarr", "radarr-log", "sonarr", "sonarr-log", "vaultwarden"]);
+    }
     else assert.ok(databases.length >= 10 && new Set(databases.map((db) => db.owner)).size < databases.length, "several databases share an owner");
   });
 
@@ -194,9 +200,49 @@ for (const manifest of manifests) describe(`daemon: PostgreSQL runs the generate
     }
   });
 
-  it("creates Guacamole's JDBC schema once, as the database owner from its address, through the schema unit's script (R5)", async () => {
+  it("refuses PostgreSQL's own databases as an app's (N1): exactly the ones the real server has besides the manifest's", async () => {
+    const others = (await superuser("SELECT datname FROM pg_catalog.pg_database ORDER BY 1")).trim().split("\n").filter((name) => !databases.some((db) => db.name === name));
+    assert.deepEqual(others, systemDatabases);
+    const raw = structuredClone(await manifest.load()) as Record<string, any>;
+    const vaultwarden = raw.services.vaultwarden.interface;
+    vaultwarden.db = { ...vaultwarden.db, name: "postgres" };
+    raw.services.vaultwarden.interface.dbs = { extra: { host: vaultwarden.db.host, additionaldbs: ["template1"] } };
+    assert.deepEqual(problemsOf(raw).filter((problem) => problem.includes("PostgreSQL's own databases")).map((problem) => problem.split(" is one of")[0]), [
+      'service "vaultwarden": interface.db.name "postgres"',
+      'service "vaultwarden": interface.dbs.extra.additionaldbs[0] "template1"',
+    ]);
+  });
+
+  it("runs setup.sql, connected to postgres, as the superuser even after an app owned that database and laid a trap there (N1)", async () => {
+    const owner = databases[0].owner;
+    // What an owner of `postgres` could do under an older NixMox (the review's reproduction on PostgreSQL 15): a view
+    // that shadows pg_roles through the database's search_path and makes whoever reads it as superuser grant SUPERUSER.
+    await superuser(`ALTER DATABASE postgres OWNER TO "${owner}"`);
+    await superuser([
+      `SET ROLE "${owner}"`,
+      `CREATE FUNCTION public.nixmox_trap() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE "${owner}" SUPERUSER'; END IF; RETURN true; END $$`,
+      "CREATE VIEW public.pg_roles AS SELECT r.* FROM pg_catalog.pg_roles r WHERE public.nixmox_trap()",
+      "ALTER DATABASE postgres SET search_path = public, pg_catalog",
+    ].join("; "));
+    const isSuperuser = async () => (await superuser(`SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = '${owner}'`)).trim();
+    try {
+      // The trap works: a superuser session that reads pg_roles unqualified, with the database's search_path, springs it.
+      await superuser("SELECT count(*) FROM pg_roles");
+      assert.equal(await isSuperuser(), "t", "the trap did not work, so this test would prove nothing");
+      await superuser(`ALTER ROLE "${owner}" NOSUPERUSER`);
+
+      await runSetup();
+      assert.equal(await isSuperuser(), "f", "setup.sql ran the owner's code as superuser");
+      assert.equal((await superuser("SELECT r.rolname || ' ' || coalesce(array_to_string(s.setconfig, ','), '-') FROM pg_catalog.pg_database d JOIN pg_catalog.pg_roles r ON r.oid = d.datdba LEFT JOIN pg_catalog.pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0 WHERE d.datname = 'postgres'")).trim(), "postgres -");
+    } finally {
+      await superuser(`ALTER ROLE "${owner}" NOSUPERUSER; ALTER DATABASE postgres RESET ALL; ALTER DATABASE postgres OWNER TO postgres; DROP VIEW IF EXISTS public.pg_roles; DROP FUNCTION IF EXISTS public.nixmox_trap()`);
+    }
+  });
+
+  // The older homelab runs no Guacamole.
+  if (manifest.guacamole) it("creates Guacamole's JDBC schema once, as the database owner from its address, through the schema unit's script (R5)", async () => {
     const db = databases.find((candidate) => candidate.service === "guacamole");
-    assert.ok(db, "both manifests give guacamole a database");
+    assert.ok(db, "these manifests give guacamole a database");
     // Stand-in for the release's 001-create-schema.sql (not downloadable here): its first statements, and a
     // broken copy that fails after creating a type and a table.
     const schema = [

@@ -67,6 +67,7 @@ for (const [label, load, from] of [
   ["example manifest", async () => exampleManifestData(), "192.168.99."],
   ["seed layout", async () => seedManifest(), "192.168.99."],
   ["seed homelab with the new kinds", async () => loadManifestData(path.join(exampleManifestDir, "examples", "seed-homelab.nix")) as Promise<Record<string, any>>, "10.40.0."],
+  ["older homelab (no domain, no vmids)", async () => loadManifestData(path.join(exampleManifestDir, "examples", "older-homelab.nix")) as Promise<Record<string, any>>, "10.77.0."],
 ] as const) {
   describe(`daemon: unbound runs the DNS host's generated unbound.conf (${label})`, function () {
     this.timeout(120_000);
@@ -84,10 +85,11 @@ for (const [label, load, from] of [
     before(async () => {
       const raw = moveToSubnet(await load(), subnet, from) as Record<string, any>;
       raw.network.dns = { allowed_networks: [`${adminNet}.0/24`] };
-      domain = raw.network.domain;
       const rendered = renderWithConfigs(raw);
       const dnsService = rendered.hosts.find((host) => JSON.parse(host.files["host.json"]).host.kind === "dns")!.service;
       const data = rendered.data(dnsService);
+      // The plan's domain: the manifest's, or the one derived from its hostnames (the older homelab sets none).
+      domain = data.host.domain;
       dnsIp = data.host.ip;
       records = data.dns.records;
       conf = rendered.configs[dnsService]["unbound.conf"];

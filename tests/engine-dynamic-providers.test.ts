@@ -28,6 +28,7 @@ const specs = {
   remoteCommand: "components/ssh/remote-command.ts#remoteCommandProvider",
   generatedSecret: "components/secrets/generated-secret.ts#generatedSecretProvider",
   rootCa: "components/managed-ca.ts#rootCaProvider",
+  intermediateCa: "components/managed-ca.ts#intermediateCaProvider",
   nodeTemplate: "components/template.ts#nodeTemplateProvider",
 };
 const unknown = pulumi.runtime.unknownValue;
@@ -373,7 +374,8 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
       outpost: { url: "http://127.0.0.1:9", token, service: "authentik", type: "radius", slug: "authentik-radius", baseDn: null, clientNetworks: ["10.0.0.0/24"], sharedSecret: "s", authorizationFlow: "f", invalidationFlow: "g" },
       remoteCommand: { service: "web", description: "config push", connection: { host: "127.0.0.1", port: 22, user: "root", privateKey: "k", hostKey: "h" }, command: "true", stdin: "x", timeoutSeconds: 5, connectTimeoutSeconds: 5, maskValues: [] },
       generatedSecret: { length: 48, alphabet: "ab" },
-      rootCa: { commonName: "NixMox homelab root", validityHours: 48 },
+      rootCa: { commonName: "NixMox homelab root", validityHours: 48, permittedDomains: ["nixmox.lan"] },
+      intermediateCa: { commonName: "i", validityHours: 48, permittedDomains: ["nixmox.lan"], rootCertificatePem: "c", rootKeyPem: "k", renewBeforeDays: 30, notAfter: new Date(Date.now() + 90 * 86_400_000).toISOString() },
       nodeTemplate: { proxmox: { endpoint: "https://127.0.0.1:9/", apiToken: "a@pve!t=x", insecure: true }, node: "pve", datastore: "local", url: "https://example.invalid/t.tar.xz", fileName: "t.tar.xz", sha256: "ab".repeat(32), timeoutSeconds: 5 },
     });
 
@@ -493,12 +495,15 @@ describe("dynamic providers as the engine runs them (serialized, loaded by the S
   describe("RootCa", () => {
     it("creates a root with its key, read keeps it, and only a new name or validity replaces it", async () => {
       const ca = provider("rootCa");
-      const created = await ca.create({ commonName: "NixMox homelab root", validityHours: 48 });
+      const created = await ca.create({ commonName: "NixMox homelab root", validityHours: 48, permittedDomains: ["nixmox.lan"], allowReplacement: false });
       assert.match(String(created.outs.certificatePem), /^-----BEGIN CERTIFICATE-----\n/);
       assert.match(String(created.outs.privateKeyPem), /^-----BEGIN PRIVATE KEY-----\n/);
       assert.deepEqual(await ca.read(created.id, created.outs), { id: created.id, props: created.outs });
-      assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 48 }), { changes: "none", replaces: [], deleteBeforeReplace: false });
-      assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 72 }), { changes: "some", replaces: ["validityHours"], deleteBeforeReplace: false });
+      assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 48, permittedDomains: ["nixmox.lan"], allowReplacement: false }), { changes: "none", replaces: [], deleteBeforeReplace: false });
+      assert.deepEqual(await ca.diff(created.id, created.outs, { commonName: "NixMox homelab root", validityHours: 72, permittedDomains: ["nixmox.lan"], allowReplacement: false }), { changes: "some", replaces: ["validityHours"], deleteBeforeReplace: false });
+      // A network.domain edit is refused by check, naming the rotation steps (through the plugin, as the engine asks).
+      const refused = await ca.check({ commonName: "NixMox homelab root", validityHours: 48, permittedDomains: ["nixmox.lan"], allowReplacement: false }, { commonName: "NixMox homelab root", validityHours: 48, permittedDomains: ["home.arpa"], allowReplacement: false });
+      assert.match(refused.failures[0]?.reason ?? "", /nixmox:rotateRootCa/);
     });
   });
 

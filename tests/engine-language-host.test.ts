@@ -15,6 +15,6 @@ describe("index.ts as the Pulumi language host compiles it", function () {
     const env = { ...process.env };
     delete env.PULUMI_NODEJS_TRANSPILE_ONLY;
     const { stdout } = await promisify(execFile)(process.execPath, [path.join(__dirname, "support", "run-like-language-host.js"), projectDir], { cwd: projectDir, env, maxBuffer: 16 * 1024 * 1024 });
-    assert.deepEqual(JSON.parse(stdout), { loader: "node_modules/@pulumi/pulumi/vendor/ts-node@7.0.1", transpileOnly: false, resources: 70, providerTextsPerType: 1 });
+    assert.deepEqual(JSON.parse(stdout), { loader: "node_modules/@pulumi/pulumi/vendor/ts-node@7.0.1", transpileOnly: false, resources: 71, providerTextsPerType: 1 });
   });
 });

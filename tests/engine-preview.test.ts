@@ -40,6 +40,19 @@ describe("the program in preview mode (a first deploy's preview)", function () {
     assert.equal(resourceNamed(seedRun, "sso-media-jellyfin").type, "pulumi-nodejs:dynamic/nixmox:AuthentikOidcApp");
   });
 
+  it("previews the older homelab too: containers without vmId, each first contact waiting for the id Proxmox assigns", async () => {
+    const older = path.join(__dirname, "..", "manifest", "examples", "older-homelab.nix");
+    const { config, secretKeys } = offlineStackConfig(older);
+    const olderRun = await recordProgram(require("../index") as () => Promise<unknown>, { config, secretKeys, preview: true });
+    assert.equal(olderRun.resources.filter((resource) => resource.type === "nixmox:index:NixosService").length, 7);
+    const containers = olderRun.resources.filter((resource) => resource.type === "proxmoxve:index/containerLegacy:ContainerLegacy");
+    assert.equal(containers.length, 7);
+    for (const container of containers) assert.ok(!("vmId" in container.inputs), container.name);
+    assert.equal(resourceNamed(olderRun, "media-ssh").plainInputs.firstContact, unknownText);
+    assert.equal(resourceNamed(olderRun, "media-guard").inputs.vmid, null);
+    assert.equal((olderRun.outputs.services as Record<string, Record<string, unknown>>).media.vmid, unknownText);
+  });
+
   it("shows the stack outputs a first deploy computes as unknown instead of waiting for them", () => {
     const services = run.outputs.services as Record<string, Record<string, unknown>>;
     assert.equal(services.dns.generation, unknownText);

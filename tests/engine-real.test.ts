@@ -10,7 +10,8 @@ import { checkSecrets, readStackFileSecretStates } from "../components/secrets";
 import { loadPlan } from "../manifest";
 import { managedCaSecretPlans } from "../render/host-data";
 import { generatedSecretTargets, selectServices, sharedTargets, targetResources, targetUrn } from "../cli/select";
-import { createEngineProject, parsePreview, readPlanGoals, realEngineBin, repoDir, startRecordingEndpoint, type EngineProject, type EngineState } from "./support/real-engine";
+import { exampleManifestData, writeManifest } from "./support/pulumi-mocks";
+import { createEngineProject, oldPulumiCliBin, parsePreview, readPlanGoals, realEngineBin, repoDir, startRecordingEndpoint, type EngineProject, type EngineState } from "./support/real-engine";
 
 const examples = {
   "the example homelab": path.join(repoDir, "manifest", "service-manifest.nix"),
@@ -163,6 +164,27 @@ describe("the real Pulumi engine runs index.ts", function () {
       const plain = parsePreview(project.pulumi(["preview", "--json", "--show-sames", "--stack", "homelab"]).stdout);
       assert.deepEqual(plain.steps.filter((step) => stateful.includes(step.urn)).map((step) => step.op), ["same", "same", "same"]);
     });
+
+    it("a network.domain edit, previewed on that state: the root's check refuses it with the steps; with nixmox:rotateRootCa the root and its intermediate are replaced", async () => {
+      const data = await exampleManifestData();
+      const edited = writeManifest({ ...data, network: { ...(data.network as Record<string, unknown>), domain: "home.arpa" } });
+      try {
+        project.pulumi(["config", "set", "--stack", "homelab", "nixmox:manifest", edited.path]);
+        const refused = project.pulumi(["preview", "--json", "--stack", "homelab"], { allowFailure: true });
+        assert.notEqual(refused.status, 0);
+        const errors = (parsePreview(refused.stdout).diagnostics ?? []).filter((diagnostic) => diagnostic.severity === "error").map((diagnostic) => diagnostic.message);
+        assert.ok(errors.some((message) => /the homelab's root CA may vouch only for nixmox\.lan; the manifest now needs home\.arpa, .*nixmox:rotateRootCa true/.test(message)), errors.join("\n"));
+        project.pulumi(["config", "set", "--stack", "homelab", "nixmox:rotateRootCa", "true"]);
+        const rotated = parsePreview(project.pulumi(["preview", "--json", "--stack", "homelab"]).stdout);
+        const opOf = (name: string) => rotated.steps.filter((step) => step.urn.endsWith(`::${name}`)).map((step) => step.op);
+        assert.deepEqual(opOf("nixmox-ca-root"), ["replace"]);
+        assert.deepEqual(opOf("nixmox-ca-intermediate"), ["create"]);
+      } finally {
+        project.pulumi(["config", "set", "--stack", "homelab", "nixmox:manifest", manifest]);
+        project.pulumi(["config", "rm", "--stack", "homelab", "nixmox:rotateRootCa"]);
+        edited.remove();
+      }
+    });
   });
 
   describe("targets: nixmox preview --only makes the real engine act on exactly what cli/select.ts computes", () => {
@@ -206,6 +228,40 @@ describe("the real Pulumi engine runs index.ts", function () {
       const preview = project.nixmox(["preview", "--stack", "homelab", "--project-dir", project.dir, "--only", "postgresql", "--with-dependents"]);
       assert.equal(preview.status, 2, preview.stdout + preview.stderr);
       assert.equal(preview.stderr, 'nixmox: --only authentik,guacamole,homepage,postgresql,vaultwarden needs caddy (needed by guacamole, homepage, vaultwarden), dns (needed by authentik, guacamole, homepage, postgresql, vaultwarden), not deployed in stack "homelab" yet: add --with-dependencies, or deploy them first\n');
+    });
+  });
+
+  describe("an older Pulumi CLI (3.206.0, built from the proxy like the rest): refused, with one message and no stack trace", () => {
+    const manifest = examples["the example homelab"];
+    let project: EngineProject;
+    let olderPath: string;
+
+    before(async () => {
+      project = createEngineProject("homelab");
+      const plan = await loadPlan(manifest);
+      project.configure({ manifest, endpoint: "https://127.0.0.1:9/", secrets: JSON.parse(offlineSecretPlaceholders(plan)["nixmox:secrets"] ?? "{}") });
+      // The old CLI first on PATH; the language host and plugins stay the ones built with 3.276.0.
+      olderPath = [oldPulumiCliBin(), project.env.PATH].join(path.delimiter);
+    });
+    after(() => project?.remove());
+
+    it("is found as 3.206.0 and refused by nixmox before any engine call (exit 2), naming the minimum", () => {
+      const env = { ...project.env, PATH: olderPath };
+      assert.equal(spawnSync("pulumi", ["version"], { env, encoding: "utf8" }).stdout.trim(), "v3.206.0");
+      const preview = spawnSync(process.execPath, [path.join(repoDir, "bin", "nixmox.js"), "preview", "--stack", "homelab", "--project-dir", project.dir], { cwd: project.dir, env, encoding: "utf8", timeout: 300_000 });
+      assert.equal(preview.status, 2, preview.stdout + preview.stderr);
+      assert.equal(preview.stderr, "nixmox: NixMox needs the Pulumi CLI 3.207.0 or newer (the replaceWith resource option, pulumi/pulumi#20693); this one is 3.206.0: update it: https://www.pulumi.com/docs/install/\n");
+    });
+
+    it("stops the program under its engine before any resource: plain pulumi preview prints the same reason, not a stack trace", () => {
+      const env = { ...project.env, PATH: olderPath };
+      const preview = spawnSync("pulumi", ["preview", "--stack", "homelab", "--json"], { cwd: project.dir, env, encoding: "utf8", timeout: 600_000, maxBuffer: 64 * 1024 * 1024 });
+      assert.notEqual(preview.status, 0);
+      const result = JSON.parse(preview.stdout) as { steps?: Array<{ urn: string }>; diagnostics?: Array<{ message: string; severity: string }> };
+      // Nothing of NixMox's is registered; the stack's own step shows or not, as the failing program races the engine.
+      assert.deepEqual((result.steps ?? []).filter((step) => !step.urn.endsWith("::nixmox-homelab")).map((step) => step.urn), [], "nothing but the stack itself");
+      const errors = (result.diagnostics ?? []).filter((diagnostic) => diagnostic.severity === "error").map((diagnostic) => diagnostic.message.trim());
+      assert.deepEqual(errors, ["error: NixMox needs the Pulumi CLI 3.207.0 or newer (the replaceWith resource option, pulumi/pulumi#20693); the CLI running this program does not support it: update it: https://www.pulumi.com/docs/install/"]);
     });
   });
 });

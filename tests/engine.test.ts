@@ -316,7 +316,7 @@ describe("engine commands (Automation API)", function () {
           // receives the managed CA.
           .flatMap((service) => [service, ...["config", "container", "guard", "health", "rebuild", "ssh", ...(service === "dns" ? [] : ["secrets"])].map((phase) => `${service}-${phase}`)])
           // What every host is built from (the stack sets no node here, so no template download is named).
-          .concat(["nixmox-ca", "nixmox-ca-root"])
+          .concat(["nixmox-ca", "nixmox-ca-intermediate", "nixmox-ca-root"])
           .sort(),
       );
       assert.ok(targets.includes("urn:pulumi:homelab::nixmox::nixmox:index:NixosService::vaultwarden"));

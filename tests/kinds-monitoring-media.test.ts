@@ -248,16 +248,28 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       });
     });
 
-    it("media: fails with a human message for a database of no app, a missing log database and a Jellyfin port NixOS cannot set", async () => {
+    it("media: fails with a human message for a Jellyfin port NixOS cannot set", async () => {
       const data = await seed();
-      delete data.services.media.interface.dbs.sonarr.additionaldbs;
-      data.services.media.interface.dbs.lidarr = { host: "10.40.0.11", name: "lidarr", owner: "lidarr", port: 5432 };
       data.services.media.interface.proxy.jellyfin.upstream = "10.40.0.17:8097";
       data.services.media.ports = [8097, 8989, 7878, 9696, 9091];
       assert.deepEqual(evalModule("services/media.nix", planHostData(planUnchecked(data), "media"), "media", "failed"), [
         'nixmox media: service "media": Jellyfin listens on 8096 (its port is set in Jellyfin\'s network.xml, not by NixOS), but its route sends to port 8097; use 8096 in interface.proxy.jellyfin.upstream.',
-        'nixmox media: service "media": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr.',
-        'nixmox media: service "media": sonarr also needs a log database; set interface.dbs.sonarr.additionaldbs = [ "sonarr-log" ].',
+      ]);
+    });
+
+    it("media: warns, and does not fail, for a database no app uses; an *arr entry without additionaldbs gets <name>-log as its log database", async () => {
+      const data = await seed();
+      delete data.services.media.interface.dbs.sonarr.additionaldbs;
+      data.services.media.interface.dbs.jellyfin = { host: "10.40.0.11", name: "jellyfin", owner: "jellyfin", port: 5432 };
+      const result = evalModule("services/media.nix", planHostData(planOf(data), "media"), "media", `{
+        inherit failed;
+        warnings = m.config.warnings;
+        logdb = m.config.services.sonarr.settings.postgres.logdb;
+      }`) as { failed: string[]; warnings: string[]; logdb: string };
+      assert.deepEqual(result.failed, []);
+      assert.equal(result.logdb, "sonarr-log");
+      assert.deepEqual(result.warnings.filter((warning) => warning.includes("jellyfin is used")), [
+        'nixmox media: service "media": interface.dbs.jellyfin is used by no app on this host (prowlarr, radarr, sonarr use interface.dbs.<app>); its database exists for a module of your own.',
       ]);
     });
 
@@ -469,13 +481,13 @@ describe("kinds: monitoring, media and the authentik outposts", function () {
       assert.deepEqual(nixEval(`${mediaLib}.arrSettings ${edited} "prowlarr"`), { server: { port: 9696, bindaddress: "10.40.0.17" } });
     });
 
-    it("finds a database without a log database and one that belongs to no app", async () => {
+    it("finds a database without a log database (hand-written data: the plan always gives one) and one that belongs to no app", async () => {
       assert.deepEqual(nixEval(`[ (${mediaLib}.missingLogDatabases ${media()}) (${mediaLib}.unknownDatabases ${media()}) ]`), [[], []]);
       const data = await seed();
-      delete data.services.media.interface.dbs.sonarr.additionaldbs;
       data.services.media.interface.dbs.lidarr = { host: "10.40.0.11", name: "lidarr", owner: "lidarr", port: 5432 };
-      const edited = json(planHostData(planUnchecked(data), "media").media);
-      assert.deepEqual(nixEval(`[ (${mediaLib}.missingLogDatabases ${edited}) (${mediaLib}.unknownDatabases ${edited}) ]`), [["sonarr"], ["lidarr"]]);
+      const hostData = planHostData(planOf(data), "media").media as { databases: Record<string, { additional: string[] }> };
+      hostData.databases.sonarr.additional = [];
+      assert.deepEqual(nixEval(`[ (${mediaLib}.missingLogDatabases ${json(hostData)}) (${mediaLib}.unknownDatabases ${json(hostData)}) ]`), [["sonarr"], ["lidarr"]]);
     });
 
     it("binds Transmission's RPC to the app's listener and lets the route's domain through its Host check", () => {

@@ -1,11 +1,12 @@
 // Real processes, no mocks: .nix manifests go through the installed nix-instantiate; .json and .yaml through the parsers.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { stringify } from "yaml";
 import { renderPlanJson } from "../cli/views";
-import { ManifestError, defaultManifestPath, formatProblem, loadManifest, loadManifestData, loadPlan } from "../manifest";
+import { ManifestError, defaultManifestPath, formatProblem, loadManifest, loadManifestData, loadPlan, validateManifest } from "../manifest";
 import { planOf, seedManifest, seedModuleFiles, smallManifest } from "./support/manifests";
 
 /** Renders plain JSON data as a Nix expression (attribute names quoted, `${` escaped), to write test manifests. */
@@ -177,6 +178,62 @@ describe("manifest loader", function () {
       });
     });
 
+    describe("in a git repository: the files git tracks, the boundary a flake has", () => {
+      const git = (...args: string[]) => execFileSync("git", ["-C", dir, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      const setUp = () => {
+        git("init", "-q");
+        file(".gitignore", "secrets.nix\nstate/\n");
+        file("lib/common.nix", '{ domain = "lab.test"; }\n');
+        file("lib/helpers/ip.nix", 'n: "10.9.0.${toString n}"\n');
+        file("secrets.nix", '{ token = "canary-ignored"; }\n');
+        file("state/cache.nix", '{ token = "canary-state"; }\n');
+        file("notes/draft.nix", '{ token = "canary-untracked"; }\n');
+        git("add", ".gitignore", "lib", "notes");
+        git("rm", "-q", "--cached", "notes/draft.nix");
+      };
+      const readable = (expression: string) => file("hosts/prod.nix", `${expression}\n`);
+      const boundary = () => `the files git tracks in its repository ${realpathSync(dir)}, as a flake does (git add a file to let it be read)`;
+
+      it("imports tracked files anywhere in the repository, such as ../lib, while the manifest itself is not yet added", async () => {
+        setUp();
+        const manifest = readable('let common = import ../lib/common.nix; ip = import ../lib/helpers/ip.nix; in { inherit (common) domain; dns = ip 13; }');
+        assert.deepEqual(await loadManifestData(manifest), { domain: "lab.test", dns: "10.9.0.13" });
+      });
+
+      it("fails to read an ignored, an untracked or a .git file of the repository, and anything outside it, saying what may be read", async () => {
+        setUp();
+        const cases: Array<[string, string]> = [
+          ["import ../secrets.nix", "secrets.nix"],
+          ["import ../state/cache.nix", "state/cache.nix"],
+          ["import ../notes/draft.nix", "notes/draft.nix"],
+          ["builtins.readFile ../.git/HEAD", ".git/HEAD"],
+        ];
+        for (const [expression, target] of cases) {
+          const error = await rejection(loadManifestData(readable(`{ x = ${expression}; }`)));
+          assert.deepEqual(error.problems.map(formatProblem), [
+            `manifest: Nix evaluation failed: access to absolute path '${path.join(realpathSync(dir), target)}' is forbidden in restricted mode (a .nix manifest may read only ${boundary()})`,
+          ], expression);
+        }
+        const outside = await rejection(loadManifestData(readable("{ x = builtins.readFile /etc/hostname; }")));
+        assert.match(formatProblem(outside.problems[0]), /access to absolute path '\/etc\/hostname' is forbidden in restricted mode \(a \.nix manifest may read only the files git tracks/);
+      });
+
+      it("reads a directory named with allowPaths (--allow-path, nixmox:manifestAllowPaths) on purpose, and says so when something else is refused", async () => {
+        setUp();
+        const shared = mkdtempSync(path.join(tmpdir(), "nixmox-shared-"));
+        try {
+          writeFileSync(path.join(shared, "keys.nix"), '[ "ssh-ed25519 AAAA shared" ]\n');
+          const manifest = readable(`{ keys = import ${path.join(shared, "keys.nix")}; local = import ../state/cache.nix; }`);
+          const error = await rejection(loadManifestData(manifest, { allowPaths: [shared] }));
+          assert.match(formatProblem(error.problems[0]), new RegExp(`cache\\.nix' is forbidden .*, or the directories given with --allow-path / nixmox:manifestAllowPaths \\(${realpathSync(shared)}\\)\\)$`));
+          const ok = readable(`{ keys = import ${path.join(shared, "keys.nix")}; local = import ../state/cache.nix; }`);
+          assert.deepEqual(await loadManifestData(ok, { allowPaths: [shared, path.join(dir, "state")] }), { keys: ["ssh-ed25519 AAAA shared"], local: { token: "canary-state" } });
+        } finally {
+          rmSync(shared, { recursive: true, force: true });
+        }
+      });
+    });
+
     it("fails with the install hint when nix-instantiate is not on PATH", async () => {
       const manifest = file("manifest.nix", "{ }\n");
       const emptyBin = mkdtempSync(path.join(tmpdir(), "nixmox-empty-bin-"));
@@ -267,6 +324,53 @@ describe("manifest loader", function () {
       assert.deepEqual((await rejection(loadManifestData(missing))).problems.map(formatProblem), ["manifest: file not found; give the path of a .nix, .json or .yaml manifest"]);
       const toml = file("manifest.toml", "[network]\n");
       assert.deepEqual((await rejection(loadManifestData(toml))).problems.map(formatProblem), ['manifest: unknown manifest format ".toml"; use .nix, .json, .yaml or .yml']);
+    });
+
+    describe("robustness (security review L9): a clear problem, never \"unexpected\"", () => {
+      const deep = "[".repeat(200_000) + "]".repeat(200_000);
+      const tooDeep = "manifest: is nested more than 64 levels deep, far beyond any manifest (about 10 levels); is this the right file?";
+
+      it("fails on JSON nested 200,000 levels deep, and so does validateManifest given such data", async () => {
+        assert.deepEqual((await rejection(loadManifestData(file("deep.json", deep)))).problems.map(formatProblem), [tooDeep]);
+        let nested: unknown = {};
+        for (let level = 0; level < 200_000; level += 1) nested = { network: nested };
+        assert.throws(() => validateManifest(nested, "deep"), (error: unknown) => error instanceof ManifestError && formatProblem(error.problems[0]) === tooDeep);
+      });
+
+      it("fails on YAML nested 200,000 levels deep, naming the place", async () => {
+        const manifest = file("deep.yaml", deep);
+        const problems = (await rejection(loadManifestData(manifest))).problems.map(formatProblem);
+        assert.equal(problems.length, 1);
+        assert.match(problems[0], new RegExp(`^manifest: YAML syntax error: ${manifest.replace(/[.]/g, "\\.")}:1:\\d+: is nested more than 64 levels deep`));
+      });
+
+      it("fails on a YAML alias bomb without expanding it", async () => {
+        const levels = ["a: &a [x, x, x, x, x, x, x, x, x]"];
+        for (let index = 1; index < 10; index += 1) {
+          const [name, previous] = [String.fromCharCode(97 + index), String.fromCharCode(96 + index)];
+          levels.push(`${name}: &${name} [${Array(9).fill(`*${previous}`).join(", ")}]`);
+        }
+        const started = Date.now();
+        const error = await rejection(loadManifestData(file("bomb.yaml", `${levels.join("\n")}\n`)));
+        assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms`);
+        assert.deepEqual(error.problems.map(formatProblem), [
+          "manifest: YAML: its aliases (*name) expand to too many copies (an alias bomb?); it was not expanded. A manifest reuses an anchor a few thousand times at most",
+        ]);
+      });
+
+      it("fails on a YAML alias whose anchor is never set, naming it", async () => {
+        const error = await rejection(loadManifestData(file("alias.yaml", "network: *shared\n")));
+        assert.deepEqual(error.problems.map(formatProblem), [
+          "manifest: YAML: Unresolved alias (the anchor must be set before the alias): shared; define the anchor (&name) before any alias (*name) that uses it",
+        ]);
+      });
+
+      it("loads YAML that uses one anchor 5,000 times, as a large manifest's services might", async () => {
+        const text = `health: &health { checks: [ { type: tcp, port: 8080 } ] }\nservices:\n${Array.from({ length: 5000 }, (_, index) => `  app${index}: { health: *health }\n`).join("")}`;
+        const data = (await loadManifestData(file("anchors.yaml", text))) as { services: Record<string, { health: unknown }> };
+        assert.equal(Object.keys(data.services).length, 5000);
+        assert.deepEqual(data.services.app4999.health, { checks: [{ type: "tcp", port: 8080 }] });
+      });
     });
 
     it("fails validation with the file as the error's source", async () => {

@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { generateManifest, writeManifest } from "../bench/manifest-scale";
 import { renderPlanJson } from "../cli/views";
-import { loadPlan } from "../manifest";
-import { planOf } from "./support/manifests";
+import { loadManifestData, loadPlan, planManifest } from "../manifest";
+import { checkManifest } from "../manifest/validate";
+import { planOf, problemsOf } from "./support/manifests";
 
 describe("manifest scale benchmark inputs", function () {
   this.timeout(60_000);
@@ -32,6 +33,17 @@ describe("manifest scale benchmark inputs", function () {
     assert.equal(plan.dnsRecords.length, 2 * 1000 - 3);
   });
 
+  it("plans identically from the services validation resolved (the loader's path) and on its own", async () => {
+    const manifests = [
+      generateManifest(300),
+      ...(await Promise.all(["service-manifest.nix", "examples/seed-homelab.nix", "examples/older-homelab.nix"].map((file) => loadManifestData(path.join(__dirname, "..", "manifest", file))))),
+    ];
+    for (const raw of manifests) {
+      const { manifest, resolved } = checkManifest(raw, "scale");
+      assert.equal(renderPlanJson(planManifest(manifest, { manifestDir: "/srv", resolved })), renderPlanJson(planManifest(manifest, { manifestDir: "/srv" })));
+    }
+  });
+
   it("fails when asked for fewer than the 4 core services", () => {
     assert.throws(() => generateManifest(3), { message: "generateManifest: count must be at least 4, got 3" });
   });
@@ -45,5 +57,40 @@ describe("manifest scale benchmark inputs", function () {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("manifest validation at scale: no rule depends on the call stack or scans every service per service", function () {
+  this.timeout(60_000);
+
+  /** `count` apps in one chain: app-00001 ← app-00002 ← … (each depends on the previous one). */
+  const chain = (count: number, closeTheLoop: boolean) => {
+    const manifest = generateManifest(4) as { services: Record<string, unknown>; [key: string]: unknown };
+    const name = (index: number) => `app-${String(index).padStart(5, "0")}`;
+    const ipOf = (index: number) => `10.20.${1 + Math.floor(index / 200)}.${10 + (index % 200)}`;
+    for (let index = 1; index <= count; index += 1) {
+      manifest.services[name(index)] = {
+        kind: "custom",
+        ip: ipOf(index),
+        vmid: 2000 + index,
+        nixos_modules: ["modules/app.nix"],
+        depends_on: [index > 1 ? name(index - 1) : closeTheLoop ? name(count) : "caddy"],
+        interface: { health: { checks: [{ type: "tcp", port: 8080 }] } },
+      };
+    }
+    return manifest;
+  };
+
+  it("plans a dependency chain 10,000 services long into 10,000 waves of apps", () => {
+    const plan = planOf(chain(10_000, false));
+    assert.equal(plan.services.length, 10_004);
+    assert.deepEqual(plan.waves.slice(-2), [["app-09999"], ["app-10000"]]);
+  });
+
+  it("fails with the cycle when a chain of 10,000 services closes on itself", () => {
+    const problems = problemsOf(chain(10_000, true));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0], /^service "app-00001": depends_on forms a dependency cycle: app-00001 → app-10000 \(depends_on\), app-10000 → app-09999 \(depends_on\), /);
+    assert.match(problems[0], /app-00002 → app-00001 \(depends_on\); remove one of: app-00001's depends_on "app-10000", /);
   });
 });

@@ -199,6 +199,10 @@ describe("manifest: the original NixMox format (manifest/examples/seed-homelab.n
       'service "wiki": has no health checks, so its deploy is gated on nothing; add interface.health (startup, liveness or checks) or secrets with restart_units',
       'service "guacamole": port 4822 is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN',
       'service "nextcloud": port 8080 is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN',
+      // The seed has no builder: every host builds itself, and these are too small for a NixOS evaluation (issue 18).
+      "builds on the host itself with less memory than a NixOS evaluation needs (2048 MiB of memory + swap; nixpkgs#85148, nix#2664): dns (1024 MiB + 512 MiB swap), " +
+        "guacamole (1024 MiB + 512 MiB swap), monitoring (1024 MiB + 512 MiB swap), notes (1024 MiB + 512 MiB swap), openbao (1024 MiB + 512 MiB swap), " +
+        'vaultwarden (1024 MiB + 512 MiB swap), wiki (1024 MiB + 512 MiB swap); add a service of kind builder, set build.on = "controller", or give them more memory',
     ]);
     assert.deepEqual(withCustom.services.find((service) => service.name === "notes")!.health.checks.map((check) => check.name), ["systemd:notes.service"]);
   });

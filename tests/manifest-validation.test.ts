@@ -68,11 +68,15 @@ const ruleCases: RuleCase[] = [
     problems: [`service "app": password ${secretHint("app", "password")}`],
   },
   {
-    name: "fails when a database block holds a password, pointing at pulumi config set --secret",
+    name: "fails when a database block holds a password, naming the db_password secret NixMox generates instead",
     mutate: (m) => {
       m.services.app.interface.db.password = "hunter2";
     },
-    problems: [`service "app": interface.db.password ${secretHint("app", "password")}`],
+    problems: [
+      'service "app": interface.db.password looks like a secret, and needs no field: NixMox generates the password of this database\'s owner itself, the secret "db_password", ' +
+        "and delivers it to the host as a file. Delete this line; to choose the password, set that secret in the stack from a file or stdin: " +
+        "`pulumi config set --secret --path 'nixmox:secrets.app.db_password' < FILE`",
+    ],
   },
   {
     name: "fails when the network holds an API token, pointing at pulumi config set --secret",
@@ -124,7 +128,7 @@ const ruleCases: RuleCase[] = [
     },
     problems: [
       'service "app": kind must be one of "dns", "caddy", "postgresql", "authentik", "vaultwarden", "guacamole", "forgejo", "nextcloud", ' +
-        '"monitoring", "media", "openbao", "mail", "pgadmin", "custom", got "nginx"',
+        '"monitoring", "media", "openbao", "mail", "pgadmin", "builder", "custom", got "nginx"',
     ],
   },
   {
@@ -142,11 +146,20 @@ const ruleCases: RuleCase[] = [
     problems: ['service "app": ip is required'],
   },
   {
-    name: "fails when the network has no domain",
+    name: "fails when the network has no domain and no service has a full hostname to derive it from",
     mutate: (m) => {
       delete m.network.domain;
     },
-    problems: ["network: domain is required"],
+    problems: ['network: domain is required: no service has a full hostname (such as "dns.home.lab") to derive it from; set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"'],
+  },
+  {
+    name: "fails when the network has no domain and the full hostnames share no suffix, naming them",
+    mutate: (m) => {
+      delete m.network.domain;
+      m.core_services.caddy.hostname = "caddy.lab.test";
+      m.services.app.hostname = "app.other.example";
+    },
+    problems: ['network: domain is required: the services\' hostnames share no domain suffix ("app.other.example", "caddy.lab.test") to derive it from; set network.domain to the domain your hosts share, e.g. network.domain = "home.lab"'],
   },
   {
     name: "fails when the manifest has no network",
@@ -542,6 +555,9 @@ const ruleCases: RuleCase[] = [
     },
     problems: [
       'service "app": interface.proxy.web.tls is "internal" but another route of "web.lab.test" (service "app") is "acme"; one domain is one Caddy site, give its routes the same tls',
+      // .test is special-use: no CA issues for it either (acmeNameIsPublic).
+      'service "app": interface.proxy.api.tls is "acme", but no public CA issues certificates for "web.lab.test": ".test" is special-use (RFC 6761); ' +
+        'use tls = "internal" (NixMox\'s own CA, which your devices can be set to trust), or a public domain that points at your proxy',
     ],
   },
   {
@@ -588,7 +604,12 @@ const ruleCases: RuleCase[] = [
     mutate: (m) => {
       m.services.app.kind = "custom";
     },
-    problems: ['service "app": nixos_modules is required: "app" has no built-in module; list the NixOS module files that configure it'],
+    problems: [
+      // Its OIDC client is a custom app's now, whose callback NixMox does not know (customAppOidcClientNamesItsRedirectUris).
+      'service "app": interface.auth.oidc.redirect_uris is required: "app" is a custom app, so NixMox does not know where it sends users back after login. ' +
+        'Without this list it would allow only "https://web.lab.test/", and the SSO provider refuses any other callback; list the app\'s, e.g. redirect_uris = [ "https://web.lab.test/<its callback path>" ]',
+      'service "app": nixos_modules is required: "app" has no built-in module; list the NixOS module files that configure it',
+    ],
   },
   {
     name: "fails when a misspelt built-in service becomes custom without modules, suggesting the kind",
@@ -679,6 +700,19 @@ const ruleCases: RuleCase[] = [
     problems: [
       'service "app": interface.db.owner "postgres" is a reserved PostgreSQL role; name the owner after the app, e.g. "app"',
       'service "app": interface.dbs.stats.owner "pg_monitor" is a reserved PostgreSQL role; name the owner after the app, e.g. "stats"',
+    ],
+  },
+  {
+    name: "fails when a database, main or additional, is one of PostgreSQL's own (postgres, template0, template1)",
+    mutate: (m) => {
+      m.services.app.interface.db = { host: "postgresql", name: "postgres", owner: "app" };
+      m.services.app.interface.dbs = { stats: { host: "postgresql", additionaldbs: ["template1", "stats-log"] } };
+      m.core_services.authentik.interface.db.name = "template0";
+    },
+    problems: [
+      'service "authentik": interface.db.name "template0" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "authentik"',
+      'service "app": interface.db.name "postgres" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "app"',
+      'service "app": interface.dbs.stats.additionaldbs[0] "template1" is one of PostgreSQL\'s own databases (postgres, template0, template1), which no application may own; name it after the app, e.g. "stats"',
     ],
   },
   {
@@ -816,19 +850,6 @@ const ruleCases: RuleCase[] = [
       m.services.app.interface.auth = { type: "oidc", oidc: { username_claim: "nickname" } };
     },
     problems: ['service "app": interface.auth.oidc.username_claim must be preferred_username, sub or email: Forgejo takes user names only from those claims, got "nickname"'],
-  },
-  {
-    name: "fails when a media database belongs to no *arr app or lacks its log database",
-    mutate: (m) => {
-      m.services.app.kind = "media";
-      delete m.services.app.interface.auth;
-      delete m.services.app.interface.db;
-      m.services.app.interface.dbs = { sonarr: { host: "postgresql" }, lidarr: { host: "postgresql", additionaldbs: ["lidarr-log"] } };
-    },
-    problems: [
-      'service "app": interface.dbs.lidarr belongs to no app that uses PostgreSQL here; name the entry after one of prowlarr, radarr, sonarr',
-      'service "app": interface.dbs.sonarr.additionaldbs is required: sonarr also needs a log database, e.g. [ "sonarr-log" ]',
-    ],
   },
   {
     name: "fails when Jellyfin's route sends to another port than Jellyfin's own",

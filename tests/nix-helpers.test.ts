@@ -95,9 +95,17 @@ describe("nix: pure helpers evaluated by nix-instantiate", function () {
         nixEval(`${pg}.setupScript ${json([dbs[1]])}`),
         [
           "\\set ON_ERROR_STOP on",
+          "SET ROLE NONE;",
+          "SET search_path = pg_catalog, pg_temp;",
           "SET log_statement TO 'none';",
-          `SELECT 'CREATE ROLE "app" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app')\\gexec`,
-          `SELECT 'CREATE DATABASE "app" OWNER "app"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'app')\\gexec`,
+          'ALTER DATABASE "postgres" OWNER TO CURRENT_USER;',
+          'ALTER DATABASE "postgres" RESET ALL;',
+          'ALTER DATABASE "template0" OWNER TO CURRENT_USER;',
+          'ALTER DATABASE "template0" RESET ALL;',
+          'ALTER DATABASE "template1" OWNER TO CURRENT_USER;',
+          'ALTER DATABASE "template1" RESET ALL;',
+          `SELECT 'CREATE ROLE "app" LOGIN' WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'app')\\gexec`,
+          `SELECT 'CREATE DATABASE "app" OWNER "app"' WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'app')\\gexec`,
           'ALTER DATABASE "app" OWNER TO "app";',
           '\\set pw `cat "$CREDENTIALS_DIRECTORY/app-db_password"`',
           `ALTER ROLE "app" WITH LOGIN PASSWORD :'pw';`,
@@ -110,13 +118,18 @@ describe("nix: pure helpers evaluated by nix-instantiate", function () {
     it("quotes every name, so an additional database with '-' and reserved words stay plain names", () => {
       const named = [{ name: "sonarr-log", owner: "user", clientIp: "10.0.0.22", credential: "media-sonarr_db_password" }];
       assert.equal(nixEval(`${pg}.hba ${json(named)}`), 'local all postgres peer\nhost "sonarr-log" "user" 10.0.0.22/32 scram-sha-256\n');
-      assert.match(nixEval(`${pg}.setupScript ${json(named)}`) as string, /^SELECT 'CREATE DATABASE "sonarr-log" OWNER "user"' WHERE NOT EXISTS \(SELECT FROM pg_database WHERE datname = 'sonarr-log'\)\\gexec$/m);
+      assert.match(nixEval(`${pg}.setupScript ${json(named)}`) as string, /^SELECT 'CREATE DATABASE "sonarr-log" OWNER "user"' WHERE NOT EXISTS \(SELECT FROM pg_catalog\.pg_database WHERE datname = 'sonarr-log'\)\\gexec$/m);
       assert.deepEqual(nixEval(`${pg}.invalidDatabases ${json(named)}`), []);
     });
 
     it("finds database requests whose identifiers or addresses could inject SQL or pg_hba syntax", () => {
       const bad = [...dbs, { name: "x; DROP", owner: "a", clientIp: "10.0.0.1", credential: "c" }, { name: "y", owner: "y", clientIp: "0.0.0.0/0", credential: "c" }];
       assert.deepEqual(nixEval(`map (d: d.name) (${pg}.invalidDatabases ${json(bad)})`), ["x; DROP", "y"]);
+    });
+
+    it("finds a request for one of PostgreSQL's own databases (security review N1), as validate does", () => {
+      const system = ["postgres", "template0", "template1"].map((name) => ({ name, owner: "app", clientIp: "10.0.0.20", credential: "c" }));
+      assert.deepEqual(nixEval(`map (d: d.name) (${pg}.invalidDatabases ${json([...dbs, ...system])})`), ["postgres", "template0", "template1"]);
     });
   });
 

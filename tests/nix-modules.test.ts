@@ -10,8 +10,10 @@ import * as path from "node:path";
 import { loadPlan } from "../manifest";
 import { fileSources, hostShippedFiles, renderAll, type HostData, type RenderedHost } from "../render";
 import { exampleManifestData, renderData } from "./golden/render-fixtures";
+import { moduleAssertionFailures } from "./support/deployable";
 
 const seedExample = path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix");
+const olderExample = path.join(__dirname, "..", "manifest", "examples", "older-homelab.nix");
 
 const nixosDir = path.join(__dirname, "..", "nixos");
 
@@ -86,6 +88,7 @@ describe("nix: shipped modules and rendered files", function () {
       "services/app-options.nix",
       "services/authentik-outposts.nix",
       "services/authentik.nix",
+      "services/builder.nix",
       "services/caddy.nix",
       "services/custom.nix",
       "services/dns.nix",
@@ -126,11 +129,24 @@ describe("nix: shipped modules and rendered files", function () {
     }
   });
 
-  describe("both examples: the NixMox example and the seed-format homelab (pgAdmin on PostgreSQL, outposts on authentik)", () => {
+  describe("the three examples: the NixMox example, the seed-format homelab (pgAdmin on PostgreSQL, outposts on authentik) and the older homelab", () => {
     let all: Array<{ example: string; hosts: RenderedHost[] }>;
     before(async () => {
       const seedPlan = await loadPlan(seedExample);
-      all = [{ example: "example", hosts }, { example: "seed-homelab", hosts: renderAll(seedPlan, fileSources(seedPlan.manifestDir)) }];
+      const olderPlan = await loadPlan(olderExample);
+      all = [
+        { example: "example", hosts },
+        { example: "seed-homelab", hosts: renderAll(seedPlan, fileSources(seedPlan.manifestDir)) },
+        { example: "older-homelab", hosts: renderAll(olderPlan, fileSources(olderPlan.manifestDir)) },
+      ];
+    });
+
+    it("renders the older homelab's hosts, each .nix file passing nix-instantiate --parse, the shipped modules' checks passing", () => {
+      assert.deepEqual(all[2].hosts.map((host) => host.service), ["authentik", "caddy", "dns", "media", "monitoring", "postgresql", "vaultwarden"]);
+      for (const host of all[2].hosts) {
+        for (const [file, content] of Object.entries(host.files)) if (file.endsWith(".nix")) parseNix(content, `older-homelab/${host.service}/${file}`);
+      }
+      assert.deepEqual(moduleAssertionFailures(all[2].hosts), []);
     });
 
     it("renders one flake per enabled host, each .nix file passing nix-instantiate --parse", () => {

@@ -284,9 +284,11 @@ describe("nixos modules: values computed from the rendered host data", function 
       const caddy = evalModule(rendered, "caddy", "services/caddy.nix");
       assert.deepEqual(caddy.systemd.services.caddy.serviceConfig.LoadCredential, [
         "nixmox_ca_cert:/var/lib/nixmox/secrets/caddy/ca_root_cert",
-        "nixmox_ca_key:/var/lib/nixmox/secrets/caddy/ca_root_key",
+        "nixmox_ca_intermediate_cert:/var/lib/nixmox/secrets/caddy/ca_intermediate_cert",
+        "nixmox_ca_intermediate_key:/var/lib/nixmox/secrets/caddy/ca_intermediate_key",
       ]);
-      assert.match(caddy.services.caddy.globalConfig, /pki \{\n\tca nixmox \{[\s\S]*key \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_key/);
+      // Caddy signs with the intermediate; the root's key is nowhere on the host (its slot holds the intermediate's).
+      assert.match(caddy.services.caddy.globalConfig, /pki \{\n\tca nixmox \{[\s\S]*root \{\n\t\t\tcert \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_cert\n\t\t\tkey \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_intermediate_key\n[\s\S]*intermediate \{\n\t\t\tcert \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_intermediate_cert\n\t\t\tkey \{\$CREDENTIALS_DIRECTORY\}\/nixmox_ca_intermediate_key/);
       assert.doesNotMatch(caddy.services.caddy.extraConfig, /tls internal/);
       assert.ok(rendered.configs.caddy.Caddyfile.endsWith(caddy.services.caddy.extraConfig));
       const tomcat = evalModule(rendered, "guacamole", "services/guacamole.nix").services.tomcat;

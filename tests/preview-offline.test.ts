@@ -2,6 +2,8 @@
 // engine would do with them.
 import { strict as assert } from "node:assert";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { renderPreviewTree } from "../components/offline-preview";
 import { exampleManifestData, runNixmoxProgram, writeManifest } from "./support/pulumi-mocks";
@@ -29,11 +31,12 @@ describe("nixmox preview --offline", function () {
         "│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand dns-rebuild  (waits for nixmox-ca-root)",
         "│  └─ pulumi-nodejs:dynamic/nixmox:SshHostKey dns-ssh",
         "├─ nixmox:index:ManagedCa nixmox-ca",
+        "│  ├─ pulumi-nodejs:dynamic/nixmox:IntermediateCa nixmox-ca-intermediate",
         "│  └─ pulumi-nodejs:dynamic/nixmox:RootCa nixmox-ca-root  (protected)",
         "├─ pulumi-nodejs:dynamic/nixmox:NodeTemplate nixos-template-pve",
         "└─ pulumi:providers:proxmoxve proxmox",
         "",
-        "12 resources: 9 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",
+        "13 resources: 10 custom, 2 components, 1 stack; nothing was deployed (offline preview under mocks).",
         "",
       ].join("\n"));
     } finally {
@@ -49,14 +52,22 @@ describe("nixmox preview --offline", function () {
     assert.equal(lines[0], "pulumi:pulumi:Stack nixmox-offline");
     assert.ok(lines.includes("│  ├─ pulumi-nodejs:dynamic/nixmox:RemoteCommand guacamole-rebuild  (waits for nixmox-ca-root, authentik-health, caddy-health, dns-health, postgresql-health, secret-guacamole-db_password)"), result.stdout);
     assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy postgresql-container  (protected; retained on delete; waits for nixos-template-pve)"), result.stdout);
-    assert.equal(lines[lines.length - 1], "70 resources: 61 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+    assert.equal(lines[lines.length - 1], "71 resources: 62 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
+  });
+
+  it("previews the older homelab (no vmids, no domain, terraform blocks) and exits 0", () => {
+    const result = nixmox("preview", "--offline", "manifest/examples/older-homelab.nix");
+    assert.equal(result.status, 0, result.stderr);
+    const lines = result.stdout.trimEnd().split("\n");
+    assert.ok(lines.includes("│  ├─ proxmoxve:index/containerLegacy:ContainerLegacy media-container  (waits for nixos-template-pve)"), result.stdout);
+    assert.equal(lines[lines.length - 1], "83 resources: 74 custom, 8 components, 1 stack; nothing was deployed (offline preview under mocks).");
   });
 
   it("prints JSON with secrets as \"[secret]\"", () => {
     const result = nixmox("preview", "--offline", "--json");
     assert.equal(result.status, 0, result.stderr);
     const parsed = JSON.parse(result.stdout) as { resources: Array<{ name: string; inputs: Record<string, unknown>; parent: string | null }> };
-    assert.equal(parsed.resources.length, 70);
+    assert.equal(parsed.resources.length, 71);
     const provider = parsed.resources.find((resource) => resource.name === "proxmox");
     assert.deepEqual(provider?.inputs, { apiToken: "[secret]", endpoint: "https://pve.offline.invalid:8006/", insecure: "false" });
     assert.equal(parsed.resources.filter((resource) => resource.parent === null).map((resource) => resource.name).join(), "nixmox-offline");
@@ -95,9 +106,32 @@ describe("nixmox preview --offline", function () {
     assert.equal(result.stderr, "nixmox: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/); `nixmox preview --offline` needs none\n");
   });
 
-  it("fails with exit code 2 when a manifest argument is given without --offline", () => {
-    const result = nixmox("preview", "manifest/service-manifest.nix");
-    assert.equal(result.status, 2);
-    assert.equal(result.stderr, "nixmox: a manifest argument goes with --offline; the engine preview reads nixmox:manifest from the stack config\n");
+  it("accepts @TAG in --only (a manifest tag or a kind, as colmena's @tag), and names the tags there are for an unknown one", () => {
+    const byTag = nixmox("preview", "--offline", "--only", "@vaultwarden,@dns", "manifest/service-manifest.nix");
+    const byName = nixmox("preview", "--offline", "--only", "dns,vaultwarden", "manifest/service-manifest.nix");
+    assert.equal(byTag.status, 0, byTag.stderr);
+    assert.equal(byTag.stdout, byName.stdout);
+    assert.match(byTag.stdout, /\n--only dns,vaultwarden: \d+ of \d+ resources are targeted/);
+    const unknown = nixmox("preview", "--offline", "--only", "@nope", "manifest/service-manifest.nix");
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /^nixmox: --only: no enabled service has tag "nope" \(a tag is one of a service's manifest tags, or its kind\); tags: @authentik, @caddy, /);
+  });
+
+  it("takes the stack's manifest from its Pulumi.<stack>.yaml with --stack, and refuses another manifest argument showing both paths, exit 2", () => {
+    const project = mkdtempSync(path.join(tmpdir(), "nixmox-preview-stack-"));
+    try {
+      writeFileSync(path.join(project, "Pulumi.yaml"), "name: nixmox\nruntime: nodejs\n");
+      writeFileSync(path.join(project, "Pulumi.home.yaml"), `config:\n  nixmox:manifest: ${path.join(__dirname, "..", "manifest", "examples", "seed-homelab.nix")}\n`);
+      const example = path.join(__dirname, "..", "manifest", "service-manifest.nix");
+      const refused = nixmox("preview", "--offline", "--stack", "home", "--project-dir", project, example);
+      assert.equal(refused.status, 2);
+      assert.match(refused.stderr, /^nixmox: the manifest argument \S*manifest\/service-manifest\.nix is not the manifest of stack "home", which deploys \S*manifest\/examples\/seed-homelab\.nix \(its nixmox:manifest\)/);
+      const taken = nixmox("preview", "--offline", "--stack", "home", "--project-dir", project);
+      assert.equal(taken.status, 0, taken.stderr);
+      // The seed layout's own services, not the example's.
+      assert.match(taken.stdout, /nixmox:index:NixosService openbao/);
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 });

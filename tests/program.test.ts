@@ -113,7 +113,7 @@ describe("program under mocks: the example manifest", function () {
     assert.equal(health.inputs.hostKey, fakeHostKey("dns-ssh"));
   });
 
-  it("registers 70 resources: 7 services × (guard, container, ssh, config, rebuild, health), 5 secrets pushes (the proxy gets the managed CA), the CA (component, root), provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
+  it("registers 71 resources: 7 services × (guard, container, ssh, config, rebuild, health), 5 secrets pushes (the proxy gets the managed CA), the CA (component, root, intermediate), provider, template, 7 generated secrets (Guacamole's client is public), 4 SSO objects", () => {
     const count = (type: string) => run.resources.filter((resource) => resource.type === type).length;
     assert.equal(count("nixmox:index:NixosService"), 7);
     assert.equal(count("proxmoxve:index/containerLegacy:ContainerLegacy"), 7);
@@ -125,11 +125,12 @@ describe("program under mocks: the example manifest", function () {
     ]);
     assert.equal(count("nixmox:index:ManagedCa"), 1);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:RootCa"), 1);
+    assert.equal(count("pulumi-nodejs:dynamic/nixmox:IntermediateCa"), 1);
     assert.equal(count("pulumi:providers:proxmoxve"), 1);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:NodeTemplate"), 1);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:GeneratedSecret"), 7);
     assert.equal(count("pulumi-nodejs:dynamic/nixmox:ContainerGuard"), 7);
-    assert.equal(run.resources.length, 70);
+    assert.equal(run.resources.length, 71);
   });
 
   it("orders rebuilds by exactly the plan's hard edges: each waits for the health checks of its dependencies and nothing else across services", () => {
@@ -140,7 +141,7 @@ describe("program under mocks: the example manifest", function () {
       for (const urn of resource.dependsOn) {
         const target = byUrn.get(urn);
         // The managed CA (every host renders with its root) is data, not an ordering between services.
-        if (!target || target.parent === resource.parent || target.parent === stackUrn || target.type === "pulumi-nodejs:dynamic/nixmox:RootCa") continue;
+        if (!target || target.parent === resource.parent || target.parent === stackUrn || target.parent?.endsWith("::nixmox-ca")) continue;
         crossEdges.push(`${resource.name} -> ${target.name}`);
       }
     }
@@ -178,7 +179,8 @@ describe("program under mocks: the example manifest", function () {
   it("delivers the managed CA's root and key to the proxy, and exports the root for browsers (review R3)", () => {
     const push = resourceNamed(run, "caddy-secrets");
     assert.match(String(push.inputs.command), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_cert/);
-    assert.match(String(push.inputs.command), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_root_key/);
+    assert.match(String(push.inputs.command), /\/var\/lib\/nixmox\/secrets\/caddy\/ca_intermediate_key/);
+    assert.doesNotMatch(String(push.inputs.command), /ca_root_key/);
     assert.ok(push.secretPaths.includes("stdin"));
     assert.ok("caRootCertificate" in run.outputs);
   });
@@ -192,6 +194,7 @@ describe("program under mocks: the example manifest", function () {
       "pulumi-nodejs:dynamic/nixmox:ContainerGuard",
       "pulumi-nodejs:dynamic/nixmox:GeneratedSecret",
       "pulumi-nodejs:dynamic/nixmox:HealthCheck",
+      "pulumi-nodejs:dynamic/nixmox:IntermediateCa",
       "pulumi-nodejs:dynamic/nixmox:NodeTemplate",
       "pulumi-nodejs:dynamic/nixmox:RemoteCommand",
       "pulumi-nodejs:dynamic/nixmox:RootCa",
@@ -273,6 +276,24 @@ describe("program under mocks: the seed-format homelab (manifest/examples/seed-h
     assert.ok(!dependsOn("postgresql-health").includes("sso-postgresql"));
     assert.ok(dependsOn("sso-postgresql").includes("postgresql-rebuild") && dependsOn("sso-postgresql").includes("authentik-health"));
     assert.ok(dependsOn("media-health").includes("sso-media-jellyfin"));
+  });
+});
+
+describe("program under mocks: the older homelab (manifest/examples/older-homelab.nix)", function () {
+  this.timeout(90_000);
+
+  it("creates containers without vmId; the id Proxmox assigns (the mock's stand-in) reaches the first contact and the stack output", async () => {
+    const run = await runNixmoxProgram(path.join(__dirname, "..", "manifest", "examples", "older-homelab.nix"));
+    const components = run.resources.filter((resource) => resource.type === "nixmox:index:NixosService").map((resource) => resource.name).sort();
+    assert.deepEqual(components, ["authentik", "caddy", "dns", "media", "monitoring", "postgresql", "vaultwarden"]);
+    const container = resourceNamed(run, "media-container");
+    assert.ok(!("vmId" in container.inputs));
+    const assigned = (run.outputs.services as Record<string, { vmid: number }>).media.vmid;
+    assert.ok(Number.isInteger(assigned) && assigned >= 100, String(assigned));
+    assert.equal((resourceNamed(run, "media-ssh").plainInputs.firstContact as { vmid: number }).vmid, assigned);
+    assert.equal(resourceNamed(run, "media-guard").inputs.vmid, null);
+    // The database no built-in app uses is still delivered to both hosts.
+    assert.ok(resourceNamed(run, "secret-media-jellyfin_db_password"));
   });
 });
 
@@ -411,7 +432,7 @@ describe("program under mocks: edits", function () {
         name: "SecretsMissingError",
         message: [
           "secrets: 1 required secret is not usable; nothing was changed:",
-          `  service "homepage": secret "api_key" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.homepage.api_key' <value>`,
+          `  service "homepage": secret "api_key" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.homepage.api_key' < FILE`,
         ].join("\n"),
       });
       assert.deepEqual(registered, ["nixmox-offline"], "only the stack itself");

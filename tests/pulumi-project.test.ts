@@ -58,7 +58,8 @@ describe("Pulumi.yaml under the CLI's config rules", () => {
     const required = ["nixmox:proxmoxApiToken", "nixmox:proxmoxEndpoint", "nixmox:proxmoxNode", "nixmox:sshPrivateKey"];
     assert.deepEqual(keysWithoutDefault(project), required);
     // templateSha256 has a default ("") because a template volume id needs none; with the default URL it is required.
-    assert.deepEqual(keysTheReadmeSets(), [...required, "nixmox:templateSha256"].sort());
+    // nixmox:manifest has a default too, and the README sets it first, so that a stack never deploys another homelab's.
+    assert.deepEqual(keysTheReadmeSets(), [...required, "nixmox:manifest", "nixmox:templateSha256"].sort());
   });
 
   it("has defaults that are the program's own defaults", () => {

@@ -121,7 +121,7 @@ describe("render: golden files of the example manifest", function () {
       const result = spawnSync(process.execPath, [path.join(repoDir, "bin", "nixmox.js"), "render", manifest, "--out", path.join(dir, "out")], { encoding: "utf8", timeout: 60_000 });
       assert.equal(result.status, 1);
       assert.equal(result.stdout, "");
-      assert.match(result.stderr, /^.*bad\.json: 1 problem\n  - service "web": vmid /);
+      assert.match(result.stderr, /^.*bad\.json: 1 problem\n  - service "web": nixos_modules is required/);
       assert.doesNotMatch(result.stderr, /\n\s+at /);
       assert.deepEqual(readdirSync(dir), ["bad.json"]);
     } finally {

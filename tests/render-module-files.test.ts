@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { loadPlan, ManifestError } from "../manifest";
 import { fileSources, renderHost, writeRenderedHosts, type HostData } from "../render";
-import { moduleClosure, relativePathLiterals, stripNixCommentsAndStrings } from "../render/module-files";
+import { moduleClosure, relativePathLiterals, stripNixCommentsAndStrings } from "../manifest/module-files";
 import { planFromData, exampleManifestData } from "./golden/render-fixtures";
 
 describe("render: files a manifest module names by relative path", () => {

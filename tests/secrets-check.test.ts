@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import {
   SecretConfigError,
   SecretsMissingError,
@@ -51,10 +51,11 @@ describe("secrets check: rows and messages", () => {
         "",
         "8 secrets: 1 set, 5 generated, 1 missing, 1 in plain text",
         "",
+        "# Each command reads the value from the file named after `<` (leave `< FILE` out to type it, unechoed): never on the command line, which the shell history keeps.",
         "# app/smtp_password is required and cannot be generated; set it:",
-        "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' <value>",
+        "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' < FILE",
         "# authentik/secret_key is stored in plain text in the stack file; set it again as a secret:",
-        "pulumi config set --secret --stack ci --path 'nixmox:secrets.authentik.secret_key' <value>",
+        "pulumi config set --secret --stack ci --path 'nixmox:secrets.authentik.secret_key' < FILE",
       ].join("\n"),
     );
     assert.deepEqual(
@@ -72,8 +73,8 @@ describe("secrets check: rows and messages", () => {
           error.message,
           [
             "secrets: 2 required secrets are not usable; nothing was changed:",
-            `  service "app": secret "smtp_password" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.app.smtp_password' <value>`,
-            `  service "authentik": secret "secret_key" is stored in plain text (re-set it with --secret): pulumi config set --secret --path 'nixmox:secrets.authentik.secret_key' <value>`,
+            `  service "app": secret "smtp_password" is missing and not generatable: pulumi config set --secret --path 'nixmox:secrets.app.smtp_password' < FILE`,
+            `  service "authentik": secret "secret_key" is stored in plain text (re-set it with --secret): pulumi config set --secret --path 'nixmox:secrets.authentik.secret_key' < FILE`,
           ].join("\n"),
         );
         return true;
@@ -90,8 +91,8 @@ describe("secrets check: rows and messages", () => {
   });
 
   it("quotes path segments that Pulumi's property paths would split", () => {
-    assert.equal(configSetCommand("home-assistant", "api.key"), `pulumi config set --secret --path 'nixmox:secrets["home-assistant"]["api.key"]' <value>`);
-    assert.equal(configSetCommand("app", "db_password", { stack: "prod" }), `pulumi config set --secret --stack prod --path 'nixmox:secrets.app.db_password' <value>`);
+    assert.equal(configSetCommand("home-assistant", "api.key"), `pulumi config set --secret --path 'nixmox:secrets["home-assistant"]["api.key"]' < FILE`);
+    assert.equal(configSetCommand("app", "db_password", { stack: "prod" }), `pulumi config set --secret --stack prod --path 'nixmox:secrets.app.db_password' < FILE`);
   });
 });
 
@@ -106,7 +107,7 @@ describe("secrets check: reading the stack file", () => {
     assert.throws(
       () => readStackSecretStates("config:\n  nixmox:secrets:\n    secure: v1:BBBB\n", "Pulumi.ci.yaml"),
       new StackFileError(
-        "Pulumi.ci.yaml: nixmox:secrets is one encrypted value, so which secrets it holds cannot be read without decrypting it; set each secret on its own with pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' <value>",
+        "Pulumi.ci.yaml: nixmox:secrets is one encrypted value, so which secrets it holds cannot be read without decrypting it; set each secret on its own with pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' < FILE",
       ),
     );
   });
@@ -115,12 +116,12 @@ describe("secrets check: reading the stack file", () => {
     assert.throws(() => parseConfiguredSecrets("{not json hunter2", true), (error: unknown) => {
       assert.ok(error instanceof SecretConfigError);
       assert.equal(error.message.includes("hunter2"), false);
-      assert.equal(error.message, "nixmox:secrets is not a structured value; set each secret with pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' <value>");
+      assert.equal(error.message, "nixmox:secrets is not a structured value; set each secret with pulumi config set --secret --path 'nixmox:secrets.<service>.<name>' < FILE");
       return true;
     });
     assert.throws(
       () => parseConfiguredSecrets(JSON.stringify({ app: { db_password: 42 } }), true),
-      new SecretConfigError("nixmox:secrets.app.db_password must be a string value (got a number); set it with pulumi config set --secret --path 'nixmox:secrets.app.db_password' <value>"),
+      new SecretConfigError("nixmox:secrets.app.db_password must be a string value (got a number); set it with pulumi config set --secret --path 'nixmox:secrets.app.db_password' < FILE"),
     );
   });
 
@@ -150,14 +151,14 @@ describe("secrets check: the CLI", function () {
   }
 
   it("fails with exit 1 and the commands when a required secret is missing", async () => {
-    writeFileSync(join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n  nixmox:secrets:\n    app:\n      db_password:\n        secure: v1:AAAA\n");
+    writeFileSync(join(dir, "Pulumi.ci.yaml"), "config:\n  nixmox:manifest: manifest.json\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n  nixmox:secrets:\n    app:\n      db_password:\n        secure: v1:AAAA\n");
     const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "ci", "--project-dir", dir]);
     assert.equal(result.stderr, "");
     assert.equal(result.code, 1);
     assert.equal(
       result.stdout,
       [
-        "stack ci:",
+        "stack ci, manifest " + join(dir, "manifest.json") + ":",
         expectedTable[0],
         "nixmox:proxmoxApiToken        set                              Proxmox API token (user@realm!name=secret) NixMox deploys with",
         "nixmox:sshPrivateKey          set                              the deploy key: SSH private key NixMox logs in to every host with",
@@ -166,27 +167,28 @@ describe("secrets check: the CLI", function () {
         "",
         "10 secrets: 3 set, 6 generated, 1 missing, 0 in plain text",
         "",
+        "# Each command reads the value from the file named after `<` (leave `< FILE` out to type it, unechoed): never on the command line, which the shell history keeps.",
         "# app/smtp_password is required and cannot be generated; set it:",
-        "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' <value>",
+        "pulumi config set --secret --stack ci --path 'nixmox:secrets.app.smtp_password' < FILE",
         "",
       ].join("\n"),
     );
   });
 
   it("exits 0 once every required secret is set", async () => {
-    writeFileSync(join(dir, "Pulumi.ok.yaml"), "config:\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
+    writeFileSync(join(dir, "Pulumi.ok.yaml"), "config:\n  nixmox:manifest: manifest.json\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
     const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "ok", "--project-dir", dir]);
     assert.equal(result.code, 0);
     assert.match(result.stdout, /\n10 secrets: 3 set, 7 generated, 0 missing, 0 in plain text\n$/);
   });
 
   it("fails with exit 1 when the stack's own secrets are missing or in plain text, with the command that sets each", async () => {
-    writeFileSync(join(dir, "Pulumi.keys.yaml"), "config:\n  nixmox:proxmoxApiToken: root@pam!x=plaintext-token\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
+    writeFileSync(join(dir, "Pulumi.keys.yaml"), "config:\n  nixmox:manifest: manifest.json\n  nixmox:proxmoxApiToken: root@pam!x=plaintext-token\n  nixmox:secrets:\n    app:\n      smtp_password:\n        secure: v1:CCCC\n");
     const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "keys", "--project-dir", dir]);
     assert.equal(result.code, 1);
     assert.match(result.stdout, /^nixmox:proxmoxApiToken {8}plaintext {2}/m);
     assert.match(result.stdout, /^nixmox:sshPrivateKey {10}missing {4}/m);
-    assert.match(result.stdout, /\n# nixmox:proxmoxApiToken is stored in plain text in the stack file; set it again as a secret:\npulumi config set --secret --stack keys nixmox:proxmoxApiToken '<user@realm!token=secret>'\n/);
+    assert.match(result.stdout, /\n# nixmox:proxmoxApiToken is stored in plain text in the stack file; set it again as a secret:\npulumi config set --secret --stack keys nixmox:proxmoxApiToken < token\.txt\n/);
     assert.match(result.stdout, /\n# nixmox:sshPrivateKey is required and cannot be generated; set it:\npulumi config set --secret --stack keys nixmox:sshPrivateKey < ~\/\.ssh\/nixmox_ed25519\n/);
     assert.ok(!result.stdout.includes("plaintext-token"), "the plain value is never printed");
   });
@@ -195,16 +197,47 @@ describe("secrets check: the CLI", function () {
     const result = await run(["secrets", "check", join(dir, "manifest.json"), "--stack", "nope", "--project-dir", dir]);
     assert.equal(result.code, 2);
     assert.equal(result.stdout, "");
-    assert.equal(result.stderr, `stack file ${join(dir, "Pulumi.nope.yaml")} does not exist; create the stack with \`pulumi stack init nope\` or pass --stack <name>\n`);
+    assert.equal(result.stderr, `stack file ${join(dir, "Pulumi.nope.yaml")} does not exist; create the stack with \`nixmox stack init nope\` or pass --stack <name>\n`);
   });
 
   it("fails with exit 1 for an invalid manifest, as validate, plan and status do", async () => {
     const raw = manifestWithSecrets();
     raw.services.app.secrets.smtp_password.mode = "777x";
     writeFileSync(join(dir, "bad.json"), JSON.stringify(raw));
-    const result = await run(["secrets", "check", join(dir, "bad.json"), "--stack", "ok", "--project-dir", dir]);
+    writeFileSync(join(dir, "Pulumi.bad.yaml"), "config:\n  nixmox:manifest: bad.json\n");
+    const result = await run(["secrets", "check", "--stack", "bad", "--project-dir", dir]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /smtp_password/);
     assert.match(result.stderr, /must be an octal mode such as "0400"/);
+  });
+
+  it("checks the stack's nixmox:manifest when no manifest is given, not NixMox's example (newcomer-2 #1)", async () => {
+    writeFileSync(join(dir, "Pulumi.mine.yaml"), "config:\n  nixmox:manifest: manifest.json\n  nixmox:proxmoxApiToken:\n    secure: v1:TTTT\n  nixmox:sshPrivateKey:\n    secure: v1:KKKK\n");
+    const result = await run(["secrets", "check", "--stack", "mine", "--project-dir", dir]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.ok(result.stdout.startsWith(`stack mine, manifest ${join(dir, "manifest.json")}:\n`), result.stdout);
+    assert.match(result.stdout, /\npulumi config set --secret --stack mine --path 'nixmox:secrets\.app\.smtp_password' < FILE\n/);
+  });
+
+  it("refuses a manifest argument that is not the stack's, showing both paths, exit 2", async () => {
+    const other = join(__dirname, "..", "manifest", "service-manifest.nix");
+    const result = await run(["secrets", "check", other, "--stack", "mine", "--project-dir", dir]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stdout, "");
+    assert.equal(
+      result.stderr,
+      `nixmox: the manifest argument ${relative(process.cwd(), other)} is not the manifest of stack "mine", which deploys ${join(dir, "manifest.json")} (its nixmox:manifest): ` +
+        `drop the argument to use the stack's, or point the stack at this file with \`pulumi config set --stack mine nixmox:manifest ${other}\`\n`,
+    );
+  });
+
+  it("without --stack asks the Pulumi CLI for the selected stack, and without the CLI says to pass --stack, exit 2", async () => {
+    const result = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [join(__dirname, "..", "bin", "nixmox.js"), "secrets", "check", "--project-dir", dir], { timeout: 30_000, env: { ...process.env, PATH: "/nonexistent" } }, (error, _stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? -1) : 0, stderr });
+      });
+    });
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr, "nixmox: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/), so the selected stack is unknown: pass --stack NAME\n");
   });
 });

@@ -328,7 +328,7 @@ describe("secrets delivery: pure builders", () => {
     assert.throws(
       () => deliveryPayload(base, {}),
       new SecretDeliveryError(
-        `service "app": secret "vaultwarden/db_password" has no value; set it with pulumi config set --secret --path 'nixmox:secrets.vaultwarden.db_password' <value>`,
+        `service "app": secret "vaultwarden/db_password" has no value; set it with pulumi config set --secret --path 'nixmox:secrets.vaultwarden.db_password' < FILE`,
       ),
     );
   });

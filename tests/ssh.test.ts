@@ -1,7 +1,7 @@
 // Real processes: a loopback OpenSSH server per suite (tests/support/sshd.ts). Nothing is mocked.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { AddressInfo, Server, Socket, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -257,6 +257,25 @@ describe("ssh: known_hosts parsing", () => {
     assert.deepEqual(lookup("web.lan", 22), ["eXl5eXl5", "eHh4eHh4"]);
     assert.deepEqual(lookup("10.0.0.7", 22), []);
     assert.deepEqual(lookup("10.0.0.9", 22), []);
+  });
+
+  it("applies a negated pattern as OpenSSH does: a host a line excludes gets none of its keys (security review L5)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "nixmox-known-hosts-"));
+    try {
+      const text = [`192.168.99.*,!192.168.99.14 ${key}`, `!web.lan,*.lan ${otherKey}`, `[10.0.0.5]:2222,!10.0.0.6 ${otherKey}`].join("\n");
+      const file = join(dir, "known_hosts");
+      writeFileSync(file, `${text}\n`);
+      const entries = parseKnownHosts(text);
+      const ours = (host: string, port: number) => lookupKnownHost(entries, host, port).length > 0;
+      // The real counterpart: ssh-keygen -F exits 0 when a line applies to the name, 1 when none does.
+      const openssh = (name: string) => spawnSync("ssh-keygen", ["-F", name, "-f", file], { encoding: "utf8" }).status === 0;
+      for (const [host, port] of [["192.168.99.14", 22], ["192.168.99.13", 22], ["web.lan", 22], ["db.lan", 22], ["10.0.0.5", 2222], ["10.0.0.6", 22]] as const) {
+        assert.equal(ours(host, port), openssh(port === 22 ? host : `[${host}]:${port}`), `${host}:${port}`);
+      }
+      assert.deepEqual([ours("192.168.99.14", 22), ours("192.168.99.13", 22), ours("web.lan", 22), ours("db.lan", 22)], [false, true, false, true]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("fails to parse a key whose type disagrees with its data", () => {

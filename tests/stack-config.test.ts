@@ -11,6 +11,7 @@ describe("stack config", () => {
   it("applies the documented defaults", () => {
     assert.deepEqual(resolveStackSettings(minimal, "/project"), {
       manifestPath: "/project/manifest/service-manifest.nix",
+      manifestAllowPaths: [],
       proxmoxEndpoint: "https://pve.lan:8006/",
       proxmoxInsecure: false,
       proxmoxNode: "pve",
@@ -21,6 +22,7 @@ describe("stack config", () => {
       confirmTimeoutSeconds: 60,
       allowReplace: [],
       deployKeyCheck: true,
+      rotateRootCa: false,
       hostKeys: {},
       firstContactWindowSeconds: 900,
     });
@@ -52,11 +54,13 @@ describe("stack config", () => {
       nixpkgsNarHash: `sha256-${"A".repeat(43)}=`,
       allowReplace: '["dns","caddy","dns"]',
       manifest: "/abs/homelab.yaml",
+      manifestAllowPaths: '["../shared","/srv/nix-lib","../shared"]',
     }, "/project");
     assert.deepEqual(settings.template, { kind: "url", url: "https://example.org/nixos.tar.xz", datastore: "nfs-templates", fileName: defaultTemplate.fileName, sha256: "cd".repeat(32) });
     assert.deepEqual(settings.nixpkgs, { rev: "0123456789abcdef0123456789abcdef01234567", narHash: `sha256-${"A".repeat(43)}=`, ref: null, lastModified: null });
     assert.deepEqual(settings.allowReplace, ["caddy", "dns"]);
     assert.equal(settings.manifestPath, "/abs/homelab.yaml");
+    assert.deepEqual(settings.manifestAllowPaths, ["/shared", "/srv/nix-lib"]);
   });
 
   it("fails listing every problem with the key and the fix", () => {
@@ -69,10 +73,11 @@ describe("stack config", () => {
       nixpkgsRev: "abc",
       confirmTimeoutSeconds: "-1",
       allowReplace: "caddy",
+      manifestAllowPaths: "../shared",
     }), {
       name: "ManifestError",
       message: [
-        "stack config: 8 problems",
+        "stack config: 9 problems",
         '  - nixmox:proxmoxEndpoint: must be the API address "https://<host>:8006/", got "pve.lan"',
         "  - nixmox:proxmoxNode: is not set; run `pulumi config set nixmox:proxmoxNode <node>` (the Proxmox node of services without `node`)",
         '  - nixmox:proxmoxInsecure: must be true or false, got "yes"',
@@ -81,6 +86,7 @@ describe("stack config", () => {
         '  - nixmox:templateSha256: must be the template\'s SHA-256 as 64 hex characters (sha256sum prints it), got "abc"',
         "  - nixmox:nixpkgsNarHash: must be set together with the other of nixmox:nixpkgsRev/nixmox:nixpkgsNarHash (`nix flake prefetch github:NixOS/nixpkgs/<rev>` prints both)",
         "  - nixmox:allowReplace: must be a list of service names, e.g. `pulumi config set --path 'nixmox:allowReplace[0]' caddy`, got \"caddy\"",
+        "  - nixmox:manifestAllowPaths: must be a list of directories, e.g. `pulumi config set --path 'nixmox:manifestAllowPaths[0]' ../shared`, got \"../shared\"",
       ].join("\n"),
     });
   });

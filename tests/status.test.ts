@@ -94,6 +94,27 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.equal((JSON.parse(readFileSync(join(work, "status.json"), "utf8")) as unknown[]).length, 3);
   });
 
+  it("says whether each host runs its last build with --systems (pulumi stack output systems --json)", () => {
+    const systems = join(work, "systems.json");
+    const running = join(work, "root", "nix", "store", gen1);
+    writeFileSync(systems, JSON.stringify({ alpha: running, beta: "/nix/store/00000000000000000000000000000000-nixos-system-beta" }));
+    const result = runCli([manifest, "--identity", identity, "--known-hosts", knownHosts, "--current-system", currentSystem, "--systems", systems]);
+    assert.equal(result.code, 1, result.stderr);
+    const rows = result.stdout.trimEnd().split("\n").map((line) => line.split(/ {2,}/));
+    assert.deepEqual(rows, [
+      ["SERVICE", "HEALTHY", "GENERATION", "LAST BUILD", "FAILED UNITS", "LAST OUTPUT"],
+      ["alpha", "yes", gen1, "runs it", "-", "-"],
+      ["beta", "yes", gen1, "differs: 00000000000000000000000000000000-nixos-system-beta", "-", "-"],
+      ["gamma", "no", gen1, "-", "app.service", "liveness: failed"],
+    ]);
+    const json = runCli([manifest, "--json", "--identity", identity, "--known-hosts", knownHosts, "--current-system", currentSystem, "--systems", systems]);
+    assert.deepEqual((JSON.parse(json.stdout) as Array<{ matchesLastBuild: boolean | null }>).map((row) => row.matchesLastBuild), [true, false, null]);
+    writeFileSync(systems, "[1]");
+    const bad = runCli([manifest, "--identity", identity, "--known-hosts", knownHosts, "--systems", systems]);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, `nixmox status: ${systems} must map service names to store paths, as \`pulumi stack output systems --json\` prints them\n`);
+  });
+
   it("prints JSON with --json, same verdicts", () => {
     const result = runCli([manifest, "--json", "--identity", identity, "--known-hosts", knownHosts, "--current-system", currentSystem]);
     assert.equal(result.code, 1);
@@ -167,7 +188,7 @@ describe("nixmox status over three real sshd hosts", function () {
       env: { ...process.env, NIXMOX_SSH_IDENTITY: "" },
     });
     assert.equal(result.status, 2);
-    assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey)\n");
+    assert.equal(result.stderr, "nixmox status: no SSH key: pass --identity FILE (or set NIXMOX_SSH_IDENTITY) with the deploy key (nixmox:sshPrivateKey), or pass --stack NAME to use the stack's\n");
   });
 
   it("defaults to .nixmox/known_hosts in the project (gitignored, where the README writes it) and says how to write it", () => {
@@ -175,7 +196,7 @@ describe("nixmox status over three real sshd hosts", function () {
     assert.equal(result.status, 2);
     assert.equal(
       result.stderr,
-      "nixmox status: known_hosts file .nixmox/known_hosts does not exist: write the keys NixMox pinned with `mkdir -p .nixmox && pulumi stack output knownHosts > .nixmox/known_hosts`, or pass --known-hosts FILE\n",
+      "nixmox status: known_hosts file .nixmox/known_hosts does not exist: write the keys NixMox pinned with `mkdir -p .nixmox && pulumi stack output knownHosts > .nixmox/known_hosts`, pass --known-hosts FILE, or pass --stack NAME to read them from the stack\n",
     );
     assert.ok(readFileSync(join(__dirname, "..", ".gitignore"), "utf8").split("\n").includes("/.nixmox/"), ".nixmox/ is gitignored");
   });
@@ -201,7 +222,7 @@ describe("nixmox status over three real sshd hosts", function () {
 
   it("renders an empty last output and missing generation as dashes", () => {
     assert.equal(
-      renderStatusTable([{ service: "web", host: "10.0.0.5", port: 22, healthy: false, generation: null, failedUnits: [], lastOutput: "a\nb" }]),
+      renderStatusTable([{ service: "web", host: "10.0.0.5", port: 22, healthy: false, generation: null, failedUnits: [], lastOutput: "a\nb", lastBuild: null, matchesLastBuild: null }]),
       "SERVICE  HEALTHY  GENERATION  FAILED UNITS  LAST OUTPUT\nweb      no       -           -             a | b",
     );
   });

@@ -5,18 +5,17 @@
  *
  * Exit codes: 0 done, 1 the engine failed, 2 bad usage (missing --yes, an unknown service, no stack, no CLI).
  */
-import * as path from "node:path";
 import type { Command } from "commander";
 import type { EngineEvent } from "@pulumi/pulumi/automation/events";
 import type { Plan } from "../../manifest/plan-types";
 import { EngineError, type EngineOperation, type WorkspaceOptions } from "../engine";
-import { projectRoot } from "../paths";
 import { ProgressTracker } from "../progress";
+import { projectDir } from "../paths";
 import { action, exitCodes, manifestModule } from "../run";
+import { ManifestChoiceError, manifestForStack } from "../stack-manifest";
+import { expandTags } from "../tags";
 import { SelectionError, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, targetUrn, undeployedDependencies } from "../select";
 
-/** The project directory (Pulumi.yaml) of this checkout. */
-export const projectDir = projectRoot;
 
 export interface EngineFlags {
   stack?: string;
@@ -26,6 +25,8 @@ export interface EngineFlags {
   only?: string[];
   withDependencies?: boolean;
   withDependents?: boolean;
+  /** The manifest argument: it must be the stack's nixmox:manifest. */
+  manifest?: string;
   json?: boolean;
   keepProtected?: boolean;
   removeProtected?: boolean;
@@ -41,11 +42,9 @@ export interface EngineIo {
 
 const processIo: EngineIo = { stdout: process.stdout, stderr: process.stderr };
 
-/** The manifest the stack deploys: its `nixmox:manifest`, else Pulumi.yaml's default, relative to the project. */
 async function stackPlan(stack: import("@pulumi/pulumi/automation").Stack, projectDir: string): Promise<Plan> {
-  const { stackConfigValue } = require("../engine") as typeof import("../engine");
-  const configured = (await stackConfigValue(stack, "nixmox:manifest")) ?? "manifest/service-manifest.nix";
-  return manifestModule().loadPlan(path.resolve(projectDir, configured));
+  const { stackAllowPaths, stackManifestPath } = require("../engine") as typeof import("../engine");
+  return manifestModule().loadPlan(await stackManifestPath(stack, projectDir), { allowPaths: await stackAllowPaths(stack, projectDir) });
 }
 
 /**
@@ -91,12 +90,14 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
   try {
     const { workspace, envVars } = await engine.openWorkspace(options);
     const stack = await engine.selectExistingStack(workspace, options);
+    // A manifest argument must be the one the stack deploys (newcomer-2 #1).
+    if (flags.manifest !== undefined) manifestForStack(flags.manifest, stack.name, await engine.stackManifestPath(stack, flags.projectDir));
     let plan: Plan | null = null;
     let selected: string[] | null = null;
     let targets: string[] = [];
     if (only.length > 0) {
       plan = await stackPlan(stack, flags.projectDir);
-      selected = selectServices(plan, { only, withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
+      selected = selectServices(plan, { only: expandTags(plan, only), withDependencies: flags.withDependencies ?? false, withDependents: flags.withDependents ?? false });
       const { planAuthentikObjects } = require("../../components/authentik/plan") as typeof import("../../components/authentik/plan");
       // The proxy also receives the managed CA's root and key (a secrets step the plan alone does not list).
       const { managedCaSecretPlans } = require("../../render/host-data") as typeof import("../../render/host-data");
@@ -163,7 +164,7 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
       io.stderr.write(`nixmox: ${error.message}\n`);
       return error.exitCode;
     }
-    if (error instanceof SelectionError) {
+    if (error instanceof SelectionError || error instanceof ManifestChoiceError) {
       io.stderr.write(`nixmox: ${error.message}\n`);
       return exitCodes.usage;
     }
@@ -176,7 +177,7 @@ export function protectedMessage(resources: Array<{ urn: string; type: string; n
   const lines = resources.map((resource) => {
     const service = plan?.services.find((candidate) => resource.name === `${candidate.name}-container`);
     const why = service?.stateful ? `stateful: service "${service.name}" keeps its data in the container` : "protected in the state";
-    return `  - ${resource.name} (${resource.type.split(":").pop()}${service ? `, vmid ${service.vmid}` : ""}): ${why}`;
+    return `  - ${resource.name} (${resource.type.split(":").pop()}${service?.vmid != null ? `, vmid ${service.vmid}` : ""}): ${why}`;
   });
   return [
     `nixmox: destroy stops at ${resources.length} protected resource${resources.length === 1 ? "" : "s"}:`,
@@ -255,13 +256,16 @@ class Reporter {
   }
 }
 
+/** The manifest argument of a command that acts on a stack. */
+export const stackManifestArgumentHelp = "optional: the stack's nixmox:manifest, which the command reads anyway (another file is an error)";
+
 /** The options every engine command shares. */
 export function engineOptions(command: Command): Command {
   return command
     .option("--stack <name>", "Pulumi stack (default: the Pulumi CLI's selected stack; with preview --offline it only names the URNs)")
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--project-dir <dir>", "directory holding Pulumi.yaml", projectDir)
-    .option("--only <names>", "act on these services only (NAME[,NAME]; repeatable), through Pulumi targets", (value: string, previous: string[] = []) => [...previous, value])
+    .option("--only <names>", "act on these services only (NAME[,NAME|@TAG]; repeatable; @TAG: the services with that manifest tag or kind), through Pulumi targets", (value: string, previous: string[] = []) => [...previous, value])
     .option("--with-dependencies", "with --only: also the services they depend on")
     .option("--with-dependents", "with --only: also the services that depend on them");
 }
@@ -274,7 +278,7 @@ const descriptions: Record<Exclude<EngineOperation, "preview">, string> = {
 
 export function register(program: Command): void {
   for (const operation of ["up", "refresh", "destroy"] as const) {
-    const command = engineOptions(program.command(operation).description(descriptions[operation]))
+    const command = engineOptions(program.command(operation).description(descriptions[operation]).argument("[manifest]", stackManifestArgumentHelp))
       .option("--yes", "confirm that the operation may change the homelab")
       .option("--json", "stream the engine's events as JSON lines instead of the progress lines");
     if (operation === "destroy") {
@@ -282,6 +286,6 @@ export function register(program: Command): void {
         .option("--keep-protected", "destroy everything except protected (stateful) containers, which stay as they are")
         .option("--remove-protected", "unprotect protected (stateful) containers and delete them too; their data is lost");
     }
-    command.action(action(async (flags: EngineFlags) => engineAction(operation, flags)));
+    command.action(action(async (manifest: string | undefined, flags: EngineFlags) => engineAction(operation, { ...flags, ...(manifest !== undefined ? { manifest } : {}) })));
   }
 }

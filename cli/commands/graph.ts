@@ -1,15 +1,22 @@
 import { Option, type Command } from "commander";
-import { displayPath, exampleManifestPath } from "../paths";
+import { projectDir } from "../paths";
 import { action, manifestModule, print } from "../run";
+import { manifestArgumentHelp, offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
 import { renderGraph, type GraphFormat } from "../views";
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("graph")
-    .description("Print the dependency graph, each edge labelled with its reason.")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
-    .addOption(new Option("--format <format>", "graph language").choices(["mermaid", "dot"]).default("mermaid"))
-    .action(action(async (manifest: string, options: { format: GraphFormat }) => {
-      print(renderGraph(await manifestModule().loadPlan(manifest), options.format));
-    }));
+    .description("Print the dependency graph, each edge labelled with its reason; --format svg draws the plan: hosts by wave with their routes and databases, hard edges solid, SSO edges dashed.")
+    .argument("[manifest]", manifestArgumentHelp)
+    .addOption(new Option("--format <format>", "mermaid or dot text, or an SVG picture (Graphviz in WebAssembly, no system Graphviz needed)").choices(["mermaid", "dot", "svg"]).default("mermaid"));
+  stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { format: GraphFormat | "svg" }) => {
+    const plan = await manifestModule().loadPlan(offlineManifest(argument, options), offlineLoadOptions(options));
+    if (options.format === "svg") {
+      const { renderGraphSvg } = require("../graph-svg") as typeof import("../graph-svg");
+      print(await renderGraphSvg(plan));
+      return;
+    }
+    print(renderGraph(plan, options.format));
+  }));
 }

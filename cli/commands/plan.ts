@@ -1,16 +1,17 @@
 import type { Command } from "commander";
-import { displayPath, exampleManifestPath } from "../paths";
+import { projectDir } from "../paths";
 import { action, manifestModule, print } from "../run";
+import { manifestArgumentHelp, offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
 import { renderPlanJson, renderPlanText } from "../views";
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("plan")
     .description("Show the deployment plan: waves, containers, routes, databases, SSO relations; --json adds DNS records, SSO clients and secrets.")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
-    .option("--json", "machine-readable JSON (byte-identical for the same manifest)")
-    .action(action(async (manifest: string, options: { json?: boolean }) => {
-      const plan = await manifestModule().loadPlan(manifest);
-      print(options.json ? renderPlanJson(plan) : renderPlanText(plan));
-    }));
+    .argument("[manifest]", manifestArgumentHelp)
+    .option("--json", "machine-readable JSON (byte-identical for the same manifest)");
+  stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { json?: boolean }) => {
+    const plan = await manifestModule().loadPlan(offlineManifest(argument, options), offlineLoadOptions(options));
+    print(options.json ? renderPlanJson(plan) : renderPlanText(plan));
+  }));
 }

@@ -1,13 +1,16 @@
 import type { Command } from "commander";
 import * as path from "node:path";
-import { displayPath, exampleManifestPath } from "../paths";
+import { existsSync } from "node:fs";
 import { ttyStatusLine } from "../progress";
-import { action, exitCodes, manifestModule, print } from "../run";
+import { action, allowPathOption, exitCodes, loadOptions, manifestModule, print } from "../run";
 import { engineQualifiedType, generatedSecretTargets, parseOnly, selectServices, sharedTargets, targetResources, SelectionError } from "../select";
+import { manifestForStack, offlineLoadOptions, projectDefaultManifest, stackFile, stackManifest } from "../stack-manifest";
+import { expandTags } from "../tags";
 import { engineAction, engineOptions, type EngineFlags } from "./engine";
 
 interface PreviewFlags extends EngineFlags {
   offline?: boolean;
+  allowPath?: string[];
 }
 
 export function register(program: Command): void {
@@ -18,22 +21,27 @@ export function register(program: Command): void {
         "Proxmox settings and a throwaway key (no Proxmox, no Pulumi CLI, no stack config) and prints the exact resource " +
         "tree; without it, the Pulumi engine previews the stack (Automation API; needs the Pulumi CLI).",
     )
-    .argument("[manifest]", `manifest file for --offline (.nix, .json, .yaml; default ${displayPath(exampleManifestPath)}); the engine reads nixmox:manifest`)
+    .argument("[manifest]", "the stack's nixmox:manifest (another file is an error); with --offline any manifest file (.nix, .json, .yaml), default the stack's when its Pulumi.<stack>.yaml exists, else the project's")
     .option("--offline", "run under mocks instead of the engine")
     .option("--json", "with --offline: { resources: [{ urn, type, name, parent, provider, custom, dependsOn, protect, options, inputs, targeted? }] }, secrets as \"[secret]\", values a first deploy computes as \"[unknown]\"; without: the engine's events as JSON lines");
-  engineOptions(command).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
+  allowPathOption(engineOptions(command)).action(action(async (manifest: string | undefined, options: PreviewFlags) => {
     if (!options.offline) {
-      if (manifest !== undefined) {
-        process.stderr.write("nixmox: a manifest argument goes with --offline; the engine preview reads nixmox:manifest from the stack config\n");
+      if ((options.allowPath ?? []).length > 0) {
+        process.stderr.write("nixmox: --allow-path goes with --offline; the engine preview reads nixmox:manifestAllowPaths from the stack config\n");
         return exitCodes.usage;
       }
-      return engineAction("preview", options);
+      return engineAction("preview", { ...options, ...(manifest !== undefined ? { manifest } : {}) });
     }
     if (options.backend !== undefined) {
       process.stderr.write("nixmox: --offline uses no backend (built-in fake settings); drop --backend, or drop --offline to preview the stack\n");
       return exitCodes.usage;
     }
-    return offlinePreview(manifest ?? exampleManifestPath, options);
+    // --stack names the URNs; a stack that has a config file also gives its manifest (one manifest everywhere).
+    const stack = options.stack;
+    const manifestPath = stack !== undefined && existsSync(stackFile(options.projectDir, stack))
+      ? manifestForStack(manifest, stack, stackManifest(options.projectDir, stack))
+      : manifest ?? projectDefaultManifest(options.projectDir);
+    return offlinePreview(manifestPath, options);
   }));
 }
 
@@ -44,10 +52,13 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
     return exitCodes.usage;
   }
   // The plan is loaded once here so that secrets the real stack must set get offline placeholders.
-  const plan = await manifestModule().loadPlan(manifestPath);
+  // With a stack that has a config file, its nixmox:manifestAllowPaths too, as for its manifest.
+  const fromStack = options.stack !== undefined && existsSync(stackFile(options.projectDir, options.stack));
+  const { allowPaths } = fromStack ? offlineLoadOptions(options) : loadOptions(options);
+  const plan = await manifestModule().loadPlan(manifestPath, { allowPaths });
   let selected: string[] | null = null;
   try {
-    if (only.length > 0) selected = selectServices(plan, { only, withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
+    if (only.length > 0) selected = selectServices(plan, { only: expandTags(plan, only), withDependencies: options.withDependencies ?? false, withDependents: options.withDependents ?? false });
   } catch (error) {
     if (!(error instanceof SelectionError)) throw error;
     process.stderr.write(`nixmox: ${error.message}\n`);
@@ -55,8 +66,14 @@ async function offlinePreview(manifestPath: string, options: PreviewFlags): Prom
   }
   // The Pulumi SDK and the program load here, for this command only.
   const offline = require("../../components/offline-preview") as typeof import("../../components/offline-preview");
+  // Where each host builds (issue 18): the engine's preview prints it as an info line; here it goes to a terminal's
+  // stderr (piped output stays the tree or the JSON alone; `nixmox plan` says it too, and the tree lists the builds).
+  if (process.stderr.isTTY) process.stderr.write(`nixmox: ${plan.build.message}\n`);
   const placeholders = offline.offlineSecretPlaceholders(plan);
-  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), placeholders);
+  const { config, secretKeys } = offline.offlineStackConfig(path.resolve(manifestPath), {
+    ...placeholders,
+    ...(allowPaths.length > 0 ? { "nixmox:manifestAllowPaths": JSON.stringify(allowPaths) } : {}),
+  });
   // As `pulumi config set --secret` would store them (plain-text secrets are refused by the program).
   secretKeys.push(...Object.keys(placeholders));
   // On a terminal, a one-line counter of registered resources while the program runs under mocks.

@@ -1,8 +1,9 @@
 import type { Command } from "commander";
 import * as path from "node:path";
 import { ManifestError } from "../../manifest/problems";
-import { displayPath, exampleManifestPath, projectRoot } from "../paths";
+import { projectDir } from "../paths";
 import { action, manifestModule, print } from "../run";
+import { manifestArgumentHelp, offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
 
 /** The renderer, loaded by this command only. */
 const renderModule = () => require("../../render") as typeof import("../../render");
@@ -27,19 +28,19 @@ function evaluateConfigs(render: () => Parameters<typeof import("../../render").
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("render")
     .description("Write one self-contained NixOS flake per enabled service to DIR/<service>/ (what the deploy pushes to /etc/nixmox).")
-    .argument("[manifest]", "manifest file (.nix, .json, .yaml)", displayPath(exampleManifestPath))
+    .argument("[manifest]", manifestArgumentHelp)
     .requiredOption("--out <dir>", "output directory")
     .option("--configs", "also write DIR/<service>/configs/: the daemon files the host's modules produce (Caddyfile, unbound.conf, pg_hba.conf, setup.sql, resolv.conf, nftables.conf), evaluated with nix-instantiate; the proxy's with a stand-in CA made by openssl for this run")
-    .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11")
-    .action(action(async (manifest: string, options: { out: string; nixpkgs?: string; configs?: boolean }) => {
+    .option("--nixpkgs <json>", "nixpkgs pin as JSON { rev, narHash, ref?, lastModified? } (the CLI form of the stack config nixmox:nixpkgsRev/nixmox:nixpkgsNarHash); default: the pinned nixos-25.11");
+  stackManifestOptions(command, projectDir).action(action(async (argument: string | undefined, options: ManifestFlags & { out: string; nixpkgs?: string; configs?: boolean }) => {
       const { fileSources, renderAll, resolveNixpkgsPin, standInCaCertificate, standInCaSubject, writeRenderedHosts } = renderModule();
       const nixpkgs = resolveNixpkgsPin(parsePin(options.nixpkgs));
-      const plan = await manifestModule().loadPlan(manifest);
-      // The shipped modules of this checkout (nixos/), also when the CLI runs from dist/.
-      const sources = fileSources(plan.manifestDir, path.join(projectRoot, "nixos"));
+      const plan = await manifestModule().loadPlan(offlineManifest(argument, options), offlineLoadOptions(options));
+      // NixMox's shipped modules (nixos/ of its package folder), also when the CLI runs from dist/.
+      const sources = fileSources(plan.manifestDir);
       // The flakes render without a CA (no stack here), so their bytes and hashes are the same on every run.
       const hosts = renderAll(plan, sources, { nixpkgs });
       // The configs show what a deploy runs: the proxy signs with the stack's managed CA there, so here with a stand-in

@@ -8,7 +8,7 @@
  * terminal the command stops and says what to set, since the Automation API's CLI cannot prompt.
  */
 import type { Command } from "commander";
-import { projectRoot } from "../paths";
+import { projectDir } from "../paths";
 import { action, exitCodes } from "../run";
 
 interface InitFlags {
@@ -82,7 +82,7 @@ export function register(program: Command): void {
     .argument("<name>", "stack name, e.g. homelab or org/nixmox/homelab")
     .option("--backend <url>", "state backend URL, or \"local\" for .nixmox/state (default: the Pulumi CLI's current backend)")
     .option("--secrets-provider <provider>", "passphrase, awskms://…, azurekeyvault://…, gcpkms://…, hashivault://… (default: the backend's)")
-    .option("--project-dir <dir>", "directory holding Pulumi.yaml", projectRoot)
+    .option("--project-dir <dir>", "directory holding Pulumi.yaml", projectDir)
     .action(action(async (name: string, flags: InitFlags) => {
       const env = process.env;
       let passphrase: string | undefined;

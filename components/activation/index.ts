@@ -11,8 +11,8 @@
  * which re-runs it as an update (triggers would replace, pulumi/pulumi-command#855).
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { HealthCheckSpec } from "../../manifest/plan-types";
+import { packageFile } from "../../manifest/package-root";
 import type { HealthTiming } from "../health/runner";
 import { shellCommand, shellQuote } from "../ssh/quote";
 
@@ -45,8 +45,16 @@ export interface ActivationOptions {
   service: string;
   /** Content hash of the host's rendered config (lowercase hex): same hash + same running generation = no-op. */
   configHash: string;
-  /** @default `/etc/nixmox#<service>` */
+  /** @default `/etc/nixmox#<service>` (ignored when `system` is set) */
   flake?: string;
+  /**
+   * The system built elsewhere and copied to the host (components/build): the wrapper switches to this store path
+   * (`nix-env --set`, `switch-to-configuration switch`) instead of running nixos-rebuild, after checking that its
+   * closure is signed by one of `trustedPublicKeys`. @default none: nixos-rebuild on the host
+   */
+  system?: string;
+  /** The keys a copied system's closure must be signed by (`name:base64`); required with `system`. @default [] */
+  trustedPublicKeys?: string[];
   /** The service's health checks; the wrapper runs the host-side startup ones (phase startup|both). */
   checks: HealthCheckSpec[];
   timing: HealthTiming;
@@ -85,8 +93,23 @@ const servicePattern = /^[a-z][a-z0-9-]{0,62}$/;
 const hashPattern = /^[0-9a-f]{8,128}$/;
 const pathPattern = /^\/[A-Za-z0-9/._-]*$/;
 const flakePattern = /^\/[A-Za-z0-9/._-]*#[A-Za-z0-9._-]+$/;
+const storePathPattern = /^\/nix\/store\/[0-9abcdfghijklmnpqrsvwxyz]{32}-[A-Za-z0-9+._?=-]+$/;
+const nixKeyPattern = /^[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}$/;
 
-export const activationScriptPath = join(__dirname, "nixmox-activate.sh");
+/** `--flake REF`, or `--system PATH --trusted-keys K1,K2` for a system built and copied by components/build. */
+function sourceArguments(options: ActivationOptions): string[] {
+  if (options.system === undefined) {
+    const flake = options.flake ?? `/etc/nixmox#${options.service}`;
+    if (!flakePattern.test(flake)) throw new Error(`service "${options.service}": flake must look like /etc/nixmox#<name>, got ${JSON.stringify(flake)}`);
+    return ["--flake", flake];
+  }
+  if (!storePathPattern.test(options.system)) throw new Error(`service "${options.service}": system must be a Nix store path /nix/store/<hash>-<name>, got ${JSON.stringify(options.system)}`);
+  const keys = options.trustedPublicKeys ?? [];
+  if (keys.length === 0 || keys.some((key) => !nixKeyPattern.test(key))) throw new Error(`service "${options.service}": a copied system needs its trusted public keys ("name:base64"), got ${JSON.stringify(keys)}`);
+  return ["--system", options.system, "--trusted-keys", keys.join(",")];
+}
+
+export const activationScriptPath = packageFile("components", "activation", "nixmox-activate.sh");
 
 function resolvePaths(options: { service: string; paths?: Partial<ActivationPaths> }): ActivationPaths {
   const paths = { ...defaultActivationPaths, ...(options.paths ?? {}) };
@@ -173,8 +196,7 @@ export function activationScriptRemotePath(service: string, paths?: Partial<Acti
 export function renderActivationCommand(options: ActivationOptions): { command: string; stdin: string } {
   validate(options);
   const paths = resolvePaths(options);
-  const flake = options.flake ?? `/etc/nixmox#${options.service}`;
-  if (!flakePattern.test(flake)) throw new Error(`service "${options.service}": flake must look like /etc/nixmox#<name>, got ${JSON.stringify(flake)}`);
+  const source = sourceArguments(options);
   const dir = `${paths.stateDir}/${options.service}`;
   // `$wrapper` is the only expansion in the command: mktemp's output, a path under the validated state dir.
   const install = `umask 077 && mkdir -p ${shellQuote(dir)} && wrapper=$(mktemp ${shellQuote(`${dir}/.nixmox-activate.XXXXXXXXXX`)}) && cat > "$wrapper"`;
@@ -182,7 +204,7 @@ export function renderActivationCommand(options: ActivationOptions): { command: 
     "run",
     "--service", options.service,
     "--config-hash", options.configHash,
-    "--flake", flake,
+    ...source,
     "--confirm-timeout", seconds(options.service, "confirmTimeoutSeconds", options.confirmTimeoutSeconds ?? 0),
     "--activation-timeout", seconds(options.service, "activationTimeoutSeconds", options.activationTimeoutSeconds ?? 1800),
     "--rollback", options.rollback === false ? "0" : "1",

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # nixmox-activate: safe NixOS activation for one NixMox service, run on the host.
 #
-#   nixmox-activate.sh run     --service S --config-hash H --flake REF [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0]
-#                              [--kernel-modules m1,m2] [paths]
+#   nixmox-activate.sh run     --service S --config-hash H (--flake REF | --system STORE-PATH --trusted-keys K1,K2)
+#                              [--confirm-timeout N] [--activation-timeout N] [--rollback 1|0] [--kernel-modules m1,m2] [paths]
 #   nixmox-activate.sh confirm --service S --config-hash H [--wait-timeout N] [paths]
 #   nixmox-activate.sh recover --service S --config-hash H [paths]   (at boot: roll back what the shutdown interrupted)
 #   (internal) nixmox-activate.sh unit ...same as run...
@@ -25,6 +25,11 @@
 #   concurrent run that installs another configuration's checks cannot change what a running unit checks.
 # - A rollback never exits 0 (deploy-rs#214). Exit codes: 0 switched/unchanged/awaiting-confirmation,
 #   1 failed or rolled back, 2 bad usage, 3 rollback itself failed (host state unknown).
+# - `--system` (build once, copy closures: components/build): the system was built elsewhere and copied here; the
+#   host evaluates nothing. Before anything switches, `nix store verify` checks that every path of its closure is
+#   here and signed by one of --trusted-keys; then the unit does what nixos-rebuild does after its build
+#   (nixos-rebuild.sh: `nix-env -p PROFILE --set PATH`, then `PATH/bin/switch-to-configuration switch`), and the
+#   rest of the protocol (checks, confirmation, rollback, recovery) is the same as with --flake.
 # The last line on stdout is always `NIXMOX_RESULT {json}` with sorted keys.
 # Startup checks are embedded at the end of this file as `#nixmox-*` comment lines (base64 fields), so no
 # check text (and no secret) is ever part of a command line.
@@ -79,7 +84,7 @@ mask() {
 }
 
 mode=${1:-}; shift || true
-service="" config_hash="" flake="" confirm_timeout=0 activation_timeout=1800 wait_timeout="" rollback_enabled=1
+service="" config_hash="" flake="" system="" trusted_keys="" confirm_timeout=0 activation_timeout=1800 wait_timeout="" rollback_enabled=1
 state_root=/var/lib/nixmox profile=/nix/var/nix/profiles/system current_system=/run/current-system
 root_keys=/root/.ssh/authorized_keys kernel_modules="" kernel_root=/
 while [ $# -gt 0 ]; do
@@ -88,6 +93,8 @@ while [ $# -gt 0 ]; do
     --service) service=$2 ;;
     --config-hash) config_hash=$2 ;;
     --flake) flake=$2 ;;
+    --system) system=$2 ;;
+    --trusted-keys) trusted_keys=$2 ;;
     --confirm-timeout) confirm_timeout=$2 ;;
     --activation-timeout) activation_timeout=$2 ;;
     --wait-timeout) wait_timeout=$2 ;;
@@ -114,7 +121,13 @@ for pair in "state-dir:$state_root" "profile:$profile" "current-system:$current_
   [[ ${pair#*:} =~ ^/[A-Za-z0-9/._-]*$ ]] || die 2 "--${pair%%:*} must be an absolute path, got '${pair#*:}'"
 done
 if [ "$mode" != confirm ] && [ "$mode" != recover ]; then
-  [[ $flake =~ ^/[A-Za-z0-9/._-]*#[A-Za-z0-9._-]+$ ]] || die 2 "--flake must look like /etc/nixmox#<service>, got '$flake'"
+  if [ -n "$system" ]; then
+    [ -z "$flake" ] || die 2 "give --flake or --system, not both"
+    [[ $system =~ ^/nix/store/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+._?=-]+$ ]] || die 2 "--system must be a Nix store path, got '$system'"
+    [[ $trusted_keys =~ ^[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2}(,[A-Za-z0-9._-]+:[A-Za-z0-9+/]+={0,2})*$ ]] || die 2 "--trusted-keys must be name:base64 keys separated by commas, got '$trusted_keys'"
+  else
+    [[ $flake =~ ^/[A-Za-z0-9/._-]*#[A-Za-z0-9._-]+$ ]] || die 2 "--flake must look like /etc/nixmox#<service>, got '$flake'"
+  fi
 fi
 
 self=$(readlink -f "$0")
@@ -251,14 +264,29 @@ if [ "$mode" = unit ]; then
     [ -z "$units" ] || printf '; failed units: %s%s' "$units" "$hint"
   }
 
-  log "switching $service to $flake (config $config_hash)"
   rc=0
-  run_child timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake" || rc=$?
-  if [ "$rc" = 124 ]; then rollback "nixos-rebuild switch timed out after ${activation_timeout}s"; fi
-  if [ "$rc" != 0 ]; then rollback "nixos-rebuild switch failed with exit code $rc$(failed_units_note)"; fi
+  if [ -n "$system" ]; then
+    # What nixos-rebuild switch does once its build is done: the profile first (what the next boot runs), then the
+    # running system. A failure after the profile moved rolls both back, as for --flake.
+    log "switching $service to $system (config $config_hash)"
+    step="nix-env --set"
+    run_child timeout --kill-after=30 "$activation_timeout" nix-env -p "$profile" --set "$system" || rc=$?
+    if [ "$rc" = 0 ]; then
+      step="switch-to-configuration switch"
+      run_child timeout --kill-after=30 "$activation_timeout" "$system/bin/switch-to-configuration" switch || rc=$?
+    fi
+    if [ "$rc" = 124 ]; then rollback "$step timed out after ${activation_timeout}s"; fi
+    if [ "$rc" != 0 ]; then rollback "$step failed with exit code $rc$(failed_units_note)"; fi
+  else
+    log "switching $service to $flake (config $config_hash)"
+    run_child timeout --kill-after=30 "$activation_timeout" nixos-rebuild switch --flake "$flake" || rc=$?
+    if [ "$rc" = 124 ]; then rollback "nixos-rebuild switch timed out after ${activation_timeout}s"; fi
+    if [ "$rc" != 0 ]; then rollback "nixos-rebuild switch failed with exit code $rc$(failed_units_note)"; fi
+  fi
   new_path=$(readlink -f "$current_system")
   profile_path=$(readlink -f "$profile")
   if [ "$new_path" != "$profile_path" ]; then rollback "after the switch $current_system is $new_path, not the new profile $profile_path"; fi
+  if [ -n "$system" ] && [ "$new_path" != "$system" ]; then rollback "after the switch $current_system is $new_path, not the copied system $system"; fi
 
   # Secret files whose owner did not exist before this generation created it (components/secrets): chown them
   # now, before the startup checks, with the copy of the delivery script that the secrets push keeps.
@@ -450,7 +478,7 @@ running=$(readlink -f "$current_system" || true)
 if [ -e "$service_dir/deployed" ]; then
   deployed_hash=$(sed -n 's/^config_hash=//p' "$service_dir/deployed")
   deployed_gen=$(sed -n 's/^generation=//p' "$service_dir/deployed")
-  if [ "$deployed_hash" = "$config_hash" ] && [ "$deployed_gen" = "$running" ]; then
+  if [ "$deployed_hash" = "$config_hash" ] && [ "$deployed_gen" = "$running" ] && { [ -z "$system" ] || [ "$running" = "$system" ]; }; then
     print_result "$(make_result unchanged "" "$running" "")"
     exit 0
   fi
@@ -474,6 +502,20 @@ if missing=$(missing_kernel_modules); then
     exit 1
   fi
 fi
+# A copied system is switched to only when it is all here and every path of its closure carries a signature of a
+# trusted key (the copy already required them; a path that reached the store another way is caught here). Nothing
+# has switched yet, so nothing rolls back.
+if [ -n "$system" ]; then
+  if [ ! -x "$system/bin/switch-to-configuration" ]; then
+    print_result "$(make_result failed "not switched: $system is not on the host (or has no bin/switch-to-configuration); the closure copy must come first" "$running" "")"
+    exit 1
+  fi
+  if ! verify_output=$(nix --extra-experimental-features nix-command store verify --no-contents --recursive --sigs-needed 1 \
+      --option trusted-public-keys "${trusted_keys//,/ }" "$system" 2>&1); then
+    print_result "$(make_result failed "not switched: the closure of $system is not signed by a trusted key (${trusted_keys//,/, }): $(printf '%s' "$verify_output" | grep -v '^warning:' | tail -n 3 | tr '\n' ' ')" "$running" "")"
+    exit 1
+  fi
+fi
 # The previous attempt's unit may still be exiting after writing its result; the unit name must be free.
 for _ in $(seq 50); do unit_gone "$unit.service" && break; sleep 0.2; done
 rm -rf "$attempt"
@@ -488,10 +530,11 @@ printf '%s\n' "$wrapper_text" > "$attempt/nixmox-activate.sh"
 printf '%s\n' "$wrapper_text" > "$service_dir/nixmox-activate.sh.tmp"
 mv -f "$service_dir/nixmox-activate.sh.tmp" "$service_dir/nixmox-activate.sh"
 echo running > "$attempt/status"
+if [ -n "$system" ]; then source_args=(--system "$system" --trusted-keys "$trusted_keys"); else source_args=(--flake "$flake"); fi
 # TimeoutStopSec: on `systemctl stop` the trap needs time to roll back before systemd sends SIGKILL.
 systemd-run --unit="$unit" --description="NixMox activation of $service" --collect --quiet \
   --property=KillMode=mixed --property=TimeoutStopSec=300 -- \
-  bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" --flake "$flake" \
+  bash "$attempt/nixmox-activate.sh" unit --service "$service" --config-hash "$config_hash" "${source_args[@]}" \
   --confirm-timeout "$confirm_timeout" --activation-timeout "$activation_timeout" --rollback "$rollback_enabled" \
   --state-dir "$state_root" --profile "$profile" --current-system "$current_system" --root-authorized-keys "$root_keys" \
   --kernel-modules "$kernel_modules" --kernel-root "$kernel_root" 9>&- \

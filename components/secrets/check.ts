@@ -5,7 +5,9 @@
  * (`assertSecretsComplete`), which is how `pulumi preview`/`up` stop early with the same list.
  */
 import type { Plan, SecretPlan } from "../../manifest/plan-types";
+import { shellQuote } from "../ssh/quote";
 import { configPath, secretKey } from "./delivery";
+import { terminalText } from "../../manifest/problems";
 
 /**
  * How a key under `nixmox:secrets` is stored: `secret` (encrypted, `secure:` in the stack file) or `plaintext`
@@ -39,10 +41,23 @@ export interface CheckOptions {
   stack?: string;
 }
 
-/** The exact command that stores a secret value (the user types the value in place of `<value>`). */
+/**
+ * Where every suggested command reads a secret value from: a file, or stdin when `< FILE` is left out (`pulumi config
+ * set` then asks for it without echoing). Never the command line, which the shell history keeps (newcomer-2 §10).
+ */
+export const secretValueSource = "< FILE";
+
+/** `pulumi config set --secret [--stack S] [--path] KEY < FILE`: a command that stores a secret, its value never on the line. */
+export function secretSetCommand(key: string, options: CheckOptions & { path?: boolean; source?: string } = {}): string {
+  const stack = options.stack === undefined ? "" : ` --stack ${shellQuote(options.stack)}`;
+  // A property path is always quoted, as the docs write it (its brackets and quotes are shell syntax).
+  const quoted = options.path && !key.includes("'") ? `'${key}'` : shellQuote(key);
+  return `pulumi config set --secret${stack}${options.path ? " --path" : ""} ${quoted} ${options.source ?? secretValueSource}`;
+}
+
+/** The exact command that stores a service secret (the value comes from FILE or stdin, see `secretValueSource`). */
 export function configSetCommand(configService: string, name: string, options: CheckOptions = {}): string {
-  const stack = options.stack === undefined ? "" : ` --stack ${/^[A-Za-z0-9_.\/-]+$/.test(options.stack) ? options.stack : `'${options.stack.replace(/'/g, `'\\''`)}'`}`;
-  return `pulumi config set --secret${stack} --path '${configPath(configService, name)}' <value>`;
+  return secretSetCommand(configPath(configService, name), { ...options, path: true });
 }
 
 /** One row per distinct stack-config value (`<configService>/<name>`), sorted; a db password sent to two hosts is one row. */
@@ -79,7 +94,7 @@ export function checkSecrets(plan: Pick<Plan, "secrets">, configured: Record<str
 }
 
 const stackKeyDescriptions: Record<string, { description: string; value: string }> = {
-  "nixmox:proxmoxApiToken": { description: "Proxmox API token (user@realm!name=secret) NixMox deploys with", value: "'<user@realm!token=secret>'" },
+  "nixmox:proxmoxApiToken": { description: "Proxmox API token (user@realm!name=secret) NixMox deploys with", value: "< token.txt" },
   "nixmox:sshPrivateKey": { description: "the deploy key: SSH private key NixMox logs in to every host with", value: "< ~/.ssh/nixmox_ed25519" },
 };
 
@@ -88,7 +103,6 @@ const stackKeyDescriptions: Record<string, { description: string; value: string 
  * set, missing or stored in plain text; a missing or plain one blocks the deploy, with the command that sets it.
  */
 export function checkStackKeys(states: Partial<Record<string, ConfigEntryState>>, options: CheckOptions = {}): SecretCheckRow[] {
-  const stack = options.stack === undefined ? "" : ` --stack ${/^[A-Za-z0-9_.\/-]+$/.test(options.stack) ? options.stack : `'${options.stack.replace(/'/g, `'\\''`)}'`}`;
   return Object.keys(stackKeyDescriptions).map((key) => {
     const state = states[key];
     const status: SecretStatus = state === "secret" ? "set" : state === "plaintext" ? "plaintext" : "missing";
@@ -101,7 +115,7 @@ export function checkStackKeys(states: Partial<Record<string, ConfigEntryState>>
       required: true,
       hosts: [],
       description: stackKeyDescriptions[key].description,
-      command: status === "set" ? null : `pulumi config set --secret${stack} ${key} ${stackKeyDescriptions[key].value}`,
+      command: status === "set" ? null : secretSetCommand(key, { ...options, source: stackKeyDescriptions[key].value }),
       blocking: status !== "set",
       label: key,
     };
@@ -114,7 +128,8 @@ export function formatSecretCheck(rows: SecretCheckRow[]): string {
   const table = [["SECRET", "STATUS", "HOSTS", "DESCRIPTION"]];
   for (const row of rows) {
     const status = row.status === "missing" && !row.required ? "missing (optional)" : row.status;
-    table.push([row.label, status, row.hosts.join(","), row.description]);
+    // The description comes from the manifest: one line, its control characters shown, not obeyed (review L7).
+    table.push([row.label, status, row.hosts.join(","), terminalText(row.description, { newlines: false })]);
   }
   const widths = table[0].map((_, column) => Math.max(...table.map((line) => line[column].length)));
   const lines = table.map((line) => line.map((cell, column) => (column === line.length - 1 ? cell : cell.padEnd(widths[column]))).join("  ").trimEnd());
@@ -124,6 +139,7 @@ export function formatSecretCheck(rows: SecretCheckRow[]): string {
   const todo = rows.filter((row) => row.command !== null);
   if (todo.length > 0) {
     lines.push("");
+    lines.push("# Each command reads the value from the file named after `<` (leave `< FILE` out to type it, unechoed): never on the command line, which the shell history keeps.");
     for (const row of todo) {
       const why =
         row.status === "plaintext"

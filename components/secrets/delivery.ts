@@ -11,15 +11,15 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { SecretPlan } from "../../manifest/plan-types";
+import { packageFile } from "../../manifest/package-root";
 import { shellCommand } from "../ssh/quote";
 
 /** The directory the NixOS modules read secrets from (`nixmox.host.secretsDir`); mirrors manifest `secretsDir`. */
 export const defaultSecretsDir = "/var/lib/nixmox/secrets";
 
 /** The delivery script text (no secrets in it). Read once; sent inline with every delivery. */
-export const deliveryScript: string = readFileSync(join(__dirname, "deliver-secrets.sh"), "utf8");
+export const deliveryScript: string = readFileSync(packageFile("components", "secrets", "deliver-secrets.sh"), "utf8");
 
 /** Key of a value in the map handed to `deliveryPayload`: `<configService>/<name>`. */
 export function secretKey(secret: Pick<SecretPlan, "configService" | "name">): string {
@@ -115,7 +115,7 @@ export function deliveryPayload(hostSecrets: SecretPlan[], values: Record<string
       if (secret.required) {
         throw new SecretDeliveryError(
           `service "${secret.service}": secret "${secretKey(secret)}" has no value; set it with ` +
-            `pulumi config set --secret --path '${configPath(secret.configService, secret.name)}' <value>`,
+            `pulumi config set --secret --path '${configPath(secret.configService, secret.name)}' < FILE`,
         );
       }
       continue;

@@ -47,7 +47,7 @@ export function readStackSecretStates(text: string, fileName: string): Record<st
   if (isSecure(secrets)) {
     throw new StackFileError(
       `${fileName}: ${secretsConfigKey} is one encrypted value, so which secrets it holds cannot be read without decrypting it; ` +
-        `set each secret on its own with pulumi config set --secret --path '${secretsConfigKey}.<service>.<name>' <value>`,
+        `set each secret on its own with pulumi config set --secret --path '${secretsConfigKey}.<service>.<name>' < FILE`,
     );
   }
   if (typeof secrets !== "object" || Array.isArray(secrets)) throw new StackFileError(`${fileName}: ${secretsConfigKey} must map services to secrets`);
@@ -83,13 +83,13 @@ export function readStackKeyStates(text: string, fileName: string): Partial<Reco
 /** `readStackKeyStates` of the stack file of `stack` in `projectDir`. */
 export function readStackFileKeyStates(projectDir: string, stack: string): Partial<Record<StackSecretKey, ConfigEntryState>> {
   const file = stackFilePath(projectDir, stack);
-  if (!existsSync(file)) throw new StackFileError(`stack file ${file} does not exist; create the stack with \`pulumi stack init ${stack}\` or pass --stack <name>`);
+  if (!existsSync(file)) throw new StackFileError(`stack file ${file} does not exist; create the stack with \`nixmox stack init ${stack}\` or pass --stack <name>`);
   return readStackKeyStates(readFileSync(file, "utf8"), file);
 }
 
 /** Reads the stack file of `stack` in `projectDir`; a missing file is an error with the command that creates it. */
 export function readStackFileSecretStates(projectDir: string, stack: string): Record<string, ConfigEntryState> {
   const file = stackFilePath(projectDir, stack);
-  if (!existsSync(file)) throw new StackFileError(`stack file ${file} does not exist; create the stack with \`pulumi stack init ${stack}\` or pass --stack <name>`);
+  if (!existsSync(file)) throw new StackFileError(`stack file ${file} does not exist; create the stack with \`nixmox stack init ${stack}\` or pass --stack <name>`);
   return readStackSecretStates(readFileSync(file, "utf8"), file);
 }

@@ -42,18 +42,18 @@ export function parseConfiguredSecrets(json: string | undefined, isSecret: boole
     parsed = JSON.parse(json);
   } catch {
     // JSON.parse's message quotes the text it choked on, which is secret: say only where to look.
-    throw new SecretConfigError(`${secretsConfigKey} is not a structured value; set each secret with pulumi config set --secret --path '${secretsConfigKey}.<service>.<name>' <value>`);
+    throw new SecretConfigError(`${secretsConfigKey} is not a structured value; set each secret with pulumi config set --secret --path '${secretsConfigKey}.<service>.<name>' < FILE`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-    throw new SecretConfigError(`${secretsConfigKey} must map services to secrets ({ <service>: { <name>: <value> } }); set each with pulumi config set --secret --path '${secretsConfigKey}.<service>.<name>' <value>`);
+    throw new SecretConfigError(`${secretsConfigKey} must map services to secrets ({ <service>: { <name>: <value> } }); set each with pulumi config set --secret --path '${secretsConfigKey}.<service>.<name>' < FILE`);
   }
   for (const [service, secrets] of Object.entries(parsed as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     if (typeof secrets !== "object" || secrets === null || Array.isArray(secrets)) {
-      throw new SecretConfigError(`${secretsConfigKey}.${service} must map secret names to values; set each with pulumi config set --secret --path '${secretsConfigKey}.${service}.<name>' <value>`);
+      throw new SecretConfigError(`${secretsConfigKey}.${service} must map secret names to values; set each with pulumi config set --secret --path '${secretsConfigKey}.${service}.<name>' < FILE`);
     }
     for (const [name, value] of Object.entries(secrets as Record<string, unknown>)) {
       if (typeof value !== "string") {
-        throw new SecretConfigError(`${secretsConfigKey}.${service}.${name} must be a string value (got a ${Array.isArray(value) ? "list" : value === null ? "null" : typeof value}); set it with pulumi config set --secret --path '${secretsConfigKey}.${service}.${name}' <value>`);
+        throw new SecretConfigError(`${secretsConfigKey}.${service}.${name} must be a string value (got a ${Array.isArray(value) ? "list" : value === null ? "null" : typeof value}); set it with pulumi config set --secret --path '${secretsConfigKey}.${service}.${name}' < FILE`);
       }
       configured.values[`${service}/${name}`] = value;
       configured.states[`${service}/${name}`] = isSecret ? "secret" : "plaintext";

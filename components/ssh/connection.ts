@@ -35,6 +35,11 @@ export interface SshConnectOptions {
   readyTimeoutMs?: number;
   /** SSH keepalive; a dead peer is detected after about 3 intervals. @default 5000 */
   keepaliveIntervalMs?: number;
+  /**
+   * An agent to forward to the server's commands (`SSH_AUTH_SOCK` there), e.g. the deploy key's own
+   * (components/build/agent.ts), so a builder can `nix copy` to a host without holding the key. @default none
+   */
+  forwardAgent?: import("ssh2").BaseAgent;
 }
 
 export interface ExecResult {
@@ -106,6 +111,11 @@ export interface SshSession {
    * is reached without crossing the network in clear.
    */
   forward(host: string, port: number): Promise<import("node:stream").Duplex>;
+  /**
+   * A channel whose output the caller streams: a command, or with `command` null a login shell, on a pseudo-terminal
+   * when `pty` is given (`nixmox ssh`, `logs -f`, `exec`). The caller reads, writes and ends it.
+   */
+  channel(command: string | null, options?: { pty?: { term: string; rows: number; cols: number } }): Promise<ClientChannel>;
   close(): void;
 }
 
@@ -136,6 +146,10 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     },
   };
   if (pinned.length > 0) config.algorithms = { serverHostKey: hostKeyAlgorithms(pinned) as never };
+  if (options.forwardAgent) {
+    config.agent = options.forwardAgent;
+    config.agentForward = true;
+  }
 
   // No forward references between these closures: Pulumi's function serializer (dynamic providers) rejects them.
   // Every way out settles: "ready", "error", a "close" before ready (ssh2 emits only "close" when the peer hangs
@@ -251,6 +265,19 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
       });
     });
 
+  const channel = (command: string | null, channelOptions: { pty?: { term: string; rows: number; cols: number } } = {}) =>
+    new Promise<ClientChannel>((resolve, reject) => {
+      if (!open) {
+        reject(new Error(`SSH connection to ${where} is closed`));
+        return;
+      }
+      const done = (error: Error | undefined, stream: ClientChannel) =>
+        error ? reject(new Error(`cannot start ${command === null ? "a shell" : "the command"} on ${where}: ${error.message}`)) : resolve(stream);
+      const pty = channelOptions.pty;
+      if (command === null) client.shell(pty ?? false, done);
+      else client.exec(command, pty ? { pty } : {}, done);
+    });
+
   return {
     host: options.host,
     port,
@@ -259,6 +286,7 @@ export async function connectSsh(options: SshConnectOptions): Promise<SshSession
     isOpen: () => open,
     exec,
     forward,
+    channel,
     close: () => {
       client.end();
       markClosed();

@@ -119,15 +119,30 @@ function patternMatches(pattern: string, name: string): boolean {
     const digest = createHmac("sha1", Buffer.from(salt, "base64")).update(name).digest("base64");
     return digest === hash;
   }
-  if (pattern.startsWith("!")) return false;
   const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
   return regex.test(name);
+}
+
+/**
+ * Whether a line's pattern list applies to `name`, as OpenSSH's match_hostname does: some plain pattern matches and
+ * no negated one (`!pattern`) does; a matching negation excludes the name whatever else matches (security review L5).
+ */
+function patternListMatches(patterns: string[], name: string): boolean {
+  let matched = false;
+  for (const pattern of patterns) {
+    if (pattern.startsWith("!")) {
+      if (patternMatches(pattern.slice(1), name)) return false;
+    } else if (patternMatches(pattern, name)) {
+      matched = true;
+    }
+  }
+  return matched;
 }
 
 /** Keys known for `host:port` (revoked keys excluded), in file order. */
 export function lookupKnownHost(entries: KnownHostEntry[], host: string, port: number): HostKey[] {
   const name = knownHostsName(host, port);
-  const matching = entries.filter((entry) => entry.patterns.some((pattern) => patternMatches(pattern, name)));
+  const matching = entries.filter((entry) => patternListMatches(entry.patterns, name));
   const revoked = matching.filter((entry) => entry.revoked);
   return matching
     .filter((entry) => !entry.revoked)

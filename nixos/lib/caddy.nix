@@ -144,25 +144,37 @@ rec {
 
   caId = "nixmox";
 
-  # The managed CA's root certificate and key, handed to the caddy unit with LoadCredential= under these ids
-  # (nixos/services/caddy.nix); {$CREDENTIALS_DIRECTORY} is replaced from caddy's environment when the
-  # Caddyfile is read (https://caddyserver.com/docs/caddyfile/concepts#environment-variables).
-  caCredentials = { cert = "nixmox_ca_cert"; key = "nixmox_ca_key"; };
+  # The managed CA's root certificate and its intermediate's certificate and key, handed to the caddy unit with
+  # LoadCredential= under these ids (nixos/services/caddy.nix); {$CREDENTIALS_DIRECTORY} is replaced from caddy's
+  # environment when the Caddyfile is read (https://caddyserver.com/docs/caddyfile/concepts#environment-variables).
+  caCredentials = { cert = "nixmox_ca_cert"; intermediateCert = "nixmox_ca_intermediate_cert"; intermediateKey = "nixmox_ca_intermediate_key"; };
 
   # The caddy unit's credentials, id → file (systemd.exec(5) LoadCredential=): the managed CA's root certificate and
-  # key, none with Caddy's own CA. nixos/services/caddy.nix hands exactly these over; the twin's stand-in does too.
-  credentialsWith = ca: if ca == null then { } else { ${caCredentials.cert} = ca.certFile; ${caCredentials.key} = ca.keyFile; };
+  # its intermediate's certificate and key, none with Caddy's own CA. nixos/services/caddy.nix hands exactly these
+  # over; the twin's stand-in does too.
+  credentialsWith = ca: if ca == null then { } else {
+    ${caCredentials.cert} = ca.certFile;
+    ${caCredentials.intermediateCert} = ca.intermediateCertFile;
+    ${caCredentials.intermediateKey} = ca.intermediateKeyFile;
+  };
   credentials = data: credentialsWith (data.caddy.ca or null);
 
-  # Global `pki` block (https://caddyserver.com/docs/caddyfile/options#pki): the CA signs with the given root;
-  # Caddy makes and renews its intermediate itself.
+  # Global `pki` block (https://caddyserver.com/docs/caddyfile/options#pki): Caddy signs every site with the given
+  # intermediate and builds the chain up to the given root. The root's key never reaches this host, but Caddy's
+  # Caddyfile wants a key in `root` and loads it at start: the intermediate's key stands there, unused while an
+  # intermediate is given (caddyserver/caddy#6290, caddyserver/website#562; checked live with Debian's caddy in
+  # tests/daemon-caddy.test.ts). Caddy does not renew an intermediate it is given: NixMox does (components/managed-ca.ts).
   pkiBlock = concatStringsSep "\n" [
     "pki {"
     "\tca ${caId} {"
     "\t\tname \"NixMox\""
     "\t\troot {"
     "\t\t\tcert {$CREDENTIALS_DIRECTORY}/${caCredentials.cert}"
-    "\t\t\tkey {$CREDENTIALS_DIRECTORY}/${caCredentials.key}"
+    "\t\t\tkey {$CREDENTIALS_DIRECTORY}/${caCredentials.intermediateKey}"
+    "\t\t}"
+    "\t\tintermediate {"
+    "\t\t\tcert {$CREDENTIALS_DIRECTORY}/${caCredentials.intermediateCert}"
+    "\t\t\tkey {$CREDENTIALS_DIRECTORY}/${caCredentials.intermediateKey}"
     "\t\t}"
     "\t}"
     "}"
@@ -184,7 +196,7 @@ rec {
     filter (d: length (uniq (map (r: r.tls) byDomain.${d})) > 1) (attrNames byDomain);
 
   # The whole Caddyfile body (site blocks only), deterministic: domains sorted, routes by specificity.
-  # `ca`: null (Caddy's own internal CA) or the managed CA's { certFile, keyFile } (see pkiBlock).
+  # `ca`: null (Caddy's own internal CA) or the managed CA's { certFile, intermediateCertFile, intermediateKeyFile } (see pkiBlock).
   caddyfileWith = ca: routes:
     let byDomain = routesByDomain routes; in
     concatStringsSep "\n" (map (d: siteBlockWith ca d byDomain.${d}) (attrNames byDomain));

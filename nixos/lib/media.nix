@@ -51,7 +51,8 @@ rec {
   # Databases of the service that belong to no *arr app (a typo in interface.dbs, or an app that has none).
   unknownDatabases = cfg: filter (key: !(elem key arrApps)) (attrNames cfg.databases);
 
-  # *arr apps with a database but no log database (the app would use "<app>-log", which nobody created).
+  # *arr apps with a database but no log database (the app would use "<app>-log", which nobody created). The plan
+  # gives every *arr entry "<name>-log" when the manifest lists no additionaldbs, so this guards hand-written data.
   missingLogDatabases = cfg: filter (app: cfg.databases ? ${app} && length cfg.databases.${app}.additional < 1) arrApps;
 
   # "https://transmission.lan/x" → "transmission.lan"; null without a URL.

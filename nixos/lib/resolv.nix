@@ -20,9 +20,12 @@ rec {
   # The resolvers of a host, in order. A DNS host asks its own unbound first (127.0.0.1), then the manifest's other
   # resolvers, then its upstream forwarders: they answer while its unbound is not yet running (its first rebuild) or
   # restarting. Every other host asks the manifest's resolvers. glibc reads three.
+  # A builder deploys before the DNS service (components/build): the upstream forwarders follow the manifest's.
   nameservers = data:
     if data ? dns
     then take 3 ([ "127.0.0.1" ] ++ filter (ns: ns != data.host.ip) (fleetResolvers data) ++ data.dns.forwarders)
+    else if data ? builder
+    then take 3 (fleetResolvers data ++ filter (ns: !(builtins.elem ns (fleetResolvers data))) data.builder.forwarders)
     else take 3 (fleetResolvers data);
 
   # With a second resolver, glibc waits `timeout` seconds (default 5) for a resolver that does not answer before it

@@ -39,13 +39,15 @@ in
     ca = mkOption {
       default = null;
       description = ''
-        The managed CA (`tls = "internal"` routes): files on this host holding its root certificate and key,
-        handed to Caddy with LoadCredential= and used through the global pki block. null: Caddy's own CA.
+        The managed CA (`tls = "internal"` routes): files on this host holding its root certificate and its
+        intermediate's certificate and key, handed to Caddy with LoadCredential= and used through the global pki
+        block (Caddy signs with the intermediate). null: Caddy's own CA.
       '';
       type = types.nullOr (types.submodule {
         options = {
           certFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Root certificate (PEM)."; };
-          keyFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Root private key (PEM)."; };
+          intermediateCertFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Intermediate certificate (PEM), signed by the root."; };
+          intermediateKeyFile = mkOption { type = types.strMatching "/[A-Za-z0-9._/-]+"; description = "Intermediate private key (PEM)."; };
         };
       });
     };

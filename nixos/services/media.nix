@@ -59,16 +59,17 @@ in
         message = "nixmox media: service \"${host.name}\": Jellyfin listens on ${toString jellyfinDefaultPort} (its port is set in Jellyfin's network.xml, not by NixOS), but its route sends to port ${toString apps.jellyfin.listen.port}; use ${toString jellyfinDefaultPort} in interface.proxy.jellyfin.upstream.";
       }
     ]
-    ++ map (key: {
-      assertion = false;
-      message = "nixmox media: service \"${host.name}\": interface.dbs.${key} belongs to no app that uses PostgreSQL here; name the entry after one of ${lib.concatStringsSep ", " build.arrApps}.";
-    }) (build.unknownDatabases cfg)
     ++ map (app: {
       assertion = false;
       message = "nixmox media: service \"${host.name}\": ${app} also needs a log database; set interface.dbs.${app}.additionaldbs = [ \"${app}-log\" ].";
     }) (build.missingLogDatabases cfg);
 
-    warnings = optional (jellyfinOidc != null)
+    # A database no app here uses is still created on the PostgreSQL host (its role, password and pg_hba line), for a
+    # module of the author's own: `nixmox validate` warns, and so does the rebuild.
+    warnings = map (key:
+      "nixmox media: service \"${host.name}\": interface.${if key == "db" then "db" else "dbs.${key}"} is used by no app on this host (${lib.concatStringsSep ", " build.arrApps} use interface.dbs.<app>); its database exists for a module of your own."
+    ) (build.unknownDatabases cfg)
+    ++ optional (jellyfinOidc != null)
       "nixmox media: service \"${host.name}\": Jellyfin's OIDC login is not configured by NixOS (the SSO plugin is not in nixpkgs). Install jellyfin-plugin-sso from Jellyfin's plugin catalog and add provider \"${jellyfinOidc.provider}\" with client id ${jellyfinOidc.clientId}, OpenID endpoint ${jellyfinOidc.issuer} and redirect ${lib.concatStringsSep " " jellyfinOidc.redirectUris}${if jellyfinOidc.clientSecretFile == null then " (a public client: no secret)" else "; the client secret is in ${jellyfinOidc.clientSecretFile} on this host"}.";
 
     services.jellyfin.enable = true;

@@ -28,6 +28,14 @@ export function realEngineBin(): string {
   return engineBin;
 }
 
+/** The folder holding the Pulumi CLI 3.206.0, the release before NixMox's minimum (`build.sh old-cli`). */
+export function oldPulumiCliBin(): string {
+  const result = spawnSync("bash", [path.join(repoDir, "tools", "engine", "build.sh"), "old-cli"], { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 });
+  const last = (result.stdout ?? "").trim().split("\n").pop() ?? "";
+  if (result.status !== 0 || !last.startsWith("/")) throw new Error(`the older Pulumi CLI could not be built (tools/engine/build.sh old-cli exited ${result.status}):\n${result.stderr}`);
+  return last;
+}
+
 /** The environment every engine run gets: our binaries and Node 22 first on PATH, no network for plugins. */
 export function engineEnvironment(home: string, backend: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const { PULUMI_BACKEND_URL: _backend, PULUMI_CONFIG_PASSPHRASE_FILE: _file, ...inherited } = process.env;
@@ -103,6 +111,9 @@ export function createEngineProject(stack = "homelab", initStack = true): Engine
       set("nixmox:templateSha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
       set("nixmox:proxmoxApiToken", "nixmox@pve!deploy=00000000-0000-0000-0000-000000000000", true);
       set("nixmox:sshPrivateKey", readFileSync(deployKey, "utf8"), true);
+      // These stacks deploy the example manifests (their placeholder admin key, a throwaway deploy key they do not
+      // list): the override of up's refusal. The refusal itself: tests/homelab-package.test.ts, tests/deploy-key.test.ts.
+      set("nixmox:deployKeyCheck", "false");
       for (const [key, value] of Object.entries(settings.extra ?? {})) set(key, value);
       for (const [service, values] of Object.entries(settings.secrets ?? {})) {
         for (const [name, value] of Object.entries(values)) set(`nixmox:secrets.${service}.${name}`, value, true, true);

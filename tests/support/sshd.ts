@@ -9,7 +9,7 @@
  *
  * Reusable by other tests: `const host = await startSshd(); … await host.stop();`
  */
-import { execFileSync, spawn, ChildProcess } from "node:child_process";
+import { execFileSync, spawn, spawnSync, ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, symlinkSync, chmodSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -26,6 +26,12 @@ export interface StartSshdOptions {
   env?: Record<string, string>;
   /** Extra sshd_config lines. */
   extraConfig?: string[];
+  /**
+   * Give the host a Nix store of its own: sshd runs in a private mount namespace with `<dir>/nix` bound on /nix
+   * (real Nix sees only this host's store, as in a container), and sessions get `NIX_CONF_DIR=<dir>/nix-conf`
+   * holding these nix.conf lines. Needs root. @default none: the machine's /nix
+   */
+  privateNix?: { nixConf: string[] };
 }
 
 export interface TestSshd {
@@ -118,7 +124,13 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
   const path = [stubBinDir, "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"].filter(Boolean).join(":");
   // HOME points at the temp dir so the machine's own ~/.bashrc (which bash sources for SSH sessions) cannot
   // add noise to command output.
-  const env = { PATH: path, NIXMOX_STUB_DIR: dir, HOME: dir, ...(options.env ?? {}) };
+  const env: Record<string, string> = { PATH: path, NIXMOX_STUB_DIR: dir, HOME: dir, ...(options.env ?? {}) };
+  if (options.privateNix) {
+    mkdirSync(join(dir, "nix"), { recursive: true });
+    mkdirSync(join(dir, "nix-conf"), { recursive: true });
+    writeFileSync(join(dir, "nix-conf", "nix.conf"), `${options.privateNix.nixConf.join("\n")}\n`);
+    env.NIX_CONF_DIR = join(dir, "nix-conf");
+  }
   mkdirSync(join(dir, "control"), { recursive: true });
   mkdirSync(join(dir, "units"), { recursive: true });
 
@@ -145,7 +157,11 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
       ...(options.extraConfig ?? []),
     ];
     writeFileSync(join(dir, "sshd_config"), `${config.join("\n")}\n`);
-    const started = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: ["ignore", "ignore", "pipe"] });
+    const sshdArgs = ["-D", "-e", "-f", join(dir, "sshd_config")];
+    // unshare and sh exec, so the pid stays sshd's (dropConnections and kill find its sessions).
+    const started = options.privateNix
+      ? spawn("unshare", ["--mount", "--propagation", "private", "/bin/sh", "-c", 'mount --bind "$0" /nix && exec /usr/sbin/sshd "$@"', join(dir, "nix"), ...sshdArgs], { stdio: ["ignore", "ignore", "pipe"] })
+      : spawn("/usr/sbin/sshd", sshdArgs, { stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     started.stderr?.on("data", (chunk) => (stderr += chunk.toString()));
     try {
@@ -198,6 +214,8 @@ export async function startSshd(options: StartSshdOptions = {}): Promise<TestSsh
     kill,
     stop: async () => {
       await kill();
+      // A private store's files are read-only (Nix's canonical permissions): make them removable first.
+      if (options.privateNix) spawnSync("chmod", ["-R", "u+w", join(dir, "nix")]);
       rmSync(dir, { recursive: true, force: true });
     },
     calls: () => {

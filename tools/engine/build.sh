@@ -5,6 +5,8 @@
 #   pulumi-resource-pulumi-nodejs   the dynamic-provider plugin script, from the github.com/pulumi/pulumi/sdk/v3 module
 #   pulumi-resource-proxmoxve       bpg's Terraform provider through Pulumi's bridge (tools/engine/proxmoxve)
 # Idempotent: a binary is rebuilt only when its wrapper module's files, its version or the Go version changed.
+# `build.sh old-cli` builds instead only the Pulumi CLI 3.206.0 (tools/engine/pulumi-old), the release before the
+# minimum NixMox asks for, into its own folder, which it prints: the test that shows NixMox refusing it uses it.
 # Progress goes to standard error; the last line on standard output is the absolute folder holding the binaries,
 # so `export PATH="$(npm run -s engine:bin):$PATH"` gives a shell the same engine. The plugins are ambient
 # (found on PATH); set PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true so the engine never reaches for GitHub.
@@ -49,6 +51,20 @@ build() {
 }
 
 total_started=$SECONDS
+
+if [ "${1:-}" = "old-cli" ]; then
+  old_version="3.206.0"
+  bin="$cache/old-cli"
+  stamps="$cache/old-cli-stamps"
+  mkdir -p "$bin" "$stamps"
+  digest="$(stamp pulumi "$old_version" pulumi-old)"
+  if fresh pulumi "$digest"; then log "pulumi v$old_version (old-cli) is up to date"; else
+    build pulumi "$digest" "$engine_dir/pulumi-old" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
+      "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$old_version"
+  fi
+  echo "$bin"
+  exit 0
+fi
 
 # 1. The Pulumi CLI.
 digest="$(stamp pulumi "$pulumi_version" pulumi)"

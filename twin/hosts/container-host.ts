@@ -17,6 +17,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import type { HostSystem } from "../system";
+import { packageFile } from "../../manifest/package-root";
 import { ip, netnsExists } from "./run";
 import { worldCommand, type World } from "./world";
 
@@ -53,8 +54,9 @@ export interface HostInterface {
   "ip-addresses": { "ip-address": string; "ip-address-type": "inet" | "inet6"; prefix: number }[];
 }
 
-const bootScript = join(__dirname, "boot.sh");
-const initScript = join(__dirname, "init.sh");
+// From the package folder, also when running compiled from dist/ (manifest/package-root.ts).
+const bootScript = packageFile("twin", "hosts", "boot.sh");
+const initScript = packageFile("twin", "hosts", "init.sh");
 
 export class ContainerHost {
   private runtime: ChildProcess | null = null;

@@ -53,6 +53,16 @@ func main() {
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	tracing := flag.String("tracing", "", "a Zipkin-compatible tracing endpoint, passed on to the program")
 	runtimeName := flag.String("runtime", "nodejs", "only nodejs is supported")
+	// Engines before the runtime options moved into ProgramInfo pass Pulumi.yaml's `runtime.options` as flags, plus
+	// -root (sdk/go/common/resource/plugin/langruntime_plugin.go `buildArgsForNewPlugin` up to 3.2xx): the same
+	// options, used when the request carries none.
+	legacy := runtimeOptionFlags{
+		typescript:     flag.Bool("typescript", true, "compile TypeScript (runtime option typescript)"),
+		tsconfig:       flag.String("tsconfig", "", "the tsconfig.json to compile with (runtime option tsconfig)"),
+		nodeargs:       flag.String("nodeargs", "", "extra arguments for node (runtime option nodeargs)"),
+		packagemanager: flag.String("packagemanager", "", "accepted and unused: this host installs no dependencies"),
+		root:           flag.String("root", "", "accepted and unused: the program's folder comes with each request"),
+	}
 	flag.Parse()
 	if *showVersion {
 		fmt.Println(Version)
@@ -77,7 +87,7 @@ func main() {
 		<-ctx.Done()
 		close(stop)
 	}()
-	host := &languageHost{engineAddress: engineAddress, tracing: *tracing, running: map[*exec.Cmd]struct{}{}}
+	host := &languageHost{engineAddress: engineAddress, tracing: *tracing, running: map[*exec.Cmd]struct{}{}, legacyOptions: legacy.asOptions()}
 	handle, err := rpcutil.ServeWithOptions(rpcutil.ServeOptions{
 		Cancel: stop,
 		Init: func(server *grpc.Server) error {
@@ -100,6 +110,8 @@ type languageHost struct {
 
 	engineAddress string
 	tracing       string
+	// The runtime options an older engine passed as flags, for requests that carry none.
+	legacyOptions map[string]any
 
 	mu      sync.Mutex
 	running map[*exec.Cmd]struct{}
@@ -212,6 +224,26 @@ func findNodeModules(dir string) (string, error) {
 	return "", nil
 }
 
+// runtimeOptionFlags are the flags an older engine sets from Pulumi.yaml's `runtime.options`.
+type runtimeOptionFlags struct {
+	typescript     *bool
+	tsconfig       *string
+	nodeargs       *string
+	packagemanager *string
+	root           *string
+}
+
+func (f runtimeOptionFlags) asOptions() map[string]any {
+	options := map[string]any{"typescript": *f.typescript}
+	if *f.tsconfig != "" {
+		options["tsconfig"] = *f.tsconfig
+	}
+	if *f.nodeargs != "" {
+		options["nodeargs"] = *f.nodeargs
+	}
+	return options
+}
+
 // runtimeOptions are Pulumi.yaml's `runtime.options` that change how the program starts.
 type runtimeOptions struct {
 	typescript   bool
@@ -258,7 +290,11 @@ func (h *languageHost) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pul
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: "could not find node on the PATH: " + err.Error()}, nil
 	}
-	options, err := parseRuntimeOptions(info.GetOptions().AsMap())
+	given := info.GetOptions().AsMap()
+	if len(given) == 0 {
+		given = h.legacyOptions
+	}
+	options, err := parseRuntimeOptions(given)
 	if err != nil {
 		return &pulumirpc.RunResponse{Error: err.Error()}, nil
 	}

@@ -6,7 +6,8 @@
  * Only Nix path literals count: the scanner drops comments and strings first, so `"./configure"` in a shell
  * snippet is not a file. A literal naming a directory (`import ./lib`) means its `default.nix`, as in Nix. A path
  * that leaves the manifest's directory is refused, because the host's flake only holds that directory's files.
- * Not followed: paths built at evaluation time (`./. + "/x.nix"`, `builtins.readDir`), which the flake cannot know.
+ * Not followed: paths built at evaluation time (`./. + "/x.nix"`, `./${name}.nix`, `builtins.readDir`), which the
+ * flake cannot know; search paths (`<nixpkgs/…>`), which come from the host's nixpkgs; absolute paths.
  */
 import * as path from "node:path";
 
@@ -59,7 +60,8 @@ export interface ModuleFileProblem {
 
 /**
  * Every manifest-relative file the modules need (the modules themselves first), and the problems found.
- * `read` returns a file's text, or null when there is no such file.
+ * `read` returns a file's text, or null when there is no such file; it may throw an Error whose message says why a
+ * file that exists cannot be used (a symlink out of the manifest's directory), which becomes the problem.
  */
 export function moduleClosure(modules: string[], read: (relative: string) => string | null): { files: Map<string, string>; problems: ModuleFileProblem[] } {
   const files = new Map<string, string>();
@@ -78,10 +80,17 @@ export function moduleClosure(modules: string[], read: (relative: string) => str
         problems.push({ module: current, literal, message: `names ${literal}, which is outside the manifest's directory; the host's flake only holds files inside it` });
         continue;
       }
-      if (target === ".") continue;
-      if (read(target) !== null) queue.push(target);
-      else if (read(`${target}/default.nix`) !== null) queue.push(`${target}/default.nix`);
-      else problems.push({ module: current, literal, message: `names ${literal}, which does not exist (relative to ${current})` });
+      // The module's own directory or one above it (`./.`, `../.`): a base for a path built at evaluation time
+      // (`./. + "/x.nix"`), not a file to carry; the manifest's directory is "." itself.
+      const directory = path.posix.dirname(current);
+      if (target === "." || directory === target || directory.startsWith(`${target}/`)) continue;
+      try {
+        if (read(target) !== null) queue.push(target);
+        else if (read(`${target}/default.nix`) !== null) queue.push(`${target}/default.nix`);
+        else problems.push({ module: current, literal, message: `names ${literal}, which does not exist (relative to ${current})` });
+      } catch (error) {
+        problems.push({ module: current, literal, message: `names ${literal}: ${error instanceof Error ? error.message : String(error)}` });
+      }
     }
   }
   return { files, problems };
