@@ -599,6 +599,16 @@ describe("activation wrapper on a stub NixOS host", function () {
       await login(host.clientPrivateKey);
     });
 
+    it("rewrites it on a run that finds its configuration deployed (a rotated deploy key changes no configuration), so the old key stops working", async () => {
+      const first = await activateWithDeployKey();
+      assert.match(parseActivationResult(first.stdout)?.status ?? "", /^(switched|unchanged)$/, first.stderr);
+      const rotated = await activate({ deployPublicKey: revoked.publicKey, paths: { ...options().paths, rootAuthorizedKeys: sshdKeys() } });
+      assert.equal(parseActivationResult(rotated.stdout)?.status, "unchanged", rotated.stderr);
+      assert.equal(readFileSync(sshdKeys(), "utf8"), `${revoked.publicKey.split(" ").slice(0, 2).join(" ")}\n`);
+      await assert.rejects(login(host.clientPrivateKey), { name: "SshConnectionError", message: /SSH authentication as the deploy user failed/ });
+      await login(revoked.privateKey);
+    });
+
     it("leaves the file alone when the activation rolls back", async () => {
       control("nixos-rebuild", "fail-build");
       const result = await activateWithDeployKey();

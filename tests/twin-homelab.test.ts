@@ -13,6 +13,7 @@ import { loadPlan } from "../manifest";
 import { selectServices } from "../cli/select";
 import { named, startHomelab, stepsOfEvents, type Homelab } from "./support/twin-homelab";
 import { sshKeyPair } from "./support/twin-engine";
+import { repoDir } from "./support/real-engine";
 
 describe("the example homelab in the twin (real engine, NixMox's index.ts)", function () {
   this.timeout(900_000);
@@ -381,22 +382,36 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
     });
   });
 
-  describe("scenario 9: a network.domain edit", () => {
-    it("keeps the root CA, redeploys and restarts every host under the new domain, serves the new names with certificates from the same root, and moves the SSO clients", async () => {
-      const rootBefore = (await homelab.resources()).find((entry) => entry.urn.endsWith("::nixmox-ca-root"))!;
+  describe("scenario 9: a network.domain edit (review B2; the outcome README.md documents)", () => {
+    it("is refused while the root CA may vouch only for the old domain: the error gives the rotation steps, and nothing in the twin or the state changes", async () => {
       const rename = (value: unknown): unknown =>
         typeof value === "string" ? value.split("nixmox.lan").join("lab.example")
           : Array.isArray(value) ? value.map(rename)
             : value !== null && typeof value === "object" ? Object.fromEntries(Object.entries(value).map(([key, entry]) => [key, rename(entry)])) : value;
       Object.assign(homelab.data, rename(homelab.data));
       homelab.writeManifest();
+      // What the engine keeps of each resource (its bookkeeping, such as the `modified` time, aside).
+      const kept = async () => (await homelab.resources()).map((entry: Record<string, unknown>) => JSON.stringify([entry.urn, entry.inputs, entry.outputs, entry.protect])).sort();
+      const before = await kept();
+      const refused = await homelab.up([], { allowFailure: true });
+      assert.notEqual(refused.run.status, 0);
+      assert.match(refused.run.stdout, /the homelab's root CA may vouch only for nixmox\.lan; the manifest now needs lab\.example[^"]*pulumi config set nixmox:rotateRootCa true/);
+      assert.deepEqual(named(refused.steps).filter((step) => !step.startsWith("same ")), [], "no step ran");
+      assert.deepEqual(await kept(), before, "the state is unchanged");
+      for (const name of services) assert.equal(homelab.twin.cluster.node("pve").container(homelab.service(name).vmid).conf.searchdomain, "nixmox.lan", name);
+    });
+
+    it("with nixmox:rotateRootCa: a new root and intermediate, every host redeployed and restarted under the new domain, the new names served with certificates of the new root (the old root no longer verifies them), the SSO clients moved; then the flag is removed and nothing changes", async () => {
+      const rootBefore = (await homelab.resources()).find((entry) => entry.urn.endsWith("::nixmox-ca-root"))!;
+      await homelab.configure({ "nixmox:rotateRootCa": "true" });
       const planned = named(await homelab.preview());
-      assert.ok(!planned.some((step) => step.includes("nixmox-ca")), `the CA is left alone: ${planned.join(", ")}`);
+      assert.ok(planned.includes("replace nixmox-ca-root"), planned.join(", "));
       for (const name of services) assert.ok(planned.includes(`update ${name}-container`) && planned.includes(`update ${name}-rebuild`), `${name}: ${planned.join(", ")}`);
       const ran = await homelab.up();
-      assert.deepEqual(named(ran.steps), planned);
+      // A preview shows a replacement as one `replace` step; the update runs it as create-replacement, replace, delete-replaced.
+      assert.deepEqual(named(ran.steps).filter((step) => !/^(create-replacement|delete-replaced) /.test(step)), planned, "the up ran exactly what its preview showed");
       const rootAfter = (await homelab.resources()).find((entry) => entry.urn.endsWith("::nixmox-ca-root"))!;
-      assert.equal(rootAfter.outputs.certificatePem, rootBefore.outputs.certificatePem);
+      assert.notEqual(rootAfter.outputs.certificatePem, rootBefore.outputs.certificatePem);
       for (const name of services) {
         const container = homelab.twin.cluster.node("pve").container(homelab.service(name).vmid);
         assert.equal(container.conf.searchdomain, "lab.example", name);
@@ -405,12 +420,19 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       assert.equal((await homelab.command(["dig", "+short", "@192.168.99.13", "guac.lab.example"])).stdout.trim(), "192.168.99.10");
       // The old domain is no longer a local zone of the resolver (it would be forwarded upstream, which the twin has none of).
       assert.equal((await homelab.ssh("dns", "grep -c nixmox.lan /run/current-system/etc/unbound.conf || true")).stdout.trim(), "0");
-      const ca = path.join(homelab.work, "root-ca.pem");
-      writeFileSync(ca, rootAfter.outputs.certificatePem);
-      const curl = await homelab.command(["curl", "-sS", "--cacert", ca, "--resolve", "guac.lab.example:443:192.168.99.10", "https://guac.lab.example/guacamole/"]);
-      assert.match(curl.stdout, /^twin listener on port 8280: GET \/guacamole\//, "caddy serves the new name with a certificate the same root signed");
+      const newRoot = path.join(homelab.work, "root-ca-new.pem");
+      const oldRoot = path.join(homelab.work, "root-ca-old.pem");
+      writeFileSync(newRoot, rootAfter.outputs.certificatePem);
+      writeFileSync(oldRoot, rootBefore.outputs.certificatePem);
+      const fetch = (ca: string) => homelab.command(["curl", "-sS", "--cacert", ca, "--resolve", "guac.lab.example:443:192.168.99.10", "https://guac.lab.example/guacamole/"], { allowFailure: true });
+      assert.match((await fetch(newRoot)).stdout, /^twin listener on port 8280: GET \/guacamole\//, "caddy serves the new name with a certificate of the new root");
+      assert.notEqual((await fetch(oldRoot)).status, 0, "the old root does not verify the new certificates");
       const provider = [...homelab.twin.authentik(912)!.oauth2Providers.values()].find((entry) => entry.name === "nixmox-guacamole")!;
       assert.deepEqual(provider.redirect_uris.map((uri: { url: string }) => uri.url), ["https://guac.lab.example/guacamole/"]);
+      await homelab.pulumi(["config", "rm", "--stack", homelab.stack, "nixmox:rotateRootCa"]);
+      // The flag is recorded on the root (protected again) without a replacement; after that, nothing changes.
+      assert.deepEqual(named((await homelab.up()).steps), ["update nixmox-ca-root"], "with the flag removed, the root is protected again, nothing else");
+      assert.deepEqual(named((await homelab.up()).steps), [], "then the next up changes nothing");
     });
   });
 
@@ -499,8 +521,17 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       }
       const ran = await homelab.up();
       assert.deepEqual(named(ran.steps), planned);
-      const oldKey = await homelab.command(["ssh", "-F", "/dev/null", "-i", homelab.deployKey.privateKeyFile, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "root@192.168.99.12", "true"], { allowFailure: true });
-      assert.notEqual(oldKey.status, 0, "the old deploy key no longer opens the authentik host");
+      // The authentik host's own host key, pinned: the old deploy key is refused by that host, not by a host-key mismatch.
+      const authentikHost = homelab.service("authentik");
+      const pinned = path.join(homelab.work, "known_hosts_authentik");
+      writeFileSync(pinned, `${authentikHost.ip} ${readFileSync(path.join(homelab.rootfs(authentikHost.vmid), "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ")}\n`);
+      const login = (key: string) => homelab.command(["ssh", "-F", "/dev/null", "-i", key, "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${pinned}`, "-o", "ConnectTimeout=5", `root@${authentikHost.ip}`, "true"], { allowFailure: true });
+      assert.equal((await login(rotated.privateKeyFile)).status, 0, "the new deploy key opens the authentik host");
+      const keysOnHost = () => ["root/.ssh/authorized_keys", "etc/ssh/authorized_keys.d/root"].map((file) => {
+        const full = path.join(homelab.rootfs(authentikHost.vmid), file);
+        return `${file}: ${existsSync(full) ? readFileSync(full, "utf8").trim() : "(none)"}`;
+      }).join("\n");
+      assert.notEqual((await login(homelab.deployKey.privateKeyFile)).status, 0, `the old deploy key no longer opens the authentik host:\n${keysOnHost()}`);
     });
 
     it("refresh still reads the SSO objects (through the tunnel with the new key)", async () => {
@@ -526,7 +557,7 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
     it("destroy stops at the protected (stateful) containers and names them; with --remove-protected it removes the rest and every SSO object, and Proxmox keeps the stateful containers (retainOnDelete)", async () => {
       const stopped = await homelab.nixmox(["destroy", "--yes"], { allowFailure: true });
       assert.equal(stopped.status, 2);
-      assert.match(stopped.stderr, /destroy stops at 2 protected resources:\n  - postgresql-container \(ContainerLegacy, vmid 911\): stateful[^\n]*\n  - vaultwarden-container \(ContainerLegacy, vmid 914\): stateful/);
+      assert.match(stopped.stderr, /destroy stops at 3 protected resources:\n  - nixmox-ca-root \(RootCa\): the homelab's root CA[^\n]*\n  - postgresql-container \(ContainerLegacy, vmid 911\): stateful[^\n]*\n  - vaultwarden-container \(ContainerLegacy, vmid 914\): stateful/);
       const destroyed = await homelab.nixmox(["destroy", "--yes", "--remove-protected"], { allowFailure: true });
       assert.equal(destroyed.status, 0, `${destroyed.stdout}\n${destroyed.stderr}`);
       assert.deepEqual(await homelab.resources(), []);
@@ -542,9 +573,16 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       const downloads = node().tasks.all().filter((task) => task.type === "download").length;
       const refused = await homelab.up([], { allowFailure: true });
       assert.notEqual(refused.run.status, 0);
+      const errors = refused.run.stdout.split("\n").flatMap((line) => {
+        try {
+          const event = JSON.parse(line) as { diagnosticEvent?: { severity: string; message: string } };
+          return event.diagnosticEvent?.severity === "error" ? [event.diagnosticEvent.message] : [];
+        } catch {
+          return [];
+        }
+      });
       for (const [service, vmid] of [["postgresql", 911], ["vaultwarden", 914]] as const) {
-        assert.ok(refused.run.stdout.includes(`service \\"${service}\\": vmid ${vmid} is already used on the Proxmox cluster of node \\"pve\\" by a guest this stack does not manage`), `${service}: ${refused.run.stdout.slice(-3000)}`);
-        assert.ok(refused.run.stdout.includes(`pct destroy ${vmid}`));
+        assert.ok(errors.some((message) => message.includes(`service "${service}": vmid ${vmid} is already used on the Proxmox cluster of node "pve" by a guest this stack does not manage`) && message.includes(`pct destroy ${vmid}`)), `${service}: ${errors.join("\n")}\n${refused.run.stderr.slice(-2000)}`);
       }
       assert.equal(node().container(911).conf.hostname, "postgresql", "the guest was not taken over");
       for (const vmid of [911, 914, 918]) {
@@ -588,7 +626,9 @@ describe("the example homelab in the twin (real engine, NixMox's index.ts)", fun
       for (const vmid of [940, 941, 942]) assert.equal(node().container(vmid).host.running, true, String(vmid));
       assert.equal((await homelab.command(["dig", "+short", "@192.168.98.13", "home.second.lab"])).stdout.trim(), "192.168.98.10");
       assert.deepEqual(named((await homelab.up()).steps), [], "the first stack sees no change");
-      await homelab.pulumi(["destroy", "--yes", "--skip-preview", "--non-interactive", "--stack", "second"]);
+      // The second stack's root CA is protected as the first one's is: nixmox destroy names it, --remove-protected lifts it.
+      const destroyed = await homelab.command([process.execPath, path.join(repoDir, "bin", "nixmox.js"), "destroy", "--yes", "--remove-protected", "--project-dir", homelab.projectDir, "--stack", "second"], { allowFailure: true, env: { NIXMOX_FROM_SOURCE: "1" } });
+      assert.equal(destroyed.status, 0, `${destroyed.stdout}\n${destroyed.stderr}`);
       assert.equal(node().container(913).host.running, true, "destroying the second stack leaves the first's containers");
     });
   });

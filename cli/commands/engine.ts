@@ -174,9 +174,12 @@ export async function engineAction(operation: EngineOperation, flags: EngineFlag
 
 /** Which protected resources stop a destroy, why, and the two explicit ways on. */
 export function protectedMessage(resources: Array<{ urn: string; type: string; name: string }>, plan: Plan | null): string {
-  const lines = resources.map((resource) => {
+  // Sorted by name: the state's order is the order of creation, which differs from one deploy to the next.
+  const lines = [...resources].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((resource) => {
     const service = plan?.services.find((candidate) => resource.name === `${candidate.name}-container`);
-    const why = service?.stateful ? `stateful: service "${service.name}" keeps its data in the container` : "protected in the state";
+    const why = service?.stateful ? `stateful: service "${service.name}" keeps its data in the container`
+      : resource.type.endsWith(":RootCa") ? "the homelab's root CA, which every browser and host trusts: a new one must be imported everywhere again"
+        : "protected in the state";
     return `  - ${resource.name} (${resource.type.split(":").pop()}${service?.vmid != null ? `, vmid ${service.vmid}` : ""}): ${why}`;
   });
   return [

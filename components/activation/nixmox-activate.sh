@@ -180,6 +180,24 @@ restore_generation() { # generation store-path
   [ "$restore_now" = "$2" ] || { restore_error="the host runs $restore_now, not $2"; return 1; }
 }
 
+# Root's home-directory authorized_keys keeps only the deploy key (security review M7). Proxmox wrote every manifest
+# key there when it created the container, and sshd reads that file besides the NixOS-managed
+# /etc/ssh/authorized_keys.d/root (nixos/core.nix: authorizedKeysInHomedir), so a key removed from
+# network.ssh_keys.root kept working. The manifest keys live in the NixOS configuration; the deploy key, which this
+# activation came through, stays here. Run after a switch, and on a run that finds its configuration deployed: a
+# rotated deploy key changes no configuration, and the old key must stop working all the same (review B1).
+install_deploy_key() { # wrapper text; sets key_error on failure
+  local line key
+  key_error=""
+  line=$(printf '%s\n' "$1" | grep -m1 '^#nixmox-deploy-key ') || return 0 # none given: nothing to keep
+  key=$(printf '%s' "${line#\#nixmox-deploy-key }" | base64 -d 2>/dev/null) || key=""
+  if [[ ! $key =~ ^[a-z0-9@.-]+\ [A-Za-z0-9+/]+=*$ ]]; then key_error="the embedded deploy key is malformed"; return 1; fi
+  if [ "$(cat -- "$root_keys" 2>/dev/null)" = "$key" ]; then return 0; fi
+  mkdir -p -m 0700 "${root_keys%/*}" &&
+    printf '%s\n' "$key" > "$root_keys.nixmox-new" && chmod 0600 "$root_keys.nixmox-new" && mv -f -T "$root_keys.nixmox-new" "$root_keys" ||
+    { key_error="could not rewrite it"; return 1; }
+}
+
 # ---------------------------------------------------------------- unit mode (inside systemd-run)
 if [ "$mode" = unit ]; then
   exec >>"$attempt/log" 2>&1 </dev/null
@@ -343,21 +361,7 @@ if [ "$mode" = unit ]; then
     log "confirmed"
   fi
 
-  # Root's home-directory authorized_keys keeps only the deploy key (security review M7). Proxmox wrote every
-  # manifest key there when it created the container, and sshd reads that file besides the NixOS-managed
-  # /etc/ssh/authorized_keys.d/root (nixos/core.nix: authorizedKeysInHomedir), so a key removed from
-  # network.ssh_keys.root kept working. The manifest keys live in the NixOS configuration; the deploy key, which
-  # this activation came through, stays here.
-  if line=$(grep -m1 '^#nixmox-deploy-key ' "$self"); then
-    key=$(decode "${line#\#nixmox-deploy-key }") || key=""
-    if [[ $key =~ ^[a-z0-9@.-]+\ [A-Za-z0-9+/]+=*$ ]]; then
-      mkdir -p -m 0700 "${root_keys%/*}"
-      printf '%s\n' "$key" > "$root_keys.nixmox-new" && chmod 0600 "$root_keys.nixmox-new" && mv -f -T "$root_keys.nixmox-new" "$root_keys" &&
-        log "$root_keys now holds only the deploy key" || log "warning: could not rewrite $root_keys"
-    else
-      log "warning: the embedded deploy key is malformed; $root_keys left as it is"
-    fi
-  fi
+  install_deploy_key "$(cat -- "$self")" && log "$root_keys now holds only the deploy key" || log "warning: $root_keys left as it is ($key_error)"
   finish switched "" "$new_path"
 fi
 
@@ -479,6 +483,7 @@ if [ -e "$service_dir/deployed" ]; then
   deployed_hash=$(sed -n 's/^config_hash=//p' "$service_dir/deployed")
   deployed_gen=$(sed -n 's/^generation=//p' "$service_dir/deployed")
   if [ "$deployed_hash" = "$config_hash" ] && [ "$deployed_gen" = "$running" ] && { [ -z "$system" ] || [ "$running" = "$system" ]; }; then
+    install_deploy_key "$wrapper_text" || printf 'nixmox-activate: warning: %s left as it is (%s)\n' "$root_keys" "$key_error" >&2
     print_result "$(make_result unchanged "" "$running" "")"
     exit 0
   fi
