@@ -9,7 +9,8 @@
  * - check: compares the new inputs with the deployed ones; a changed vmid or node, or a smaller disk, is a check
  *   failure naming the service, the field, both values, what happens to the data and how to allow it. The first
  *   deploy (no old inputs) and unknown values (a preview) pass. A vmid is null when Proxmox assigns it: removing
- *   the manifest's vmid passes, giving one to a container Proxmox numbered fails (the guard cannot see that id).
+ *   the manifest's vmid passes; giving one to a container Proxmox numbered passes when Proxmox says that guest is
+ *   this service's container (its description names the service: the allocated id), and fails otherwise.
  * - create (the service is new to this stack), and update to another vmid: ask Proxmox whether the vmid is free on
  *   the cluster (`GET /cluster/nextid?vmid=N`, pve-manager PVE/API2/Cluster.pm `nextid`: "VM N already exists"). A
  *   vmid in use belongs to a guest this stack does not manage (another stack's, a container a destroy retained, one
@@ -24,7 +25,7 @@
  * has created the guard (asking Proxmox) before it creates the container.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { vmidInUse, type ProxmoxApiOptions } from "./proxmox-api";
+import { proxmoxGet, vmidInUse, type ProxmoxApiOptions } from "./proxmox-api";
 import { containsUnknown } from "./unknown";
 
 export interface ContainerGuardArgs {
@@ -50,6 +51,25 @@ export interface ContainerGuardInputs {
 
 /** What the guard keeps in the state: its inputs without the API token. */
 export type ContainerGuardOutputs = Omit<ContainerGuardInputs, "proxmox">;
+
+/** A NixMox container's Proxmox description (components/container.ts); it names the service the container is for. */
+export function containerDescription(service: string): string {
+  return `NixMox service ${JSON.stringify(service)} (managed by Pulumi; edit the manifest, not this container)`;
+}
+
+/**
+ * Whether guest `vmid` on `node` is the container Proxmox numbered for `service` at its first deploy: a container
+ * whose description (pve-container PVE/API2/LXC/Config.pm `vm_config`; Proxmox ends each line with a newline) is the
+ * one NixMox gives that service. False when there is no such guest or Proxmox cannot be asked.
+ */
+export async function isServiceContainer(proxmox: ProxmoxApiOptions, node: string, vmid: number, service: string): Promise<boolean> {
+  try {
+    const config = (await proxmoxGet(proxmox, `nodes/${encodeURIComponent(node)}/lxc/${encodeURIComponent(String(vmid))}/config`)) as { description?: unknown };
+    return typeof config?.description === "string" && config.description.trimEnd() === containerDescription(service);
+  } catch {
+    return false;
+  }
+}
 
 /** The message of a vmid in use (exported for tests). */
 export function vmidInUseMessage(service: string, vmid: number, node: string): string {
@@ -102,7 +122,14 @@ export function replacementProblems(olds: Partial<ContainerGuardInputs>, news: C
 
 export const containerGuardProvider: pulumi.dynamic.ResourceProvider<ContainerGuardInputs, ContainerGuardOutputs> = {
   async check(olds, news) {
-    return { inputs: news, failures: replacementProblems(olds, news) };
+    const failures = replacementProblems(olds, news);
+    // A vmid given to a container Proxmox numbered: when Proxmox says that vmid is this service's container, the
+    // manifest now names the id the container already has, and nothing is re-created (bpg compares the same vmid).
+    if (failures.some((failure) => failure.property === "vmid") && olds.vmid === null && typeof news.vmid === "number" &&
+        news.proxmox && !containsUnknown(news.proxmox) && await isServiceContainer(news.proxmox, news.node, news.vmid, news.service)) {
+      return { inputs: news, failures: failures.filter((failure) => failure.property !== "vmid") };
+    }
+    return { inputs: news, failures };
   },
 
   async create(inputs) {
@@ -121,7 +148,9 @@ export const containerGuardProvider: pulumi.dynamic.ResourceProvider<ContainerGu
 
   async update(_id, olds, news) {
     // Another vmid (allowed by allowReplace) is a new container: it must be free. The same vmid is this stack's own.
-    if (news.proxmox && news.vmid !== olds.vmid) await checkVmidFree({ ...news, proxmox: news.proxmox });
+    if (news.proxmox && news.vmid !== olds.vmid && !(olds.vmid === null && news.vmid !== null && await isServiceContainer(news.proxmox, news.node, news.vmid, news.service))) {
+      await checkVmidFree({ ...news, proxmox: news.proxmox });
+    }
     return { outs: outputsOf(news) };
   },
 

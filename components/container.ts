@@ -21,6 +21,7 @@ import type * as proxmoxve from "@muhlba91/pulumi-proxmoxve";
 import * as pulumi from "@pulumi/pulumi";
 import type { Plan, ServicePlan } from "../manifest/plan-types";
 import { stableJson } from "../render/stable-json";
+import { containerDescription } from "./container-guard";
 import type { StackSettings } from "./stack-config";
 
 /** Properties a container keeps from creation unless the service is in `nixmox:allowReplace`. */
@@ -65,7 +66,7 @@ export function planContainer(inputs: ContainerPlanInputs): ContainerPlan {
     nodeName: serviceNode(service, settings),
     // No manifest vmid: Proxmox assigns the next free one at creation and the state keeps it.
     ...(service.vmid === null ? {} : { vmId: service.vmid }),
-    description: `NixMox service "${service.name}" (managed by Pulumi; edit the manifest, not this container)`,
+    description: containerDescription(service.name),
     tags: containerTags(service),
     unprivileged: true,
     // systemd sandboxing (ProtectSystem=, mount namespaces) needs nesting in an unprivileged LXC (lxc/lxc#4127).
