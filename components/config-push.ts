@@ -13,7 +13,7 @@
  * contents travel on stdin as `<base64 path> <base64 content>` lines, so no file text ever reaches a shell
  * word. Rendered files hold no secrets (secrets go to files under the secrets dir, components/secrets).
  */
-import { contentHash } from "../render/host";
+import { contentHash } from "../render/content-hash";
 import { shellQuote } from "./ssh/quote";
 
 export interface ConfigPushPaths {

@@ -8,8 +8,8 @@
  *   nixos/services/<kind>.nix
  *   custom/<manifest-relative path>         the manifest's own modules for this service
  */
-import { createHash } from "node:crypto";
 import { ManifestError } from "../manifest";
+import { contentHash } from "./content-hash";
 import type { Plan, ServiceKind } from "../manifest/plan-types";
 import { renderFlakeLock, renderFlakeNix } from "./flake";
 import { moduleClosure } from "../manifest/module-files";
@@ -81,16 +81,8 @@ export function hostShippedFiles(data: HostData): string[] {
   return [...new Set([...shippedFiles.core, ...shippedFiles[data.host.kind], ...extras])].sort();
 }
 
-/** sha256 over every file as "<path>\0<byte length>\0<content>", in path order. */
-export function contentHash(files: Record<string, string>): string {
-  const hash = createHash("sha256");
-  for (const path of Object.keys(files).sort()) {
-    const content = Buffer.from(files[path], "utf8");
-    hash.update(`${path}\0${content.length}\0`);
-    hash.update(content);
-  }
-  return hash.digest("hex");
-}
+/** sha256 over every file as "<path>\0<byte length>\0<content>", in path order (render/content-hash.ts). */
+export { contentHash };
 
 /** "./modules/x.nix" → "modules/x.nix"; refuses anything that could leave the manifest's directory. */
 function normalizeModulePath(service: string, index: number, relative: string): string {

@@ -100,7 +100,7 @@ describe("container guard: a re-created container is refused at preview unless a
 
     it("creates a new service's guard only when its vmid is free on the cluster, naming the guest's owner problem otherwise", async () => {
       const created = await containerGuardProvider.create!({ ...deployed, vmid: 952, proxmox });
-      assert.equal(created.outs.vmid, 952);
+      assert.equal(created.outs!.vmid, 952);
       assert.deepEqual(asked, ["GET /api2/json/cluster/nextid?vmid=952"]);
       await assert.rejects(containerGuardProvider.create!({ ...deployed, vmid: 951, proxmox }), /service "postgresql": vmid 951 is already used on the Proxmox cluster of node "pve" by a guest this stack does not manage.*pct destroy 951/);
     });
