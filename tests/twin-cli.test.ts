@@ -5,11 +5,11 @@
 // its process). Needs root (network namespaces, mounts) and the daemons .ci/run installs.
 import { strict as assert } from "node:assert";
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { loadManifestData } from "../manifest";
 import { realEngineBin, repoDir } from "./support/real-engine";
+import { writeSmallTwinManifest } from "./support/twin-small";
 
 const bin = path.join(repoDir, "bin", "nixmox.js");
 
@@ -68,6 +68,7 @@ describe("nixmox twin up|fail|down (compiled CLI, real engine, a 3-service manif
   let project: string;
   let manifest: string;
   let data: Record<string, any>;
+  let writeManifest: () => void;
   let stateDir: string;
   let daemon: { pid: number; prefix: string; world: string };
 
@@ -76,14 +77,7 @@ describe("nixmox twin up|fail|down (compiled CLI, real engine, a 3-service manif
     realEngineBin(); // built when missing (minutes), found at once otherwise
     project = mkdtempSync(path.join(tmpdir(), "nixmox-twin-cli-"));
     stateDir = path.join(project, ".nixmox", "twin");
-    // The example homelab's dns, caddy and homepage (its custom module modules/homepage.nix beside the manifest).
-    data = (await loadManifestData(path.join(repoDir, "manifest", "service-manifest.nix"))) as Record<string, any>;
-    for (const name of ["postgresql", "authentik"]) delete data.core_services[name];
-    for (const name of ["vaultwarden", "guacamole"]) delete data.services[name];
-    delete data.services.homepage.interface.proxy.authz;
-    cpSync(path.join(repoDir, "manifest", "modules"), path.join(project, "modules"), { recursive: true });
-    manifest = path.join(project, "manifest.json");
-    writeFileSync(manifest, JSON.stringify(data, null, 2));
+    ({ manifest, data, write: writeManifest } = await writeSmallTwinManifest(project));
   });
 
   after(async () => {
@@ -136,7 +130,7 @@ describe("nixmox twin up|fail|down (compiled CLI, real engine, a 3-service manif
     assert.equal(knob.status, 0, knob.stderr);
     // An edit every host's configuration has (another admin key), so caddy switches and its startup check runs.
     data.network.ssh_keys.root = [...data.network.ssh_keys.root, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHR3aW4tY2xpLWFkbWluLWtleS0wMDAwMDAwMDAwMDAwMDAw twin@cli"];
-    writeFileSync(manifest, JSON.stringify(data, null, 2));
+    writeManifest();
     const run = await nixmox(["twin", "up", manifest, "--project-dir", project], project);
     assert.equal(run.status, 1, run.stdout);
     assert.match(run.stdout, /failed: caddy \(192\.168\.99\.10\) at rebuild: .*startup check "startup" \(command\) failed.*rolled back to the previous generation/s);
