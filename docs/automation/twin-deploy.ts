@@ -1,6 +1,6 @@
 /**
  * Deploys a NixMox manifest into the homelab twin and tears it down again, with Pulumi's Automation API, as a
- * user's own script would drive NixMox (docs/automation.md). Run as root (the twin makes network namespaces):
+ * user's own script would drive NixMox (docs/twin.md, "Scripting"). Run as root (the twin makes network namespaces):
  *
  *   sudo npx tsx docs/automation/twin-deploy.ts path/to/service-manifest.nix
  *
