@@ -48,6 +48,7 @@ const commandFiles: Record<string, string> = {
   logs: "./commands/remote",
   ssh: "./commands/remote",
   exec: "./commands/remote",
+  twin: "./commands/twin",
 };
 // A known command registers alone (its own --help still works); anything else (no command, --help, a typo that
 // needs "did you mean") registers them all.

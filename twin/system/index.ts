@@ -20,11 +20,13 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, cop
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { FakeAuthentik } from "../authentik/fake-api";
+import { packageFile } from "../../manifest/package-root";
 
 /** How a knob makes the next `nixos-rebuild` of a host fail (twin/system/bin/nixos-rebuild). */
 export type Knob = "switch" | "activation" | `check:${string}` | `slow:${number}`;
 
-const systemDir = __dirname;
+// The source folder (bin/, lib/, boot), also when this module runs compiled from dist/ (which holds JavaScript only).
+const systemDir = packageFile("twin", "system");
 
 /** What a host's authentik unit hands the twin (`/.twin/run/authentik.json`). */
 interface AuthentikRegistration {
