@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
+import { kindSpecs } from "../../manifest/kinds";
 import { FakeAuthentik } from "../authentik/fake-api";
 
 /** How a knob makes the next `nixos-rebuild` of a host fail (twin/system/bin/nixos-rebuild). */
@@ -53,6 +54,9 @@ export class HostSystem {
     const target = join(rootfs, ".twin", "system");
     rmSync(target, { recursive: true, force: true });
     for (const sub of ["bin", "lib", "nixpkgs"]) cpSync(join(systemDir, sub), join(target, sub), { recursive: true, dereference: true });
+    // The units each kind's NixOS modules define, for systems built on a builder (lib/build-system.js --derivation).
+    const kindUnits = Object.fromEntries(Object.entries(kindSpecs).map(([kind, spec]) => [kind, { units: spec.units, apps: Object.fromEntries(Object.entries(spec.apps).map(([app, entry]) => [app, entry.unit])) }]));
+    writeFileSync(join(target, "kind-units.json"), `${JSON.stringify(kindUnits)}\n`);
     mkdirSync(join(rootfs, ".twin", "boot.d"), { recursive: true });
     copyFileSync(join(systemDir, "boot"), join(rootfs, ".twin", "boot.d", "50-nixos"));
     chmodSync(join(rootfs, ".twin", "boot.d", "50-nixos"), 0o755);

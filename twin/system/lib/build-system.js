@@ -21,7 +21,10 @@
  *                                           config files (store paths the evaluation made) come from the environment
  *                                           (hostJson, configsJson, credentialsJson, stateVersion) and the tree is
  *                                           written to $out. It knows no startup checks (they are the host's, as a
- *                                           NixOS build does not know them): listeners for the host's own ports only.
+ *                                           NixOS build does not know them): listeners for the host's own ports, and
+ *                                           a placeholder for each unit the NixOS modules of the host's kind define
+ *                                           and no twin daemon provides (/.twin/system/kind-units.json, written by
+ *                                           the twin from manifest/kinds.ts; a custom module's units are unknown).
  *
  * Every system has etc/nix.conf, what nixos/core.nix's nix.settings make of the host's data (the stack's signing key
  * and the manifest's caches as trusted keys and substituters, signatures required), which switch-to-configuration
@@ -247,6 +250,14 @@ if (host.kind === "builder") {
     order: 5,
     script: "exec nix --extra-experimental-features nix-command store add-path --name source /.twin/system/nixpkgs/source",
   });
+}
+
+if (derivation) {
+  // The units the NixOS modules of this kind define (authentik-worker, tomcat, …): placeholders that run until stopped.
+  const kinds = JSON.parse(readText("/.twin/system/kind-units.json", "the twin wrote no /.twin/system/kind-units.json"));
+  const kind = kinds[host.kind] ?? { units: [], apps: {} };
+  const appUnits = Object.values(data).flatMap((section) => Object.keys((section && section.apps) || {}).map((app) => kind.apps[app]).filter(Boolean));
+  for (const unitName of [...kind.units, ...appUnits]) if (!units[unitName]) unit(unitName, { script: "exec sleep infinity" });
 }
 
 const served = new Set(Object.values(units).flatMap((spec) => spec.ports));
