@@ -54,8 +54,8 @@ describe("the example homelab with a builder in the twin: build once, copy signe
   let source: string;
   const store = (name: string) => path.join(homelab.rootfs(homelab.service(name).vmid), "nix", "store");
   const storeEntries = (name: string) => (existsSync(store(name)) ? readdirSync(store(name)).filter((entry) => !entry.startsWith(".")) : []);
-  const copies = async () => Object.fromEntries((await homelab.resources()).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource" && /-copy$/.test(r.urn)).map((r) => [r.outputs.service, r.outputs]));
-  const builds = async () => Object.fromEntries((await homelab.resources()).filter((r) => r.type === "pulumi-nodejs:dynamic:Resource" && /-build$/.test(r.urn)).map((r) => [r.outputs.service, r.outputs]));
+  const copies = async () => Object.fromEntries((await homelab.resources()).filter((r) => r.type === "pulumi-nodejs:dynamic/nixmox:ClosureCopy").map((r) => [r.outputs.service, r.outputs]));
+  const builds = async () => Object.fromEntries((await homelab.resources()).filter((r) => r.type === "pulumi-nodejs:dynamic/nixmox:HostBuild").map((r) => [r.outputs.service, r.outputs]));
 
   before(async () => {
     source = mkdtempSync(path.join(tmpdir(), "nixmox-twin-build-"));
@@ -111,67 +111,67 @@ describe("the example homelab with a builder in the twin: build once, copy signe
   });
 
   describe("after the first deploy", () => {
-  it("a second up changes nothing and copies nothing", async () => {
-    const before = Object.fromEntries([...hosts, "builder"].map((name) => [name, storeEntries(name)]));
-    const again = await homelab.up();
-    assert.deepEqual(named(again.steps), []);
-    assert.deepEqual(Object.keys(again.changes).filter((op) => op !== "same"), []);
-    for (const name of [...hosts, "builder"]) assert.deepEqual(storeEntries(name), before[name], name);
-  });
+    it("a second up changes nothing and copies nothing", async () => {
+      const before = Object.fromEntries([...hosts, "builder"].map((name) => [name, storeEntries(name)]));
+      const again = await homelab.up();
+      assert.deepEqual(named(again.steps), []);
+      assert.deepEqual(Object.keys(again.changes).filter((op) => op !== "same"), []);
+      for (const name of [...hosts, "builder"]) assert.deepEqual(storeEntries(name), before[name], name);
+    });
 
-  it("an edit of one host's module builds, copies and switches that host only, and only its new paths travel", async () => {
-    const before = Object.fromEntries(hosts.map((name) => [name, storeEntries(name)]));
-    const oldBuilds = await builds();
-    const module = path.join(homelab.work, "manifest", "modules", "homepage.nix");
-    writeFileSync(module, `${readFileSync(module, "utf8")}# edited\n`);
-    const edit = await homelab.up();
-    const changed = named(edit.steps);
-    assert.ok(changed.includes("update homepage-build") && changed.includes("update homepage-copy"), changed.join("\n"));
-    assert.deepEqual(changed.filter((step) => /-(build|copy)$/.test(step) && !step.includes("homepage")), [], changed.join("\n"));
-    const newBuilds = await builds();
-    assert.notEqual(newBuilds.homepage.storePath, oldBuilds.homepage.storePath);
-    const copied = (await copies()).homepage;
-    const added = storeEntries("homepage").filter((entry) => !before.homepage.includes(entry) && !entry.endsWith(".lock"));
-    // The new system and the flake it was built from; the configs it shares with the old system stayed.
-    assert.equal(copied.copiedPaths, 2, JSON.stringify(copied));
-    assert.equal(added.length, 2, added.join(" "));
-    assert.ok(added.includes(newBuilds.homepage.storePath.slice("/nix/store/".length)));
-    for (const name of hosts.filter((host) => host !== "homepage")) assert.deepEqual(storeEntries(name), before[name], name);
-    const ran = await homelab.ssh("homepage", "readlink -f /run/current-system");
-    assert.equal(ran.stdout.trim(), newBuilds.homepage.storePath);
-  });
+    it("an edit of one host's module builds, copies and switches that host only, and only its new paths travel", async () => {
+      const before = Object.fromEntries(hosts.map((name) => [name, storeEntries(name)]));
+      const oldBuilds = await builds();
+      const module = path.join(homelab.work, "manifest", "modules", "homepage.nix");
+      writeFileSync(module, `${readFileSync(module, "utf8")}# edited\n`);
+      const edit = await homelab.up();
+      const changed = named(edit.steps);
+      assert.ok(changed.includes("update homepage-build") && changed.includes("update homepage-copy"), changed.join("\n"));
+      assert.deepEqual(changed.filter((step) => /-(build|copy)$/.test(step) && !step.includes("homepage")), [], changed.join("\n"));
+      const newBuilds = await builds();
+      assert.notEqual(newBuilds.homepage.storePath, oldBuilds.homepage.storePath);
+      const copied = (await copies()).homepage;
+      const added = storeEntries("homepage").filter((entry) => !before.homepage.includes(entry) && !entry.endsWith(".lock"));
+      // The new system and the flake it was built from; the configs it shares with the old system stayed.
+      assert.equal(copied.copiedPaths, 2, JSON.stringify(copied));
+      assert.equal(added.length, 2, added.join(" "));
+      assert.ok(added.includes(newBuilds.homepage.storePath.slice("/nix/store/".length)));
+      for (const name of hosts.filter((host) => host !== "homepage")) assert.deepEqual(storeEntries(name), before[name], name);
+      const ran = await homelab.ssh("homepage", "readlink -f /run/current-system");
+      assert.equal(ran.stdout.trim(), newBuilds.homepage.storePath);
+    });
 
-  it("a path without the stack's signature is refused by the host: the copy NixMox runs fails and nothing arrives", async () => {
-    const built = await homelab.ssh("builder", "nix build --no-link --json --impure --expr 'derivation { name = \"unsigned-system\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"echo unsigned > $out\" ]; }'");
-    assert.equal(built.status, 0, built.stderr);
-    const unsigned = /"out":"([^"]+)"/.exec(built.stdout)![1]!;
-    const dns = homelab.service("dns");
-    const hostKey = readFileSync(path.join(homelab.rootfs(dns.vmid), "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
-    const trusted = (await builds()).dns.signingPublicKey as string;
-    // The very command ClosureCopy runs on the builder, with an agent holding the deploy key forwarded to it.
-    const command = renderCopyCommand({ service: "dns", storePath: unsigned, host: dns.ip, port: 22, trustedPublicKeys: [trusted] });
-    const agentDir = mkdtempSync(path.join(tmpdir(), "nixmox-agent-"));
-    const socket = path.join(agentDir, "agent.sock");
-    const agent: ChildProcess = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
-    try {
-      for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-      await homelab.command(["ssh-add", "-q", homelab.deployKey.privateKeyFile], { env: { SSH_AUTH_SOCK: socket } });
-      const builder = homelab.service("builder");
-      const builderKey = readFileSync(path.join(homelab.rootfs(builder.vmid), "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
-      const knownHosts = path.join(agentDir, "known_hosts");
-      writeFileSync(knownHosts, `${builder.ip} ${builderKey}\n`);
-      const copy = await homelab.command(["ssh", "-F", "/dev/null", "-A", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`, `root@${builder.ip}`, command], {
-        input: `${dns.ip} ${hostKey}\n`,
-        allowFailure: true,
-        env: { SSH_AUTH_SOCK: socket },
-      });
-      assert.notEqual(copy.status, 0, copy.stdout);
-      assert.match(copy.stderr, /lacks a valid signature/);
-      assert.equal((await homelab.ssh("dns", `nix-store --check-validity ${unsigned}`)).status, 1);
-    } finally {
-      agent.kill();
-      rmSync(agentDir, { recursive: true, force: true });
-    }
+    it("a path without the stack's signature is refused by the host: the copy NixMox runs fails and nothing arrives", async () => {
+      const built = await homelab.ssh("builder", "nix build --no-link --json --impure --expr 'derivation { name = \"unsigned-system\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; args = [ \"-c\" \"echo unsigned > $out\" ]; }'");
+      assert.equal(built.status, 0, built.stderr);
+      const unsigned = /"out":"([^"]+)"/.exec(built.stdout)![1]!;
+      const dns = homelab.service("dns");
+      const hostKey = readFileSync(path.join(homelab.rootfs(dns.vmid), "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+      const trusted = (await builds()).dns.signingPublicKey as string;
+      // The very command ClosureCopy runs on the builder, with an agent holding the deploy key forwarded to it.
+      const command = renderCopyCommand({ service: "dns", storePath: unsigned, host: dns.ip, port: 22, trustedPublicKeys: [trusted] });
+      const agentDir = mkdtempSync(path.join(tmpdir(), "nixmox-agent-"));
+      const socket = path.join(agentDir, "agent.sock");
+      const agent: ChildProcess = spawn("ssh-agent", ["-D", "-a", socket], { stdio: "ignore" });
+      try {
+        for (let i = 0; i < 50 && !existsSync(socket); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+        await homelab.command(["ssh-add", "-q", homelab.deployKey.privateKeyFile], { env: { SSH_AUTH_SOCK: socket } });
+        const builder = homelab.service("builder");
+        const builderKey = readFileSync(path.join(homelab.rootfs(builder.vmid), "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(/\s+/).slice(0, 2).join(" ");
+        const knownHosts = path.join(agentDir, "known_hosts");
+        writeFileSync(knownHosts, `${builder.ip} ${builderKey}\n`);
+        const copy = await homelab.command(["ssh", "-F", "/dev/null", "-A", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`, `root@${builder.ip}`, command], {
+          input: `${dns.ip} ${hostKey}\n`,
+          allowFailure: true,
+          env: { SSH_AUTH_SOCK: socket },
+        });
+        assert.notEqual(copy.status, 0, copy.stdout);
+        assert.match(copy.stderr, /lacks a valid signature/);
+        assert.equal((await homelab.ssh("dns", `nix-store --check-validity ${unsigned}`)).status, 1);
+      } finally {
+        agent.kill();
+        rmSync(agentDir, { recursive: true, force: true });
+      }
+    });
   });
-});
 });
