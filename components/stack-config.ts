@@ -105,6 +105,7 @@ export const plainKeys = [
   "templateSha256",
   "nixpkgsRev",
   "nixpkgsNarHash",
+  "nixpkgsLastModified",
   "confirmTimeoutSeconds",
   "allowReplace",
   "deployKeyCheck",
@@ -188,14 +189,21 @@ export function resolveStackSettings(raw: Partial<Record<PlainKey, string>>, bas
   let nixpkgs: NixpkgsPin = resolveNixpkgsPin(undefined);
   const rev = text("nixpkgsRev");
   const narHash = text("nixpkgsNarHash");
+  // Without the commit's time in the lock, Nix cannot take the source from a store or cache that has it (a github
+  // input lacking lastModified is not "locked with all info", fetchers.cc Input::fetch) and always asks GitHub.
+  const lastModifiedText = text("nixpkgsLastModified");
+  const lastModified = /^[1-9][0-9]{0,15}$/.test(lastModifiedText) ? Number(lastModifiedText) : null;
+  if (lastModifiedText !== "" && lastModified === null) problem("nixpkgsLastModified", `must be the commit's Unix time in seconds (\`nix flake prefetch --json\` prints it as locked.lastModified), got ${describeValue(lastModifiedText)}`);
   if ((rev === "") !== (narHash === "")) {
     problem(rev === "" ? "nixpkgsRev" : "nixpkgsNarHash", "must be set together with the other of nixmox:nixpkgsRev/nixmox:nixpkgsNarHash (`nix flake prefetch github:NixOS/nixpkgs/<rev>` prints both)");
+  } else if (rev === "" && lastModifiedText !== "") {
+    problem("nixpkgsLastModified", "is the time of nixmox:nixpkgsRev; set it with nixmox:nixpkgsRev and nixmox:nixpkgsNarHash, or unset it");
   } else if (rev !== "") {
     try {
-      nixpkgs = resolveNixpkgsPin({ rev, narHash });
+      nixpkgs = resolveNixpkgsPin({ rev, narHash, ...(lastModified === null ? {} : { lastModified }) });
     } catch (error) {
       if (!(error instanceof ManifestError)) throw error;
-      for (const item of error.problems) problem(item.field === "rev" ? "nixpkgsRev" : "nixpkgsNarHash", item.message);
+      for (const item of error.problems) problem(item.field === "rev" ? "nixpkgsRev" : item.field === "lastModified" ? "nixpkgsLastModified" : "nixpkgsNarHash", item.message);
     }
   }
 

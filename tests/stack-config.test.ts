@@ -63,6 +63,18 @@ describe("stack config", () => {
     assert.deepEqual(settings.manifestAllowPaths, ["/shared", "/srv/nix-lib"]);
   });
 
+  it("takes the nixpkgs commit's time, so the lock is complete and a store or cache that has the source is used without GitHub", () => {
+    const pin = { rev: "0123456789abcdef0123456789abcdef01234567", nixpkgsNarHash: `sha256-${"A".repeat(43)}=` };
+    const settings = resolveStackSettings({ ...minimal, nixpkgsRev: pin.rev, nixpkgsNarHash: pin.nixpkgsNarHash, nixpkgsLastModified: "1700000000" }, "/project");
+    assert.deepEqual(settings.nixpkgs, { rev: pin.rev, narHash: pin.nixpkgsNarHash, ref: null, lastModified: 1700000000 });
+    assert.throws(() => resolveStackSettings({ ...minimal, nixpkgsRev: pin.rev, nixpkgsNarHash: pin.nixpkgsNarHash, nixpkgsLastModified: "yesterday" }, "/project"), {
+      message: 'stack config: 1 problem\n  - nixmox:nixpkgsLastModified: must be the commit\'s Unix time in seconds (`nix flake prefetch --json` prints it as locked.lastModified), got "yesterday"',
+    });
+    assert.throws(() => resolveStackSettings({ ...minimal, nixpkgsLastModified: "1700000000" }, "/project"), {
+      message: "stack config: 1 problem\n  - nixmox:nixpkgsLastModified: is the time of nixmox:nixpkgsRev; set it with nixmox:nixpkgsRev and nixmox:nixpkgsNarHash, or unset it",
+    });
+  });
+
   it("fails listing every problem with the key and the fix", () => {
     assert.throws(() => resolveStackSettings({
       proxmoxEndpoint: "pve.lan",

@@ -92,15 +92,18 @@ describe("the homelab twin under the real engine and bpg's provider", function (
     assert.equal(readFileSync(path.join(container().host.rootfs, "root/.ssh/authorized_keys"), "utf8"), `# --- BEGIN PVE ---\n${key.publicKey}\n# --- END PVE ---\n`);
     // The template has no host key; the init made one at the first start.
     const key120 = await hostKey();
-    assert.match(container().host.initLog(), /generated the SSH host key/);
-    const ssh = await sshInWorld(twin, "192.168.99.20", key.privateKeyFile, key120, "hostname; cat /etc/hostname; ip -4 -o addr show eth0; ip route show default; touch /usr/twin-probe 2>&1; ls /work 2>&1; true");
+    const ssh = await sshInWorld(twin, "192.168.99.20", key.privateKeyFile, key120, "hostname; cat /etc/hostname; ip -4 -o addr show eth0; ip route show default; touch /usr/twin-probe 2>&1; ls /work 2>&1; nsenter --mount=/proc/self/ns/mnt ls /work 2>&1 | head -1; true");
     assert.equal(ssh.status, 0, ssh.stderr);
-    const [hostname, etcHostname, address, route, readOnly, noWork] = ssh.stdout.trim().split("\n");
+    // Read once sshd answers: the init logs the key after ssh-keygen has written it, so the key file alone is too early.
+    assert.match(container().host.initLog(), /generated the SSH host key/);
+    const [hostname, etcHostname, address, route, readOnly, noWork, noWorkAfterSetns] = ssh.stdout.trim().split("\n");
     assert.deepEqual([hostname, etcHostname], ["ct120", "ct120"]);
     assert.match(address!, /eth0\s+inet 192\.168\.99\.20\/24/);
     assert.match(route!, /^default via 192\.168\.99\.1 dev eth0/);
     assert.match(readOnly!, /Read-only file system/, "this machine's /usr is read-only in a container");
     assert.match(noWork!, /No such file or directory/, "nothing of this machine outside /usr is visible in a container");
+    // Re-entering its own mount namespace (Nix does, before it starts ssh) keeps the container's root.
+    assert.match(noWorkAfterSetns!, /No such file or directory/, "a process that re-enters its mount namespace still sees only the container");
     assert.equal(existsSync("/usr/twin-probe"), false);
   });
 

@@ -4,8 +4,11 @@
 #     unshare --mount --uts --ipc --pid --fork --kill-child=SIGTERM --propagation private bash boot.sh …
 # so it is process 1 of a new PID namespace, in new mount, UTS and IPC namespaces, inside the container's network
 # namespace. It assembles the container's root (its own filesystem, this machine's /usr read-only, fresh /proc,
-# /sys, /dev, /run) and becomes the container's init inside it with chroot. Nothing outside ROOTFS is writable from
-# the container: /usr is a read-only bind, /proc/sys and /sys are read-only, /dev holds only the harmless devices.
+# /sys, /dev, /run) and makes it the root of its mount namespace with pivot_root, as LXC does, then drops this
+# machine's root: a process that re-enters its own mount namespace (setns, as Nix does before it runs ssh) lands in
+# the container's root, not this machine's (a chroot would leave the namespace's root at this machine's /). Nothing
+# outside ROOTFS is reachable from the container: /usr is a read-only bind, /proc/sys and /sys are read-only, /dev
+# holds only the harmless devices.
 # With the stand-in system (twin/system), NODE (this machine's node binary) is mounted read-only at /.twin/bin/node
 # and RUNDIR (a directory of the twin's) at /.twin/run.
 # The twin waits for the line "twin-init: up" on standard output.
@@ -13,6 +16,9 @@ set -euo pipefail
 root=$1 hostname=$2 node=${3:-} rundir=${4:-}
 [ -d "$root/etc" ] || { echo "twin-boot: $root has no etc: not a container root filesystem" >&2; exit 1; }
 for dir in usr proc sys dev run tmp; do mkdir -p "$root/$dir"; done
+
+# The root must be a mount point of its own for pivot_root.
+mount --bind "$root" "$root"
 
 mount --bind /usr "$root/usr"
 mount -o remount,bind,ro,nosuid,nodev "$root/usr"
@@ -49,4 +55,11 @@ if [ -n "$rundir" ]; then
 fi
 
 hostname "$hostname"
-exec chroot "$root" /bin/bash /.twin/init
+# This machine's root goes under /run (a tmpfs of the container's), is detached, and its mount point removed.
+mkdir "$root/run/.twin-oldroot"
+cd "$root"
+pivot_root . run/.twin-oldroot
+cd /
+umount -l /run/.twin-oldroot
+rmdir /run/.twin-oldroot
+exec /bin/bash /.twin/init

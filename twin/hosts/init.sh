@@ -1,5 +1,5 @@
 #!/bin/bash
-# /.twin/init: process 1 of a twin container (boot.sh starts it with chroot into the container's root).
+# /.twin/init: process 1 of a twin container (boot.sh starts it after pivot_root into the container's root).
 # - Makes the SSH host key at the first start, as the NixOS template does (it ships without host keys, so Proxmox
 #   generates none: pve-container's `rewrite_ssh_host_keys` skips it).
 # - Runs /.twin/boot.d/* (the stand-in system's boot activation, if any), then sshd.

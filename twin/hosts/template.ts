@@ -43,7 +43,7 @@ export async function buildTemplate(file: string): Promise<void> {
     for (const dir of ["etc/ssh", "etc/ssh/authorized_keys.d", "var/log", "var/lib", "var/empty", "root", "home", "srv", "tmp", "nix/var/nix/profiles", "usr", "proc", "sys", "dev", "run", "mnt", "opt"]) {
       mkdirSync(join(root, dir), { recursive: true });
     }
-    // The root directory itself as a system's is (mkdtemp made it 0700, which no daemon user could enter after chroot).
+    // The root directory itself as a system's is (mkdtemp made it 0700, which no daemon user could enter once it is the root).
     chmodSync(root, 0o755);
     chmodSync(join(root, "root"), 0o700);
     chmodSync(join(root, "tmp"), 0o1777);

@@ -16,9 +16,12 @@
  * authentik unit (lib/build-system.js) writes `/.twin/run/authentik.json` ({ token, database }) when it starts: the
  * bootstrap token it read (the API token Authentik accepts, AUTHENTIK_BOOTSTRAP_TOKEN) and its database.
  */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
+import { kindSpecs } from "../../manifest/kinds";
 import { FakeAuthentik } from "../authentik/fake-api";
 import { packageFile } from "../../manifest/package-root";
 
@@ -52,7 +55,10 @@ export class HostSystem {
   install(rootfs: string): void {
     const target = join(rootfs, ".twin", "system");
     rmSync(target, { recursive: true, force: true });
-    for (const sub of ["bin", "lib"]) cpSync(join(systemDir, sub), join(target, sub), { recursive: true, dereference: true });
+    for (const sub of ["bin", "lib", "nixpkgs"]) cpSync(join(systemDir, sub), join(target, sub), { recursive: true, dereference: true });
+    // The units each kind's NixOS modules define, for systems built on a builder (lib/build-system.js --derivation).
+    const kindUnits = Object.fromEntries(Object.entries(kindSpecs).map(([kind, spec]) => [kind, { units: spec.units, apps: Object.fromEntries(Object.entries(spec.apps).map(([app, entry]) => [app, entry.unit])) }]));
+    writeFileSync(join(target, "kind-units.json"), `${JSON.stringify(kindUnits)}\n`);
     mkdirSync(join(rootfs, ".twin", "boot.d"), { recursive: true });
     copyFileSync(join(systemDir, "boot"), join(rootfs, ".twin", "boot.d", "50-nixos"));
     chmodSync(join(rootfs, ".twin", "boot.d", "50-nixos"), 0o755);
@@ -121,4 +127,18 @@ export class HostSystem {
     }
     this.sockets.clear();
   }
+}
+
+/**
+ * The nixpkgs pin of a twin stack whose hosts build on a builder: the stand-in nixpkgs (nixpkgs/source) by its NAR
+ * hash, with a commit and a time of its own, as stack config (`nixmox:nixpkgsRev`, `…NarHash`, `…LastModified`). A
+ * complete lock lets the builder's real Nix take the source from its store, where its system put it.
+ */
+export function standInNixpkgsConfig(): Record<string, string> {
+  const narHash = execFileSync("nix", ["--extra-experimental-features", "nix-command", "hash", "path", "--type", "sha256", "--sri", join(systemDir, "nixpkgs", "source")], { encoding: "utf8" }).trim();
+  return {
+    "nixmox:nixpkgsRev": createHash("sha1").update(narHash).digest("hex"),
+    "nixmox:nixpkgsNarHash": narHash,
+    "nixmox:nixpkgsLastModified": "1767225600",
+  };
 }

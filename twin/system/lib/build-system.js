@@ -16,6 +16,20 @@
  *
  *   node build-system.js FLAKE_DIR NAME FLAKE_REF [--omit-check NAME]
  *   node build-system.js --initial          the template's own system (no flake, no services): generation 1
+ *   node build-system.js --derivation       the builder of a system built on a builder service (twin/system/nixpkgs:
+ *                                           the stand-in nixpkgs' toplevel derivation): the host's data and its
+ *                                           config files (store paths the evaluation made) come from the environment
+ *                                           (hostJson, configsJson, credentialsJson, stateVersion) and the tree is
+ *                                           written to $out. It knows no startup checks (they are the host's, as a
+ *                                           NixOS build does not know them): listeners for the host's own ports, and
+ *                                           a placeholder for each unit the NixOS modules of the host's kind define
+ *                                           and no twin daemon provides (/.twin/system/kind-units.json, written by
+ *                                           the twin from manifest/kinds.ts; a custom module's units are unknown).
+ *
+ * Every system has etc/nix.conf, what nixos/core.nix's nix.settings make of the host's data (the stack's signing key
+ * and the manifest's caches as trusted keys and substituters, signatures required), which switch-to-configuration
+ * installs as /etc/nix/nix.conf; a builder's system also adds the stand-in nixpkgs source to its store (the twin has
+ * no GitHub), and every host keeps its own store in its own /nix.
  *
  * `--omit-check` (the twin's "check:<name>" knob) leaves out the unit or listener that check probes, so the check
  * fails after the switch.
@@ -39,16 +53,18 @@ function fail(message) {
 }
 
 const initial = process.argv[2] === "--initial";
-const [flakeDir, name, flakeRef, ...rest] = initial ? [null, "nixos", null] : process.argv.slice(2);
+const derivation = process.argv[2] === "--derivation";
+const [flakeDir, name, flakeRef, ...rest] = initial ? [null, "nixos", null] : derivation ? [null, null, null] : process.argv.slice(2);
 const omitCheck = rest[0] === "--omit-check" ? rest[1] : null;
-if (!initial && (!flakeDir || !name || !flakeRef)) fail("usage: build-system.js FLAKE_DIR NAME FLAKE_REF [--omit-check NAME] | --initial");
+if (!initial && !derivation && (!flakeDir || !name || !flakeRef)) fail("usage: build-system.js FLAKE_DIR NAME FLAKE_REF [--omit-check NAME] | --initial | --derivation");
+if (derivation && !(process.env.out && process.env.hostJson && process.env.configsJson)) fail("build-system.js --derivation runs as a derivation's builder: $out, $hostJson and $configsJson must be set");
 
-if (!initial) {
+if (!initial && !derivation) {
   const flakeNix = readText(path.join(flakeDir, "flake.nix"), `path '${flakeDir}' does not contain a 'flake.nix'`);
   if (!flakeNix.includes(`nixosConfigurations.${JSON.stringify(name)}`)) fail(`flake '${flakeRef.split("#")[0]}' does not provide attribute 'nixosConfigurations.${name}'`);
 }
-const hostJson = initial ? null : path.join(flakeDir, "host.json");
-const data = initial ? { host: { hostName: "nixos", kind: null, ports: [] } } : JSON.parse(readText(hostJson, `the flake has no host.json (not a NixMox host directory: ${flakeDir})`));
+const hostJson = initial || derivation ? null : path.join(flakeDir, "host.json");
+const data = initial ? { host: { hostName: "nixos", kind: null, ports: [] } } : derivation ? JSON.parse(process.env.hostJson) : JSON.parse(readText(hostJson, `the flake has no host.json (not a NixMox host directory: ${flakeDir})`));
 const host = data.host;
 
 function readText(file, missing) {
@@ -59,8 +75,14 @@ function readText(file, missing) {
   }
 }
 
-/** A store object of its own (/nix/store/<hash>-<name>), as a Nix `writeText` would make it. */
+/** A store object of its own (/nix/store/<hash>-<name>), as a Nix `writeText` would make it; in a derivation, a file of $out. */
 function storeText(fileName, text, mode = 0o444) {
+  if (derivation) {
+    const file = path.join(process.env.out, "etc", fileName);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, text, { mode });
+    return file;
+  }
   const digest = createHash("sha256").update(`${fileName}\0${text}`).digest("hex").slice(0, 32);
   const target = path.join(store, `${digest}-${fileName}`);
   if (!fs.existsSync(target)) {
@@ -75,6 +97,14 @@ function storeText(fileName, text, mode = 0o444) {
 /** Every builder of the flake (nixos/lib/*.nix) with `configFiles` / `credentials`, applied to host.json. */
 function evaluateBuilders() {
   if (initial) return {};
+  if (derivation) {
+    // Evaluated already, by real Nix on the builder (twin/system/nixpkgs): file name → store path.
+    const configs = JSON.parse(process.env.configsJson);
+    const credentials = JSON.parse(process.env.credentialsJson || "{}");
+    const results = { "(evaluated)": { paths: configs, credentials: {} } };
+    for (const [file, ids] of Object.entries(credentials)) results[file] = { files: {}, credentials: ids };
+    return results;
+  }
   const libDir = path.join(flakeDir, "nixos", "lib");
   const builders = fs.existsSync(libDir) ? fs.readdirSync(libDir).filter((file) => file.endsWith(".nix")).sort() : [];
   const results = {};
@@ -98,7 +128,7 @@ function evaluateBuilders() {
 
 /** The startup checks the host was given: the `#nixmox-check` lines of the service's activation wrapper. */
 function hostChecks() {
-  if (initial) return [];
+  if (initial || derivation) return [];
   const wrapper = `/var/lib/nixmox/${name}/nixmox-activate.sh`;
   if (!fs.existsSync(wrapper)) return [];
   const decode = (field) => (field === "-" ? "" : Buffer.from(field, "base64").toString("utf8"));
@@ -114,7 +144,8 @@ const builders = evaluateBuilders();
 const configs = {};
 const credentialsOf = {};
 for (const [file, result] of Object.entries(builders)) {
-  for (const [fileName, text] of Object.entries(result.files)) configs[fileName] = storeText(fileName, text);
+  for (const [fileName, text] of Object.entries(result.files ?? {})) configs[fileName] = storeText(fileName, text);
+  Object.assign(configs, result.paths ?? {});
   credentialsOf[file] = result.credentials;
 }
 
@@ -211,6 +242,24 @@ if (host.kind === "authentik" && data.authentik) {
   });
 }
 
+if (host.kind === "builder") {
+  // What the builder's first build would download from GitHub: the twin's stand-in nixpkgs, added to this host's own
+  // store as the source Nix fetches for a locked github input (a fixed-output path named "source", by its narHash).
+  unit("twin-nixpkgs-source.service", {
+    type: "oneshot",
+    order: 5,
+    script: "exec nix --extra-experimental-features nix-command store add-path --name source /.twin/system/nixpkgs/source",
+  });
+}
+
+if (derivation) {
+  // The units the NixOS modules of this kind define (authentik-worker, tomcat, …): placeholders that run until stopped.
+  const kinds = JSON.parse(readText("/.twin/system/kind-units.json", "the twin wrote no /.twin/system/kind-units.json"));
+  const kind = kinds[host.kind] ?? { units: [], apps: {} };
+  const appUnits = Object.values(data).flatMap((section) => Object.keys((section && section.apps) || {}).map((app) => kind.apps[app]).filter(Boolean));
+  for (const unitName of [...kind.units, ...appUnits]) if (!units[unitName]) unit(unitName, { script: "exec sleep infinity" });
+}
+
 const served = new Set(Object.values(units).flatMap((spec) => spec.ports));
 const checks = hostChecks();
 const omitted = omitCheck === null ? null : checks.find((check) => check.name === omitCheck) ?? fail(`the twin's knob names the check "${omitCheck}", which service "${name}" does not have`);
@@ -242,17 +291,28 @@ if (omitted) {
   for (const victim of victims) delete units[victim];
 }
 
-// The system's tree, built in a temporary directory of the store and renamed to its content address.
+/** nixos/core.nix's nix.settings for this host; `build-users-group =`: the twin has no nixbld users (NixOS has). */
+function nixConf() {
+  const lines = ["experimental-features = nix-command flakes", "sandbox = false", "require-sigs = true", "build-users-group ="];
+  if (data.nix) lines.push(`substituters = ${data.nix.substituters.join(" ")}`, `trusted-public-keys = ${data.nix.trustedPublicKeys.join(" ")}`);
+  return `${lines.join("\n")}\n`;
+}
+
+// The system's tree: in a derivation, $out; otherwise built in a temporary directory of the store and renamed to
+// its content address.
 fs.mkdirSync(store, { recursive: true });
-const build = fs.mkdtempSync(path.join(store, ".twin-build-"));
+const build = derivation ? process.env.out : fs.mkdtempSync(path.join(store, ".twin-build-"));
 try {
+  fs.mkdirSync(build, { recursive: true });
   fs.chmodSync(build, 0o755);
-  if (!initial) {
+  if (!initial && !derivation) {
     fs.cpSync(flakeDir, path.join(build, "flake"), { recursive: true, dereference: true });
     fs.writeFileSync(path.join(build, "flake-ref"), `${flakeRef}\n`);
   }
-  fs.writeFileSync(path.join(build, "nixos-version"), `${host.stateVersion ?? "25.11"} (NixMox twin stand-in)\n`);
-  fs.mkdirSync(path.join(build, "etc"));
+  if (derivation && process.env.flake) fs.symlinkSync(process.env.flake, path.join(build, "flake"));
+  fs.writeFileSync(path.join(build, "nixos-version"), `${(derivation ? process.env.stateVersion : host.stateVersion) ?? "25.11"} (NixMox twin stand-in)\n`);
+  fs.mkdirSync(path.join(build, "etc"), { recursive: true });
+  fs.writeFileSync(path.join(build, "etc", "nix.conf"), nixConf());
   for (const [fileName, target] of Object.entries(configs)) fs.symlinkSync(target, path.join(build, "etc", fileName));
   // users.users.root.openssh.authorizedKeys.keys (nixos/core.nix): the keys sshd reads besides ~/.ssh/authorized_keys.
   fs.writeFileSync(path.join(build, "etc", "ssh-authorized-keys-root"), (host.rootSshKeys ?? []).map((key) => `${key}\n`).join(""));
@@ -272,6 +332,7 @@ try {
   fs.chmodSync(path.join(build, "bin", "switch-to-configuration"), 0o555);
   fs.mkdirSync(path.join(build, "sw", "bin"), { recursive: true });
   for (const command of fs.readdirSync("/.twin/system/bin").sort()) fs.symlinkSync(`/.twin/system/bin/${command}`, path.join(build, "sw", "bin", command));
+  if (derivation) process.exit(0);
 
   const digest = createHash("sha256");
   const walk = (dir) => {
@@ -289,6 +350,6 @@ try {
   else fs.renameSync(build, target);
   process.stdout.write(`${target}\n`);
 } catch (error) {
-  fs.rmSync(build, { recursive: true, force: true });
+  if (!derivation) fs.rmSync(build, { recursive: true, force: true });
   fail(`building the system failed: ${error.message}`);
 }
