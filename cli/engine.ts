@@ -192,18 +192,37 @@ export async function stackName(options: WorkspaceOptions): Promise<string> {
   return selectedStack(workspace, options);
 }
 
+/**
+ * The Pulumi CLI's selected stack, or null when there is none to act on: the CLI is not installed, or no stack is
+ * selected. For the commands that also work on a manifest alone (`plan`, `graph`); any other failure throws.
+ */
+export async function selectedStackName(options: WorkspaceOptions): Promise<string | null> {
+  let workspace: LocalWorkspace;
+  try {
+    ({ workspace } = await openWorkspace(options));
+  } catch (error) {
+    if (error instanceof EngineError && error.message === missingCliMessage) return null;
+    throw error;
+  }
+  return (await currentStack(workspace, options)) ?? null;
+}
+
 /** The Pulumi CLI's selected stack in the workspace's project and backend; none is an error saying what to do. */
 async function selectedStack(workspace: LocalWorkspace, options: Pick<WorkspaceOptions, "onError">): Promise<string> {
-  let current;
-  try {
-    current = await workspace.stack();
-  } catch (error) {
-    throw engineFailure(error, "listing the stacks (`pulumi stack ls`)", { streamed: false, onError: options.onError, hint: "check `pulumi whoami` and the backend login" });
-  }
+  const current = await currentStack(workspace, options);
   if (current === undefined) {
     throw new EngineError("no stack is selected: pass --stack NAME, select one with `pulumi stack select NAME`, or create one with `nixmox stack init NAME`", 2);
   }
-  return current.name;
+  return current;
+}
+
+/** `pulumi stack ls`'s current stack, undefined when none is selected. */
+async function currentStack(workspace: LocalWorkspace, options: Pick<WorkspaceOptions, "onError">): Promise<string | undefined> {
+  try {
+    return (await workspace.stack())?.name;
+  } catch (error) {
+    throw engineFailure(error, "listing the stacks (`pulumi stack ls`)", { streamed: false, onError: options.onError, hint: "check `pulumi whoami` and the backend login" });
+  }
 }
 
 /** Runs one engine operation on the stack; resolves when it succeeded, throws `EngineError` otherwise. */

@@ -110,10 +110,36 @@ export function stackManifestOptions(command: import("commander").Command, proje
 /** The manifest argument's help text: what is read without one. */
 export const manifestArgumentHelp = "manifest file (.nix, .json, .yaml); default: the stack's nixmox:manifest with --stack, else the project's (Pulumi.yaml)";
 
+/** The manifest argument's help text for `plan` and `graph`, which also read the selected stack's. */
+export const selectedStackArgumentHelp =
+  "manifest file (.nix, .json, .yaml); default: the nixmox:manifest of --stack, else of the Pulumi CLI's selected stack, else the project's (Pulumi.yaml)";
+
 /** The manifest of a command that needs no engine: the stack's with `--stack` (an argument must match), else the argument or the project's. */
 export function offlineManifest(argument: string | undefined, flags: ManifestFlags): string {
   if (flags.stack !== undefined) return manifestForStack(argument, flags.stack, stackManifest(flags.projectDir, flags.stack));
   return argument ?? projectDefaultManifest(flags.projectDir);
+}
+
+/**
+ * The manifest of `plan` and `graph`, and the flags that load it: with `--stack`, that stack's (an argument must be
+ * the same file); with neither `--stack` nor an argument, the Pulumi CLI's selected stack's, as `preview` and
+ * `secrets check` take it (issue 22, one manifest everywhere); with an argument alone, that file. Without a Pulumi
+ * CLI or a selected stack, the project's; when the CLI cannot tell, a note says which manifest is read instead.
+ */
+export async function stackOrSelectedManifest(argument: string | undefined, flags: ManifestFlags): Promise<{ manifest: string; flags: ManifestFlags }> {
+  if (flags.stack !== undefined || argument !== undefined) return { manifest: offlineManifest(argument, flags), flags };
+  const engine = require("./engine") as typeof import("./engine");
+  let stack: string | null;
+  try {
+    stack = await engine.selectedStackName({ projectDir: flags.projectDir, onError: (text) => process.stderr.write(text) });
+  } catch (error) {
+    if (!(error instanceof engine.EngineError)) throw error;
+    const manifest = projectDefaultManifest(flags.projectDir);
+    process.stderr.write(`nixmox: the selected stack is unknown (${error.message}), so this reads the project's manifest ${displayPath(manifest)}; pass --stack NAME or a manifest to choose\n`);
+    return { manifest, flags };
+  }
+  if (stack === null) return { manifest: projectDefaultManifest(flags.projectDir), flags };
+  return { manifest: stackManifest(flags.projectDir, stack), flags: { ...flags, stack } };
 }
 
 /** The loader's options: the `--allow-path` directories, and with `--stack` the stack's `nixmox:manifestAllowPaths`. */

@@ -10,13 +10,21 @@ import { manifestSchema } from "./schema";
 /** Keys that hold a secret value, which belongs in the stack config, not in the manifest. */
 export const secretLikeKey = /(pass(word|wd)?|secret|token|api_?key|private_?key|credential)/i;
 
+/**
+ * The command that stores a service secret, its value read from FILE or stdin (`< FILE` left out: pulumi asks without
+ * echoing), as `secrets check` prints it: a value on the command line would stay in the shell history (issue 22).
+ */
+function secretSetLine(service: string, name: string): string {
+  return `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${name}' < FILE\``;
+}
+
 /** Where the value of a secret found at `path` goes instead, as a `pulumi config set` hint. */
 export function secretHint(path: ReadonlyArray<PropertyKey>, key: string): string {
   const [head, name] = path;
   const joined = path.map(String).join(".");
   if (joined === "network.outposts.radius") {
     return "looks like a secret: secret values never go in the manifest. NixMox generates the RADIUS shared secret; to choose it, run " +
-      "`pulumi config set --secret --path 'nixmox:secrets.<authentik service>.radius_shared_secret' <value>`";
+      secretSetLine("<authentik service>", "radius_shared_secret");
   }
   const service = (head === "core_services" || head === "services") && name !== undefined ? String(name) : "<service>";
   // interface.db.password (or interface.dbs.<entry>.password): the database's password is a secret NixMox declares and
@@ -26,11 +34,11 @@ export function secretHint(path: ReadonlyArray<PropertyKey>, key: string): strin
     const builtin = path.length === 4 ? "db_password" : `${String(path[4])}_db_password`;
     return `looks like a secret, and needs no field: NixMox generates the password of this database's owner itself, the secret "${builtin}", ` +
       "and delivers it to the host as a file. Delete this line; to choose the password, set that secret in the stack from a file or stdin: " +
-      `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${builtin}' < FILE\``;
+      secretSetLine(service, builtin);
   }
   const secretName = service === "<service>" ? "<name>" : key;
-  return "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value with " +
-    `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${secretName}' <value>\``;
+  return "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value from a file or stdin with " +
+    secretSetLine(service, secretName);
 }
 
 /** True when the value at `path` may be a secret, so no message may echo it. */
@@ -183,7 +191,7 @@ export function issueProblems(issue: z.core.$ZodIssue, prefix: ReadonlyArray<Pro
           subject,
           field,
           message: `must be a secret declaration (an attribute set such as { owner = "app"; restart_units = [ "app.service" ]; }), not the secret's value; ` +
-            `the value goes in the stack config: \`pulumi config set --secret --path 'nixmox:secrets.${service}.${String(rest[1])}' <value>\``,
+            `the value goes in the stack config, read from a file or stdin: ${secretSetLine(service, String(rest[1]))}`,
         }];
       }
       return [{ subject, field, message: `must be ${expectedText(issue.expected)}${got}` }];

@@ -325,3 +325,88 @@ describe("cli: graph --format svg, drawn by Graphviz in WebAssembly", function (
     });
   }
 });
+
+describe("cli: plan and graph read the stack's manifest, --stack or the selected one (issue 22, one manifest everywhere)", function () {
+  this.timeout(300_000);
+  let top: string;
+  let project: string;
+  let env: NodeJS.ProcessEnv;
+  /** The stack's manifest differs from the project's default by its app's name, which plan and graph both show. */
+  const stackManifest = () => {
+    const raw = smallManifest();
+    raw.services = { vault: raw.services.app };
+    return raw;
+  };
+
+  /** The compiled CLI in the project folder, with the real Pulumi CLI (tools/engine) on PATH unless `pathless`. */
+  const run = (args: string[], pathless = false) =>
+    spawnSync(process.execPath, [path.join(root, "bin", "nixmox.js"), ...args], { cwd: project, env: pathless ? { ...env, PATH: "/nonexistent" } : env, encoding: "utf8", timeout: 120_000 });
+  const pulumi = (args: string[]) => {
+    const result = spawnSync("pulumi", args, { cwd: project, env, encoding: "utf8", timeout: 120_000 });
+    assert.equal(result.status, 0, `pulumi ${args.join(" ")}: ${result.stdout}${result.stderr}`);
+  };
+
+  before(() => {
+    top = mkdtempSync(path.join(tmpdir(), "nixmox-cli-stack-"));
+    project = path.join(top, "project");
+    for (const dir of [project, path.join(top, "state"), path.join(top, "home")]) mkdirSync(dir);
+    writeFileSync(path.join(project, "Pulumi.yaml"), "name: nixmox\nruntime: nodejs\nconfig:\n  nixmox:manifest:\n    type: string\n    default: default.json\n");
+    writeFileSync(path.join(project, "default.json"), JSON.stringify(smallManifest()));
+    writeFileSync(path.join(project, "mine.json"), JSON.stringify(stackManifest()));
+    const { engineEnvironment } = require("./support/real-engine") as typeof import("./support/real-engine");
+    env = engineEnvironment(path.join(top, "home"), `file://${path.join(top, "state")}`);
+  });
+  after(() => rmSync(top, { recursive: true, force: true }));
+
+  it("with no stack selected, or no Pulumi CLI, read the project's manifest (Pulumi.yaml's default)", () => {
+    for (const [command, shows] of [["plan", /^  app \[vaultwarden\] ct 120 /m], ["graph", /^  app\["app"\]$/m]] as const) {
+      for (const pathless of [false, true]) {
+        const result = run([command], pathless);
+        assert.equal(result.status, 0, result.stderr);
+        assert.equal(result.stderr, "");
+        assert.equal(result.stdout, run([command, "default.json"]).stdout);
+        assert.match(result.stdout, shows);
+      }
+    }
+  });
+
+  it("with a stack selected and no manifest argument, read that stack's nixmox:manifest, as with --stack", () => {
+    pulumi(["stack", "init", "homelab", "--non-interactive"]);
+    pulumi(["config", "set", "nixmox:manifest", "mine.json"]);
+    for (const command of ["plan", "graph"]) {
+      const selected = run([command]);
+      assert.equal(selected.status, 0, selected.stderr);
+      assert.equal(selected.stderr, "");
+      assert.equal(selected.stdout, run([command, "mine.json"]).stdout, command);
+      assert.equal(selected.stdout, run([command, "--stack", "homelab"]).stdout, command);
+      assert.match(selected.stdout, /vault/);
+      assert.doesNotMatch(selected.stdout, /\bapp\b/);
+      // A manifest named on the command line is read as given.
+      assert.equal(run([command, "default.json"]).stdout, run([command, "default.json"], true).stdout);
+    }
+    assert.match(run(["plan", "--json"]).stdout, /"name": "vault"/);
+  });
+
+  it("refuses a manifest argument that is not the stack's, showing both paths, exit 2", () => {
+    for (const command of ["plan", "graph"]) {
+      const refused = run([command, "--stack", "homelab", "default.json"]);
+      assert.equal(refused.status, 2, refused.stderr);
+      assert.equal(refused.stdout, "");
+      assert.equal(
+        refused.stderr,
+        `nixmox: the manifest argument default.json is not the manifest of stack "homelab", which deploys mine.json (its nixmox:manifest): ` +
+          `drop the argument to use the stack's, or point the stack at this file with \`pulumi config set --stack homelab nixmox:manifest ${path.join(project, "default.json")}\`\n`,
+      );
+    }
+  });
+
+  it("says which manifest it reads when the Pulumi CLI cannot tell the selected stack", () => {
+    const broken = { ...env, PULUMI_BACKEND_URL: `file://${path.join(top, "not-a-folder")}` };
+    writeFileSync(path.join(top, "not-a-folder"), "a file, so the backend cannot be opened\n");
+    const result = spawnSync(process.execPath, [path.join(root, "bin", "nixmox.js"), "plan"], { cwd: project, env: broken, encoding: "utf8", timeout: 120_000 });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, run(["plan", "default.json"]).stdout);
+    assert.match(result.stderr, /\nnixmox: the selected stack is unknown \(listing the stacks \(`pulumi stack ls`\) failed \(exit -?\d+\); the Pulumi CLI's messages are above; check `pulumi whoami` and the backend login\), so this reads the project's manifest default\.json; pass --stack NAME or a manifest to choose\n$/);
+    assert.doesNotMatch(result.stderr, /^\s+at /m);
+  });
+});

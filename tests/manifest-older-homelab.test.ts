@@ -118,8 +118,8 @@ describe("manifest: the false refusals of issue 19, one at a time", () => {
       m.services.app.interface.terraform = { variables: { proxmox_api_token: "root@pam!x=secret-value", domain: "lab.test" } };
     }));
     assert.deepEqual(problems, [
-      'service "app": interface.terraform.variables.proxmox_api_token looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value with ' +
-        "`pulumi config set --secret --path 'nixmox:secrets.app.proxmox_api_token' <value>`",
+      'service "app": interface.terraform.variables.proxmox_api_token looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value from a file or stdin with ' +
+        "`pulumi config set --secret --path 'nixmox:secrets.app.proxmox_api_token' < FILE`",
     ]);
   });
 

@@ -4,8 +4,8 @@ import { validateManifest } from "../manifest";
 import { deepClone, manifestErrorOf, planOf, problemsOf, seedManifest, smallManifest, type RawManifest } from "./support/manifests";
 
 const secretHint = (service: string, name: string) =>
-  "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value with " +
-  `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${name}' <value>\``;
+  "looks like a secret: secret values never go in the manifest. Declare it under secrets and set the value from a file or stdin with " +
+  `\`pulumi config set --secret --path 'nixmox:secrets.${service}.${name}' < FILE\``;
 const dnsNameRule = "must be a valid DNS name (lower-case letters, digits, '-' and '.')";
 
 interface RuleCase {
@@ -741,7 +741,7 @@ const ruleCases: RuleCase[] = [
     },
     problems: [
       "network: outposts.radius.shared_secret looks like a secret: secret values never go in the manifest. NixMox generates the RADIUS shared secret; " +
-        "to choose it, run `pulumi config set --secret --path 'nixmox:secrets.<authentik service>.radius_shared_secret' <value>`",
+        "to choose it, run `pulumi config set --secret --path 'nixmox:secrets.<authentik service>.radius_shared_secret' < FILE`",
     ],
   },
   {
@@ -767,7 +767,7 @@ const ruleCases: RuleCase[] = [
     },
     problems: [
       'service "app": secrets.admin_password must be a secret declaration (an attribute set such as { owner = "app"; restart_units = [ "app.service" ]; }), ' +
-        "not the secret's value; the value goes in the stack config: `pulumi config set --secret --path 'nixmox:secrets.app.admin_password' <value>`",
+        "not the secret's value; the value goes in the stack config, read from a file or stdin: `pulumi config set --secret --path 'nixmox:secrets.app.admin_password' < FILE`",
     ],
   },
   // Names and addresses (every module assertion and builder precondition has a twin here).

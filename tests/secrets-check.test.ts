@@ -2,9 +2,9 @@
 // No Pulumi CLI: the stack file is read as YAML, which is what `secrets check` does in production too.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import {
   SecretConfigError,
   SecretsMissingError,
@@ -93,6 +93,50 @@ describe("secrets check: rows and messages", () => {
   it("quotes path segments that Pulumi's property paths would split", () => {
     assert.equal(configSetCommand("home-assistant", "api.key"), `pulumi config set --secret --path 'nixmox:secrets["home-assistant"]["api.key"]' < FILE`);
     assert.equal(configSetCommand("app", "db_password", { stack: "prod" }), `pulumi config set --secret --stack prod --path 'nixmox:secrets.app.db_password' < FILE`);
+  });
+});
+
+/**
+ * Every `pulumi config set --secret` command suggested in `text` that gives the value on the command line (issue 22:
+ * the shell history and the process list keep it), as `file: command`. A value read from a file or stdin (`< FILE`,
+ * or nothing after the key) or a placeholder (`…`) passes; `[--stack S]` is a usage line's optional flag. Template
+ * literals' `${…}` count as one word.
+ */
+function inlineSecretValues(file: string, text: string): string[] {
+  const found: string[] = [];
+  const words = text.replace(/\$\{[^}]*\}/g, "X");
+  const command = /pulumi config set --secret((?:\s+--stack\s+[^\s`]+|\s+--path|\s+\[[^\]\n]*\])*)(?:\s+([^\s`]+))?([ \t]+([^\s`]+))?/g;
+  for (const match of words.matchAll(command)) {
+    const value = match[4];
+    if (value === undefined || value === "<" || value.startsWith("#") || value === "…" || value === "...") continue;
+    found.push(`${file}: ${match[0]}`);
+  }
+  return found;
+}
+
+describe("secrets: no suggested command puts a value on the command line", () => {
+  const root = resolve(__dirname, "..");
+  const sources = [
+    "README.md",
+    ...["Pulumi.yaml", "Pulumi.dev.yaml"],
+    ...["docs", "templates", "cli", "components", "manifest", "nixos", "bin"].flatMap((dir) =>
+      readdirSync(join(root, dir), { recursive: true, encoding: "utf8" })
+        .filter((file) => /\.(md|ts|js|nix|yaml|sh)$/.test(file))
+        .map((file) => join(dir, file)),
+    ),
+  ];
+
+  it("finds the commands it checks (a scan that finds none would prove nothing), and flags a value given inline", () => {
+    assert.ok(sources.includes(join("manifest", "schema-issues.ts")) && sources.includes(join("docs", "building.md")));
+    assert.deepEqual(inlineSecretValues("x.md", "run `pulumi config set --secret --path 'nixmox:secrets.a.b' <value>`"), [
+      "x.md: pulumi config set --secret --path 'nixmox:secrets.a.b' <value>",
+    ]);
+    assert.deepEqual(inlineSecretValues("x.md", 'pulumi config set --secret nixmox:k "$(cat key)"'), ['x.md: pulumi config set --secret nixmox:k "$(cat'], "a command substitution still lands in argv");
+    assert.deepEqual(inlineSecretValues("x.md", "`pulumi config set --secret --stack s --path\n  'nixmox:secrets.a.b' < FILE` or `pulumi config set --secret …`"), []);
+  });
+
+  it("in the docs, the templates and every message the CLI and the program print: each reads the value from a file or stdin", () => {
+    assert.deepEqual(sources.flatMap((file) => inlineSecretValues(file, readFileSync(join(root, file), "utf8"))), []);
   });
 });
 

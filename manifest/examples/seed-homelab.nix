@@ -6,8 +6,8 @@
 #   npx nixmox validate manifest/examples/seed-homelab.nix
 #   npx nixmox plan manifest/examples/seed-homelab.nix
 #
-# The RADIUS shared secret is not here: NixMox generates it (or `pulumi config set --secret --path
-# 'nixmox:secrets.authentik.radius_shared_secret' …`).
+# The RADIUS shared secret is not here: NixMox generates it, or the stack sets it from a file or stdin:
+# `pulumi config set --secret --path 'nixmox:secrets.authentik.radius_shared_secret' < FILE`.
 let
   health = units: {
     startup = "systemctl is-active --quiet ${units}";
