@@ -254,9 +254,9 @@ interface PlanServices {
  * computed from this very manifest (`checkManifest`): the plan then does not resolve the services again, and when
  * every service is enabled it also takes validation's address lookup and dependency edges, which are then the same.
  *
- * A pipeline of named stages, each a function of its own: every stage loops over every service once, and small
- * functions are what V8 compiles quickly (one 300-line function took it longer to compile than to run at 10,000
- * services, bench/manifest-scale.ts).
+ * A pipeline of named stages, each a function of its own: every stage loops over every service once, and V8 compiles
+ * small functions quickly (as one 300-line function, the plan was compiled whole again for each of its loops, at
+ * 10,000 services for about as long as it ran: bench/manifest-scale.ts, node --trace-opt).
  */
 export function planManifest(manifest: Manifest, options: { manifestDir: string; resolved?: CheckedServices }): Plan {
   const hostnames = () => (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
