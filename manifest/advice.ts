@@ -7,7 +7,7 @@
 import { databaseApps, databaseUsers, kindSpecs, outpostUnit } from "./kinds";
 import type { ServicePlan } from "./plan-types";
 import { closest } from "./problems";
-import { servicesByAddress, type ResolvedNetwork, type ResolvedService } from "./resolve";
+import type { ResolvedNetwork, ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 export interface AdviceContext {
@@ -21,6 +21,8 @@ export interface AdviceContext {
   planned: ServicePlan[];
   /** The PostgreSQL service a database host names, if any. */
   serverOf: (host: string) => string | undefined;
+  /** Address → enabled service: the plan's lookup (resolve.ts servicesByAddress). */
+  byAddress: Map<string, ResolvedService>;
 }
 
 export interface Advice {
@@ -28,9 +30,17 @@ export interface Advice {
   warnings: string[];
 }
 
+/** What several entries read, listed once per manifest by `planAdvice`. */
+interface AdviceLists {
+  /** The service entries (enabled or not) that carry an interface.terraform block, sorted by name. */
+  terraformBlocks: ReturnType<typeof withTerraform>;
+  /** The manifest's own health checks of each enabled service, with their field path. */
+  healthChecks: ReturnType<typeof manifestChecks>;
+}
+
 interface AdviceEntry {
   name: string;
-  check(context: AdviceContext): Partial<Advice>;
+  check(context: AdviceContext & AdviceLists): Partial<Advice>;
 }
 
 const serviceGroups = ["core_services", "services"] as const;
@@ -104,8 +114,8 @@ const adviceEntries: AdviceEntry[] = [
   {
     name: "terraformBlocksAreIgnored",
     // One note per manifest, not per service: older NixMox manifests carry the block on every service.
-    check: ({ manifest }) => {
-      const withBlock = withTerraform(manifest).map(([name]) => name);
+    check: ({ terraformBlocks }) => {
+      const withBlock = terraformBlocks.map(([name]) => name);
       if (withBlock.length === 0) return {};
       return {
         notes: [
@@ -117,8 +127,8 @@ const adviceEntries: AdviceEntry[] = [
   },
   {
     name: "terraformVariablesAgreeWithNetwork",
-    check: ({ manifest, network }) => ({
-      warnings: withTerraform(manifest).flatMap(([name, block]) => {
+    check: ({ terraformBlocks, network }) => ({
+      warnings: terraformBlocks.flatMap(([name, block]) => {
         const variables = block.variables ?? {};
         const compared: Array<[string, string]> = [["domain", network.domain], ["network_cidr", network.network_cidr]];
         return compared
@@ -185,17 +195,17 @@ const adviceEntries: AdviceEntry[] = [
     // A warning, not an error: the listening ports NixMox knows (the plan's: ports, route upstreams, the kind's apps,
     // databases) are what it opens; an app may also listen on a port only its own host reaches, and tcp and
     // host-side http probes run on the host, so a port outside them may be intended.
-    check: ({ enabled, planned }) => {
-      const byAddress = servicesByAddress(enabled);
-      const portsOf = new Map(planned.map((service) => [service.name, [...new Set([...service.ports, service.sshPort])].sort((a, b) => a - b)]));
+    check: ({ healthChecks, planned, byAddress }) => {
+      const plannedByName = new Map(planned.map((service) => [service.name, service]));
       return {
-        warnings: manifestChecks(enabled).flatMap(({ service, check, field }) => {
+        warnings: healthChecks.flatMap(({ service, check, field }) => {
           const probed = probedPort(service, check, byAddress);
           if (!probed?.target) return [];
-          const ports = portsOf.get(probed.target.name);
-          if (!ports || ports.includes(probed.port)) return [];
+          const target = plannedByName.get(probed.target.name);
+          // A planned service's ports are sorted, distinct and without its SSH port, which always listens.
+          if (!target || target.ports.includes(probed.port) || probed.port === target.sshPort) return [];
           const whose = probed.target === service ? "this service" : `service "${probed.target.name}"`;
-          const listening = ports.filter((port) => port !== probed.target!.sshPort);
+          const listening = target.ports;
           return [
             `service "${service.name}": ${field} probes port ${probed.port} (${probed.what}), but ${whose} listens on no such port as far as NixMox knows ` +
               `(${listening.length > 0 ? `its ports: ${listening.join(", ")}` : "it has no port besides SSH"}); point the check at the port the app listens on, ` +
@@ -210,8 +220,8 @@ const adviceEntries: AdviceEntry[] = [
     // A warning, not an error: a host runs more units than the kind's (NixOS's own such as sshd.service, helpers of
     // the shipped module, those of nixos_modules), so an unknown name may exist. With nixos_modules, only a near miss
     // of the kind's units is reported; a custom service's units are its modules' and are not checked.
-    check: ({ manifest, enabled }) => ({
-      warnings: manifestChecks(enabled).flatMap(({ service, check, field }) => {
+    check: ({ manifest, healthChecks }) => ({
+      warnings: healthChecks.flatMap(({ service, check, field }) => {
         if (check.type !== "systemd" || service.kind === "custom") return [];
         const spec = kindSpecs[service.kind];
         const outposts = service.kind === "authentik" ? (["ldap", "radius"] as const).filter((type) => manifest.network.outposts[type] !== undefined).map(outpostUnit) : [];
@@ -247,8 +257,9 @@ export const adviceNames = adviceEntries.map((entry) => entry.name);
 /** Every note and warning for a planned manifest, in the order of `adviceEntries`. */
 export function planAdvice(context: AdviceContext): Advice {
   const advice: Advice = { notes: [], warnings: [] };
+  const withLists = { ...context, terraformBlocks: withTerraform(context.manifest), healthChecks: manifestChecks(context.enabled) };
   for (const entry of adviceEntries) {
-    const found = entry.check(context);
+    const found = entry.check(withLists);
     advice.notes.push(...(found.notes ?? []));
     advice.warnings.push(...(found.warnings ?? []));
   }

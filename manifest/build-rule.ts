@@ -24,13 +24,15 @@ export function buildPlacementProblems(raw: unknown): Problem[] {
       services.push({ name, kind, enable: entry.enable !== false });
     }
   }
-  const names = services.map((service) => service.name).sort();
+  // Sorted only for a "did you mean" (most manifests have nothing to suggest): sorting 10,000 names costs.
+  let sorted: string[] | undefined;
+  const names = () => (sorted ??= services.map((service) => service.name).sort());
   const builders = builderNames(services);
   const problems: Problem[] = [];
   const problem = (field: string, message: string) => problems.push({ subject: "manifest", field: `build.${field}`, message });
   if (build.builder !== undefined) {
     const named = services.find((service) => service.name === build.builder);
-    if (!named) problem("builder", `names no service of the manifest${didYouMean(build.builder, names)}; name a service of kind builder`);
+    if (!named) problem("builder", `names no service of the manifest${didYouMean(build.builder, names())}; name a service of kind builder`);
     else if (named.kind !== "builder") problem("builder", `names "${build.builder}", a service of kind ${named.kind}; name a service of kind builder (kind = "builder")`);
     else if (!named.enable) problem("builder", `names "${build.builder}", which is disabled; enable it or build elsewhere`);
   } else if (builders.length > 1 && (build.on === "auto" || build.on === "builder")) {
@@ -40,7 +42,7 @@ export function buildPlacementProblems(raw: unknown): Problem[] {
     problem("on", 'is "builder" but the manifest has no service of kind builder; add one (a container with the memory and disk for NixOS builds), or choose "controller" or "target"');
   }
   build.on_target.forEach((name, index) => {
-    if (!names.includes(name)) problem(`on_target[${index}]`, `names no service of the manifest${didYouMean(name, names)}`);
+    if (!services.some((service) => service.name === name)) problem(`on_target[${index}]`, `names no service of the manifest${didYouMean(name, names())}`);
   });
   return problems;
 }

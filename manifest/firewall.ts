@@ -29,18 +29,19 @@ export interface FirewallService {
   name: string;
   kind: ServiceKind;
   ip: string;
-  fqdn: string;
-  hostName: string;
   /** Every TCP port the host listens on (the plan's ports). */
   ports: number[];
   udpPorts: number[];
-  /** The manifest's own `ports`. */
-  declaredPorts: number[];
   publicPorts: number[];
 }
 
 export interface FirewallInput {
+  /** The planned services, sorted by name. */
   services: FirewallService[];
+  /** The manifest's own `ports` of a service. */
+  declaredPorts: (service: string) => number[];
+  /** The service an address (ip, full or short hostname, service name) names: the plan's lookup (resolve.ts servicesByAddress). */
+  serviceAt: (address: string) => string | undefined;
   routes: RoutePlan[];
   databases: DatabasePlan[];
   outposts: OutpostPlan[];
@@ -67,18 +68,99 @@ function hostPort(value: string): { host: string; port: number } {
   return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
 }
 
-export function planFirewall(input: FirewallInput): FirewallPlan {
-  const byAddress = new Map<string, FirewallService>();
-  for (const keyOf of [(s: FirewallService) => s.name, (s: FirewallService) => s.ip, (s: FirewallService) => s.fqdn, (s: FirewallService) => s.hostName]) {
-    for (const service of input.services) if (!byAddress.has(keyOf(service))) byAddress.set(keyOf(service), service);
+/** Port → who may reach it (null: everyone) and why, for one host. */
+type PortAccess = Map<number, { from: Set<string> | null; reasons: Set<string> }>;
+
+/** Opens `port` of `service` (when it listens there) to `from` (null: everyone; never the host itself), for `reason`. */
+function allow(tcp: PortAccess, service: FirewallService, port: number, from: readonly string[] | null, reason: string): void {
+  if (!service.ports.includes(port)) return;
+  const entry = tcp.get(port) ?? { from: new Set<string>(), reasons: new Set<string>() };
+  if (from === null) entry.from = null;
+  else if (entry.from !== null) for (const address of from) if (address !== service.ip) entry.from.add(address);
+  entry.reasons.add(reason);
+  tcp.set(port, entry);
+}
+
+/** What a lookup of a host with nothing listed gives (one shared empty list: this runs for every host). */
+const none: readonly never[] = [];
+
+/** What `hostRules` looks up about the other hosts, built once by `planFirewall`. */
+interface HostLookups {
+  input: FirewallInput;
+  proxies: string[];
+  everyHost: string[];
+  servicesByName: Map<string, FirewallService>;
+  routesTo: Map<string, Array<{ port: number; reason: string }>>;
+  routedServices: Set<string>;
+  lokiRoutes: Map<string, FirewallInput["routes"][number]>;
+  databasesOn: Map<string, FirewallInput["databases"]>;
+  consumersOf: Map<string, string[]>;
+  outpostsOf: Map<string, FirewallInput["outposts"]>;
+}
+
+/** One host's rules, sorted by protocol and port; a port open to no other host adds a warning. */
+function hostRules(service: FirewallService, lookups: HostLookups, warnings: string[]): FirewallRulePlan[] {
+  const { input, proxies, everyHost, servicesByName, routesTo, routedServices, lokiRoutes, databasesOn, consumersOf, outpostsOf } = lookups;
+  // port → sources (null: everyone) and reasons
+  const tcp: PortAccess = new Map();
+  const outposts = outpostsOf.get(service.name) ?? none;
+
+  for (const port of kindSpecs[service.kind].tcpPorts) allow(tcp, service, port, null, `${service.kind} port`);
+  for (const port of service.publicPorts) allow(tcp, service, port, null, "public_ports");
+  if (outposts.some((outpost) => outpost.type === "ldap")) allow(tcp, service, input.outpostPorts.ldap, null, "LDAP outpost");
+  for (const routed of routesTo.get(service.name) ?? none) allow(tcp, service, routed.port, proxies, routed.reason);
+  // Without a route, users' browsers log in at the authentik host itself (render/host-data.ts oidcEndpoints).
+  if (service.kind === "authentik" && !routedServices.has(service.name)) {
+    allow(tcp, service, kindSpecs.authentik.apps.authentik.port, null, "authentik without a route (browsers log in here)");
   }
+  for (const db of databasesOn.get(service.name) ?? none) allow(tcp, service, db.port, [db.clientIp], `database ${db.name} (${db.service})`);
+  if (service.kind === "monitoring") {
+    const lokiRoute = lokiRoutes.get(service.name);
+    allow(tcp, service, lokiRoute ? hostPort(lokiRoute.upstream).port : kindSpecs.monitoring.apps.loki.port, everyHost, "Loki push (every homelab host)");
+  }
+  // The manifest's own ports that nothing above explains are an API for the services that depend_on this one. A
+  // route's or a database's port stays with the proxy or the database's clients.
+  const consumers = consumersOf.get(service.name);
+  if (consumers) {
+    const apiPorts = input.declaredPorts(service.name).filter((port) => !tcp.has(port));
+    for (const name of consumers) {
+      const consumer = servicesByName.get(name);
+      if (consumer) for (const port of apiPorts) allow(tcp, service, port, [consumer.ip], `depends_on (${consumer.name})`);
+    }
+  }
+
+  const list: FirewallRulePlan[] = [];
+  for (const port of service.ports) {
+    const entry = tcp.get(port);
+    if (!entry) {
+      warnings.push(
+        `service "${service.name}": port ${port} is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN`,
+      );
+      list.push({ protocol: "tcp", port, from: [], reasons: ["nothing uses it: only this host"] });
+      continue;
+    }
+    list.push({ protocol: "tcp", port, from: entry.from === null ? null : [...entry.from].sort(byString), reasons: [...entry.reasons].sort(byString) });
+  }
+  for (const port of service.udpPorts) {
+    const radius = outposts.find((outpost) => outpost.type === "radius");
+    if (radius?.type === "radius" && port === input.outpostPorts.radius) {
+      const everywhere = radius.clientNetworks.includes("0.0.0.0/0");
+      list.push({ protocol: "udp", port, from: everywhere ? null : [...radius.clientNetworks].sort(byString), reasons: ["RADIUS outpost"] });
+    } else {
+      list.push({ protocol: "udp", port, from: null, reasons: [`${service.kind} port`] });
+    }
+  }
+  return list.sort((a, b) => byString(a.protocol, b.protocol) || a.port - b.port);
+}
+
+export function planFirewall(input: FirewallInput): FirewallPlan {
   const proxies = input.services.filter((service) => service.kind === "caddy").map((service) => service.ip);
   const everyHost = input.services.map((service) => service.ip);
   const warnings: string[] = [];
   const rules = new Map<string, FirewallRulePlan[]>();
   // Indexes, so the plan stays linear in the number of services (bench/manifest-scale.ts).
   const servicesByName = new Map(input.services.map((service) => [service.name, service]));
-  const targetOf = (upstream: string) => byAddress.get(hostPort(upstream).host)?.name;
+  const targetOf = (upstream: string) => input.serviceAt(hostPort(upstream).host);
   const routesTo = new Map<string, Array<{ port: number; reason: string }>>();
   const routedServices = new Set<string>();
   const lokiRoutes = new Map<string, FirewallInput["routes"][number]>();
@@ -100,62 +182,7 @@ export function planFirewall(input: FirewallInput): FirewallPlan {
   const outpostsOf = new Map<string, FirewallInput["outposts"]>();
   for (const outpost of input.outposts) pushTo(outpostsOf, outpost.provider, outpost);
 
-  for (const service of input.services) {
-    // port → sources (null: everyone) and reasons
-    const tcp = new Map<number, { from: Set<string> | null; reasons: Set<string> }>();
-    const allow = (port: number, from: string[] | null, reason: string) => {
-      if (!service.ports.includes(port)) return;
-      const entry = tcp.get(port) ?? { from: new Set<string>(), reasons: new Set<string>() };
-      if (from === null) entry.from = null;
-      else if (entry.from !== null) for (const address of from) if (address !== service.ip) entry.from.add(address);
-      entry.reasons.add(reason);
-      tcp.set(port, entry);
-    };
-    const outposts = outpostsOf.get(service.name) ?? [];
-
-    for (const port of kindSpecs[service.kind].tcpPorts) allow(port, null, `${service.kind} port`);
-    for (const port of service.publicPorts) allow(port, null, "public_ports");
-    if (outposts.some((outpost) => outpost.type === "ldap")) allow(input.outpostPorts.ldap, null, "LDAP outpost");
-    for (const routed of routesTo.get(service.name) ?? []) allow(routed.port, proxies, routed.reason);
-    // Without a route, users' browsers log in at the authentik host itself (render/host-data.ts oidcEndpoints).
-    if (service.kind === "authentik" && !routedServices.has(service.name)) {
-      allow(kindSpecs.authentik.apps.authentik.port, null, "authentik without a route (browsers log in here)");
-    }
-    for (const db of databasesOn.get(service.name) ?? []) allow(db.port, [db.clientIp], `database ${db.name} (${db.service})`);
-    if (service.kind === "monitoring") {
-      const lokiRoute = lokiRoutes.get(service.name);
-      allow(lokiRoute ? hostPort(lokiRoute.upstream).port : kindSpecs.monitoring.apps.loki.port, everyHost, "Loki push (every homelab host)");
-    }
-    // The manifest's own ports that nothing above explains are an API for the services that depend_on this one. A
-    // route's or a database's port stays with the proxy or the database's clients.
-    const apiPorts = service.declaredPorts.filter((port) => !tcp.has(port));
-    for (const name of consumersOf.get(service.name) ?? []) {
-      const consumer = servicesByName.get(name);
-      if (consumer) for (const port of apiPorts) allow(port, [consumer.ip], `depends_on (${consumer.name})`);
-    }
-
-    const list: FirewallRulePlan[] = [];
-    for (const port of service.ports) {
-      const entry = tcp.get(port);
-      if (!entry) {
-        warnings.push(
-          `service "${service.name}": port ${port} is open to no other host (no route, database or depends_on uses it); route it through the proxy, or list it in public_ports to open it to the LAN`,
-        );
-        list.push({ protocol: "tcp", port, from: [], reasons: ["nothing uses it: only this host"] });
-        continue;
-      }
-      list.push({ protocol: "tcp", port, from: entry.from === null ? null : [...entry.from].sort(byString), reasons: [...entry.reasons].sort(byString) });
-    }
-    for (const port of service.udpPorts) {
-      const radius = outposts.find((outpost) => outpost.type === "radius");
-      if (radius?.type === "radius" && port === input.outpostPorts.radius) {
-        const everywhere = radius.clientNetworks.includes("0.0.0.0/0");
-        list.push({ protocol: "udp", port, from: everywhere ? null : [...radius.clientNetworks].sort(byString), reasons: ["RADIUS outpost"] });
-      } else {
-        list.push({ protocol: "udp", port, from: null, reasons: [`${service.kind} port`] });
-      }
-    }
-    rules.set(service.name, list.sort((a, b) => byString(a.protocol, b.protocol) || a.port - b.port));
-  }
+  const lookups: HostLookups = { input, proxies, everyHost, servicesByName, routesTo, routedServices, lokiRoutes, databasesOn, consumersOf, outpostsOf };
+  for (const service of input.services) rules.set(service.name, hostRules(service, lookups, warnings));
   return { rules, warnings };
 }

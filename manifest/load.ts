@@ -7,7 +7,7 @@ import * as path from "node:path";
 import type * as Yaml from "yaml";
 import { packageFile } from "./package-root";
 import { planManifest } from "./plan";
-import { isSingleRoute, type ResolvedService } from "./resolve";
+import { isSingleRoute, type CheckedServices } from "./resolve";
 import type { Plan } from "./plan-types";
 import { boundedData, tooDeep } from "./bounds";
 import { checkExtraConfig } from "./caddy-check";
@@ -170,7 +170,7 @@ export async function loadManifest(file: string = defaultManifestPath, options: 
  * loader's own checks. The custom modules are checked (module-check.ts) whether or not the rest passes the schema,
  * so a syntax error in a module and a typo in the manifest are reported together.
  */
-async function loadChecked(file: string, options: NixEvaluationOptions): Promise<{ manifest: Manifest; manifestDir: string; resolved: ResolvedService[]; notes: string[] }> {
+async function loadChecked(file: string, options: NixEvaluationOptions): Promise<{ manifest: Manifest; manifestDir: string; resolved: CheckedServices; notes: string[] }> {
   const absolute = path.resolve(file);
   const raw = await loadManifestData(absolute, options);
   const manifestDir = path.dirname(absolute);

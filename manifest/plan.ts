@@ -20,7 +20,7 @@ import type {
   ServicePlan,
 } from "./plan-types";
 import { planAdvice } from "./advice";
-import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, restorableSecrets, servicesByAddress, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
+import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, restorableSecrets, servicesByAddress, type CheckedServices, type Edge, type ResolvedNetwork, type ResolvedRoute, type ResolvedService } from "./resolve";
 import type { Manifest } from "./schema";
 
 /** Root-only directory on every host that holds secret files; persistent, outside the Nix store. */
@@ -100,14 +100,20 @@ function planHealth(service: ResolvedService, defaults: HealthDefaults): HealthP
     const units = [...new Set(Object.values(service.declaredSecrets).flatMap((secret) => secret.restart_units))].sort();
     for (const unit of units) checks.push({ name: `systemd:${unit}`, phase: "both", kind: "systemd", unit });
   }
-  const seen = new Set<string>();
   return {
-    checks: checks.filter((check) => !seen.has(check.name) && seen.add(check.name)),
+    // Most services have one check or none: nothing to deduplicate.
+    checks: checks.length < 2 ? checks : firstOfEachName(checks),
     intervalSeconds: health?.interval ?? defaults.intervalSeconds,
     timeoutSeconds: health?.timeout ?? 5,
     retries: health?.retries ?? defaults.retries,
     startPeriodSeconds: health?.start_period ?? defaults.startPeriodSeconds,
   };
+}
+
+/** The checks with a name not seen before, in order. */
+function firstOfEachName(checks: HealthCheckSpec[]): HealthCheckSpec[] {
+  const seen = new Set<string>();
+  return checks.filter((check) => !seen.has(check.name) && seen.add(check.name));
 }
 
 function secret(configService: string, name: string, host: string, fields: Partial<SecretPlan> & Pick<SecretPlan, "description">): SecretPlan {
@@ -136,7 +142,8 @@ function planSecrets(services: ResolvedService[], serverOf: (host: string) => st
   for (const service of services) {
     const start = planned.length;
     planServiceSecrets(service, serverOf, planned);
-    for (const entry of planned.slice(start)) {
+    for (let index = start; index < planned.length; index += 1) {
+      const entry = planned[index];
       const override = service.declaredSecrets[entry.name];
       if (!override || entry.service !== service.name || entry.configService !== service.name || !service.builtinSecretNames.includes(entry.name)) continue;
       entry.owner = override.owner;
@@ -232,246 +239,71 @@ function hostPort(value: string): { host: string; port: number } {
   return { host: value.slice(0, index), port: Number(value.slice(index + 1)) };
 }
 
+/** The enabled services, sorted by name, with the lookups every stage of the plan reads. */
+interface PlanServices {
+  enabled: ResolvedService[];
+  byName: Map<string, ResolvedService>;
+  byAddress: Map<string, ResolvedService>;
+  authentiks: string[];
+  /** The service an address names (ip, full or short hostname, service name). */
+  serverOf: (host: string) => string | undefined;
+}
+
 /**
- * Plans a validated manifest. `manifestDir` resolves relative NixOS module paths; `resolved` are the services
- * validation resolved from this very manifest (`checkManifest`), which the plan then does not resolve again.
+ * Plans a validated manifest. `manifestDir` resolves relative NixOS module paths; `resolved` is what validation
+ * computed from this very manifest (`checkManifest`): the plan then does not resolve the services again, and when
+ * every service is enabled it also takes validation's address lookup and dependency edges, which are then the same.
+ *
+ * A pipeline of named stages, each a function of its own: every stage loops over every service once, and V8 compiles
+ * small functions quickly (as one 300-line function, the plan was compiled whole again for each of its loops, at
+ * 10,000 services for about as long as it ran: bench/manifest-scale.ts, node --trace-opt).
  */
-export function planManifest(manifest: Manifest, options: { manifestDir: string; resolved?: ResolvedService[] }): Plan {
+export function planManifest(manifest: Manifest, options: { manifestDir: string; resolved?: CheckedServices }): Plan {
   const hostnames = () => (["core_services", "services"] as const).flatMap((group) => Object.values(manifest[group]).flatMap((service) => (service.hostname ? [service.hostname] : [])));
   const domain = resolveDomain(manifest.network.domain, hostnames);
   if ("problem" in domain) throw new Error(`network.domain ${domain.problem} (validate the manifest before planning it)`);
   const network: ResolvedNetwork = { ...manifest.network, domain: domain.domain };
-  const all: ResolvedService[] = options.resolved ? [...options.resolved] : [];
-  if (!options.resolved) {
-    for (const group of ["core_services", "services"] as const) {
-      for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
-    }
-  }
-  all.sort((a, b) => byString(a.name, b.name));
+  const all = resolveAll(manifest, network, options.resolved);
   const enabled = all.filter((service) => service.enable);
-  const byName = new Map(enabled.map((service) => [service.name, service]));
+  // Validation's lookup covers every service, disabled ones too: the plan's, over the enabled ones, is the same only
+  // when none is disabled (servicesByAddress gives the same map whatever the order). Its edges then are the plan's
+  // too: inferredEdges over the same services and lookup (planEdges undoes the order they come in).
+  const validated = options.resolved && enabled.length === all.length ? options.resolved : undefined;
+  const byAddress = validated?.byAddress ?? servicesByAddress(enabled);
+  const context: PlanServices = {
+    enabled,
+    byName: new Map(enabled.map((service) => [service.name, service])),
+    byAddress,
+    authentiks: enabled.filter((service) => service.kind === "authentik").map((service) => service.name),
+    serverOf: (host) => byAddress.get(host)?.name,
+  };
 
-  const byAddress = servicesByAddress(enabled);
-  // from → to → edge: nested maps, so no "from\0to" key string is built per edge.
-  const edgeMap = new Map<string, Map<string, EdgePlan>>();
-  const edgeList: EdgePlan[] = [];
-  for (const edge of inferredEdges(enabled, network.dns_server, byAddress)) {
-    let targets = edgeMap.get(edge.from);
-    if (!targets) edgeMap.set(edge.from, (targets = new Map()));
-    const existing = targets.get(edge.to);
-    if (existing) {
-      if (!existing.reasons.includes(edge.reason)) existing.reasons.push(edge.reason);
-      existing.hard ||= edge.hard;
-    } else {
-      const created = { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard };
-      targets.set(edge.to, created);
-      edgeList.push(created);
-    }
-  }
-  const edges = edgeList
-    .map((edge) => ({ ...edge, reasons: [...edge.reasons].sort() }))
-    .sort((a, b) => byString(a.from, b.from) || byString(a.to, b.to));
-  const dependsOn = new Map<string, string[]>();
-  const ssoProviders = new Map<string, string[]>();
-  for (const edge of edges) pushTo(edge.hard ? dependsOn : ssoProviders, edge.from, edge.to);
+  const edges = planEdges(validated?.edges ?? inferredEdges(enabled, network.dns_server, byAddress));
+  const { dependsOn, ssoProviders } = planDependencies(edges);
   const names = enabled.map((service) => service.name);
   const wave = planWaves(names, dependsOn);
-  const waveCount = Math.max(-1, ...wave.values()) + 1;
-  const waves: string[][] = Array.from({ length: waveCount }, () => []);
-  for (const name of names) waves[wave.get(name)!].push(name);
-
-  const proxy = enabled.find((service) => service.kind === "caddy");
-  const authentiks = enabled.filter((service) => service.kind === "authentik").map((service) => service.name);
-  const serverOf = (host: string) => byAddress.get(host)?.name;
-  const outpostUpstream = (provider: string) => `${byName.get(provider)!.ip}:${authentikOutpostPort}`;
-
-  const routes: RoutePlan[] = enabled
-    .flatMap((service) =>
-      service.routes.map((route): RoutePlan => {
-        const settings = route.ownAuth ?? service.auth;
-        const authProvider = route.auth === null ? null : authProviderOf(settings?.provider, authentiks) ?? null;
-        const ownClient = route.ownAuth?.type === "oidc" ? service.oidcClients.find((client) => client.route === route.name) : undefined;
-        return {
-          service: service.name,
-          name: route.name,
-          domain: route.domain,
-          path: route.path,
-          upstream: route.upstream,
-          tls: route.tls,
-          auth: route.auth,
-          authProvider,
-          forwardAuthUpstream:
-            route.auth === "forward_auth" && authProvider !== null ? settings?.forward_auth_upstream ?? outpostUpstream(authProvider) : null,
-          oidcClient: ownClient ? ownClient.settings.client_id ?? ownClient.defaultId : null,
-          app: appOfRoute(service.kind, route.name),
-          extraConfig: route.extraConfig,
-        };
-      }),
-    )
-    .sort((a, b) => byString(a.domain, b.domain) || byString(a.path, b.path) || byString(a.service, b.service));
-
-  const dnsByName = new Map<string, DnsRecordPlan>();
-  for (const service of enabled) dnsByName.set(service.fqdn, { name: service.fqdn, type: "A", value: service.ip, source: "host", service: service.name });
-  for (const route of routes) {
-    if (proxy && !dnsByName.has(route.domain)) dnsByName.set(route.domain, { name: route.domain, type: "A", value: proxy.ip, source: "route", service: route.service });
-  }
-  const dnsRecords = [...dnsByName.values()].sort((a, b) => byString(a.name, b.name));
-
-  const databases: DatabasePlan[] = enabled
-    .flatMap((service) =>
-      service.databases.flatMap((db): DatabasePlan[] => {
-        const server = serverOf(db.host);
-        if (!server) return [];
-        return [{
-          service: service.name,
-          key: db.key,
-          server,
-          host: byName.get(server)!.ip,
-          port: db.port,
-          name: db.name,
-          owner: db.owner,
-          additional: [...db.additional],
-          clientIp: service.ip,
-          passwordSecret: db.passwordSecret,
-        }];
-      }),
-    )
-    .sort((a, b) => byString(a.server, b.server) || byString(a.name, b.name));
-
-  const routesByService = new Map<string, RoutePlan[]>();
-  for (const route of routes) pushTo(routesByService, route.service, route);
-  const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
-  const authClients: AuthClientPlan[] = [];
-  for (const service of enabled) {
-    for (const client of service.oidcClients) {
-      const provider = authProviderOf(client.provider, authentiks);
-      if (!provider) continue;
-      const routesForUris = redirectRoutes(service, client);
-      const redirectUris = client.settings.redirect_uris ?? [
-        ...new Set(routesForUris.map((route) => defaultRedirectUri(service.kind, route, origin(route), provider))),
-      ];
-      const launchRoute = routesForUris[0];
-      authClients.push({
-        type: "oidc",
-        service: service.name,
-        route: client.route,
-        slug: client.defaultId,
-        provider,
-        clientId: client.settings.client_id ?? client.defaultId,
-        clientType: client.settings.client_type,
-        redirectUris,
-        scopes: client.settings.scopes,
-        usernameClaim: client.settings.username_claim,
-        groupsClaim: client.settings.groups_claim,
-        clientSecret: client.secretName,
-        launchUrl: launchRoute ? `${origin(launchRoute)}${launchRoute.path.replace(/\*$/, "")}` : null,
-      });
-    }
-    // One forward-auth client per provider and outpost; its domains are the routes that ask it.
-    const forward = new Map<string, { provider: string; upstream: string; domains: Set<string> }>();
-    for (const route of routesByService.get(service.name) ?? []) {
-      if (route.auth !== "forward_auth" || route.authProvider === null) continue;
-      const key = `${route.authProvider}\0${route.forwardAuthUpstream}`;
-      const entry = forward.get(key) ?? { provider: route.authProvider, upstream: route.forwardAuthUpstream!, domains: new Set<string>() };
-      entry.domains.add(route.domain);
-      forward.set(key, entry);
-    }
-    for (const entry of forward.values()) {
-      authClients.push({ type: "forward_auth", service: service.name, provider: entry.provider, domains: [...entry.domains].sort(), upstream: entry.upstream });
-    }
-  }
-
-  const outposts: OutpostPlan[] = [];
-  const { ldap, radius } = network.outposts;
-  if (ldap) {
-    const provider = authProviderOf(ldap.provider, authentiks);
-    if (provider) outposts.push({ type: "ldap", provider, baseDn: ldap.base_dn ?? defaultBaseDn(network.domain) });
-  }
-  if (radius) {
-    const provider = authProviderOf(radius.provider, authentiks);
-    if (provider) outposts.push({ type: "radius", provider, clientNetworks: [...radius.client_networks].sort(), sharedSecret: "radius_shared_secret" });
-  }
-
-  // Ports follow from what runs: the kind's own, each app's listen port, every route's upstream port on the upstream
-  // host, the PostgreSQL port on the database host; the manifest's ports add anything else.
-  const tcpPorts = new Map(enabled.map((service) => [service.name, new Set([...service.ports, ...service.publicPorts, ...kindSpecs[service.kind].tcpPorts])]));
-  for (const service of enabled) {
-    const apps = kindSpecs[service.kind].apps;
-    // An app listens on the port of its route when that route's upstream is this host (opened below, with every
-    // route's upstream port), else on its default port (render/host-data.ts appListenPort): a route to another host
-    // moves nothing here. pgAdmin runs on a PostgreSQL host only when the host has a route.
-    const addresses = addressesOf(service);
-    const ownRouted = new Set(service.routes.filter((route) => addresses.includes(hostPort(route.upstream).host)).map((route) => appOfRoute(service.kind, route.name)));
-    const runsApps = service.kind !== "postgresql" || service.routes.length > 0;
-    for (const [appName, app] of Object.entries(apps)) if (!ownRouted.has(appName) && runsApps) tcpPorts.get(service.name)!.add(app.port);
-  }
-  for (const route of routes) {
-    const { host, port } = hostPort(route.upstream);
-    const target = byAddress.get(host);
-    if (target && target.kind !== "caddy") tcpPorts.get(target.name)!.add(port);
-  }
-  for (const db of databases) tcpPorts.get(db.server)!.add(db.port);
-  // A PostgreSQL host that no database names still listens on the default port (render/host-data.ts): open it, so a
-  // service whose kind became postgresql gets its port whatever ports it listed before (security review N5).
-  const serving = new Set(databases.map((db) => db.server));
-  for (const service of enabled) if (service.kind === "postgresql" && !serving.has(service.name)) tcpPorts.get(service.name)!.add(postgresqlDefaultPort);
-  for (const outpost of outposts) if (outpost.type === "ldap") tcpPorts.get(outpost.provider)!.add(ldapOutpostPort);
-
+  const routes = planRoutes(context);
+  const dnsRecords = planDnsRecords(enabled, routes);
+  const databases = planDatabases(context);
+  const authClients = planAuthClients(context, routes);
+  const outposts = planOutposts(network, context.authentiks);
+  const tcpPorts = planTcpPorts(context, routes, databases, outposts);
   const phases = Object.keys(manifest.deployment_phases)
     .sort()
     .map((name) => ({ name, services: [...manifest.deployment_phases[name]] }));
-
   const healthDefaults: HealthDefaults = {
     intervalSeconds: manifest.retry_delay ?? 10,
     retries: manifest.retry_attempts ?? 3,
     startPeriodSeconds: manifest.health_check_timeout ?? 0,
   };
-  const secrets = planSecrets(enabled, serverOf);
-  const secretsByHost = new Map<string, SecretPlan[]>();
-  for (const entry of secrets) pushTo(secretsByHost, entry.service, entry);
-  const services: ServicePlan[] = enabled.map((service) => {
-    const health = planHealth(service, healthDefaults);
-    return {
-      name: service.name,
-      kind: service.kind,
-      group: service.group,
-      vmid: service.vmid,
-      ip: service.ip,
-      prefixLength: prefixLength(network.network_cidr),
-      hostName: service.hostName,
-      fqdn: service.fqdn,
-      version: service.version,
-      node: service.node,
-      resources: {
-        cores: service.resources.cores,
-        memoryMiB: service.resources.memory,
-        swapMiB: service.resources.swap,
-        diskGiB: service.resources.disk_gb,
-      },
-      onboot: service.onboot,
-      start: service.start,
-      stateful: service.stateful,
-      tags: service.tags,
-      ports: [...tcpPorts.get(service.name)!].filter((port) => port !== service.sshPort).sort((a, b) => a - b),
-      udpPorts: [...kindSpecs[service.kind].udpPorts, ...(outposts.some((o) => o.type === "radius" && o.provider === service.name) ? [radiusOutpostPort] : [])].sort((a, b) => a - b),
-      publicPorts: service.publicPorts,
-      // Filled below, once every host's ports are known.
-      firewall: [],
-      sshPort: service.sshPort,
-      dependsOn: dependsOn.get(service.name) ?? [],
-      ssoProviders: ssoProviders.get(service.name) ?? [],
-      wave: wave.get(service.name)!,
-      startupOrder: wave.get(service.name)! + 1,
-      nixosModules: service.nixosModules,
-      stateVersion: service.stateVersion,
-      health,
-      secrets: secretsByHost.get(service.name) ?? [],
-    };
-  });
+  const secrets = planSecrets(enabled, context.serverOf);
+  const services = planServices(enabled, { network, tcpPorts, outposts, dependsOn, ssoProviders, wave, healthDefaults, secrets });
 
-  const { notes, warnings } = planAdvice({ manifest, network, domainDerivedFrom: domain.derivedFrom, enabled, planned: services, serverOf });
+  const { notes, warnings } = planAdvice({ manifest, network, domainDerivedFrom: domain.derivedFrom, enabled, planned: services, serverOf: context.serverOf, byAddress });
   const firewall = planFirewall({
-    services: services.map((service) => ({ ...service, declaredPorts: byName.get(service.name)!.ports })),
+    services,
+    declaredPorts: (name) => context.byName.get(name)!.ports,
+    serviceAt: context.serverOf,
     routes,
     databases,
     outposts,
@@ -506,7 +338,7 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string;
     services,
     disabled: all.filter((service) => !service.enable).map((service) => service.name),
     edges,
-    waves,
+    waves: wavesOf(names, wave),
     routes,
     dnsRecords,
     databases,
@@ -521,4 +353,281 @@ export function planManifest(manifest: Manifest, options: { manifestDir: string;
     warnings,
     manifestDir: options.manifestDir,
   };
+}
+
+/** Every service, resolved (or as validation resolved them), sorted by name. */
+function resolveAll(manifest: Manifest, network: ResolvedNetwork, resolved: CheckedServices | undefined): ResolvedService[] {
+  const all: ResolvedService[] = resolved ? [...resolved.services] : [];
+  if (!resolved) {
+    for (const group of ["core_services", "services"] as const) {
+      for (const [name, service] of Object.entries(manifest[group])) all.push(resolveService(name, group, service, network));
+    }
+  }
+  return all.sort((a, b) => byString(a.name, b.name));
+}
+
+/** One edge per (from, to), its reasons merged and sorted; the edges sorted by from, then to. */
+function planEdges(inferred: Edge[]): EdgePlan[] {
+  // from → to → edge: nested maps, so no "from\0to" key string is built per edge.
+  const edgeMap = new Map<string, Map<string, EdgePlan>>();
+  const edgeList: EdgePlan[] = [];
+  for (const edge of inferred) {
+    let targets = edgeMap.get(edge.from);
+    if (!targets) edgeMap.set(edge.from, (targets = new Map()));
+    const existing = targets.get(edge.to);
+    if (existing) {
+      if (!existing.reasons.includes(edge.reason)) existing.reasons.push(edge.reason);
+      existing.hard ||= edge.hard;
+    } else {
+      const created = { from: edge.from, to: edge.to, reasons: [edge.reason], hard: edge.hard };
+      targets.set(edge.to, created);
+      edgeList.push(created);
+    }
+  }
+  // The plan's own objects (created above): their reasons are sorted in place.
+  for (const edge of edgeList) if (edge.reasons.length > 1) edge.reasons.sort();
+  return edgeList.sort((a, b) => byString(a.from, b.from) || byString(a.to, b.to));
+}
+
+/** What each service waits for (hard edges) and the SSO providers it uses (soft edges), in the edges' order. */
+function planDependencies(edges: EdgePlan[]): { dependsOn: Map<string, string[]>; ssoProviders: Map<string, string[]> } {
+  const dependsOn = new Map<string, string[]>();
+  const ssoProviders = new Map<string, string[]>();
+  for (const edge of edges) pushTo(edge.hard ? dependsOn : ssoProviders, edge.from, edge.to);
+  return { dependsOn, ssoProviders };
+}
+
+/** The services of each wave, in `names`' order. */
+function wavesOf(names: string[], wave: Map<string, number>): string[][] {
+  let waveCount = 0;
+  for (const level of wave.values()) if (level >= waveCount) waveCount = level + 1;
+  const waves: string[][] = Array.from({ length: waveCount }, () => []);
+  for (const name of names) waves[wave.get(name)!].push(name);
+  return waves;
+}
+
+/** Every route of every enabled service, with its auth provider, sorted by domain, path and service. */
+function planRoutes({ enabled, byName, authentiks }: PlanServices): RoutePlan[] {
+  const outpostUpstream = (provider: string) => `${byName.get(provider)!.ip}:${authentikOutpostPort}`;
+  return enabled
+    .flatMap((service) =>
+      service.routes.map((route): RoutePlan => {
+        const settings = route.ownAuth ?? service.auth;
+        const authProvider = route.auth === null ? null : authProviderOf(settings?.provider, authentiks) ?? null;
+        const ownClient = route.ownAuth?.type === "oidc" ? service.oidcClients.find((client) => client.route === route.name) : undefined;
+        return {
+          service: service.name,
+          name: route.name,
+          domain: route.domain,
+          path: route.path,
+          upstream: route.upstream,
+          tls: route.tls,
+          auth: route.auth,
+          authProvider,
+          forwardAuthUpstream:
+            route.auth === "forward_auth" && authProvider !== null ? settings?.forward_auth_upstream ?? outpostUpstream(authProvider) : null,
+          oidcClient: ownClient ? ownClient.settings.client_id ?? ownClient.defaultId : null,
+          app: appOfRoute(service.kind, route.name),
+          extraConfig: route.extraConfig,
+        };
+      }),
+    )
+    .sort((a, b) => byString(a.domain, b.domain) || byString(a.path, b.path) || byString(a.service, b.service));
+}
+
+/** An A record per host, and per route domain (the proxy's address) that is not a host's; sorted by name. */
+function planDnsRecords(enabled: ResolvedService[], routes: RoutePlan[]): DnsRecordPlan[] {
+  const proxy = enabled.find((service) => service.kind === "caddy");
+  const dnsByName = new Map<string, DnsRecordPlan>();
+  for (const service of enabled) dnsByName.set(service.fqdn, { name: service.fqdn, type: "A", value: service.ip, source: "host", service: service.name });
+  for (const route of routes) {
+    if (proxy && !dnsByName.has(route.domain)) dnsByName.set(route.domain, { name: route.domain, type: "A", value: proxy.ip, source: "route", service: route.service });
+  }
+  return [...dnsByName.values()].sort((a, b) => byString(a.name, b.name));
+}
+
+/** Every database on the PostgreSQL host it names, sorted by server and name. */
+function planDatabases({ enabled, byName, serverOf }: PlanServices): DatabasePlan[] {
+  return enabled
+    .flatMap((service) =>
+      service.databases.flatMap((db): DatabasePlan[] => {
+        const server = serverOf(db.host);
+        if (!server) return [];
+        return [{
+          service: service.name,
+          key: db.key,
+          server,
+          host: byName.get(server)!.ip,
+          port: db.port,
+          name: db.name,
+          owner: db.owner,
+          additional: [...db.additional],
+          clientIp: service.ip,
+          passwordSecret: db.passwordSecret,
+        }];
+      }),
+    )
+    .sort((a, b) => byString(a.server, b.server) || byString(a.name, b.name));
+}
+
+/** The OIDC clients, and one forward-auth client per service, provider and outpost (its domains: the routes that ask it). */
+function planAuthClients({ enabled, authentiks }: PlanServices, routes: RoutePlan[]): AuthClientPlan[] {
+  const routesByService = new Map<string, RoutePlan[]>();
+  for (const route of routes) pushTo(routesByService, route.service, route);
+  const origin = (route: { tls: string; domain: string }) => `${route.tls === "off" ? "http" : "https"}://${route.domain}`;
+  const authClients: AuthClientPlan[] = [];
+  for (const service of enabled) {
+    for (const client of service.oidcClients) {
+      const provider = authProviderOf(client.provider, authentiks);
+      if (!provider) continue;
+      const routesForUris = redirectRoutes(service, client);
+      const redirectUris = client.settings.redirect_uris ?? [
+        ...new Set(routesForUris.map((route) => defaultRedirectUri(service.kind, route, origin(route), provider))),
+      ];
+      const launchRoute = routesForUris[0];
+      authClients.push({
+        type: "oidc",
+        service: service.name,
+        route: client.route,
+        slug: client.defaultId,
+        provider,
+        clientId: client.settings.client_id ?? client.defaultId,
+        clientType: client.settings.client_type,
+        redirectUris,
+        scopes: client.settings.scopes,
+        usernameClaim: client.settings.username_claim,
+        groupsClaim: client.settings.groups_claim,
+        clientSecret: client.secretName,
+        launchUrl: launchRoute ? `${origin(launchRoute)}${launchRoute.path.replace(/\*$/, "")}` : null,
+      });
+    }
+    // One forward-auth client per provider and outpost; its domains are the routes that ask it.
+    let forward: Map<string, { provider: string; upstream: string; domains: Set<string> }> | undefined;
+    for (const route of routesByService.get(service.name) ?? []) {
+      if (route.auth !== "forward_auth" || route.authProvider === null) continue;
+      forward ??= new Map();
+      const key = `${route.authProvider}\0${route.forwardAuthUpstream}`;
+      const entry = forward.get(key) ?? { provider: route.authProvider, upstream: route.forwardAuthUpstream!, domains: new Set<string>() };
+      entry.domains.add(route.domain);
+      forward.set(key, entry);
+    }
+    for (const entry of forward?.values() ?? []) {
+      authClients.push({ type: "forward_auth", service: service.name, provider: entry.provider, domains: [...entry.domains].sort(), upstream: entry.upstream });
+    }
+  }
+  return authClients;
+}
+
+/** The LDAP and RADIUS outposts the network asks for, each on its authentik. */
+function planOutposts(network: ResolvedNetwork, authentiks: string[]): OutpostPlan[] {
+  const outposts: OutpostPlan[] = [];
+  const { ldap, radius } = network.outposts;
+  if (ldap) {
+    const provider = authProviderOf(ldap.provider, authentiks);
+    if (provider) outposts.push({ type: "ldap", provider, baseDn: ldap.base_dn ?? defaultBaseDn(network.domain) });
+  }
+  if (radius) {
+    const provider = authProviderOf(radius.provider, authentiks);
+    if (provider) outposts.push({ type: "radius", provider, clientNetworks: [...radius.client_networks].sort(), sharedSecret: "radius_shared_secret" });
+  }
+  return outposts;
+}
+
+/**
+ * The TCP ports each host listens on. Ports follow from what runs: the kind's own, each app's listen port, every
+ * route's upstream port on the upstream host, the PostgreSQL port on the database host; the manifest's ports add
+ * anything else.
+ */
+function planTcpPorts({ enabled, byAddress }: PlanServices, routes: RoutePlan[], databases: DatabasePlan[], outposts: OutpostPlan[]): Map<string, Set<number>> {
+  const tcpPorts = new Map<string, Set<number>>();
+  for (const service of enabled) {
+    const ports = new Set(service.ports);
+    for (const port of service.publicPorts) ports.add(port);
+    for (const port of kindSpecs[service.kind].tcpPorts) ports.add(port);
+    tcpPorts.set(service.name, ports);
+  }
+  for (const service of enabled) {
+    const apps = kindSpecs[service.kind].apps;
+    // An app listens on the port of its route when that route's upstream is this host (opened below, with every
+    // route's upstream port), else on its default port (render/host-data.ts appListenPort): a route to another host
+    // moves nothing here. pgAdmin runs on a PostgreSQL host only when the host has a route.
+    const runsApps = service.kind !== "postgresql" || service.routes.length > 0;
+    const appEntries = Object.entries(apps);
+    if (!runsApps || appEntries.length === 0) continue;
+    const addresses = addressesOf(service);
+    const ownRouted = new Set(service.routes.filter((route) => addresses.includes(hostPort(route.upstream).host)).map((route) => appOfRoute(service.kind, route.name)));
+    for (const [appName, app] of appEntries) if (!ownRouted.has(appName)) tcpPorts.get(service.name)!.add(app.port);
+  }
+  for (const route of routes) {
+    const { host, port } = hostPort(route.upstream);
+    const target = byAddress.get(host);
+    if (target && target.kind !== "caddy") tcpPorts.get(target.name)!.add(port);
+  }
+  for (const db of databases) tcpPorts.get(db.server)!.add(db.port);
+  // A PostgreSQL host that no database names still listens on the default port (render/host-data.ts): open it, so a
+  // service whose kind became postgresql gets its port whatever ports it listed before (security review N5).
+  const serving = new Set(databases.map((db) => db.server));
+  for (const service of enabled) if (service.kind === "postgresql" && !serving.has(service.name)) tcpPorts.get(service.name)!.add(postgresqlDefaultPort);
+  for (const outpost of outposts) if (outpost.type === "ldap") tcpPorts.get(outpost.provider)!.add(ldapOutpostPort);
+  return tcpPorts;
+}
+
+/** What `planServices` puts on each host besides the service itself. */
+interface HostPlanInputs {
+  network: ResolvedNetwork;
+  tcpPorts: Map<string, Set<number>>;
+  outposts: OutpostPlan[];
+  dependsOn: Map<string, string[]>;
+  ssoProviders: Map<string, string[]>;
+  wave: Map<string, number>;
+  healthDefaults: HealthDefaults;
+  secrets: SecretPlan[];
+}
+
+/** One planned host per enabled service (its firewall filled in later, once every host's ports are known). */
+function planServices(enabled: ResolvedService[], inputs: HostPlanInputs): ServicePlan[] {
+  const { tcpPorts, outposts, dependsOn, ssoProviders, wave, healthDefaults } = inputs;
+  const secretsByHost = new Map<string, SecretPlan[]>();
+  for (const entry of inputs.secrets) pushTo(secretsByHost, entry.service, entry);
+  const hostPrefixLength = prefixLength(inputs.network.network_cidr);
+  const radiusHost = outposts.find((outpost) => outpost.type === "radius")?.provider;
+  return enabled.map((service) => {
+    const health = planHealth(service, healthDefaults);
+    return {
+      name: service.name,
+      kind: service.kind,
+      group: service.group,
+      vmid: service.vmid,
+      ip: service.ip,
+      prefixLength: hostPrefixLength,
+      hostName: service.hostName,
+      fqdn: service.fqdn,
+      version: service.version,
+      node: service.node,
+      resources: {
+        cores: service.resources.cores,
+        memoryMiB: service.resources.memory,
+        swapMiB: service.resources.swap,
+        diskGiB: service.resources.disk_gb,
+      },
+      onboot: service.onboot,
+      start: service.start,
+      stateful: service.stateful,
+      tags: service.tags,
+      ports: [...tcpPorts.get(service.name)!].filter((port) => port !== service.sshPort).sort((a, b) => a - b),
+      udpPorts: [...kindSpecs[service.kind].udpPorts, ...(radiusHost === service.name ? [radiusOutpostPort] : [])].sort((a, b) => a - b),
+      publicPorts: service.publicPorts,
+      // Filled by planManifest, once every host's ports are known.
+      firewall: [],
+      sshPort: service.sshPort,
+      dependsOn: dependsOn.get(service.name) ?? [],
+      ssoProviders: ssoProviders.get(service.name) ?? [],
+      wave: wave.get(service.name)!,
+      startupOrder: wave.get(service.name)! + 1,
+      nixosModules: service.nixosModules,
+      stateVersion: service.stateVersion,
+      health,
+      secrets: secretsByHost.get(service.name) ?? [],
+    };
+  });
 }

@@ -142,6 +142,74 @@ export function resolveService(
   const kind: ServiceKind = service.kind ?? (isBuiltin(name) ? name : "custom");
   const hostname = service.hostname ?? name;
   const fqdn = hostname.includes(".") ? hostname : `${hostname}.${network.domain}`;
+  const routes = resolveRoutes(kind, service);
+  const oidcClients = resolveOidcClients(name, service, routes);
+  const databases = resolveDatabases(name, kind, service);
+  const serviceAuth = service.interface.auth;
+  const builtinSecretNames = builtinSecretNamesOf(name, kind, { routes, oidcClients, databases }, network);
+  const dot = fqdn.indexOf(".");
+  return {
+    name,
+    group,
+    enable: service.enable,
+    kind,
+    ip: service.ip,
+    hostName: dot === -1 ? fqdn : fqdn.slice(0, dot),
+    fqdn,
+    vmid: service.vmid ?? null,
+    version: service.version ?? null,
+    node: service.node ?? null,
+    resources: service.resources,
+    onboot: service.onboot,
+    start: service.start,
+    stateful: service.stateful ?? kind === "postgresql",
+    tags: [...new Set(["nixmox", kind, ...service.tags])].sort(),
+    ports: sortedNumbers(service.ports),
+    publicPorts: sortedNumbers(service.public_ports),
+    sshPort: service.ssh.port,
+    dependsOn: service.depends_on,
+    nixosModules: service.nixos_modules.map((path) => (path.startsWith("./") ? path.slice(2) : path)),
+    stateVersion: service.state_version ?? null,
+    routes,
+    auth: serviceAuth,
+    oidcClients,
+    health: service.interface.health,
+    databases,
+    declaredSecrets: service.secrets,
+    builtinSecretNames,
+  };
+}
+
+type DbSettings = NonNullable<ServiceManifest["interface"]["db"]>;
+
+/** The secret names NixMox declares itself for a service (see plan.ts `planSecrets`), in this order. */
+function builtinSecretNamesOf(
+  name: string,
+  kind: ServiceKind,
+  { routes, oidcClients, databases }: { routes: ResolvedRoute[]; oidcClients: ResolvedOidcClient[]; databases: ResolvedDatabase[] },
+  network: ResolvedNetwork,
+): string[] {
+  const radius = network.outposts.radius;
+  const runsRadius = kind === "authentik" && radius !== undefined && (radius.provider === undefined || radius.provider === name);
+  // pgAdmin runs on a pgadmin host, and on a PostgreSQL host that has a route (the original NixMox layout).
+  const runsPgadmin = kind === "pgadmin" || (kind === "postgresql" && routes.length > 0);
+  // Pushed one by one: this runs for every service (linear at 10,000 services, bench/manifest-scale.ts).
+  const names: string[] = [];
+  for (const db of databases) names.push(db.passwordSecret);
+  for (const client of oidcClients) if (client.secretName) names.push(client.secretName);
+  if (kind === "authentik") names.push("secret_key", "bootstrap_password", "bootstrap_token");
+  if (runsRadius) names.push("radius_shared_secret");
+  if (kind === "nextcloud") names.push("admin_password");
+  // Keys an app encrypts its data with: stack secrets, so a restore of its data to a new container can read it (D2).
+  for (const entry of restorableSecrets[kind] ?? []) names.push(entry.name);
+  if (runsPgadmin) names.push("pgadmin_password");
+  // pgAdmin on a PostgreSQL host logs in to it as its own role (nixos/lib/postgresql.nix adminSetup).
+  if (runsPgadmin && kind === "postgresql") names.push("pgadmin_db_password");
+  return names;
+}
+
+/** The service's routes: its one route (`interface.proxy`), or each named route, sorted by name. */
+function resolveRoutes(kind: ServiceKind, service: ServiceManifest): ResolvedRoute[] {
   const proxy = service.interface.proxy;
   const namedRoutes: Array<[string, string, ProxyRoute]> = proxy
     ? isSingleRoute(proxy)
@@ -149,13 +217,16 @@ export function resolveService(
       : Object.keys(proxy).sort().map((routeName) => [routeName, `interface.proxy.${routeName}`, (proxy as Record<string, ProxyRoute>)[routeName]])
     : [];
   const authType = service.interface.auth?.type ?? null;
-  const routes = namedRoutes.map(([routeName, field, route]): ResolvedRoute => {
+  return namedRoutes.map(([routeName, field, route]): ResolvedRoute => {
     const own = typeof route.auth === "object" ? route.auth : null;
     const { auth, authDefault } = own ? { auth: own.type, authDefault: null } : routeAuth(kind, routeName, route, authType);
     const tls = route.tls === true ? "internal" : route.tls === false ? "off" : route.tls;
     return { name: routeName, field, domain: route.domain, path: route.path, upstream: route.upstream, tls, auth, extraConfig: route.extra_config, ownAuth: own, authDefault };
   });
+}
 
+/** The service's OIDC client (interface.auth), then each route's own, in route order. */
+function resolveOidcClients(name: string, service: ServiceManifest, routes: ResolvedRoute[]): ResolvedOidcClient[] {
   const oidcClients: ResolvedOidcClient[] = [];
   const serviceAuth = service.interface.auth;
   if (serviceAuth?.type === "oidc") {
@@ -179,7 +250,11 @@ export function resolveService(
       secretName: route.ownAuth.oidc.client_type === "confidential" ? `${route.name}_oidc_client_secret` : null,
     });
   }
+  return oidcClients;
+}
 
+/** The service's databases: `interface.db`, then each `interface.dbs` entry by name, defaults applied. */
+function resolveDatabases(name: string, kind: ServiceKind, service: ServiceManifest): ResolvedDatabase[] {
   const databases: ResolvedDatabase[] = [];
   const databaseUse = kindSpecs[kind].databases;
   const addDatabase = (key: string, field: string, db: DbSettings, defaultName: string, passwordSecret: string) => {
@@ -190,59 +265,17 @@ export function resolveService(
     databases.push({ key, field, host: db.host, port: db.port, name: dbName, owner: db.owner ?? dbName, additional, additionalDefaulted: logDefault, passwordSecret });
   };
   if (service.interface.db) addDatabase("db", "interface.db", service.interface.db, name, "db_password");
-  for (const key of Object.keys(service.interface.dbs ?? {}).sort()) {
-    addDatabase(key, `interface.dbs.${key}`, service.interface.dbs![key], key, `${key}_db_password`);
+  if (service.interface.dbs) {
+    for (const key of Object.keys(service.interface.dbs).sort()) addDatabase(key, `interface.dbs.${key}`, service.interface.dbs[key], key, `${key}_db_password`);
   }
-
-  const radius = network.outposts.radius;
-  const runsRadius = kind === "authentik" && radius !== undefined && (radius.provider === undefined || radius.provider === name);
-  // pgAdmin runs on a pgadmin host, and on a PostgreSQL host that has a route (the original NixMox layout).
-  const runsPgadmin = kind === "pgadmin" || (kind === "postgresql" && routes.length > 0);
-  const builtinSecretNames = [
-    ...databases.map((db) => db.passwordSecret),
-    ...oidcClients.flatMap((client) => (client.secretName ? [client.secretName] : [])),
-    ...(kind === "authentik" ? ["secret_key", "bootstrap_password", "bootstrap_token"] : []),
-    ...(runsRadius ? ["radius_shared_secret"] : []),
-    ...(kind === "nextcloud" ? ["admin_password"] : []),
-    // Keys an app encrypts its data with: stack secrets, so a restore of its data to a new container can read it (D2).
-    ...(restorableSecrets[kind] ?? []).map((entry) => entry.name),
-    ...(runsPgadmin ? ["pgadmin_password"] : []),
-    // pgAdmin on a PostgreSQL host logs in to it as its own role (nixos/lib/postgresql.nix adminSetup).
-    ...(runsPgadmin && kind === "postgresql" ? ["pgadmin_db_password"] : []),
-  ];
-  return {
-    name,
-    group,
-    enable: service.enable,
-    kind,
-    ip: service.ip,
-    hostName: fqdn.split(".")[0],
-    fqdn,
-    vmid: service.vmid ?? null,
-    version: service.version ?? null,
-    node: service.node ?? null,
-    resources: service.resources,
-    onboot: service.onboot,
-    start: service.start,
-    stateful: service.stateful ?? kind === "postgresql",
-    tags: [...new Set(["nixmox", kind, ...service.tags])].sort(),
-    ports: [...new Set(service.ports)].sort((a, b) => a - b),
-    publicPorts: [...new Set(service.public_ports)].sort((a, b) => a - b),
-    sshPort: service.ssh.port,
-    dependsOn: service.depends_on,
-    nixosModules: service.nixos_modules.map((path) => path.replace(/^\.\//, "")),
-    stateVersion: service.state_version ?? null,
-    routes,
-    auth: serviceAuth,
-    oidcClients,
-    health: service.interface.health,
-    databases,
-    declaredSecrets: service.secrets,
-    builtinSecretNames,
-  };
+  return databases;
 }
 
-type DbSettings = NonNullable<ServiceManifest["interface"]["db"]>;
+
+/** The distinct numbers of `values`, ascending (a new array; most services list none or one). */
+function sortedNumbers(values: number[]): number[] {
+  return values.length < 2 ? [...values] : [...new Set(values)].sort((a, b) => a - b);
+}
 
 /**
  * Secrets an app would otherwise generate on its host and keep beside its data: the keys it encrypts stored data with,
@@ -304,8 +337,10 @@ export function servicesByAddress(services: ResolvedService[]): Map<string, Reso
   // The plan passes its services sorted already; sorting again would be the costliest step at 10,000 services.
   const sorted = services.every((service, index) => index === 0 || services[index - 1].name < service.name);
   const byName = sorted ? services : [...services].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const kinds: Array<(service: ResolvedService) => string> = [(s) => s.name, (s) => s.ip, (s) => s.fqdn, (s) => s.hostName];
-  for (const keyOf of kinds) for (const service of byName) if (!byAddress.has(keyOf(service))) byAddress.set(keyOf(service), service);
+  for (const service of byName) if (!byAddress.has(service.name)) byAddress.set(service.name, service);
+  for (const service of byName) if (!byAddress.has(service.ip)) byAddress.set(service.ip, service);
+  for (const service of byName) if (!byAddress.has(service.fqdn)) byAddress.set(service.fqdn, service);
+  for (const service of byName) if (!byAddress.has(service.hostName)) byAddress.set(service.hostName, service);
   return byAddress;
 }
 
@@ -319,6 +354,17 @@ export interface Edge {
    * order hosts; the SSO objects wait for both ends instead.
    */
   hard: boolean;
+}
+
+/**
+ * What validation computed about the services that passed the schema (rules.ts `crossServiceCheck`), which the plan
+ * reuses instead of computing it again (plan.ts `planManifest`'s `resolved`): the services, resolved; the address
+ * lookup over all of them (`servicesByAddress`); and the dependency edges of the enabled ones over that lookup.
+ */
+export interface CheckedServices {
+  services: ResolvedService[];
+  byAddress: Map<string, ResolvedService>;
+  edges: Edge[];
 }
 
 /** The SSO provider of an auth setting: the one it names, or the manifest's only authentik service. */
@@ -337,30 +383,36 @@ export function inferredEdges(services: ResolvedService[], dnsServer: string | u
   const edges: Edge[] = [];
   const dnsService = dnsServer === undefined ? undefined : services.find((service) => service.ip === dnsServer);
   // One reason string for every service's DNS edge (10,000 services would otherwise build 10,000 equal strings).
-  const dnsReason = dnsService ? `resolves names through ${dnsService.name} (network.dns_server)` : "";
-  for (const service of services) {
-    const add = (to: string | undefined, reason: string, hard: boolean) => {
-      if (to !== undefined && to !== service.name) edges.push({ from: service.name, to, reason, hard });
-    };
-    for (const dependency of service.dependsOn) add(dependency, "depends_on", true);
-    for (const db of service.databases) {
-      const server = byAddress.get(db.host)?.name;
-      add(server, `${db.field}.host is ${server}'s address`, true);
-    }
-    if (service.auth) add(authProviderOf(service.auth.provider, authentiks), "interface.auth.provider", false);
-    for (const route of service.routes) {
-      if (route.ownAuth) add(authProviderOf(route.ownAuth.provider, authentiks), `${route.field}.auth.provider`, false);
-      else if (route.auth === "forward_auth" && !service.auth) add(authProviderOf(undefined, authentiks), "forward_auth route needs the SSO provider", false);
-    }
-    const upstreams = [
-      ["interface.auth.forward_auth_upstream", service.auth?.forward_auth_upstream] as const,
-      ...service.routes.map((route) => [`${route.field}.auth.forward_auth_upstream`, route.ownAuth?.forward_auth_upstream] as const),
-    ];
-    for (const [field, upstream] of upstreams) {
-      if (upstream) add(byAddress.get(upstream.split(":")[0])?.name, `${field} points at it`, false);
-    }
-    // A builder deploys before every host it builds (the DNS service too): it also asks the upstream forwarders.
-    if (dnsService && service.kind !== "builder") add(dnsService.name, dnsReason, true);
-  }
+  const dns = dnsService ? { name: dnsService.name, reason: `resolves names through ${dnsService.name} (network.dns_server)` } : undefined;
+  for (const service of services) serviceEdges(service, { byAddress, authentiks, dns }, edges);
   return edges;
+}
+
+/** The edges from one service, appended to `edges` (a function of its own: it runs for every service). */
+function serviceEdges(
+  service: ResolvedService,
+  { byAddress, authentiks, dns }: { byAddress: Map<string, ResolvedService>; authentiks: string[]; dns: { name: string; reason: string } | undefined },
+  edges: Edge[],
+): void {
+  const add = (to: string | undefined, reason: string, hard: boolean) => {
+    if (to !== undefined && to !== service.name) edges.push({ from: service.name, to, reason, hard });
+  };
+  for (const dependency of service.dependsOn) add(dependency, "depends_on", true);
+  for (const db of service.databases) {
+    const server = byAddress.get(db.host)?.name;
+    add(server, `${db.field}.host is ${server}'s address`, true);
+  }
+  if (service.auth) add(authProviderOf(service.auth.provider, authentiks), "interface.auth.provider", false);
+  for (const route of service.routes) {
+    if (route.ownAuth) add(authProviderOf(route.ownAuth.provider, authentiks), `${route.field}.auth.provider`, false);
+    else if (route.auth === "forward_auth" && !service.auth) add(authProviderOf(undefined, authentiks), "forward_auth route needs the SSO provider", false);
+  }
+  const upstream = service.auth?.forward_auth_upstream;
+  if (upstream) add(byAddress.get(upstream.split(":")[0])?.name, "interface.auth.forward_auth_upstream points at it", false);
+  for (const route of service.routes) {
+    const routeUpstream = route.ownAuth?.forward_auth_upstream;
+    if (routeUpstream) add(byAddress.get(routeUpstream.split(":")[0])?.name, `${route.field}.auth.forward_auth_upstream points at it`, false);
+  }
+  // A builder deploys before every host it builds (the DNS service too): it also asks the upstream forwarders.
+  if (dns && service.kind !== "builder") add(dns.name, dns.reason, true);
 }

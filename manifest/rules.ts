@@ -7,8 +7,8 @@ import { buildPlacementProblems } from "./build-rule";
 import { z } from "zod";
 import { appOfRoute, kindSpecs } from "./kinds";
 import { builtinKinds } from "./plan-types";
-import { authentikOutpostPort, pushTo } from "./plan";
-import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, servicesByAddress, type Edge, type ResolvedNetwork, type ResolvedService } from "./resolve";
+import { authentikOutpostPort } from "./plan";
+import { addressesOf, authProviderOf, inferredEdges, redirectRoutes, resolveDomain, resolveService, servicesByAddress, type CheckedServices, type Edge, type ResolvedNetwork, type ResolvedService } from "./resolve";
 import { closest, didYouMean, formatPath, type Problem } from "./problems";
 import { secretHint, secretLikeKey, valueAt } from "./schema-issues";
 import { isDnsName, networkSchema, serviceSchema, type Manifest } from "./schema";
@@ -35,6 +35,8 @@ export interface RuleContext {
   services: ResolvedService[];
   enabled: ResolvedService[];
   byAddress: Map<string, ResolvedService>;
+  /** The dependency edges of the enabled services (resolve.ts inferredEdges over `byAddress`), computed once. */
+  edges: Edge[];
   proxies: ResolvedService[];
   authentiks: string[];
 }
@@ -52,13 +54,20 @@ function ipToNumber(ip: string): number {
 
 /** True when `ip` lies inside `cidr` and is not its network or broadcast address. */
 export function ipInCidr(ip: string, cidr: string): boolean {
+  return hostAddressTest(cidr)(ip);
+}
+
+/** `ipInCidr` for one `cidr` and many addresses: the network is parsed once. */
+function hostAddressTest(cidr: string): (ip: string) => boolean {
   const [base, bits] = cidr.split("/");
   const prefix = Number(bits);
   const size = 2 ** (32 - prefix);
   const network = Math.floor(ipToNumber(base) / size) * size;
-  const value = ipToNumber(ip);
-  if (value < network || value >= network + size) return false;
-  return prefix >= 31 || (value !== network && value !== network + size - 1);
+  return (ip) => {
+    const value = ipToNumber(ip);
+    if (value < network || value >= network + size) return false;
+    return prefix >= 31 || (value !== network && value !== network + size - 1);
+  };
 }
 
 /**
@@ -166,6 +175,10 @@ export function privateNameSuffix(domain: string): { suffix: string; why: string
   return found && { suffix: found[0], why: found[1] };
 }
 
+/** Hostnames that look like an IPv4 address (module constants: a regular expression literal is a new object each time it runs). */
+const dottedQuad = /^[0-9]+(\.[0-9]+){3}$/;
+const digitsAndDots = /^[0-9.]+$/;
+
 const crossServiceRules: CrossServiceRule[] = [
   // Where hosts' systems are built (issue 18): manifest/build-plan.ts, checked on the raw manifest.
   { name: "buildPlacement", check: ({ root }) => buildPlacementProblems(root) },
@@ -178,15 +191,16 @@ const crossServiceRules: CrossServiceRule[] = [
   },
   {
     name: "serviceIpInsideNetwork",
-    check: ({ network, services }) =>
-      !network
-        ? []
-        : services.flatMap((service): Problem[] => {
-            const subject = subjectOfService(service.name);
-            if (!ipInCidr(service.ip, network.network_cidr)) return [{ subject, field: "ip", message: `${JSON.stringify(service.ip)} is not a host address inside network_cidr ${JSON.stringify(network.network_cidr)}` }];
-            if (service.ip === network.gateway) return [{ subject, field: "ip", message: `${JSON.stringify(service.ip)} is the network's gateway; choose a free address` }];
-            return [];
-          }),
+    check: ({ network, services }) => {
+      if (!network) return [];
+      const inside = hostAddressTest(network.network_cidr);
+      return services.flatMap((service): Problem[] => {
+        const subject = subjectOfService(service.name);
+        if (!inside(service.ip)) return [{ subject, field: "ip", message: `${JSON.stringify(service.ip)} is not a host address inside network_cidr ${JSON.stringify(network.network_cidr)}` }];
+        if (service.ip === network.gateway) return [{ subject, field: "ip", message: `${JSON.stringify(service.ip)} is the network's gateway; choose a free address` }];
+        return [];
+      });
+    },
   },
   { name: "uniqueIp", check: ({ services }) => uniqueAcross(services, "ip", (service) => service.ip) },
   { name: "uniqueVmid", check: ({ services }) => uniqueAcross(services, "vmid", (service) => service.vmid) },
@@ -195,24 +209,35 @@ const crossServiceRules: CrossServiceRule[] = [
     name: "hostnameIsNotAnAddressOrAnotherService",
     // Linear: the lookups are maps built once (a service's twins are found by key, not by scanning every service).
     check: ({ services }) => {
-      const names = new Map(services.flatMap((service) => [[service.name, service.name], [service.ip, service.name]] as Array<[string, string]>));
+      // A short hostname has no dot, so it can be another service's name but never an address.
+      const names = new Set(services.map((service) => service.name));
       const fqdnCount = new Map<string, number>();
       for (const service of services) fqdnCount.set(service.fqdn, (fqdnCount.get(service.fqdn) ?? 0) + 1);
-      const byShortName = new Map<string, ResolvedService[]>();
-      for (const service of services) pushTo(byShortName, service.hostName, service);
+      // Services that share a short name (a list only for those: most short names are one service's).
+      const firstWithShortName = new Map<string, ResolvedService>();
+      const sharingShortName = new Map<string, ResolvedService[]>();
+      for (const service of services) {
+        const first = firstWithShortName.get(service.hostName);
+        if (first === undefined) firstWithShortName.set(service.hostName, service);
+        else {
+          const sharing = sharingShortName.get(service.hostName);
+          if (sharing) sharing.push(service);
+          else sharingShortName.set(service.hostName, [first, service]);
+        }
+      }
       return services.flatMap((service): Problem[] => {
         const subject = subjectOfService(service.name);
-        if (/^[0-9]+(\.[0-9]+){3}$/.test(service.hostName) || /^[0-9.]+$/.test(service.fqdn)) {
+        if (dottedQuad.test(service.hostName) || digitsAndDots.test(service.fqdn)) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.fqdn)} looks like an IPv4 address; use a name such as "${service.name}"` }];
         }
         // Another service's full hostname is reported by uniqueHostname already.
         if (fqdnCount.get(service.fqdn)! > 1) return [];
-        const other = names.get(service.hostName);
+        const other = names.has(service.hostName) ? service.hostName : undefined;
         if (other !== undefined && other !== service.name) {
           return [{ subject, field: "hostname", message: `${JSON.stringify(service.hostName)} is the name of service "${other}", so references to it would be ambiguous; choose another hostname` }];
         }
         // Two services with one short name: blame the one whose short name is not its own service name.
-        const shortTwin = byShortName.get(service.hostName)!.find(
+        const shortTwin = sharingShortName.get(service.hostName)?.find(
           (candidate) => candidate !== service && (candidate.hostName === candidate.name || (service.hostName !== service.name && candidate.name < service.name)),
         );
         if (shortTwin) {
@@ -255,8 +280,12 @@ const crossServiceRules: CrossServiceRule[] = [
     check: ({ enabled }) => {
       const problems: Problem[] = [];
       const seen = new Map<string, string>();
+      // Only routes of a domain with several routes can collide: most domains have one, and need no matcher name.
+      const routesOfDomain = new Map<string, number>();
+      for (const service of enabled) for (const route of service.routes) routesOfDomain.set(route.domain, (routesOfDomain.get(route.domain) ?? 0) + 1);
       for (const service of enabled) {
         for (const route of service.routes) {
+          if (routesOfDomain.get(route.domain)! < 2) continue;
           const key = `${route.domain}\0${`${service.name}_${route.name}`.replace(/[-.]/g, "_")}`;
           const other = seen.get(key);
           if (other !== undefined) {
@@ -291,16 +320,17 @@ const crossServiceRules: CrossServiceRule[] = [
     name: "routeUpstreamIsNotTheProxy",
     // A route sent to the proxy's own HTTP(S) port would loop inside Caddy until the client gives up.
     check: ({ proxies, enabled }) =>
-      proxies.slice(0, 1).flatMap((proxy) =>
-        enabled.flatMap((service) =>
+      proxies.slice(0, 1).flatMap((proxy) => {
+        const proxyAddresses = addressesOf(proxy);
+        return enabled.flatMap((service) =>
           service.routes.flatMap((route): Problem[] => {
             const [host, port] = route.upstream.split(":");
-            return addressesOf(proxy).includes(host) && (port === "80" || port === "443")
+            return proxyAddresses.includes(host) && (port === "80" || port === "443")
               ? [{ subject: subjectOfService(service.name), field: `${route.field}.upstream`, message: `${JSON.stringify(route.upstream)} is the reverse proxy itself, so requests would loop; point it at the service behind the proxy (or remove the route)` }]
               : [];
           }),
-        ),
-      ),
+        );
+      }),
   },
   {
     name: "routeUpstreamPortIsFree",
@@ -311,8 +341,8 @@ const crossServiceRules: CrossServiceRule[] = [
           const [host, port] = route.upstream.split(":");
           const target = byAddress.get(host);
           if (!target || target.kind === "caddy") return [];
-          const reserved = [...kindSpecs[target.kind].tcpPorts, target.sshPort];
-          return reserved.includes(Number(port))
+          const taken = Number(port) === target.sshPort || kindSpecs[target.kind].tcpPorts.includes(Number(port));
+          return taken
             ? [{ subject: subjectOfService(service.name), field: `${route.field}.upstream`, message: `port ${port} of service "${target.name}" is taken by its ${Number(port) === target.sshPort ? "SSH server" : `${target.kind} module`}; route to the port the app listens on` }]
             : [];
         }),
@@ -737,8 +767,8 @@ const crossServiceRules: CrossServiceRule[] = [
   {
     name: "noDependencyCycle",
     // Hard edges only: an SSO relation never orders hosts, so it cannot close a cycle (plan.ts).
-    check: ({ enabled, network, byAddress }) => {
-      const cycle = findCycle(enabled, network?.dns_server, byAddress);
+    check: ({ enabled, edges }) => {
+      const cycle = findCycle(enabled, edges);
       if (!cycle) return [];
       const first = cycle[0];
       const steps = cycle.map((edge) => `${edge.from} → ${edge.to} (${edge.reason})`);
@@ -761,9 +791,9 @@ export function crossServiceProblems(raw: unknown, parsed?: Manifest): Problem[]
   return crossServiceCheck(raw, parsed).problems;
 }
 
-/** `crossServiceProblems`, plus every service that passed the schema, resolved (the plan can reuse them). */
-export function crossServiceCheck(raw: unknown, parsed?: Manifest): { problems: Problem[]; services: ResolvedService[] } {
-  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return { problems: [], services: [] };
+/** `crossServiceProblems`, plus what the rules computed (the plan can reuse it). */
+export function crossServiceCheck(raw: unknown, parsed?: Manifest): { problems: Problem[]; checked: CheckedServices } {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) return { problems: [], checked: { services: [], byAddress: new Map(), edges: [] } };
   const root = raw as Record<string, unknown>;
   const networkResult = parsed ? { success: true as const, data: parsed.network } : parseLeniently(networkSchema, root.network);
   const problems: Problem[] = [];
@@ -771,7 +801,35 @@ export function crossServiceCheck(raw: unknown, parsed?: Manifest): { problems: 
   if ("problem" in domain && networkResult.success) problems.push({ subject: "network", field: "domain", message: domain.problem });
   const network: ResolvedNetwork | undefined = networkResult.success && "domain" in domain ? { ...networkResult.data, domain: domain.domain } : undefined;
 
-  // Parse each service on its own, so the services that are valid still take part in the cross checks.
+  const candidates = parseCandidates(root, parsed, network, problems);
+  const services = candidates.flatMap((candidate) => (candidate.service ? [candidate.service] : []));
+  const enabled = services.filter((service) => service.enable);
+  const byAddress = servicesByAddress(services);
+  const context: RuleContext = {
+    root,
+    network,
+    candidates,
+    byName: new Map(candidates.map((candidate) => [candidate.name, candidate])),
+    allNames: candidates.map((candidate) => candidate.name),
+    allParsed: candidates.every((candidate) => candidate.service !== undefined),
+    services,
+    enabled,
+    byAddress,
+    // The context's address map (disabled services too): findCycle drops an edge to a disabled service.
+    edges: inferredEdges(enabled, network?.dns_server, byAddress),
+    proxies: enabled.filter((service) => service.kind === "caddy"),
+    authentiks: enabled.filter((service) => service.kind === "authentik").map((service) => service.name),
+  };
+  for (const rule of crossServiceRules) problems.push(...rule.check(context));
+  return { problems, checked: { services, byAddress, edges: context.edges } };
+}
+
+/**
+ * Every service entry, parsed on its own (so the services that are valid still take part in the cross checks) and
+ * resolved; problems of the entries' names go to `problems`. Taken from `parsed`, the whole manifest's schema result,
+ * when it passed.
+ */
+function parseCandidates(root: Record<string, unknown>, parsed: Manifest | undefined, network: ResolvedNetwork | undefined, problems: Problem[]): Candidate[] {
   const candidates: Candidate[] = [];
   const seenGroup = new Map<string, string>();
   for (const group of serviceGroups) {
@@ -784,30 +842,19 @@ export function crossServiceCheck(raw: unknown, parsed?: Manifest): { problems: 
       // zod's record skips a "__proto__" key without an issue (it would replace the output's prototype), so the
       // service would vanish from the plan silently; JSON.parse does create such a key.
       if (name === "__proto__") problems.push({ subject: subjectOfService(name), field: "", message: `has an invalid name: must be a service name (a-z, 0-9 and inner '-'), got "${name}"` });
-      const fromWhole = parsed && Object.hasOwn(parsed[group], name) ? parsed[group][name] : undefined;
-      const entry = fromWhole ? { success: true as const, data: fromWhole } : parseLeniently(serviceSchema, (entries as Record<string, unknown>)[name]);
-      const service = entry.success && network ? resolveService(name, group, entry.data, network) : undefined;
-      const enabled = entry.success ? entry.data.enable : (entries as Record<string, { enable?: unknown }>)[name]?.enable !== false;
-      candidates.push({ name, group, service, enabled });
+      candidates.push(candidateOf(name, group, (entries as Record<string, unknown>)[name], parsed, network));
     }
   }
-  const services = candidates.flatMap((candidate) => (candidate.service ? [candidate.service] : []));
-  const enabled = services.filter((service) => service.enable);
-  const context: RuleContext = {
-    root,
-    network,
-    candidates,
-    byName: new Map(candidates.map((candidate) => [candidate.name, candidate])),
-    allNames: candidates.map((candidate) => candidate.name),
-    allParsed: candidates.every((candidate) => candidate.service !== undefined),
-    services,
-    enabled,
-    byAddress: servicesByAddress(services),
-    proxies: enabled.filter((service) => service.kind === "caddy"),
-    authentiks: enabled.filter((service) => service.kind === "authentik").map((service) => service.name),
-  };
-  for (const rule of crossServiceRules) problems.push(...rule.check(context));
-  return { problems, services };
+  return candidates;
+}
+
+/** One service entry: from the whole manifest's schema result when it passed, else parsed leniently; then resolved. */
+function candidateOf(name: string, group: Candidate["group"], raw: unknown, parsed: Manifest | undefined, network: ResolvedNetwork | undefined): Candidate {
+  const fromWhole = parsed && Object.hasOwn(parsed[group], name) ? parsed[group][name] : undefined;
+  const entry = fromWhole ? { success: true as const, data: fromWhole } : parseLeniently(serviceSchema, raw);
+  const service = entry.success && network ? resolveService(name, group, entry.data, network) : undefined;
+  const enabled = entry.success ? entry.data.enable : (raw as { enable?: unknown } | undefined)?.enable !== false;
+  return { name, group, service, enabled };
 }
 
 /** Paths of the keys under `value` that name a secret and hold a value (not an empty string or null). */
@@ -840,43 +887,51 @@ export const crossServiceRuleNames = crossServiceRules.map((rule) => rule.name);
  * The first cycle of hard edges found (as its edges, in order), or undefined. An iterative depth-first search, so a
  * dependency chain of any length (10,000 services in a row) never exhausts the call stack.
  */
-function findCycle(enabled: ResolvedService[], dnsServer: string | undefined, byAddress: Map<string, ResolvedService>): Edge[] | undefined {
-  const names = new Set(enabled.map((service) => service.name));
-  const adjacency = new Map<string, Edge[]>();
-  // The context's address map (disabled services too): an edge to a disabled one is dropped below anyway.
-  for (const edge of inferredEdges(enabled, dnsServer, byAddress)) {
-    if (!edge.hard || !names.has(edge.to)) continue;
-    const list = adjacency.get(edge.from) ?? [];
+function findCycle(enabled: ResolvedService[], edges: Edge[]): Edge[] | undefined {
+  // Services by index in name order: the search starts from them in this order, and follows each one's edges in it.
+  const order = [...new Set(enabled.map((service) => service.name))].sort();
+  const indexOf = new Map(order.map((name, index) => [name, index]));
+  // Each service's hard edges to an enabled service: the first one per target, by target.
+  const adjacency: Edge[][] = [];
+  for (const edge of edges) {
+    const from = indexOf.get(edge.from);
+    if (!edge.hard || from === undefined || !indexOf.has(edge.to)) continue;
+    const list = (adjacency[from] ??= []);
     if (!list.some((existing) => existing.to === edge.to)) list.push(edge);
-    adjacency.set(edge.from, list);
   }
-  for (const list of adjacency.values()) list.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
-  const state = new Map<string, "open" | "done">();
-  for (const root of [...names].sort()) {
-    if (state.has(root)) continue;
-    // Each frame: a node and the index of its next edge; `path` holds the edges from the root to the top frame.
-    const frames: Array<{ name: string; next: number }> = [{ name: root, next: 0 }];
+  for (const list of adjacency) if (list && list.length > 1) list.sort((a, b) => (a.to < b.to ? -1 : a.to > b.to ? 1 : 0));
+  const none: Edge[] = [];
+  // 0: not seen, 1: open (on the current path), 2: done.
+  const state = new Uint8Array(order.length);
+  for (let root = 0; root < order.length; root += 1) {
+    if (state[root] !== 0) continue;
+    // The stack of nodes and the index of each one's next edge; `path` holds the edges from the root to the top node.
+    const nodes = [root];
+    const next = [0];
     const path: Edge[] = [];
-    state.set(root, "open");
-    while (frames.length > 0) {
-      const frame = frames[frames.length - 1];
-      const edge = (adjacency.get(frame.name) ?? [])[frame.next];
+    state[root] = 1;
+    while (nodes.length > 0) {
+      const top = nodes.length - 1;
+      const edge = (adjacency[nodes[top]] ?? none)[next[top]];
       if (edge === undefined) {
-        state.set(frame.name, "done");
-        frames.pop();
+        state[nodes[top]] = 2;
+        nodes.pop();
+        next.pop();
         path.pop();
         continue;
       }
-      frame.next += 1;
-      if (state.get(edge.to) === "open") {
+      next[top] += 1;
+      const to = indexOf.get(edge.to)!;
+      if (state[to] === 1) {
         // edge.to is on the current path (an ancestor): the cycle starts at the path's edge leaving it.
         const walk = [...path, edge];
         return walk.slice(walk.findIndex((entry) => entry.from === edge.to));
       }
-      if (!state.has(edge.to)) {
-        state.set(edge.to, "open");
+      if (state[to] === 0) {
+        state[to] = 1;
         path.push(edge);
-        frames.push({ name: edge.to, next: 0 });
+        nodes.push(to);
+        next.push(0);
       }
     }
   }

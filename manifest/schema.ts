@@ -15,23 +15,28 @@ import { defaultSubstituters, defaultTrustedPublicKeys } from "./nix-defaults";
 /** A DNS label: letters, digits and inner hyphens (RFC 1123). */
 const dnsLabelPattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
+/** One or more DNS labels joined by dots (one pattern, no split: it runs for every name of every service). */
+const dnsNamePattern = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
 /** True when `value` is a valid lower-case DNS name (one or more labels, at most 253 characters). */
 export function isDnsName(value: string): boolean {
-  return value.length <= 253 && value.split(".").every((label) => dnsLabelPattern.test(label));
+  return value.length <= 253 && dnsNamePattern.test(value);
 }
+
+/** A number from 0 to 255 without a leading zero. */
+const octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])";
+const ipv4Pattern = new RegExp(`^${octet}\\.${octet}\\.${octet}\\.${octet}$`);
 
 /** True when `value` is a dotted-quad IPv4 address without leading zeros. */
 export function isIpv4(value: string): boolean {
-  const parts = value.split(".");
-  return (
-    parts.length === 4 &&
-    parts.every((part) => /^(0|[1-9][0-9]{0,2})$/.test(part) && Number(part) <= 255)
-  );
+  return ipv4Pattern.test(value);
 }
+
+const hostPortPattern = /^([^:]+):([0-9]{1,5})$/;
 
 /** True when `value` is `host:port` with an IPv4 address or DNS name and a port in 1–65535. */
 export function isHostPort(value: string): boolean {
-  const match = /^([^:]+):([0-9]{1,5})$/.exec(value);
+  const match = hostPortPattern.exec(value);
   if (!match) return false;
   const port = Number(match[2]);
   return (isIpv4(match[1]) || isDnsName(match[1])) && port >= 1 && port <= 65535;

@@ -5,7 +5,7 @@
  */
 import { boundedData } from "./bounds";
 import { ManifestError, type Problem } from "./problems";
-import type { ResolvedService } from "./resolve";
+import type { CheckedServices } from "./resolve";
 import { crossServiceCheck } from "./rules";
 import { issueProblems } from "./schema-issues";
 import { manifestSchema, type Manifest } from "./schema";
@@ -16,10 +16,11 @@ export function validateManifest(raw: unknown, source: string): Manifest {
 }
 
 /**
- * `validateManifest`, also handing over the services the rules resolved, so that `planManifest` (given them as
- * `resolved`) does not resolve every service a second time: the loader's path, linear at 10,000 services.
+ * `validateManifest`, also handing over what the rules computed (the services resolved, their address lookup and
+ * dependency edges), so that `planManifest` (given it as `resolved`) does not compute it a second time: the loader's
+ * path, linear at 10,000 services.
  */
-export function checkManifest(raw: unknown, source: string): { manifest: Manifest; resolved: ResolvedService[] } {
+export function checkManifest(raw: unknown, source: string): { manifest: Manifest; resolved: CheckedServices } {
   // Data from elsewhere than the loader (the program's callers, tests) gets the loader's bound too.
   boundedData(source, raw);
   const problems: Problem[] = [];
@@ -30,7 +31,7 @@ export function checkManifest(raw: unknown, source: string): { manifest: Manifes
   const cross = crossServiceCheck(raw, parsed.success ? parsed.data : undefined);
   problems.push(...cross.problems);
   if (problems.length > 0 || !parsed.success) throw new ManifestError(source, dedupe(problems));
-  return { manifest: parsed.data, resolved: cross.services };
+  return { manifest: parsed.data, resolved: cross.checked };
 }
 
 function dedupe(problems: Problem[]): Problem[] {

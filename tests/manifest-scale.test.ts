@@ -33,7 +33,7 @@ describe("manifest scale benchmark inputs", function () {
     assert.equal(plan.dnsRecords.length, 2 * 1000 - 3);
   });
 
-  it("plans identically from the services validation resolved (the loader's path) and on its own", async () => {
+  it("plans identically from what validation computed (the services resolved, their address lookup and edges: the loader's path) and on its own", async () => {
     const manifests = [
       generateManifest(300),
       ...(await Promise.all(["service-manifest.nix", "examples/seed-homelab.nix", "examples/older-homelab.nix"].map((file) => loadManifestData(path.join(__dirname, "..", "manifest", file))))),
