@@ -12,40 +12,21 @@
 // which the stand-in nixpkgs cannot evaluate (twin/system/nixpkgs).
 import { strict as assert } from "node:assert";
 import { spawn, type ChildProcess } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { loadManifestData } from "../manifest";
 import { renderCopyCommand } from "../components/build/nix-commands";
 import { standInNixpkgsConfig } from "../twin/system";
-import { named, startHomelab, type Homelab } from "./support/twin-homelab";
-import { repoDir } from "./support/real-engine";
+import { engineEvents, named, startHomelab, type Homelab } from "./support/twin-homelab";
+import { builderManifest, exampleHosts } from "./support/twin-build";
 
-const hosts = ["authentik", "caddy", "dns", "guacamole", "homepage", "postgresql", "vaultwarden"];
-
-/** The example homelab with a builder service and no binary cache (the twin has no internet). */
-async function builderManifest(dir: string): Promise<string> {
-  const data = (await loadManifestData(path.join(repoDir, "manifest", "service-manifest.nix"))) as Record<string, any>;
-  data.network.substituters = [];
-  data.network.trusted_public_keys = [];
-  data.core_services.builder = { ip: "192.168.99.20", hostname: "builder.nixmox.lan", vmid: 920, resources: { cores: 2, memory: 4096, disk_gb: 32 } };
-  data.services.homepage.interface.health.checks = [{ type: "tcp", port: 8082 }];
-  cpSync(path.join(repoDir, "manifest", "modules"), path.join(dir, "modules"), { recursive: true });
-  const file = path.join(dir, "manifest.json");
-  writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
-  return file;
-}
+const hosts = exampleHosts;
 
 /** The engine's error and warning diagnostics of a `--json` run, one per line. */
 function diagnostics(stdout: string): string {
-  return stdout.split("\n").flatMap((line) => {
-    try {
-      const event = JSON.parse(line).diagnosticEvent;
-      return event && event.severity !== "info" && event.severity !== "debug" ? [`${event.urn ?? ""} ${event.message}`] : [];
-    } catch {
-      return [];
-    }
-  }).join("\n");
+  return engineEvents(stdout)
+    .flatMap(({ diagnosticEvent: event }) => (event && event.severity !== "info" && event.severity !== "debug" ? [`${event.urn ?? ""} ${event.message}`] : []))
+    .join("\n");
 }
 
 describe("the example homelab with a builder in the twin: build once, copy signed closures, hosts only switch", function () {

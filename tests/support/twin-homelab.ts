@@ -46,19 +46,24 @@ export interface Homelab extends TwinHomelab {
   authentikApi(method: string, apiPath: string): Promise<{ status: number; body: string }>;
 }
 
+/** The engine's events of a `--json` run (one JSON object a line; other lines skipped). */
+export function engineEvents(stdout: string): any[] {
+  return stdout.split("\n").flatMap((line) => {
+    if (!line.startsWith("{")) return [];
+    try {
+      return [JSON.parse(line)];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** Steps of `pulumi up --json`/`refresh --json` events: the ones that did something, "<op> <name>" with the type. */
 export function stepsOfEvents(stdout: string): { steps: Step[]; summary: Record<string, any> | null; failed: string[] } {
   const steps: Step[] = [];
   const failed: string[] = [];
   let summary: Record<string, any> | null = null;
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    let event: any;
-    try {
-      event = JSON.parse(line);
-    } catch {
-      continue;
-    }
+  for (const event of engineEvents(stdout)) {
     const done = event.resOutputsEvent?.metadata;
     if (done && done.op !== "same" && done.op !== "read") steps.push({ op: done.op, urn: done.urn });
     const failure = event.resOpFailedEvent?.metadata;
