@@ -21,6 +21,9 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "nod
 import * as path from "node:path";
 import { startTwinHomelab, type TwinHomelab } from "./homelab";
 import type { Knob } from "./system";
+import { daemonFiles } from "./daemon-files";
+
+export { daemonFiles };
 
 /** What `nixmox twin up` asks the daemon to start. */
 export interface DaemonRequest {
@@ -49,17 +52,6 @@ export interface DaemonInfo {
   deployKey: string;
 }
 
-/** The state folder's files. */
-export function daemonFiles(stateDir: string) {
-  return {
-    request: path.join(stateDir, "request.json"),
-    info: path.join(stateDir, "daemon.json"),
-    error: path.join(stateDir, "error"),
-    log: path.join(stateDir, "daemon.log"),
-    socket: path.join(stateDir, "control.sock"),
-    homelab: path.join(stateDir, "homelab"),
-  };
-}
 
 /** The engine's variables a command needs; the passphrase only as a file (the homelab keeps it in one, mode 0600). */
 const engineVariables = ["PATH", "PULUMI_HOME", "PULUMI_BACKEND_URL", "PULUMI_SKIP_UPDATE_CHECK", "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "PULUMI_NODEJS_TRANSPILE_ONLY", "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "NO_COLOR"];

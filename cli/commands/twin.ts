@@ -25,6 +25,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { request as httpRequest } from "node:http";
 import * as path from "node:path";
 import type { DaemonInfo, DaemonRequest } from "../../twin/daemon";
+import { daemonFiles } from "../../twin/daemon-files";
 import { packageRoot, projectDir } from "../paths";
 import { action, exitCodes, manifestModule, print } from "../run";
 import { offlineLoadOptions, offlineManifest, stackManifestOptions, type ManifestFlags } from "../stack-manifest";
@@ -38,19 +39,8 @@ export function twinStateDir(project: string): string {
   return path.join(path.resolve(project), ".nixmox", "twin");
 }
 
-/** The files of the state folder (twin/daemon.ts writes the same ones). */
-function files(stateDir: string) {
-  return {
-    request: path.join(stateDir, "request.json"),
-    info: path.join(stateDir, "daemon.json"),
-    error: path.join(stateDir, "error"),
-    log: path.join(stateDir, "daemon.log"),
-    socket: path.join(stateDir, "control.sock"),
-    homelab: path.join(stateDir, "homelab"),
-    deployed: path.join(stateDir, "deployed.json"),
-    lock: path.join(stateDir, "lock"),
-  };
-}
+/** The files of the state folder (twin/daemon-files.ts, which twin/daemon.ts writes). */
+const files = daemonFiles;
 
 /** The network namespace prefix of the project's twin: the same folder always gets the same one. */
 export function twinPrefix(stateDir: string): string {
