@@ -5,7 +5,7 @@
 // its process). Needs root (network namespaces, mounts) and the daemons .ci/run installs.
 import { strict as assert } from "node:assert";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { realEngineBin, repoDir } from "./support/real-engine";
@@ -134,6 +134,21 @@ describe("nixmox twin up|fail|down (compiled CLI, real engine, a 3-service manif
     const run = await nixmox(["twin", "up", manifest, "--project-dir", project], project);
     assert.equal(run.status, 1, run.stdout);
     assert.match(run.stdout, /failed: caddy \(192\.168\.99\.10\) at rebuild: .*startup check "startup" \(command\) failed.*rolled back to the previous generation/s);
+  });
+
+  it("down refuses while another twin command (an up that deploys) holds the twin, and removes nothing", async () => {
+    const holder = spawn("sleep", ["60"]);
+    try {
+      writeFileSync(path.join(stateDir, "lock"), `${holder.pid}\n`);
+      const run = await nixmox(["twin", "down", "--project-dir", project], project);
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, new RegExp(`another nixmox twin command \\(pid ${holder.pid}\\) is using .*; wait for it to end, or stop it first; then run \`nixmox twin down\` again \\(nothing was removed\\)`));
+      assert.equal(alive(daemon.pid), true, "the twin still runs");
+      assert.ok(namespacesOf(daemon.prefix).length > 0);
+    } finally {
+      holder.kill();
+      rmSync(path.join(stateDir, "lock"), { force: true });
+    }
   });
 
   it("down stops the twin and leaves no namespace, process or state behind", async () => {

@@ -336,6 +336,14 @@ async function twinDown(flags: { projectDir: string }): Promise<number> {
     print("nixmox twin: no twin here: nothing to remove");
     return exitCodes.ok;
   }
+  // Not while an `up` deploys: its engine would go on writing the stack's state into the folder a new twin makes.
+  if (existsSync(stateDir)) {
+    try {
+      lock(stateDir);
+    } catch (error) {
+      return fail(`${(error as Error).message}, or stop it first; then run \`nixmox twin down\` again (nothing was removed)`);
+    }
+  }
   const { stopped } = await removeTwin(stateDir);
   const left = await namespaces(twinPrefix(stateDir));
   if (left.length > 0) return fail(`could not remove the network namespaces ${left.join(", ")}: remove them with \`ip netns del NAME\``);

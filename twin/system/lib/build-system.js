@@ -260,6 +260,12 @@ if (derivation) {
   for (const unitName of [...kind.units, ...appUnits]) if (!units[unitName]) unit(unitName, { script: "exec sleep infinity" });
 }
 
+// The LDAP and RADIUS outposts' units (nixos/services/authentik-outposts.nix), which the outpost token push restarts
+// once Authentik has made each outpost: placeholders that run until stopped (the ports a check probes get listeners).
+for (const type of ["ldap", "radius"]) {
+  if (data.outposts && data.outposts[type] && !units[`authentik-${type}.service`]) unit(`authentik-${type}.service`, { script: "exec sleep infinity" });
+}
+
 const served = new Set(Object.values(units).flatMap((spec) => spec.ports));
 const checks = hostChecks();
 const omitted = omitCheck === null ? null : checks.find((check) => check.name === omitCheck) ?? fail(`the twin's knob names the check "${omitCheck}", which service "${name}" does not have`);
