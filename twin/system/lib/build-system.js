@@ -286,6 +286,13 @@ for (const check of checks) {
   // A unit a check names and no daemon provides: a placeholder that runs until it is stopped.
   if (check.kind === "systemd" && !units[check.a]) unit(check.a, { script: "exec sleep infinity" });
 }
+// Check helpers NixOS modules install into the system path (`nixmox-openbao-health`, `nixmox-forgejo-sso-check`, …;
+// nixos/services/*.nix): the twin builds no NixOS module, so a stand-in of each probes what stands in for the app,
+// the host's app listeners (a TCP connect), and says so. What the real helpers check is tested with the modules
+// (tests/kinds-apps.test.ts), not here.
+const appPorts = [...new Set(Object.values(data).flatMap((section) => Object.values((section && section.apps) || {}).flatMap((app) => (app && app.listen ? [app.listen.port] : []))))].sort((a, b) => a - b);
+const checkHelpers = [...new Set(checks.filter((check) => check.kind === "command").flatMap((check) => [...check.a.matchAll(/\/run\/current-system\/sw\/bin\/(nixmox-[a-z0-9-]+)/g)].map((match) => match[1])))].sort();
+
 for (const [port, status] of listeners) {
   if (served.has(port)) continue;
   unit(`twin-listen-${port}.service`, { ports: [port], ready: `127.0.0.1 ${port}`, script: `exec ${node} ${systemLib}/listen.js http ${port} ${status}` });
@@ -338,6 +345,18 @@ try {
   fs.chmodSync(path.join(build, "bin", "switch-to-configuration"), 0o555);
   fs.mkdirSync(path.join(build, "sw", "bin"), { recursive: true });
   for (const command of fs.readdirSync("/.twin/system/bin").sort()) fs.symlinkSync(`/.twin/system/bin/${command}`, path.join(build, "sw", "bin", command));
+  for (const helper of checkHelpers) {
+    if (fs.existsSync(path.join(build, "sw", "bin", helper))) continue;
+    const probes = appPorts.map((port) => `(exec 3<>/dev/tcp/127.0.0.1/${port}) 2>/dev/null && { echo "twin stand-in of ${helper}: port ${port} answers"; exit 0; }`);
+    fs.writeFileSync(path.join(build, "sw", "bin", helper), [
+      "#!/bin/bash",
+      `# The twin's stand-in of ${helper}, which a NixOS module installs: it probes this host's app listeners.`,
+      ...probes,
+      `echo "twin stand-in of ${helper}: none of this host's app ports (${appPorts.join(", ") || "none"}) answers" >&2`,
+      "exit 1",
+      "",
+    ].join("\n"), { mode: 0o555 });
+  }
   if (derivation) process.exit(0);
 
   const digest = createHash("sha256");
