@@ -141,6 +141,30 @@ function onPath(name: string): string | null {
   return null;
 }
 
+/**
+ * The environment the real engine runs with against a twin: the engine's folder, then the Node that runs the program
+ * (the language host runs the `node` on PATH); a file backend and engine home under `stateRoot`; no update check, no
+ * plugin download (the world has no route out); bpg (Go) and NixMox's own Proxmox calls (Node) verifying the twin's
+ * certificate, as with nixmox:proxmoxInsecure false. This process's backend, passphrase file and access token are
+ * left out.
+ */
+export function engineEnvironment(options: { engineBin: string; stateRoot: string; passphrase: string; certificateFile: string }): Record<string, string> {
+  const { PULUMI_BACKEND_URL: _backend, PULUMI_CONFIG_PASSPHRASE_FILE: _file, PULUMI_ACCESS_TOKEN: _token, ...inherited } = process.env;
+  return {
+    ...(inherited as Record<string, string>),
+    PATH: [options.engineBin, path.dirname(process.execPath), process.env.PATH ?? ""].join(path.delimiter),
+    PULUMI_HOME: path.join(options.stateRoot, "home"),
+    PULUMI_BACKEND_URL: `file://${path.join(options.stateRoot, "state")}`,
+    PULUMI_CONFIG_PASSPHRASE: options.passphrase,
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_NODEJS_TRANSPILE_ONLY: "true",
+    SSL_CERT_FILE: options.certificateFile,
+    NODE_EXTRA_CA_CERTS: options.certificateFile,
+    NO_COLOR: "1",
+  };
+}
+
 /** Reads `file`, or writes `make()` to it first (mode 0600): what must stay the same from one run to the next. */
 function kept(file: string, make: () => string): string {
   if (!existsSync(file)) writeFileSync(file, make(), { mode: 0o600 });
@@ -178,23 +202,7 @@ export async function startTwinHomelab(options: TwinHomelabOptions): Promise<Twi
     if (!/^main: \//m.test(pulumiYaml)) throw new Error(`${options.projectRoot}/Pulumi.yaml has no \`main: index.ts\` line`);
     writeFileSync(path.join(projectDir, "Pulumi.yaml"), pulumiYaml);
 
-    const { PULUMI_BACKEND_URL: _backend, PULUMI_CONFIG_PASSPHRASE_FILE: _file, PULUMI_ACCESS_TOKEN: _token, ...inherited } = process.env;
-    const env: Record<string, string> = {
-      ...(inherited as Record<string, string>),
-      // The engine, its plugins and the language host beside it, then the node that runs the program (Node 22).
-      PATH: [path.dirname(pulumiBinary), path.dirname(process.execPath), process.env.PATH ?? ""].join(path.delimiter),
-      PULUMI_HOME: path.join(stateDir, "home"),
-      PULUMI_BACKEND_URL: `file://${path.join(stateDir, "state")}`,
-      PULUMI_CONFIG_PASSPHRASE: passphrase,
-      PULUMI_SKIP_UPDATE_CHECK: "true",
-      // The world has no route out: a plugin download could only hang.
-      PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-      PULUMI_NODEJS_TRANSPILE_ONLY: "true",
-      // bpg (Go) and NixMox's own Proxmox calls (Node) verify the twin's certificate, as with nixmox:proxmoxInsecure false.
-      SSL_CERT_FILE: twin.certificateFile,
-      NODE_EXTRA_CA_CERTS: twin.certificateFile,
-      NO_COLOR: "1",
-    };
+    const env = engineEnvironment({ engineBin: path.dirname(pulumiBinary), stateRoot: stateDir, passphrase, certificateFile: twin.certificateFile });
     const pulumiRoot = path.join(stateDir, "engine");
     const wrapper = path.join(pulumiRoot, "bin", "pulumi");
     writeFileSync(wrapper, `#!/bin/sh\n# The real Pulumi CLI inside the twin's world (${twin.world.netns}).\nexec ${twin.command([pulumiBinary]).map((word) => `'${word}'`).join(" ")} "$@"\n`);

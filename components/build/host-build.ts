@@ -19,7 +19,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { renderConfigPayload } from "../config-push";
-import { connectSsh } from "../ssh/connection";
+import { connectTarget } from "../ssh/connection";
 import { shellQuote } from "../ssh/quote";
 import type { SshTarget } from "../ssh/remote-command";
 import { parseBuildResult, renderBuildCommand, renderBuildPayload, type NixCaches } from "./nix-commands";
@@ -100,14 +100,7 @@ function resolveInputs(raw: HostBuildInputs): HostBuildInputs {
 
 /** The host's installed state-version ("25.11"), or null when it has none yet. */
 async function installedStateVersion(inputs: HostBuildInputs): Promise<string | null> {
-  const session = await connectSsh({
-    host: inputs.host.host,
-    port: inputs.host.port,
-    username: inputs.host.user ?? "root",
-    privateKey: inputs.host.privateKey,
-    hostKeys: [inputs.host.hostKey],
-    readyTimeoutMs: 15_000,
-  }).catch((error: Error) => {
+  const session = await connectTarget(inputs.host).catch((error: Error) => {
     throw new Error(`service "${inputs.service}": cannot read the host's installed state-version before its build: ${error.message}`);
   });
   try {

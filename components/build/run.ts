@@ -4,21 +4,15 @@
  * outcome, so the providers do not care which. Node's modules are required inside, local ones imported at the top (the
  * providers that use this are serialized, STYLE.md §15).
  */
-import { connectSsh } from "../ssh/connection";
+import { connectTarget, type ExecResult } from "../ssh/connection";
 import type { SshTarget } from "../ssh/remote-command";
 import { deployKeyAgent, listenDeployKeyAgent } from "./agent";
 
 /** Where a host's system is built: the manifest's builder service, or the controller. */
 export type BuildLocation = { kind: "builder"; service: string; connection: SshTarget } | { kind: "controller" };
 
-export interface RunOutcome {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  connectionLost: boolean;
-}
+/** What a command run on the builder or here gave: the same fields as an SSH command's. */
+export type RunOutcome = ExecResult;
 
 export interface RunOptions {
   stdin: string;
@@ -35,15 +29,7 @@ export async function runAt(location: BuildLocation, command: string, options: R
     const deadline = Date.now() + 60_000;
     for (;;) {
       try {
-        const session = await connectSsh({
-          host: location.connection.host,
-          port: location.connection.port,
-          username: location.connection.user ?? "root",
-          privateKey: location.connection.privateKey,
-          hostKeys: [location.connection.hostKey],
-          readyTimeoutMs: 15_000,
-          ...(options.agentKey === undefined ? {} : { forwardAgent: deployKeyAgent(options.agentKey) }),
-        });
+        const session = await connectTarget(location.connection, options.agentKey === undefined ? {} : { forwardAgent: deployKeyAgent(options.agentKey) });
         try {
           return await session.exec(command, { stdin: options.stdin, timeoutMs: options.timeoutSeconds * 1000 });
         } finally {

@@ -119,6 +119,17 @@ export interface SshSession {
   close(): void;
 }
 
+/**
+ * One pinned connection to a deploy target (components/ssh/remote-command.ts `SshTarget`: root unless `user`, its one
+ * recorded host key), with the 15 s handshake the deploy's commands use; `extra` adds an agent to forward.
+ */
+export function connectTarget(
+  target: { host: string; port: number; user?: string; privateKey: string; hostKey: string },
+  extra: Pick<SshConnectOptions, "forwardAgent"> = {},
+): Promise<SshSession> {
+  return connectSsh({ host: target.host, port: target.port, username: target.user ?? "root", privateKey: target.privateKey, hostKeys: [target.hostKey], readyTimeoutMs: 15_000, ...extra });
+}
+
 export async function connectSsh(options: SshConnectOptions): Promise<SshSession> {
   // Required here, not at module top, so dynamic providers that import this module serialize small.
   const { Client: SshClient } = require("ssh2") as typeof import("ssh2");

@@ -28,7 +28,7 @@
  * The private key is an input only. Node modules are required inside methods (components/ssh/connection.ts).
  */
 import * as pulumi from "@pulumi/pulumi";
-import { connectSsh, isHostKeyMismatch, type SshSession } from "./connection";
+import { connectTarget, isHostKeyMismatch, type SshSession } from "./connection";
 
 /**
  * A read-only command whose output says whether the command's effect is still in place on the host: a refresh
@@ -144,14 +144,7 @@ async function connect(inputs: RemoteCommandInputs): Promise<SshSession> {
   const deadline = Date.now() + inputs.connectTimeoutSeconds * 1000;
   for (;;) {
     try {
-      return await connectSsh({
-        host: inputs.connection.host,
-        port: inputs.connection.port,
-        username: inputs.connection.user ?? "root",
-        privateKey: inputs.connection.privateKey,
-        hostKeys: [inputs.connection.hostKey],
-        readyTimeoutMs: 15_000,
-      });
+      return await connectTarget(inputs.connection);
     } catch (error) {
       if (isHostKeyMismatch(error) || Date.now() + 2000 >= deadline) {
         throw new Error(`service "${inputs.service}": the ${inputs.description} could not connect: ${(error as Error).message}`);
@@ -212,7 +205,7 @@ export const remoteCommandProvider = {
     const { check, connection } = props;
     let session: SshSession;
     try {
-      session = await connectSsh({ host: connection.host, port: connection.port, username: connection.user ?? "root", privateKey: connection.privateKey, hostKeys: [connection.hostKey], readyTimeoutMs: 15_000 });
+      session = await connectTarget(connection);
     } catch {
       return { id, props };
     }

@@ -11,7 +11,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import type { Twin } from "../../twin";
-import { readmeRolePrivileges as readmeRole } from "../../twin/homelab";
+import { engineEnvironment, readmeRolePrivileges as readmeRole } from "../../twin/homelab";
 import { realEngineBin, repoDir } from "./real-engine";
 
 export { repoDir };
@@ -45,22 +45,7 @@ export async function createTwinStack(twin: Twin, fixtureDir: string, stack = "t
   for (const sub of ["project", "state", "home"]) mkdirSync(path.join(root, sub));
   for (const file of readdirSync(fixtureDir)) copyFileSync(path.join(fixtureDir, file), path.join(dir, file));
   symlinkSync(path.join(repoDir, "node_modules"), path.join(dir, "node_modules"));
-  const { PULUMI_BACKEND_URL: _backend, PULUMI_CONFIG_PASSPHRASE_FILE: _file, ...inherited } = process.env;
-  const env: NodeJS.ProcessEnv = {
-    ...inherited,
-    // The engine, then this test's Node 22 (the language host runs the `node` on PATH).
-    PATH: [engineBin(), path.dirname(process.execPath), process.env.PATH ?? ""].join(path.delimiter),
-    PULUMI_HOME: path.join(root, "home"),
-    PULUMI_BACKEND_URL: `file://${path.join(root, "state")}`,
-    PULUMI_CONFIG_PASSPHRASE: "nixmox-twin-test",
-    PULUMI_SKIP_UPDATE_CHECK: "true",
-    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-    PULUMI_NODEJS_TRANSPILE_ONLY: "true",
-    // bpg verifies the twin's certificate (Go reads SSL_CERT_FILE), as a user's provider with `insecure: false`.
-    SSL_CERT_FILE: twin.certificateFile,
-    NODE_EXTRA_CA_CERTS: twin.certificateFile,
-    NO_COLOR: "1",
-  };
+  const env: NodeJS.ProcessEnv = engineEnvironment({ engineBin: engineBin(), stateRoot: root, passphrase: "nixmox-twin-test", certificateFile: twin.certificateFile });
   const pulumi = (args: string[], options: { input?: string; allowFailure?: boolean } = {}) =>
     new Promise<EngineRun>((resolve, reject) => {
       const started = Date.now();
